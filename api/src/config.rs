@@ -1,0 +1,176 @@
+//! The api's settings, read once at start from flags or environment and checked.
+
+use std::net::SocketAddr;
+
+use clap::{ArgAction, Parser};
+use otp_shared::config::{CommonArgs, CommonConfig, ConfigError, required_secret};
+use secrecy::SecretString;
+
+/// WhatsApp OTP gateway: HTTP api.
+#[derive(Parser, Debug)]
+#[command(name = "api", version, about)]
+pub struct ApiArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Public HTTP address.
+    #[arg(long, env = "API_ADDR", default_value = "0.0.0.0:8080")]
+    pub api_addr: SocketAddr,
+    /// Address of `/metrics` and `/healthz` for Prometheus.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9100")]
+    pub metrics_addr: SocketAddr,
+    /// Wrong guesses allowed per code.
+    #[arg(long, env = "OTP_MAX_ATTEMPTS", default_value_t = 3)]
+    pub otp_max_attempts: u32,
+    /// Digits in a code, 4 to 10.
+    #[arg(long, env = "OTP_LENGTH", default_value_t = 6)]
+    pub otp_length: u32,
+    /// HS256 key for tokens (at least 32 bytes).
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Token lifetime, in seconds.
+    #[arg(long, env = "JWT_TTL_SECONDS", default_value_t = 3600)]
+    pub jwt_ttl_seconds: u64,
+    /// `iss` claim of issued tokens; tokens with another issuer are refused.
+    #[arg(long, env = "JWT_ISSUER", default_value = "otp-gateway")]
+    pub jwt_issuer: String,
+    /// Minimum gap between two sends to one phone, in seconds.
+    #[arg(long, env = "RESEND_COOLDOWN_SECONDS", default_value_t = 30)]
+    pub resend_cooldown_seconds: u64,
+    /// Sends of one pending code (the first and the re-sends).
+    #[arg(long, env = "MAX_SENDS_PER_CODE", default_value_t = 5)]
+    pub max_sends_per_code: u32,
+    /// Sends to one phone in any hour.
+    #[arg(long, env = "PHONE_SENDS_PER_HOUR", default_value_t = 10)]
+    pub phone_sends_per_hour: u32,
+    /// Send and verify requests from one client address per minute; 0 turns it off.
+    #[arg(long, env = "IP_REQUESTS_PER_MINUTE", default_value_t = 60)]
+    pub ip_requests_per_minute: u32,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    #[arg(long, env = "TRUST_FORWARDED_FOR", default_value_t = false, action = ArgAction::Set)]
+    pub trust_forwarded_for: bool,
+}
+
+/// Abuse limits, all enforced in Redis so they hold across api replicas.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub resend_cooldown_seconds: u64,
+    pub max_sends_per_code: u32,
+    pub phone_sends_per_hour: u32,
+    pub ip_requests_per_minute: u32,
+    pub trust_forwarded_for: bool,
+}
+
+/// The api's checked settings.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    pub common: CommonConfig,
+    pub api_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub otp_max_attempts: u32,
+    pub otp_length: u32,
+    pub jwt_secret: SecretString,
+    pub jwt_ttl_seconds: u64,
+    pub jwt_issuer: String,
+    pub limits: Limits,
+}
+
+impl ApiArgs {
+    pub fn validate(self) -> Result<ApiConfig, ConfigError> {
+        let common = self.common.validate()?;
+        let jwt_secret = required_secret("JWT_SECRET", self.jwt_secret)?;
+        if !(4..=10).contains(&self.otp_length) {
+            return Err(ConfigError::Invalid {
+                name: "OTP_LENGTH",
+                problem: "must be between 4 and 10",
+            });
+        }
+        for (name, value) in [
+            ("OTP_MAX_ATTEMPTS", self.otp_max_attempts),
+            ("MAX_SENDS_PER_CODE", self.max_sends_per_code),
+            ("PHONE_SENDS_PER_HOUR", self.phone_sends_per_hour),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    name,
+                    problem: "must be at least 1",
+                });
+            }
+        }
+        if self.jwt_ttl_seconds == 0 {
+            return Err(ConfigError::Invalid {
+                name: "JWT_TTL_SECONDS",
+                problem: "must be at least 1",
+            });
+        }
+        Ok(ApiConfig {
+            common,
+            api_addr: self.api_addr,
+            metrics_addr: self.metrics_addr,
+            otp_max_attempts: self.otp_max_attempts,
+            otp_length: self.otp_length,
+            jwt_secret,
+            jwt_ttl_seconds: self.jwt_ttl_seconds,
+            jwt_issuer: self.jwt_issuer,
+            limits: Limits {
+                resend_cooldown_seconds: self.resend_cooldown_seconds,
+                max_sends_per_code: self.max_sends_per_code,
+                phone_sends_per_hour: self.phone_sends_per_hour,
+                ip_requests_per_minute: self.ip_requests_per_minute,
+                trust_forwarded_for: self.trust_forwarded_for,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn parse(extra: &[&str]) -> Result<ApiConfig, ConfigError> {
+        let mut args = vec!["api", "--otp-secret", SECRET];
+        args.extend_from_slice(extra);
+        ApiArgs::try_parse_from(args)
+            .expect("arguments parse")
+            .validate()
+    }
+
+    #[test]
+    fn the_jwt_secret_is_required_and_long() {
+        assert_eq!(parse(&[]).err(), Some(ConfigError::Missing("JWT_SECRET")));
+        assert_eq!(
+            parse(&["--jwt-secret", "short"]).err(),
+            Some(ConfigError::SecretTooShort("JWT_SECRET"))
+        );
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let config = parse(&["--jwt-secret", SECRET]).expect("valid");
+        assert_eq!(config.otp_length, 6);
+        assert_eq!(config.otp_max_attempts, 3);
+        assert_eq!(config.common.otp_ttl_seconds, 300);
+        assert_eq!(config.jwt_ttl_seconds, 3600);
+        assert_eq!(config.limits.resend_cooldown_seconds, 30);
+        assert_eq!(config.limits.max_sends_per_code, 5);
+        assert_eq!(config.limits.phone_sends_per_hour, 10);
+        assert_eq!(config.limits.ip_requests_per_minute, 60);
+        assert!(!config.limits.trust_forwarded_for);
+        assert_eq!(config.api_addr.port(), 8080);
+        assert_eq!(config.metrics_addr.port(), 9100);
+    }
+
+    #[test]
+    fn the_code_length_is_bounded() {
+        for bad in ["3", "11"] {
+            assert!(matches!(
+                parse(&["--jwt-secret", SECRET, "--otp-length", bad]),
+                Err(ConfigError::Invalid {
+                    name: "OTP_LENGTH",
+                    ..
+                })
+            ));
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! Every error the api answers with, mapped once to a status, a stable `code` and the
+//! spec's exact `message`.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("phone missing")]
+    PhoneRequired,
+    #[error("phone invalid")]
+    PhoneInvalid,
+    #[error("code missing")]
+    CodeRequired,
+    #[error("no code for phone")]
+    OtpNotFound,
+    #[error("code expired")]
+    OtpExpired,
+    #[error("wrong code")]
+    OtpInvalid { remaining: u32 },
+    #[error("attempt cap reached")]
+    TooManyAttempts,
+    #[error("rate limited")]
+    RateLimited { retry_after: Duration },
+    /// Redis or RabbitMQ could not take a send request.
+    #[error("send not possible: {0}")]
+    SendUnavailable(String),
+    /// Redis could not answer another request.
+    #[error("dependency unavailable: {0}")]
+    Unavailable(String),
+    #[error("unauthorized")]
+    Unauthorized,
+    #[error("unknown request id")]
+    StatusNotFound,
+    #[error("invalid request body")]
+    InvalidBody,
+    #[error("unsupported content type")]
+    UnsupportedMediaType,
+    #[error("body too large")]
+    PayloadTooLarge,
+    #[error("route not found")]
+    RouteNotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Whole seconds a client should wait, never 0.
+pub fn retry_after_seconds(wait: Duration) -> u64 {
+    wait.as_millis().div_ceil(1000).max(1) as u64
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        use ApiError::*;
+        let (status, code, message) = match self {
+            PhoneRequired => (
+                StatusCode::BAD_REQUEST,
+                "PHONE_REQUIRED",
+                "Please provide phone number",
+            ),
+            PhoneInvalid => (
+                StatusCode::BAD_REQUEST,
+                "PHONE_INVALID",
+                "Invalid phone number format",
+            ),
+            CodeRequired => (
+                StatusCode::BAD_REQUEST,
+                "CODE_REQUIRED",
+                "Please provide OTP code",
+            ),
+            OtpNotFound => (
+                StatusCode::NOT_FOUND,
+                "OTP_NOT_FOUND",
+                "No OTP found for phone",
+            ),
+            OtpExpired => (StatusCode::GONE, "OTP_EXPIRED", "OTP has expired"),
+            OtpInvalid { remaining } => {
+                let noun = if *remaining == 1 {
+                    "attempt"
+                } else {
+                    "attempts"
+                };
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    "OTP_INVALID",
+                    format!("Invalid OTP. {remaining} {noun} remaining"),
+                );
+            }
+            TooManyAttempts => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "TOO_MANY_ATTEMPTS",
+                "Too many failed attempts",
+            ),
+            RateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                "Too many requests, please try again later",
+            ),
+            SendUnavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "Failed to send OTP",
+            ),
+            Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "Service temporarily unavailable",
+            ),
+            Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "Invalid or expired token",
+            ),
+            StatusNotFound => (
+                StatusCode::NOT_FOUND,
+                "REQUEST_NOT_FOUND",
+                "No OTP request with this id",
+            ),
+            InvalidBody => (
+                StatusCode::BAD_REQUEST,
+                "INVALID_REQUEST",
+                "Invalid request body",
+            ),
+            UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "Content-Type must be application/json",
+            ),
+            PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                "Request body too large",
+            ),
+            RouteNotFound => (StatusCode::NOT_FOUND, "NOT_FOUND", "Route not found"),
+            MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                "Method not allowed",
+            ),
+            Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+                "Internal server error",
+            ),
+        };
+        (status, code, message.to_owned())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = self.parts();
+        match &self {
+            ApiError::SendUnavailable(cause) | ApiError::Unavailable(cause) => {
+                tracing::warn!(%cause, "dependency unavailable")
+            }
+            ApiError::Internal(cause) => tracing::error!(%cause, "internal error"),
+            _ => {}
+        }
+        let mut body = json!({"status": "error", "code": code, "message": message});
+        let mut retry_after = None;
+        match self {
+            ApiError::OtpInvalid { remaining } => body["attemptsRemaining"] = json!(remaining),
+            ApiError::RateLimited { retry_after: wait } => {
+                let secs = retry_after_seconds(wait);
+                body["retryAfterSeconds"] = json!(secs);
+                retry_after = Some(secs);
+            }
+            _ => {}
+        }
+        let mut response = (status, Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+impl From<redis::RedisError> for ApiError {
+    fn from(e: redis::RedisError) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempts_are_counted_in_words() {
+        let message = |remaining| ApiError::OtpInvalid { remaining }.parts().2;
+        assert_eq!(message(2), "Invalid OTP. 2 attempts remaining");
+        assert_eq!(message(1), "Invalid OTP. 1 attempt remaining");
+        assert_eq!(message(0), "Invalid OTP. 0 attempts remaining");
+    }
+
+    #[test]
+    fn waits_round_up_to_whole_seconds() {
+        assert_eq!(retry_after_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_seconds(Duration::from_millis(1000)), 1);
+        assert_eq!(retry_after_seconds(Duration::from_millis(1001)), 2);
+        assert_eq!(retry_after_seconds(Duration::ZERO), 1);
+    }
+}

@@ -1,0 +1,105 @@
+//! The api process: takes phone numbers, stores sealed codes in Redis, publishes send
+//! jobs to RabbitMQ, verifies codes and issues session tokens.
+
+pub mod code;
+pub mod config;
+pub mod error;
+pub mod phone;
+pub mod publisher;
+pub mod routes;
+pub mod state;
+pub mod store;
+pub mod token;
+pub mod users;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use otp_shared::keys::{Keys, QueueNames};
+use otp_shared::seal::CodeSealer;
+use otp_shared::status::StatusStore;
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+
+use crate::config::ApiConfig;
+use crate::publisher::Publisher;
+use crate::state::{AppState, HandlerSettings};
+use crate::store::{OtpStore, StorePolicy};
+use crate::token::TokenIssuer;
+use crate::users::UserStore;
+
+/// Why the api could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot reach Redis: {0}")]
+    Redis(#[source] redis::RedisError),
+    #[error("cannot reach RabbitMQ: {0}")]
+    RabbitMq(#[source] publisher::PublishError),
+    #[error("http server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Connects to Redis and RabbitMQ and builds the handlers' state.
+pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
+    phone::PhoneNumber::warm_up();
+    let redis = otp_shared::redis_conn::connect(&config.common.redis_url)
+        .await
+        .map_err(StartError::Redis)?;
+    let queues = QueueNames::new(&config.common.queue_prefix);
+    let publisher = Publisher::connect(&config.common.amqp_url, queues)
+        .await
+        .map_err(StartError::RabbitMq)?;
+    let keys = Keys::new(&config.common.key_prefix);
+    let sealer = Arc::new(CodeSealer::new(
+        config.common.otp_secret.expose_secret().as_bytes(),
+    ));
+    let policy = StorePolicy {
+        ttl: Duration::from_secs(config.common.otp_ttl_seconds),
+        max_attempts: config.otp_max_attempts,
+        limits: config.limits.clone(),
+    };
+    Ok(AppState {
+        store: OtpStore::new(redis.clone(), keys.clone(), sealer, policy),
+        users: UserStore::new(redis.clone(), keys.clone()),
+        statuses: StatusStore::new(redis.clone(), keys),
+        redis,
+        publisher: Arc::new(publisher),
+        tokens: Arc::new(TokenIssuer::new(
+            &config.jwt_secret,
+            &config.jwt_issuer,
+            Duration::from_secs(config.jwt_ttl_seconds),
+        )),
+        settings: Arc::new(HandlerSettings {
+            otp_length: config.otp_length,
+            trust_forwarded_for: config.limits.trust_forwarded_for,
+        }),
+    })
+}
+
+/// Serves the api on `listener` until `shutdown` completes, then finishes the requests
+/// in flight. The binary and the tests both start the api through here.
+pub async fn run(
+    config: ApiConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let state = build_state(&config).await?;
+    let queues = state.publisher.queues();
+    tracing::info!(
+        addr = ?listener.local_addr().ok(),
+        send_queue = %queues.send,
+        dead_letter_queue = %queues.dead,
+        key_prefix = %config.common.key_prefix,
+        "api listening"
+    );
+    let app = routes::router(state);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(StartError::Serve)
+}

@@ -1,0 +1,49 @@
+-- Accepts a send request for one phone, atomically: checks the cooldown and the
+-- hourly cap, then re-sends the pending code or stores a new one, and marks the
+-- request queued. Returns {kind, code_id, ms}: kind 'new' or 'resend' with the code's
+-- remaining lifetime, or 'limited' with the wait before another send may be accepted.
+-- KEYS: 1 code record, 2 cooldown, 3 phone's send times, 4 request status
+-- ARGV: 1 new code_id, 2 mac, 3 sealed, 4 ttl ms, 5 record grace ms, 6 cooldown ms,
+--       7 max sends per code, 8 sends per phone per hour, 9 request id, 10 status ttl s
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local hour_ms = 3600000
+
+local wait = redis.call('PTTL', KEYS[2])
+if wait > 0 then
+  return {'limited', '', wait}
+end
+
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - hour_ms)
+if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[8]) then
+  local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+  return {'limited', '', math.max(1, tonumber(oldest[2]) + hour_ms - now)}
+end
+
+local rec = redis.call('HMGET', KEYS[1], 'code_id', 'sealed', 'expires_at', 'sends')
+local kind, code_id, expires_at
+if rec[1] and rec[2] and tonumber(rec[3]) > now then
+  expires_at = tonumber(rec[3])
+  if tonumber(rec[4]) >= tonumber(ARGV[7]) then
+    return {'limited', '', expires_at - now}
+  end
+  redis.call('HINCRBY', KEYS[1], 'sends', 1)
+  kind, code_id = 'resend', rec[1]
+else
+  expires_at = now + tonumber(ARGV[4])
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 'code_id', ARGV[1], 'mac', ARGV[2], 'sealed', ARGV[3],
+    'expires_at', expires_at, 'attempts', 0, 'sends', 1)
+  redis.call('PEXPIREAT', KEYS[1], expires_at + tonumber(ARGV[5]))
+  kind, code_id = 'new', ARGV[1]
+end
+
+if tonumber(ARGV[6]) > 0 then
+  redis.call('SET', KEYS[2], ARGV[9], 'PX', ARGV[6])
+end
+redis.call('ZADD', KEYS[3], now, ARGV[9])
+redis.call('PEXPIRE', KEYS[3], hour_ms)
+-- Field names as in otp_shared::status::fields.
+redis.call('HSET', KEYS[4], 'status', 'queued', 'attempts', 0, 'updated_at', now)
+redis.call('EXPIRE', KEYS[4], ARGV[10])
+return {kind, code_id, expires_at - now}

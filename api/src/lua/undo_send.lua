@@ -1,0 +1,17 @@
+-- Takes back what send.lua did for a request whose job could not be published, so a
+-- failed request leaves no code without a job and costs the user no rate limit.
+-- KEYS: 1 code record, 2 cooldown, 3 phone's send times, 4 request status
+-- ARGV: 1 kind ('new' or 'resend'), 2 code_id, 3 request id
+if redis.call('HGET', KEYS[1], 'code_id') == ARGV[2] then
+  if ARGV[1] == 'new' then
+    redis.call('DEL', KEYS[1])
+  else
+    redis.call('HINCRBY', KEYS[1], 'sends', -1)
+  end
+end
+if redis.call('GET', KEYS[2]) == ARGV[3] then
+  redis.call('DEL', KEYS[2])
+end
+redis.call('ZREM', KEYS[3], ARGV[3])
+redis.call('DEL', KEYS[4])
+return 1

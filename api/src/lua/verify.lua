@@ -1,0 +1,41 @@
+-- Checks a guess in one atomic step: found? locked? expired? equal (constant time)?
+-- A right guess deletes the code, so it verifies once; a wrong one counts, and the
+-- guess that reaches the cap removes the code. Returns {outcome, attempts remaining}.
+-- KEYS: 1 code record
+-- ARGV: 1 mac of the guess, 2 max attempts
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local rec = redis.call('HMGET', KEYS[1], 'mac', 'expires_at', 'locked')
+if not rec[2] then
+  return {'not_found', 0}
+end
+if rec[3] then
+  return {'locked', 0}
+end
+if tonumber(rec[2]) <= now then
+  return {'expired', 0}
+end
+if not rec[1] then
+  return {'not_found', 0}
+end
+
+local stored, given = rec[1], ARGV[1]
+local diff = 0
+if #stored ~= #given then
+  diff = 1
+end
+for i = 1, #stored do
+  diff = bit.bor(diff, bit.bxor(string.byte(stored, i), string.byte(given, i) or 0))
+end
+if diff == 0 then
+  redis.call('DEL', KEYS[1])
+  return {'ok', 0}
+end
+
+local remaining = tonumber(ARGV[2]) - redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+if remaining <= 0 then
+  redis.call('HDEL', KEYS[1], 'mac', 'sealed')
+  redis.call('HSET', KEYS[1], 'locked', 1)
+  remaining = 0
+end
+return {'wrong', remaining}

@@ -1,0 +1,121 @@
+//! Publishes send jobs: persistent messages on the durable send queue, each confirmed
+//! by the broker before the request is answered. Reconnects on the next publish after
+//! the connection is lost, so the api recovers by itself when RabbitMQ returns.
+
+use std::time::Duration;
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Channel, Connection};
+use otp_shared::job::SendJob;
+use otp_shared::keys::QueueNames;
+use tokio::sync::Mutex;
+
+/// Longest wait for a connection, or for the broker to confirm one message.
+const BROKER_TIMEOUT: Duration = Duration::from_secs(3);
+/// AMQP delivery mode that makes a message survive a broker restart.
+const PERSISTENT: u8 = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("rabbitmq: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("rabbitmq did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("rabbitmq refused the job (nack or unroutable)")]
+    Refused,
+}
+
+struct Link {
+    /// Kept so the connection lives as long as its channel.
+    _connection: Connection,
+    channel: Channel,
+}
+
+pub struct Publisher {
+    amqp_url: String,
+    queues: QueueNames,
+    link: Mutex<Option<Link>>,
+}
+
+impl Publisher {
+    /// Connects at once, so a wrong URL or a missing broker is reported at start.
+    pub async fn connect(amqp_url: &str, queues: QueueNames) -> Result<Self, PublishError> {
+        let publisher = Self {
+            amqp_url: amqp_url.to_owned(),
+            queues,
+            link: Mutex::new(None),
+        };
+        publisher.channel().await?;
+        Ok(publisher)
+    }
+
+    pub fn queues(&self) -> &QueueNames {
+        &self.queues
+    }
+
+    /// Whether the broker link is up now (for readiness).
+    pub async fn is_connected(&self) -> bool {
+        self.channel().await.is_ok()
+    }
+
+    async fn channel(&self) -> Result<Channel, PublishError> {
+        let mut link = self.link.lock().await;
+        if let Some(l) = link.as_ref().filter(|l| l.channel.status().connected()) {
+            return Ok(l.channel.clone());
+        }
+        *link = None;
+        let fresh = tokio::time::timeout(BROKER_TIMEOUT, self.open())
+            .await
+            .map_err(|_| PublishError::Timeout(BROKER_TIMEOUT))??;
+        let channel = fresh.channel.clone();
+        *link = Some(fresh);
+        Ok(channel)
+    }
+
+    async fn open(&self) -> Result<Link, PublishError> {
+        let connection = otp_shared::amqp::connect(&self.amqp_url, "otp-api").await?;
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        otp_shared::amqp::declare_queues(&channel, &self.queues).await?;
+        tracing::info!(queue = %self.queues.send, "connected to rabbitmq");
+        Ok(Link {
+            _connection: connection,
+            channel,
+        })
+    }
+
+    /// Publishes one job and waits for the broker's confirm.
+    pub async fn publish(&self, job: &SendJob) -> Result<(), PublishError> {
+        let channel = self.channel().await?;
+        let properties = BasicProperties::default()
+            .with_delivery_mode(PERSISTENT)
+            .with_content_type("application/json".into())
+            .with_message_id(job.request_id.to_string().into());
+        let payload = job.encode();
+        let confirm = tokio::time::timeout(BROKER_TIMEOUT, async {
+            channel
+                .basic_publish(
+                    "".into(),
+                    self.queues.send.as_str().into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    &payload,
+                    properties,
+                )
+                .await?
+                .await
+        })
+        .await
+        .map_err(|_| PublishError::Timeout(BROKER_TIMEOUT))??;
+        // A returned message was acked but routed nowhere: as good as lost.
+        if confirm.is_ack() && confirm.take_message().is_none() {
+            Ok(())
+        } else {
+            Err(PublishError::Refused)
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! The HTTP surface: routes, the JSON body extractor, the client-address limit, and
+//! the answers for unknown routes and methods.
+
+mod health;
+mod otp;
+mod session;
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Largest accepted request body; the real ones are well under 1 KiB.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    let limited = Router::new()
+        .route("/api/auth/send-otp", post(otp::send_otp))
+        .route("/api/auth/verify-otp", post(otp::verify_otp))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            limit_client_requests,
+        ));
+    Router::new()
+        .merge(limited)
+        .route("/api/auth/otp-status/{request_id}", get(otp::otp_status))
+        .route("/api/auth/me", get(session::me))
+        .route("/api/auth/logout", post(session::logout))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(|| async { ApiError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal("handler panicked".into()).into_response()
+        }))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let request_id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id)
+            }),
+        )
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            axum::http::header::AUTHORIZATION,
+        ]))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+/// A JSON body whose every rejection is answered with the spec's error body.
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::UnsupportedMediaType),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::PayloadTooLarge),
+            Err(_) => Err(ApiError::InvalidBody),
+        }
+    }
+}
+
+/// The client address a request counts against: the socket's peer, or with
+/// `TRUST_FORWARDED_FOR` the last `X-Forwarded-For` entry, the one our own proxy added
+/// (earlier entries are whatever the client chose to send).
+fn client_address(req: &Request, trust_forwarded_for: bool) -> Option<String> {
+    if trust_forwarded_for {
+        let forwarded = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .rfind(|v| v.parse::<std::net::IpAddr>().is_ok());
+        if let Some(addr) = forwarded {
+            return Some(addr.to_owned());
+        }
+    }
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_string())
+}
+
+async fn limit_client_requests(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if let Some(addr) = client_address(&req, state.settings.trust_forwarded_for) {
+        if let Some(wait) = state.store.count_client_request(&addr).await? {
+            return Err(ApiError::RateLimited { retry_after: wait });
+        }
+    }
+    Ok(next.run(req).await)
+}

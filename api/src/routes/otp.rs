@@ -1,0 +1,174 @@
+//! Sending a code, verifying it, and reading a send's delivery status.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use otp_shared::job::SendJob;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+use super::ApiJson;
+use crate::error::ApiError;
+use crate::phone::PhoneNumber;
+use crate::state::AppState;
+use crate::store::{SendDecision, VerifyOutcome};
+
+/// Fields are loose JSON so that a missing, empty or mistyped value each gets its own
+/// spec error rather than a generic "invalid body".
+#[derive(Deserialize)]
+pub struct SendOtpBody {
+    phone: Option<Value>,
+}
+
+#[derive(Deserialize)]
+pub struct VerifyOtpBody {
+    phone: Option<Value>,
+    code: Option<Value>,
+}
+
+fn required_phone(value: Option<Value>) -> Result<PhoneNumber, ApiError> {
+    match value {
+        None | Some(Value::Null) => Err(ApiError::PhoneRequired),
+        Some(Value::String(s)) if s.trim().is_empty() => Err(ApiError::PhoneRequired),
+        Some(Value::String(s)) => PhoneNumber::parse(&s).map_err(|_| ApiError::PhoneInvalid),
+        Some(_) => Err(ApiError::PhoneInvalid),
+    }
+}
+
+fn required_code(value: Option<Value>) -> Result<String, ApiError> {
+    match value {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
+        _ => Err(ApiError::CodeRequired),
+    }
+}
+
+/// "5 minutes", "1 minute", "4 minutes 47 seconds", "30 seconds".
+pub fn describe_duration(total_seconds: u64) -> String {
+    let plural = |n: u64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    let (minutes, seconds) = (total_seconds / 60, total_seconds % 60);
+    match (minutes, seconds) {
+        (0, s) => plural(s, "second"),
+        (m, 0) => plural(m, "minute"),
+        (m, s) => format!("{} {}", plural(m, "minute"), plural(s, "second")),
+    }
+}
+
+pub async fn send_otp(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<SendOtpBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let phone = required_phone(body.phone)?;
+    let code = crate::code::generate(state.settings.otp_length)
+        .map_err(|e| ApiError::Internal(format!("random source: {e}")))?;
+    let decision = state
+        .store
+        .begin_send(&phone, &code)
+        .await
+        .map_err(|e| ApiError::SendUnavailable(e.to_string()))?;
+    let send = match decision {
+        SendDecision::Limited { retry_after } => return Err(ApiError::RateLimited { retry_after }),
+        SendDecision::Accepted(send) => send,
+    };
+    let job = SendJob::new(
+        send.request_id,
+        send.code_id,
+        phone.as_str().to_owned(),
+        otp_shared::now_ms(),
+    );
+    if let Err(publish_error) = state.publisher.publish(&job).await {
+        if let Err(undo_error) = state.store.undo_send(&phone, &send).await {
+            tracing::error!(request_id = %send.request_id, %undo_error, "could not undo a send whose job was not published");
+        }
+        return Err(ApiError::SendUnavailable(publish_error.to_string()));
+    }
+    tracing::info!(request_id = %send.request_id, kind = ?send.kind, "send accepted");
+    let expires_in = send.expires_in.as_secs_f64().round() as u64;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "status": "success",
+            "requestId": send.request_id,
+            "phone": phone.as_str(),
+            "expiresIn": describe_duration(expires_in),
+            "expiresInSeconds": expires_in,
+        })),
+    ))
+}
+
+pub async fn verify_otp(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<VerifyOtpBody>,
+) -> Result<Json<Value>, ApiError> {
+    let phone = required_phone(body.phone)?;
+    let code = required_code(body.code)?;
+    match state.store.verify(&phone, &code).await? {
+        VerifyOutcome::Verified => {}
+        VerifyOutcome::NotFound => return Err(ApiError::OtpNotFound),
+        VerifyOutcome::Expired => return Err(ApiError::OtpExpired),
+        VerifyOutcome::Locked => return Err(ApiError::TooManyAttempts),
+        VerifyOutcome::Wrong { remaining } => return Err(ApiError::OtpInvalid { remaining }),
+    }
+    let (user, is_new) = state.users.login(&phone).await?;
+    let (token, claims) = state
+        .tokens
+        .issue(&user.id, &user.phone)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    state
+        .users
+        .open_session(&claims.jti, &user.id, state.tokens.ttl())
+        .await?;
+    tracing::info!(user_id = %user.id, is_new, "code verified");
+    Ok(Json(json!({
+        "status": "success",
+        "verified": true,
+        "token": token,
+        "isNewUser": is_new,
+        "user": { "id": user.id, "phone": user.phone, "createdAt": user.created_at },
+    })))
+}
+
+pub async fn otp_status(
+    State(state): State<AppState>,
+    Path(request_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let request_id = Uuid::parse_str(&request_id).map_err(|_| ApiError::StatusNotFound)?;
+    let record = state
+        .statuses
+        .get(&request_id.to_string())
+        .await?
+        .ok_or(ApiError::StatusNotFound)?;
+    let updated_at =
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(record.updated_at_ms) * 1_000_000)
+            .ok()
+            .and_then(|t| t.format(&Rfc3339).ok());
+    let mut body = json!({
+        "requestId": request_id,
+        "status": record.state,
+        "attempts": record.attempts,
+        "updatedAt": updated_at,
+    });
+    if let Some(reason) = record.reason {
+        body["reason"] = json!(reason);
+    }
+    if let Some(info) = record.info {
+        body["info"] = json!(info);
+    }
+    Ok(Json(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_duration;
+
+    #[test]
+    fn lifetimes_read_as_words() {
+        assert_eq!(describe_duration(300), "5 minutes");
+        assert_eq!(describe_duration(60), "1 minute");
+        assert_eq!(describe_duration(287), "4 minutes 47 seconds");
+        assert_eq!(describe_duration(1), "1 second");
+        assert_eq!(describe_duration(45), "45 seconds");
+    }
+}

@@ -1,0 +1,100 @@
+//! The send job: the versioned contract between the api (publisher) and the worker.
+//! It never carries the code itself, only which stored code to send.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The job version this build writes and reads.
+pub const JOB_VERSION: u32 = 1;
+
+/// One request to deliver the pending code of a phone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SendJob {
+    /// Always [`JOB_VERSION`]; another value is a job this build cannot read.
+    pub v: u32,
+    /// Identifies this send (status, de-duplication).
+    pub request_id: Uuid,
+    /// The stored code this job is for; if the phone's code has changed, the job is dropped.
+    pub code_id: Uuid,
+    /// E.164 digits without `+`.
+    pub phone: String,
+    /// When the api accepted the request, Unix milliseconds.
+    pub accepted_at_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("job is not valid JSON of the expected shape: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("unknown job version {0}")]
+    UnknownVersion(u32),
+}
+
+impl JobError {
+    /// A short, stable reason for dead-letter headers and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            JobError::Malformed(_) => "malformed job",
+            JobError::UnknownVersion(_) => "unknown job version",
+        }
+    }
+}
+
+impl SendJob {
+    pub fn new(request_id: Uuid, code_id: Uuid, phone: String, accepted_at_ms: u64) -> Self {
+        Self {
+            v: JOB_VERSION,
+            request_id,
+            code_id,
+            phone,
+            accepted_at_ms,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        // A struct of strings and integers always serialises.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, JobError> {
+        let job: SendJob = serde_json::from_slice(bytes)?;
+        if job.v != JOB_VERSION {
+            return Err(JobError::UnknownVersion(job.v));
+        }
+        Ok(job)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_survives_the_round_trip() {
+        let job = SendJob::new(Uuid::new_v4(), Uuid::new_v4(), "919876543210".into(), 42);
+        assert_eq!(SendJob::decode(&job.encode()).ok(), Some(job));
+    }
+
+    #[test]
+    fn an_unknown_version_is_refused() {
+        let mut job = SendJob::new(Uuid::new_v4(), Uuid::new_v4(), "1".into(), 0);
+        job.v = 2;
+        assert!(matches!(
+            SendJob::decode(&job.encode()),
+            Err(JobError::UnknownVersion(2))
+        ));
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        assert!(matches!(
+            SendJob::decode(b"{not json"),
+            Err(JobError::Malformed(_))
+        ));
+        assert!(matches!(
+            SendJob::decode(br#"{"v":1}"#),
+            Err(JobError::Malformed(_))
+        ));
+    }
+}

@@ -1,0 +1,19 @@
+//! What the api and the worker agree on: the send job, the Redis key layout, how a
+//! code is sealed, delivery status records, queue topology and telemetry set-up.
+
+pub mod amqp;
+pub mod config;
+pub mod job;
+pub mod keys;
+pub mod redis_conn;
+pub mod seal;
+pub mod shutdown;
+pub mod status;
+pub mod telemetry;
+
+/// Milliseconds since the Unix epoch, by this machine's clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,159 @@
+//! The worker's settings, read once at start from flags or environment and checked.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use otp_shared::config::{CommonArgs, CommonConfig, ConfigError, required};
+use secrecy::SecretString;
+
+/// WhatsApp OTP gateway: delivery worker.
+#[derive(Parser, Debug)]
+#[command(name = "worker", version, about)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// WATI API base URL, e.g. `https://live-mt-server.wati.io/12345` (may carry a path).
+    #[arg(long, env = "WATI_BASE_URL")]
+    pub wati_base_url: Option<String>,
+    /// WATI API key, sent as `Authorization: Bearer <key>`.
+    #[arg(long, env = "WATI_API_KEY", hide_env_values = true)]
+    pub wati_api_key: Option<String>,
+    /// Approved template with one parameter named `otp`.
+    #[arg(long, env = "WATI_TEMPLATE_NAME", default_value = "login_otp")]
+    pub wati_template_name: String,
+    /// Longest wait for one WATI call, in milliseconds.
+    #[arg(long, env = "WATI_TIMEOUT_MS", default_value_t = 10_000)]
+    pub wati_timeout_ms: u64,
+    /// Address of `/metrics` and `/healthz` for Prometheus.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9101")]
+    pub metrics_addr: SocketAddr,
+    /// Jobs one worker handles at once (also its RabbitMQ prefetch).
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 64)]
+    pub worker_concurrency: u16,
+    /// First retry delay after a transient WATI failure, in milliseconds.
+    #[arg(long, env = "RETRY_BASE_DELAY_MS", default_value_t = 500)]
+    pub retry_base_delay_ms: u64,
+    /// Longest retry delay, in milliseconds.
+    #[arg(long, env = "RETRY_MAX_DELAY_MS", default_value_t = 30_000)]
+    pub retry_max_delay_ms: u64,
+    /// After SIGTERM, how long in-flight jobs may take before the worker exits anyway
+    /// (unfinished jobs go back to the queue).
+    #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    pub shutdown_grace_seconds: u64,
+}
+
+/// How to reach WATI.
+#[derive(Clone, Debug)]
+pub struct WatiConfig {
+    pub base_url: String,
+    pub api_key: SecretString,
+    pub template_name: String,
+    pub timeout: Duration,
+}
+
+/// Delays between attempts after a transient failure.
+#[derive(Clone, Debug)]
+pub struct RetryConfig {
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+/// The worker's checked settings.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    pub common: CommonConfig,
+    pub wati: WatiConfig,
+    pub retry: RetryConfig,
+    pub metrics_addr: SocketAddr,
+    pub concurrency: u16,
+    pub shutdown_grace: Duration,
+}
+
+impl WorkerArgs {
+    pub fn validate(self) -> Result<WorkerConfig, ConfigError> {
+        let common = self.common.validate()?;
+        let base_url = required("WATI_BASE_URL", self.wati_base_url)?;
+        let parsed = reqwest::Url::parse(&base_url).map_err(|_| ConfigError::Invalid {
+            name: "WATI_BASE_URL",
+            problem: "is not a URL",
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(ConfigError::Invalid {
+                name: "WATI_BASE_URL",
+                problem: "must be http or https",
+            });
+        }
+        let api_key = required("WATI_API_KEY", self.wati_api_key)?;
+        if self.worker_concurrency == 0 {
+            return Err(ConfigError::Invalid {
+                name: "WORKER_CONCURRENCY",
+                problem: "must be at least 1",
+            });
+        }
+        if self.retry_base_delay_ms == 0 || self.retry_max_delay_ms < self.retry_base_delay_ms {
+            return Err(ConfigError::Invalid {
+                name: "RETRY_MAX_DELAY_MS",
+                problem: "must be at least RETRY_BASE_DELAY_MS, which must be at least 1",
+            });
+        }
+        Ok(WorkerConfig {
+            common,
+            wati: WatiConfig {
+                base_url: base_url.trim_end_matches('/').to_owned(),
+                api_key: SecretString::from(api_key),
+                template_name: self.wati_template_name,
+                timeout: Duration::from_millis(self.wati_timeout_ms.max(1)),
+            },
+            retry: RetryConfig {
+                base_delay: Duration::from_millis(self.retry_base_delay_ms),
+                max_delay: Duration::from_millis(self.retry_max_delay_ms),
+            },
+            metrics_addr: self.metrics_addr,
+            concurrency: self.worker_concurrency,
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Result<WorkerConfig, ConfigError> {
+        let mut args = vec!["worker", "--otp-secret", "0123456789abcdef0123456789abcdef"];
+        args.extend_from_slice(extra);
+        WorkerArgs::try_parse_from(args)
+            .expect("arguments parse")
+            .validate()
+    }
+
+    #[test]
+    fn wati_settings_are_required_and_named() {
+        assert_eq!(
+            parse(&[]).err().map(|e| e.to_string()).as_deref(),
+            Some("WATI_BASE_URL not configured")
+        );
+        assert_eq!(
+            parse(&["--wati-base-url", "http://wati.test/123"])
+                .err()
+                .map(|e| e.to_string())
+                .as_deref(),
+            Some("WATI_API_KEY not configured")
+        );
+    }
+
+    #[test]
+    fn the_base_url_keeps_its_path_prefix() {
+        let config = parse(&[
+            "--wati-base-url",
+            "https://live-mt-server.wati.io/12345/",
+            "--wati-api-key",
+            "k",
+        ])
+        .expect("valid");
+        assert_eq!(config.wati.base_url, "https://live-mt-server.wati.io/12345");
+        assert_eq!(config.wati.template_name, "login_otp");
+        assert_eq!(config.metrics_addr.port(), 9101);
+    }
+}

@@ -1,0 +1,264 @@
+//! The consumer loop: receives jobs with a bounded number in flight, hands each to the
+//! processor, acks only final outcomes, dead-letters what cannot succeed, drains on
+//! shutdown, and reconnects with capped backoff when RabbitMQ goes away.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection};
+use otp_shared::amqp::DEAD_REASON_HEADER;
+use otp_shared::job::SendJob;
+use otp_shared::keys::QueueNames;
+use tokio::sync::{Semaphore, watch};
+
+use crate::process::{Outcome, Processor};
+
+/// Pause before a job that hit a Redis error goes back to the queue, so an outage
+/// does not turn into a tight redelivery loop.
+const REQUEUE_PAUSE: Duration = Duration::from_secs(1);
+
+/// Why a session on a link ended other than by shutdown.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("rabbitmq: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("the broker closed the consumer")]
+    ConsumerClosed,
+    #[error("the broker refused the dead letter")]
+    DeadLetterRefused,
+}
+
+/// What the consumer needs besides the processor.
+pub struct ConsumerSettings {
+    pub amqp_url: String,
+    pub queues: QueueNames,
+    pub concurrency: u16,
+    pub shutdown_grace: Duration,
+}
+
+/// A live link to RabbitMQ: the consuming channel and a confirmed channel for dead letters.
+pub struct Link {
+    connection: Connection,
+    jobs: Channel,
+    dead_letters: Channel,
+}
+
+pub async fn connect(settings: &ConsumerSettings) -> lapin::Result<Link> {
+    let connection = otp_shared::amqp::connect(&settings.amqp_url, "otp-worker").await?;
+    let jobs = connection.create_channel().await?;
+    otp_shared::amqp::declare_queues(&jobs, &settings.queues).await?;
+    jobs.basic_qos(settings.concurrency, BasicQosOptions::default())
+        .await?;
+    let dead_letters = connection.create_channel().await?;
+    dead_letters
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    Ok(Link {
+        connection,
+        jobs,
+        dead_letters,
+    })
+}
+
+/// Consumes until `shutdown` turns true, reconnecting whenever the link drops.
+pub async fn run(
+    settings: Arc<ConsumerSettings>,
+    processor: Arc<Processor>,
+    first_link: Link,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let reconnect_delays = || {
+        ExponentialBuilder::new()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(10))
+            .with_jitter()
+            .without_max_times()
+            .build()
+    };
+    let mut delays = reconnect_delays();
+    let mut link = Some(first_link);
+    loop {
+        if let Some(live) = link.take() {
+            delays = reconnect_delays();
+            match consume(&settings, &processor, live, &mut shutdown).await {
+                Ok(()) => return,
+                Err(e) => tracing::warn!(error = %e, "lost the link to rabbitmq; reconnecting"),
+            }
+        }
+        let delay = delays.next().unwrap_or(Duration::from_secs(10));
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = shutdown.wait_for(|stopping| *stopping) => return,
+        }
+        match connect(&settings).await {
+            Ok(fresh) => {
+                tracing::info!("reconnected to rabbitmq");
+                link = Some(fresh);
+            }
+            Err(e) => tracing::warn!(error = %e, "rabbitmq still unreachable"),
+        }
+    }
+}
+
+/// One session on one link. `Ok` when stopped by shutdown, `Err` when the link broke.
+async fn consume(
+    settings: &ConsumerSettings,
+    processor: &Arc<Processor>,
+    link: Link,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), LinkError> {
+    let mut consumer = link
+        .jobs
+        .basic_consume(
+            settings.queues.send.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    tracing::info!(queue = %settings.queues.send, "consuming");
+    let in_flight = Arc::new(Semaphore::new(usize::from(settings.concurrency)));
+    let broken = loop {
+        let permit = tokio::select! {
+            permit = in_flight.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break None,
+            },
+            _ = shutdown.wait_for(|stopping| *stopping) => break None,
+        };
+        let delivery = tokio::select! {
+            delivery = consumer.next() => delivery,
+            _ = shutdown.wait_for(|stopping| *stopping) => break None,
+        };
+        match delivery {
+            Some(Ok(delivery)) => {
+                let processor = processor.clone();
+                let dead_letters = link.dead_letters.clone();
+                let dead_queue = settings.queues.dead.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    handle(delivery, &processor, &dead_letters, &dead_queue, &shutdown).await;
+                    drop(permit);
+                });
+            }
+            Some(Err(e)) => break Some(LinkError::Broker(e)),
+            None => break Some(LinkError::ConsumerClosed),
+        }
+    };
+    if let Some(e) = broken {
+        return Err(e);
+    }
+    // Stop receiving, let the jobs in flight finish, then leave: whatever is still
+    // unacked goes back to the queue when the connection closes.
+    let _ = link
+        .jobs
+        .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+        .await;
+    let all = u32::from(settings.concurrency);
+    match tokio::time::timeout(settings.shutdown_grace, in_flight.acquire_many(all)).await {
+        Ok(_) => tracing::info!("in-flight jobs finished"),
+        Err(_) => tracing::warn!("shutdown grace period over; unfinished jobs return to the queue"),
+    }
+    let _ = link.connection.close(200, "worker stopping".into()).await;
+    Ok(())
+}
+
+/// What to do with a message once its job is over.
+enum Disposition {
+    Ack,
+    DeadLetter(String),
+    Requeue,
+}
+
+async fn handle(
+    delivery: Delivery,
+    processor: &Processor,
+    dead_letters: &Channel,
+    dead_queue: &str,
+    shutdown: &watch::Receiver<bool>,
+) {
+    let disposition = match SendJob::decode(&delivery.data) {
+        Err(e) => {
+            tracing::warn!(reason = e.reason(), "unreadable message");
+            Disposition::DeadLetter(e.reason().to_owned())
+        }
+        Ok(job) => match processor.process(&job).await {
+            Outcome::Sent | Outcome::Expired | Outcome::Dropped { .. } => Disposition::Ack,
+            Outcome::Failed { reason } => Disposition::DeadLetter(reason),
+            Outcome::Requeue { why } => {
+                tracing::warn!(request_id = %job.request_id, %why, "job returns to the queue");
+                Disposition::Requeue
+            }
+        },
+    };
+    let settled = match disposition {
+        Disposition::Ack => delivery.ack(BasicAckOptions::default()).await,
+        Disposition::DeadLetter(reason) => {
+            match dead_letter(dead_letters, dead_queue, &delivery, &reason).await {
+                Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not dead-letter; the message returns to the queue");
+                    requeue(&delivery, shutdown).await
+                }
+            }
+        }
+        Disposition::Requeue => requeue(&delivery, shutdown).await,
+    };
+    if let Err(e) = settled {
+        // The link broke: the broker gives the message to another consumer.
+        tracing::warn!(error = %e, "could not settle a message");
+    }
+}
+
+async fn requeue(delivery: &Delivery, shutdown: &watch::Receiver<bool>) -> lapin::Result<bool> {
+    if !*shutdown.borrow() {
+        tokio::time::sleep(REQUEUE_PAUSE).await;
+    }
+    delivery
+        .nack(BasicNackOptions {
+            requeue: true,
+            ..BasicNackOptions::default()
+        })
+        .await
+}
+
+/// Publishes the original message body to the dead-letter queue with the reason in a
+/// header, and waits for the broker's confirm.
+async fn dead_letter(
+    channel: &Channel,
+    dead_queue: &str,
+    delivery: &Delivery,
+    reason: &str,
+) -> Result<(), LinkError> {
+    let mut headers = FieldTable::default();
+    headers.insert(
+        DEAD_REASON_HEADER.into(),
+        AMQPValue::LongString(reason.into()),
+    );
+    let properties = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_headers(headers);
+    let confirm = channel
+        .basic_publish(
+            "".into(),
+            dead_queue.into(),
+            BasicPublishOptions::default(),
+            &delivery.data,
+            properties,
+        )
+        .await?
+        .await?;
+    if confirm.is_ack() {
+        Ok(())
+    } else {
+        Err(LinkError::DeadLetterRefused)
+    }
+}

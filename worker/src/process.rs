@@ -1,0 +1,181 @@
+//! One job, start to final outcome: load the code, call WATI, retry transient failures
+//! until the code expires, record every step in the job's status. Knows nothing of the
+//! broker, so it can be tested with Redis and a fake WATI alone.
+
+use std::sync::Arc;
+
+use otp_shared::job::SendJob;
+use otp_shared::seal::CodeSealer;
+use otp_shared::status::{DeliveryState, StatusStore};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::classify::{Verdict, classify};
+use crate::codes::{CodeLookup, CodeStore, Retire};
+use crate::config::RetryConfig;
+use crate::retry::RetrySchedule;
+use crate::wati::WatiClient;
+
+/// The reason given when a code expires before it could be delivered.
+pub const EXPIRED_REASON: &str = "Failed to send OTP";
+
+/// How a job ended, which decides what the consumer does with its message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// WATI accepted the message. Ack.
+    Sent,
+    /// WATI refused for good; the code is deleted. Dead-letter, then ack.
+    Failed { reason: String },
+    /// The code expired before it could be delivered. Ack.
+    Expired,
+    /// Nothing to do (already delivered, code gone or replaced). Ack.
+    Dropped { why: &'static str },
+    /// Not finished (Redis unreachable, or shutting down between attempts): give the
+    /// message back to the queue.
+    Requeue { why: String },
+}
+
+/// Everything processing a job needs.
+pub struct Processor {
+    pub codes: CodeStore,
+    pub statuses: StatusStore,
+    pub wati: WatiClient,
+    pub sealer: Arc<CodeSealer>,
+    pub retry: RetryConfig,
+    /// Becomes `true` when the worker is stopping: waits between attempts end early.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Processor {
+    pub async fn process(&self, job: &SendJob) -> Outcome {
+        let span = tracing::info_span!("job", request_id = %job.request_id, attempt = tracing::field::Empty);
+        async {
+            match self.deliver(job).await {
+                Ok(outcome) => outcome,
+                Err(e) => Outcome::Requeue {
+                    why: format!("redis: {e}"),
+                },
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn deliver(&self, job: &SendJob) -> redis::RedisResult<Outcome> {
+        let request_id = job.request_id.to_string();
+        if self.codes.was_delivered(job.request_id).await? {
+            return Ok(Outcome::Dropped {
+                why: "already delivered",
+            });
+        }
+        let stored = match self.codes.load(&job.phone, job.code_id).await? {
+            CodeLookup::Pending(stored) => stored,
+            CodeLookup::Expired => return self.expire(job).await,
+            CodeLookup::Gone => {
+                let why = "code no longer pending";
+                self.statuses
+                    .set(&request_id, DeliveryState::Expired, Some(why), None)
+                    .await?;
+                return Ok(Outcome::Dropped { why });
+            }
+        };
+        let Ok(code) = self.sealer.open(&job.phone, &stored.sealed) else {
+            // Sealed with another OTP_SECRET: no worker with this key can ever send it.
+            return self
+                .fail(
+                    job,
+                    "code could not be opened (OTP_SECRET differs)".into(),
+                    None,
+                )
+                .await;
+        };
+        let deadline = Instant::now() + stored.time_left;
+        self.statuses
+            .set(&request_id, DeliveryState::Sending, None, None)
+            .await?;
+        let broadcast_name = format!("otp_{}", job.request_id.simple());
+        let mut schedule = RetrySchedule::new(&self.retry);
+        let mut attempt = 0u32;
+        loop {
+            let time_left = deadline.saturating_duration_since(Instant::now());
+            if time_left.is_zero() {
+                return self.expire(job).await;
+            }
+            attempt += 1;
+            tracing::Span::current().record("attempt", attempt);
+            self.statuses.count_attempt(&request_id).await?;
+            let reply = self
+                .wati
+                .send(&job.phone, &code, &broadcast_name, time_left)
+                .await;
+            match classify(&reply) {
+                Verdict::Delivered => {
+                    self.codes.mark_delivered(job.request_id).await?;
+                    self.statuses
+                        .set(&request_id, DeliveryState::Sent, None, None)
+                        .await?;
+                    tracing::info!("delivered");
+                    return Ok(Outcome::Sent);
+                }
+                Verdict::Permanent { reason, info } => {
+                    return self.fail(job, reason, info.as_deref()).await;
+                }
+                Verdict::Transient {
+                    reason,
+                    retry_after,
+                } => {
+                    let time_left = deadline.saturating_duration_since(Instant::now());
+                    let Some(delay) = schedule.next_delay(retry_after, time_left) else {
+                        tracing::warn!(%reason, "giving up: the code expires before the next attempt");
+                        return self.expire(job).await;
+                    };
+                    tracing::warn!(%reason, delay_ms = delay.as_millis() as u64, "transient failure, will retry");
+                    let mut shutdown = self.shutdown.clone();
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        _ = shutdown.wait_for(|stopping| *stopping) => {
+                            return Ok(Outcome::Requeue { why: "worker stopping".into() });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn fail(
+        &self,
+        job: &SendJob,
+        reason: String,
+        info: Option<&str>,
+    ) -> redis::RedisResult<Outcome> {
+        self.codes
+            .retire(&job.phone, job.code_id, Retire::Delete)
+            .await?;
+        self.statuses
+            .set(
+                &job.request_id.to_string(),
+                DeliveryState::Failed,
+                Some(&reason),
+                info,
+            )
+            .await?;
+        tracing::warn!(%reason, "delivery failed for good");
+        Ok(Outcome::Failed { reason })
+    }
+
+    async fn expire(&self, job: &SendJob) -> redis::RedisResult<Outcome> {
+        self.codes
+            .retire(&job.phone, job.code_id, Retire::Expire)
+            .await?;
+        self.statuses
+            .set(
+                &job.request_id.to_string(),
+                DeliveryState::Expired,
+                Some(EXPIRED_REASON),
+                None,
+            )
+            .await?;
+        Ok(Outcome::Expired)
+    }
+}
