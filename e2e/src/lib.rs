@@ -1,1 +1,441 @@
+//! Test harness for the integration tests: each test gets its own key and queue
+//! prefix on the real Redis and RabbitMQ, an in-process WATI sandbox, and the api and
+//! worker started on port 0 through the same `run` the binaries use. Everything the
+//! test made is removed when its `TestEnv` is dropped, also when the test panics.
 
+use std::future::Future;
+use std::time::Duration;
+
+use clap::Parser;
+use otp_api::config::{ApiArgs, ApiConfig};
+use otp_worker::config::{WorkerArgs, WorkerConfig};
+use redis::aio::ConnectionManager;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use wati_sandbox::{Sandbox, SandboxConfig};
+
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef0123";
+pub const OTP_SECRET: &str = "test-otp-secret-0123456789abcdef0123";
+pub const WATI_KEY: &str = "test-wati-key";
+/// The path prefix a real WATI tenant URL carries; the sandbox must be reached through it.
+pub const WATI_TENANT: &str = "/12345";
+
+/// How long a test waits for an eventual outcome before failing.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Polls `probe` until it returns `Some`, or panics with `what` after `deadline`.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let give_up = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "gave up after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Connects to the shared Redis, or fails the test saying Redis is down and how to start it.
+pub async fn redis_or_fail() -> ConnectionManager {
+    let connected = tokio::time::timeout(
+        Duration::from_secs(5),
+        otp_shared::redis_conn::connect(REDIS_URL),
+    )
+    .await;
+    match connected {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => panic!(
+            "Redis is not reachable at {REDIS_URL} ({e}). These tests need the real Redis: start it with \
+             `redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save \"\" --appendonly no`"
+        ),
+        Err(_) => panic!("Redis at {REDIS_URL} did not answer within 5 s; is it running?"),
+    }
+}
+
+/// Connects to the shared RabbitMQ, or fails the test saying RabbitMQ is down.
+pub async fn rabbitmq_or_fail() -> lapin::Connection {
+    let connected = tokio::time::timeout(
+        Duration::from_secs(5),
+        otp_shared::amqp::connect(AMQP_URL, "otp-tests"),
+    )
+    .await;
+    match connected {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => panic!(
+            "RabbitMQ is not reachable at 127.0.0.1:5672 ({e}). These tests need the real RabbitMQ: \
+             start it with `rabbitmq-server -detached`"
+        ),
+        Err(_) => panic!("RabbitMQ at 127.0.0.1:5672 did not answer within 5 s; is it running?"),
+    }
+}
+
+/// A running api or worker, stopped by [`Running::stop`].
+pub struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    fn spawn<F>(run: impl FnOnce(oneshot::Receiver<()>) -> F) -> Self
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel();
+        Self {
+            stop: Some(stop),
+            task: tokio::spawn(run(stopped)),
+        }
+    }
+
+    /// Sends the shutdown signal and waits until the process has drained and returned.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Sends the shutdown signal without waiting.
+    pub fn signal_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Waits until the process has returned, at most `deadline`.
+    pub async fn finished_within(&mut self, deadline: Duration) -> bool {
+        tokio::time::timeout(deadline, &mut self.task).await.is_ok()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One test's private world on the shared services.
+pub struct TestEnv {
+    pub prefix: String,
+    pub redis: ConnectionManager,
+    pub amqp: lapin::Connection,
+    pub sandbox: Sandbox,
+    pub sandbox_url: String,
+    pub http: reqwest::Client,
+    pub api_url: String,
+    _sandbox_task: Running,
+}
+
+impl TestEnv {
+    /// Checks both services, then starts a sandbox on port 0.
+    pub async fn new() -> Self {
+        let redis = redis_or_fail().await;
+        let amqp = rabbitmq_or_fail().await;
+        let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let sandbox = Sandbox::new(SandboxConfig {
+            api_key: WATI_KEY.into(),
+            template_name: "login_otp".into(),
+            latency: Duration::ZERO,
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a port for the sandbox");
+        let sandbox_url = format!("http://{}", listener.local_addr().expect("sandbox address"));
+        let served = sandbox.clone();
+        let sandbox_task = Running::spawn(move |stopped| async move {
+            let _ = wati_sandbox::serve(served, listener, async {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        Self {
+            prefix,
+            redis,
+            amqp,
+            sandbox,
+            sandbox_url,
+            http: reqwest::Client::new(),
+            api_url: String::new(),
+            _sandbox_task: sandbox_task,
+        }
+    }
+
+    /// The api's settings for this test, as the binary would read them.
+    pub fn api_config(&self) -> ApiConfig {
+        ApiArgs::try_parse_from([
+            "api",
+            "--redis-url",
+            REDIS_URL,
+            "--amqp-url",
+            AMQP_URL,
+            "--key-prefix",
+            &self.prefix,
+            "--queue-prefix",
+            &self.prefix,
+            "--otp-secret",
+            OTP_SECRET,
+            "--jwt-secret",
+            JWT_SECRET,
+            "--resend-cooldown-seconds",
+            "0",
+            "--ip-requests-per-minute",
+            "0",
+        ])
+        .expect("api arguments parse")
+        .validate()
+        .expect("api settings are valid")
+    }
+
+    /// The worker's settings for this test: WATI is the sandbox, behind a tenant path.
+    pub fn worker_config(&self) -> WorkerConfig {
+        let base_url = format!("{}{WATI_TENANT}", self.sandbox_url);
+        WorkerArgs::try_parse_from([
+            "worker",
+            "--redis-url",
+            REDIS_URL,
+            "--amqp-url",
+            AMQP_URL,
+            "--key-prefix",
+            &self.prefix,
+            "--queue-prefix",
+            &self.prefix,
+            "--otp-secret",
+            OTP_SECRET,
+            "--wati-base-url",
+            &base_url,
+            "--wati-api-key",
+            WATI_KEY,
+            "--wati-timeout-ms",
+            "2000",
+            "--retry-base-delay-ms",
+            "50",
+            "--retry-max-delay-ms",
+            "400",
+            "--worker-concurrency",
+            "16",
+        ])
+        .expect("worker arguments parse")
+        .validate()
+        .expect("worker settings are valid")
+    }
+
+    /// Starts the api with `config` on port 0 and waits until it answers.
+    pub async fn start_api_with(&mut self, config: ApiConfig) -> Running {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a port for the api");
+        let url = format!("http://{}", listener.local_addr().expect("api address"));
+        let running = Running::spawn(move |stopped| async move {
+            if let Err(e) = otp_api::run(config, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            {
+                panic!("api failed: {e}");
+            }
+        });
+        let http = self.http.clone();
+        let health = format!("{url}/healthz");
+        eventually("the api to answer /healthz", DEADLINE, || {
+            let (http, health) = (http.clone(), health.clone());
+            async move {
+                http.get(&health)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status() == 200)
+            }
+        })
+        .await;
+        self.api_url = url;
+        running
+    }
+
+    pub async fn start_api(&mut self) -> Running {
+        let config = self.api_config();
+        self.start_api_with(config).await
+    }
+
+    /// Starts a worker with `config`.
+    pub fn start_worker_with(&self, config: WorkerConfig) -> Running {
+        Running::spawn(move |stopped| async move {
+            if let Err(e) = otp_worker::run(config, async {
+                let _ = stopped.await;
+            })
+            .await
+            {
+                panic!("worker failed: {e}");
+            }
+        })
+    }
+
+    pub fn start_worker(&self) -> Running {
+        self.start_worker_with(self.worker_config())
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.api_url))
+            .json(&body)
+            .send()
+            .await
+            .expect("api reachable");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn send_otp(&self, phone: &str) -> (u16, Value) {
+        self.post("/api/auth/send-otp", json!({ "phone": phone }))
+            .await
+    }
+
+    pub async fn verify(&self, phone: &str, code: &str) -> (u16, Value) {
+        self.post(
+            "/api/auth/verify-otp",
+            json!({ "phone": phone, "code": code }),
+        )
+        .await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut request = self.http.get(format!("{}{path}", self.api_url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("api reachable");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Waits until the sandbox holds `count` messages for `phone`; returns them all.
+    pub async fn wait_for_messages(&self, phone: &str, count: usize) -> Vec<wati_sandbox::Message> {
+        eventually(
+            &format!("{count} message(s) to {phone} at the sandbox"),
+            DEADLINE,
+            || async {
+                let messages = self.sandbox.messages(phone);
+                (messages.len() >= count).then_some(messages)
+            },
+        )
+        .await
+    }
+
+    /// Waits until the delivery status of `request_id` is `state`; returns the body.
+    pub async fn wait_for_status(&self, request_id: &str, state: &str) -> Value {
+        let path = format!("/api/auth/otp-status/{request_id}");
+        eventually(
+            &format!("status {state} for {request_id}"),
+            DEADLINE,
+            || async {
+                let (code, body) = self.get(&path, None).await;
+                (code == 200 && body["status"] == state).then_some(body)
+            },
+        )
+        .await
+    }
+
+    /// Every key this test made in Redis.
+    pub async fn redis_keys(&self) -> Vec<String> {
+        let mut redis = self.redis.clone();
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{}:*", self.prefix))
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut redis)
+                .await
+                .expect("scan redis");
+            keys.extend(batch);
+            if next == 0 {
+                return keys;
+            }
+            cursor = next;
+        }
+    }
+
+    /// A channel on the shared broker, for reading or writing this test's queues.
+    pub async fn channel(&self) -> lapin::Channel {
+        self.amqp.create_channel().await.expect("open a channel")
+    }
+
+    pub fn queues(&self) -> otp_shared::keys::QueueNames {
+        otp_shared::keys::QueueNames::new(&self.prefix)
+    }
+
+    pub fn keys(&self) -> otp_shared::keys::Keys {
+        otp_shared::keys::Keys::new(&self.prefix)
+    }
+}
+
+impl Drop for TestEnv {
+    /// Removes this test's keys and queues. Runs on its own thread and runtime because
+    /// it may run while the test's runtime is unwinding from a panic.
+    fn drop(&mut self) {
+        let prefix = self.prefix.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(clean_up(&prefix));
+        })
+        .join();
+    }
+}
+
+async fn clean_up(prefix: &str) {
+    if let Ok(client) = redis::Client::open(REDIS_URL) {
+        if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+            let mut cursor: u64 = 0;
+            loop {
+                let Ok((next, keys)): redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(format!("{prefix}:*"))
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut conn)
+                    .await
+                else {
+                    break;
+                };
+                if !keys.is_empty() {
+                    let _: redis::RedisResult<()> =
+                        redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+    }
+    if let Ok(conn) = otp_shared::amqp::connect(AMQP_URL, "otp-tests-cleanup").await {
+        let queues = otp_shared::keys::QueueNames::new(prefix);
+        for name in [queues.send, queues.dead] {
+            if let Ok(channel) = conn.create_channel().await {
+                let _ = channel
+                    .queue_delete(name.as_str().into(), Default::default())
+                    .await;
+            }
+        }
+        let _ = conn.close(200, "done".into()).await;
+    }
+}

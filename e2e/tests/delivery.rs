@@ -1,0 +1,272 @@
+//! The worker against the real Redis and RabbitMQ and the WATI sandbox: each outcome of
+//! the spec's WATI table, injected through the sandbox's script.
+
+use std::time::Duration;
+
+use lapin::options::{BasicGetOptions, BasicPublishOptions};
+use lapin::types::AMQPValue;
+use otp_e2e::{DEADLINE, TestEnv, eventually};
+use serde_json::{Value, json};
+use wati_sandbox::ScriptedReply;
+
+const PHONE: &str = "919876543210";
+
+fn reply(status: u16) -> ScriptedReply {
+    ScriptedReply {
+        status: Some(status),
+        ..ScriptedReply::default()
+    }
+}
+
+/// Takes one message from the dead-letter queue: its body and its reason header.
+async fn next_dead_letter(env: &TestEnv) -> (Vec<u8>, String) {
+    let channel = env.channel().await;
+    let dead = env.queues().dead;
+    eventually("a dead letter", DEADLINE, || {
+        let (channel, dead) = (channel.clone(), dead.clone());
+        async move {
+            let message = channel
+                .basic_get(dead.as_str().into(), BasicGetOptions { no_ack: true })
+                .await
+                .ok()??;
+            let reason = message
+                .delivery
+                .properties
+                .headers()
+                .as_ref()
+                .and_then(|h| h.inner().get(otp_shared::amqp::DEAD_REASON_HEADER).cloned())
+                .and_then(|v| match v {
+                    AMQPValue::LongString(s) => Some(s.to_string()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            Some((message.delivery.data.clone(), reason))
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_code_is_delivered_through_the_tenant_path_and_verifies() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    let _worker = env.start_worker();
+    let (status, body) = env.send_otp(PHONE).await;
+    assert_eq!(status, 202);
+    let request_id = body["requestId"].as_str().expect("requestId").to_owned();
+    let messages = env.wait_for_messages(PHONE, 1).await;
+    let code = &messages[0].code;
+    assert_eq!(code.len(), 6);
+    assert!(code.bytes().all(|b| b.is_ascii_digit()));
+    assert!(
+        messages[0]
+            .broadcast_name
+            .contains(&request_id.replace('-', ""))
+    );
+    let status = env.wait_for_status(&request_id, "sent").await;
+    assert_eq!(status["attempts"], 1);
+    let (status, body) = env.verify(PHONE, code).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn the_code_length_follows_the_setting() {
+    let mut env = TestEnv::new().await;
+    let mut config = env.api_config();
+    config.otp_length = 8;
+    let _api = env.start_api_with(config).await;
+    let _worker = env.start_worker();
+    assert_eq!(env.send_otp(PHONE).await.0, 202);
+    let messages = env.wait_for_messages(PHONE, 1).await;
+    assert_eq!(messages[0].code.len(), 8);
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_with_the_same_code_and_delivered_once() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    let _worker = env.start_worker();
+    env.sandbox.script(PHONE, vec![reply(500), reply(503)]);
+    let (_, body) = env.send_otp(PHONE).await;
+    let request_id = body["requestId"].as_str().expect("requestId").to_owned();
+    let status = env.wait_for_status(&request_id, "sent").await;
+    assert_eq!(status["attempts"], 3);
+    let calls = env.sandbox.calls(PHONE);
+    let statuses: Vec<u16> = calls.iter().map(|c| c.status).collect();
+    assert_eq!(statuses, [500, 503, 200]);
+    assert_eq!(env.sandbox.messages(PHONE).len(), 1);
+    let code = env.sandbox.messages(PHONE)[0].code.clone();
+    assert_eq!(env.verify(PHONE, &code).await.0, 200);
+}
+
+#[tokio::test]
+async fn retry_after_is_waited_for() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    let _worker = env.start_worker();
+    env.sandbox.script(
+        PHONE,
+        vec![ScriptedReply {
+            status: Some(429),
+            retry_after: Some(2),
+            ..ScriptedReply::default()
+        }],
+    );
+    let (_, body) = env.send_otp(PHONE).await;
+    let request_id = body["requestId"].as_str().expect("requestId").to_owned();
+    env.wait_for_status(&request_id, "sent").await;
+    let calls = env.sandbox.calls(PHONE);
+    assert_eq!(calls.len(), 2);
+    let gap = calls[1].received_at_ms - calls[0].received_at_ms;
+    assert!(gap >= 2000, "second call {gap} ms after the 429");
+}
+
+#[tokio::test]
+async fn permanent_failures_delete_the_code_dead_letter_the_job_and_say_why() {
+    let cases = [
+        (
+            ScriptedReply {
+                status: Some(200),
+                result: Some(false),
+                info: Some("Invalid WhatsApp number".into()),
+                ..ScriptedReply::default()
+            },
+            "WATI refused the message",
+            Some("Invalid WhatsApp number"),
+        ),
+        (reply(401), "WATI API authentication failed", None),
+        (reply(403), "WATI API authentication failed", None),
+        (reply(404), "WATI template not found", None),
+        (reply(400), "WATI rejected the request (HTTP 400)", None),
+    ];
+    for (scripted, reason, info) in cases {
+        let mut env = TestEnv::new().await;
+        let _api = env.start_api().await;
+        let _worker = env.start_worker();
+        env.sandbox.script(PHONE, vec![scripted]);
+        let (_, body) = env.send_otp(PHONE).await;
+        let request_id = body["requestId"].as_str().expect("requestId").to_owned();
+        let status = env.wait_for_status(&request_id, "failed").await;
+        assert_eq!(status["reason"], reason);
+        assert_eq!(status["attempts"], 1);
+        if let Some(info) = info {
+            assert_eq!(status["info"], info);
+        }
+        assert_eq!(env.sandbox.calls(PHONE).len(), 1, "{reason}: one call only");
+        let (body, dead_reason) = next_dead_letter(&env).await;
+        assert_eq!(dead_reason, reason);
+        let job: Value = serde_json::from_slice(&body).expect("the job itself");
+        assert_eq!(job["requestId"], request_id.as_str());
+        let (code, _) = env.verify(PHONE, "123456").await;
+        assert_eq!(code, 404, "{reason}: the code is gone");
+    }
+}
+
+#[tokio::test]
+async fn a_code_that_cannot_be_delivered_before_expiry_ends_expired_with_no_late_call() {
+    let mut env = TestEnv::new().await;
+    let mut config = env.api_config();
+    config.common.otp_ttl_seconds = 2;
+    let _api = env.start_api_with(config).await;
+    let _worker = env.start_worker();
+    env.sandbox.script(PHONE, vec![reply(500); 200]);
+    let (_, body) = env.send_otp(PHONE).await;
+    let accepted_at = otp_shared::now_ms();
+    let request_id = body["requestId"].as_str().expect("requestId").to_owned();
+    let status = env.wait_for_status(&request_id, "expired").await;
+    assert_eq!(status["reason"], "Failed to send OTP");
+    let calls = env.sandbox.calls(PHONE);
+    assert!(calls.len() >= 2, "retried: {}", calls.len());
+    let last = calls.last().map_or(0, |c| c.received_at_ms);
+    assert!(
+        last < accepted_at + 2000,
+        "a call {} ms after acceptance",
+        last - accepted_at
+    );
+    assert!(env.sandbox.messages(PHONE).is_empty());
+    let (code, body) = env.verify(PHONE, "123456").await;
+    assert_eq!((code, &body["code"]), (410, &json!("OTP_EXPIRED")));
+}
+
+#[tokio::test]
+async fn unreadable_messages_are_dead_lettered_and_good_jobs_keep_flowing() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    let _worker = env.start_worker();
+    let channel = env.channel().await;
+    let send = env.queues().send;
+    for body in [&b"{not json"[..], br#"{"v":2,"requestId":"x"}"#] {
+        channel
+            .basic_publish(
+                "".into(),
+                send.as_str().into(),
+                BasicPublishOptions::default(),
+                body,
+                Default::default(),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+    }
+    let (first, reason) = next_dead_letter(&env).await;
+    assert_eq!(first, b"{not json");
+    assert_eq!(reason, "malformed job");
+    let (_, reason) = next_dead_letter(&env).await;
+    assert_eq!(reason, "malformed job");
+    assert_eq!(env.send_otp(PHONE).await.0, 202);
+    env.wait_for_messages(PHONE, 1).await;
+}
+
+#[tokio::test]
+async fn a_job_of_an_unknown_version_is_dead_lettered_as_such() {
+    let env = TestEnv::new().await;
+    let _worker = env.start_worker();
+    let job = json!({"v": 9, "requestId": uuid::Uuid::new_v4(), "codeId": uuid::Uuid::new_v4(), "phone": PHONE, "acceptedAtMs": 0});
+    let channel = env.channel().await;
+    otp_shared::amqp::declare_queues(&channel, &env.queues())
+        .await
+        .expect("declare the queues");
+    let send = env.queues().send;
+    channel
+        .basic_publish(
+            "".into(),
+            send.as_str().into(),
+            BasicPublishOptions::default(),
+            &serde_json::to_vec(&job).expect("json"),
+            Default::default(),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
+    let (_, reason) = next_dead_letter(&env).await;
+    assert_eq!(reason, "unknown job version");
+}
+
+#[tokio::test]
+async fn shutdown_lets_the_job_in_flight_finish() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    let mut worker = env.start_worker();
+    env.sandbox.script(
+        PHONE,
+        vec![ScriptedReply {
+            delay_ms: Some(1500),
+            ..ScriptedReply::default()
+        }],
+    );
+    let (_, body) = env.send_otp(PHONE).await;
+    let request_id = body["requestId"].as_str().expect("requestId").to_owned();
+    env.wait_for_status(&request_id, "sending").await;
+    worker.signal_stop();
+    assert!(
+        worker.finished_within(Duration::from_secs(10)).await,
+        "worker drained and returned"
+    );
+    let (_, status) = env
+        .get(&format!("/api/auth/otp-status/{request_id}"), None)
+        .await;
+    assert_eq!(status["status"], "sent");
+    assert_eq!(env.sandbox.messages(PHONE).len(), 1);
+}
