@@ -45,37 +45,34 @@ where
     }
 }
 
-/// Connects to the shared Redis, or fails the test saying Redis is down and how to start it.
-pub async fn redis_or_fail() -> ConnectionManager {
-    let connected = tokio::time::timeout(
-        Duration::from_secs(5),
-        otp_shared::redis_conn::connect(REDIS_URL),
-    )
-    .await;
+/// Connects to Redis at `url`, or fails the test saying Redis is down and how to start it.
+pub async fn redis_or_fail(url: &str) -> ConnectionManager {
+    let connected =
+        tokio::time::timeout(Duration::from_secs(5), otp_shared::redis_conn::connect(url)).await;
     match connected {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => panic!(
-            "Redis is not reachable at {REDIS_URL} ({e}). These tests need the real Redis: start it with \
+            "Redis is not reachable at {url} ({e}). These tests need the real Redis: start it with \
              `redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save \"\" --appendonly no`"
         ),
-        Err(_) => panic!("Redis at {REDIS_URL} did not answer within 5 s; is it running?"),
+        Err(_) => panic!("Redis is not reachable at {url}: no answer within 5 s"),
     }
 }
 
-/// Connects to the shared RabbitMQ, or fails the test saying RabbitMQ is down.
-pub async fn rabbitmq_or_fail() -> lapin::Connection {
+/// Connects to RabbitMQ at `url`, or fails the test saying RabbitMQ is down.
+pub async fn rabbitmq_or_fail(url: &str) -> lapin::Connection {
     let connected = tokio::time::timeout(
         Duration::from_secs(5),
-        otp_shared::amqp::connect(AMQP_URL, "otp-tests"),
+        otp_shared::amqp::connect(url, "otp-tests"),
     )
     .await;
     match connected {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => panic!(
-            "RabbitMQ is not reachable at 127.0.0.1:5672 ({e}). These tests need the real RabbitMQ: \
-             start it with `rabbitmq-server -detached`"
+            "RabbitMQ is not reachable ({e}). These tests need the real RabbitMQ on \
+             127.0.0.1:5672: start it with `rabbitmq-server -detached`"
         ),
-        Err(_) => panic!("RabbitMQ at 127.0.0.1:5672 did not answer within 5 s; is it running?"),
+        Err(_) => panic!("RabbitMQ is not reachable: no answer within 5 s"),
     }
 }
 
@@ -139,8 +136,8 @@ pub struct TestEnv {
 impl TestEnv {
     /// Checks both services, then starts a sandbox on port 0.
     pub async fn new() -> Self {
-        let redis = redis_or_fail().await;
-        let amqp = rabbitmq_or_fail().await;
+        let redis = redis_or_fail(REDIS_URL).await;
+        let amqp = rabbitmq_or_fail(AMQP_URL).await;
         let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let sandbox = Sandbox::new(SandboxConfig {
             api_key: WATI_KEY.into(),
