@@ -344,25 +344,9 @@ impl TestEnv {
 
     /// Every key this test made in Redis.
     pub async fn redis_keys(&self) -> Vec<String> {
-        let mut redis = self.redis.clone();
-        let mut keys: Vec<String> = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{}:*", self.prefix))
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut redis)
-                .await
-                .expect("scan redis");
-            keys.extend(batch);
-            if next == 0 {
-                return keys;
-            }
-            cursor = next;
-        }
+        scan_keys(&mut self.redis.clone(), &self.prefix)
+            .await
+            .expect("scan redis")
     }
 
     /// A channel on the shared broker, for reading or writing this test's queues.
@@ -397,42 +381,57 @@ impl Drop for TestEnv {
     }
 }
 
+/// Every key under `prefix`.
+async fn scan_keys(
+    conn: &mut impl redis::aio::ConnectionLike,
+    prefix: &str,
+) -> redis::RedisResult<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await?;
+        keys.extend(batch);
+        if next == 0 {
+            return Ok(keys);
+        }
+        cursor = next;
+    }
+}
+
 async fn clean_up(prefix: &str) {
-    if let Ok(client) = redis::Client::open(REDIS_URL) {
-        if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-            let mut cursor: u64 = 0;
-            loop {
-                let Ok((next, keys)): redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(format!("{prefix}:*"))
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut conn)
-                    .await
-                else {
-                    break;
-                };
-                if !keys.is_empty() {
-                    let _: redis::RedisResult<()> =
-                        redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
-                }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
+    delete_keys(prefix).await;
+    delete_queues(prefix).await;
+}
+
+async fn delete_keys(prefix: &str) {
+    let Ok(mut conn) = otp_shared::redis_conn::connect(REDIS_URL).await else {
+        return;
+    };
+    if let Ok(keys) = scan_keys(&mut conn, prefix).await
+        && !keys.is_empty()
+    {
+        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
+    }
+}
+
+async fn delete_queues(prefix: &str) {
+    let Ok(conn) = otp_shared::amqp::connect(AMQP_URL, "otp-tests-cleanup").await else {
+        return;
+    };
+    let queues = otp_shared::keys::QueueNames::new(prefix);
+    for name in [queues.send, queues.dead] {
+        if let Ok(channel) = conn.create_channel().await {
+            let _ = channel
+                .queue_delete(name.as_str().into(), Default::default())
+                .await;
         }
     }
-    if let Ok(conn) = otp_shared::amqp::connect(AMQP_URL, "otp-tests-cleanup").await {
-        let queues = otp_shared::keys::QueueNames::new(prefix);
-        for name in [queues.send, queues.dead] {
-            if let Ok(channel) = conn.create_channel().await {
-                let _ = channel
-                    .queue_delete(name.as_str().into(), Default::default())
-                    .await;
-            }
-        }
-        let _ = conn.close(200, "done".into()).await;
-    }
+    let _ = conn.close(200, "done".into()).await;
 }

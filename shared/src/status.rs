@@ -62,6 +62,15 @@ pub struct StatusRecord {
     pub info: Option<String>,
 }
 
+/// The status hash's fields as HMGET returns them.
+type StoredFields = (
+    Option<String>,
+    Option<u32>,
+    Option<u64>,
+    Option<String>,
+    Option<String>,
+);
+
 /// Reads and writes status records.
 #[derive(Clone)]
 pub struct StatusStore {
@@ -108,13 +117,7 @@ impl StatusStore {
 
     pub async fn get(&self, request_id: &str) -> redis::RedisResult<Option<StatusRecord>> {
         let key = self.keys.status(request_id);
-        let (state, attempts, updated_at, reason, info): (
-            Option<String>,
-            Option<u32>,
-            Option<u64>,
-            Option<String>,
-            Option<String>,
-        ) = redis::cmd("HMGET")
+        let (state, attempts, updated_at, reason, info): StoredFields = redis::cmd("HMGET")
             .arg(&key)
             .arg(fields::STATE)
             .arg(fields::ATTEMPTS)

@@ -111,10 +111,10 @@ async fn limit_client_requests(
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    if let Some(addr) = client_address(&req, state.settings.trust_forwarded_for) {
-        if let Some(wait) = state.store.count_client_request(&addr).await? {
-            return Err(ApiError::RateLimited { retry_after: wait });
-        }
+    if let Some(addr) = client_address(&req, state.settings.trust_forwarded_for)
+        && let Some(wait) = state.store.count_client_request(&addr).await?
+    {
+        return Err(ApiError::RateLimited { retry_after: wait });
     }
     Ok(next.run(req).await)
 }
