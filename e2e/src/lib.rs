@@ -3,6 +3,8 @@
 //! worker started on port 0 through the same `run` the binaries use. Everything the
 //! test made is removed when its `TestEnv` is dropped, also when the test panics.
 
+pub mod proxy;
+
 use std::future::Future;
 use std::time::Duration;
 
@@ -220,6 +222,8 @@ impl TestEnv {
             "400",
             "--worker-concurrency",
             "16",
+            "--wati-sends-per-second",
+            "0",
         ])
         .expect("worker arguments parse")
         .validate()

@@ -48,6 +48,11 @@ impl Keys {
         format!("{}:status:{request_id}", self.prefix)
     }
 
+    /// Next free slot of the WATI send rate, shared by all workers.
+    pub fn wati_send_rate(&self) -> String {
+        format!("{}:wati-send-rate", self.prefix)
+    }
+
     /// Set once WATI accepted a request, so a redelivered job is not sent again.
     pub fn delivered(&self, request_id: &str) -> String {
         format!("{}:delivered:{request_id}", self.prefix)

@@ -25,6 +25,9 @@ pub struct WorkerArgs {
     /// Longest wait for one WATI call, in milliseconds.
     #[arg(long, env = "WATI_TIMEOUT_MS", default_value_t = 10_000)]
     pub wati_timeout_ms: u64,
+    /// Sends per second to WATI for all workers together; 0 turns the limit off.
+    #[arg(long, env = "WATI_SENDS_PER_SECOND", default_value_t = 10)]
+    pub wati_sends_per_second: u32,
     /// Address of `/metrics` and `/healthz` for Prometheus.
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9101")]
     pub metrics_addr: SocketAddr,
@@ -50,6 +53,8 @@ pub struct WatiConfig {
     pub api_key: SecretString,
     pub template_name: String,
     pub timeout: Duration,
+    /// Shared ceiling of sends per second; 0 is none.
+    pub sends_per_second: u32,
 }
 
 /// Delays between attempts after a transient failure.
@@ -104,6 +109,7 @@ impl WorkerArgs {
                 api_key: SecretString::from(api_key),
                 template_name: self.wati_template_name,
                 timeout: Duration::from_millis(self.wati_timeout_ms.max(1)),
+                sends_per_second: self.wati_sends_per_second,
             },
             retry: RetryConfig {
                 base_delay: Duration::from_millis(self.retry_base_delay_ms),

@@ -7,6 +7,7 @@ pub mod config;
 pub mod consumer;
 pub mod process;
 pub mod retry;
+pub mod send_rate;
 pub mod wati;
 
 use std::future::Future;
@@ -65,6 +66,11 @@ pub async fn run(
             redis.clone(),
             keys.clone(),
             Duration::from_secs(config.common.otp_ttl_seconds),
+        ),
+        send_rate: send_rate::SendRate::new(
+            redis.clone(),
+            keys.wati_send_rate(),
+            config.wati.sends_per_second,
         ),
         statuses: StatusStore::new(redis, keys),
         wati: WatiClient::new(&config.wati).map_err(StartError::Http)?,

@@ -15,6 +15,7 @@ use crate::classify::{Verdict, classify};
 use crate::codes::{CodeLookup, CodeStore, Retire};
 use crate::config::RetryConfig;
 use crate::retry::RetrySchedule;
+use crate::send_rate::SendRate;
 use crate::wati::WatiClient;
 
 /// The reason given when a code expires before it could be delivered.
@@ -41,6 +42,8 @@ pub struct Processor {
     pub codes: CodeStore,
     pub statuses: StatusStore,
     pub wati: WatiClient,
+    /// The shared WATI send rate; `None` when unlimited.
+    pub send_rate: Option<SendRate>,
     pub sealer: Arc<CodeSealer>,
     pub retry: RetryConfig,
     /// Becomes `true` when the worker is stopping: waits between attempts end early.
@@ -102,6 +105,17 @@ impl Processor {
             if time_left.is_zero() {
                 return self.expire(job).await;
             }
+            if let Some(rate) = &self.send_rate {
+                let Some(wait) = rate.reserve(time_left).await? else {
+                    tracing::warn!("giving up: no WATI send slot before the code expires");
+                    return self.expire(job).await;
+                };
+                if !self.pause(wait).await {
+                    return Ok(Outcome::Requeue {
+                        why: "worker stopping".into(),
+                    });
+                }
+            }
             attempt += 1;
             tracing::Span::current().record("attempt", attempt);
             self.statuses.count_attempt(&request_id).await?;
@@ -131,15 +145,25 @@ impl Processor {
                         return self.expire(job).await;
                     };
                     tracing::warn!(%reason, delay_ms = delay.as_millis() as u64, "transient failure, will retry");
-                    let mut shutdown = self.shutdown.clone();
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        _ = shutdown.wait_for(|stopping| *stopping) => {
-                            return Ok(Outcome::Requeue { why: "worker stopping".into() });
-                        }
+                    if !self.pause(delay).await {
+                        return Ok(Outcome::Requeue {
+                            why: "worker stopping".into(),
+                        });
                     }
                 }
             }
+        }
+    }
+
+    /// Waits `delay`; `false` if the worker began stopping meanwhile.
+    async fn pause(&self, delay: std::time::Duration) -> bool {
+        if delay.is_zero() {
+            return true;
+        }
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            () = tokio::time::sleep(delay) => true,
+            _ = shutdown.wait_for(|stopping| *stopping) => false,
         }
     }
 

@@ -19,6 +19,7 @@ fn client(server: &MockServer, timeout: Duration) -> WatiClient {
         api_key: SecretString::from("key-1"),
         template_name: "login_otp".into(),
         timeout,
+        sends_per_second: 0,
     })
     .expect("client")
 }
@@ -145,6 +146,7 @@ async fn an_unreachable_wati_is_a_connection_error() {
         api_key: SecretString::from("key-1"),
         template_name: "login_otp".into(),
         timeout: Duration::from_secs(1),
+        sends_per_second: 0,
     })
     .expect("client");
     let reply = wati

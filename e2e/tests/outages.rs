@@ -1,0 +1,100 @@
+//! The api and the worker lose Redis or RabbitMQ (a proxy between them is cut) and
+//! recover by themselves when it returns; no job is lost meanwhile.
+
+use otp_e2e::proxy::Proxy;
+use otp_e2e::{DEADLINE, TestEnv, eventually};
+use serde_json::json;
+
+fn phone(n: u32) -> String {
+    format!("9198765432{n:02}")
+}
+
+fn failed_to_send() -> serde_json::Value {
+    json!({"status": "error", "code": "UNAVAILABLE", "message": "Failed to send OTP"})
+}
+
+#[tokio::test]
+async fn the_api_answers_503_without_rabbitmq_and_recovers() {
+    let mut env = TestEnv::new().await;
+    let proxy = Proxy::start("127.0.0.1:5672").await;
+    let mut config = env.api_config();
+    config.common.amqp_url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port());
+    let _api = env.start_api_with(config).await;
+    assert_eq!(env.send_otp(&phone(1)).await.0, 202);
+
+    proxy.cut();
+    let (status, body) = env.send_otp(&phone(2)).await;
+    assert_eq!((status, body), (503, failed_to_send()));
+    // Nothing half-done: no code was left for the phone whose job was not queued.
+    assert_eq!(env.verify(&phone(2), "123456").await.0, 404);
+    let (status, ready) = env.get("/readyz", None).await;
+    assert_eq!((status, &ready["rabbitmq"]), (503, &json!("down")));
+
+    proxy.restore();
+    eventually("the api to publish again", DEADLINE, || async {
+        (env.send_otp(&phone(3)).await.0 == 202).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_api_answers_503_without_redis_and_recovers() {
+    let mut env = TestEnv::new().await;
+    let proxy = Proxy::start("127.0.0.1:6379").await;
+    let mut config = env.api_config();
+    config.common.redis_url = format!("redis://127.0.0.1:{}", proxy.port());
+    let _api = env.start_api_with(config).await;
+    assert_eq!(env.send_otp(&phone(1)).await.0, 202);
+
+    proxy.cut();
+    let (status, body) = env.send_otp(&phone(2)).await;
+    assert_eq!((status, body), (503, failed_to_send()));
+    let (status, body) = env.verify(&phone(1), "123456").await;
+    assert_eq!((status, &body["code"]), (503, &json!("UNAVAILABLE")));
+    let (status, ready) = env.get("/readyz", None).await;
+    assert_eq!((status, &ready["redis"]), (503, &json!("down")));
+
+    proxy.restore();
+    eventually("the api to store codes again", DEADLINE, || async {
+        (env.send_otp(&phone(3)).await.0 == 202).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_worker_reconnects_to_rabbitmq_and_delivers_what_was_queued_meanwhile() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    let proxy = Proxy::start("127.0.0.1:5672").await;
+    let mut config = env.worker_config();
+    config.common.amqp_url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port());
+    let _worker = env.start_worker_with(config);
+    assert_eq!(env.send_otp(&phone(1)).await.0, 202);
+    env.wait_for_messages(&phone(1), 1).await;
+
+    proxy.cut();
+    assert_eq!(env.send_otp(&phone(2)).await.0, 202);
+    proxy.restore();
+    let messages = env.wait_for_messages(&phone(2), 1).await;
+    assert_eq!(messages.len(), 1);
+}
+
+#[tokio::test]
+async fn the_worker_rides_out_a_redis_outage_without_losing_the_job() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    let proxy = Proxy::start("127.0.0.1:6379").await;
+    let mut config = env.worker_config();
+    config.common.redis_url = format!("redis://127.0.0.1:{}", proxy.port());
+    let _worker = env.start_worker_with(config);
+    assert_eq!(env.send_otp(&phone(1)).await.0, 202);
+    env.wait_for_messages(&phone(1), 1).await;
+
+    proxy.cut();
+    let (_, body) = env.send_otp(&phone(2)).await;
+    let request_id = body["requestId"].as_str().expect("requestId").to_owned();
+    assert!(env.sandbox.messages(&phone(2)).is_empty());
+    proxy.restore();
+    env.wait_for_messages(&phone(2), 1).await;
+    env.wait_for_status(&request_id, "sent").await;
+}
