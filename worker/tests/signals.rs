@@ -1,0 +1,151 @@
+//! The worker binary under signals: killed with SIGKILL mid-call it loses no job, and
+//! on SIGTERM it drains and exits within its grace period.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use otp_e2e::{DEADLINE, TestEnv};
+use wati_sandbox::ScriptedReply;
+
+const PHONE: &str = "919876543210";
+
+/// Kills the child when dropped, so a failing test leaves no worker behind.
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_worker(env: &TestEnv, grace_seconds: u64) -> Worker {
+    let child = Command::new(env!("CARGO_BIN_EXE_worker"))
+        .env_clear()
+        .env("REDIS_URL", otp_e2e::REDIS_URL)
+        .env("AMQP_URL", otp_e2e::AMQP_URL)
+        .env("KEY_PREFIX", &env.prefix)
+        .env("QUEUE_PREFIX", &env.prefix)
+        .env("OTP_SECRET", otp_e2e::OTP_SECRET)
+        .env("WATI_BASE_URL", format!("{}/12345", env.sandbox_url))
+        .env("WATI_API_KEY", otp_e2e::WATI_KEY)
+        .env("WATI_SENDS_PER_SECOND", "0")
+        .env("RETRY_BASE_DELAY_MS", "50")
+        .env("SHUTDOWN_GRACE_SECONDS", grace_seconds.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the worker binary");
+    Worker(child)
+}
+
+fn signal(worker: &Worker, name: &str) {
+    let status = Command::new("kill")
+        .args([name, &worker.0.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+}
+
+/// Waits for the process to exit; its exit status, or `None` after `deadline`.
+async fn exited_within(
+    worker: &mut Worker,
+    deadline: Duration,
+) -> Option<std::process::ExitStatus> {
+    let give_up = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Ok(Some(status)) = worker.0.try_wait() {
+            return Some(status);
+        }
+        if tokio::time::Instant::now() >= give_up {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn send(env: &TestEnv) -> String {
+    let (status, body) = env.send_otp(PHONE).await;
+    assert_eq!(status, 202, "{body}");
+    body["requestId"].as_str().expect("requestId").to_owned()
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_call_loses_no_job() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    // The first call hangs and then fails, so only a second worker can deliver.
+    env.sandbox.script(
+        PHONE,
+        vec![ScriptedReply {
+            status: Some(500),
+            delay_ms: Some(3000),
+            ..ScriptedReply::default()
+        }],
+    );
+    let mut first = spawn_worker(&env, 30);
+    let request_id = send(&env).await;
+    env.wait_for_status(&request_id, "sending").await;
+    signal(&first, "-KILL");
+    assert!(exited_within(&mut first, DEADLINE).await.is_some());
+
+    let _second = spawn_worker(&env, 30);
+    let messages = env.wait_for_messages(PHONE, 1).await;
+    env.wait_for_status(&request_id, "sent").await;
+    assert_eq!(messages.len(), 1);
+    let (status, _) = env.verify(PHONE, &messages[0].code).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn sigterm_drains_the_job_in_flight_and_exits() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    env.sandbox.script(
+        PHONE,
+        vec![ScriptedReply {
+            delay_ms: Some(1000),
+            ..ScriptedReply::default()
+        }],
+    );
+    let mut worker = spawn_worker(&env, 30);
+    let request_id = send(&env).await;
+    env.wait_for_status(&request_id, "sending").await;
+    signal(&worker, "-TERM");
+    let exit = exited_within(&mut worker, Duration::from_secs(10)).await;
+    assert!(exit.is_some_and(|s| s.success()), "{exit:?}");
+    env.wait_for_status(&request_id, "sent").await;
+    assert_eq!(env.sandbox.messages(PHONE).len(), 1);
+}
+
+#[tokio::test]
+async fn sigterm_exits_within_the_grace_period_and_the_job_goes_back_to_the_queue() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    env.sandbox.script(
+        PHONE,
+        vec![ScriptedReply {
+            status: Some(500),
+            delay_ms: Some(8000),
+            ..ScriptedReply::default()
+        }],
+    );
+    let mut worker = spawn_worker(&env, 1);
+    let request_id = send(&env).await;
+    env.wait_for_status(&request_id, "sending").await;
+    let stopping = std::time::Instant::now();
+    signal(&worker, "-TERM");
+    let exit = exited_within(&mut worker, Duration::from_secs(6)).await;
+    assert!(
+        exit.is_some(),
+        "still running 6 s after SIGTERM with a 1 s grace"
+    );
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stopping.elapsed()
+    );
+    // The unfinished job was not acked: another worker delivers it.
+    let _next = spawn_worker(&env, 30);
+    env.wait_for_status(&request_id, "sent").await;
+}
