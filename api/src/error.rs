@@ -29,6 +29,9 @@ pub enum ApiError {
     /// Redis or RabbitMQ could not take a send request.
     #[error("send not possible: {0}")]
     SendUnavailable(String),
+    /// The queue is so far behind that a new code would expire before it is sent.
+    #[error("send backlog longer than a code's life")]
+    Backlogged { retry_after: Duration },
     /// Redis could not answer another request.
     #[error("dependency unavailable: {0}")]
     Unavailable(String),
@@ -102,7 +105,7 @@ impl ApiError {
                 "RATE_LIMITED",
                 "Too many requests, please try again later",
             ),
-            SendUnavailable(_) => (
+            SendUnavailable(_) | Backlogged { .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "UNAVAILABLE",
                 "Failed to send OTP",
@@ -167,7 +170,8 @@ impl IntoResponse for ApiError {
         let mut retry_after = None;
         match self {
             ApiError::OtpInvalid { remaining } => body["attemptsRemaining"] = json!(remaining),
-            ApiError::RateLimited { retry_after: wait } => {
+            ApiError::RateLimited { retry_after: wait }
+            | ApiError::Backlogged { retry_after: wait } => {
                 let secs = retry_after_seconds(wait);
                 body["retryAfterSeconds"] = json!(secs);
                 retry_after = Some(secs);

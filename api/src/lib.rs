@@ -1,6 +1,7 @@
 //! The api process: takes phone numbers, stores sealed codes in Redis, publishes send
 //! jobs to RabbitMQ, verifies codes and issues session tokens.
 
+pub mod backlog;
 pub mod code;
 pub mod config;
 pub mod error;
@@ -22,6 +23,7 @@ use otp_shared::seal::CodeSealer;
 use otp_shared::status::StatusStore;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::config::ApiConfig;
 use crate::publisher::Publisher;
@@ -66,6 +68,10 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
         statuses: StatusStore::new(redis.clone(), keys),
         redis,
         publisher: Arc::new(publisher),
+        admission: Arc::new(backlog::Admission::new(
+            config.wati_sends_per_second,
+            Duration::from_secs(config.common.otp_ttl_seconds),
+        )),
         tokens: Arc::new(TokenIssuer::new(
             &config.jwt_secret,
             &config.jwt_issuer,
@@ -94,12 +100,22 @@ pub async fn run(
         key_prefix = %config.common.key_prefix,
         "api listening"
     );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let depth_watch = tokio::spawn(backlog::watch_depth(
+        state.admission.clone(),
+        state.publisher.clone(),
+        stop_rx,
+    ));
     let app = routes::router(state);
-    axum::serve(
+    let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .map_err(StartError::Serve)
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    })
+    .await;
+    depth_watch.abort();
+    served.map_err(StartError::Serve)
 }

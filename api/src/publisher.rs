@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
 use otp_shared::job::SendJob;
 use otp_shared::keys::QueueNames;
@@ -84,6 +85,22 @@ impl Publisher {
             _connection: connection,
             channel,
         })
+    }
+
+    /// Jobs ready in the send queue (not counting those held by workers).
+    pub async fn ready_jobs(&self) -> Result<u64, PublishError> {
+        let channel = self.channel().await?;
+        let queue = channel
+            .queue_declare(
+                self.queues.send.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(u64::from(queue.message_count()))
     }
 
     /// Publishes one job and waits for the broker's confirm.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use otp_shared::status::StatusStore;
 use redis::aio::ConnectionManager;
 
+use crate::backlog::Admission;
 use crate::publisher::Publisher;
 use crate::store::OtpStore;
 use crate::token::TokenIssuer;
@@ -24,6 +25,7 @@ pub struct AppState {
     pub users: UserStore,
     pub statuses: StatusStore,
     pub publisher: Arc<Publisher>,
+    pub admission: Arc<Admission>,
     pub tokens: Arc<TokenIssuer>,
     pub settings: Arc<HandlerSettings>,
 }

@@ -94,6 +94,10 @@ async fn transient_failures_are_retried_with_the_same_code_and_delivered_once() 
     let calls = env.sandbox.calls(PHONE);
     let statuses: Vec<u16> = calls.iter().map(|c| c.status).collect();
     assert_eq!(statuses, [500, 503, 200]);
+    assert!(
+        calls.iter().all(|c| c.code == calls[0].code),
+        "same code on every attempt"
+    );
     assert_eq!(env.sandbox.messages(PHONE).len(), 1);
     let code = env.sandbox.messages(PHONE)[0].code.clone();
     assert_eq!(env.verify(PHONE, &code).await.0, 200);
@@ -119,6 +123,52 @@ async fn retry_after_is_waited_for() {
     assert_eq!(calls.len(), 2);
     let gap = calls[1].received_at_ms - calls[0].received_at_ms;
     assert!(gap >= 2000, "second call {gap} ms after the 429");
+}
+
+#[tokio::test]
+async fn a_429_without_retry_after_backs_off_and_retries() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    let _worker = env.start_worker();
+    env.sandbox.script(PHONE, vec![reply(429), reply(429)]);
+    let (_, body) = env.send_otp(PHONE).await;
+    let request_id = body["requestId"].as_str().expect("requestId").to_owned();
+    let status = env.wait_for_status(&request_id, "sent").await;
+    assert_eq!(status["attempts"], 3);
+    let calls = env.sandbox.calls(PHONE);
+    // The harness's schedule starts at 50 ms and doubles.
+    let gaps: Vec<u64> = calls
+        .windows(2)
+        .map(|w| w[1].received_at_ms - w[0].received_at_ms)
+        .collect();
+    assert!(gaps[0] >= 50 && gaps[1] >= 100, "{gaps:?}");
+}
+
+#[tokio::test]
+async fn wati_hanging_past_expiry_ends_expired_without_another_call() {
+    let mut env = TestEnv::new().await;
+    let mut config = env.api_config();
+    config.common.otp_ttl_seconds = 2;
+    let _api = env.start_api_with(config).await;
+    let mut worker_config = env.worker_config();
+    worker_config.wati.timeout = Duration::from_secs(30);
+    let _worker = env.start_worker_with(worker_config);
+    env.sandbox.script(
+        PHONE,
+        vec![ScriptedReply {
+            delay_ms: Some(10_000),
+            ..ScriptedReply::default()
+        }],
+    );
+    let (_, body) = env.send_otp(PHONE).await;
+    let request_id = body["requestId"].as_str().expect("requestId").to_owned();
+    let status = env.wait_for_status(&request_id, "expired").await;
+    assert_eq!(status["attempts"], 1);
+    assert_eq!(status["reason"], "Failed to send OTP");
+    // The one hanging call was cut at the code's expiry, and nothing followed it.
+    assert!(env.sandbox.calls(PHONE).is_empty());
+    let (code, _) = env.verify(PHONE, "123456").await;
+    assert_eq!(code, 410);
 }
 
 #[tokio::test]

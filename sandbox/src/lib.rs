@@ -40,6 +40,8 @@ pub struct Message {
 #[serde(rename_all = "camelCase")]
 pub struct Call {
     pub phone: String,
+    /// The code the caller sent, whatever was answered.
+    pub code: String,
     pub status: u16,
     pub received_at_ms: u64,
 }
@@ -236,6 +238,7 @@ async fn send_template_message(
         let mut recorded = sandbox.recorded();
         recorded.calls.entry(phone.clone()).or_default().push(Call {
             phone: phone.clone(),
+            code: code.clone(),
             status: status.as_u16(),
             received_at_ms,
         });

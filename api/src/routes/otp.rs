@@ -61,6 +61,9 @@ pub async fn send_otp(
     ApiJson(body): ApiJson<SendOtpBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let phone = required_phone(body.phone)?;
+    if let Some(retry_after) = state.admission.refuse_for() {
+        return Err(ApiError::Backlogged { retry_after });
+    }
     let code = crate::code::generate(state.settings.otp_length)
         .map_err(|e| ApiError::Internal(format!("random source: {e}")))?;
     let decision = state
