@@ -230,8 +230,9 @@ impl TestEnv {
         .expect("worker settings are valid")
     }
 
-    /// Starts the api with `config` on port 0 and waits until it answers.
-    pub async fn start_api_with(&mut self, config: ApiConfig) -> Running {
+    /// Starts an api with `config` on port 0, waits until it answers, and returns it
+    /// with its base URL. Several may run side by side on the same prefix.
+    pub async fn spawn_api(&self, config: ApiConfig) -> (Running, String) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a port for the api");
@@ -245,19 +246,22 @@ impl TestEnv {
                 panic!("api failed: {e}");
             }
         });
-        let http = self.http.clone();
         let health = format!("{url}/healthz");
-        eventually("the api to answer /healthz", DEADLINE, || {
-            let (http, health) = (http.clone(), health.clone());
-            async move {
-                http.get(&health)
-                    .send()
-                    .await
-                    .ok()
-                    .filter(|r| r.status() == 200)
-            }
+        eventually("the api to answer /healthz", DEADLINE, || async {
+            self.http
+                .get(&health)
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status() == 200)
         })
         .await;
+        (running, url)
+    }
+
+    /// Starts the api that the request helpers below talk to.
+    pub async fn start_api_with(&mut self, config: ApiConfig) -> Running {
+        let (running, url) = self.spawn_api(config).await;
         self.api_url = url;
         running
     }
@@ -285,9 +289,14 @@ impl TestEnv {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.post_to(&self.api_url, path, body).await
+    }
+
+    /// Posts JSON to the api at `base_url`; the status and the JSON body.
+    pub async fn post_to(&self, base_url: &str, path: &str, body: Value) -> (u16, Value) {
         let response = self
             .http
-            .post(format!("{}{path}", self.api_url))
+            .post(format!("{base_url}{path}"))
             .json(&body)
             .send()
             .await

@@ -1,0 +1,195 @@
+//! Abuse protection: every rate limit holds across two api instances on one Redis,
+//! forwarded addresses count only when trusted, and tampered tokens are refused.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use otp_e2e::TestEnv;
+use serde_json::{Value, json};
+
+const PHONE: &str = "919876543210";
+
+fn phone(n: u32) -> String {
+    format!("9198765432{n:02}")
+}
+
+fn assert_rate_limited(got: &(u16, Value)) -> u64 {
+    assert_eq!(got.0, 429, "{}", got.1);
+    assert_eq!(got.1["code"], "RATE_LIMITED");
+    assert_eq!(got.1["status"], "error");
+    got.1["retryAfterSeconds"].as_u64().expect("retryAfterSeconds")
+}
+
+#[tokio::test]
+async fn the_resend_cooldown_holds_across_two_api_instances() {
+    let env = TestEnv::new().await;
+    let mut config = env.api_config();
+    config.limits.resend_cooldown_seconds = 30;
+    let (_a, a) = env.spawn_api(config.clone()).await;
+    let (_b, b) = env.spawn_api(config).await;
+    assert_eq!(env.post_to(&a, "/api/auth/send-otp", json!({"phone": PHONE})).await.0, 202);
+    let wait = assert_rate_limited(&env.post_to(&b, "/api/auth/send-otp", json!({"phone": PHONE})).await);
+    assert!((29..=30).contains(&wait), "{wait}");
+}
+
+#[tokio::test]
+async fn sends_per_phone_per_hour_hold_across_two_api_instances() {
+    let env = TestEnv::new().await;
+    let mut config = env.api_config();
+    config.limits.phone_sends_per_hour = 3;
+    config.limits.max_sends_per_code = 100;
+    let (_a, a) = env.spawn_api(config.clone()).await;
+    let (_b, b) = env.spawn_api(config).await;
+    for url in [&a, &b, &a] {
+        assert_eq!(env.post_to(url, "/api/auth/send-otp", json!({"phone": PHONE})).await.0, 202);
+    }
+    let wait = assert_rate_limited(&env.post_to(&b, "/api/auth/send-otp", json!({"phone": PHONE})).await);
+    assert!((3590..=3600).contains(&wait), "{wait}");
+    // Another phone is not affected.
+    assert_eq!(env.post_to(&a, "/api/auth/send-otp", json!({"phone": phone(1)})).await.0, 202);
+}
+
+#[tokio::test]
+async fn re_sends_of_one_code_are_capped_and_carry_the_same_code() {
+    let mut env = TestEnv::new().await;
+    let mut config = env.api_config();
+    config.limits.max_sends_per_code = 2;
+    let (_a, a) = env.spawn_api(config.clone()).await;
+    let _b = env.start_api_with(config).await;
+    let b = env.api_url.clone();
+    let _worker = env.start_worker();
+    assert_eq!(env.post_to(&a, "/api/auth/send-otp", json!({"phone": PHONE})).await.0, 202);
+    assert_eq!(env.post_to(&b, "/api/auth/send-otp", json!({"phone": PHONE})).await.0, 202);
+    let wait = assert_rate_limited(&env.post_to(&a, "/api/auth/send-otp", json!({"phone": PHONE})).await);
+    assert!((290..=300).contains(&wait), "until the code expires: {wait}");
+    let messages = env.wait_for_messages(PHONE, 2).await;
+    assert_eq!(messages[0].code, messages[1].code);
+    // Verified, the code is gone, and a new send mints a new one.
+    assert_eq!(env.verify(PHONE, &messages[0].code).await.0, 200);
+    assert_eq!(env.post_to(&a, "/api/auth/send-otp", json!({"phone": PHONE})).await.0, 202);
+    let messages = env.wait_for_messages(PHONE, 3).await;
+    assert_eq!(env.verify(PHONE, &messages[0].code).await.0, 401);
+}
+
+#[tokio::test]
+async fn requests_per_client_address_hold_across_two_api_instances_for_send_and_verify() {
+    let env = TestEnv::new().await;
+    let mut config = env.api_config();
+    config.limits.ip_requests_per_minute = 5;
+    let (_a, a) = env.spawn_api(config.clone()).await;
+    let (_b, b) = env.spawn_api(config).await;
+    for n in 0..3 {
+        assert_eq!(env.post_to(&a, "/api/auth/send-otp", json!({"phone": phone(n)})).await.0, 202);
+    }
+    for n in 0..2 {
+        let (status, _) = env
+            .post_to(&b, "/api/auth/verify-otp", json!({"phone": phone(n), "code": "000000"}))
+            .await;
+        assert_eq!(status, 401);
+    }
+    let wait = assert_rate_limited(&env.post_to(&b, "/api/auth/send-otp", json!({"phone": phone(9)})).await);
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_rate_limited(
+        &env.post_to(&a, "/api/auth/verify-otp", json!({"phone": phone(0), "code": "1"})).await,
+    );
+    // Bad requests count too: a flood of garbage is no way around the limit.
+    let (status, _) = env.post_to(&a, "/api/auth/send-otp", json!({})).await;
+    assert_eq!(status, 429);
+}
+
+async fn send_from(env: &TestEnv, forwarded_for: &str, n: u32) -> u16 {
+    env.http
+        .post(format!("{}/api/auth/send-otp", env.api_url))
+        .header("x-forwarded-for", forwarded_for)
+        .json(&json!({"phone": phone(n)}))
+        .send()
+        .await
+        .expect("api reachable")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn forwarded_addresses_count_only_when_trusted() {
+    let mut env = TestEnv::new().await;
+    let mut config = env.api_config();
+    config.limits.ip_requests_per_minute = 2;
+    let _untrusting = env.start_api_with(config.clone()).await;
+    // Not trusted: a client cannot dodge the limit by inventing addresses.
+    assert_eq!(send_from(&env, "203.0.113.1", 0).await, 202);
+    assert_eq!(send_from(&env, "203.0.113.2", 1).await, 202);
+    assert_eq!(send_from(&env, "203.0.113.3", 2).await, 429);
+
+    let mut env = TestEnv::new().await;
+    let mut config = env.api_config();
+    config.limits.ip_requests_per_minute = 2;
+    config.limits.trust_forwarded_for = true;
+    let _trusting = env.start_api_with(config).await;
+    // Trusted: each address (the last entry, added by our proxy) has its own budget.
+    assert_eq!(send_from(&env, "198.51.100.7, 203.0.113.1", 0).await, 202);
+    assert_eq!(send_from(&env, "198.51.100.7, 203.0.113.1", 1).await, 202);
+    assert_eq!(send_from(&env, "198.51.100.7, 203.0.113.1", 2).await, 429);
+    assert_eq!(send_from(&env, "203.0.113.2", 3).await, 202);
+}
+
+fn sign(claims: &Value, secret: &[u8]) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .expect("sign")
+}
+
+#[tokio::test]
+async fn expired_tampered_unsigned_and_foreign_tokens_are_refused() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    let _worker = env.start_worker();
+    assert_eq!(env.send_otp(PHONE).await.0, 202);
+    let code = env.wait_for_messages(PHONE, 1).await[0].code.clone();
+    let (_, body) = env.verify(PHONE, &code).await;
+    let token = body["token"].as_str().expect("token").to_owned();
+    assert_eq!(env.get("/api/auth/me", Some(&token)).await.0, 200);
+
+    let segments: Vec<&str> = token.split('.').collect();
+    let payload: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segments[1]).expect("base64")).expect("json");
+
+    // The payload changed (another phone), the signature kept.
+    let mut forged = payload.clone();
+    forged["phone"] = json!("14155552671");
+    let tampered = format!(
+        "{}.{}.{}",
+        segments[0],
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).expect("json")),
+        segments[2]
+    );
+    // alg: none, no signature.
+    let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let unsigned = format!("{none_header}.{}.", segments[1]);
+    // The right key, the same live session, but expired.
+    let mut old = payload.clone();
+    old["iat"] = json!(1);
+    old["exp"] = json!(2);
+    let expired = sign(&old, otp_e2e::JWT_SECRET.as_bytes());
+    // Another key.
+    let foreign = sign(&payload, b"another-key-another-key-another-key!");
+    // Another issuer, right key.
+    let mut elsewhere = payload.clone();
+    elsewhere["iss"] = json!("someone-else");
+    let other_issuer = sign(&elsewhere, otp_e2e::JWT_SECRET.as_bytes());
+
+    for (what, bad) in [
+        ("tampered", tampered),
+        ("alg none", unsigned),
+        ("expired", expired),
+        ("other key", foreign),
+        ("other issuer", other_issuer),
+    ] {
+        let (status, body) = env.get("/api/auth/me", Some(&bad)).await;
+        assert_eq!(status, 401, "{what}: {body}");
+        assert_eq!(body["code"], "UNAUTHORIZED", "{what}");
+    }
+    // The genuine token still works: the refusals were about the tokens.
+    assert_eq!(env.get("/api/auth/me", Some(&token)).await.0, 200);
+}

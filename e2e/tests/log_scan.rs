@@ -1,0 +1,75 @@
+//! No code, token, key or secret appears in any log line, at debug level, over a full
+//! flow: send, deliver, wrong guess, verify, me, logout, and a permanent failure.
+//! (Its own test binary: it installs the process-wide log subscriber.)
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use otp_e2e::TestEnv;
+use wati_sandbox::ScriptedReply;
+
+const PHONE: &str = "919876543210";
+const OTHER: &str = "14155552671";
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_full_flow_logs_no_code_token_key_or_secret() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    tracing_subscriber::fmt()
+        .with_env_filter("debug")
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
+
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    let _worker = env.start_worker();
+    assert_eq!(env.send_otp(PHONE).await.0, 202);
+    let code = env.wait_for_messages(PHONE, 1).await[0].code.clone();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    assert_eq!(env.verify(PHONE, wrong).await.0, 401);
+    let (status, body) = env.verify(PHONE, &code).await;
+    assert_eq!(status, 200);
+    let token = body["token"].as_str().expect("token").to_owned();
+    assert_eq!(env.get("/api/auth/me", Some(&token)).await.0, 200);
+    let logout = env
+        .http
+        .post(format!("{}/api/auth/logout", env.api_url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("api reachable");
+    assert_eq!(logout.status(), 204);
+    env.sandbox.script(OTHER, vec![ScriptedReply { status: Some(401), ..ScriptedReply::default() }]);
+    let (_, body) = env.send_otp(OTHER).await;
+    env.wait_for_status(body["requestId"].as_str().expect("requestId"), "failed").await;
+
+    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    assert!(logs.contains("send accepted") && logs.contains("delivered"), "logs were captured");
+    assert!(logs.lines().count() > 50, "debug lines were captured: {}", logs.lines().count());
+    let token_signature = token.rsplit('.').next().expect("signature");
+    for (what, secret) in [
+        ("the code", code.as_str()),
+        ("the token", token.as_str()),
+        ("the token's signature", token_signature),
+        ("JWT_SECRET", otp_e2e::JWT_SECRET),
+        ("OTP_SECRET", otp_e2e::OTP_SECRET),
+        ("the WATI key", otp_e2e::WATI_KEY),
+    ] {
+        let line = logs.lines().find(|l| l.contains(secret));
+        assert!(line.is_none(), "{what} in a log line: {line:?}");
+    }
+}
