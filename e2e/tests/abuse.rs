@@ -16,7 +16,9 @@ fn assert_rate_limited(got: &(u16, Value)) -> u64 {
     assert_eq!(got.0, 429, "{}", got.1);
     assert_eq!(got.1["code"], "RATE_LIMITED");
     assert_eq!(got.1["status"], "error");
-    got.1["retryAfterSeconds"].as_u64().expect("retryAfterSeconds")
+    got.1["retryAfterSeconds"]
+        .as_u64()
+        .expect("retryAfterSeconds")
 }
 
 #[tokio::test]
@@ -26,8 +28,16 @@ async fn the_resend_cooldown_holds_across_two_api_instances() {
     config.limits.resend_cooldown_seconds = 30;
     let (_a, a) = env.spawn_api(config.clone()).await;
     let (_b, b) = env.spawn_api(config).await;
-    assert_eq!(env.post_to(&a, "/api/auth/send-otp", json!({"phone": PHONE})).await.0, 202);
-    let wait = assert_rate_limited(&env.post_to(&b, "/api/auth/send-otp", json!({"phone": PHONE})).await);
+    assert_eq!(
+        env.post_to(&a, "/api/auth/send-otp", json!({"phone": PHONE}))
+            .await
+            .0,
+        202
+    );
+    let wait = assert_rate_limited(
+        &env.post_to(&b, "/api/auth/send-otp", json!({"phone": PHONE}))
+            .await,
+    );
     assert!((29..=30).contains(&wait), "{wait}");
 }
 
@@ -40,12 +50,25 @@ async fn sends_per_phone_per_hour_hold_across_two_api_instances() {
     let (_a, a) = env.spawn_api(config.clone()).await;
     let (_b, b) = env.spawn_api(config).await;
     for url in [&a, &b, &a] {
-        assert_eq!(env.post_to(url, "/api/auth/send-otp", json!({"phone": PHONE})).await.0, 202);
+        assert_eq!(
+            env.post_to(url, "/api/auth/send-otp", json!({"phone": PHONE}))
+                .await
+                .0,
+            202
+        );
     }
-    let wait = assert_rate_limited(&env.post_to(&b, "/api/auth/send-otp", json!({"phone": PHONE})).await);
+    let wait = assert_rate_limited(
+        &env.post_to(&b, "/api/auth/send-otp", json!({"phone": PHONE}))
+            .await,
+    );
     assert!((3590..=3600).contains(&wait), "{wait}");
     // Another phone is not affected.
-    assert_eq!(env.post_to(&a, "/api/auth/send-otp", json!({"phone": phone(1)})).await.0, 202);
+    assert_eq!(
+        env.post_to(&a, "/api/auth/send-otp", json!({"phone": phone(1)}))
+            .await
+            .0,
+        202
+    );
 }
 
 #[tokio::test]
@@ -57,15 +80,36 @@ async fn re_sends_of_one_code_are_capped_and_carry_the_same_code() {
     let _b = env.start_api_with(config).await;
     let b = env.api_url.clone();
     let _worker = env.start_worker();
-    assert_eq!(env.post_to(&a, "/api/auth/send-otp", json!({"phone": PHONE})).await.0, 202);
-    assert_eq!(env.post_to(&b, "/api/auth/send-otp", json!({"phone": PHONE})).await.0, 202);
-    let wait = assert_rate_limited(&env.post_to(&a, "/api/auth/send-otp", json!({"phone": PHONE})).await);
-    assert!((290..=300).contains(&wait), "until the code expires: {wait}");
+    assert_eq!(
+        env.post_to(&a, "/api/auth/send-otp", json!({"phone": PHONE}))
+            .await
+            .0,
+        202
+    );
+    assert_eq!(
+        env.post_to(&b, "/api/auth/send-otp", json!({"phone": PHONE}))
+            .await
+            .0,
+        202
+    );
+    let wait = assert_rate_limited(
+        &env.post_to(&a, "/api/auth/send-otp", json!({"phone": PHONE}))
+            .await,
+    );
+    assert!(
+        (290..=300).contains(&wait),
+        "until the code expires: {wait}"
+    );
     let messages = env.wait_for_messages(PHONE, 2).await;
     assert_eq!(messages[0].code, messages[1].code);
     // Verified, the code is gone, and a new send mints a new one.
     assert_eq!(env.verify(PHONE, &messages[0].code).await.0, 200);
-    assert_eq!(env.post_to(&a, "/api/auth/send-otp", json!({"phone": PHONE})).await.0, 202);
+    assert_eq!(
+        env.post_to(&a, "/api/auth/send-otp", json!({"phone": PHONE}))
+            .await
+            .0,
+        202
+    );
     let messages = env.wait_for_messages(PHONE, 3).await;
     assert_eq!(env.verify(PHONE, &messages[0].code).await.0, 401);
 }
@@ -78,18 +122,35 @@ async fn requests_per_client_address_hold_across_two_api_instances_for_send_and_
     let (_a, a) = env.spawn_api(config.clone()).await;
     let (_b, b) = env.spawn_api(config).await;
     for n in 0..3 {
-        assert_eq!(env.post_to(&a, "/api/auth/send-otp", json!({"phone": phone(n)})).await.0, 202);
+        assert_eq!(
+            env.post_to(&a, "/api/auth/send-otp", json!({"phone": phone(n)}))
+                .await
+                .0,
+            202
+        );
     }
     for n in 0..2 {
         let (status, _) = env
-            .post_to(&b, "/api/auth/verify-otp", json!({"phone": phone(n), "code": "000000"}))
+            .post_to(
+                &b,
+                "/api/auth/verify-otp",
+                json!({"phone": phone(n), "code": "000000"}),
+            )
             .await;
         assert_eq!(status, 401);
     }
-    let wait = assert_rate_limited(&env.post_to(&b, "/api/auth/send-otp", json!({"phone": phone(9)})).await);
+    let wait = assert_rate_limited(
+        &env.post_to(&b, "/api/auth/send-otp", json!({"phone": phone(9)}))
+            .await,
+    );
     assert!((1..=60).contains(&wait), "{wait}");
     assert_rate_limited(
-        &env.post_to(&a, "/api/auth/verify-otp", json!({"phone": phone(0), "code": "1"})).await,
+        &env.post_to(
+            &a,
+            "/api/auth/verify-otp",
+            json!({"phone": phone(0), "code": "1"}),
+        )
+        .await,
     );
     // Bad requests count too: a flood of garbage is no way around the limit.
     let (status, _) = env.post_to(&a, "/api/auth/send-otp", json!({})).await;
@@ -153,7 +214,8 @@ async fn expired_tampered_unsigned_and_foreign_tokens_are_refused() {
 
     let segments: Vec<&str> = token.split('.').collect();
     let payload: Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segments[1]).expect("base64")).expect("json");
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segments[1]).expect("base64"))
+            .expect("json");
 
     // The payload changed (another phone), the signature kept.
     let mut forged = payload.clone();

@@ -13,7 +13,9 @@ fn json_value() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
         ".{0,40}".prop_map(Value::String),
         "[0-9+ ()-]{0,20}".prop_map(Value::String),
     ];
@@ -55,7 +57,11 @@ async fn check(env: &TestEnv, path: &str, body: reqwest::Body) -> Result<(), Tes
     prop_assert!(status < 500, "{path} answered {status}: {body}");
     if status >= 400 {
         prop_assert_eq!(&body["status"], "error", "{} {}: {}", path, status, body);
-        prop_assert!(body["code"].is_string() && body["message"].is_string(), "{}", body);
+        prop_assert!(
+            body["code"].is_string() && body["message"].is_string(),
+            "{}",
+            body
+        );
     } else {
         prop_assert_eq!(&body["status"], "success", "{} {}: {}", path, status, body);
     }
@@ -67,7 +73,11 @@ fn arbitrary_input_gets_a_2xx_or_a_spec_4xx_never_a_5xx() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let mut env = runtime.block_on(TestEnv::new());
     let _api = runtime.block_on(env.start_api());
-    let config = Config { cases: 200, failure_persistence: None, ..Config::default() };
+    let config = Config {
+        cases: 200,
+        failure_persistence: None,
+        ..Config::default()
+    };
 
     TestRunner::new(config.clone())
         .run(&(json_value(), 0..2usize), |(body, endpoint)| {
@@ -77,16 +87,20 @@ fn arbitrary_input_gets_a_2xx_or_a_spec_4xx_never_a_5xx() {
         .expect("arbitrary JSON bodies");
 
     TestRunner::new(config.clone())
-        .run(&(phone_string(), ".{0,12}", 0..2usize), |(phone, code, endpoint)| {
-            let body = json!({"phone": phone, "code": code});
-            let bytes = serde_json::to_vec(&body).expect("json");
-            runtime.block_on(check(&env, ENDPOINTS[endpoint], bytes.into()))
-        })
+        .run(
+            &(phone_string(), ".{0,12}", 0..2usize),
+            |(phone, code, endpoint)| {
+                let body = json!({"phone": phone, "code": code});
+                let bytes = serde_json::to_vec(&body).expect("json");
+                runtime.block_on(check(&env, ENDPOINTS[endpoint], bytes.into()))
+            },
+        )
         .expect("arbitrary phone strings");
 
     TestRunner::new(config)
-        .run(&(prop::collection::vec(any::<u8>(), 0..512), 0..2usize), |(bytes, endpoint)| {
-            runtime.block_on(check(&env, ENDPOINTS[endpoint], bytes.into()))
-        })
+        .run(
+            &(prop::collection::vec(any::<u8>(), 0..512), 0..2usize),
+            |(bytes, endpoint)| runtime.block_on(check(&env, ENDPOINTS[endpoint], bytes.into())),
+        )
         .expect("arbitrary bytes");
 }

@@ -16,7 +16,10 @@ struct Captured(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(buf);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -53,13 +56,28 @@ async fn a_full_flow_logs_no_code_token_key_or_secret() {
         .await
         .expect("api reachable");
     assert_eq!(logout.status(), 204);
-    env.sandbox.script(OTHER, vec![ScriptedReply { status: Some(401), ..ScriptedReply::default() }]);
+    env.sandbox.script(
+        OTHER,
+        vec![ScriptedReply {
+            status: Some(401),
+            ..ScriptedReply::default()
+        }],
+    );
     let (_, body) = env.send_otp(OTHER).await;
-    env.wait_for_status(body["requestId"].as_str().expect("requestId"), "failed").await;
+    env.wait_for_status(body["requestId"].as_str().expect("requestId"), "failed")
+        .await;
 
-    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
-    assert!(logs.contains("send accepted") && logs.contains("delivered"), "logs were captured");
-    assert!(logs.lines().count() > 50, "debug lines were captured: {}", logs.lines().count());
+    let logs =
+        String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    assert!(
+        logs.contains("send accepted") && logs.contains("delivered"),
+        "logs were captured"
+    );
+    assert!(
+        logs.lines().count() > 50,
+        "debug lines were captured: {}",
+        logs.lines().count()
+    );
     let token_signature = token.rsplit('.').next().expect("signature");
     for (what, secret) in [
         ("the code", code.as_str()),

@@ -10,10 +10,24 @@ async fn all_redis_values(env: &TestEnv) -> Vec<(String, Vec<u8>)> {
     let mut redis = env.redis.clone();
     let mut values = Vec::new();
     for key in env.redis_keys().await {
-        let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut redis).await.expect("type");
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(&mut redis)
+            .await
+            .expect("type");
         let parts: Vec<Vec<u8>> = match kind.as_str() {
-            "string" => vec![redis::cmd("GET").arg(&key).query_async(&mut redis).await.expect("get")],
-            "hash" => redis::cmd("HGETALL").arg(&key).query_async(&mut redis).await.expect("hgetall"),
+            "string" => vec![
+                redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut redis)
+                    .await
+                    .expect("get"),
+            ],
+            "hash" => redis::cmd("HGETALL")
+                .arg(&key)
+                .query_async(&mut redis)
+                .await
+                .expect("hgetall"),
             "zset" => redis::cmd("ZRANGE")
                 .arg(&key)
                 .arg(0)
@@ -43,7 +57,11 @@ async fn no_redis_value_and_no_queued_job_holds_the_code() {
     assert_eq!(env.send_otp(PHONE).await.0, 202);
 
     let mut seen = all_redis_values(&env).await;
-    assert!(seen.len() >= 5, "the code record and limits are stored: {}", seen.len());
+    assert!(
+        seen.len() >= 5,
+        "the code record and limits are stored: {}",
+        seen.len()
+    );
     let channel = env.channel().await;
     let job = eventually("the job on the queue", DEADLINE, || {
         let (channel, send) = (channel.clone(), env.queues().send);
@@ -55,7 +73,10 @@ async fn no_redis_value_and_no_queued_job_holds_the_code() {
             let data = message.delivery.data.clone();
             message
                 .delivery
-                .nack(BasicNackOptions { requeue: true, ..Default::default() })
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
                 .await
                 .ok()?;
             Some(data)
@@ -68,9 +89,15 @@ async fn no_redis_value_and_no_queued_job_holds_the_code() {
     assert_eq!(code.len(), 10);
     seen.extend(all_redis_values(&env).await);
     for (key, value) in &seen {
-        assert!(!contains(value, code.as_bytes()), "the code in plain text at {key}");
+        assert!(
+            !contains(value, code.as_bytes()),
+            "the code in plain text at {key}"
+        );
     }
-    assert!(!contains(&job, code.as_bytes()), "the code in the queued job");
+    assert!(
+        !contains(&job, code.as_bytes()),
+        "the code in the queued job"
+    );
     assert!(
         String::from_utf8_lossy(&job).contains("\"phone\":\"919876543210\""),
         "the scan read the real job"
