@@ -49,19 +49,20 @@ impl Admission {
     }
 }
 
-/// Reads the send queue's depth every second until `stop` turns true. A failed
-/// reading keeps the last one: admission is a guard, not a reason to refuse.
+/// Reads the send queue's depth every second until `stop` turns true, for admission
+/// and for the queue-depth gauge. A failed reading keeps the last one: admission is a
+/// guard, not a reason to refuse.
 pub async fn watch_depth(
     admission: Arc<Admission>,
     publisher: Arc<Publisher>,
     mut stop: watch::Receiver<bool>,
 ) {
-    if admission.sends_per_second == 0 {
-        return;
-    }
     loop {
         match publisher.ready_jobs().await {
-            Ok(ready) => admission.record_depth(ready),
+            Ok(ready) => {
+                admission.record_depth(ready);
+                metrics::gauge!(otp_shared::metrics::QUEUE_READY_JOBS).set(ready as f64);
+            }
             Err(e) => tracing::debug!(error = %e, "could not read the send queue depth"),
         }
         tokio::select! {

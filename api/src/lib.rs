@@ -84,28 +84,61 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
     })
 }
 
-/// Serves the api on `listener` until `shutdown` completes, then finishes the requests
-/// in flight. The binary and the tests both start the api through here.
+/// Where the api listens: public HTTP (`API_ADDR`) and metrics (`METRICS_ADDR`).
+pub struct Listeners {
+    pub http: TcpListener,
+    pub metrics: TcpListener,
+}
+
+impl Listeners {
+    /// Binds both addresses of `config`.
+    pub async fn bind(config: &ApiConfig) -> std::io::Result<Self> {
+        Ok(Self {
+            http: TcpListener::bind(config.api_addr).await?,
+            metrics: TcpListener::bind(config.metrics_addr).await?,
+        })
+    }
+}
+
+/// Serves the api until `shutdown` completes, then finishes the requests in flight.
+/// The binary and the tests both start the api through here.
 pub async fn run(
     config: ApiConfig,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    let metrics = otp_shared::metrics::install();
     let state = build_state(&config).await?;
     let queues = state.publisher.queues();
+    let Listeners {
+        http: listener,
+        metrics: metrics_listener,
+    } = listeners;
     tracing::info!(
         addr = ?listener.local_addr().ok(),
+        metrics_addr = ?metrics_listener.local_addr().ok(),
         send_queue = %queues.send,
         dead_letter_queue = %queues.dead,
         key_prefix = %config.common.key_prefix,
         "api listening"
     );
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_rx_for_metrics = stop_rx.clone();
     let depth_watch = tokio::spawn(backlog::watch_depth(
         state.admission.clone(),
         state.publisher.clone(),
         stop_rx,
     ));
+    let metrics_server = {
+        let mut stop = stop_rx_for_metrics;
+        tokio::spawn(otp_shared::metrics::serve(
+            metrics_listener,
+            metrics,
+            async move {
+                let _ = stop.wait_for(|stopping| *stopping).await;
+            },
+        ))
+    };
     let app = routes::router(state);
     let served = axum::serve(
         listener,
@@ -117,5 +150,6 @@ pub async fn run(
     })
     .await;
     depth_watch.abort();
+    let _ = metrics_server.await;
     served.map_err(StartError::Serve)
 }

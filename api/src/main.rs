@@ -27,9 +27,12 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(config: otp_api::config::ApiConfig) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.api_addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.api_addr))?;
-    otp_api::run(config, listener, otp_shared::shutdown::signal()).await?;
+    let listeners = otp_api::Listeners::bind(&config).await.with_context(|| {
+        format!(
+            "cannot listen on {} and {}",
+            config.api_addr, config.metrics_addr
+        )
+    })?;
+    otp_api::run(config, listeners, otp_shared::shutdown::signal()).await?;
     Ok(())
 }

@@ -111,6 +111,7 @@ impl Publisher {
             .with_content_type("application/json".into())
             .with_message_id(job.request_id.to_string().into());
         let payload = job.encode();
+        let started = std::time::Instant::now();
         let confirm = tokio::time::timeout(BROKER_TIMEOUT, async {
             channel
                 .basic_publish(
@@ -128,6 +129,7 @@ impl Publisher {
         })
         .await
         .map_err(|_| PublishError::Timeout(BROKER_TIMEOUT))??;
+        metrics::histogram!(otp_shared::metrics::PUBLISH_DURATION).record(started.elapsed());
         // A returned message was acked but routed nowhere: as good as lost.
         if confirm.is_ack() && confirm.take_message().is_none() {
             Ok(())

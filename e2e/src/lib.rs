@@ -3,6 +3,7 @@
 //! worker started on port 0 through the same `run` the binaries use. Everything the
 //! test made is removed when its `TestEnv` is dropped, also when the test panics.
 
+pub mod prometheus;
 pub mod proxy;
 
 use std::future::Future;
@@ -27,6 +28,17 @@ pub const WATI_TENANT: &str = "/12345";
 
 /// How long a test waits for an eventual outcome before failing.
 pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A listener on a free loopback port.
+async fn bind_loopback() -> tokio::net::TcpListener {
+    tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port")
+}
+
+fn url_of(listener: &tokio::net::TcpListener) -> String {
+    format!("http://{}", listener.local_addr().expect("bound address"))
+}
 
 /// Polls `probe` until it returns `Some`, or panics with `what` after `deadline`.
 pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut probe: F) -> T
@@ -82,6 +94,8 @@ pub async fn rabbitmq_or_fail(url: &str) -> lapin::Connection {
 pub struct Running {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
+    /// Base URL of its `/metrics` and `/healthz`.
+    pub metrics_url: String,
 }
 
 impl Running {
@@ -93,6 +107,7 @@ impl Running {
         Self {
             stop: Some(stop),
             task: tokio::spawn(run(stopped)),
+            metrics_url: String::new(),
         }
     }
 
@@ -233,12 +248,14 @@ impl TestEnv {
     /// Starts an api with `config` on port 0, waits until it answers, and returns it
     /// with its base URL. Several may run side by side on the same prefix.
     pub async fn spawn_api(&self, config: ApiConfig) -> (Running, String) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a port for the api");
-        let url = format!("http://{}", listener.local_addr().expect("api address"));
-        let running = Running::spawn(move |stopped| async move {
-            if let Err(e) = otp_api::run(config, listener, async {
+        let listeners = otp_api::Listeners {
+            http: bind_loopback().await,
+            metrics: bind_loopback().await,
+        };
+        let url = url_of(&listeners.http);
+        let metrics_url = url_of(&listeners.metrics);
+        let mut running = Running::spawn(move |stopped| async move {
+            if let Err(e) = otp_api::run(config, listeners, async {
                 let _ = stopped.await;
             })
             .await
@@ -246,6 +263,7 @@ impl TestEnv {
                 panic!("api failed: {e}");
             }
         });
+        running.metrics_url = metrics_url;
         let health = format!("{url}/healthz");
         eventually("the api to answer /healthz", DEADLINE, || async {
             self.http
@@ -272,20 +290,24 @@ impl TestEnv {
     }
 
     /// Starts a worker with `config`.
-    pub fn start_worker_with(&self, config: WorkerConfig) -> Running {
-        Running::spawn(move |stopped| async move {
-            if let Err(e) = otp_worker::run(config, async {
+    pub async fn start_worker_with(&self, config: WorkerConfig) -> Running {
+        let metrics_listener = bind_loopback().await;
+        let metrics_url = url_of(&metrics_listener);
+        let mut running = Running::spawn(move |stopped| async move {
+            if let Err(e) = otp_worker::run(config, metrics_listener, async {
                 let _ = stopped.await;
             })
             .await
             {
                 panic!("worker failed: {e}");
             }
-        })
+        });
+        running.metrics_url = metrics_url;
+        running
     }
 
-    pub fn start_worker(&self) -> Running {
-        self.start_worker_with(self.worker_config())
+    pub async fn start_worker(&self) -> Running {
+        self.start_worker_with(self.worker_config()).await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {

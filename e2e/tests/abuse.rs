@@ -79,7 +79,7 @@ async fn re_sends_of_one_code_are_capped_and_carry_the_same_code() {
     let (_a, a) = env.spawn_api(config.clone()).await;
     let _b = env.start_api_with(config).await;
     let b = env.api_url.clone();
-    let _worker = env.start_worker();
+    let _worker = env.start_worker().await;
     assert_eq!(
         env.post_to(&a, "/api/auth/send-otp", json!({"phone": PHONE}))
             .await
@@ -205,7 +205,7 @@ fn sign(claims: &Value, secret: &[u8]) -> String {
 async fn expired_tampered_unsigned_and_foreign_tokens_are_refused() {
     let mut env = TestEnv::new().await;
     let _api = env.start_api().await;
-    let _worker = env.start_worker();
+    let _worker = env.start_worker().await;
     assert_eq!(env.send_otp(PHONE).await.0, 202);
     let code = env.wait_for_messages(PHONE, 1).await[0].code.clone();
     let (_, body) = env.verify(PHONE, &code).await;

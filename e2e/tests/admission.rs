@@ -42,7 +42,7 @@ async fn a_backlog_longer_than_a_codes_life_is_refused_then_accepted_again() {
     assert_eq!(body["code"], "UNAVAILABLE");
     assert_eq!(body["message"], "Failed to send OTP");
 
-    let _worker = env.start_worker();
+    let _worker = env.start_worker().await;
     eventually(
         "send-otp to accept once the queue drained",
         DEADLINE,

@@ -50,7 +50,7 @@ async fn next_dead_letter(env: &TestEnv) -> (Vec<u8>, String) {
 async fn a_code_is_delivered_through_the_tenant_path_and_verifies() {
     let mut env = TestEnv::new().await;
     let _api = env.start_api().await;
-    let _worker = env.start_worker();
+    let _worker = env.start_worker().await;
     let (status, body) = env.send_otp(PHONE).await;
     assert_eq!(status, 202);
     let request_id = body["requestId"].as_str().expect("requestId").to_owned();
@@ -75,7 +75,7 @@ async fn the_code_length_follows_the_setting() {
     let mut config = env.api_config();
     config.otp_length = 8;
     let _api = env.start_api_with(config).await;
-    let _worker = env.start_worker();
+    let _worker = env.start_worker().await;
     assert_eq!(env.send_otp(PHONE).await.0, 202);
     let messages = env.wait_for_messages(PHONE, 1).await;
     assert_eq!(messages[0].code.len(), 8);
@@ -85,7 +85,7 @@ async fn the_code_length_follows_the_setting() {
 async fn transient_failures_are_retried_with_the_same_code_and_delivered_once() {
     let mut env = TestEnv::new().await;
     let _api = env.start_api().await;
-    let _worker = env.start_worker();
+    let _worker = env.start_worker().await;
     env.sandbox.script(PHONE, vec![reply(500), reply(503)]);
     let (_, body) = env.send_otp(PHONE).await;
     let request_id = body["requestId"].as_str().expect("requestId").to_owned();
@@ -107,7 +107,7 @@ async fn transient_failures_are_retried_with_the_same_code_and_delivered_once() 
 async fn retry_after_is_waited_for() {
     let mut env = TestEnv::new().await;
     let _api = env.start_api().await;
-    let _worker = env.start_worker();
+    let _worker = env.start_worker().await;
     env.sandbox.script(
         PHONE,
         vec![ScriptedReply {
@@ -129,7 +129,7 @@ async fn retry_after_is_waited_for() {
 async fn a_429_without_retry_after_backs_off_and_retries() {
     let mut env = TestEnv::new().await;
     let _api = env.start_api().await;
-    let _worker = env.start_worker();
+    let _worker = env.start_worker().await;
     env.sandbox.script(PHONE, vec![reply(429), reply(429)]);
     let (_, body) = env.send_otp(PHONE).await;
     let request_id = body["requestId"].as_str().expect("requestId").to_owned();
@@ -152,7 +152,7 @@ async fn wati_hanging_past_expiry_ends_expired_without_another_call() {
     let _api = env.start_api_with(config).await;
     let mut worker_config = env.worker_config();
     worker_config.wati.timeout = Duration::from_secs(30);
-    let _worker = env.start_worker_with(worker_config);
+    let _worker = env.start_worker_with(worker_config).await;
     env.sandbox.script(
         PHONE,
         vec![ScriptedReply {
@@ -192,7 +192,7 @@ async fn permanent_failures_delete_the_code_dead_letter_the_job_and_say_why() {
     for (scripted, reason, info) in cases {
         let mut env = TestEnv::new().await;
         let _api = env.start_api().await;
-        let _worker = env.start_worker();
+        let _worker = env.start_worker().await;
         env.sandbox.script(PHONE, vec![scripted]);
         let (_, body) = env.send_otp(PHONE).await;
         let request_id = body["requestId"].as_str().expect("requestId").to_owned();
@@ -218,7 +218,7 @@ async fn a_code_that_cannot_be_delivered_before_expiry_ends_expired_with_no_late
     let mut config = env.api_config();
     config.common.otp_ttl_seconds = 2;
     let _api = env.start_api_with(config).await;
-    let _worker = env.start_worker();
+    let _worker = env.start_worker().await;
     env.sandbox.script(PHONE, vec![reply(500); 200]);
     let (_, body) = env.send_otp(PHONE).await;
     let accepted_at = otp_shared::now_ms();
@@ -242,7 +242,7 @@ async fn a_code_that_cannot_be_delivered_before_expiry_ends_expired_with_no_late
 async fn unreadable_messages_are_dead_lettered_and_good_jobs_keep_flowing() {
     let mut env = TestEnv::new().await;
     let _api = env.start_api().await;
-    let _worker = env.start_worker();
+    let _worker = env.start_worker().await;
     let channel = env.channel().await;
     let send = env.queues().send;
     for body in [&b"{not json"[..], br#"{"v":2,"requestId":"x"}"#] {
@@ -271,7 +271,7 @@ async fn unreadable_messages_are_dead_lettered_and_good_jobs_keep_flowing() {
 #[tokio::test]
 async fn a_job_of_an_unknown_version_is_dead_lettered_as_such() {
     let env = TestEnv::new().await;
-    let _worker = env.start_worker();
+    let _worker = env.start_worker().await;
     let job = json!({"v": 9, "requestId": uuid::Uuid::new_v4(), "codeId": uuid::Uuid::new_v4(), "phone": PHONE, "acceptedAtMs": 0});
     let channel = env.channel().await;
     otp_shared::amqp::declare_queues(&channel, &env.queues())
@@ -298,7 +298,7 @@ async fn a_job_of_an_unknown_version_is_dead_lettered_as_such() {
 async fn shutdown_lets_the_job_in_flight_finish() {
     let mut env = TestEnv::new().await;
     let _api = env.start_api().await;
-    let mut worker = env.start_worker();
+    let mut worker = env.start_worker().await;
     env.sandbox.script(
         PHONE,
         vec![ScriptedReply {

@@ -18,8 +18,8 @@ async fn fifty_queued_jobs_are_delivered_exactly_once_by_two_workers() {
         assert_eq!(status, 202, "{body}");
         request_ids.push(body["requestId"].as_str().expect("requestId").to_owned());
     }
-    let first = env.start_worker();
-    let second = env.start_worker();
+    let first = env.start_worker().await;
+    let second = env.start_worker().await;
     eventually("all 50 codes at the sandbox", DEADLINE, || async {
         (env.sandbox.accepted() >= 50).then_some(())
     })
@@ -63,7 +63,7 @@ async fn a_re_published_copy_of_a_sent_job_is_not_sent_again() {
         }
     })
     .await;
-    let worker = env.start_worker();
+    let worker = env.start_worker().await;
     env.wait_for_messages(&phone(1), 1).await;
     channel
         .basic_publish(
@@ -106,8 +106,8 @@ async fn the_send_rate_holds_across_two_workers() {
     }
     let mut config = env.worker_config();
     config.wati.sends_per_second = 8;
-    let first = env.start_worker_with(config.clone());
-    let second = env.start_worker_with(config);
+    let first = env.start_worker_with(config.clone()).await;
+    let second = env.start_worker_with(config).await;
     eventually("all 16 codes at the sandbox", DEADLINE, || async {
         (env.sandbox.accepted() >= 16).then_some(())
     })
@@ -145,7 +145,7 @@ async fn a_job_whose_code_expires_while_waiting_for_a_send_slot_never_calls_wati
     }
     let mut config = env.worker_config();
     config.wati.sends_per_second = 1;
-    let _worker = env.start_worker_with(config);
+    let _worker = env.start_worker_with(config).await;
     let mut expired = 0;
     for request_id in &request_ids {
         let status = eventually("a final status", DEADLINE, || async {

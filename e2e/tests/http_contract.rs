@@ -18,7 +18,7 @@ fn assert_error(got: &(u16, Value), status: u16, code: &str, message: &str) {
 
 /// Reads the code of the pending send for `phone` from the sandbox, through a worker.
 async fn deliver_and_read_code(env: &TestEnv, phone: &str) -> String {
-    let worker = env.start_worker();
+    let worker = env.start_worker().await;
     let messages = env.wait_for_messages(phone, 1).await;
     worker.stop().await;
     messages[0].code.clone()
@@ -167,7 +167,7 @@ async fn the_whole_flow_gives_a_jwt_with_the_spec_claims_and_logout_revokes_it()
 
     // A second login is the same user, no longer new.
     assert_eq!(env.send_otp(PHONE).await.0, 202);
-    let worker = env.start_worker();
+    let worker = env.start_worker().await;
     let messages = env.wait_for_messages(PHONE, 2).await;
     worker.stop().await;
     let (status, body) = env.verify(PHONE, &messages[1].code).await;
@@ -273,7 +273,7 @@ async fn an_expired_code_answers_410() {
 async fn asking_again_re_sends_the_same_code() {
     let mut env = TestEnv::new().await;
     let _api = env.start_api().await;
-    let worker = env.start_worker();
+    let worker = env.start_worker().await;
     let (_, first) = env.send_otp(PHONE).await;
     let (status, second) = env.send_otp("+919876543210").await;
     assert_eq!(status, 202, "{second}");

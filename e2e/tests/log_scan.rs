@@ -39,7 +39,7 @@ async fn a_full_flow_logs_no_code_token_key_or_secret() {
 
     let mut env = TestEnv::new().await;
     let _api = env.start_api().await;
-    let _worker = env.start_worker();
+    let _worker = env.start_worker().await;
     assert_eq!(env.send_otp(PHONE).await.0, 202);
     let code = env.wait_for_messages(PHONE, 1).await[0].code.clone();
     let wrong = if code == "000000" { "111111" } else { "000000" };

@@ -68,7 +68,7 @@ async fn the_worker_reconnects_to_rabbitmq_and_delivers_what_was_queued_meanwhil
     let proxy = Proxy::start("127.0.0.1:5672").await;
     let mut config = env.worker_config();
     config.common.amqp_url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port());
-    let _worker = env.start_worker_with(config);
+    let _worker = env.start_worker_with(config).await;
     assert_eq!(env.send_otp(&phone(1)).await.0, 202);
     env.wait_for_messages(&phone(1), 1).await;
 
@@ -86,7 +86,7 @@ async fn the_worker_rides_out_a_redis_outage_without_losing_the_job() {
     let proxy = Proxy::start("127.0.0.1:6379").await;
     let mut config = env.worker_config();
     config.common.redis_url = format!("redis://127.0.0.1:{}", proxy.port());
-    let _worker = env.start_worker_with(config);
+    let _worker = env.start_worker_with(config).await;
     assert_eq!(env.send_otp(&phone(1)).await.0, 202);
     env.wait_for_messages(&phone(1), 1).await;
 

@@ -84,7 +84,7 @@ async fn no_redis_value_and_no_queued_job_holds_the_code() {
     })
     .await;
 
-    let _worker = env.start_worker();
+    let _worker = env.start_worker().await;
     let code = env.wait_for_messages(PHONE, 1).await[0].code.clone();
     assert_eq!(code.len(), 10);
     seen.extend(all_redis_values(&env).await);

@@ -5,6 +5,7 @@ pub mod amqp;
 pub mod config;
 pub mod job;
 pub mod keys;
+pub mod metrics;
 pub mod redis_conn;
 pub mod seal;
 pub mod shutdown;

@@ -38,6 +38,24 @@ pub enum Verdict {
     },
 }
 
+/// The `result` label of a WATI call: a small fixed set, for metrics and alerts.
+pub fn result_class(reply: &WatiReply) -> &'static str {
+    match reply {
+        WatiReply::Timeout => "timeout",
+        WatiReply::Connection => "connection_error",
+        WatiReply::Http { status, result, .. } => match status {
+            200..=299 if *result == Some(true) => "accepted",
+            200..=299 if *result == Some(false) => "refused",
+            200..=299 => "unreadable",
+            401 | 403 => "auth_failed",
+            404 => "template_not_found",
+            429 => "rate_limited",
+            400..=499 => "client_error",
+            _ => "server_error",
+        },
+    }
+}
+
 pub fn classify(reply: &WatiReply) -> Verdict {
     let transient = |reason: &str, retry_after| Verdict::Transient {
         reason: reason.to_owned(),

@@ -140,12 +140,14 @@ async fn consume(
         };
         match delivery {
             Some(Ok(delivery)) => {
+                metrics::gauge!(otp_shared::metrics::JOBS_IN_FLIGHT).increment(1.0);
                 let processor = processor.clone();
                 let dead_letters = link.dead_letters.clone();
                 let dead_queue = settings.queues.dead.clone();
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
                     handle(delivery, &processor, &dead_letters, &dead_queue, &shutdown).await;
+                    metrics::gauge!(otp_shared::metrics::JOBS_IN_FLIGHT).decrement(1.0);
                     drop(permit);
                 });
             }
@@ -174,8 +176,13 @@ async fn consume(
 /// What to do with a message once its job is over.
 enum Disposition {
     Ack,
-    DeadLetter(String),
+    /// With the reason for the header and the `kind` label of the metric.
+    DeadLetter(String, &'static str),
     Requeue,
+}
+
+fn count_delivery(outcome: &'static str) {
+    metrics::counter!(otp_shared::metrics::DELIVERIES, "outcome" => outcome).increment(1);
 }
 
 async fn handle(
@@ -188,22 +195,48 @@ async fn handle(
     let disposition = match SendJob::decode(&delivery.data) {
         Err(e) => {
             tracing::warn!(reason = e.reason(), "unreadable message");
-            Disposition::DeadLetter(e.reason().to_owned())
+            let kind = match e {
+                otp_shared::job::JobError::Malformed(_) => "malformed",
+                otp_shared::job::JobError::UnknownVersion(_) => "unknown_version",
+            };
+            Disposition::DeadLetter(e.reason().to_owned(), kind)
         }
-        Ok(job) => match processor.process(&job).await {
-            Outcome::Sent | Outcome::Expired | Outcome::Dropped { .. } => Disposition::Ack,
-            Outcome::Failed { reason } => Disposition::DeadLetter(reason),
-            Outcome::Requeue { why } => {
-                tracing::warn!(request_id = %job.request_id, %why, "job returns to the queue");
-                Disposition::Requeue
+        Ok(job) => {
+            let age_ms = otp_shared::now_ms().saturating_sub(job.accepted_at_ms);
+            metrics::gauge!(otp_shared::metrics::QUEUE_HEAD_AGE).set(age_ms as f64 / 1000.0);
+            match processor.process(&job).await {
+                Outcome::Sent => {
+                    count_delivery("sent");
+                    Disposition::Ack
+                }
+                Outcome::Expired => {
+                    count_delivery("expired");
+                    Disposition::Ack
+                }
+                Outcome::Dropped { .. } => {
+                    count_delivery("dropped");
+                    Disposition::Ack
+                }
+                Outcome::Failed { reason } => {
+                    count_delivery("failed");
+                    Disposition::DeadLetter(reason, "permanent_failure")
+                }
+                Outcome::Requeue { why } => {
+                    tracing::warn!(request_id = %job.request_id, %why, "job returns to the queue");
+                    Disposition::Requeue
+                }
             }
-        },
+        }
     };
     let settled = match disposition {
         Disposition::Ack => delivery.ack(BasicAckOptions::default()).await,
-        Disposition::DeadLetter(reason) => {
+        Disposition::DeadLetter(reason, kind) => {
             match dead_letter(dead_letters, dead_queue, &delivery, &reason).await {
-                Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+                Ok(()) => {
+                    metrics::counter!(otp_shared::metrics::DEAD_LETTERS, "kind" => kind)
+                        .increment(1);
+                    delivery.ack(BasicAckOptions::default()).await
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "could not dead-letter; the message returns to the queue");
                     requeue(&delivery, shutdown).await

@@ -38,11 +38,14 @@ pub enum StartError {
 }
 
 /// Runs the worker until `shutdown` completes, then drains the jobs in flight (within
-/// the grace period). The binary and the tests both start the worker through here.
+/// the grace period). `/metrics` and `/healthz` are served on `metrics_listener`
+/// meanwhile. The binary and the tests both start the worker through here.
 pub async fn run(
     config: WorkerConfig,
+    metrics_listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    let metrics = otp_shared::metrics::install();
     let redis = otp_shared::redis_conn::connect(&config.common.redis_url)
         .await
         .map_err(StartError::Redis)?;
@@ -86,7 +89,18 @@ pub async fn run(
         concurrency = config.concurrency,
         "worker started"
     );
+    let metrics_server = {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(otp_shared::metrics::serve(
+            metrics_listener,
+            metrics,
+            async move {
+                let _ = stop.wait_for(|stopping| *stopping).await;
+            },
+        ))
+    };
     consumer::run(settings, processor, link, stop_rx).await;
+    let _ = metrics_server.await;
     tracing::info!("worker stopped");
     Ok(())
 }

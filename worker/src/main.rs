@@ -15,7 +15,14 @@ async fn main() -> ExitCode {
         }
     };
     otp_shared::telemetry::init(config.common.log_format);
-    match otp_worker::run(config, otp_shared::shutdown::signal()).await {
+    let metrics_listener = match tokio::net::TcpListener::bind(config.metrics_addr).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("cannot listen on {}: {e}", config.metrics_addr);
+            return ExitCode::FAILURE;
+        }
+    };
+    match otp_worker::run(config, metrics_listener, otp_shared::shutdown::signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::classify::{Verdict, classify};
+use crate::classify::{Verdict, classify, result_class};
 use crate::codes::{CodeLookup, CodeStore, Retire};
 use crate::config::RetryConfig;
 use crate::retry::RetrySchedule;
@@ -106,7 +106,11 @@ impl Processor {
                 return self.expire(job).await;
             }
             if let Some(rate) = &self.send_rate {
-                let Some(wait) = rate.reserve(time_left).await? else {
+                let reserved = rate.reserve(time_left).await?;
+                if let Some(wait) = reserved {
+                    metrics::histogram!(otp_shared::metrics::SEND_RATE_WAIT).record(wait);
+                }
+                let Some(wait) = reserved else {
                     tracing::warn!("giving up: no WATI send slot before the code expires");
                     return self.expire(job).await;
                 };
@@ -118,13 +122,23 @@ impl Processor {
             }
             attempt += 1;
             tracing::Span::current().record("attempt", attempt);
+            if attempt > 1 {
+                metrics::counter!(otp_shared::metrics::RETRIES).increment(1);
+            }
             self.statuses.count_attempt(&request_id).await?;
+            let started = std::time::Instant::now();
             let reply = self
                 .wati
                 .send(&job.phone, &code, &broadcast_name, time_left)
                 .await;
+            metrics::histogram!(otp_shared::metrics::WATI_DURATION).record(started.elapsed());
+            metrics::counter!(otp_shared::metrics::WATI_REQUESTS, "result" => result_class(&reply))
+                .increment(1);
             match classify(&reply) {
                 Verdict::Delivered => {
+                    let since_accepted = otp_shared::now_ms().saturating_sub(job.accepted_at_ms);
+                    metrics::histogram!(otp_shared::metrics::ACCEPTED_TO_SENT)
+                        .record(since_accepted as f64 / 1000.0);
                     self.codes.mark_delivered(job.request_id).await?;
                     self.statuses
                         .set(&request_id, DeliveryState::Sent, None, None)

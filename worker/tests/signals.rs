@@ -30,6 +30,7 @@ fn spawn_worker(env: &TestEnv, grace_seconds: u64) -> Worker {
         .env("WATI_BASE_URL", format!("{}/12345", env.sandbox_url))
         .env("WATI_API_KEY", otp_e2e::WATI_KEY)
         .env("WATI_SENDS_PER_SECOND", "0")
+        .env("METRICS_ADDR", "127.0.0.1:0")
         .env("RETRY_BASE_DELAY_MS", "50")
         .env("SHUTDOWN_GRACE_SECONDS", grace_seconds.to_string())
         .stdout(Stdio::null())

@@ -14,7 +14,7 @@ use super::ApiJson;
 use crate::error::ApiError;
 use crate::phone::PhoneNumber;
 use crate::state::AppState;
-use crate::store::{SendDecision, VerifyOutcome};
+use crate::store::{SendDecision, SendKind, VerifyOutcome};
 
 /// Fields are loose JSON so that a missing, empty or mistyped value each gets its own
 /// spec error rather than a generic "invalid body".
@@ -56,10 +56,40 @@ pub fn describe_duration(total_seconds: u64) -> String {
     }
 }
 
+/// The `outcome` label of a refused send or verify request.
+fn refusal_outcome(error: &ApiError) -> &'static str {
+    match error {
+        ApiError::RateLimited { .. } => "rate_limited",
+        ApiError::Backlogged { .. } => "backlogged",
+        ApiError::SendUnavailable(_) | ApiError::Unavailable(_) => "unavailable",
+        ApiError::Internal(_) => "error",
+        ApiError::OtpNotFound => "not_found",
+        ApiError::OtpExpired => "expired",
+        ApiError::OtpInvalid { .. } => "invalid_code",
+        ApiError::TooManyAttempts => "locked",
+        _ => "bad_request",
+    }
+}
+
 pub async fn send_otp(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<SendOtpBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let result = accept_send(&state, body).await;
+    let outcome = match &result {
+        Ok((SendKind::New, _)) => "accepted",
+        Ok((SendKind::Resend, _)) => "resent",
+        Err(e) => refusal_outcome(e),
+    };
+    metrics::counter!(otp_shared::metrics::SEND_REQUESTS, "outcome" => outcome).increment(1);
+    if matches!(result, Err(ApiError::RateLimited { .. })) {
+        metrics::counter!(otp_shared::metrics::RATE_LIMIT_REJECTIONS, "scope" => "phone")
+            .increment(1);
+    }
+    result.map(|(_, body)| (StatusCode::ACCEPTED, Json(body)))
+}
+
+async fn accept_send(state: &AppState, body: SendOtpBody) -> Result<(SendKind, Value), ApiError> {
     let phone = required_phone(body.phone)?;
     if let Some(retry_after) = state.admission.refuse_for() {
         return Err(ApiError::Backlogged { retry_after });
@@ -90,14 +120,14 @@ pub async fn send_otp(
     tracing::info!(request_id = %send.request_id, kind = ?send.kind, "send accepted");
     let expires_in = send.expires_in.as_secs_f64().round() as u64;
     Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({
+        send.kind,
+        json!({
             "status": "success",
             "requestId": send.request_id,
             "phone": phone.as_str(),
             "expiresIn": describe_duration(expires_in),
             "expiresInSeconds": expires_in,
-        })),
+        }),
     ))
 }
 
@@ -105,6 +135,16 @@ pub async fn verify_otp(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<VerifyOtpBody>,
 ) -> Result<Json<Value>, ApiError> {
+    let result = check_code(&state, body).await;
+    let outcome = match &result {
+        Ok(_) => "verified",
+        Err(e) => refusal_outcome(e),
+    };
+    metrics::counter!(otp_shared::metrics::VERIFY_REQUESTS, "outcome" => outcome).increment(1);
+    result.map(Json)
+}
+
+async fn check_code(state: &AppState, body: VerifyOtpBody) -> Result<Value, ApiError> {
     let phone = required_phone(body.phone)?;
     let code = required_code(body.code)?;
     match state.store.verify(&phone, &code).await? {
@@ -124,13 +164,13 @@ pub async fn verify_otp(
         .open_session(&claims.jti, &user.id, state.tokens.ttl())
         .await?;
     tracing::info!(user_id = %user.id, is_new, "code verified");
-    Ok(Json(json!({
+    Ok(json!({
         "status": "success",
         "verified": true,
         "token": token,
         "isNewUser": is_new,
         "user": { "id": user.id, "phone": user.phone, "createdAt": user.created_at },
-    })))
+    }))
 }
 
 pub async fn otp_status(

@@ -1,0 +1,132 @@
+//! Metric names both processes export, the Prometheus recorder with explicit buckets,
+//! and the small HTTP server for `/metrics` and `/healthz` on `METRICS_ADDR`.
+//!
+//! Labels are low-cardinality by construction: outcomes, routes, result classes;
+//! never a phone, code or request id.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+// api
+/// send-otp requests by `outcome`.
+pub const SEND_REQUESTS: &str = "otp_send_requests_total";
+/// verify-otp requests by `outcome`.
+pub const VERIFY_REQUESTS: &str = "otp_verify_requests_total";
+/// Requests refused by a rate limit, by `scope` (`phone` or `client`).
+pub const RATE_LIMIT_REJECTIONS: &str = "otp_rate_limit_rejections_total";
+/// HTTP request latency by `route`, `method` and `status`.
+pub const HTTP_DURATION: &str = "otp_http_request_duration_seconds";
+/// Time to publish one job and get the broker's confirm.
+pub const PUBLISH_DURATION: &str = "otp_publish_duration_seconds";
+/// Jobs ready in the send queue (read once a second by the api).
+pub const QUEUE_READY_JOBS: &str = "otp_queue_ready_jobs";
+
+// worker
+/// Jobs by final `outcome`: sent, failed, expired, dropped.
+pub const DELIVERIES: &str = "otp_deliveries_total";
+/// Calls to WATI by `result` class.
+pub const WATI_REQUESTS: &str = "otp_wati_requests_total";
+/// Latency of one call to WATI.
+pub const WATI_DURATION: &str = "otp_wati_request_duration_seconds";
+/// Attempts after the first, for transient failures.
+pub const RETRIES: &str = "otp_wati_retries_total";
+/// From the api accepting a request to WATI accepting the message.
+pub const ACCEPTED_TO_SENT: &str = "otp_accepted_to_sent_seconds";
+/// Jobs a worker holds now.
+pub const JOBS_IN_FLIGHT: &str = "otp_jobs_in_flight";
+/// Messages dead-lettered, by `kind`: permanent_failure, malformed, unknown_version.
+pub const DEAD_LETTERS: &str = "otp_dead_letters_total";
+/// Wait for a slot of the shared WATI send rate.
+pub const SEND_RATE_WAIT: &str = "otp_send_rate_wait_seconds";
+/// Age of the job a worker received last: the head of the queue, as FIFO goes.
+pub const QUEUE_HEAD_AGE: &str = "otp_queue_head_age_seconds";
+
+/// Every metric name above, for tests that check dashboards and rules against the code.
+pub const ALL: &[&str] = &[
+    SEND_REQUESTS,
+    VERIFY_REQUESTS,
+    RATE_LIMIT_REJECTIONS,
+    HTTP_DURATION,
+    PUBLISH_DURATION,
+    QUEUE_READY_JOBS,
+    DELIVERIES,
+    WATI_REQUESTS,
+    WATI_DURATION,
+    RETRIES,
+    ACCEPTED_TO_SENT,
+    JOBS_IN_FLIGHT,
+    DEAD_LETTERS,
+    SEND_RATE_WAIT,
+    QUEUE_HEAD_AGE,
+];
+
+/// Buckets for request-scale latencies (seconds).
+const FAST_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+/// Buckets for delivery-scale latencies, up to a code's default lifetime (seconds).
+const SLOW_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder once and returns its handle. Later calls (tests
+/// that start several services in one process) share it.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let builder = [
+                (HTTP_DURATION, FAST_BUCKETS),
+                (PUBLISH_DURATION, FAST_BUCKETS),
+                (WATI_DURATION, FAST_BUCKETS),
+                (ACCEPTED_TO_SENT, SLOW_BUCKETS),
+                (SEND_RATE_WAIT, SLOW_BUCKETS),
+            ]
+            .into_iter()
+            .try_fold(PrometheusBuilder::new(), |builder, (name, buckets)| {
+                builder.set_buckets_for_metric(Matcher::Full(name.to_owned()), buckets)
+            });
+            let recorder = match builder {
+                Ok(builder) => builder.build_recorder(),
+                // Only an empty bucket list fails, and none above is empty.
+                Err(_) => PrometheusBuilder::new().build_recorder(),
+            };
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// Serves `/metrics` (Prometheus text) and `/healthz` on `listener` until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    handle: PrometheusHandle,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let upkeep = {
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                handle.run_upkeep();
+            }
+        })
+    };
+    let app = Router::new()
+        .route("/metrics", get(move || async move { handle.render() }))
+        .route("/healthz", get(|| async { "ok" }));
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    upkeep.abort();
+    served
+}
