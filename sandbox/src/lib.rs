@@ -14,6 +14,43 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+/// The sandbox binary's settings.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "wati-sandbox",
+    version,
+    about = "A local stand-in for WATI's sendTemplateMessage API."
+)]
+pub struct SandboxArgs {
+    /// Listen address.
+    #[arg(long, env = "SANDBOX_ADDR", default_value = "127.0.0.1:8090")]
+    pub addr: std::net::SocketAddr,
+    /// The key callers must send as `Authorization: Bearer <key>`.
+    #[arg(
+        long,
+        env = "WATI_API_KEY",
+        default_value = "sandbox-key",
+        hide_env_values = true
+    )]
+    pub api_key: String,
+    /// The one template the sandbox knows.
+    #[arg(long, env = "WATI_TEMPLATE_NAME", default_value = "login_otp")]
+    pub template_name: String,
+    /// Delay before every answer, in milliseconds.
+    #[arg(long, env = "SANDBOX_LATENCY_MS", default_value_t = 0)]
+    pub latency_ms: u64,
+}
+
+impl SandboxArgs {
+    pub fn into_config(self) -> SandboxConfig {
+        SandboxConfig {
+            api_key: self.api_key,
+            template_name: self.template_name,
+            latency: Duration::from_millis(self.latency_ms),
+        }
+    }
+}
+
 /// What the sandbox expects and how fast it answers.
 #[derive(Clone, Debug)]
 pub struct SandboxConfig {

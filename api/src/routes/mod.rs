@@ -13,7 +13,7 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, MatchedPath, Req
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -25,21 +25,62 @@ use crate::state::AppState;
 /// Largest accepted request body; the real ones are well under 1 KiB.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
+/// One route the api serves.
+struct Route {
+    method: &'static str,
+    path: &'static str,
+    handler: MethodRouter<AppState>,
+    /// Counts against `IP_REQUESTS_PER_MINUTE`.
+    client_limited: bool,
+}
+
+/// Every route, in one table: the router is built from it and the OpenAPI test reads it.
+fn route_table() -> Vec<Route> {
+    let route = |method, path, handler, client_limited| Route {
+        method,
+        path,
+        handler,
+        client_limited,
+    };
+    vec![
+        route("POST", "/api/auth/send-otp", post(otp::send_otp), true),
+        route("POST", "/api/auth/verify-otp", post(otp::verify_otp), true),
+        route(
+            "GET",
+            "/api/auth/otp-status/{request_id}",
+            get(otp::otp_status),
+            false,
+        ),
+        route("GET", "/api/auth/me", get(session::me), false),
+        route("POST", "/api/auth/logout", post(session::logout), false),
+        route("GET", "/healthz", get(health::healthz), false),
+        route("GET", "/readyz", get(health::readyz), false),
+    ]
+}
+
+/// `(method, path)` of every route the api serves, paths in axum's `{param}` form.
+pub fn served_routes() -> Vec<(&'static str, &'static str)> {
+    route_table()
+        .into_iter()
+        .map(|r| (r.method, r.path))
+        .collect()
+}
+
 pub fn router(state: AppState) -> Router {
-    let limited = Router::new()
-        .route("/api/auth/send-otp", post(otp::send_otp))
-        .route("/api/auth/verify-otp", post(otp::verify_otp))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            limit_client_requests,
-        ));
-    Router::new()
-        .merge(limited)
-        .route("/api/auth/otp-status/{request_id}", get(otp::otp_status))
-        .route("/api/auth/me", get(session::me))
-        .route("/api/auth/logout", post(session::logout))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
+    let routes = route_table()
+        .into_iter()
+        .fold(Router::new(), |router, route| {
+            let handler = if route.client_limited {
+                route.handler.route_layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    limit_client_requests,
+                ))
+            } else {
+                route.handler
+            };
+            router.route(route.path, handler)
+        });
+    routes
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

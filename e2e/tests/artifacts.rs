@@ -1,0 +1,510 @@
+//! The files we ship for operators stay true to the code: every metric the dashboard
+//! and the alert rules name is exported; docker-compose and Prometheus agree with the
+//! settings the binaries read and the addresses they serve; the OpenAPI document and
+//! the Postman collection list exactly the routes the api serves.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use clap::CommandFactory;
+use otp_e2e::TestEnv;
+use serde_json::Value;
+use yaml_rust2::{Yaml, YamlLoader};
+
+fn repo_file(path: &str) -> String {
+    let full = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path);
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("read {}: {e}", full.display()))
+}
+
+fn yaml(path: &str) -> Yaml {
+    YamlLoader::load_from_str(&repo_file(path))
+        .unwrap_or_else(|e| panic!("{path} is not YAML: {e}"))
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("{path} is empty"))
+}
+
+/// PromQL keywords, and aggregation operators (which may be followed by `by`, not `(`).
+const PROMQL_WORDS: &[&str] = &[
+    "by",
+    "without",
+    "and",
+    "or",
+    "unless",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "offset",
+    "bool",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "count",
+    "group",
+    "stddev",
+    "stdvar",
+    "topk",
+    "bottomk",
+    "quantile",
+    "count_values",
+];
+
+/// Metric names in a PromQL expression: identifiers outside strings, label matchers,
+/// ranges and `by (...)` lists that are not functions or keywords.
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    let chars: Vec<char> = expr.chars().collect();
+    let mut names = BTreeSet::new();
+    let mut i = 0;
+    let mut skip_group = false;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '"' => {
+                i += 1;
+                while i < chars.len() && chars[i] != '"' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            '{' | '[' => {
+                let close = if c == '{' { '}' } else { ']' };
+                while i < chars.len() && chars[i] != close {
+                    if chars[i] == '"' {
+                        i += 1;
+                        while i < chars.len() && chars[i] != '"' {
+                            i += 1;
+                        }
+                    }
+                    i += 1;
+                }
+                i += 1;
+            }
+            '(' if skip_group => {
+                while i < chars.len() && chars[i] != ')' {
+                    i += 1;
+                }
+                skip_group = false;
+                i += 1;
+            }
+            c if c.is_ascii_alphabetic() || c == '_' => {
+                let start = i;
+                while i < chars.len()
+                    && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':')
+                {
+                    i += 1;
+                }
+                let word: String = chars[start..i].iter().collect();
+                let next = chars[i..].iter().find(|c| !c.is_whitespace());
+                if word == "by" || word == "without" {
+                    skip_group = true;
+                } else if next != Some(&'(') && !PROMQL_WORDS.contains(&word.as_str()) {
+                    names.insert(word);
+                }
+            }
+            c if c.is_ascii_digit() || c == '.' => {
+                // A number (1e-9, 0.8): letters inside it are not names.
+                while i < chars.len()
+                    && (chars[i].is_ascii_alphanumeric() || chars[i] == '.' || chars[i] == '-')
+                {
+                    i += 1;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    names
+}
+
+/// The exported metric a series name belongs to, if any.
+fn exported(name: &str) -> Option<&'static str> {
+    let base = ["_bucket", "_sum", "_count"]
+        .iter()
+        .find_map(|suffix| name.strip_suffix(suffix))
+        .unwrap_or(name);
+    otp_shared::metrics::ALL
+        .iter()
+        .copied()
+        .find(|m| *m == name || *m == base)
+}
+
+fn collect_exprs(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                match (key.as_str(), v) {
+                    ("expr", Value::String(expr)) => out.push(expr.clone()),
+                    _ => collect_exprs(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_exprs(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_metric_names_reader_finds_metrics_and_nothing_else() {
+    let names = metric_names(
+        r#"histogram_quantile(0.99, sum by (le, route) (rate(otp_x_bucket{a="b"}[5m]))) / clamp_min(sum(rate(y_total[1m])), 1e-9) unless z > 0.8 * 300"#,
+    );
+    assert_eq!(
+        names,
+        BTreeSet::from(["otp_x_bucket".into(), "y_total".into(), "z".into()])
+    );
+}
+
+#[test]
+fn every_metric_on_the_dashboard_and_in_the_rules_is_exported_and_every_export_is_shown() {
+    let dashboard: Value = serde_json::from_str(&repo_file("grafana/dashboards/otp-pipeline.json"))
+        .expect("dashboard JSON");
+    let mut dashboard_exprs = Vec::new();
+    collect_exprs(&dashboard, &mut dashboard_exprs);
+    assert!(
+        dashboard_exprs.len() >= 12,
+        "{} queries",
+        dashboard_exprs.len()
+    );
+
+    let rules = yaml("prometheus/alerts.yml");
+    let mut alerts = BTreeMap::new();
+    for group in rules["groups"].as_vec().expect("groups") {
+        for rule in group["rules"].as_vec().expect("rules") {
+            let name = rule["alert"].as_str().expect("alert name").to_owned();
+            alerts.insert(name, rule["expr"].as_str().expect("expr").to_owned());
+        }
+    }
+    for required in [
+        "OtpDeliveryFailureRatioHigh",
+        "OtpQueueAgeNearTtl",
+        "OtpNoDeliveriesWhileRequestsArrive",
+        "OtpWatiAuthFailures",
+    ] {
+        assert!(alerts.contains_key(required), "alert {required}");
+    }
+
+    let mut shown = BTreeSet::new();
+    for (origin, expr) in dashboard_exprs
+        .iter()
+        .map(|e| ("dashboard", e))
+        .chain(alerts.values().map(|e| ("alerts.yml", e)))
+    {
+        let names = metric_names(expr);
+        assert!(!names.is_empty(), "{origin}: no metric in {expr}");
+        for name in names {
+            let metric = exported(&name)
+                .unwrap_or_else(|| panic!("{origin}: {name} is not exported by the code ({expr})"));
+            if origin == "dashboard" {
+                shown.insert(metric);
+            }
+        }
+    }
+    let missing: Vec<_> = otp_shared::metrics::ALL
+        .iter()
+        .filter(|m| !shown.contains(*m))
+        .collect();
+    assert!(missing.is_empty(), "exported but on no panel: {missing:?}");
+}
+
+fn env_names(command: clap::Command) -> BTreeSet<String> {
+    command
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect()
+}
+
+/// A service's environment, with YAML merge keys (`<<`) applied.
+fn environment(service: &Yaml) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    let Some(map) = service["environment"].as_hash() else {
+        return env;
+    };
+    let scalar = |v: &Yaml| match v {
+        Yaml::String(s) => s.clone(),
+        Yaml::Integer(i) => i.to_string(),
+        Yaml::Boolean(b) => b.to_string(),
+        other => panic!("unexpected environment value {other:?}"),
+    };
+    for (key, value) in map {
+        if key.as_str() == Some("<<") {
+            let merged = match value {
+                Yaml::Array(items) => items.clone(),
+                single => vec![single.clone()],
+            };
+            for hash in merged.iter().filter_map(Yaml::as_hash) {
+                for (k, v) in hash {
+                    env.entry(k.as_str().expect("key").to_owned())
+                        .or_insert_with(|| scalar(v));
+                }
+            }
+        } else {
+            env.insert(key.as_str().expect("key").to_owned(), scalar(value));
+        }
+    }
+    env
+}
+
+fn port_of(addr: &str) -> &str {
+    addr.rsplit(':').next().expect("a port")
+}
+
+#[test]
+fn docker_compose_and_prometheus_agree_with_the_code() {
+    let compose = yaml("docker-compose.yml");
+    let services = compose["services"].as_hash().expect("services");
+    let names: BTreeSet<&str> = services.keys().filter_map(Yaml::as_str).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from([
+            "redis",
+            "rabbitmq",
+            "wati-sandbox",
+            "api",
+            "worker",
+            "prometheus",
+            "grafana"
+        ])
+    );
+    let service = |name: &str| &compose["services"][name];
+    for name in &names {
+        assert!(
+            !service(name)["healthcheck"]["test"].is_badvalue(),
+            "{name} has a health check"
+        );
+        if let Some(deps) = service(name)["depends_on"].as_hash() {
+            for dep in deps.keys() {
+                let dep = dep.as_str().expect("name");
+                assert!(names.contains(dep), "{name} depends on unknown {dep}");
+                assert_eq!(
+                    service(name)["depends_on"][dep]["condition"].as_str(),
+                    Some("service_healthy")
+                );
+            }
+        }
+    }
+    assert_eq!(service("worker")["deploy"]["replicas"].as_i64(), Some(2));
+
+    let api = environment(service("api"));
+    let worker = environment(service("worker"));
+    let sandbox = environment(service("wati-sandbox"));
+    for (who, env, known) in [
+        ("api", &api, env_names(otp_api::config::ApiArgs::command())),
+        (
+            "worker",
+            &worker,
+            env_names(otp_worker::config::WorkerArgs::command()),
+        ),
+        (
+            "wati-sandbox",
+            &sandbox,
+            env_names(wati_sandbox::SandboxArgs::command()),
+        ),
+    ] {
+        for name in env.keys() {
+            assert!(
+                known.contains(name),
+                "{who} sets {name}, which it does not read"
+            );
+        }
+    }
+    for required in ["JWT_SECRET", "OTP_SECRET", "REDIS_URL", "AMQP_URL"] {
+        assert!(api.contains_key(required), "api needs {required}");
+    }
+    for required in [
+        "OTP_SECRET",
+        "WATI_BASE_URL",
+        "WATI_API_KEY",
+        "REDIS_URL",
+        "AMQP_URL",
+    ] {
+        assert!(worker.contains_key(required), "worker needs {required}");
+    }
+    assert_eq!(
+        api["OTP_SECRET"], worker["OTP_SECRET"],
+        "api and worker share OTP_SECRET"
+    );
+    assert!(api["OTP_SECRET"].len() >= 32 && api["JWT_SECRET"].len() >= 32);
+    assert!(api["REDIS_URL"].contains("//redis:") && api["AMQP_URL"].contains("@rabbitmq:"));
+    assert_eq!(worker["WATI_API_KEY"], sandbox["WATI_API_KEY"]);
+    assert!(
+        worker["WATI_BASE_URL"].starts_with(&format!(
+            "http://wati-sandbox:{}/",
+            port_of(&sandbox["SANDBOX_ADDR"])
+        )),
+        "the worker reaches the sandbox"
+    );
+    assert_eq!(
+        api["WATI_SENDS_PER_SECOND"], worker["WATI_SENDS_PER_SECOND"],
+        "one send rate"
+    );
+
+    let published = |name: &str| -> BTreeSet<String> {
+        service(name)["ports"]
+            .as_vec()
+            .map(|ports| {
+                ports
+                    .iter()
+                    .filter_map(|p| p.as_str())
+                    .map(|p| port_of(p).to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let api_ports = published("api");
+    assert!(
+        api_ports.contains(port_of(&api["API_ADDR"]))
+            && api_ports.contains(port_of(&api["METRICS_ADDR"]))
+    );
+    assert!(published("rabbitmq").contains("15692"));
+    assert!(repo_file("rabbitmq/enabled_plugins").contains("rabbitmq_prometheus"));
+
+    let prometheus = yaml("prometheus/prometheus.yml");
+    let jobs: BTreeMap<&str, &Yaml> = prometheus["scrape_configs"]
+        .as_vec()
+        .expect("scrape_configs")
+        .iter()
+        .map(|job| (job["job_name"].as_str().expect("job_name"), job))
+        .collect();
+    assert_eq!(
+        jobs["api"]["static_configs"][0]["targets"][0].as_str(),
+        Some(format!("api:{}", port_of(&api["METRICS_ADDR"])).as_str())
+    );
+    assert_eq!(
+        jobs["worker"]["dns_sd_configs"][0]["names"][0].as_str(),
+        Some("worker")
+    );
+    assert_eq!(
+        jobs["worker"]["dns_sd_configs"][0]["port"]
+            .as_i64()
+            .map(|p| p.to_string()),
+        Some(port_of(&worker["METRICS_ADDR"]).to_owned())
+    );
+    assert_eq!(
+        jobs["rabbitmq"]["static_configs"][0]["targets"][0].as_str(),
+        Some("rabbitmq:15692")
+    );
+    assert_eq!(
+        prometheus["rule_files"][0].as_str(),
+        Some("/etc/prometheus/alerts.yml")
+    );
+
+    // Every mounted file exists, and the rules land where Prometheus loads them.
+    for name in &names {
+        for volume in service(name)["volumes"].as_vec().into_iter().flatten() {
+            let volume = volume.as_str().expect("volume");
+            let source = volume
+                .split(':')
+                .next()
+                .expect("source")
+                .trim_start_matches("./");
+            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(source);
+            assert!(path.exists(), "{name} mounts missing {source}");
+        }
+    }
+    let prometheus_volumes: Vec<&str> = service("prometheus")["volumes"]
+        .as_vec()
+        .expect("volumes")
+        .iter()
+        .filter_map(Yaml::as_str)
+        .collect();
+    assert!(prometheus_volumes.contains(&"./prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro"));
+
+    // The image has every binary a service runs.
+    let dockerfile = repo_file("Dockerfile");
+    for name in ["api", "worker", "wati-sandbox"] {
+        assert_eq!(service(name)["command"][0].as_str(), Some(name));
+        assert!(
+            dockerfile.contains(&format!("target/release/{name}")),
+            "the image builds {name}"
+        );
+    }
+}
+
+/// `/a/{x}/b` and `/a/{{var}}/b` both become `/a/{}/b`.
+fn normalise(path: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            if segment.starts_with('{') {
+                "{}"
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn served() -> BTreeSet<(String, String)> {
+    otp_api::routes::served_routes()
+        .into_iter()
+        .map(|(method, path)| (method.to_owned(), normalise(path)))
+        .collect()
+}
+
+fn documented() -> BTreeSet<(String, String)> {
+    let doc: Value = serde_json::from_str(&repo_file("docs/openapi.json")).expect("OpenAPI JSON");
+    let mut routes = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("path item").keys() {
+            routes.insert((method.to_uppercase(), normalise(path)));
+        }
+    }
+    routes
+}
+
+#[test]
+fn the_openapi_document_lists_every_served_route_and_nothing_else() {
+    assert_eq!(documented(), served());
+}
+
+#[test]
+fn the_postman_collection_covers_every_served_route_and_nothing_else() {
+    let collection: Value =
+        serde_json::from_str(&repo_file("docs/postman_collection.json")).expect("Postman JSON");
+    let requests: BTreeSet<(String, String)> = collection["item"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| {
+            let request = &item["request"];
+            let raw = request["url"]["raw"].as_str().expect("raw url");
+            let path = raw
+                .strip_prefix("{{baseUrl}}")
+                .expect("relative to {{baseUrl}}");
+            (
+                request["method"].as_str().expect("method").to_owned(),
+                normalise(path),
+            )
+        })
+        .collect();
+    assert_eq!(requests, served());
+}
+
+#[tokio::test]
+async fn every_documented_route_is_answered_by_the_running_api() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    for (method, path) in documented() {
+        let url = format!(
+            "{}{}",
+            env.api_url,
+            path.replace("{}", "00000000-0000-0000-0000-000000000000")
+        );
+        let request = match method.as_str() {
+            "GET" => env.http.get(&url),
+            "POST" => env.http.post(&url).json(&serde_json::json!({})),
+            other => panic!("unexpected method {other}"),
+        };
+        let response = request.send().await.expect("api reachable");
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_ne!(status, 405, "{method} {path}");
+        assert_ne!(body["code"], "NOT_FOUND", "{method} {path} is not routed");
+    }
+}
