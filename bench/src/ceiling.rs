@@ -1,0 +1,111 @@
+//! The ceiling: the api's send path without HTTP. The same Redis script (through the
+//! api's own `OtpStore`) and the same confirmed persistent publish (its `Publisher`),
+//! at the same concurrency as the intake stage.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use otp_api::config::Limits;
+use otp_api::phone::PhoneNumber;
+use otp_api::publisher::Publisher;
+use otp_api::store::{OtpStore, SendDecision, StorePolicy};
+use otp_shared::job::SendJob;
+use otp_shared::keys::{Keys, QueueNames};
+use otp_shared::seal::CodeSealer;
+use serde_json::{Value, json};
+
+use crate::stats::summary;
+
+pub async fn run(
+    redis_url: &str,
+    amqp_url: &str,
+    prefix: &str,
+    phones: &[PhoneNumber],
+    concurrency: usize,
+) -> anyhow::Result<Value> {
+    let redis = otp_shared::redis_conn::connect(redis_url)
+        .await
+        .context("redis")?;
+    let publisher = Arc::new(
+        Publisher::connect(amqp_url, QueueNames::new(prefix))
+            .await
+            .context("rabbitmq")?,
+    );
+    let store = OtpStore::new(
+        redis,
+        Keys::new(prefix),
+        Arc::new(CodeSealer::new(crate::OTP_SECRET.as_bytes())),
+        StorePolicy {
+            ttl: Duration::from_secs(300),
+            max_attempts: 3,
+            limits: Limits {
+                resend_cooldown_seconds: 0,
+                max_sends_per_code: 5,
+                phone_sends_per_hour: 10,
+                ip_requests_per_minute: 0,
+                trust_forwarded_for: false,
+            },
+        },
+    );
+    let phones: Arc<[PhoneNumber]> = phones.into();
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (store, publisher, phones, next) = (
+                store.clone(),
+                publisher.clone(),
+                phones.clone(),
+                next.clone(),
+            );
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut errors = 0usize;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(phone) = phones.get(i) else { break };
+                    let began = Instant::now();
+                    let ok = async {
+                        let code = otp_api::code::generate(6).ok()?;
+                        let SendDecision::Accepted(send) =
+                            store.begin_send(phone, &code).await.ok()?
+                        else {
+                            return None;
+                        };
+                        let job = SendJob::new(
+                            send.request_id,
+                            send.code_id,
+                            phone.as_str().to_owned(),
+                            otp_shared::now_ms(),
+                        );
+                        publisher.publish(&job).await.ok()
+                    }
+                    .await;
+                    match ok {
+                        Some(()) => latencies.push(began.elapsed()),
+                        None => errors += 1,
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(phones.len());
+    let mut errors = 0;
+    for task in tasks {
+        let (l, e) = task.await?;
+        latencies.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed();
+    Ok(json!({
+        "stage": "ceiling",
+        "requests": phones.len(),
+        "concurrency": concurrency,
+        "per_second": (latencies.len() as f64 / elapsed.as_secs_f64()).round(),
+        "latency": summary(&mut latencies),
+        "errors": errors,
+    }))
+}

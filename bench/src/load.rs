@@ -1,0 +1,208 @@
+//! Load against the running api: a burst over a fixed number of connections, a fixed
+//! rate, and waiting for the sandbox to receive what was accepted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use otp_api::phone::PhoneNumber;
+use serde_json::{Value, json};
+use wati_sandbox::Sandbox;
+
+use crate::stats::summary;
+
+/// What came back for each request.
+#[derive(Default)]
+pub struct Responses {
+    pub latencies: Vec<Duration>,
+    /// Phone → when its 202 arrived (Unix ms).
+    pub accepted_at: HashMap<String, u64>,
+    pub statuses: HashMap<u16, usize>,
+    pub transport_errors: usize,
+}
+
+impl Responses {
+    fn merge(&mut self, other: Responses) {
+        self.latencies.extend(other.latencies);
+        self.accepted_at.extend(other.accepted_at);
+        for (status, n) in other.statuses {
+            *self.statuses.entry(status).or_default() += n;
+        }
+        self.transport_errors += other.transport_errors;
+    }
+
+    fn errors(&self) -> usize {
+        self.transport_errors
+            + self
+                .statuses
+                .iter()
+                .filter(|(s, _)| **s != 202)
+                .map(|(_, n)| n)
+                .sum::<usize>()
+    }
+}
+
+fn client(connections: usize) -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .http1_only()
+        .build()
+        .unwrap_or_default()
+}
+
+async fn send(http: &reqwest::Client, url: &str, phone: &str, into: &mut Responses) {
+    let began = Instant::now();
+    let response = http
+        .post(url)
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"phone":"{phone}"}}"#))
+        .send()
+        .await;
+    match response {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let _ = r.bytes().await;
+            into.latencies.push(began.elapsed());
+            *into.statuses.entry(status).or_default() += 1;
+            if status == 202 {
+                into.accepted_at
+                    .insert(phone.to_owned(), otp_shared::now_ms());
+            }
+        }
+        Err(_) => into.transport_errors += 1,
+    }
+}
+
+/// Sends one request per phone over `connections` concurrent connections.
+pub async fn burst(
+    api_url: &str,
+    phones: &[PhoneNumber],
+    connections: usize,
+) -> (Value, Responses) {
+    let url = format!("{api_url}/api/auth/send-otp");
+    let http = client(connections);
+    let phones: Arc<[String]> = phones.iter().map(|p| p.as_str().to_owned()).collect();
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| {
+            let (http, url, phones, next) =
+                (http.clone(), url.clone(), phones.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut mine = Responses::default();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(phone) = phones.get(i) else { break };
+                    send(&http, &url, phone, &mut mine).await;
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all = Responses::default();
+    for task in tasks {
+        if let Ok(mine) = task.await {
+            all.merge(mine);
+        }
+    }
+    let elapsed = started.elapsed();
+    let stage = json!({
+        "stage": "intake",
+        "requests": phones.len(),
+        "concurrency": connections,
+        "per_second": (all.latencies.len() as f64 / elapsed.as_secs_f64()).round(),
+        "latency": summary(&mut all.latencies.clone()),
+        "accepted": all.accepted_at.len(),
+        "errors": all.errors(),
+        "statuses": all.statuses,
+    });
+    (stage, all)
+}
+
+/// Sends `rate` requests a second for `seconds`, one phone each.
+pub async fn steady(
+    api_url: &str,
+    phones: &[PhoneNumber],
+    rate: u32,
+    seconds: u64,
+) -> (Value, Responses) {
+    let url = format!("{api_url}/api/auth/send-otp");
+    let total = (u64::from(rate) * seconds) as usize;
+    let http = client(256);
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / rate);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(total);
+    for phone in phones.iter().take(total) {
+        tick.tick().await;
+        let (http, url, phone) = (http.clone(), url.clone(), phone.as_str().to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Responses::default();
+            send(&http, &url, &phone, &mut mine).await;
+            mine
+        }));
+    }
+    let mut all = Responses::default();
+    for task in tasks {
+        if let Ok(mine) = task.await {
+            all.merge(mine);
+        }
+    }
+    let elapsed = started.elapsed();
+    let stage = json!({
+        "stage": "steady",
+        "target_per_second": rate,
+        "seconds": seconds,
+        "per_second": (all.latencies.len() as f64 / elapsed.as_secs_f64()).round(),
+        "latency": summary(&mut all.latencies.clone()),
+        "errors": all.errors(),
+    });
+    (stage, all)
+}
+
+/// Waits until the sandbox holds a message for every accepted phone (or stops making
+/// progress), then reports rate, accepted→received latency, duplicates and missing.
+pub async fn delivery(sandbox: &Sandbox, responses: &Responses, stage: &str) -> Value {
+    let expected = responses.accepted_at.len();
+    let baseline = sandbox.accepted() as usize;
+    let mut last_progress = Instant::now();
+    let mut seen = 0;
+    while (sandbox.accepted() as usize) < baseline + expected
+        && last_progress.elapsed() < Duration::from_secs(30)
+    {
+        let now = sandbox.accepted() as usize;
+        if now != seen {
+            seen = now;
+            last_progress = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut latencies = Vec::with_capacity(expected);
+    let (mut duplicates, mut missing) = (0usize, 0usize);
+    let (mut first_accepted, mut last_received) = (u64::MAX, 0u64);
+    for (phone, accepted_at) in &responses.accepted_at {
+        let messages = sandbox.messages(phone);
+        match messages.first() {
+            None => missing += 1,
+            Some(first) => {
+                latencies.push(Duration::from_millis(
+                    first.received_at_ms.saturating_sub(*accepted_at),
+                ));
+                last_received = last_received.max(first.received_at_ms);
+            }
+        }
+        duplicates += messages.len().saturating_sub(1);
+        first_accepted = first_accepted.min(*accepted_at);
+    }
+    let span_s = (last_received.saturating_sub(first_accepted) as f64 / 1000.0).max(0.001);
+    json!({
+        "stage": stage,
+        "expected": expected,
+        "delivered": latencies.len(),
+        "per_second": (latencies.len() as f64 / span_s).round(),
+        "accepted_to_received": summary(&mut latencies),
+        "duplicates": duplicates,
+        "missing": missing,
+    })
+}

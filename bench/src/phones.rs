@@ -1,0 +1,12 @@
+//! Distinct valid phone numbers for a run, checked with the api's own parser.
+
+use otp_api::phone::PhoneNumber;
+
+/// `count` distinct valid Indian mobile numbers, from 91 90000 00000 upwards.
+pub fn distinct(count: usize) -> Vec<PhoneNumber> {
+    (0u64..)
+        .map(|i| 919_000_000_000 + i * 7)
+        .filter_map(|n| PhoneNumber::parse(&n.to_string()).ok())
+        .take(count)
+        .collect()
+}

@@ -1,0 +1,150 @@
+//! Starts the api and the workers as real processes (the release binaries next to this
+//! one), so that their memory can be read, and stops them at the end.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+/// Linux's USER_HZ, the unit of /proc/<pid>/stat times.
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
+
+pub struct Stack {
+    pub api_url: String,
+    api: Child,
+    workers: Vec<Child>,
+}
+
+/// What the processes are pointed at.
+pub struct StackSettings<'a> {
+    pub redis_url: &'a str,
+    pub amqp_url: &'a str,
+    pub prefix: &'a str,
+    pub wati_base_url: &'a str,
+    pub workers: usize,
+    pub worker_concurrency: u16,
+    pub log_level: &'a str,
+}
+
+fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::current_exe()?
+        .parent()
+        .context("the bench binary has a folder")?
+        .to_owned();
+    let path = dir.join(name);
+    if !path.exists() {
+        bail!(
+            "{} not found: build it first (cargo build --release --bins)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn common(command: &mut Command, s: &StackSettings<'_>) {
+    command
+        .env_clear()
+        .env("REDIS_URL", s.redis_url)
+        .env("AMQP_URL", s.amqp_url)
+        .env("KEY_PREFIX", s.prefix)
+        .env("QUEUE_PREFIX", s.prefix)
+        .env("OTP_SECRET", crate::OTP_SECRET)
+        .env("WATI_SENDS_PER_SECOND", "0")
+        .env("RUST_LOG", s.log_level)
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+}
+
+impl Stack {
+    pub async fn start(s: &StackSettings<'_>) -> anyhow::Result<Self> {
+        let api_port = free_port()?;
+        let mut api = Command::new(binary("api")?);
+        common(&mut api, s);
+        api.env("API_ADDR", format!("127.0.0.1:{api_port}"))
+            .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()?))
+            .env("JWT_SECRET", "bench-jwt-secret-0123456789abcdef0123")
+            .env("IP_REQUESTS_PER_MINUTE", "0")
+            .env("RESEND_COOLDOWN_SECONDS", "0");
+        let api = api.spawn().context("start the api")?;
+        let mut workers = Vec::new();
+        for _ in 0..s.workers {
+            let mut worker = Command::new(binary("worker")?);
+            common(&mut worker, s);
+            worker
+                .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()?))
+                .env("WATI_BASE_URL", s.wati_base_url)
+                .env("WATI_API_KEY", crate::WATI_KEY)
+                .env("WORKER_CONCURRENCY", s.worker_concurrency.to_string());
+            workers.push(worker.spawn().context("start a worker")?);
+        }
+        let stack = Self {
+            api_url: format!("http://127.0.0.1:{api_port}"),
+            api,
+            workers,
+        };
+        let http = reqwest::Client::new();
+        for _ in 0..200 {
+            let ready = http.get(format!("{}/readyz", stack.api_url)).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return Ok(stack);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("the api did not become ready")
+    }
+
+    /// Peak resident memory (VmHWM) of the api and of each worker, in MB.
+    pub fn peak_rss_mb(&self) -> (f64, Vec<f64>) {
+        let read = |child: &Child| -> f64 {
+            std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+                .ok()
+                .and_then(|status| {
+                    status
+                        .lines()
+                        .find(|l| l.starts_with("VmHWM:"))
+                        .and_then(|l| l.split_whitespace().nth(1))
+                        .and_then(|kb| kb.parse::<f64>().ok())
+                })
+                .map_or(0.0, |kb| (kb / 1024.0 * 10.0).round() / 10.0)
+        };
+        (read(&self.api), self.workers.iter().map(read).collect())
+    }
+
+    /// CPU seconds (user + system) used so far by the api and by each worker.
+    pub fn cpu_seconds(&self) -> (f64, Vec<f64>) {
+        let read = |child: &Child| -> f64 {
+            std::fs::read_to_string(format!("/proc/{}/stat", child.id()))
+                .ok()
+                .and_then(|stat| {
+                    // Fields after the parenthesised name: utime and stime are 14 and 15.
+                    let after_name = stat.rsplit_once(')')?.1;
+                    let fields: Vec<&str> = after_name.split_whitespace().collect();
+                    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()?
+                        + fields.get(12)?.parse::<f64>().ok()?;
+                    Some((ticks / CLOCK_TICKS_PER_SECOND * 100.0).round() / 100.0)
+                })
+                .unwrap_or(0.0)
+        };
+        (read(&self.api), self.workers.iter().map(read).collect())
+    }
+
+    /// SIGTERM to every process, then wait for them.
+    pub fn stop(mut self) {
+        for child in std::iter::once(&self.api).chain(&self.workers) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+        }
+        for child in std::iter::once(&mut self.api).chain(&mut self.workers) {
+            let _ = child.wait();
+        }
+    }
+}
