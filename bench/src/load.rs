@@ -6,10 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use std::net::SocketAddr;
+
 use otp_api::phone::PhoneNumber;
 use serde_json::{Value, json};
 use wati_sandbox::Sandbox;
 
+use crate::http1::Connection;
 use crate::stats::summary;
 
 /// What came back for each request.
@@ -43,27 +46,11 @@ impl Responses {
     }
 }
 
-fn client(connections: usize) -> reqwest::Client {
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(connections)
-        .http1_only()
-        .build()
-        .unwrap_or_default()
-}
-
-async fn send(http: &reqwest::Client, url: &str, phone: &str, into: &mut Responses) {
-    let began = Instant::now();
-    let response = http
-        .post(url)
-        .header("content-type", "application/json")
-        .body(format!(r#"{{"phone":"{phone}"}}"#))
-        .send()
-        .await;
-    match response {
-        Ok(r) => {
-            let status = r.status().as_u16();
-            let _ = r.bytes().await;
-            into.latencies.push(began.elapsed());
+/// Records one answer.
+fn record(into: &mut Responses, phone: &str, latency: Duration, answer: std::io::Result<u16>) {
+    match answer {
+        Ok(status) => {
+            into.latencies.push(latency);
             *into.statuses.entry(status).or_default() += 1;
             if status == 202 {
                 into.accepted_at
@@ -74,27 +61,44 @@ async fn send(http: &reqwest::Client, url: &str, phone: &str, into: &mut Respons
     }
 }
 
-/// Sends one request per phone over `connections` concurrent connections.
+const SEND_PATH: &str = "/api/auth/send-otp";
+
+fn body(phone: &str) -> String {
+    format!(r#"{{"phone":"{phone}"}}"#)
+}
+
+/// Sends one request per phone over `connections` keep-alive connections.
 pub async fn burst(
-    api_url: &str,
+    api: SocketAddr,
     phones: &[PhoneNumber],
     connections: usize,
-) -> (Value, Responses) {
-    let url = format!("{api_url}/api/auth/send-otp");
-    let http = client(connections);
+) -> anyhow::Result<(Value, Responses)> {
     let phones: Arc<[String]> = phones.iter().map(|p| p.as_str().to_owned()).collect();
     let next = Arc::new(AtomicUsize::new(0));
+    let mut open = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        open.push(Connection::open(api).await?);
+    }
     let started = Instant::now();
-    let tasks: Vec<_> = (0..connections)
-        .map(|_| {
-            let (http, url, phones, next) =
-                (http.clone(), url.clone(), phones.clone(), next.clone());
+    let tasks: Vec<_> = open
+        .into_iter()
+        .map(|mut connection| {
+            let (phones, next) = (phones.clone(), next.clone());
             tokio::spawn(async move {
                 let mut mine = Responses::default();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(phone) = phones.get(i) else { break };
-                    send(&http, &url, phone, &mut mine).await;
+                    let began = Instant::now();
+                    let answer = connection.post_json(SEND_PATH, &body(phone)).await;
+                    let failed = answer.is_err();
+                    record(&mut mine, phone, began.elapsed(), answer);
+                    if failed {
+                        match Connection::open(api).await {
+                            Ok(fresh) => connection = fresh,
+                            Err(_) => break,
+                        }
+                    }
                 }
                 mine
             })
@@ -102,9 +106,7 @@ pub async fn burst(
         .collect();
     let mut all = Responses::default();
     for task in tasks {
-        if let Ok(mine) = task.await {
-            all.merge(mine);
-        }
+        all.merge(task.await?);
     }
     let elapsed = started.elapsed();
     let stage = json!({
@@ -117,37 +119,48 @@ pub async fn burst(
         "errors": all.errors(),
         "statuses": all.statuses,
     });
-    (stage, all)
+    Ok((stage, all))
 }
 
-/// Sends `rate` requests a second for `seconds`, one phone each.
+/// Sends `rate` requests a second for `seconds`, one phone each, over `connections`
+/// keep-alive connections. Latency counts from when a request was due, not when a
+/// connection was free to send it, so a slow server cannot hide in a queue.
 pub async fn steady(
-    api_url: &str,
+    api: SocketAddr,
     phones: &[PhoneNumber],
     rate: u32,
     seconds: u64,
-) -> (Value, Responses) {
-    let url = format!("{api_url}/api/auth/send-otp");
+    connections: usize,
+) -> anyhow::Result<(Value, Responses)> {
     let total = (u64::from(rate) * seconds) as usize;
-    let http = client(256);
-    let mut tick = tokio::time::interval(Duration::from_secs(1) / rate);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let started = Instant::now();
-    let mut tasks = Vec::with_capacity(total);
-    for phone in phones.iter().take(total) {
-        tick.tick().await;
-        let (http, url, phone) = (http.clone(), url.clone(), phone.as_str().to_owned());
+    let (due_tx, due_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let due_rx = Arc::new(tokio::sync::Mutex::new(due_rx));
+    let mut tasks = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let mut connection = Connection::open(api).await?;
+        let due_rx = due_rx.clone();
         tasks.push(tokio::spawn(async move {
             let mut mine = Responses::default();
-            send(&http, &url, &phone, &mut mine).await;
+            loop {
+                let next = due_rx.lock().await.recv().await;
+                let Some((phone, due)) = next else { break };
+                let answer = connection.post_json(SEND_PATH, &body(&phone)).await;
+                record(&mut mine, &phone, due.elapsed(), answer);
+            }
             mine
         }));
     }
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / rate);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    for phone in phones.iter().take(total) {
+        let due = tick.tick().await.into_std();
+        let _ = due_tx.send((phone.as_str().to_owned(), due));
+    }
+    drop(due_tx);
     let mut all = Responses::default();
     for task in tasks {
-        if let Ok(mine) = task.await {
-            all.merge(mine);
-        }
+        all.merge(task.await?);
     }
     let elapsed = started.elapsed();
     let stage = json!({
@@ -158,7 +171,7 @@ pub async fn steady(
         "latency": summary(&mut all.latencies.clone()),
         "errors": all.errors(),
     });
-    (stage, all)
+    Ok((stage, all))
 }
 
 /// Waits until the sandbox holds a message for every accepted phone (or stops making

@@ -10,6 +10,7 @@
 //! then the peak RSS of the api and workers. One JSON line per stage on stdout.
 
 mod ceiling;
+mod http1;
 mod load;
 mod phones;
 mod stack;
@@ -78,6 +79,18 @@ fn emit(line: &serde_json::Value) {
     println!("{line}");
 }
 
+/// Problems that make a run fail: a benchmark that lost, duplicated or refused
+/// requests measured something other than the gateway working.
+fn problems(line: &serde_json::Value) -> Vec<String> {
+    ["errors", "missing", "duplicates"]
+        .iter()
+        .filter_map(|field| {
+            let n = line[*field].as_u64().unwrap_or(0);
+            (n > 0).then(|| format!("{}: {n} {field}", line["stage"].as_str().unwrap_or("?")))
+        })
+        .collect()
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -98,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
         "prefix": prefix,
     }));
 
+    let mut failures = Vec::new();
     let mut ceiling_rate = None;
     if run(Stage::Ceiling) {
         let ceiling_prefix = format!("{prefix}c");
@@ -112,6 +126,7 @@ async fn main() -> anyhow::Result<()> {
         cleanup::remove(&args.redis_url, &args.amqp_url, &ceiling_prefix).await;
         let line = result?;
         ceiling_rate = line["per_second"].as_f64();
+        failures.extend(problems(&line));
         emit(&line);
     }
 
@@ -140,31 +155,36 @@ async fn main() -> anyhow::Result<()> {
     .await
     .context("start the api and workers")?;
 
+    let mut report = |line: serde_json::Value| {
+        failures.extend(problems(&line));
+        emit(&line);
+    };
     let outcome = async {
         if run(Stage::Intake) {
             let (mut line, responses) =
-                load::burst(&stack.api_url, burst_phones, args.concurrency).await;
+                load::burst(stack.api_addr, burst_phones, args.concurrency).await?;
             if let (Some(ceiling), Some(intake)) = (ceiling_rate, line["per_second"].as_f64()) {
                 line["ratio_to_ceiling"] = json!((intake / ceiling * 100.0).round() / 100.0);
             }
-            emit(&line);
+            report(line);
             if run(Stage::Delivery) {
                 let mut line = load::delivery(&sandbox, &responses, "delivery").await;
                 line["sandbox_latency_ms"] = json!(args.sandbox_latency_ms);
                 line["jobs_in_flight"] = json!(args.workers * usize::from(args.worker_concurrency));
-                emit(&line);
+                report(line);
             }
         }
         if run(Stage::Steady) {
             let (line, responses) = load::steady(
-                &stack.api_url,
+                stack.api_addr,
                 steady_phones,
                 args.steady_rate,
                 args.steady_seconds,
+                args.concurrency,
             )
-            .await;
-            emit(&line);
-            emit(&load::delivery(&sandbox, &responses, "steady_delivery").await);
+            .await?;
+            report(line);
+            report(load::delivery(&sandbox, &responses, "steady_delivery").await);
         }
         let (api_mb, worker_mb) = stack.peak_rss_mb();
         let (api_cpu, worker_cpu) = stack.cpu_seconds();
@@ -180,7 +200,11 @@ async fn main() -> anyhow::Result<()> {
     .await;
     stack.stop();
     cleanup::remove(&args.redis_url, &args.amqp_url, &prefix).await;
-    outcome
+    outcome?;
+    if !failures.is_empty() {
+        anyhow::bail!("the run had problems: {}", failures.join(", "));
+    }
+    Ok(())
 }
 
 mod cleanup {

@@ -12,6 +12,7 @@ const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 
 pub struct Stack {
     pub api_url: String,
+    pub api_addr: std::net::SocketAddr,
     api: Child,
     workers: Vec<Child>,
 }
@@ -87,6 +88,7 @@ impl Stack {
         }
         let stack = Self {
             api_url: format!("http://127.0.0.1:{api_port}"),
+            api_addr: std::net::SocketAddr::from(([127, 0, 0, 1], api_port)),
             api,
             workers,
         };
