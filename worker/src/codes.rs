@@ -1,15 +1,18 @@
-//! The worker's access to stored codes: load one to send it, retire one it gave up on,
-//! and remember which requests WATI already accepted.
+//! The worker's access to stored codes: start a delivery (one round trip), retire a
+//! code it gave up on, and finish a delivery by remembering that WATI accepted it.
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use otp_shared::job::SendJob;
 use otp_shared::keys::Keys;
+use otp_shared::status::{DeliveryState, STATUS_TTL_SECONDS, fields};
+use redis::Script;
 use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, Script};
 use uuid::Uuid;
 
-static LOAD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/load_code.lua")));
+static START: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/start_delivery.lua")));
 static RETIRE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/retire_code.lua")));
 
@@ -22,6 +25,9 @@ pub struct StoredCode {
 
 /// What the store holds for a job.
 pub enum CodeLookup {
+    /// WATI already accepted this request (a redelivered or re-published copy).
+    Delivered,
+    /// Ready to send; status `sending` is recorded.
     Pending(StoredCode),
     /// Past its expiry.
     Expired,
@@ -56,24 +62,26 @@ impl CodeStore {
         }
     }
 
-    pub async fn load(&self, phone: &str, code_id: Uuid) -> redis::RedisResult<CodeLookup> {
-        let (stored_id, sealed, expires_at, now): (String, Vec<u8>, u64, u64) = LOAD
-            .key(self.keys.otp(phone))
+    /// Checks the delivered mark, loads the sealed code if it is still the job's and
+    /// unexpired, and then records status `sending`.
+    pub async fn start_delivery(&self, job: &SendJob) -> redis::RedisResult<CodeLookup> {
+        let request_id = job.request_id.to_string();
+        let (outcome, sealed, expires_at, now): (String, Vec<u8>, u64, u64) = START
+            .key(self.keys.otp(&job.phone))
+            .key(self.keys.delivered(&request_id))
+            .key(self.keys.status(&request_id))
+            .arg(job.code_id.to_string())
+            .arg(STATUS_TTL_SECONDS)
             .invoke_async(&mut self.redis.clone())
             .await?;
-        Ok(if stored_id != code_id.to_string() || sealed.is_empty() {
-            if stored_id == code_id.to_string() && expires_at <= now {
-                CodeLookup::Expired
-            } else {
-                CodeLookup::Gone
-            }
-        } else if expires_at <= now {
-            CodeLookup::Expired
-        } else {
-            CodeLookup::Pending(StoredCode {
+        Ok(match outcome.as_str() {
+            "delivered" => CodeLookup::Delivered,
+            "expired" => CodeLookup::Expired,
+            "pending" => CodeLookup::Pending(StoredCode {
                 sealed,
-                time_left: Duration::from_millis(expires_at - now),
-            })
+                time_left: Duration::from_millis(expires_at.saturating_sub(now)),
+            }),
+            _ => CodeLookup::Gone,
         })
     }
 
@@ -91,21 +99,22 @@ impl CodeStore {
         Ok(())
     }
 
-    pub async fn was_delivered(&self, request_id: Uuid) -> redis::RedisResult<bool> {
-        self.redis
-            .clone()
-            .exists(self.keys.delivered(&request_id.to_string()))
-            .await
-    }
-
-    pub async fn mark_delivered(&self, request_id: Uuid) -> redis::RedisResult<()> {
-        self.redis
-            .clone()
+    /// Marks the request delivered and its status `sent`, counting the call that
+    /// succeeded, in one round trip.
+    pub async fn finish_delivery(&self, request_id: Uuid) -> redis::RedisResult<()> {
+        let request_id = request_id.to_string();
+        let status = self.keys.status(&request_id);
+        redis::pipe()
             .set_ex(
-                self.keys.delivered(&request_id.to_string()),
+                self.keys.delivered(&request_id),
                 1,
                 self.delivered_ttl.as_secs().max(1),
             )
+            .hset(&status, fields::STATE, DeliveryState::Sent.as_str())
+            .hset(&status, fields::UPDATED_AT, otp_shared::now_ms())
+            .hincr(&status, fields::ATTEMPTS, 1)
+            .expire(&status, STATUS_TTL_SECONDS)
+            .exec_async(&mut self.redis.clone())
             .await
     }
 }

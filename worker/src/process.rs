@@ -67,12 +67,12 @@ impl Processor {
 
     async fn deliver(&self, job: &SendJob) -> redis::RedisResult<Outcome> {
         let request_id = job.request_id.to_string();
-        if self.codes.was_delivered(job.request_id).await? {
-            return Ok(Outcome::Dropped {
-                why: "already delivered",
-            });
-        }
-        let stored = match self.codes.load(&job.phone, job.code_id).await? {
+        let stored = match self.codes.start_delivery(job).await? {
+            CodeLookup::Delivered => {
+                return Ok(Outcome::Dropped {
+                    why: "already delivered",
+                });
+            }
             CodeLookup::Pending(stored) => stored,
             CodeLookup::Expired => return self.expire(job).await,
             CodeLookup::Gone => {
@@ -94,9 +94,6 @@ impl Processor {
                 .await;
         };
         let deadline = Instant::now() + stored.time_left;
-        self.statuses
-            .set(&request_id, DeliveryState::Sending, None, None)
-            .await?;
         let broadcast_name = format!("otp_{}", job.request_id.simple());
         let mut schedule = RetrySchedule::new(&self.retry);
         let mut attempt = 0u32;
@@ -125,7 +122,6 @@ impl Processor {
             if attempt > 1 {
                 metrics::counter!(otp_shared::metrics::RETRIES).increment(1);
             }
-            self.statuses.count_attempt(&request_id).await?;
             let started = std::time::Instant::now();
             let reply = self
                 .wati
@@ -134,15 +130,17 @@ impl Processor {
             metrics::histogram!(otp_shared::metrics::WATI_DURATION).record(started.elapsed());
             metrics::counter!(otp_shared::metrics::WATI_REQUESTS, "result" => result_class(&reply))
                 .increment(1);
-            match classify(&reply) {
+            let verdict = classify(&reply);
+            // A call is counted once it has returned; a delivered one by finish_delivery.
+            if verdict != Verdict::Delivered {
+                self.statuses.count_attempt(&request_id).await?;
+            }
+            match verdict {
                 Verdict::Delivered => {
                     let since_accepted = otp_shared::now_ms().saturating_sub(job.accepted_at_ms);
                     metrics::histogram!(otp_shared::metrics::ACCEPTED_TO_SENT)
                         .record(since_accepted as f64 / 1000.0);
-                    self.codes.mark_delivered(job.request_id).await?;
-                    self.statuses
-                        .set(&request_id, DeliveryState::Sent, None, None)
-                        .await?;
+                    self.codes.finish_delivery(job.request_id).await?;
                     tracing::info!("delivered");
                     return Ok(Outcome::Sent);
                 }

@@ -1,0 +1,27 @@
+-- Starts delivering a job in one round trip: is it already delivered? is its code
+-- still the pending one, and unexpired? If so, records status 'sending' and returns the
+-- sealed code with Redis's clock.
+-- KEYS: 1 code record, 2 delivered mark, 3 request status
+-- ARGV: 1 code_id, 2 status ttl s
+-- Returns {outcome, sealed or '', expires_at, now}; outcome one of
+-- 'delivered', 'gone', 'expired', 'pending'.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return {'delivered', '', 0, now}
+end
+local rec = redis.call('HMGET', KEYS[1], 'code_id', 'sealed', 'expires_at')
+local expires_at = tonumber(rec[3] or '0')
+if rec[1] ~= ARGV[1] then
+  return {'gone', '', 0, now}
+end
+if expires_at <= now then
+  return {'expired', '', expires_at, now}
+end
+if not rec[2] then
+  return {'gone', '', 0, now}
+end
+-- Field names as in otp_shared::status::fields.
+redis.call('HSET', KEYS[3], 'status', 'sending', 'updated_at', now)
+redis.call('EXPIRE', KEYS[3], ARGV[2])
+return {'pending', rec[2], expires_at, now}
