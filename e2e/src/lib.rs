@@ -350,6 +350,45 @@ impl TestEnv {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// Logs out with `token`; the status code.
+    pub async fn logout(&self, token: &str) -> u16 {
+        self.http
+            .post(format!("{}/api/auth/logout", self.api_url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("api reachable")
+            .status()
+            .as_u16()
+    }
+
+    /// A copy of the next job on the send queue, which stays there (taken and handed
+    /// back). Waits for one to arrive.
+    pub async fn peek_send_queue(&self) -> Vec<u8> {
+        let channel = self.channel().await;
+        let send = self.queues().send;
+        eventually("a job on the send queue", DEADLINE, || async {
+            let message = channel
+                .basic_get(
+                    send.as_str().into(),
+                    lapin::options::BasicGetOptions { no_ack: false },
+                )
+                .await
+                .ok()??;
+            let data = message.delivery.data.clone();
+            message
+                .delivery
+                .nack(lapin::options::BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await
+                .ok()?;
+            Some(data)
+        })
+        .await
+    }
+
     /// Waits until the sandbox holds `count` messages for `phone`; returns them all.
     pub async fn wait_for_messages(&self, phone: &str, count: usize) -> Vec<wati_sandbox::Message> {
         eventually(

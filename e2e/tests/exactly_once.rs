@@ -1,7 +1,7 @@
 //! Many jobs, several workers, copies of jobs: every code is delivered exactly once,
 //! and the shared WATI send rate holds across workers.
 
-use lapin::options::{BasicGetOptions, BasicPublishOptions};
+use lapin::options::BasicPublishOptions;
 use otp_e2e::{DEADLINE, TestEnv, eventually};
 
 fn phone(n: u32) -> String {
@@ -42,27 +42,7 @@ async fn a_re_published_copy_of_a_sent_job_is_not_sent_again() {
     let channel = env.channel().await;
     assert_eq!(env.send_otp(&phone(1)).await.0, 202);
     // Keep a copy of the job as published, then let a worker deliver it.
-    let copy = eventually("the job on the queue", DEADLINE, || {
-        let channel = channel.clone();
-        let send = env.queues().send;
-        async move {
-            let message = channel
-                .basic_get(send.as_str().into(), BasicGetOptions { no_ack: false })
-                .await
-                .ok()??;
-            let data = message.delivery.data.clone();
-            message
-                .delivery
-                .nack(lapin::options::BasicNackOptions {
-                    requeue: true,
-                    ..Default::default()
-                })
-                .await
-                .ok()?;
-            Some(data)
-        }
-    })
-    .await;
+    let copy = env.peek_send_queue().await;
     let worker = env.start_worker().await;
     env.wait_for_messages(&phone(1), 1).await;
     channel

@@ -154,14 +154,7 @@ async fn the_whole_flow_gives_a_jwt_with_the_spec_claims_and_logout_revokes_it()
     assert_eq!(me["user"]["id"], user_id.as_str());
     assert_eq!(me["user"]["phone"], PHONE);
 
-    let logout = env
-        .http
-        .post(format!("{}/api/auth/logout", env.api_url))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("api reachable");
-    assert_eq!(logout.status(), 204);
+    assert_eq!(env.logout(&token).await, 204);
     let got = env.get("/api/auth/me", Some(&token)).await;
     assert_error(&got, 401, "UNAUTHORIZED", "Invalid or expired token");
 

@@ -48,14 +48,7 @@ async fn a_full_flow_logs_no_code_token_key_or_secret() {
     assert_eq!(status, 200);
     let token = body["token"].as_str().expect("token").to_owned();
     assert_eq!(env.get("/api/auth/me", Some(&token)).await.0, 200);
-    let logout = env
-        .http
-        .post(format!("{}/api/auth/logout", env.api_url))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("api reachable");
-    assert_eq!(logout.status(), 204);
+    assert_eq!(env.logout(&token).await, 204);
     env.sandbox.script(
         OTHER,
         vec![ScriptedReply {

@@ -1,7 +1,6 @@
 //! Codes are never readable: not in any Redis value, not in a queued job.
 
-use lapin::options::{BasicGetOptions, BasicNackOptions};
-use otp_e2e::{DEADLINE, TestEnv, eventually};
+use otp_e2e::TestEnv;
 
 const PHONE: &str = "919876543210";
 
@@ -62,27 +61,7 @@ async fn no_redis_value_and_no_queued_job_holds_the_code() {
         "the code record and limits are stored: {}",
         seen.len()
     );
-    let channel = env.channel().await;
-    let job = eventually("the job on the queue", DEADLINE, || {
-        let (channel, send) = (channel.clone(), env.queues().send);
-        async move {
-            let message = channel
-                .basic_get(send.as_str().into(), BasicGetOptions { no_ack: false })
-                .await
-                .ok()??;
-            let data = message.delivery.data.clone();
-            message
-                .delivery
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..Default::default()
-                })
-                .await
-                .ok()?;
-            Some(data)
-        }
-    })
-    .await;
+    let job = env.peek_send_queue().await;
 
     let _worker = env.start_worker().await;
     let code = env.wait_for_messages(PHONE, 1).await[0].code.clone();
