@@ -131,16 +131,18 @@ where
 /// (earlier entries are whatever the client chose to send).
 fn client_address(req: &Request, trust_forwarded_for: bool) -> Option<String> {
     if trust_forwarded_for {
-        let forwarded = req
+        let last_hop = req
             .headers()
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .map(str::trim)
-            .rfind(|v| v.parse::<std::net::IpAddr>().is_ok());
-        if let Some(addr) = forwarded {
-            return Some(addr.to_owned());
+            .last()
+            .and_then(|v| v.parse::<std::net::IpAddr>().ok());
+        // Only the last entry is trusted; if it is not an address, the socket's is used.
+        if let Some(addr) = last_hop {
+            return Some(addr.to_string());
         }
     }
     req.extensions()
@@ -190,4 +192,39 @@ async fn record_http_metrics(req: Request, next: Next) -> Response {
     )
     .record(started.elapsed());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(forwarded: &[&str]) -> Request {
+        let mut builder = axum::http::Request::builder();
+        for value in forwarded {
+            builder = builder.header("x-forwarded-for", *value);
+        }
+        let mut req = builder.body(axum::body::Body::empty()).unwrap_or_default();
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 1], 4000))));
+        req
+    }
+
+    #[test]
+    fn forwarded_for_is_ignored_unless_trusted() {
+        let req = request(&["203.0.113.9"]);
+        assert_eq!(client_address(&req, false).as_deref(), Some("10.0.0.1"));
+        assert_eq!(client_address(&req, true).as_deref(), Some("203.0.113.9"));
+    }
+
+    #[test]
+    fn only_the_last_forwarded_entry_counts() {
+        let req = request(&["198.51.100.1, 203.0.113.9"]);
+        assert_eq!(client_address(&req, true).as_deref(), Some("203.0.113.9"));
+        let req = request(&["198.51.100.1", "203.0.113.9"]);
+        assert_eq!(client_address(&req, true).as_deref(), Some("203.0.113.9"));
+        // A last entry that is not an address falls back to the socket, never to an
+        // earlier, client-written entry.
+        let req = request(&["198.51.100.1, not-an-ip"]);
+        assert_eq!(client_address(&req, true).as_deref(), Some("10.0.0.1"));
+    }
 }
