@@ -138,7 +138,7 @@ fn client_address(req: &Request, trust_forwarded_for: bool) -> Option<String> {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .map(str::trim)
-            .last()
+            .next_back()
             .and_then(|v| v.parse::<std::net::IpAddr>().ok());
         // Only the last entry is trusted; if it is not an address, the socket's is used.
         if let Some(addr) = last_hop {
