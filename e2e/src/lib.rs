@@ -332,6 +332,13 @@ impl TestEnv {
             .await
     }
 
+    /// Sends a code to `phone`, expects `202`, and returns the request id.
+    pub async fn send_accepted(&self, phone: &str) -> String {
+        let (status, body) = self.send_otp(phone).await;
+        assert_eq!(status, 202, "send-otp for {phone}: {body}");
+        body["requestId"].as_str().expect("requestId").to_owned()
+    }
+
     pub async fn verify(&self, phone: &str, code: &str) -> (u16, Value) {
         self.post(
             "/api/auth/verify-otp",

@@ -51,9 +51,7 @@ async fn a_code_is_delivered_through_the_tenant_path_and_verifies() {
     let mut env = TestEnv::new().await;
     let _api = env.start_api().await;
     let _worker = env.start_worker().await;
-    let (status, body) = env.send_otp(PHONE).await;
-    assert_eq!(status, 202);
-    let request_id = body["requestId"].as_str().expect("requestId").to_owned();
+    let request_id = env.send_accepted(PHONE).await;
     let messages = env.wait_for_messages(PHONE, 1).await;
     let code = &messages[0].code;
     assert_eq!(code.len(), 6);
@@ -87,8 +85,7 @@ async fn transient_failures_are_retried_with_the_same_code_and_delivered_once() 
     let _api = env.start_api().await;
     let _worker = env.start_worker().await;
     env.sandbox.script(PHONE, vec![reply(500), reply(503)]);
-    let (_, body) = env.send_otp(PHONE).await;
-    let request_id = body["requestId"].as_str().expect("requestId").to_owned();
+    let request_id = env.send_accepted(PHONE).await;
     let status = env.wait_for_status(&request_id, "sent").await;
     assert_eq!(status["attempts"], 3);
     let calls = env.sandbox.calls(PHONE);
@@ -116,8 +113,7 @@ async fn retry_after_is_waited_for() {
             ..ScriptedReply::default()
         }],
     );
-    let (_, body) = env.send_otp(PHONE).await;
-    let request_id = body["requestId"].as_str().expect("requestId").to_owned();
+    let request_id = env.send_accepted(PHONE).await;
     env.wait_for_status(&request_id, "sent").await;
     let calls = env.sandbox.calls(PHONE);
     assert_eq!(calls.len(), 2);
@@ -131,8 +127,7 @@ async fn a_429_without_retry_after_backs_off_and_retries() {
     let _api = env.start_api().await;
     let _worker = env.start_worker().await;
     env.sandbox.script(PHONE, vec![reply(429), reply(429)]);
-    let (_, body) = env.send_otp(PHONE).await;
-    let request_id = body["requestId"].as_str().expect("requestId").to_owned();
+    let request_id = env.send_accepted(PHONE).await;
     let status = env.wait_for_status(&request_id, "sent").await;
     assert_eq!(status["attempts"], 3);
     let calls = env.sandbox.calls(PHONE);
@@ -160,8 +155,7 @@ async fn wati_hanging_past_expiry_ends_expired_without_another_call() {
             ..ScriptedReply::default()
         }],
     );
-    let (_, body) = env.send_otp(PHONE).await;
-    let request_id = body["requestId"].as_str().expect("requestId").to_owned();
+    let request_id = env.send_accepted(PHONE).await;
     let status = env.wait_for_status(&request_id, "expired").await;
     assert_eq!(status["attempts"], 1);
     assert_eq!(status["reason"], "Failed to send OTP");
@@ -194,8 +188,7 @@ async fn permanent_failures_delete_the_code_dead_letter_the_job_and_say_why() {
         let _api = env.start_api().await;
         let _worker = env.start_worker().await;
         env.sandbox.script(PHONE, vec![scripted]);
-        let (_, body) = env.send_otp(PHONE).await;
-        let request_id = body["requestId"].as_str().expect("requestId").to_owned();
+        let request_id = env.send_accepted(PHONE).await;
         let status = env.wait_for_status(&request_id, "failed").await;
         assert_eq!(status["reason"], reason);
         assert_eq!(status["attempts"], 1);
@@ -220,9 +213,8 @@ async fn a_code_that_cannot_be_delivered_before_expiry_ends_expired_with_no_late
     let _api = env.start_api_with(config).await;
     let _worker = env.start_worker().await;
     env.sandbox.script(PHONE, vec![reply(500); 200]);
-    let (_, body) = env.send_otp(PHONE).await;
+    let request_id = env.send_accepted(PHONE).await;
     let accepted_at = otp_shared::now_ms();
-    let request_id = body["requestId"].as_str().expect("requestId").to_owned();
     let status = env.wait_for_status(&request_id, "expired").await;
     assert_eq!(status["reason"], "Failed to send OTP");
     let calls = env.sandbox.calls(PHONE);
@@ -306,8 +298,7 @@ async fn shutdown_lets_the_job_in_flight_finish() {
             ..ScriptedReply::default()
         }],
     );
-    let (_, body) = env.send_otp(PHONE).await;
-    let request_id = body["requestId"].as_str().expect("requestId").to_owned();
+    let request_id = env.send_accepted(PHONE).await;
     env.wait_for_status(&request_id, "sending").await;
     worker.signal_stop();
     assert!(

@@ -14,9 +14,7 @@ async fn fifty_queued_jobs_are_delivered_exactly_once_by_two_workers() {
     let _api = env.start_api().await;
     let mut request_ids = Vec::new();
     for n in 0..50 {
-        let (status, body) = env.send_otp(&phone(n)).await;
-        assert_eq!(status, 202, "{body}");
-        request_ids.push(body["requestId"].as_str().expect("requestId").to_owned());
+        request_ids.push(env.send_accepted(&phone(n)).await);
     }
     let first = env.start_worker().await;
     let second = env.start_worker().await;
@@ -120,8 +118,7 @@ async fn a_job_whose_code_expires_while_waiting_for_a_send_slot_never_calls_wati
     let _api = env.start_api_with(api_config).await;
     let mut request_ids = Vec::new();
     for n in 0..6 {
-        let (_, body) = env.send_otp(&phone(n)).await;
-        request_ids.push(body["requestId"].as_str().expect("requestId").to_owned());
+        request_ids.push(env.send_accepted(&phone(n)).await);
     }
     let mut config = env.worker_config();
     config.wati.sends_per_second = 1;

@@ -56,9 +56,8 @@ async fn a_full_flow_logs_no_code_token_key_or_secret() {
             ..ScriptedReply::default()
         }],
     );
-    let (_, body) = env.send_otp(OTHER).await;
-    env.wait_for_status(body["requestId"].as_str().expect("requestId"), "failed")
-        .await;
+    let body = env.send_accepted(OTHER).await;
+    env.wait_for_status(&body, "failed").await;
 
     let logs =
         String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();

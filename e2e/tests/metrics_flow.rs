@@ -50,17 +50,15 @@ async fn a_real_flow_moves_every_metric() {
             ..ScriptedReply::default()
         }],
     );
-    let (_, sent) = env.send_otp(PHONE).await;
+    let sent = env.send_accepted(PHONE).await;
     assert_eq!(env.send_otp(PHONE).await.0, 429);
     let code = env.wait_for_messages(PHONE, 1).await[0].code.clone();
     let wrong = if code == "000000" { "111111" } else { "000000" };
     assert_eq!(env.verify(PHONE, wrong).await.0, 401);
     assert_eq!(env.verify(PHONE, &code).await.0, 200);
-    let (_, refused) = env.send_otp(REFUSED).await;
-    env.wait_for_status(refused["requestId"].as_str().expect("id"), "failed")
-        .await;
-    env.wait_for_status(sent["requestId"].as_str().expect("id"), "sent")
-        .await;
+    let refused = env.send_accepted(REFUSED).await;
+    env.wait_for_status(&refused, "failed").await;
+    env.wait_for_status(&sent, "sent").await;
 
     let from_api = eventually("the queue gauge to be read", DEADLINE, || async {
         let samples = scrape(&env, &api.metrics_url).await;

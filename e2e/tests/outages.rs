@@ -91,8 +91,7 @@ async fn the_worker_rides_out_a_redis_outage_without_losing_the_job() {
     env.wait_for_messages(&phone(1), 1).await;
 
     proxy.cut();
-    let (_, body) = env.send_otp(&phone(2)).await;
-    let request_id = body["requestId"].as_str().expect("requestId").to_owned();
+    let request_id = env.send_accepted(&phone(2)).await;
     assert!(env.sandbox.messages(&phone(2)).is_empty());
     proxy.restore();
     env.wait_for_messages(&phone(2), 1).await;

@@ -65,12 +65,6 @@ async fn exited_within(
     }
 }
 
-async fn send(env: &TestEnv) -> String {
-    let (status, body) = env.send_otp(PHONE).await;
-    assert_eq!(status, 202, "{body}");
-    body["requestId"].as_str().expect("requestId").to_owned()
-}
-
 #[tokio::test]
 async fn a_worker_killed_mid_call_loses_no_job() {
     let mut env = TestEnv::new().await;
@@ -85,7 +79,7 @@ async fn a_worker_killed_mid_call_loses_no_job() {
         }],
     );
     let mut first = spawn_worker(&env, 30);
-    let request_id = send(&env).await;
+    let request_id = env.send_accepted(PHONE).await;
     env.wait_for_status(&request_id, "sending").await;
     signal(&first, "-KILL");
     assert!(exited_within(&mut first, DEADLINE).await.is_some());
@@ -110,7 +104,7 @@ async fn sigterm_drains_the_job_in_flight_and_exits() {
         }],
     );
     let mut worker = spawn_worker(&env, 30);
-    let request_id = send(&env).await;
+    let request_id = env.send_accepted(PHONE).await;
     env.wait_for_status(&request_id, "sending").await;
     signal(&worker, "-TERM");
     let exit = exited_within(&mut worker, Duration::from_secs(10)).await;
@@ -132,7 +126,7 @@ async fn sigterm_exits_within_the_grace_period_and_the_job_goes_back_to_the_queu
         }],
     );
     let mut worker = spawn_worker(&env, 1);
-    let request_id = send(&env).await;
+    let request_id = env.send_accepted(PHONE).await;
     env.wait_for_status(&request_id, "sending").await;
     let stopping = std::time::Instant::now();
     signal(&worker, "-TERM");
