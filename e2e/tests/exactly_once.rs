@@ -142,3 +142,53 @@ async fn a_job_whose_code_expires_while_waiting_for_a_send_slot_never_calls_wati
     let calls: usize = (0..6).map(|n| env.sandbox.calls(&phone(n)).len()).sum();
     assert_eq!(calls, 6 - expired);
 }
+
+#[tokio::test]
+async fn a_re_published_copy_of_a_failed_job_is_dead_lettered_again_with_its_reason() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    env.sandbox.script(
+        &phone(1),
+        vec![wati_sandbox::ScriptedReply {
+            status: Some(401),
+            ..Default::default()
+        }],
+    );
+    let request_id = env.send_accepted(&phone(1)).await;
+    let copy = env.peek_send_queue().await;
+    let _worker = env.start_worker().await;
+    env.wait_for_status(&request_id, "failed").await;
+    let channel = env.channel().await;
+    channel
+        .basic_publish(
+            "".into(),
+            env.queues().send.as_str().into(),
+            BasicPublishOptions::default(),
+            &copy,
+            Default::default(),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
+    // Two dead letters, both with WATI's reason; one call to WATI; the status keeps it.
+    let dead = env.queues().dead;
+    eventually("two dead letters", DEADLINE, || async {
+        let queue = channel
+            .queue_declare(
+                dead.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .ok()?;
+        (queue.message_count() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(env.sandbox.calls(&phone(1)).len(), 1);
+    let status = env.wait_for_status(&request_id, "failed").await;
+    assert_eq!(status["reason"], "WATI API authentication failed");
+}

@@ -27,6 +27,9 @@ pub struct StoredCode {
 pub enum CodeLookup {
     /// WATI already accepted this request (a redelivered or re-published copy).
     Delivered,
+    /// This request already failed for good (a copy whose dead-lettering did not
+    /// complete): dead-letter it again with the stored reason.
+    Failed { reason: String },
     /// Ready to send; status `sending` is recorded.
     Pending(StoredCode),
     /// Past its expiry.
@@ -76,6 +79,9 @@ impl CodeStore {
             .await?;
         Ok(match outcome.as_str() {
             "delivered" => CodeLookup::Delivered,
+            "failed" => CodeLookup::Failed {
+                reason: String::from_utf8_lossy(&sealed).into_owned(),
+            },
             "expired" => CodeLookup::Expired,
             "pending" => CodeLookup::Pending(StoredCode {
                 sealed,
@@ -105,6 +111,7 @@ impl CodeStore {
         let request_id = request_id.to_string();
         let status = self.keys.status(&request_id);
         redis::pipe()
+            .atomic()
             .set_ex(
                 self.keys.delivered(&request_id),
                 1,

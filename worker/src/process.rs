@@ -73,6 +73,7 @@ impl Processor {
                     why: "already delivered",
                 });
             }
+            CodeLookup::Failed { reason } => return Ok(Outcome::Failed { reason }),
             CodeLookup::Pending(stored) => stored,
             CodeLookup::Expired => return self.expire(job).await,
             CodeLookup::Gone => {
@@ -140,7 +141,7 @@ impl Processor {
                     let since_accepted = otp_shared::now_ms().saturating_sub(job.accepted_at_ms);
                     metrics::histogram!(otp_shared::metrics::ACCEPTED_TO_SENT)
                         .record(since_accepted as f64 / 1000.0);
-                    self.codes.finish_delivery(job.request_id).await?;
+                    self.record_delivered(job).await;
                     tracing::info!("delivered");
                     return Ok(Outcome::Sent);
                 }
@@ -165,6 +166,23 @@ impl Processor {
                 }
             }
         }
+    }
+
+    /// Records a delivery WATI accepted. Never hands the job back: a requeued copy
+    /// would send the code again, so a Redis failure here is retried, then given up.
+    async fn record_delivered(&self, job: &SendJob) {
+        for pause_ms in [50, 200, 1000, 2000] {
+            match self.codes.finish_delivery(job.request_id).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not record a delivery yet");
+                    tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
+                }
+            }
+        }
+        tracing::error!(
+            "could not record a delivery WATI accepted; a copy of this job would send again"
+        );
     }
 
     /// Waits `delay`; `false` if the worker began stopping meanwhile.

@@ -1,14 +1,19 @@
--- Starts delivering a job in one round trip: is it already delivered? is its code
--- still the pending one, and unexpired? If so, records status 'sending' and returns the
--- sealed code with Redis's clock.
+-- Starts delivering a job in one round trip: is it already delivered, or already
+-- failed for good (a copy whose dead-lettering did not complete)? is its code still the
+-- pending one, and unexpired? If so, records status 'sending' and returns the sealed
+-- code with Redis's clock.
 -- KEYS: 1 code record, 2 delivered mark, 3 request status
 -- ARGV: 1 code_id, 2 status ttl s
--- Returns {outcome, sealed or '', expires_at, now}; outcome one of
--- 'delivered', 'gone', 'expired', 'pending'.
+-- Returns {outcome, sealed or reason or '', expires_at, now}; outcome one of
+-- 'delivered', 'failed' (with the stored reason), 'gone', 'expired', 'pending'.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if redis.call('EXISTS', KEYS[2]) == 1 then
   return {'delivered', '', 0, now}
+end
+local status = redis.call('HMGET', KEYS[3], 'status', 'reason')
+if status[1] == 'failed' then
+  return {'failed', status[2] or '', 0, now}
 end
 local rec = redis.call('HMGET', KEYS[1], 'code_id', 'sealed', 'expires_at')
 local expires_at = tonumber(rec[3] or '0')

@@ -1,0 +1,71 @@
+//! The code store's scripts directly, on the real Redis: cases that need an exact
+//! interleaving the HTTP api cannot be made to produce on demand.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use otp_api::phone::PhoneNumber;
+use otp_api::store::{OtpStore, SendDecision, SendKind, StorePolicy, VerifyOutcome};
+use otp_e2e::TestEnv;
+use otp_shared::seal::CodeSealer;
+
+fn store(env: &TestEnv) -> OtpStore {
+    let config = env.api_config();
+    OtpStore::new(
+        env.redis.clone(),
+        env.keys(),
+        Arc::new(CodeSealer::new(otp_e2e::OTP_SECRET.as_bytes())),
+        StorePolicy {
+            ttl: Duration::from_secs(300),
+            max_attempts: 3,
+            limits: config.limits,
+        },
+    )
+}
+
+async fn accepted(
+    store: &OtpStore,
+    phone: &PhoneNumber,
+    code: &str,
+) -> otp_api::store::AcceptedSend {
+    match store.begin_send(phone, code).await.expect("redis") {
+        SendDecision::Accepted(send) => send,
+        SendDecision::Limited { .. } => panic!("limited"),
+    }
+}
+
+#[tokio::test]
+async fn undoing_a_new_code_keeps_it_when_a_re_send_already_uses_it() {
+    let env = TestEnv::new().await;
+    let store = store(&env);
+    let phone = PhoneNumber::parse("919876543210").expect("valid");
+    // Request A stores a new code; request B re-sends it; then A's publish fails.
+    let first = accepted(&store, &phone, "123456").await;
+    assert_eq!(first.kind, SendKind::New);
+    let second = accepted(&store, &phone, "999999").await;
+    assert_eq!(second.kind, SendKind::Resend);
+    store.undo_send(&phone, &first).await.expect("redis");
+    // B's job still has its code.
+    assert_eq!(
+        store.verify(&phone, "123456").await.expect("redis"),
+        VerifyOutcome::Verified
+    );
+}
+
+#[tokio::test]
+async fn undoing_a_lone_new_code_removes_it() {
+    let env = TestEnv::new().await;
+    let store = store(&env);
+    let phone = PhoneNumber::parse("919876543210").expect("valid");
+    let first = accepted(&store, &phone, "123456").await;
+    store.undo_send(&phone, &first).await.expect("redis");
+    assert_eq!(
+        store.verify(&phone, "123456").await.expect("redis"),
+        VerifyOutcome::NotFound
+    );
+    assert_eq!(
+        env.redis_keys().await,
+        Vec::<String>::new(),
+        "limits given back too"
+    );
+}
