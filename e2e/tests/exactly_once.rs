@@ -192,3 +192,56 @@ async fn a_re_published_copy_of_a_failed_job_is_dead_lettered_again_with_its_rea
     let status = env.wait_for_status(&request_id, "failed").await;
     assert_eq!(status["reason"], "WATI API authentication failed");
 }
+
+#[tokio::test]
+async fn a_copy_consumed_while_the_original_is_mid_call_does_not_call_wati_again() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    env.sandbox.script(
+        &phone(1),
+        vec![wati_sandbox::ScriptedReply {
+            delay_ms: Some(1500),
+            ..Default::default()
+        }],
+    );
+    let request_id = env.send_accepted(&phone(1)).await;
+    let copy = env.peek_send_queue().await;
+    let first = env.start_worker().await;
+    env.wait_for_status(&request_id, "sending").await;
+    // While the first worker waits on WATI, a copy of the job reaches a second worker
+    // (as after a broken link, or a re-publish).
+    let second = env.start_worker().await;
+    let channel = env.channel().await;
+    channel
+        .basic_publish(
+            "".into(),
+            env.queues().send.as_str().into(),
+            BasicPublishOptions::default(),
+            &copy,
+            Default::default(),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
+    env.wait_for_status(&request_id, "sent").await;
+    eventually("the copy to be consumed", DEADLINE, || async {
+        let queue = channel
+            .queue_declare(
+                env.queues().send.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .ok()?;
+        (queue.message_count() == 0 && queue.consumer_count() == 2).then_some(())
+    })
+    .await;
+    first.stop().await;
+    second.stop().await;
+    assert_eq!(env.sandbox.calls(&phone(1)).len(), 1, "one call to WATI");
+    assert_eq!(env.sandbox.messages(&phone(1)).len(), 1);
+}

@@ -58,6 +58,12 @@ impl Keys {
         format!("{}:delivered:{request_id}", self.prefix)
     }
 
+    /// Held by the worker delivering a request, so that a copy of its job (redelivered
+    /// after a broken link, or re-published) does not call WATI at the same time.
+    pub fn delivery_lease(&self, request_id: &str) -> String {
+        format!("{}:lease:{request_id}", self.prefix)
+    }
+
     /// User id of a phone.
     pub fn user_by_phone(&self, phone: &str) -> String {
         format!("{}:user-phone:{phone}", self.prefix)

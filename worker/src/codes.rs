@@ -13,6 +13,8 @@ use uuid::Uuid;
 
 static START: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/start_delivery.lua")));
+static HOLD_LEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/hold_lease.lua")));
 static RETIRE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/retire_code.lua")));
 
@@ -30,7 +32,9 @@ pub enum CodeLookup {
     /// This request already failed for good (a copy whose dead-lettering did not
     /// complete): dead-letter it again with the stored reason.
     Failed { reason: String },
-    /// Ready to send; status `sending` is recorded.
+    /// Another worker is delivering a copy of this job right now.
+    Busy,
+    /// Ready to send; the lease is taken and status `sending` is recorded.
     Pending(StoredCode),
     /// Past its expiry.
     Expired,
@@ -66,15 +70,24 @@ impl CodeStore {
     }
 
     /// Checks the delivered mark, loads the sealed code if it is still the job's and
-    /// unexpired, and then records status `sending`.
-    pub async fn start_delivery(&self, job: &SendJob) -> redis::RedisResult<CodeLookup> {
+    /// unexpired, takes the delivery lease for `owner` for `lease`, and then records
+    /// status `sending`.
+    pub async fn start_delivery(
+        &self,
+        job: &SendJob,
+        owner: &str,
+        lease: Duration,
+    ) -> redis::RedisResult<CodeLookup> {
         let request_id = job.request_id.to_string();
         let (outcome, sealed, expires_at, now): (String, Vec<u8>, u64, u64) = START
             .key(self.keys.otp(&job.phone))
             .key(self.keys.delivered(&request_id))
             .key(self.keys.status(&request_id))
+            .key(self.keys.delivery_lease(&request_id))
             .arg(job.code_id.to_string())
             .arg(STATUS_TTL_SECONDS)
+            .arg(owner)
+            .arg(lease.as_millis() as u64)
             .invoke_async(&mut self.redis.clone())
             .await?;
         Ok(match outcome.as_str() {
@@ -83,6 +96,7 @@ impl CodeStore {
                 reason: String::from_utf8_lossy(&sealed).into_owned(),
             },
             "expired" => CodeLookup::Expired,
+            "busy" => CodeLookup::Busy,
             "pending" => CodeLookup::Pending(StoredCode {
                 sealed,
                 time_left: Duration::from_millis(expires_at.saturating_sub(now)),
@@ -105,8 +119,25 @@ impl CodeStore {
         Ok(())
     }
 
+    /// Extends the delivery lease by `lease` (or releases it, for `Duration::ZERO`);
+    /// `false` if `owner` no longer holds it.
+    pub async fn hold_lease(
+        &self,
+        request_id: Uuid,
+        owner: &str,
+        lease: Duration,
+    ) -> redis::RedisResult<bool> {
+        let owned: i64 = HOLD_LEASE
+            .key(self.keys.delivery_lease(&request_id.to_string()))
+            .arg(owner)
+            .arg(lease.as_millis() as u64)
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(owned == 1)
+    }
+
     /// Marks the request delivered and its status `sent`, counting the call that
-    /// succeeded, in one round trip.
+    /// succeeded and releasing the lease, in one round trip.
     pub async fn finish_delivery(&self, request_id: Uuid) -> redis::RedisResult<()> {
         let request_id = request_id.to_string();
         let status = self.keys.status(&request_id);
@@ -121,6 +152,7 @@ impl CodeStore {
             .hset(&status, fields::UPDATED_AT, otp_shared::now_ms())
             .hincr(&status, fields::ATTEMPTS, 1)
             .expire(&status, STATUS_TTL_SECONDS)
+            .del(self.keys.delivery_lease(&request_id))
             .exec_async(&mut self.redis.clone())
             .await
     }

@@ -81,6 +81,7 @@ pub async fn run(
             config.common.otp_secret.expose_secret().as_bytes(),
         )),
         retry: config.retry.clone(),
+        lease: config.wati.timeout + Duration::from_secs(2),
         shutdown: stop_rx.clone(),
     });
     tracing::info!(

@@ -46,6 +46,8 @@ pub struct Processor {
     pub send_rate: Option<SendRate>,
     pub sealer: Arc<CodeSealer>,
     pub retry: RetryConfig,
+    /// How long a delivery lease covers one WATI call: the call's timeout and a margin.
+    pub lease: std::time::Duration,
     /// Becomes `true` when the worker is stopping: waits between attempts end early.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -67,13 +69,19 @@ impl Processor {
 
     async fn deliver(&self, job: &SendJob) -> redis::RedisResult<Outcome> {
         let request_id = job.request_id.to_string();
-        let stored = match self.codes.start_delivery(job).await? {
+        let owner = uuid::Uuid::new_v4().to_string();
+        let stored = match self.codes.start_delivery(job, &owner, self.lease).await? {
             CodeLookup::Delivered => {
                 return Ok(Outcome::Dropped {
                     why: "already delivered",
                 });
             }
             CodeLookup::Failed { reason } => return Ok(Outcome::Failed { reason }),
+            CodeLookup::Busy => {
+                return Ok(Outcome::Requeue {
+                    why: "another worker is delivering a copy of this job".into(),
+                });
+            }
             CodeLookup::Pending(stored) => stored,
             CodeLookup::Expired => return self.expire(job).await,
             CodeLookup::Gone => {
@@ -84,6 +92,26 @@ impl Processor {
                 return Ok(Outcome::Dropped { why });
             }
         };
+        let outcome = self.send_until_final(job, &stored, &owner).await;
+        if !matches!(outcome, Ok(Outcome::Sent)) {
+            // Sent released it already; otherwise let a copy go ahead at once. Best
+            // effort: a lease that is not released just lapses.
+            let _ = self
+                .codes
+                .hold_lease(job.request_id, &owner, std::time::Duration::ZERO)
+                .await;
+        }
+        outcome
+    }
+
+    /// Calls WATI until the outcome is final, holding the delivery lease throughout.
+    async fn send_until_final(
+        &self,
+        job: &SendJob,
+        stored: &crate::codes::StoredCode,
+        owner: &str,
+    ) -> redis::RedisResult<Outcome> {
+        let request_id = job.request_id.to_string();
         let Ok(code) = self.sealer.open(&job.phone, &stored.sealed) else {
             // Sealed with another OTP_SECRET: no worker with this key can ever send it.
             return self
@@ -112,6 +140,11 @@ impl Processor {
                     tracing::warn!("giving up: no WATI send slot before the code expires");
                     return self.expire(job).await;
                 };
+                if !self.keep_lease(job, owner, wait).await? {
+                    return Ok(Outcome::Dropped {
+                        why: "another worker took over",
+                    });
+                }
                 if !self.pause(wait).await {
                     return Ok(Outcome::Requeue {
                         why: "worker stopping".into(),
@@ -158,6 +191,11 @@ impl Processor {
                         return self.expire(job).await;
                     };
                     tracing::warn!(%reason, delay_ms = delay.as_millis() as u64, "transient failure, will retry");
+                    if !self.keep_lease(job, owner, delay).await? {
+                        return Ok(Outcome::Dropped {
+                            why: "another worker took over",
+                        });
+                    }
                     if !self.pause(delay).await {
                         return Ok(Outcome::Requeue {
                             why: "worker stopping".into(),
@@ -166,6 +204,19 @@ impl Processor {
                 }
             }
         }
+    }
+
+    /// Extends the lease over a wait and the call after it; `false` if another worker
+    /// holds it (it has a copy of the job and will finish it).
+    async fn keep_lease(
+        &self,
+        job: &SendJob,
+        owner: &str,
+        wait: std::time::Duration,
+    ) -> redis::RedisResult<bool> {
+        self.codes
+            .hold_lease(job.request_id, owner, wait + self.lease)
+            .await
     }
 
     /// Records a delivery WATI accepted. Never hands the job back: a requeued copy

@@ -31,6 +31,8 @@ fn spawn_worker(env: &TestEnv, grace_seconds: u64) -> Worker {
         .env("WATI_API_KEY", otp_e2e::WATI_KEY)
         .env("WATI_SENDS_PER_SECOND", "0")
         .env("METRICS_ADDR", "127.0.0.1:0")
+        // Short, so that a killed worker's delivery lease lapses soon.
+        .env("WATI_TIMEOUT_MS", "2000")
         .env("RETRY_BASE_DELAY_MS", "50")
         .env("SHUTDOWN_GRACE_SECONDS", grace_seconds.to_string())
         .stdout(Stdio::null())

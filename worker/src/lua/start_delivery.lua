@@ -1,11 +1,12 @@
 -- Starts delivering a job in one round trip: is it already delivered, or already
 -- failed for good (a copy whose dead-lettering did not complete)? is its code still the
--- pending one, and unexpired? If so, records status 'sending' and returns the sealed
+-- pending one, and unexpired? Is another worker delivering a copy right now (its lease)?
+-- If the way is clear, takes the lease, records status 'sending', and returns the sealed
 -- code with Redis's clock.
--- KEYS: 1 code record, 2 delivered mark, 3 request status
--- ARGV: 1 code_id, 2 status ttl s
+-- KEYS: 1 code record, 2 delivered mark, 3 request status, 4 delivery lease
+-- ARGV: 1 code_id, 2 status ttl s, 3 lease owner, 4 lease ms
 -- Returns {outcome, sealed or reason or '', expires_at, now}; outcome one of
--- 'delivered', 'failed' (with the stored reason), 'gone', 'expired', 'pending'.
+-- 'delivered', 'failed' (with the stored reason), 'gone', 'expired', 'busy', 'pending'.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if redis.call('EXISTS', KEYS[2]) == 1 then
@@ -25,6 +26,9 @@ if expires_at <= now then
 end
 if not rec[2] then
   return {'gone', '', 0, now}
+end
+if not redis.call('SET', KEYS[4], ARGV[3], 'NX', 'PX', ARGV[4]) then
+  return {'busy', '', 0, now}
 end
 -- Field names as in otp_shared::status::fields.
 redis.call('HSET', KEYS[3], 'status', 'sending', 'updated_at', now)
