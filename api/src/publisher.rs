@@ -1,6 +1,7 @@
 //! Publishes send jobs: persistent messages on the durable send queue, each confirmed
 //! by the broker before the request is answered. Reconnects on the next publish after
-//! the connection is lost, so the api recovers by itself when RabbitMQ returns.
+//! the connection is lost or stops answering, so the api recovers by itself when
+//! RabbitMQ returns; one reconnect runs at a time and other requests fail fast meanwhile.
 
 use std::time::Duration;
 
@@ -9,7 +10,8 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
 use otp_shared::job::SendJob;
 use otp_shared::keys::QueueNames;
-use tokio::sync::Mutex;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Longest wait for a connection, or for the broker to confirm one message.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -24,6 +26,17 @@ pub enum PublishError {
     Timeout(Duration),
     #[error("rabbitmq refused the job (nack or unroutable)")]
     Refused,
+    #[error("reconnecting to rabbitmq")]
+    Reconnecting,
+}
+
+/// Clears the reconnecting flag when the reconnect ends, also if it is cancelled.
+struct ReconnectGuard<'a>(&'a AtomicBool);
+
+impl Drop for ReconnectGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 struct Link {
@@ -35,7 +48,10 @@ struct Link {
 pub struct Publisher {
     amqp_url: String,
     queues: QueueNames,
-    link: Mutex<Option<Link>>,
+    /// Held only to read or swap the link, never across an await.
+    link: RwLock<Option<Link>>,
+    /// Set while one task reconnects.
+    reconnecting: AtomicBool,
 }
 
 impl Publisher {
@@ -44,7 +60,8 @@ impl Publisher {
         let publisher = Self {
             amqp_url: amqp_url.to_owned(),
             queues,
-            link: Mutex::new(None),
+            link: RwLock::new(None),
+            reconnecting: AtomicBool::new(false),
         };
         publisher.channel().await?;
         Ok(publisher)
@@ -59,17 +76,34 @@ impl Publisher {
         self.channel().await.is_ok()
     }
 
+    /// The live channel, if the link is up.
+    fn current(&self) -> Option<Channel> {
+        self.link
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|l| l.channel.status().connected())
+            .map(|l| l.channel.clone())
+    }
+
+    /// Drops the link, so the next publish reconnects.
+    fn forget(&self) {
+        *self.link.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     async fn channel(&self) -> Result<Channel, PublishError> {
-        let mut link = self.link.lock().await;
-        if let Some(l) = link.as_ref().filter(|l| l.channel.status().connected()) {
-            return Ok(l.channel.clone());
+        if let Some(channel) = self.current() {
+            return Ok(channel);
         }
-        *link = None;
+        if self.reconnecting.swap(true, Ordering::AcqRel) {
+            return Err(PublishError::Reconnecting);
+        }
+        let _guard = ReconnectGuard(&self.reconnecting);
         let fresh = tokio::time::timeout(BROKER_TIMEOUT, self.open())
             .await
             .map_err(|_| PublishError::Timeout(BROKER_TIMEOUT))??;
         let channel = fresh.channel.clone();
-        *link = Some(fresh);
+        *self.link.write().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
         Ok(channel)
     }
 
@@ -112,7 +146,7 @@ impl Publisher {
             .with_message_id(job.request_id.to_string().into());
         let payload = job.encode();
         let started = std::time::Instant::now();
-        let confirm = tokio::time::timeout(BROKER_TIMEOUT, async {
+        let confirmed = tokio::time::timeout(BROKER_TIMEOUT, async {
             channel
                 .basic_publish(
                     "".into(),
@@ -128,7 +162,16 @@ impl Publisher {
                 .await
         })
         .await
-        .map_err(|_| PublishError::Timeout(BROKER_TIMEOUT))??;
+        .map_err(|_| PublishError::Timeout(BROKER_TIMEOUT))
+        .and_then(|r| r.map_err(PublishError::Broker));
+        let confirm = match confirmed {
+            Ok(confirm) => confirm,
+            Err(e) => {
+                // A link that errs or stops answering is replaced on the next publish.
+                self.forget();
+                return Err(e);
+            }
+        };
         metrics::histogram!(otp_shared::metrics::PUBLISH_DURATION).record(started.elapsed());
         // A returned message was acked but routed nowhere: as good as lost.
         if confirm.is_ack() && confirm.take_message().is_none() {

@@ -311,3 +311,27 @@ async fn shutdown_lets_the_job_in_flight_finish() {
     assert_eq!(status["status"], "sent");
     assert_eq!(env.sandbox.messages(PHONE).len(), 1);
 }
+
+#[tokio::test]
+async fn a_re_send_that_gives_up_leaves_the_code_the_user_already_has() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    let _worker = env.start_worker().await;
+    let first = env.send_accepted(PHONE).await;
+    env.wait_for_status(&first, "sent").await;
+    let code = env.sandbox.messages(PHONE)[0].code.clone();
+    // The re-send meets a WATI that asks to wait longer than the code lives: it gives up.
+    env.sandbox.script(
+        PHONE,
+        vec![ScriptedReply {
+            status: Some(429),
+            retry_after: Some(600),
+            ..ScriptedReply::default()
+        }],
+    );
+    let second = env.send_accepted(PHONE).await;
+    env.wait_for_status(&second, "expired").await;
+    // The code from the first message still works.
+    let (status, body) = env.verify(PHONE, &code).await;
+    assert_eq!(status, 200, "{body}");
+}

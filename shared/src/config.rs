@@ -9,15 +9,20 @@ pub const MIN_SECRET_BYTES: usize = 32;
 /// Settings shared by the api and the worker, flattened into each process's arguments.
 #[derive(clap::Args, Clone, Debug)]
 pub struct CommonArgs {
-    /// Redis server.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    /// Redis server (its value is not shown: it may carry a password).
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
     pub redis_url: String,
-    /// RabbitMQ server.
+    /// RabbitMQ server (its value is not shown: it may carry a password).
     #[arg(
         long,
         env = "AMQP_URL",
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
-        hide_default_value = false
+        hide_env_values = true
     )]
     pub amqp_url: String,
     /// Lifetime of a code, in seconds.

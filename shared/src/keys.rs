@@ -22,7 +22,8 @@ impl Keys {
     /// `code_id` (jobs name it, so a superseded code is never sent), `mac` (keyed hash
     /// of phone and code, what a guess is compared with), `sealed` (the code encrypted
     /// for the worker), `expires_at` (Unix ms, Redis clock), `attempts` (wrong guesses),
-    /// `sends` (sends of this code) and `locked` (set when the attempt cap is reached).
+    /// `sends` (sends of this code), `locked` (set when the attempt cap is reached) and
+    /// `delivered` (set once any send of this code reached WATI).
     /// The record outlives `expires_at` by one TTL so that verify can answer "expired".
     pub fn otp(&self, phone: &str) -> String {
         format!("{}:otp:{phone}", self.prefix)

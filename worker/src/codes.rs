@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use otp_shared::job::SendJob;
 use otp_shared::keys::Keys;
-use otp_shared::status::{DeliveryState, STATUS_TTL_SECONDS, fields};
+use otp_shared::status::STATUS_TTL_SECONDS;
 use redis::Script;
 use redis::aio::ConnectionManager;
 use uuid::Uuid;
@@ -15,6 +15,8 @@ static START: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/start_delivery.lua")));
 static HOLD_LEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/hold_lease.lua")));
+static FINISH: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/finish_delivery.lua")));
 static RETIRE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/retire_code.lua")));
 
@@ -40,6 +42,16 @@ pub enum CodeLookup {
     Expired,
     /// Verified, exhausted, removed, or replaced by a newer code.
     Gone,
+}
+
+/// What became of a delivery lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lease {
+    Held,
+    /// Another worker delivers a copy of the job and will finish it.
+    TakenByAnother,
+    /// Nobody holds it: it lapsed, and a copy may have finished meanwhile.
+    Lapsed,
 }
 
 /// How to retire a code.
@@ -119,41 +131,40 @@ impl CodeStore {
         Ok(())
     }
 
-    /// Extends the delivery lease by `lease` (or releases it, for `Duration::ZERO`);
-    /// `false` if `owner` no longer holds it.
+    /// Extends the delivery lease by `lease` (or releases it, for `Duration::ZERO`).
     pub async fn hold_lease(
         &self,
         request_id: Uuid,
         owner: &str,
         lease: Duration,
-    ) -> redis::RedisResult<bool> {
-        let owned: i64 = HOLD_LEASE
+    ) -> redis::RedisResult<Lease> {
+        let held: i64 = HOLD_LEASE
             .key(self.keys.delivery_lease(&request_id.to_string()))
             .arg(owner)
             .arg(lease.as_millis() as u64)
             .invoke_async(&mut self.redis.clone())
             .await?;
-        Ok(owned == 1)
+        Ok(match held {
+            1 => Lease::Held,
+            0 => Lease::TakenByAnother,
+            _ => Lease::Lapsed,
+        })
     }
 
-    /// Marks the request delivered and its status `sent`, counting the call that
-    /// succeeded and releasing the lease, in one round trip.
-    pub async fn finish_delivery(&self, request_id: Uuid) -> redis::RedisResult<()> {
-        let request_id = request_id.to_string();
-        let status = self.keys.status(&request_id);
-        redis::pipe()
-            .atomic()
-            .set_ex(
-                self.keys.delivered(&request_id),
-                1,
-                self.delivered_ttl.as_secs().max(1),
-            )
-            .hset(&status, fields::STATE, DeliveryState::Sent.as_str())
-            .hset(&status, fields::UPDATED_AT, otp_shared::now_ms())
-            .hincr(&status, fields::ATTEMPTS, 1)
-            .expire(&status, STATUS_TTL_SECONDS)
-            .del(self.keys.delivery_lease(&request_id))
-            .exec_async(&mut self.redis.clone())
-            .await
+    /// Marks the request delivered and its status `sent` (counting the call that
+    /// succeeded), releases the lease, and marks the code as having reached the user.
+    pub async fn finish_delivery(&self, job: &SendJob) -> redis::RedisResult<()> {
+        let request_id = job.request_id.to_string();
+        let _: i64 = FINISH
+            .key(self.keys.delivered(&request_id))
+            .key(self.keys.status(&request_id))
+            .key(self.keys.delivery_lease(&request_id))
+            .key(self.keys.otp(&job.phone))
+            .arg(self.delivered_ttl.as_secs().max(1))
+            .arg(STATUS_TTL_SECONDS)
+            .arg(job.code_id.to_string())
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(())
     }
 }

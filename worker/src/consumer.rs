@@ -24,6 +24,8 @@ use crate::process::{Outcome, Processor};
 /// Pause before a job that hit a Redis error goes back to the queue, so an outage
 /// does not turn into a tight redelivery loop.
 const REQUEUE_PAUSE: Duration = Duration::from_secs(1);
+/// Longest wait for a connection to RabbitMQ, or for its confirm of a dead letter.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a session on a link ended other than by shutdown.
 #[derive(Debug, thiserror::Error)]
@@ -85,10 +87,13 @@ pub async fn run(
     };
     let mut delays = reconnect_delays();
     let mut link = Some(first_link);
+    // One bound for the worker's whole life: jobs still running from a broken link
+    // count against the next session too, and shutdown waits for all of them.
+    let in_flight = Arc::new(Semaphore::new(usize::from(settings.concurrency)));
     loop {
         if let Some(live) = link.take() {
             delays = reconnect_delays();
-            match consume(&settings, &processor, live, &mut shutdown).await {
+            match consume(&settings, &processor, live, &in_flight, &mut shutdown).await {
                 Ok(()) => return,
                 Err(e) => tracing::warn!(error = %e, "lost the link to rabbitmq; reconnecting"),
             }
@@ -98,12 +103,18 @@ pub async fn run(
             () = tokio::time::sleep(delay) => {}
             _ = shutdown.wait_for(|stopping| *stopping) => return,
         }
-        match connect(&settings).await {
-            Ok(fresh) => {
+        let attempt = tokio::time::timeout(CONNECT_TIMEOUT, connect(&settings));
+        let connected = tokio::select! {
+            connected = attempt => connected,
+            _ = shutdown.wait_for(|stopping| *stopping) => return,
+        };
+        match connected {
+            Ok(Ok(fresh)) => {
                 tracing::info!("reconnected to rabbitmq");
                 link = Some(fresh);
             }
-            Err(e) => tracing::warn!(error = %e, "rabbitmq still unreachable"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "rabbitmq still unreachable"),
+            Err(_) => tracing::warn!("rabbitmq did not answer in time"),
         }
     }
 }
@@ -113,6 +124,7 @@ async fn consume(
     settings: &ConsumerSettings,
     processor: &Arc<Processor>,
     link: Link,
+    in_flight: &Arc<Semaphore>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), LinkError> {
     let mut consumer = link
@@ -125,7 +137,6 @@ async fn consume(
         )
         .await?;
     tracing::info!(queue = %settings.queues.send, "consuming");
-    let in_flight = Arc::new(Semaphore::new(usize::from(settings.concurrency)));
     let broken = loop {
         let permit = tokio::select! {
             permit = in_flight.clone().acquire_owned() => match permit {
@@ -279,16 +290,20 @@ async fn dead_letter(
     let properties = BasicProperties::default()
         .with_delivery_mode(2)
         .with_headers(headers);
-    let confirm = channel
-        .basic_publish(
-            "".into(),
-            dead_queue.into(),
-            BasicPublishOptions::default(),
-            &delivery.data,
-            properties,
-        )
-        .await?
-        .await?;
+    let confirm = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        channel
+            .basic_publish(
+                "".into(),
+                dead_queue.into(),
+                BasicPublishOptions::default(),
+                &delivery.data,
+                properties,
+            )
+            .await?
+            .await
+    })
+    .await
+    .map_err(|_| LinkError::DeadLetterRefused)??;
     if confirm.is_ack() {
         Ok(())
     } else {

@@ -33,6 +33,8 @@ pub enum StartError {
     Redis(#[source] redis::RedisError),
     #[error("cannot reach RabbitMQ: {0}")]
     RabbitMq(#[source] lapin::Error),
+    #[error("cannot reach RabbitMQ: no answer within 10 s")]
+    RabbitMqTimeout,
     #[error("cannot build the WATI client: {0}")]
     Http(#[source] reqwest::Error),
 }
@@ -56,8 +58,9 @@ pub async fn run(
         concurrency: config.concurrency,
         shutdown_grace: config.shutdown_grace,
     });
-    let link = consumer::connect(&settings)
+    let link = tokio::time::timeout(Duration::from_secs(10), consumer::connect(&settings))
         .await
+        .map_err(|_| StartError::RabbitMqTimeout)?
         .map_err(StartError::RabbitMq)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {

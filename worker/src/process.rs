@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::classify::{Verdict, classify, result_class};
-use crate::codes::{CodeLookup, CodeStore, Retire};
+use crate::codes::{CodeLookup, CodeStore, Lease, Retire};
 use crate::config::RetryConfig;
 use crate::retry::RetrySchedule;
 use crate::send_rate::SendRate;
@@ -140,16 +140,19 @@ impl Processor {
                     tracing::warn!("giving up: no WATI send slot before the code expires");
                     return self.expire(job).await;
                 };
-                if !self.keep_lease(job, owner, wait).await? {
-                    return Ok(Outcome::Dropped {
-                        why: "another worker took over",
-                    });
+                if let Some(outcome) = self.keep_lease(job, owner, wait).await? {
+                    return Ok(outcome);
                 }
                 if !self.pause(wait).await {
                     return Ok(Outcome::Requeue {
                         why: "worker stopping".into(),
                     });
                 }
+            }
+            // The wait for a slot may have used up the code's life.
+            let time_left = deadline.saturating_duration_since(Instant::now());
+            if time_left.is_zero() {
+                return self.expire(job).await;
             }
             attempt += 1;
             tracing::Span::current().record("attempt", attempt);
@@ -191,10 +194,8 @@ impl Processor {
                         return self.expire(job).await;
                     };
                     tracing::warn!(%reason, delay_ms = delay.as_millis() as u64, "transient failure, will retry");
-                    if !self.keep_lease(job, owner, delay).await? {
-                        return Ok(Outcome::Dropped {
-                            why: "another worker took over",
-                        });
+                    if let Some(outcome) = self.keep_lease(job, owner, delay).await? {
+                        return Ok(outcome);
                     }
                     if !self.pause(delay).await {
                         return Ok(Outcome::Requeue {
@@ -206,24 +207,37 @@ impl Processor {
         }
     }
 
-    /// Extends the lease over a wait and the call after it; `false` if another worker
-    /// holds it (it has a copy of the job and will finish it).
+    /// Extends the lease over a wait and the call after it. `Some(outcome)` when this
+    /// worker must stop: another holds the lease (and will finish the job), or it
+    /// lapsed (the job goes back to the queue, where the start checks run again).
     async fn keep_lease(
         &self,
         job: &SendJob,
         owner: &str,
         wait: std::time::Duration,
-    ) -> redis::RedisResult<bool> {
-        self.codes
-            .hold_lease(job.request_id, owner, wait + self.lease)
-            .await
+    ) -> redis::RedisResult<Option<Outcome>> {
+        Ok(
+            match self
+                .codes
+                .hold_lease(job.request_id, owner, wait + self.lease)
+                .await?
+            {
+                Lease::Held => None,
+                Lease::TakenByAnother => Some(Outcome::Dropped {
+                    why: "another worker took over",
+                }),
+                Lease::Lapsed => Some(Outcome::Requeue {
+                    why: "the delivery lease lapsed".into(),
+                }),
+            },
+        )
     }
 
     /// Records a delivery WATI accepted. Never hands the job back: a requeued copy
     /// would send the code again, so a Redis failure here is retried, then given up.
     async fn record_delivered(&self, job: &SendJob) {
         for pause_ms in [50, 200, 1000, 2000] {
-            match self.codes.finish_delivery(job.request_id).await {
+            match self.codes.finish_delivery(job).await {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not record a delivery yet");

@@ -14,7 +14,10 @@ use super::ApiJson;
 use crate::error::ApiError;
 use crate::phone::PhoneNumber;
 use crate::state::AppState;
-use crate::store::{SendDecision, SendKind, VerifyOutcome};
+use std::sync::Arc;
+
+use crate::publisher::Publisher;
+use crate::store::{AcceptedSend, OtpStore, SendDecision, SendKind, VerifyOutcome};
 
 /// Fields are loose JSON so that a missing, empty or mistyped value each gets its own
 /// spec error rather than a generic "invalid body".
@@ -96,8 +99,39 @@ async fn accept_send(state: &AppState, body: SendOtpBody) -> Result<(SendKind, V
     }
     let code = crate::code::generate(state.settings.otp_length)
         .map_err(|e| ApiError::Internal(format!("random source: {e}")))?;
-    let decision = state
-        .store
+    // Its own task: if the client hangs up, hyper drops this handler, and a send cut
+    // between storing the code and publishing its job would leave a code without a job.
+    let send = tokio::spawn(store_and_queue(
+        state.store.clone(),
+        state.publisher.clone(),
+        phone.clone(),
+        code,
+    ))
+    .await
+    .map_err(|e| ApiError::Internal(format!("send task: {e}")))??;
+    tracing::info!(request_id = %send.request_id, kind = ?send.kind, "send accepted");
+    let expires_in = send.expires_in.as_secs_f64().round() as u64;
+    Ok((
+        send.kind,
+        json!({
+            "status": "success",
+            "requestId": send.request_id,
+            "phone": phone.as_str(),
+            "expiresIn": describe_duration(expires_in),
+            "expiresInSeconds": expires_in,
+        }),
+    ))
+}
+
+/// Stores the code (or finds the pending one) and publishes its job; takes the store
+/// back if the broker does not confirm, so no code is left without a job.
+async fn store_and_queue(
+    store: OtpStore,
+    publisher: Arc<Publisher>,
+    phone: PhoneNumber,
+    code: String,
+) -> Result<AcceptedSend, ApiError> {
+    let decision = store
         .begin_send(&phone, &code)
         .await
         .map_err(|e| ApiError::SendUnavailable(e.to_string()))?;
@@ -111,24 +145,13 @@ async fn accept_send(state: &AppState, body: SendOtpBody) -> Result<(SendKind, V
         phone.as_str().to_owned(),
         otp_shared::now_ms(),
     );
-    if let Err(publish_error) = state.publisher.publish(&job).await {
-        if let Err(undo_error) = state.store.undo_send(&phone, &send).await {
+    if let Err(publish_error) = publisher.publish(&job).await {
+        if let Err(undo_error) = store.undo_send(&phone, &send).await {
             tracing::error!(request_id = %send.request_id, %undo_error, "could not undo a send whose job was not published");
         }
         return Err(ApiError::SendUnavailable(publish_error.to_string()));
     }
-    tracing::info!(request_id = %send.request_id, kind = ?send.kind, "send accepted");
-    let expires_in = send.expires_in.as_secs_f64().round() as u64;
-    Ok((
-        send.kind,
-        json!({
-            "status": "success",
-            "requestId": send.request_id,
-            "phone": phone.as_str(),
-            "expiresIn": describe_duration(expires_in),
-            "expiresInSeconds": expires_in,
-        }),
-    ))
+    Ok(send)
 }
 
 pub async fn verify_otp(

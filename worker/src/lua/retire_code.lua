@@ -7,6 +7,10 @@
 if redis.call('HGET', KEYS[1], 'code_id') ~= ARGV[1] then
   return 0
 end
+-- Another request already delivered this code: the user has it, leave it be.
+if redis.call('HEXISTS', KEYS[1], 'delivered') == 1 then
+  return 0
+end
 if ARGV[2] == 'delete' then
   redis.call('DEL', KEYS[1])
 else
