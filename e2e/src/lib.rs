@@ -138,6 +138,14 @@ impl Drop for Running {
     }
 }
 
+/// What a passive declare tells of a queue.
+#[derive(Clone, Copy, Debug)]
+pub struct QueueCounts {
+    /// Messages ready for delivery (not those held unacked by consumers).
+    pub ready: u32,
+    pub consumers: u32,
+}
+
 /// One test's private world on the shared services.
 pub struct TestEnv {
     pub prefix: String,
@@ -184,10 +192,10 @@ impl TestEnv {
         }
     }
 
-    /// The api's settings for this test, as the binary would read them.
-    pub fn api_config(&self) -> ApiConfig {
-        ApiArgs::try_parse_from([
-            "api",
+    /// The settings both processes share, as flags: this test's services and prefix.
+    fn common_args(&self, binary: &str) -> Vec<String> {
+        [
+            binary,
             "--redis-url",
             REDIS_URL,
             "--amqp-url",
@@ -198,51 +206,58 @@ impl TestEnv {
             &self.prefix,
             "--otp-secret",
             OTP_SECRET,
-            "--jwt-secret",
-            JWT_SECRET,
-            "--resend-cooldown-seconds",
-            "0",
-            "--ip-requests-per-minute",
-            "0",
-        ])
-        .expect("api arguments parse")
-        .validate()
-        .expect("api settings are valid")
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    /// The api's settings for this test, as the binary would read them.
+    pub fn api_config(&self) -> ApiConfig {
+        let mut args = self.common_args("api");
+        args.extend(
+            [
+                "--jwt-secret",
+                JWT_SECRET,
+                "--resend-cooldown-seconds",
+                "0",
+                "--ip-requests-per-minute",
+                "0",
+            ]
+            .map(str::to_owned),
+        );
+        ApiArgs::try_parse_from(args)
+            .expect("api arguments parse")
+            .validate()
+            .expect("api settings are valid")
     }
 
     /// The worker's settings for this test: WATI is the sandbox, behind a tenant path.
     pub fn worker_config(&self) -> WorkerConfig {
         let base_url = format!("{}{WATI_TENANT}", self.sandbox_url);
-        WorkerArgs::try_parse_from([
-            "worker",
-            "--redis-url",
-            REDIS_URL,
-            "--amqp-url",
-            AMQP_URL,
-            "--key-prefix",
-            &self.prefix,
-            "--queue-prefix",
-            &self.prefix,
-            "--otp-secret",
-            OTP_SECRET,
-            "--wati-base-url",
-            &base_url,
-            "--wati-api-key",
-            WATI_KEY,
-            "--wati-timeout-ms",
-            "2000",
-            "--retry-base-delay-ms",
-            "50",
-            "--retry-max-delay-ms",
-            "400",
-            "--worker-concurrency",
-            "16",
-            "--wati-sends-per-second",
-            "0",
-        ])
-        .expect("worker arguments parse")
-        .validate()
-        .expect("worker settings are valid")
+        let mut args = self.common_args("worker");
+        args.extend(
+            [
+                "--wati-base-url",
+                &base_url,
+                "--wati-api-key",
+                WATI_KEY,
+                "--wati-timeout-ms",
+                "2000",
+                "--retry-base-delay-ms",
+                "50",
+                "--retry-max-delay-ms",
+                "400",
+                "--worker-concurrency",
+                "16",
+                "--wati-sends-per-second",
+                "0",
+            ]
+            .map(str::to_owned),
+        );
+        WorkerArgs::try_parse_from(args)
+            .expect("worker arguments parse")
+            .validate()
+            .expect("worker settings are valid")
     }
 
     /// Starts an api with `config` on port 0, waits until it answers, and returns it
@@ -394,6 +409,44 @@ impl TestEnv {
             Some(data)
         })
         .await
+    }
+
+    /// Publishes `body` to the send queue, as if a producer had, and waits for the broker.
+    pub async fn publish_to_send_queue(&self, body: &[u8]) {
+        self.channel()
+            .await
+            .basic_publish(
+                "".into(),
+                self.queues().send.as_str().into(),
+                Default::default(),
+                body,
+                Default::default(),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+    }
+
+    /// Ready messages and consumers of queue `name`; `None` if it cannot be read.
+    pub async fn queue_counts(&self, name: &str) -> Option<QueueCounts> {
+        let queue = self
+            .channel()
+            .await
+            .queue_declare(
+                name.into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .ok()?;
+        Some(QueueCounts {
+            ready: queue.message_count(),
+            consumers: queue.consumer_count(),
+        })
     }
 
     /// Waits until the sandbox holds `count` messages for `phone`; returns them all.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use lapin::options::{BasicGetOptions, BasicPublishOptions};
+use lapin::options::BasicGetOptions;
 use lapin::types::AMQPValue;
 use otp_e2e::{DEADLINE, TestEnv, eventually};
 use serde_json::{Value, json};
@@ -235,21 +235,8 @@ async fn unreadable_messages_are_dead_lettered_and_good_jobs_keep_flowing() {
     let mut env = TestEnv::new().await;
     let _api = env.start_api().await;
     let _worker = env.start_worker().await;
-    let channel = env.channel().await;
-    let send = env.queues().send;
     for body in [&b"{not json"[..], br#"{"v":2,"requestId":"x"}"#] {
-        channel
-            .basic_publish(
-                "".into(),
-                send.as_str().into(),
-                BasicPublishOptions::default(),
-                body,
-                Default::default(),
-            )
-            .await
-            .expect("publish")
-            .await
-            .expect("confirm");
+        env.publish_to_send_queue(body).await;
     }
     let (first, reason) = next_dead_letter(&env).await;
     assert_eq!(first, b"{not json");
@@ -269,19 +256,8 @@ async fn a_job_of_an_unknown_version_is_dead_lettered_as_such() {
     otp_shared::amqp::declare_queues(&channel, &env.queues())
         .await
         .expect("declare the queues");
-    let send = env.queues().send;
-    channel
-        .basic_publish(
-            "".into(),
-            send.as_str().into(),
-            BasicPublishOptions::default(),
-            &serde_json::to_vec(&job).expect("json"),
-            Default::default(),
-        )
-        .await
-        .expect("publish")
-        .await
-        .expect("confirm");
+    env.publish_to_send_queue(&serde_json::to_vec(&job).expect("json"))
+        .await;
     let (_, reason) = next_dead_letter(&env).await;
     assert_eq!(reason, "unknown job version");
 }

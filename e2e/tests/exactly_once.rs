@@ -1,7 +1,6 @@
 //! Many jobs, several workers, copies of jobs: every code is delivered exactly once,
 //! and the shared WATI send rate holds across workers.
 
-use lapin::options::BasicPublishOptions;
 use otp_e2e::{DEADLINE, TestEnv, eventually};
 
 fn phone(n: u32) -> String {
@@ -37,38 +36,16 @@ async fn fifty_queued_jobs_are_delivered_exactly_once_by_two_workers() {
 async fn a_re_published_copy_of_a_sent_job_is_not_sent_again() {
     let mut env = TestEnv::new().await;
     let _api = env.start_api().await;
-    let channel = env.channel().await;
     assert_eq!(env.send_otp(&phone(1)).await.0, 202);
     // Keep a copy of the job as published, then let a worker deliver it.
     let copy = env.peek_send_queue().await;
     let worker = env.start_worker().await;
     env.wait_for_messages(&phone(1), 1).await;
-    channel
-        .basic_publish(
-            "".into(),
-            env.queues().send.as_str().into(),
-            BasicPublishOptions::default(),
-            &copy,
-            Default::default(),
-        )
-        .await
-        .expect("publish")
-        .await
-        .expect("confirm");
+    env.publish_to_send_queue(&copy).await;
     // The copy is consumed (the queue drains) without a second call to WATI.
     eventually("the copy to be consumed", DEADLINE, || async {
-        let queue = channel
-            .queue_declare(
-                env.queues().send.as_str().into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                Default::default(),
-            )
-            .await
-            .ok()?;
-        (queue.message_count() == 0).then_some(())
+        let queue = env.queue_counts(&env.queues().send).await?;
+        (queue.ready == 0).then_some(())
     })
     .await;
     worker.stop().await;
@@ -158,34 +135,12 @@ async fn a_re_published_copy_of_a_failed_job_is_dead_lettered_again_with_its_rea
     let copy = env.peek_send_queue().await;
     let _worker = env.start_worker().await;
     env.wait_for_status(&request_id, "failed").await;
-    let channel = env.channel().await;
-    channel
-        .basic_publish(
-            "".into(),
-            env.queues().send.as_str().into(),
-            BasicPublishOptions::default(),
-            &copy,
-            Default::default(),
-        )
-        .await
-        .expect("publish")
-        .await
-        .expect("confirm");
+    env.publish_to_send_queue(&copy).await;
     // Two dead letters, both with WATI's reason; one call to WATI; the status keeps it.
     let dead = env.queues().dead;
     eventually("two dead letters", DEADLINE, || async {
-        let queue = channel
-            .queue_declare(
-                dead.as_str().into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                Default::default(),
-            )
-            .await
-            .ok()?;
-        (queue.message_count() == 2).then_some(())
+        let queue = env.queue_counts(&dead).await?;
+        (queue.ready == 2).then_some(())
     })
     .await;
     assert_eq!(env.sandbox.calls(&phone(1)).len(), 1);
@@ -211,33 +166,11 @@ async fn a_copy_consumed_while_the_original_is_mid_call_does_not_call_wati_again
     // While the first worker waits on WATI, a copy of the job reaches a second worker
     // (as after a broken link, or a re-publish).
     let second = env.start_worker().await;
-    let channel = env.channel().await;
-    channel
-        .basic_publish(
-            "".into(),
-            env.queues().send.as_str().into(),
-            BasicPublishOptions::default(),
-            &copy,
-            Default::default(),
-        )
-        .await
-        .expect("publish")
-        .await
-        .expect("confirm");
+    env.publish_to_send_queue(&copy).await;
     env.wait_for_status(&request_id, "sent").await;
     eventually("the copy to be consumed", DEADLINE, || async {
-        let queue = channel
-            .queue_declare(
-                env.queues().send.as_str().into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                Default::default(),
-            )
-            .await
-            .ok()?;
-        (queue.message_count() == 0 && queue.consumer_count() == 2).then_some(())
+        let queue = env.queue_counts(&env.queues().send).await?;
+        (queue.ready == 0 && queue.consumers == 2).then_some(())
     })
     .await;
     first.stop().await;

@@ -14,10 +14,6 @@ impl Keys {
         }
     }
 
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
     /// The code record of a phone, a hash that the Lua scripts of both processes read:
     /// `code_id` (jobs name it, so a superseded code is never sent), `mac` (keyed hash
     /// of phone and code, what a guess is compared with), `sealed` (the code encrypted
