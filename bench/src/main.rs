@@ -134,6 +134,7 @@ async fn main() -> anyhow::Result<()> {
         api_key: WATI_KEY.into(),
         template_name: "login_otp".into(),
         latency: Duration::from_millis(args.sandbox_latency_ms),
+        calls_per_10s: 0,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let wati_base_url = format!("http://{}/bench", listener.local_addr()?);

@@ -168,6 +168,7 @@ impl TestEnv {
             api_key: WATI_KEY.into(),
             template_name: "login_otp".into(),
             latency: Duration::ZERO,
+            calls_per_10s: 0,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -1,18 +1,27 @@
-//! A local stand-in for WATI's `sendTemplateMessage`: checks the key, the template and
-//! the `otp` parameter like WATI, records every message so a person or a test can read
-//! the code sent to a number, and can be told to be slow or to fail for a number.
+//! A local stand-in for WATI's template send API (v1 `sendTemplateMessage` and the v3
+//! batched `messageTemplates/send`): checks the key, the template and the `otp`
+//! parameter like WATI, enforces WATI's plan limit if asked, records every message so a
+//! person or a test can read the code sent to a number, and can be told to be slow or to
+//! fail for a number.
 
-use std::collections::{HashMap, VecDeque};
+mod control;
+mod limit;
+mod record;
+mod script;
+mod send;
+mod v1;
+mod v3;
+
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
+
+pub use record::{Api, Call, CallRecord, Message};
+pub use script::{AnswerShape, ScriptedReply};
 
 /// The sandbox binary's settings.
 #[derive(clap::Parser, Debug)]
@@ -39,6 +48,14 @@ pub struct SandboxArgs {
     /// Delay before every answer, in milliseconds.
     #[arg(long, env = "SANDBOX_LATENCY_MS", default_value_t = 0)]
     pub latency_ms: u64,
+    /// WATI's plan limit: send calls (v1 and v3 together) admitted per sliding 10 s;
+    /// 0 means no limit.
+    #[arg(
+        long = "calls-per-10s",
+        env = "SANDBOX_CALLS_PER_10S",
+        default_value_t = 0
+    )]
+    pub calls_per_10s: u32,
 }
 
 impl SandboxArgs {
@@ -47,6 +64,7 @@ impl SandboxArgs {
             api_key: self.api_key,
             template_name: self.template_name,
             latency: Duration::from_millis(self.latency_ms),
+            calls_per_10s: self.calls_per_10s,
         }
     }
 }
@@ -60,62 +78,28 @@ pub struct SandboxConfig {
     pub template_name: String,
     /// Delay before every unscripted answer.
     pub latency: Duration,
+    /// Send calls (v1 and v3 together) admitted per sliding 10 s, like WATI's plan
+    /// limit; the rest get 429. 0 means no limit.
+    pub calls_per_10s: u32,
 }
 
-/// One message the sandbox accepted.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Message {
-    pub phone: String,
-    pub code: String,
-    pub broadcast_name: String,
-    pub received_at_ms: u64,
-}
-
-/// One call, whatever was answered.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Call {
-    pub phone: String,
-    /// The code the caller sent, whatever was answered.
-    pub code: String,
-    pub status: u16,
-    pub received_at_ms: u64,
-}
-
-/// An answer scripted for a number, used once, in order, before normal service resumes.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ScriptedReply {
-    /// HTTP status (default 200).
-    #[serde(default)]
-    pub status: Option<u16>,
-    /// `result` in the body (default: true for 2xx, false otherwise).
-    #[serde(default)]
-    pub result: Option<bool>,
-    #[serde(default)]
-    pub info: Option<String>,
-    /// `Retry-After` header, in seconds.
-    #[serde(default)]
-    pub retry_after: Option<u64>,
-    /// Wait this long before answering (longer than the caller's timeout = a hang).
-    #[serde(default)]
-    pub delay_ms: Option<u64>,
-}
-
-#[derive(Default)]
-struct Recorded {
-    messages: HashMap<String, Vec<Message>>,
-    calls: HashMap<String, Vec<Call>>,
-    scripts: HashMap<String, VecDeque<ScriptedReply>>,
-    accepted: u64,
+impl Default for SandboxConfig {
+    /// The binary's defaults: key `sandbox-key`, template `login_otp`, no delay, no limit.
+    fn default() -> Self {
+        Self {
+            api_key: "sandbox-key".into(),
+            template_name: "login_otp".into(),
+            latency: Duration::ZERO,
+            calls_per_10s: 0,
+        }
+    }
 }
 
 /// The sandbox's state; tests in the same process may read and script it directly.
 #[derive(Clone)]
 pub struct Sandbox {
     config: Arc<SandboxConfig>,
-    recorded: Arc<Mutex<Recorded>>,
+    recorded: Arc<Mutex<record::Recorded>>,
 }
 
 impl Sandbox {
@@ -126,57 +110,62 @@ impl Sandbox {
         }
     }
 
-    fn recorded(&self) -> MutexGuard<'_, Recorded> {
+    fn recorded(&self) -> MutexGuard<'_, record::Recorded> {
         // A panic while holding the lock leaves plain data behind; keep serving it.
         self.recorded.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Messages accepted for `phone`, oldest first.
     pub fn messages(&self, phone: &str) -> Vec<Message> {
-        self.recorded()
-            .messages
-            .get(phone)
-            .cloned()
-            .unwrap_or_default()
+        self.recorded().messages(phone)
     }
 
-    /// Every call for `phone`, oldest first.
+    /// Every recipient entry for `phone` of every answered call, oldest first.
     pub fn calls(&self, phone: &str) -> Vec<Call> {
-        self.recorded()
-            .calls
-            .get(phone)
-            .cloned()
-            .unwrap_or_default()
+        self.recorded().calls(phone)
+    }
+
+    /// Every call that passed the key check and the plan limit, in arrival order.
+    pub fn call_log(&self) -> Vec<CallRecord> {
+        self.recorded().call_log()
     }
 
     /// Messages accepted in all.
     pub fn accepted(&self) -> u64 {
-        self.recorded().accepted
+        self.recorded().accepted()
     }
 
-    /// Queues answers for the next calls for `phone`.
+    /// Calls refused with 429 by the plan limit.
+    pub fn rate_limited(&self) -> u64 {
+        self.recorded().rate_limited()
+    }
+
+    /// Queues answers for the next calls for `phone` (one per recipient per call).
     pub fn script(&self, phone: &str, replies: Vec<ScriptedReply>) {
-        self.recorded()
-            .scripts
-            .entry(phone.to_owned())
-            .or_default()
-            .extend(replies);
+        self.recorded().script(phone, replies);
     }
 
+    /// Forgets messages, calls, scripts, counters and the plan window.
     pub fn reset(&self) {
-        *self.recorded() = Recorded::default();
+        self.recorded().reset();
     }
 
     pub fn router(&self) -> Router {
         Router::new()
             .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-            .route("/sandbox/messages", get(list_messages))
-            .route("/sandbox/calls", get(list_calls))
-            .route("/sandbox/last-code/{phone}", get(last_code))
-            .route("/sandbox/script", post(add_script))
-            .route("/sandbox/reset", post(reset))
-            .route("/sandbox/stats", get(stats))
-            .route("/{*path}", post(send_template_message))
+            .route("/sandbox/messages", get(control::list_messages))
+            .route("/sandbox/calls", get(control::list_calls))
+            .route("/sandbox/call-log", get(control::call_log))
+            .route("/sandbox/last-code/{phone}", get(control::last_code))
+            .route("/sandbox/script", post(control::add_script))
+            .route("/sandbox/reset", post(control::reset))
+            .route("/sandbox/stats", get(control::stats))
+            // 10,000 recipients with a few parameters each outgrow axum's 2 MB default;
+            // a full batch should meet WATI's checks, not a 413.
+            .route(
+                "/{*path}",
+                post(send::send).layer(DefaultBodyLimit::max(send::MAX_BODY_BYTES)),
+            )
             .with_state(self.clone())
     }
 }
@@ -190,171 +179,4 @@ pub async fn serve(
     axum::serve(listener, sandbox.router())
         .with_graceful_shutdown(shutdown)
         .await
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-#[derive(Deserialize)]
-struct SendQuery {
-    #[serde(rename = "whatsappNumber")]
-    whatsapp_number: Option<String>,
-}
-
-fn wati_answer(status: StatusCode, result: bool, info: &str) -> Response {
-    (status, Json(json!({"result": result, "info": info}))).into_response()
-}
-
-async fn send_template_message(
-    State(sandbox): State<Sandbox>,
-    Path(path): Path<String>,
-    Query(query): Query<SendQuery>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    if !path.ends_with("api/v1/sendTemplateMessage") {
-        return wati_answer(StatusCode::NOT_FOUND, false, "Not found");
-    }
-    let expected = format!("Bearer {}", sandbox.config.api_key);
-    if headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        != Some(&expected)
-    {
-        return wati_answer(StatusCode::UNAUTHORIZED, false, "Unauthorized");
-    }
-    let Some(phone) = query
-        .whatsapp_number
-        .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-    else {
-        return wati_answer(StatusCode::BAD_REQUEST, false, "whatsappNumber is required");
-    };
-    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
-        return wati_answer(StatusCode::BAD_REQUEST, false, "Invalid JSON body");
-    };
-    if body["template_name"].as_str() != Some(sandbox.config.template_name.as_str()) {
-        return wati_answer(StatusCode::NOT_FOUND, false, "Template not found");
-    }
-    let code = body["parameters"].as_array().and_then(|params| {
-        params
-            .iter()
-            .find(|p| p["name"] == "otp")
-            .and_then(|p| p["value"].as_str())
-            .map(str::to_owned)
-    });
-    let Some(code) = code else {
-        return wati_answer(StatusCode::BAD_REQUEST, false, "Parameter otp is required");
-    };
-    let broadcast_name = body["broadcast_name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let received_at_ms = now_ms();
-
-    let scripted = sandbox
-        .recorded()
-        .scripts
-        .get_mut(&phone)
-        .and_then(VecDeque::pop_front);
-    let reply = scripted.unwrap_or_else(|| ScriptedReply {
-        delay_ms: Some(sandbox.config.latency.as_millis() as u64),
-        ..ScriptedReply::default()
-    });
-    if let Some(delay) = reply.delay_ms.filter(|d| *d > 0) {
-        tokio::time::sleep(Duration::from_millis(delay)).await;
-    }
-    let status = reply
-        .status
-        .and_then(|s| StatusCode::from_u16(s).ok())
-        .unwrap_or(StatusCode::OK);
-    let result = reply.result.unwrap_or(status.is_success());
-    {
-        let mut recorded = sandbox.recorded();
-        recorded.calls.entry(phone.clone()).or_default().push(Call {
-            phone: phone.clone(),
-            code: code.clone(),
-            status: status.as_u16(),
-            received_at_ms,
-        });
-        if status.is_success() && result {
-            recorded.accepted += 1;
-            recorded
-                .messages
-                .entry(phone.clone())
-                .or_default()
-                .push(Message {
-                    phone: phone.clone(),
-                    code,
-                    broadcast_name,
-                    received_at_ms,
-                });
-        }
-    }
-    let info = reply.info.unwrap_or_else(|| {
-        if result {
-            "Message sent"
-        } else {
-            "Message not sent"
-        }
-        .to_owned()
-    });
-    let mut response = (
-        status,
-        Json(json!({"result": result, "info": info, "validWhatsAppNumber": true})),
-    )
-        .into_response();
-    if let Some(secs) = reply.retry_after {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    response
-}
-
-#[derive(Deserialize)]
-struct PhoneQuery {
-    phone: String,
-}
-
-async fn list_messages(State(sandbox): State<Sandbox>, Query(q): Query<PhoneQuery>) -> Json<Value> {
-    Json(json!({ "messages": sandbox.messages(&q.phone) }))
-}
-
-async fn list_calls(State(sandbox): State<Sandbox>, Query(q): Query<PhoneQuery>) -> Json<Value> {
-    Json(json!({ "calls": sandbox.calls(&q.phone) }))
-}
-
-async fn last_code(State(sandbox): State<Sandbox>, Path(phone): Path<String>) -> Response {
-    let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
-    match sandbox.messages(&digits).last() {
-        Some(m) => Json(json!({"phone": m.phone, "code": m.code})).into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": "no message sent to this number yet"})),
-        )
-            .into_response(),
-    }
-}
-
-#[derive(Deserialize)]
-struct ScriptBody {
-    phone: String,
-    replies: Vec<ScriptedReply>,
-}
-
-async fn add_script(State(sandbox): State<Sandbox>, Json(body): Json<ScriptBody>) -> StatusCode {
-    sandbox.script(&body.phone, body.replies);
-    StatusCode::NO_CONTENT
-}
-
-async fn reset(State(sandbox): State<Sandbox>) -> StatusCode {
-    sandbox.reset();
-    StatusCode::NO_CONTENT
-}
-
-async fn stats(State(sandbox): State<Sandbox>) -> Json<Value> {
-    Json(json!({ "accepted": sandbox.accepted() }))
 }

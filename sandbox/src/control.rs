@@ -1,0 +1,77 @@
+//! The `/sandbox/*` routes a person or a test uses to read and script the sandbox.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{Sandbox, ScriptedReply};
+
+#[derive(Deserialize)]
+pub(crate) struct PhoneQuery {
+    phone: String,
+}
+
+pub(crate) async fn list_messages(
+    State(sandbox): State<Sandbox>,
+    Query(q): Query<PhoneQuery>,
+) -> Json<Value> {
+    Json(json!({ "messages": sandbox.messages(&q.phone) }))
+}
+
+pub(crate) async fn list_calls(
+    State(sandbox): State<Sandbox>,
+    Query(q): Query<PhoneQuery>,
+) -> Json<Value> {
+    Json(json!({ "calls": sandbox.calls(&q.phone) }))
+}
+
+pub(crate) async fn call_log(State(sandbox): State<Sandbox>) -> Json<Value> {
+    Json(json!({ "calls": sandbox.call_log() }))
+}
+
+pub(crate) async fn last_code(
+    State(sandbox): State<Sandbox>,
+    Path(phone): Path<String>,
+) -> Response {
+    let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+    match sandbox.messages(&digits).last() {
+        Some(m) => Json(json!({"phone": m.phone, "code": m.code})).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "no message sent to this number yet"})),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ScriptBody {
+    phone: String,
+    replies: Vec<ScriptedReply>,
+}
+
+pub(crate) async fn add_script(
+    State(sandbox): State<Sandbox>,
+    Json(body): Json<ScriptBody>,
+) -> StatusCode {
+    sandbox.script(&body.phone, body.replies);
+    StatusCode::NO_CONTENT
+}
+
+pub(crate) async fn reset(State(sandbox): State<Sandbox>) -> StatusCode {
+    sandbox.reset();
+    StatusCode::NO_CONTENT
+}
+
+pub(crate) async fn stats(State(sandbox): State<Sandbox>) -> Json<Value> {
+    // One lock, so the three numbers describe the same moment.
+    let recorded = sandbox.recorded();
+    Json(json!({
+        "accepted": recorded.accepted(),
+        "calls": recorded.logged_calls(),
+        "rateLimited": recorded.rate_limited(),
+    }))
+}

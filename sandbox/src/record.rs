@@ -1,0 +1,228 @@
+//! What the sandbox remembers: messages sent, calls answered, scripts queued, the plan
+//! window, and a log of calls in arrival order.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::limit::Window;
+use crate::script::ScriptedReply;
+
+/// Which WATI endpoint a call came to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Api {
+    /// `POST …/api/v1/sendTemplateMessage?whatsappNumber=…`: one recipient a call.
+    #[default]
+    V1,
+    /// `POST …/api/ext/v3/messageTemplates/send`: a batch of recipients a call.
+    V3,
+}
+
+/// One message the sandbox accepted.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    pub phone: String,
+    pub code: String,
+    pub broadcast_name: String,
+    pub received_at_ms: u64,
+    /// The recipient's `local_message_id` (v3 only).
+    #[serde(default)]
+    pub local_message_id: Option<String>,
+    /// The HTTP call that carried it (see [`CallRecord::call_id`]).
+    #[serde(default)]
+    pub call_id: u64,
+}
+
+/// One recipient of one call, whatever was answered.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Call {
+    pub phone: String,
+    /// The code the caller sent, whatever was answered.
+    pub code: String,
+    /// The HTTP status of the whole call.
+    pub status: u16,
+    pub received_at_ms: u64,
+    #[serde(default)]
+    pub local_message_id: Option<String>,
+    #[serde(default)]
+    pub call_id: u64,
+    #[serde(default)]
+    pub api: Api,
+}
+
+/// One HTTP call that passed the key check and the plan limit, in arrival order.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallRecord {
+    /// 1 for the first call after start or reset, then one more per call.
+    pub call_id: u64,
+    pub api: Api,
+    pub received_at_ms: u64,
+    pub status: u16,
+    /// The phones the call named, in order (as far as a rejected body could be read).
+    pub recipients: Vec<String>,
+    pub broadcast_name: String,
+}
+
+/// A call let through the plan limit, carried from arrival to answer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ticket {
+    pub call_id: u64,
+    pub api: Api,
+    pub received_at_ms: u64,
+    /// Which life of the sandbox admitted it: answers to calls made before a reset are
+    /// not recorded after it.
+    generation: u64,
+}
+
+/// One recipient's outcome, to record once the call is answered.
+pub(crate) struct Sent {
+    pub phone: String,
+    pub code: String,
+    pub local_message_id: Option<String>,
+    pub accepted: bool,
+}
+
+#[derive(Default)]
+pub(crate) struct Recorded {
+    messages: HashMap<String, Vec<Message>>,
+    calls: HashMap<String, Vec<Call>>,
+    scripts: HashMap<String, VecDeque<ScriptedReply>>,
+    log: Vec<CallRecord>,
+    window: Window,
+    accepted: u64,
+    rate_limited: u64,
+    last_call_id: u64,
+    generation: u64,
+}
+
+impl Recorded {
+    pub fn messages(&self, phone: &str) -> Vec<Message> {
+        self.messages.get(phone).cloned().unwrap_or_default()
+    }
+
+    pub fn calls(&self, phone: &str) -> Vec<Call> {
+        self.calls.get(phone).cloned().unwrap_or_default()
+    }
+
+    pub fn call_log(&self) -> Vec<CallRecord> {
+        let mut log = self.log.clone();
+        // Calls are logged when answered; a slow one is logged after faster later ones.
+        // The log is nearly sorted, which a stable sort handles in about linear time.
+        log.sort_by_key(|r| r.call_id);
+        log
+    }
+
+    pub fn logged_calls(&self) -> u64 {
+        self.log.len() as u64
+    }
+
+    pub fn accepted(&self) -> u64 {
+        self.accepted
+    }
+
+    pub fn rate_limited(&self) -> u64 {
+        self.rate_limited
+    }
+
+    pub fn script(&mut self, phone: &str, replies: Vec<ScriptedReply>) {
+        self.scripts
+            .entry(phone.to_owned())
+            .or_default()
+            .extend(replies);
+    }
+
+    pub fn pop_script(&mut self, phone: &str) -> Option<ScriptedReply> {
+        self.scripts.get_mut(phone).and_then(VecDeque::pop_front)
+    }
+
+    /// Forgets everything, the plan window included.
+    pub fn reset(&mut self) {
+        *self = Self {
+            generation: self.generation + 1,
+            ..Self::default()
+        };
+    }
+
+    /// Lets a call through the plan limit and numbers it, or counts it as refused and
+    /// answers how long until the window has room.
+    pub fn admit(
+        &mut self,
+        api: Api,
+        now: Instant,
+        received_at_ms: u64,
+        calls_per_10s: u32,
+    ) -> Result<Ticket, Duration> {
+        if let Err(wait) = self.window.admit(now, calls_per_10s) {
+            self.rate_limited += 1;
+            return Err(wait);
+        }
+        self.last_call_id += 1;
+        Ok(Ticket {
+            call_id: self.last_call_id,
+            api,
+            received_at_ms,
+            generation: self.generation,
+        })
+    }
+
+    /// Logs a call in the call log: one WATI refused before looking at any recipient
+    /// (bad body, template), or, through [`Recorded::record`], an answered one.
+    pub fn log_call(
+        &mut self,
+        ticket: Ticket,
+        status: u16,
+        broadcast_name: String,
+        recipients: Vec<String>,
+    ) {
+        if ticket.generation == self.generation {
+            self.log.push(CallRecord {
+                call_id: ticket.call_id,
+                api: ticket.api,
+                received_at_ms: ticket.received_at_ms,
+                status,
+                recipients,
+                broadcast_name,
+            });
+        }
+    }
+
+    /// Records an answered call: a [`Call`] per recipient, a [`Message`] per accepted one.
+    pub fn record(&mut self, ticket: Ticket, status: u16, broadcast_name: String, sent: Vec<Sent>) {
+        if ticket.generation != self.generation {
+            return;
+        }
+        let mut recipients = Vec::with_capacity(sent.len());
+        for one in sent {
+            self.calls.entry(one.phone.clone()).or_default().push(Call {
+                phone: one.phone.clone(),
+                code: one.code.clone(),
+                status,
+                received_at_ms: ticket.received_at_ms,
+                local_message_id: one.local_message_id.clone(),
+                call_id: ticket.call_id,
+                api: ticket.api,
+            });
+            if one.accepted {
+                self.accepted += 1;
+                self.messages
+                    .entry(one.phone.clone())
+                    .or_default()
+                    .push(Message {
+                        phone: one.phone.clone(),
+                        code: one.code,
+                        broadcast_name: broadcast_name.clone(),
+                        received_at_ms: ticket.received_at_ms,
+                        local_message_id: one.local_message_id,
+                        call_id: ticket.call_id,
+                    });
+            }
+            recipients.push(one.phone);
+        }
+        self.log_call(ticket, status, broadcast_name, recipients);
+    }
+}

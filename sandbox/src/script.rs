@@ -1,0 +1,50 @@
+//! Answers a test can queue for a number; each call pops one per recipient, in order.
+
+use serde::{Deserialize, Serialize};
+
+/// An answer scripted for a number, used once, in order, before normal service resumes.
+///
+/// A v1 call pops one and reads `status`, `result`, `info`, `retryAfter` and `delayMs`.
+/// A v3 call pops one per recipient and combines them (the rules are on `resolve` in
+/// `v3.rs`); only v3 reads `validWhatsAppNumber`, `errors`, `omit` and `shape`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScriptedReply {
+    /// HTTP status (default 200).
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// `result` in the body (default: true for 2xx, false otherwise).
+    #[serde(default)]
+    pub result: Option<bool>,
+    #[serde(default)]
+    pub info: Option<String>,
+    /// `Retry-After` header, in seconds.
+    #[serde(default)]
+    pub retry_after: Option<u64>,
+    /// Wait this long before answering (longer than the caller's timeout = a hang).
+    #[serde(default)]
+    pub delay_ms: Option<u64>,
+    /// v3: `false` marks this recipient `isValidWhatsAppNumber: false`; nothing is sent.
+    #[serde(default, rename = "validWhatsAppNumber")]
+    pub valid_whatsapp_number: Option<bool>,
+    /// v3: errors WATI reports for this recipient; any error means nothing is sent.
+    #[serde(default)]
+    pub errors: Option<Vec<String>>,
+    /// v3: leave this recipient out of `receivers`; nothing is sent.
+    #[serde(default)]
+    pub omit: Option<bool>,
+    /// v3: the shape of the whole call's 200 answer.
+    #[serde(default)]
+    pub shape: Option<AnswerShape>,
+}
+
+/// The two shapes WATI's v3 send answers 200 with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnswerShape {
+    /// `{"result":true,"receivers":[…]}`: one entry per recipient.
+    #[default]
+    Receivers,
+    /// `{"success":true,"error":null}`: no per-recipient answer, every recipient sent.
+    Success,
+}

@@ -1,0 +1,85 @@
+//! The send endpoints' common front door: which API the path names, the key, and the
+//! plan limit, in WATI's order; then v1 or v3 reads the body.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::limit::retry_after_secs;
+use crate::{Api, Sandbox, v1, v3};
+
+const V1_SUFFIX: &str = "api/v1/sendTemplateMessage";
+const V3_SUFFIX: &str = "api/ext/v3/messageTemplates/send";
+
+/// Room for a full v3 batch even with long ids and several parameters a recipient.
+pub(crate) const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Any path prefix is accepted, as a WATI base URL carries the tenant in its path.
+pub(crate) async fn send(
+    State(sandbox): State<Sandbox>,
+    Path(path): Path<String>,
+    Query(query): Query<v1::SendQuery>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let api = if path.ends_with(V1_SUFFIX) {
+        Api::V1
+    } else if path.ends_with(V3_SUFFIX) {
+        Api::V3
+    } else {
+        return wati_answer(StatusCode::NOT_FOUND, false, "Not found");
+    };
+    let expected = format!("Bearer {}", sandbox.config.api_key);
+    if headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        != Some(&expected)
+    {
+        return wati_answer(StatusCode::UNAUTHORIZED, false, "Unauthorized");
+    }
+    let received_at_ms = now_ms();
+    let admitted = {
+        let mut recorded = sandbox.recorded();
+        // Read the clock under the lock so the window sees arrivals in order.
+        recorded.admit(
+            api,
+            Instant::now(),
+            received_at_ms,
+            sandbox.config.calls_per_10s,
+        )
+    };
+    let ticket = match admitted {
+        Ok(ticket) => ticket,
+        Err(wait) => {
+            let answer = wati_answer(StatusCode::TOO_MANY_REQUESTS, false, "Too many requests");
+            return with_retry_after(answer, Some(retry_after_secs(wait)));
+        }
+    };
+    match api {
+        Api::V1 => v1::send(&sandbox, ticket, query, &body).await,
+        Api::V3 => v3::send(&sandbox, ticket, &body).await,
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub(crate) fn wati_answer(status: StatusCode, result: bool, info: &str) -> Response {
+    (status, Json(json!({"result": result, "info": info}))).into_response()
+}
+
+pub(crate) fn with_retry_after(mut response: Response, secs: Option<u64>) -> Response {
+    if let Some(secs) = secs {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
