@@ -45,10 +45,6 @@ pub struct ApiArgs {
     /// Send and verify requests from one client address per minute; 0 turns it off.
     #[arg(long, env = "IP_REQUESTS_PER_MINUTE", default_value_t = 60)]
     pub ip_requests_per_minute: u32,
-    /// Sends per second all workers together may make (the workers' own setting); the
-    /// api refuses codes that would expire waiting in the queue. 0 turns that off.
-    #[arg(long, env = "WATI_SENDS_PER_SECOND", default_value_t = 10)]
-    pub wati_sends_per_second: u32,
     /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
     #[arg(long, env = "TRUST_FORWARDED_FOR", default_value_t = false, action = ArgAction::Set)]
     pub trust_forwarded_for: bool,
@@ -76,13 +72,16 @@ pub struct ApiConfig {
     pub jwt_ttl_seconds: u64,
     pub jwt_issuer: String,
     pub limits: Limits,
-    /// Send rate of all workers together, for backlog-aware admission; 0 is none.
-    pub wati_sends_per_second: u32,
 }
 
 impl ApiArgs {
     pub fn validate(self) -> Result<ApiConfig, ConfigError> {
         let common = self.common.validate()?;
+        // Refuse budgets that could not deliver a single code before it expires.
+        common
+            .budgets
+            .capacity(std::time::Duration::from_secs(common.otp_ttl_seconds))
+            .check()?;
         let jwt_secret = required_secret("JWT_SECRET", self.jwt_secret)?;
         if !(4..=10).contains(&self.otp_length) {
             return Err(ConfigError::Invalid {
@@ -124,7 +123,6 @@ impl ApiArgs {
                 ip_requests_per_minute: self.ip_requests_per_minute,
                 trust_forwarded_for: self.trust_forwarded_for,
             },
-            wati_sends_per_second: self.wati_sends_per_second,
         })
     }
 }

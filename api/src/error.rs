@@ -1,5 +1,6 @@
 //! Every error the api answers with, mapped once to a status, a stable `code` and the
-//! spec's exact `message`.
+//! spec's exact `message`. A dependency that cannot answer is a 503; our own code
+//! going wrong is a 500; either way the cause is kept and logged once, here.
 
 use std::time::Duration;
 
@@ -7,6 +8,9 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+
+/// What went wrong below the api, kept for the log line.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -27,14 +31,14 @@ pub enum ApiError {
     #[error("rate limited")]
     RateLimited { retry_after: Duration },
     /// Redis or RabbitMQ could not take a send request.
-    #[error("send not possible: {0}")]
-    SendUnavailable(String),
-    /// The queue is so far behind that a new code would expire before it is sent.
-    #[error("send backlog longer than a code's life")]
-    Backlogged { retry_after: Duration },
+    #[error("send not possible")]
+    SendUnavailable(#[source] Cause),
+    /// The budgets cannot hand another code to WATI before it would expire.
+    #[error("sends waiting for WATI fill the budgets for a code's life")]
+    OverCapacity { retry_after: Duration },
     /// Redis could not answer another request.
-    #[error("dependency unavailable: {0}")]
-    Unavailable(String),
+    #[error("dependency unavailable")]
+    Unavailable(#[source] Cause),
     #[error("unauthorized")]
     Unauthorized,
     #[error("unknown request id")]
@@ -49,8 +53,8 @@ pub enum ApiError {
     RouteNotFound,
     #[error("method not allowed")]
     MethodNotAllowed,
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("internal error")]
+    Internal(#[source] Cause),
 }
 
 /// Whole seconds a client should wait, never 0.
@@ -59,6 +63,40 @@ pub fn retry_after_seconds(wait: Duration) -> u64 {
 }
 
 impl ApiError {
+    /// The `outcome` label of a refused send or verify request.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ApiError::PhoneRequired
+            | ApiError::PhoneInvalid
+            | ApiError::CodeRequired
+            | ApiError::InvalidBody
+            | ApiError::UnsupportedMediaType
+            | ApiError::PayloadTooLarge => "bad_request",
+            ApiError::OtpNotFound | ApiError::StatusNotFound | ApiError::RouteNotFound => {
+                "not_found"
+            }
+            ApiError::OtpExpired => "expired",
+            ApiError::OtpInvalid { .. } => "invalid_code",
+            ApiError::TooManyAttempts => "locked",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::OverCapacity { .. } => "over_capacity",
+            ApiError::SendUnavailable(_) | ApiError::Unavailable(_) => "unavailable",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Internal(_) => "error",
+        }
+    }
+
+    /// A store error: a 503 when Redis could not answer, a 500 when it answered
+    /// something our code did not expect.
+    pub fn from_store(error: crate::store::StoreError, outage: fn(Cause) -> ApiError) -> Self {
+        if error.is_outage() {
+            outage(Box::new(error))
+        } else {
+            ApiError::Internal(Box::new(error))
+        }
+    }
+
     fn parts(&self) -> (StatusCode, &'static str, String) {
         use ApiError::*;
         let (status, code, message) = match self {
@@ -105,7 +143,7 @@ impl ApiError {
                 "RATE_LIMITED",
                 "Too many requests, please try again later",
             ),
-            SendUnavailable(_) | Backlogged { .. } => (
+            SendUnavailable(_) | OverCapacity { .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "UNAVAILABLE",
                 "Failed to send OTP",
@@ -161,9 +199,11 @@ impl IntoResponse for ApiError {
         let (status, code, message) = self.parts();
         match &self {
             ApiError::SendUnavailable(cause) | ApiError::Unavailable(cause) => {
-                tracing::warn!(%cause, "dependency unavailable")
+                tracing::warn!(cause = %chain(cause.as_ref()), "dependency unavailable")
             }
-            ApiError::Internal(cause) => tracing::error!(%cause, "internal error"),
+            ApiError::Internal(cause) => {
+                tracing::error!(cause = %chain(cause.as_ref()), "internal error")
+            }
             _ => {}
         }
         let mut body = json!({"status": "error", "code": code, "message": message});
@@ -171,7 +211,7 @@ impl IntoResponse for ApiError {
         match self {
             ApiError::OtpInvalid { remaining } => body["attemptsRemaining"] = json!(remaining),
             ApiError::RateLimited { retry_after: wait }
-            | ApiError::Backlogged { retry_after: wait } => {
+            | ApiError::OverCapacity { retry_after: wait } => {
                 let secs = retry_after_seconds(wait);
                 body["retryAfterSeconds"] = json!(secs);
                 retry_after = Some(secs);
@@ -188,15 +228,35 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// An error and its causes on one line: "send not possible: redis: timed out". A cause
+/// that an error already prints in its own text is not repeated.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 impl From<redis::RedisError> for ApiError {
     fn from(e: redis::RedisError) -> Self {
-        ApiError::Unavailable(e.to_string())
+        if otp_shared::redis_conn::is_outage(&e) {
+            ApiError::Unavailable(Box::new(e))
+        } else {
+            ApiError::Internal(Box::new(e))
+        }
     }
 }
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
-        ApiError::Unavailable(e.to_string())
+        ApiError::from_store(e, ApiError::Unavailable)
     }
 }
 
@@ -210,6 +270,29 @@ mod tests {
         assert_eq!(message(2), "Invalid OTP. 2 attempts remaining");
         assert_eq!(message(1), "Invalid OTP. 1 attempt remaining");
         assert_eq!(message(0), "Invalid OTP. 0 attempts remaining");
+    }
+
+    #[test]
+    fn an_unexpected_script_reply_is_a_500_and_an_outage_a_503() {
+        let bug =
+            redis::RedisError::from(redis::ParsingError::from("verify.lua answered \"maybe\""));
+        assert_eq!(
+            ApiError::from(bug).parts().0,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let outage =
+            redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(
+            ApiError::from(outage).parts().0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    #[test]
+    fn the_log_line_keeps_the_cause() {
+        let outage = redis::RedisError::from(std::io::Error::other("connection reset"));
+        let error = ApiError::SendUnavailable(Box::new(outage));
+        assert_eq!(chain(&error), "send not possible: connection reset");
     }
 
     #[test]

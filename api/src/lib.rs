@@ -1,12 +1,13 @@
 //! The api process: takes phone numbers, stores sealed codes in Redis, publishes send
 //! jobs to RabbitMQ, verifies codes and issues session tokens.
 
-pub mod backlog;
+pub mod admission;
 pub mod code;
 pub mod config;
 pub mod error;
 pub mod phone;
 pub mod publisher;
+pub mod queue_depth;
 pub mod routes;
 pub mod state;
 pub mod store;
@@ -45,7 +46,7 @@ pub enum StartError {
 
 /// Connects to Redis and RabbitMQ and builds the handlers' state.
 pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
-    phone::PhoneNumber::warm_up();
+    phone::warm_up();
     let redis = otp_shared::redis_conn::connect(&config.common.redis_url)
         .await
         .map_err(StartError::Redis)?;
@@ -62,16 +63,19 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
         max_attempts: config.otp_max_attempts,
         limits: config.limits.clone(),
     };
+    let ttl = Duration::from_secs(config.common.otp_ttl_seconds);
     Ok(AppState {
+        admission: Arc::new(admission::Admission::new(
+            redis.clone(),
+            &keys,
+            &config.common.budgets,
+            ttl,
+        )),
         store: OtpStore::new(redis.clone(), keys.clone(), sealer, policy),
         users: UserStore::new(redis.clone(), keys.clone()),
         statuses: StatusStore::new(redis.clone(), keys),
         redis,
         publisher: Arc::new(publisher),
-        admission: Arc::new(backlog::Admission::new(
-            config.wati_sends_per_second,
-            Duration::from_secs(config.common.otp_ttl_seconds),
-        )),
         tokens: Arc::new(TokenIssuer::new(
             &config.jwt_secret,
             &config.jwt_issuer,
@@ -124,11 +128,7 @@ pub async fn run(
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_rx_for_metrics = stop_rx.clone();
-    let depth_watch = tokio::spawn(backlog::watch_depth(
-        state.admission.clone(),
-        state.publisher.clone(),
-        stop_rx,
-    ));
+    let depth_watch = tokio::spawn(queue_depth::watch_depth(state.publisher.clone(), stop_rx));
     let metrics_server = {
         let mut stop = stop_rx_for_metrics;
         tokio::spawn(otp_shared::metrics::serve(

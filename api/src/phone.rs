@@ -1,50 +1,39 @@
-//! Phone numbers checked against real numbering-plan data and normalised to E.164
-//! digits without `+`, so every way of writing a number is one identity.
+//! Phone numbers as people type them, checked against real numbering-plan data and
+//! normalised to E.164 digits without `+`, so every way of writing a number is one
+//! identity.
+
+pub use otp_shared::phone::{InvalidPhone, PhoneNumber};
 
 /// Longer input is refused before parsing: no real number needs it.
 const MAX_INPUT_CHARS: usize = 32;
 
-/// A valid phone number, as E.164 digits without `+` (the form WATI takes).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PhoneNumber(String);
-
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invalid phone number")]
-pub struct InvalidPhone;
-
-impl PhoneNumber {
-    /// Accepts `919876543210`, `+91 98765 43210`, `+91-98765-43210`, `+1 (415) 555-2671`.
-    /// A number without `+` is read as international (country code first).
-    pub fn parse(input: &str) -> Result<Self, InvalidPhone> {
-        let input = input.trim();
-        if input.chars().count() > MAX_INPUT_CHARS {
-            return Err(InvalidPhone);
-        }
-        let digits = input.strip_prefix('+').unwrap_or(input);
-        if digits.is_empty()
-            || !digits
-                .chars()
-                .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '(' | ')' | '.'))
-        {
-            return Err(InvalidPhone);
-        }
-        let number = phonenumber::parse(None, format!("+{digits}")).map_err(|_| InvalidPhone)?;
-        if !phonenumber::is_valid(&number) {
-            return Err(InvalidPhone);
-        }
-        let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
-        Ok(Self(e164.trim_start_matches('+').to_owned()))
+/// Accepts `919876543210`, `+91 98765 43210`, `+91-98765-43210`, `+1 (415) 555-2671`.
+/// A number without `+` is read as international (country code first).
+pub fn parse(input: &str) -> Result<PhoneNumber, InvalidPhone> {
+    let input = input.trim();
+    if input.chars().count() > MAX_INPUT_CHARS {
+        return Err(InvalidPhone);
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
+    let digits = input.strip_prefix('+').unwrap_or(input);
+    if digits.is_empty()
+        || !digits
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '(' | ')' | '.'))
+    {
+        return Err(InvalidPhone);
     }
-
-    /// Loads the numbering-plan data (tens of milliseconds), so the first request
-    /// after start-up does not pay for it.
-    pub fn warm_up() {
-        let _ = Self::parse("919876543210");
+    let number = phonenumber::parse(None, format!("+{digits}")).map_err(|_| InvalidPhone)?;
+    if !phonenumber::is_valid(&number) {
+        return Err(InvalidPhone);
     }
+    let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
+    PhoneNumber::from_e164_digits(e164.trim_start_matches('+'))
+}
+
+/// Loads the numbering-plan data (tens of milliseconds), so the first request after
+/// start-up does not pay for it.
+pub fn warm_up() {
+    let _ = parse("919876543210");
 }
 
 #[cfg(test)]
@@ -60,13 +49,13 @@ mod tests {
             " +919876543210 ",
         ] {
             assert_eq!(
-                PhoneNumber::parse(input).map(|p| p.0),
+                parse(input).map(String::from),
                 Ok("919876543210".to_owned()),
                 "{input}"
             );
         }
         assert_eq!(
-            PhoneNumber::parse("+1 (415) 555-2671").map(|p| p.0),
+            parse("+1 (415) 555-2671").map(String::from),
             Ok("14155552671".to_owned())
         );
     }
@@ -85,7 +74,7 @@ mod tests {
             "919876543210919876543210919876543210",
             "++919876543210",
         ] {
-            assert_eq!(PhoneNumber::parse(input), Err(InvalidPhone), "{input}");
+            assert_eq!(parse(input), Err(InvalidPhone), "{input}");
         }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use otp_shared::status::StatusStore;
 use redis::aio::ConnectionManager;
 
-use crate::backlog::Admission;
+use crate::admission::Admission;
 use crate::publisher::Publisher;
 use crate::store::OtpStore;
 use crate::token::TokenIssuer;

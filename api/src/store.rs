@@ -1,33 +1,48 @@
 //! The code store: accepting a send, undoing it, verifying a guess and counting client
 //! requests, each one atomic Lua script in Redis so the rules hold across replicas.
+//! Field names in the scripts come from `otp_shared::records`.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use otp_shared::keys::Keys;
+use otp_shared::records;
 use otp_shared::seal::CodeSealer;
 use otp_shared::status::STATUS_TTL_SECONDS;
-use redis::Script;
 use redis::aio::ConnectionManager;
+use redis::{FromRedisValue, ParsingError, Script, Value};
 use uuid::Uuid;
 
 use crate::config::Limits;
 use crate::phone::PhoneNumber;
 
-static SEND: std::sync::LazyLock<Script> =
-    std::sync::LazyLock::new(|| Script::new(include_str!("lua/send.lua")));
-static UNDO_SEND: std::sync::LazyLock<Script> =
-    std::sync::LazyLock::new(|| Script::new(include_str!("lua/undo_send.lua")));
-static VERIFY: std::sync::LazyLock<Script> =
-    std::sync::LazyLock::new(|| Script::new(include_str!("lua/verify.lua")));
-static CLIENT_LIMIT: std::sync::LazyLock<Script> =
-    std::sync::LazyLock::new(|| Script::new(include_str!("lua/client_limit.lua")));
+/// The api's scripts, as templates (for the placeholder test).
+pub const TEMPLATES: &[&str] = &[
+    include_str!("lua/send.lua"),
+    include_str!("lua/undo_send.lua"),
+    include_str!("lua/verify.lua"),
+    include_str!("lua/client_limit.lua"),
+];
+
+static SEND: LazyLock<Script> = LazyLock::new(|| records::script(TEMPLATES[0]));
+static UNDO_SEND: LazyLock<Script> = LazyLock::new(|| records::script(TEMPLATES[1]));
+static VERIFY: LazyLock<Script> = LazyLock::new(|| records::script(TEMPLATES[2]));
+static CLIENT_LIMIT: LazyLock<Script> = LazyLock::new(|| records::script(TEMPLATES[3]));
 
 /// Whether a send stored a new code or re-sends the pending one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SendKind {
     New,
     Resend,
+}
+
+impl SendKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            SendKind::New => "new",
+            SendKind::Resend => "resend",
+        }
+    }
 }
 
 /// A send the store took; the job for it still has to be published.
@@ -60,12 +75,68 @@ pub enum VerifyOutcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("redis: {0}")]
+    #[error("redis")]
     Redis(#[from] redis::RedisError),
-    #[error("the code store answered something unexpected: {0}")]
-    Unexpected(String),
-    #[error("the code could not be sealed: {0}")]
+    #[error("the code could not be sealed")]
     Seal(#[from] otp_shared::seal::SealError),
+}
+
+impl StoreError {
+    /// Whether Redis could not answer (rather than our code going wrong).
+    pub fn is_outage(&self) -> bool {
+        match self {
+            StoreError::Redis(e) => otp_shared::redis_conn::is_outage(e),
+            StoreError::Seal(_) => false,
+        }
+    }
+}
+
+/// send.lua's answer.
+enum SendReply {
+    Accepted {
+        kind: SendKind,
+        code_id: Uuid,
+        expires_in: Duration,
+    },
+    Limited {
+        retry_after: Duration,
+    },
+}
+
+impl FromRedisValue for SendReply {
+    fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
+        let (kind, code_id, ms): (String, String, u64) = FromRedisValue::from_redis_value(v)?;
+        let accepted = |kind| -> Result<Self, ParsingError> {
+            Ok(SendReply::Accepted {
+                kind,
+                code_id: Uuid::parse_str(&code_id)
+                    .map_err(|e| format!("send.lua answered a code id that is not a UUID: {e}"))?,
+                expires_in: Duration::from_millis(ms),
+            })
+        };
+        match kind.as_str() {
+            "limited" => Ok(SendReply::Limited {
+                retry_after: Duration::from_millis(ms),
+            }),
+            "new" => accepted(SendKind::New),
+            "resend" => accepted(SendKind::Resend),
+            other => Err(format!("send.lua answered {other:?}").into()),
+        }
+    }
+}
+
+impl FromRedisValue for VerifyOutcome {
+    fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
+        let (outcome, remaining): (String, u32) = FromRedisValue::from_redis_value(v)?;
+        Ok(match outcome.as_str() {
+            "ok" => VerifyOutcome::Verified,
+            "not_found" => VerifyOutcome::NotFound,
+            "expired" => VerifyOutcome::Expired,
+            "locked" => VerifyOutcome::Locked,
+            "wrong" => VerifyOutcome::Wrong { remaining },
+            other => return Err(format!("verify.lua answered {other:?}").into()),
+        })
+    }
 }
 
 /// Settings the store needs from the api configuration.
@@ -99,25 +170,24 @@ impl OtpStore {
         }
     }
 
-    /// Applies the per-phone limits and stores `code` unless a code is pending, in
-    /// which case that one is re-sent and `code` is thrown away.
+    /// Applies the per-phone limits and stores `code` for request `request_id` unless a
+    /// code is pending, in which case that one is re-sent and `code` is thrown away.
     pub async fn begin_send(
         &self,
         phone: &PhoneNumber,
         code: &str,
+        request_id: Uuid,
     ) -> Result<SendDecision, StoreError> {
-        let phone = phone.as_str();
-        let request_id = Uuid::new_v4();
         let new_code_id = Uuid::new_v4();
         let mac = self.sealer.mac(phone, code);
         let sealed = self.sealer.seal(phone, code)?;
         let ttl_ms = self.policy.ttl.as_millis() as u64;
         let limits = &self.policy.limits;
-        let (kind, code_id, ms): (String, String, u64) = SEND
+        let reply: SendReply = SEND
             .key(self.keys.otp(phone))
             .key(self.keys.cooldown(phone))
             .key(self.keys.phone_sends(phone))
-            .key(self.keys.status(&request_id.to_string()))
+            .key(self.keys.status(request_id))
             .arg(new_code_id.to_string())
             .arg(&mac[..])
             .arg(sealed)
@@ -130,24 +200,19 @@ impl OtpStore {
             .arg(STATUS_TTL_SECONDS)
             .invoke_async(&mut self.redis.clone())
             .await?;
-        let kind = match kind.as_str() {
-            "limited" => {
-                return Ok(SendDecision::Limited {
-                    retry_after: Duration::from_millis(ms),
-                });
-            }
-            "new" => SendKind::New,
-            "resend" => SendKind::Resend,
-            other => return Err(StoreError::Unexpected(other.to_owned())),
-        };
-        let code_id =
-            Uuid::parse_str(&code_id).map_err(|e| StoreError::Unexpected(e.to_string()))?;
-        Ok(SendDecision::Accepted(AcceptedSend {
-            kind,
-            request_id,
-            code_id,
-            expires_in: Duration::from_millis(ms),
-        }))
+        Ok(match reply {
+            SendReply::Limited { retry_after } => SendDecision::Limited { retry_after },
+            SendReply::Accepted {
+                kind,
+                code_id,
+                expires_in,
+            } => SendDecision::Accepted(AcceptedSend {
+                kind,
+                request_id,
+                code_id,
+                expires_in,
+            }),
+        })
     }
 
     /// Takes back an accepted send whose job could not be published.
@@ -156,17 +221,12 @@ impl OtpStore {
         phone: &PhoneNumber,
         send: &AcceptedSend,
     ) -> Result<(), StoreError> {
-        let phone = phone.as_str();
-        let kind = match send.kind {
-            SendKind::New => "new",
-            SendKind::Resend => "resend",
-        };
         let _: i64 = UNDO_SEND
             .key(self.keys.otp(phone))
             .key(self.keys.cooldown(phone))
             .key(self.keys.phone_sends(phone))
-            .key(self.keys.status(&send.request_id.to_string()))
-            .arg(kind)
+            .key(self.keys.status(send.request_id))
+            .arg(send.kind.as_str())
             .arg(send.code_id.to_string())
             .arg(send.request_id.to_string())
             .invoke_async(&mut self.redis.clone())
@@ -179,21 +239,13 @@ impl OtpStore {
         phone: &PhoneNumber,
         code: &str,
     ) -> Result<VerifyOutcome, StoreError> {
-        let mac = self.sealer.mac(phone.as_str(), code);
-        let (outcome, remaining): (String, u32) = VERIFY
-            .key(self.keys.otp(phone.as_str()))
+        let mac = self.sealer.mac(phone, code);
+        Ok(VERIFY
+            .key(self.keys.otp(phone))
             .arg(&mac[..])
             .arg(self.policy.max_attempts)
             .invoke_async(&mut self.redis.clone())
-            .await?;
-        Ok(match outcome.as_str() {
-            "ok" => VerifyOutcome::Verified,
-            "not_found" => VerifyOutcome::NotFound,
-            "expired" => VerifyOutcome::Expired,
-            "locked" => VerifyOutcome::Locked,
-            "wrong" => VerifyOutcome::Wrong { remaining },
-            other => return Err(StoreError::Unexpected(other.to_owned())),
-        })
+            .await?)
     }
 
     /// Counts a request of a client address; `Some(wait)` when over the limit.
@@ -209,5 +261,40 @@ impl OtpStore {
             .invoke_async(&mut self.redis.clone())
             .await?;
         Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_script_names_only_known_fields() {
+        for template in TEMPLATES {
+            assert_eq!(
+                records::unknown_placeholders(template),
+                Vec::<String>::new(),
+                "{template}"
+            );
+        }
+    }
+
+    fn bulk(items: &[&str]) -> Value {
+        Value::Array(
+            items
+                .iter()
+                .map(|i| Value::BulkString(i.as_bytes().to_vec()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn an_unknown_script_reply_is_an_error_not_a_guess() {
+        assert!(VerifyOutcome::from_redis_value(bulk(&["wrong", "2"])).is_ok());
+        assert!(VerifyOutcome::from_redis_value(bulk(&["maybe", "0"])).is_err());
+        let id = Uuid::new_v4().to_string();
+        assert!(SendReply::from_redis_value(bulk(&["resend", &id, "1000"])).is_ok());
+        assert!(SendReply::from_redis_value(bulk(&["new", "not-a-uuid", "1000"])).is_err());
+        assert!(SendReply::from_redis_value(bulk(&["queued", &id, "1000"])).is_err());
     }
 }

@@ -45,7 +45,7 @@ impl UserStore {
         let candidate = Uuid::new_v4().to_string();
         // SET NX GET: one step that either claims the phone or returns its owner.
         let existing: Option<String> = redis::cmd("SET")
-            .arg(self.keys.user_by_phone(phone.as_str()))
+            .arg(self.keys.user_by_phone(phone))
             .arg(&candidate)
             .arg("NX")
             .arg("GET")

@@ -69,15 +69,17 @@ pub async fn run(
                     let began = Instant::now();
                     let ok = async {
                         let code = otp_api::code::generate(6).ok()?;
-                        let SendDecision::Accepted(send) =
-                            store.begin_send(phone, &code).await.ok()?
+                        let SendDecision::Accepted(send) = store
+                            .begin_send(phone, &code, uuid::Uuid::new_v4())
+                            .await
+                            .ok()?
                         else {
                             return None;
                         };
                         let job = SendJob::new(
                             send.request_id,
                             send.code_id,
-                            phone.as_str().to_owned(),
+                            phone.clone(),
                             otp_shared::now_ms(),
                         );
                         publisher.publish(&job).await.ok()

@@ -6,7 +6,7 @@ use otp_api::phone::PhoneNumber;
 pub fn distinct(count: usize) -> Vec<PhoneNumber> {
     (0u64..)
         .map(|i| 919_000_000_000 + i * 7)
-        .filter_map(|n| PhoneNumber::parse(&n.to_string()).ok())
+        .filter_map(|n| otp_api::phone::parse(&n.to_string()).ok())
         .take(count)
         .collect()
 }

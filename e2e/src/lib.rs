@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use otp_api::config::{ApiArgs, ApiConfig};
+use otp_shared::budget::{Budgets, WatiApiVersion};
 use otp_worker::config::{WorkerArgs, WorkerConfig};
 use redis::aio::ConnectionManager;
 use serde_json::{Value, json};
@@ -28,6 +29,21 @@ pub const WATI_TENANT: &str = "/12345";
 
 /// How long a test waits for an eventual outcome before failing.
 pub const DEADLINE: Duration = Duration::from_secs(20);
+/// Most recipients in one v3 call in tests (unless a test sets its own budgets).
+pub const TEST_BATCH_MAX: u32 = 32;
+
+/// Budgets for a test: `calls` per 10 s and `messages` per second (0 is no limit), with
+/// `batch` recipients per v3 call. Set the same on the api and the worker.
+pub fn budgets(version: WatiApiVersion, calls: u32, messages: u32, batch: u32) -> Budgets {
+    otp_shared::budget::BudgetArgs {
+        wati_api_version: version,
+        wati_calls_per_10s: calls,
+        whatsapp_messages_per_second: messages,
+        wati_batch_max: batch,
+    }
+    .validate()
+    .expect("valid budgets")
+}
 
 /// A listener on a free loopback port.
 async fn bind_loopback() -> tokio::net::TcpListener {
@@ -161,6 +177,12 @@ pub struct TestEnv {
 impl TestEnv {
     /// Checks both services, then starts a sandbox on port 0.
     pub async fn new() -> Self {
+        Self::with_wati_limit(0).await
+    }
+
+    /// Like [`TestEnv::new`], with the sandbox enforcing WATI's plan limit of
+    /// `calls_per_10s` (0 is none).
+    pub async fn with_wati_limit(calls_per_10s: u32) -> Self {
         let redis = redis_or_fail(REDIS_URL).await;
         let amqp = rabbitmq_or_fail(AMQP_URL).await;
         let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
@@ -168,7 +190,7 @@ impl TestEnv {
             api_key: WATI_KEY.into(),
             template_name: "login_otp".into(),
             latency: Duration::ZERO,
-            calls_per_10s: 0,
+            calls_per_10s,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -193,8 +215,10 @@ impl TestEnv {
         }
     }
 
-    /// The settings both processes share, as flags: this test's services and prefix.
+    /// The settings both processes share, as flags: this test's services and prefix,
+    /// and no budgets (tests of the budgets set their own).
     fn common_args(&self, binary: &str) -> Vec<String> {
+        let batch = TEST_BATCH_MAX.to_string();
         [
             binary,
             "--redis-url",
@@ -207,6 +231,12 @@ impl TestEnv {
             &self.prefix,
             "--otp-secret",
             OTP_SECRET,
+            "--wati-calls-per-10s",
+            "0",
+            "--whatsapp-messages-per-second",
+            "0",
+            "--wati-batch-max",
+            &batch,
         ]
         .map(str::to_owned)
         .to_vec()
@@ -232,7 +262,8 @@ impl TestEnv {
             .expect("api settings are valid")
     }
 
-    /// The worker's settings for this test: WATI is the sandbox, behind a tenant path.
+    /// The worker's settings for this test: WATI is the sandbox, behind a tenant path
+    /// (v3 needs none, but a base URL with a path prefix must work for both).
     pub fn worker_config(&self) -> WorkerConfig {
         let base_url = format!("{}{WATI_TENANT}", self.sandbox_url);
         let mut args = self.common_args("worker");
@@ -249,9 +280,7 @@ impl TestEnv {
                 "--retry-max-delay-ms",
                 "400",
                 "--worker-concurrency",
-                "16",
-                "--wati-sends-per-second",
-                "0",
+                "64",
             ]
             .map(str::to_owned),
         );
@@ -495,6 +524,61 @@ impl TestEnv {
 
     pub fn keys(&self) -> otp_shared::keys::Keys {
         otp_shared::keys::Keys::new(&self.prefix)
+    }
+
+    /// Stores a new code for `phone` through the api's own store, as send-otp does, with
+    /// a life of `ttl`, and returns the job the api would publish (nothing is published).
+    /// For tests of the worker's core without a broker.
+    pub async fn stored_job(&self, phone: &str, ttl: Duration) -> otp_shared::job::SendJob {
+        let config = self.api_config();
+        let store = otp_api::store::OtpStore::new(
+            self.redis.clone(),
+            self.keys(),
+            std::sync::Arc::new(otp_shared::seal::CodeSealer::new(OTP_SECRET.as_bytes())),
+            otp_api::store::StorePolicy {
+                ttl,
+                max_attempts: config.otp_max_attempts,
+                limits: config.limits,
+            },
+        );
+        let phone = otp_shared::phone::PhoneNumber::from_e164_digits(phone).expect("a phone");
+        let code = otp_api::code::generate(6).expect("a code");
+        let decision = store
+            .begin_send(&phone, &code, uuid::Uuid::new_v4())
+            .await
+            .expect("the store takes the send");
+        let otp_api::store::SendDecision::Accepted(send) = decision else {
+            panic!("the store refused a send for {phone}");
+        };
+        otp_shared::job::SendJob::new(send.request_id, send.code_id, phone, otp_shared::now_ms())
+    }
+
+    /// The worker's core as the worker builds it (batcher included) on this test's
+    /// Redis and sandbox, without a broker; it stops when the sender says `true` or
+    /// is dropped.
+    pub fn deliverer(
+        &self,
+        config: &WorkerConfig,
+        redis: ConnectionManager,
+    ) -> (
+        otp_worker::delivery::Deliverer,
+        tokio::sync::watch::Sender<bool>,
+    ) {
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let deliverer = otp_worker::delivery::Deliverer::start(config, redis, stopping)
+            .expect("the WATI client builds");
+        (deliverer, stop)
+    }
+
+    /// Takes the next WATI call slot of this test's budget, as another worker's call
+    /// would, so that sends arriving now wait for the slot after it and share a call.
+    pub async fn occupy_call_slot(&self, budgets: &Budgets) {
+        let budget = otp_worker::budget::Budget::new(self.redis.clone(), self.keys(), budgets);
+        let claim = budget.claim(1).await.expect("claim a call slot");
+        assert!(
+            matches!(claim, otp_worker::budget::Claim::Granted { .. }),
+            "the call slot was free: {claim:?}"
+        );
     }
 }
 

@@ -332,14 +332,30 @@ fn docker_compose_and_prometheus_agree_with_the_code() {
     assert_eq!(worker["WATI_API_KEY"], sandbox["WATI_API_KEY"]);
     assert!(
         worker["WATI_BASE_URL"].starts_with(&format!(
-            "http://wati-sandbox:{}/",
+            "http://wati-sandbox:{}",
             port_of(&sandbox["SANDBOX_ADDR"])
         )),
         "the worker reaches the sandbox"
     );
+    // Admission (api) and delivery (workers) must count with the same budgets.
+    for budget in [
+        "WATI_API_VERSION",
+        "WATI_CALLS_PER_10S",
+        "WHATSAPP_MESSAGES_PER_SECOND",
+        "WATI_BATCH_MAX",
+    ] {
+        assert!(api.contains_key(budget), "api needs {budget}");
+        assert_eq!(api[budget], worker[budget], "one {budget}");
+    }
     assert_eq!(
-        api["WATI_SENDS_PER_SECOND"], worker["WATI_SENDS_PER_SECOND"],
-        "one send rate"
+        sandbox["SANDBOX_CALLS_PER_10S"], worker["WATI_CALLS_PER_10S"],
+        "the sandbox enforces the plan the workers keep to"
+    );
+    let concurrency: u32 = worker["WORKER_CONCURRENCY"].parse().expect("a number");
+    let batch: u32 = worker["WATI_BATCH_MAX"].parse().expect("a number");
+    assert!(
+        concurrency >= batch,
+        "a worker holds enough jobs to fill a call"
     );
 
     let published = |name: &str| -> BTreeSet<String> {

@@ -1,15 +1,41 @@
 //! The worker against the real Redis and RabbitMQ and the WATI sandbox: each outcome of
-//! the spec's WATI table, injected through the sandbox's script.
+//! the spec's WATI tables, injected through the sandbox's script, through v3 (batched,
+//! the default) and v1 (one call per code) alike.
 
 use std::time::Duration;
 
 use lapin::options::BasicGetOptions;
 use lapin::types::AMQPValue;
-use otp_e2e::{DEADLINE, TestEnv, eventually};
+use otp_api::config::ApiConfig;
+use otp_e2e::{DEADLINE, TEST_BATCH_MAX, TestEnv, budgets, eventually};
+use otp_shared::budget::WatiApiVersion;
+use otp_worker::config::WorkerConfig;
 use serde_json::{Value, json};
 use wati_sandbox::ScriptedReply;
 
 const PHONE: &str = "919876543210";
+const VERSIONS: [WatiApiVersion; 2] = [WatiApiVersion::V3, WatiApiVersion::V1];
+
+fn api_config(env: &TestEnv, version: WatiApiVersion) -> ApiConfig {
+    let mut config = env.api_config();
+    config.common.budgets = budgets(version, 0, 0, TEST_BATCH_MAX);
+    config
+}
+
+fn worker_config(env: &TestEnv, version: WatiApiVersion) -> WorkerConfig {
+    let mut config = env.worker_config();
+    config.common.budgets = budgets(version, 0, 0, TEST_BATCH_MAX);
+    config.wati.api_version = version;
+    config
+}
+
+/// A fresh environment with an api and a worker speaking `version`.
+async fn started(version: WatiApiVersion) -> (TestEnv, otp_e2e::Running, otp_e2e::Running) {
+    let mut env = TestEnv::new().await;
+    let api = env.start_api_with(api_config(&env, version)).await;
+    let worker = env.start_worker_with(worker_config(&env, version)).await;
+    (env, api, worker)
+}
 
 fn reply(status: u16) -> ScriptedReply {
     ScriptedReply {
@@ -48,23 +74,36 @@ async fn next_dead_letter(env: &TestEnv) -> (Vec<u8>, String) {
 
 #[tokio::test]
 async fn a_code_is_delivered_through_the_tenant_path_and_verifies() {
-    let mut env = TestEnv::new().await;
-    let _api = env.start_api().await;
-    let _worker = env.start_worker().await;
-    let request_id = env.send_accepted(PHONE).await;
-    let messages = env.wait_for_messages(PHONE, 1).await;
-    let code = &messages[0].code;
-    assert_eq!(code.len(), 6);
-    assert!(code.bytes().all(|b| b.is_ascii_digit()));
-    assert!(
-        messages[0]
-            .broadcast_name
-            .contains(&request_id.replace('-', ""))
-    );
-    let status = env.wait_for_status(&request_id, "sent").await;
-    assert_eq!(status["attempts"], 1);
-    let (status, body) = env.verify(PHONE, code).await;
-    assert_eq!(status, 200, "{body}");
+    for version in VERSIONS {
+        let (env, _api, _worker) = started(version).await;
+        let request_id = env.send_accepted(PHONE).await;
+        let messages = env.wait_for_messages(PHONE, 1).await;
+        let code = &messages[0].code;
+        assert_eq!(code.len(), 6);
+        assert!(code.bytes().all(|b| b.is_ascii_digit()));
+        match version {
+            // v3 names each send by its request id; the broadcast is the call's.
+            WatiApiVersion::V3 => {
+                assert_eq!(messages[0].local_message_id.as_deref(), Some(&*request_id))
+            }
+            WatiApiVersion::V1 => assert!(
+                messages[0]
+                    .broadcast_name
+                    .contains(&request_id.replace('-', ""))
+            ),
+        }
+        assert_eq!(
+            env.sandbox.calls(PHONE)[0].api,
+            match version {
+                WatiApiVersion::V3 => wati_sandbox::Api::V3,
+                WatiApiVersion::V1 => wati_sandbox::Api::V1,
+            }
+        );
+        let status = env.wait_for_status(&request_id, "sent").await;
+        assert_eq!(status["attempts"], 1);
+        let (status, body) = env.verify(PHONE, code).await;
+        assert_eq!(status, 200, "{version:?}: {body}");
+    }
 }
 
 #[tokio::test]
@@ -81,30 +120,28 @@ async fn the_code_length_follows_the_setting() {
 
 #[tokio::test]
 async fn transient_failures_are_retried_with_the_same_code_and_delivered_once() {
-    let mut env = TestEnv::new().await;
-    let _api = env.start_api().await;
-    let _worker = env.start_worker().await;
-    env.sandbox.script(PHONE, vec![reply(500), reply(503)]);
-    let request_id = env.send_accepted(PHONE).await;
-    let status = env.wait_for_status(&request_id, "sent").await;
-    assert_eq!(status["attempts"], 3);
-    let calls = env.sandbox.calls(PHONE);
-    let statuses: Vec<u16> = calls.iter().map(|c| c.status).collect();
-    assert_eq!(statuses, [500, 503, 200]);
-    assert!(
-        calls.iter().all(|c| c.code == calls[0].code),
-        "same code on every attempt"
-    );
-    assert_eq!(env.sandbox.messages(PHONE).len(), 1);
-    let code = env.sandbox.messages(PHONE)[0].code.clone();
-    assert_eq!(env.verify(PHONE, &code).await.0, 200);
+    for version in VERSIONS {
+        let (env, _api, _worker) = started(version).await;
+        env.sandbox.script(PHONE, vec![reply(500), reply(503)]);
+        let request_id = env.send_accepted(PHONE).await;
+        let status = env.wait_for_status(&request_id, "sent").await;
+        assert_eq!(status["attempts"], 3);
+        let calls = env.sandbox.calls(PHONE);
+        let statuses: Vec<u16> = calls.iter().map(|c| c.status).collect();
+        assert_eq!(statuses, [500, 503, 200], "{version:?}");
+        assert!(
+            calls.iter().all(|c| c.code == calls[0].code),
+            "same code on every attempt"
+        );
+        assert_eq!(env.sandbox.messages(PHONE).len(), 1);
+        let code = env.sandbox.messages(PHONE)[0].code.clone();
+        assert_eq!(env.verify(PHONE, &code).await.0, 200);
+    }
 }
 
 #[tokio::test]
 async fn retry_after_is_waited_for() {
-    let mut env = TestEnv::new().await;
-    let _api = env.start_api().await;
-    let _worker = env.start_worker().await;
+    let (env, _api, _worker) = started(WatiApiVersion::V3).await;
     env.sandbox.script(
         PHONE,
         vec![ScriptedReply {
@@ -123,9 +160,7 @@ async fn retry_after_is_waited_for() {
 
 #[tokio::test]
 async fn a_429_without_retry_after_backs_off_and_retries() {
-    let mut env = TestEnv::new().await;
-    let _api = env.start_api().await;
-    let _worker = env.start_worker().await;
+    let (env, _api, _worker) = started(WatiApiVersion::V1).await;
     env.sandbox.script(PHONE, vec![reply(429), reply(429)]);
     let request_id = env.send_accepted(PHONE).await;
     let status = env.wait_for_status(&request_id, "sent").await;
@@ -141,28 +176,30 @@ async fn a_429_without_retry_after_backs_off_and_retries() {
 
 #[tokio::test]
 async fn wati_hanging_past_expiry_ends_expired_without_another_call() {
-    let mut env = TestEnv::new().await;
-    let mut config = env.api_config();
-    config.common.otp_ttl_seconds = 2;
-    let _api = env.start_api_with(config).await;
-    let mut worker_config = env.worker_config();
-    worker_config.wati.timeout = Duration::from_secs(30);
-    let _worker = env.start_worker_with(worker_config).await;
-    env.sandbox.script(
-        PHONE,
-        vec![ScriptedReply {
-            delay_ms: Some(10_000),
-            ..ScriptedReply::default()
-        }],
-    );
-    let request_id = env.send_accepted(PHONE).await;
-    let status = env.wait_for_status(&request_id, "expired").await;
-    assert_eq!(status["attempts"], 1);
-    assert_eq!(status["reason"], "Failed to send OTP");
-    // The one hanging call was cut at the code's expiry, and nothing followed it.
-    assert!(env.sandbox.calls(PHONE).is_empty());
-    let (code, _) = env.verify(PHONE, "123456").await;
-    assert_eq!(code, 410);
+    for version in VERSIONS {
+        let mut env = TestEnv::new().await;
+        let mut config = api_config(&env, version);
+        config.common.otp_ttl_seconds = 2;
+        let _api = env.start_api_with(config).await;
+        let mut worker_config = worker_config(&env, version);
+        worker_config.wati.timeout = Duration::from_secs(30);
+        let _worker = env.start_worker_with(worker_config).await;
+        env.sandbox.script(
+            PHONE,
+            vec![ScriptedReply {
+                delay_ms: Some(10_000),
+                ..ScriptedReply::default()
+            }],
+        );
+        let request_id = env.send_accepted(PHONE).await;
+        let status = env.wait_for_status(&request_id, "expired").await;
+        assert_eq!(status["attempts"], 1);
+        assert_eq!(status["reason"], "Failed to send OTP");
+        // The one hanging call was cut at the code's expiry, and nothing followed it.
+        assert_eq!(env.sandbox.arrived(), 1, "{version:?}");
+        let (code, _) = env.verify(PHONE, "123456").await;
+        assert_eq!(code, 410);
+    }
 }
 
 #[tokio::test]
@@ -183,32 +220,32 @@ async fn permanent_failures_delete_the_code_dead_letter_the_job_and_say_why() {
         (reply(404), "WATI template not found", None),
         (reply(400), "WATI rejected the request (HTTP 400)", None),
     ];
-    for (scripted, reason, info) in cases {
-        let mut env = TestEnv::new().await;
-        let _api = env.start_api().await;
-        let _worker = env.start_worker().await;
-        env.sandbox.script(PHONE, vec![scripted]);
-        let request_id = env.send_accepted(PHONE).await;
-        let status = env.wait_for_status(&request_id, "failed").await;
-        assert_eq!(status["reason"], reason);
-        assert_eq!(status["attempts"], 1);
-        if let Some(info) = info {
-            assert_eq!(status["info"], info);
+    for version in VERSIONS {
+        for (scripted, reason, info) in cases.clone() {
+            let (env, _api, _worker) = started(version).await;
+            env.sandbox.script(PHONE, vec![scripted]);
+            let request_id = env.send_accepted(PHONE).await;
+            let status = env.wait_for_status(&request_id, "failed").await;
+            assert_eq!(status["reason"], reason);
+            assert_eq!(status["attempts"], 1);
+            if let Some(info) = info {
+                assert_eq!(status["info"], info);
+            }
+            assert_eq!(env.sandbox.calls(PHONE).len(), 1, "{reason}: one call only");
+            let (body, dead_reason) = next_dead_letter(&env).await;
+            assert_eq!(dead_reason, reason);
+            let job: Value = serde_json::from_slice(&body).expect("the job itself");
+            assert_eq!(job["requestId"], request_id.as_str());
+            let (code, _) = env.verify(PHONE, "123456").await;
+            assert_eq!(code, 404, "{reason}: the code is gone");
         }
-        assert_eq!(env.sandbox.calls(PHONE).len(), 1, "{reason}: one call only");
-        let (body, dead_reason) = next_dead_letter(&env).await;
-        assert_eq!(dead_reason, reason);
-        let job: Value = serde_json::from_slice(&body).expect("the job itself");
-        assert_eq!(job["requestId"], request_id.as_str());
-        let (code, _) = env.verify(PHONE, "123456").await;
-        assert_eq!(code, 404, "{reason}: the code is gone");
     }
 }
 
 #[tokio::test]
 async fn a_code_that_cannot_be_delivered_before_expiry_ends_expired_with_no_late_call() {
     let mut env = TestEnv::new().await;
-    let mut config = env.api_config();
+    let mut config = api_config(&env, WatiApiVersion::V3);
     config.common.otp_ttl_seconds = 2;
     let _api = env.start_api_with(config).await;
     let _worker = env.start_worker().await;

@@ -2,7 +2,8 @@
 //! (Its own test binary: the metrics recorder is process-wide.)
 
 use otp_e2e::prometheus::{Sample, families, parse, value};
-use otp_e2e::{DEADLINE, TestEnv, eventually};
+use otp_e2e::{DEADLINE, TestEnv, budgets, eventually};
+use otp_shared::budget::{Capacity, WatiApiVersion};
 use wati_sandbox::ScriptedReply;
 
 /// A metric name, the labels it is filtered by, and the value it should have.
@@ -27,11 +28,19 @@ async fn scrape(env: &TestEnv, base: &str) -> Vec<Sample> {
 #[tokio::test]
 async fn a_real_flow_moves_every_metric() {
     let mut env = TestEnv::new().await;
+    let budgets = budgets(WatiApiVersion::V3, 100, 1000, 32);
+    let Capacity::Sends {
+        sends: capacity, ..
+    } = budgets.capacity(std::time::Duration::from_secs(300))
+    else {
+        panic!("a budget gives a capacity");
+    };
     let mut api_config = env.api_config();
     api_config.limits.resend_cooldown_seconds = 30;
+    api_config.common.budgets = budgets;
     let api = env.start_api_with(api_config).await;
     let mut worker_config = env.worker_config();
-    worker_config.wati.sends_per_second = 100;
+    worker_config.common.budgets = budgets;
     let worker = env.start_worker_with(worker_config).await;
 
     // One delivery after a transient failure, one rate-limited resend, one wrong
@@ -106,6 +115,8 @@ async fn a_real_flow_moves_every_metric() {
             1.0,
         ),
         ("otp_publish_duration_seconds_count", &[], 2.0),
+        ("otp_send_capacity", &[], capacity as f64),
+        // Two sends admitted (the second counted with the first still waiting, or not).
     ];
     for (name, labels, expected) in api_expectations {
         assert_eq!(
@@ -126,13 +137,18 @@ async fn a_real_flow_moves_every_metric() {
         ("otp_wati_requests_total", &[("result", "auth_failed")], 1.0),
         ("otp_wati_request_duration_seconds_count", &[], 3.0),
         ("otp_wati_retries_total", &[], 1.0),
+        ("otp_wati_recipients_total", &[("result", "accepted")], 1.0),
+        ("otp_wati_recipients_total", &[("result", "transient")], 1.0),
+        ("otp_wati_recipients_total", &[("result", "rejected")], 1.0),
+        ("otp_wati_batch_recipients_count", &[], 3.0),
+        ("otp_wati_batch_recipients_sum", &[], 3.0),
         ("otp_accepted_to_sent_seconds_count", &[], 1.0),
         (
             "otp_dead_letters_total",
             &[("kind", "permanent_failure")],
             1.0,
         ),
-        ("otp_send_rate_wait_seconds_count", &[], 3.0),
+        ("otp_wati_budget_wait_seconds_count", &[], 3.0),
         ("otp_jobs_in_flight", &[], 0.0),
     ];
     for (name, labels, expected) in worker_expectations {
@@ -143,6 +159,15 @@ async fn a_real_flow_moves_every_metric() {
         );
     }
     assert!(families(&from_worker).contains("otp_queue_head_age_seconds"));
+    assert!(families(&from_api).contains("otp_send_backlog"));
+    // The retry came sooner than the next call slot (102.5 ms at 100 per 10 s).
+    assert!(
+        value(
+            &from_worker,
+            "otp_wati_budget_limited_total",
+            &[("limit", "calls")]
+        ) >= 1.0
+    );
     // Histograms carry explicit buckets, not summaries.
     assert!(
         value(

@@ -28,7 +28,11 @@ async fn accepted(
     phone: &PhoneNumber,
     code: &str,
 ) -> otp_api::store::AcceptedSend {
-    match store.begin_send(phone, code).await.expect("redis") {
+    match store
+        .begin_send(phone, code, uuid::Uuid::new_v4())
+        .await
+        .expect("redis")
+    {
         SendDecision::Accepted(send) => send,
         SendDecision::Limited { .. } => panic!("limited"),
     }
@@ -38,7 +42,7 @@ async fn accepted(
 async fn undoing_a_new_code_keeps_it_when_a_re_send_already_uses_it() {
     let env = TestEnv::new().await;
     let store = store(&env);
-    let phone = PhoneNumber::parse("919876543210").expect("valid");
+    let phone = otp_api::phone::parse("919876543210").expect("valid");
     // Request A stores a new code; request B re-sends it; then A's publish fails.
     let first = accepted(&store, &phone, "123456").await;
     assert_eq!(first.kind, SendKind::New);
@@ -56,7 +60,7 @@ async fn undoing_a_new_code_keeps_it_when_a_re_send_already_uses_it() {
 async fn undoing_a_lone_new_code_removes_it() {
     let env = TestEnv::new().await;
     let store = store(&env);
-    let phone = PhoneNumber::parse("919876543210").expect("valid");
+    let phone = otp_api::phone::parse("919876543210").expect("valid");
     let first = accepted(&store, &phone, "123456").await;
     store.undo_send(&phone, &first).await.expect("redis");
     assert_eq!(

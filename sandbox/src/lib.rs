@@ -135,6 +135,12 @@ impl Sandbox {
         self.recorded().accepted()
     }
 
+    /// Calls that passed the key check and the plan limit, counted when they arrive, so
+    /// a test can act while WATI is still holding a call.
+    pub fn arrived(&self) -> u64 {
+        self.recorded().arrived()
+    }
+
     /// Calls refused with 429 by the plan limit.
     pub fn rate_limited(&self) -> u64 {
         self.recorded().rate_limited()

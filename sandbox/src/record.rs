@@ -125,6 +125,11 @@ impl Recorded {
         self.accepted
     }
 
+    /// Calls numbered so far: every one let through, answered or still in progress.
+    pub fn arrived(&self) -> u64 {
+        self.last_call_id
+    }
+
     pub fn rate_limited(&self) -> u64 {
         self.rate_limited
     }

@@ -59,10 +59,17 @@ pub(crate) async fn send(
             return with_retry_after(answer, Some(retry_after_secs(wait)));
         }
     };
-    match api {
-        Api::V1 => v1::send(&sandbox, ticket, query, &body).await,
-        Api::V3 => v3::send(&sandbox, ticket, &body).await,
-    }
+    // Like WATI, finish a call whose caller stopped waiting: its messages may still go
+    // out (that is why a timeout's outcome is unknown), and it is still recorded.
+    let handled = tokio::spawn(async move {
+        match api {
+            Api::V1 => v1::send(&sandbox, ticket, query, &body).await,
+            Api::V3 => v3::send(&sandbox, ticket, &body).await,
+        }
+    });
+    handled
+        .await
+        .unwrap_or_else(|_| wati_answer(StatusCode::INTERNAL_SERVER_ERROR, false, "Internal error"))
 }
 
 pub(crate) fn now_ms() -> u64 {

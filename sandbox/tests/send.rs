@@ -568,3 +568,33 @@ async fn the_longest_scripted_delay_holds_the_whole_batch() {
     assert_eq!(status, StatusCode::OK);
     assert!(started.elapsed() >= std::time::Duration::from_millis(300));
 }
+
+#[tokio::test]
+async fn a_call_counts_as_arrived_while_it_is_still_being_answered() {
+    let s = serve(0).await;
+    s.sandbox.script(
+        "911111111111",
+        vec![ScriptedReply {
+            delay_ms: Some(1_000),
+            ..Default::default()
+        }],
+    );
+    let body = batch("b", vec![recipient("911111111111", "111111")]);
+    let call = s.v3(&body);
+    let watch = async {
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while s.sandbox.arrived() == 0 {
+            assert!(
+                std::time::Instant::now() < give_up,
+                "the call never arrived"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        // Arrived, not yet answered: nothing logged.
+        assert!(s.sandbox.call_log().is_empty());
+    };
+    let ((status, _, _), ()) = tokio::join!(call, watch);
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(s.sandbox.arrived(), 1);
+    assert_eq!(s.sandbox.call_log().len(), 1);
+}

@@ -3,6 +3,8 @@
 
 use secrecy::SecretString;
 
+use crate::budget::{BudgetArgs, Budgets};
+
 /// Shortest accepted key for `JWT_SECRET` and `OTP_SECRET`, in bytes.
 pub const MIN_SECRET_BYTES: usize = 32;
 
@@ -40,6 +42,8 @@ pub struct CommonArgs {
     /// Log line format: `text` or `json`.
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     pub log_format: crate::telemetry::LogFormat,
+    #[command(flatten)]
+    pub budgets: BudgetArgs,
 }
 
 /// A setting that is missing or wrong; its message is the one line a process prints.
@@ -66,6 +70,8 @@ pub struct CommonConfig {
     pub queue_prefix: String,
     pub otp_secret: SecretString,
     pub log_format: crate::telemetry::LogFormat,
+    /// WATI's call limit, Meta's message rate and the batch size.
+    pub budgets: Budgets,
 }
 
 impl CommonArgs {
@@ -95,6 +101,7 @@ impl CommonArgs {
             queue_prefix: self.queue_prefix,
             otp_secret: required_secret("OTP_SECRET", self.otp_secret)?,
             log_format: self.log_format,
+            budgets: self.budgets.validate()?,
         })
     }
 }

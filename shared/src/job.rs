@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::phone::PhoneNumber;
+
 /// The job version this build writes and reads.
 pub const JOB_VERSION: u32 = 1;
 
@@ -17,8 +19,8 @@ pub struct SendJob {
     pub request_id: Uuid,
     /// The stored code this job is for; if the phone's code has changed, the job is dropped.
     pub code_id: Uuid,
-    /// E.164 digits without `+`.
-    pub phone: String,
+    /// E.164 digits without `+`; a job with anything else is malformed.
+    pub phone: PhoneNumber,
     /// When the api accepted the request, Unix milliseconds.
     pub accepted_at_ms: u64,
 }
@@ -42,7 +44,7 @@ impl JobError {
 }
 
 impl SendJob {
-    pub fn new(request_id: Uuid, code_id: Uuid, phone: String, accepted_at_ms: u64) -> Self {
+    pub fn new(request_id: Uuid, code_id: Uuid, phone: PhoneNumber, accepted_at_ms: u64) -> Self {
         Self {
             v: JOB_VERSION,
             request_id,
@@ -70,15 +72,19 @@ impl SendJob {
 mod tests {
     use super::*;
 
+    fn phone() -> PhoneNumber {
+        PhoneNumber::from_e164_digits("919876543210").expect("phone")
+    }
+
     #[test]
     fn a_job_survives_the_round_trip() {
-        let job = SendJob::new(Uuid::new_v4(), Uuid::new_v4(), "919876543210".into(), 42);
+        let job = SendJob::new(Uuid::new_v4(), Uuid::new_v4(), phone(), 42);
         assert_eq!(SendJob::decode(&job.encode()).ok(), Some(job));
     }
 
     #[test]
     fn an_unknown_version_is_refused() {
-        let mut job = SendJob::new(Uuid::new_v4(), Uuid::new_v4(), "1".into(), 0);
+        let mut job = SendJob::new(Uuid::new_v4(), Uuid::new_v4(), phone(), 0);
         job.v = 2;
         assert!(matches!(
             SendJob::decode(&job.encode()),
@@ -94,6 +100,11 @@ mod tests {
         ));
         assert!(matches!(
             SendJob::decode(br#"{"v":1}"#),
+            Err(JobError::Malformed(_))
+        ));
+        let bad_phone = br#"{"v":1,"requestId":"6a1f5a4e-3c1b-4b8e-9d2a-0e5a7c9b1d2f","codeId":"6a1f5a4e-3c1b-4b8e-9d2a-0e5a7c9b1d2f","phone":"+91 98765","acceptedAtMs":0}"#;
+        assert!(matches!(
+            SendJob::decode(bad_phone),
             Err(JobError::Malformed(_))
         ));
     }

@@ -1,5 +1,10 @@
 //! The Redis key layout and RabbitMQ names, all under one configurable prefix so that
-//! tests and tenants can share a server.
+//! tests and tenants can share a server. Key builders take checked types, so a key is
+//! never built from an unchecked string.
+
+use uuid::Uuid;
+
+use crate::phone::PhoneNumber;
 
 /// Builds every Redis key the service uses.
 #[derive(Clone, Debug)]
@@ -14,24 +19,19 @@ impl Keys {
         }
     }
 
-    /// The code record of a phone, a hash that the Lua scripts of both processes read:
-    /// `code_id` (jobs name it, so a superseded code is never sent), `mac` (keyed hash
-    /// of phone and code, what a guess is compared with), `sealed` (the code encrypted
-    /// for the worker), `expires_at` (Unix ms, Redis clock), `attempts` (wrong guesses),
-    /// `sends` (sends of this code), `locked` (set when the attempt cap is reached) and
-    /// `delivered` (set once any send of this code reached WATI).
-    /// The record outlives `expires_at` by one TTL so that verify can answer "expired".
-    pub fn otp(&self, phone: &str) -> String {
+    /// The code record of a phone: a hash laid out in [`crate::records::code`]. It
+    /// outlives its `expires_at` by one TTL so that verify can answer "expired".
+    pub fn otp(&self, phone: &PhoneNumber) -> String {
         format!("{}:otp:{phone}", self.prefix)
     }
 
     /// Minimum gap between two sends to a phone (string with a TTL).
-    pub fn cooldown(&self, phone: &str) -> String {
+    pub fn cooldown(&self, phone: &PhoneNumber) -> String {
         format!("{}:cooldown:{phone}", self.prefix)
     }
 
     /// Send times of a phone over the last hour (sorted set).
-    pub fn phone_sends(&self, phone: &str) -> String {
+    pub fn phone_sends(&self, phone: &PhoneNumber) -> String {
         format!("{}:sends:{phone}", self.prefix)
     }
 
@@ -40,29 +40,46 @@ impl Keys {
         format!("{}:ip:{addr}", self.prefix)
     }
 
-    /// Delivery status of one send request (hash).
-    pub fn status(&self, request_id: &str) -> String {
+    /// Delivery status of one send request: a hash laid out in [`crate::records::status`].
+    pub fn status(&self, request_id: Uuid) -> String {
         format!("{}:status:{request_id}", self.prefix)
     }
 
-    /// Next free slot of the WATI send rate, shared by all workers.
-    pub fn wati_send_rate(&self) -> String {
-        format!("{}:wati-send-rate", self.prefix)
+    /// When the next WATI call may start (µs, Redis clock), shared by all workers.
+    pub fn wati_calls(&self) -> String {
+        format!("{}:budget:wati-calls", self.prefix)
+    }
+
+    /// Recipients handed to WATI in the last second: a list of `time_µs:count` entries,
+    /// oldest first, shared by all workers.
+    pub fn whatsapp_messages(&self) -> String {
+        format!("{}:budget:whatsapp-messages", self.prefix)
+    }
+
+    /// The sum of the counts in [`Keys::whatsapp_messages`], kept beside it.
+    pub fn whatsapp_messages_sum(&self) -> String {
+        format!("{}:budget:whatsapp-messages-sum", self.prefix)
+    }
+
+    /// Sends admitted by any api replica and not yet handed to WATI: a sorted set of
+    /// request ids scored by the Unix ms after which they can no longer be sent.
+    pub fn pending_sends(&self) -> String {
+        format!("{}:pending-sends", self.prefix)
     }
 
     /// Set once WATI accepted a request, so a redelivered job is not sent again.
-    pub fn delivered(&self, request_id: &str) -> String {
+    pub fn delivered(&self, request_id: Uuid) -> String {
         format!("{}:delivered:{request_id}", self.prefix)
     }
 
     /// Held by the worker delivering a request, so that a copy of its job (redelivered
     /// after a broken link, or re-published) does not call WATI at the same time.
-    pub fn delivery_lease(&self, request_id: &str) -> String {
+    pub fn delivery_lease(&self, request_id: Uuid) -> String {
         format!("{}:lease:{request_id}", self.prefix)
     }
 
     /// User id of a phone.
-    pub fn user_by_phone(&self, phone: &str) -> String {
+    pub fn user_by_phone(&self, phone: &PhoneNumber) -> String {
         format!("{}:user-phone:{phone}", self.prefix)
     }
 

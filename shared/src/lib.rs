@@ -1,11 +1,15 @@
-//! What the api and the worker agree on: the send job, the Redis key layout, how a
-//! code is sealed, delivery status records, queue topology and telemetry set-up.
+//! What the api and the worker agree on: the send job, the Redis key layout and record
+//! layouts, how a code is sealed, delivery status records, the WATI budgets, queue
+//! topology and telemetry set-up.
 
 pub mod amqp;
+pub mod budget;
 pub mod config;
 pub mod job;
 pub mod keys;
 pub mod metrics;
+pub mod phone;
+pub mod records;
 pub mod redis_conn;
 pub mod seal;
 pub mod shutdown;

@@ -24,12 +24,21 @@ pub const HTTP_DURATION: &str = "otp_http_request_duration_seconds";
 pub const PUBLISH_DURATION: &str = "otp_publish_duration_seconds";
 /// Jobs ready in the send queue (read once a second by the api).
 pub const QUEUE_READY_JOBS: &str = "otp_queue_ready_jobs";
+/// Sends admitted and not yet handed to WATI, as read at the last admission.
+pub const SEND_BACKLOG: &str = "otp_send_backlog";
+/// How many sends may wait for WATI at once (from the budgets and the code's life).
+pub const SEND_CAPACITY: &str = "otp_send_capacity";
 
 // worker
 /// Jobs by final `outcome`: sent, failed, expired, dropped.
 pub const DELIVERIES: &str = "otp_deliveries_total";
 /// Calls to WATI by `result` class.
 pub const WATI_REQUESTS: &str = "otp_wati_requests_total";
+/// Recipients of WATI calls by `result`: accepted, invalid_number, recipient_error,
+/// not_listed, refused, rejected, transient.
+pub const WATI_RECIPIENTS: &str = "otp_wati_recipients_total";
+/// Recipients in one WATI call.
+pub const WATI_BATCH_RECIPIENTS: &str = "otp_wati_batch_recipients";
 /// Latency of one call to WATI.
 pub const WATI_DURATION: &str = "otp_wati_request_duration_seconds";
 /// Attempts after the first, for transient failures.
@@ -40,8 +49,13 @@ pub const ACCEPTED_TO_SENT: &str = "otp_accepted_to_sent_seconds";
 pub const JOBS_IN_FLIGHT: &str = "otp_jobs_in_flight";
 /// Messages dead-lettered, by `kind`: permanent_failure, malformed, unknown_version.
 pub const DEAD_LETTERS: &str = "otp_dead_letters_total";
-/// Wait for a slot of the shared WATI send rate.
-pub const SEND_RATE_WAIT: &str = "otp_send_rate_wait_seconds";
+/// From a send joining its worker's next call to that call leaving: the wait for budget.
+pub const BUDGET_WAIT: &str = "otp_wati_budget_wait_seconds";
+/// Times the next call had to wait, by the `limit` that held it: calls or messages.
+pub const BUDGET_LIMITED: &str = "otp_wati_budget_limited_total";
+/// Deliveries WATI accepted that could not be recorded (Redis kept failing): a copy
+/// of such a job would send again.
+pub const DELIVERY_RECORDS_LOST: &str = "otp_delivery_records_lost_total";
 /// Age of the job a worker received last: the head of the queue, as FIFO goes.
 pub const QUEUE_HEAD_AGE: &str = "otp_queue_head_age_seconds";
 
@@ -53,20 +67,30 @@ pub const ALL: &[&str] = &[
     HTTP_DURATION,
     PUBLISH_DURATION,
     QUEUE_READY_JOBS,
+    SEND_BACKLOG,
+    SEND_CAPACITY,
     DELIVERIES,
     WATI_REQUESTS,
+    WATI_RECIPIENTS,
+    WATI_BATCH_RECIPIENTS,
     WATI_DURATION,
     RETRIES,
     ACCEPTED_TO_SENT,
     JOBS_IN_FLIGHT,
     DEAD_LETTERS,
-    SEND_RATE_WAIT,
+    BUDGET_WAIT,
+    BUDGET_LIMITED,
+    DELIVERY_RECORDS_LOST,
     QUEUE_HEAD_AGE,
 ];
 
 /// Buckets for request-scale latencies (seconds).
 const FAST_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+/// Buckets for recipients per call, up to WATI's 10,000.
+const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 10000.0,
 ];
 /// Buckets for delivery-scale latencies, up to a code's default lifetime (seconds).
 const SLOW_BUCKETS: &[f64] = &[
@@ -85,7 +109,8 @@ pub fn install() -> PrometheusHandle {
                 (PUBLISH_DURATION, FAST_BUCKETS),
                 (WATI_DURATION, FAST_BUCKETS),
                 (ACCEPTED_TO_SENT, SLOW_BUCKETS),
-                (SEND_RATE_WAIT, SLOW_BUCKETS),
+                (BUDGET_WAIT, SLOW_BUCKETS),
+                (WATI_BATCH_RECIPIENTS, BATCH_BUCKETS),
             ]
             .into_iter()
             .try_fold(PrometheusBuilder::new(), |builder, (name, buckets)| {

@@ -20,3 +20,27 @@ pub async fn connect(url: &str) -> redis::RedisResult<ConnectionManager> {
         .set_max_delay(Duration::from_millis(500));
     client.get_connection_manager_with_config(config).await
 }
+
+/// Whether a Redis error means Redis could not answer (an outage: retry later, a 503)
+/// rather than that it answered something our code did not expect (a bug: a 500).
+pub fn is_outage(error: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    match error.kind() {
+        ErrorKind::Io
+        | ErrorKind::AuthenticationFailed
+        | ErrorKind::ClusterConnectionNotFound
+        | ErrorKind::MasterNameNotFoundBySentinel
+        | ErrorKind::NoValidReplicasFoundBySentinel => true,
+        ErrorKind::Server(kind) => matches!(
+            kind,
+            ServerErrorKind::BusyLoading
+                | ServerErrorKind::TryAgain
+                | ServerErrorKind::ClusterDown
+                | ServerErrorKind::MasterDown
+                | ServerErrorKind::ReadOnly
+                | ServerErrorKind::Moved
+                | ServerErrorKind::Ask
+        ),
+        _ => error.is_timeout() || error.is_connection_dropped() || error.is_connection_refusal(),
+    }
+}

@@ -8,6 +8,8 @@
 use aws_lc_rs::aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};
 use aws_lc_rs::hmac;
 
+use crate::phone::PhoneNumber;
+
 /// Length of a code MAC in bytes.
 pub const MAC_LEN: usize = 32;
 
@@ -23,6 +25,23 @@ pub enum SealError {
     Open,
     #[error("the system could not encrypt the code")]
     Seal,
+}
+
+/// A code opened for sending. Its `Debug` hides the digits, so it cannot reach a log
+/// line by accident; only the WATI request body reads it, through [`PlainCode::expose`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct PlainCode(String);
+
+impl PlainCode {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for PlainCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PlainCode(..)")
+    }
 }
 
 impl std::fmt::Debug for CodeSealer {
@@ -46,9 +65,9 @@ impl CodeSealer {
     }
 
     /// The MAC that verification compares (in constant time, inside Redis).
-    pub fn mac(&self, phone: &str, code: &str) -> [u8; MAC_LEN] {
+    pub fn mac(&self, phone: &PhoneNumber, code: &str) -> [u8; MAC_LEN] {
         let mut ctx = hmac::Context::with_key(&self.mac_key);
-        ctx.update(phone.as_bytes());
+        ctx.update(phone.as_str().as_bytes());
         ctx.update(&[0]);
         ctx.update(code.as_bytes());
         let mut out = [0u8; MAC_LEN];
@@ -57,11 +76,11 @@ impl CodeSealer {
     }
 
     /// Encrypts the code for the worker: `nonce || ciphertext || tag`.
-    pub fn seal(&self, phone: &str, code: &str) -> Result<Vec<u8>, SealError> {
+    pub fn seal(&self, phone: &PhoneNumber, code: &str) -> Result<Vec<u8>, SealError> {
         let mut in_out = code.as_bytes().to_vec();
         let nonce = self
             .seal_key
-            .seal_in_place_append_tag(Aad::from(phone.as_bytes()), &mut in_out)
+            .seal_in_place_append_tag(Aad::from(phone.as_str().as_bytes()), &mut in_out)
             .map_err(|_| SealError::Seal)?;
         let mut sealed = Vec::with_capacity(NONCE_LEN + in_out.len());
         sealed.extend_from_slice(nonce.as_ref());
@@ -70,7 +89,7 @@ impl CodeSealer {
     }
 
     /// Opens what [`CodeSealer::seal`] made for the same phone.
-    pub fn open(&self, phone: &str, sealed: &[u8]) -> Result<String, SealError> {
+    pub fn open(&self, phone: &PhoneNumber, sealed: &[u8]) -> Result<PlainCode, SealError> {
         if sealed.len() <= NONCE_LEN {
             return Err(SealError::Open);
         }
@@ -79,9 +98,11 @@ impl CodeSealer {
         let mut in_out = ciphertext.to_vec();
         let plain = self
             .seal_key
-            .open_in_place(nonce, Aad::from(phone.as_bytes()), &mut in_out)
+            .open_in_place(nonce, Aad::from(phone.as_str().as_bytes()), &mut in_out)
             .map_err(|_| SealError::Open)?;
-        String::from_utf8(plain.to_vec()).map_err(|_| SealError::Open)
+        String::from_utf8(plain.to_vec())
+            .map(PlainCode)
+            .map_err(|_| SealError::Open)
     }
 }
 
@@ -91,42 +112,48 @@ mod tests {
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
+    fn phone(digits: &str) -> PhoneNumber {
+        PhoneNumber::from_e164_digits(digits).expect("phone")
+    }
+
     #[test]
     fn a_sealed_code_opens_for_its_phone_only() {
         let sealer = CodeSealer::new(SECRET);
-        let sealed = sealer.seal("919876543210", "482913").expect("seal");
+        let sealed = sealer.seal(&phone("919876543210"), "482913").expect("seal");
         assert!(!sealed.windows(6).any(|w| w == b"482913"));
-        assert_eq!(
-            sealer.open("919876543210", &sealed).ok().as_deref(),
-            Some("482913")
-        );
-        assert!(sealer.open("919876543211", &sealed).is_err());
+        let opened = sealer.open(&phone("919876543210"), &sealed).expect("open");
+        assert_eq!(opened.expose(), "482913");
+        assert_eq!(format!("{opened:?}"), "PlainCode(..)");
+        assert!(sealer.open(&phone("919876543211"), &sealed).is_err());
     }
 
     #[test]
     fn another_secret_cannot_open_or_match() {
         let a = CodeSealer::new(SECRET);
         let b = CodeSealer::new(b"another-secret-of-at-least-32-bytes!");
-        let sealed = a.seal("1", "1234").expect("seal");
-        assert!(b.open("1", &sealed).is_err());
-        assert_ne!(a.mac("1", "1234"), b.mac("1", "1234"));
+        let one = phone("14155552671");
+        let sealed = a.seal(&one, "1234").expect("seal");
+        assert!(b.open(&one, &sealed).is_err());
+        assert_ne!(a.mac(&one, "1234"), b.mac(&one, "1234"));
     }
 
     #[test]
     fn a_tampered_seal_is_refused() {
         let sealer = CodeSealer::new(SECRET);
-        let mut sealed = sealer.seal("1", "1234").expect("seal");
+        let one = phone("14155552671");
+        let mut sealed = sealer.seal(&one, "1234").expect("seal");
         let last = sealed.len() - 1;
         sealed[last] ^= 1;
-        assert!(sealer.open("1", &sealed).is_err());
-        assert!(sealer.open("1", &sealed[..5]).is_err());
+        assert!(sealer.open(&one, &sealed).is_err());
+        assert!(sealer.open(&one, &sealed[..5]).is_err());
     }
 
     #[test]
     fn the_mac_depends_on_phone_and_code() {
         let sealer = CodeSealer::new(SECRET);
-        assert_eq!(sealer.mac("1", "1234"), sealer.mac("1", "1234"));
-        assert_ne!(sealer.mac("1", "1234"), sealer.mac("1", "1235"));
-        assert_ne!(sealer.mac("1", "1234"), sealer.mac("2", "1234"));
+        let (one, two) = (phone("14155552671"), phone("14155552672"));
+        assert_eq!(sealer.mac(&one, "1234"), sealer.mac(&one, "1234"));
+        assert_ne!(sealer.mac(&one, "1234"), sealer.mac(&one, "1235"));
+        assert_ne!(sealer.mac(&one, "1234"), sealer.mac(&two, "1234"));
     }
 }

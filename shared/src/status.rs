@@ -1,21 +1,15 @@
-//! Delivery status of each send request, written by the api (`queued`) and the worker
-//! (every later step), read by `GET /api/auth/otp-status/{requestId}`.
+//! Delivery status of each send request, read by `GET /api/auth/otp-status/{requestId}`.
+//! The api's send script writes `queued`; every later step is the worker's (its
+//! `ledger`). The hash's layout is [`crate::records::status`].
 
-use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::records::{state, status as fields};
 
 /// How long a status stays readable after its last update.
 pub const STATUS_TTL_SECONDS: i64 = 24 * 3600;
-
-/// Field names of the status hash; the api's send script writes the first state.
-pub mod fields {
-    pub const STATE: &str = "status";
-    pub const ATTEMPTS: &str = "attempts";
-    pub const UPDATED_AT: &str = "updated_at";
-    pub const REASON: &str = "reason";
-    pub const INFO: &str = "info";
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -30,23 +24,24 @@ pub enum DeliveryState {
 impl DeliveryState {
     pub fn as_str(self) -> &'static str {
         match self {
-            DeliveryState::Queued => "queued",
-            DeliveryState::Sending => "sending",
-            DeliveryState::Sent => "sent",
-            DeliveryState::Failed => "failed",
-            DeliveryState::Expired => "expired",
+            DeliveryState::Queued => state::QUEUED,
+            DeliveryState::Sending => state::SENDING,
+            DeliveryState::Sent => state::SENT,
+            DeliveryState::Failed => state::FAILED,
+            DeliveryState::Expired => state::EXPIRED,
         }
     }
 
     fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "queued" => DeliveryState::Queued,
-            "sending" => DeliveryState::Sending,
-            "sent" => DeliveryState::Sent,
-            "failed" => DeliveryState::Failed,
-            "expired" => DeliveryState::Expired,
-            _ => return None,
-        })
+        [
+            DeliveryState::Queued,
+            DeliveryState::Sending,
+            DeliveryState::Sent,
+            DeliveryState::Failed,
+            DeliveryState::Expired,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == s)
     }
 }
 
@@ -71,7 +66,7 @@ type StoredFields = (
     Option<String>,
 );
 
-/// Reads and writes status records.
+/// Reads status records.
 #[derive(Clone)]
 pub struct StatusStore {
     redis: ConnectionManager,
@@ -83,42 +78,9 @@ impl StatusStore {
         Self { redis, keys }
     }
 
-    /// Moves a request to `state`, with the failure reason where there is one.
-    pub async fn set(
-        &self,
-        request_id: &str,
-        state: DeliveryState,
-        reason: Option<&str>,
-        info: Option<&str>,
-    ) -> redis::RedisResult<()> {
-        let key = self.keys.status(request_id);
-        let mut pipe = redis::pipe();
-        pipe.hset(&key, fields::STATE, state.as_str()).hset(
-            &key,
-            fields::UPDATED_AT,
-            crate::now_ms(),
-        );
-        if let Some(reason) = reason {
-            pipe.hset(&key, fields::REASON, reason);
-        }
-        if let Some(info) = info {
-            pipe.hset(&key, fields::INFO, info);
-        }
-        pipe.expire(&key, STATUS_TTL_SECONDS);
-        pipe.exec_async(&mut self.redis.clone()).await
-    }
-
-    /// Counts one call to WATI.
-    pub async fn count_attempt(&self, request_id: &str) -> redis::RedisResult<()> {
-        let key = self.keys.status(request_id);
-        let _: i64 = self.redis.clone().hincr(&key, fields::ATTEMPTS, 1).await?;
-        Ok(())
-    }
-
-    pub async fn get(&self, request_id: &str) -> redis::RedisResult<Option<StatusRecord>> {
-        let key = self.keys.status(request_id);
+    pub async fn get(&self, request_id: Uuid) -> redis::RedisResult<Option<StatusRecord>> {
         let (state, attempts, updated_at, reason, info): StoredFields = redis::cmd("HMGET")
-            .arg(&key)
+            .arg(self.keys.status(request_id))
             .arg(fields::STATE)
             .arg(fields::ATTEMPTS)
             .arg(fields::UPDATED_AT)
@@ -136,5 +98,24 @@ impl StatusStore {
                 reason,
                 info,
             }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_reads_back_as_itself() {
+        for state in [
+            DeliveryState::Queued,
+            DeliveryState::Sending,
+            DeliveryState::Sent,
+            DeliveryState::Failed,
+            DeliveryState::Expired,
+        ] {
+            assert_eq!(DeliveryState::parse(state.as_str()), Some(state));
+        }
+        assert_eq!(DeliveryState::parse("delivered"), None);
     }
 }

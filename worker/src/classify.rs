@@ -1,52 +1,146 @@
-//! Says what a WATI answer means (delivered, permanent failure, transient failure),
-//! apart from when to try again, which is the retry schedule's business.
+//! Says what a WATI answer means for each recipient of the call (accepted, refused for
+//! good, or worth trying again), apart from when to try again, which is the retry
+//! schedule's business. The rules are SPEC.md's WATI tables.
 
 use std::time::Duration;
 
-/// What came back from one call to WATI.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum WatiReply {
-    /// An HTTP answer.
-    Http {
-        status: u16,
-        /// `Retry-After` in seconds, where given.
-        retry_after: Option<Duration>,
-        /// `result` of the JSON body, where the body had one.
-        result: Option<bool>,
-        /// `info` of the JSON body, where given.
-        info: Option<String>,
-    },
-    /// No answer within the timeout: the message may or may not have gone out.
-    Timeout,
-    /// The connection failed.
-    Connection,
-}
+use otp_shared::phone::PhoneNumber;
+use uuid::Uuid;
 
-/// What the worker does with an answer.
+use crate::wati::answer::{AnswerBody, Receiver, WatiAnswer, clip};
+
+/// What one recipient's send came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    Delivered,
+    /// WATI accepted the message for this recipient.
+    Accepted,
     /// Will not succeed if tried again.
     Permanent {
-        reason: String,
+        refusal: Refusal,
+        /// WATI's own words, where it gave some.
         info: Option<String>,
     },
     /// May succeed later; `retry_after` is WATI's own wait, where it gave one.
     Transient {
-        reason: String,
+        trouble: Trouble,
         retry_after: Option<Duration>,
     },
 }
 
-/// The `result` label of a WATI call: a small fixed set, for metrics and alerts.
-pub fn result_class(reply: &WatiReply) -> &'static str {
-    match reply {
-        WatiReply::Timeout => "timeout",
-        WatiReply::Connection => "connection_error",
-        WatiReply::Http { status, result, .. } => match status {
-            200..=299 if *result == Some(true) => "accepted",
-            200..=299 if *result == Some(false) => "refused",
-            200..=299 => "unreadable",
+/// Why WATI will not take a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The recipient's `isValidWhatsAppNumber` is false.
+    InvalidNumber,
+    /// The recipient's entry lists errors.
+    RecipientError,
+    /// A `receivers` list that leaves the recipient out.
+    NotListed,
+    /// `result`/`success` false for the whole call.
+    Refused,
+    /// 401 or 403.
+    AuthFailed,
+    /// 404.
+    TemplateNotFound,
+    /// A 3xx: WATI's address is wrong, and the client never follows one.
+    Redirected { status: u16 },
+    /// Any other 4xx.
+    Rejected { status: u16 },
+}
+
+/// Why a call may succeed later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trouble {
+    Timeout,
+    Unreachable,
+    /// A 2xx whose body says nothing readable: the outcome is unknown.
+    Unreadable,
+    RateLimited,
+    Unavailable,
+    ServerError {
+        status: u16,
+    },
+}
+
+impl Refusal {
+    /// The reason a status and a dead letter give.
+    pub fn reason(self) -> String {
+        match self {
+            Refusal::InvalidNumber => "Not a valid WhatsApp number".into(),
+            Refusal::RecipientError => "WATI refused the recipient".into(),
+            Refusal::NotListed => "not accepted by WATI".into(),
+            Refusal::Refused => "WATI refused the message".into(),
+            Refusal::AuthFailed => "WATI API authentication failed".into(),
+            Refusal::TemplateNotFound => "WATI template not found".into(),
+            Refusal::Redirected { status } => {
+                format!("WATI redirected the request (HTTP {status})")
+            }
+            Refusal::Rejected { status } => format!("WATI rejected the request (HTTP {status})"),
+        }
+    }
+
+    /// The `result` label of a recipient refused this way.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::InvalidNumber => "invalid_number",
+            Refusal::RecipientError => "recipient_error",
+            Refusal::NotListed => "not_listed",
+            Refusal::Refused => "refused",
+            Refusal::AuthFailed
+            | Refusal::TemplateNotFound
+            | Refusal::Redirected { .. }
+            | Refusal::Rejected { .. } => "rejected",
+        }
+    }
+}
+
+impl Trouble {
+    pub fn reason(self) -> String {
+        match self {
+            Trouble::Timeout => "WATI did not answer in time".into(),
+            Trouble::Unreachable => "WATI could not be reached".into(),
+            Trouble::Unreadable => "WATI answered without a result".into(),
+            Trouble::RateLimited => "WATI rate limited the request".into(),
+            Trouble::Unavailable => "WATI is unavailable".into(),
+            Trouble::ServerError { status } => format!("WATI failed (HTTP {status})"),
+        }
+    }
+}
+
+impl Verdict {
+    /// The `result` label of a recipient with this verdict.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Verdict::Accepted => "accepted",
+            Verdict::Permanent { refusal, .. } => refusal.label(),
+            Verdict::Transient { .. } => "transient",
+        }
+    }
+
+    fn permanent(refusal: Refusal, info: Option<String>) -> Self {
+        Verdict::Permanent { refusal, info }
+    }
+
+    fn transient(trouble: Trouble, retry_after: Option<Duration>) -> Self {
+        Verdict::Transient {
+            trouble,
+            retry_after,
+        }
+    }
+}
+
+/// The `result` label of a whole call: a small fixed set, for metrics and alerts.
+pub fn call_class(answer: &WatiAnswer) -> &'static str {
+    match answer {
+        WatiAnswer::Timeout => "timeout",
+        WatiAnswer::Connection => "connection_error",
+        WatiAnswer::Http { status, body, .. } => match status {
+            200..=299 => match body.as_ref().and_then(|b| b.ok) {
+                Some(true) => "accepted",
+                Some(false) => "refused",
+                None => "unreadable",
+            },
+            300..=399 => "redirected",
             401 | 403 => "auth_failed",
             404 => "template_not_found",
             429 => "rate_limited",
@@ -56,37 +150,78 @@ pub fn result_class(reply: &WatiReply) -> &'static str {
     }
 }
 
-pub fn classify(reply: &WatiReply) -> Verdict {
-    let transient = |reason: &str, retry_after| Verdict::Transient {
-        reason: reason.to_owned(),
-        retry_after,
-    };
-    let permanent = |reason: &str, info: &Option<String>| Verdict::Permanent {
-        reason: reason.to_owned(),
-        info: info.clone(),
-    };
-    match reply {
-        WatiReply::Timeout => transient("WATI did not answer in time", None),
-        WatiReply::Connection => transient("WATI could not be reached", None),
-        WatiReply::Http {
+/// The verdict for each recipient of a call, in the order given. A recipient is named
+/// by its request id (v3's `local_message_id`) and its phone.
+pub fn classify(answer: &WatiAnswer, recipients: &[(Uuid, &PhoneNumber)]) -> Vec<Verdict> {
+    match call_verdict(answer) {
+        CallVerdict::ForAll(verdict) => vec![verdict; recipients.len()],
+        CallVerdict::PerRecipient(receivers) => recipients
+            .iter()
+            .map(|(request_id, phone)| recipient_verdict(receivers, *request_id, phone))
+            .collect(),
+    }
+}
+
+/// What a call's answer says before looking at recipients.
+enum CallVerdict<'a> {
+    ForAll(Verdict),
+    PerRecipient(&'a [Receiver]),
+}
+
+fn call_verdict(answer: &WatiAnswer) -> CallVerdict<'_> {
+    use CallVerdict::ForAll;
+    let (status, retry_after, body) = match answer {
+        WatiAnswer::Timeout => return ForAll(Verdict::transient(Trouble::Timeout, None)),
+        WatiAnswer::Connection => return ForAll(Verdict::transient(Trouble::Unreachable, None)),
+        WatiAnswer::Http {
             status,
             retry_after,
-            result,
-            info,
-        } => match status {
-            200..=299 => match result {
-                Some(true) => Verdict::Delivered,
-                Some(false) => permanent("WATI refused the message", info),
-                // Accepted by HTTP but not readable: the outcome is unknown.
-                None => transient("WATI answered without a result", None),
-            },
-            401 | 403 => permanent("WATI API authentication failed", info),
-            404 => permanent("WATI template not found", info),
-            429 => transient("WATI rate limited the request", *retry_after),
-            503 => transient("WATI is unavailable", *retry_after),
-            400..=499 => permanent(&format!("WATI rejected the request (HTTP {status})"), info),
-            _ => transient(&format!("WATI failed (HTTP {status})"), None),
+            body,
+        } => (*status, *retry_after, body.as_ref()),
+    };
+    let info = || body.and_then(|b| b.info.clone());
+    match status {
+        200..=299 => match body {
+            Some(AnswerBody {
+                ok: Some(true),
+                receivers: Some(receivers),
+                ..
+            }) => CallVerdict::PerRecipient(receivers),
+            Some(AnswerBody { ok: Some(true), .. }) => ForAll(Verdict::Accepted),
+            Some(AnswerBody {
+                ok: Some(false), ..
+            }) => ForAll(Verdict::permanent(Refusal::Refused, info())),
+            Some(AnswerBody { ok: None, .. }) | None => {
+                ForAll(Verdict::transient(Trouble::Unreadable, None))
+            }
         },
+        300..=399 => ForAll(Verdict::permanent(Refusal::Redirected { status }, None)),
+        401 | 403 => ForAll(Verdict::permanent(Refusal::AuthFailed, info())),
+        404 => ForAll(Verdict::permanent(Refusal::TemplateNotFound, info())),
+        429 => ForAll(Verdict::transient(Trouble::RateLimited, retry_after)),
+        503 => ForAll(Verdict::transient(Trouble::Unavailable, retry_after)),
+        400..=499 => ForAll(Verdict::permanent(Refusal::Rejected { status }, info())),
+        _ => ForAll(Verdict::transient(Trouble::ServerError { status }, None)),
+    }
+}
+
+fn recipient_verdict(receivers: &[Receiver], request_id: Uuid, phone: &PhoneNumber) -> Verdict {
+    let id = request_id.to_string();
+    // By the id we gave; by the phone only for an entry that carries no id.
+    let entry = receivers.iter().find(|r| match &r.local_message_id {
+        Some(local) => local.eq_ignore_ascii_case(&id),
+        None => r.wa_id.as_deref() == Some(phone.as_str()),
+    });
+    let Some(entry) = entry else {
+        return Verdict::permanent(Refusal::NotListed, None);
+    };
+    let errors = (!entry.errors.is_empty()).then(|| clip(&entry.errors.join("; ")));
+    if entry.valid_number == Some(false) {
+        Verdict::permanent(Refusal::InvalidNumber, errors)
+    } else if errors.is_some() {
+        Verdict::permanent(Refusal::RecipientError, errors)
+    } else {
+        Verdict::Accepted
     }
 }
 
@@ -94,32 +229,56 @@ pub fn classify(reply: &WatiReply) -> Verdict {
 mod tests {
     use super::*;
 
-    fn http(status: u16, result: Option<bool>) -> WatiReply {
-        WatiReply::Http {
+    fn http(status: u16, body: Option<AnswerBody>) -> WatiAnswer {
+        WatiAnswer::Http {
             status,
             retry_after: None,
-            result,
-            info: None,
+            body,
         }
     }
 
+    fn ok(ok: bool) -> Option<AnswerBody> {
+        Some(AnswerBody {
+            ok: Some(ok),
+            ..AnswerBody::default()
+        })
+    }
+
+    fn one() -> (Uuid, PhoneNumber) {
+        (
+            Uuid::new_v4(),
+            PhoneNumber::from_e164_digits("919876543210").expect("phone"),
+        )
+    }
+
+    fn single(answer: &WatiAnswer) -> Verdict {
+        let (id, phone) = one();
+        classify(answer, &[(id, &phone)]).remove(0)
+    }
+
     #[test]
-    fn only_result_true_is_delivered() {
-        assert_eq!(classify(&http(200, Some(true))), Verdict::Delivered);
+    fn only_a_true_result_is_accepted() {
+        assert_eq!(single(&http(200, ok(true))), Verdict::Accepted);
         assert!(matches!(
-            classify(&http(200, Some(false))),
-            Verdict::Permanent { .. }
+            single(&http(200, ok(false))),
+            Verdict::Permanent {
+                refusal: Refusal::Refused,
+                ..
+            }
         ));
         assert!(matches!(
-            classify(&http(200, None)),
-            Verdict::Transient { .. }
+            single(&http(200, None)),
+            Verdict::Transient {
+                trouble: Trouble::Unreadable,
+                ..
+            }
         ));
     }
 
     #[test]
     fn client_errors_are_permanent_with_the_spec_reasons() {
-        let reason = |status| match classify(&http(status, None)) {
-            Verdict::Permanent { reason, .. } => reason,
+        let reason = |status| match single(&http(status, None)) {
+            Verdict::Permanent { refusal, .. } => refusal.reason(),
             other => panic!("{status}: {other:?}"),
         };
         assert_eq!(reason(401), "WATI API authentication failed");
@@ -127,21 +286,28 @@ mod tests {
         assert_eq!(reason(404), "WATI template not found");
         assert_eq!(reason(400), "WATI rejected the request (HTTP 400)");
         assert_eq!(reason(422), "WATI rejected the request (HTTP 422)");
+        assert_eq!(reason(302), "WATI redirected the request (HTTP 302)");
     }
 
     #[test]
-    fn server_errors_timeouts_and_rate_limits_are_transient() {
-        for reply in [
+    fn server_errors_timeouts_and_rate_limits_are_transient_for_every_recipient() {
+        let (a, pa) = one();
+        let (b, pb) = one();
+        for answer in [
             http(500, None),
             http(502, None),
             http(503, None),
             http(429, None),
-            WatiReply::Timeout,
-            WatiReply::Connection,
+            WatiAnswer::Timeout,
+            WatiAnswer::Connection,
         ] {
+            let verdicts = classify(&answer, &[(a, &pa), (b, &pb)]);
+            assert_eq!(verdicts.len(), 2);
             assert!(
-                matches!(classify(&reply), Verdict::Transient { .. }),
-                "{reply:?}"
+                verdicts
+                    .iter()
+                    .all(|v| matches!(v, Verdict::Transient { .. })),
+                "{answer:?}"
             );
         }
     }
@@ -149,26 +315,81 @@ mod tests {
     #[test]
     fn retry_after_is_passed_on_for_429_and_503() {
         for status in [429, 503] {
-            let reply = WatiReply::Http {
+            let answer = WatiAnswer::Http {
                 status,
                 retry_after: Some(Duration::from_secs(2)),
-                result: None,
-                info: None,
+                body: None,
             };
-            assert_eq!(
-                classify(&reply),
-                Verdict::Transient {
-                    reason: classify_reason(&reply),
-                    retry_after: Some(Duration::from_secs(2))
-                }
-            );
+            assert!(matches!(
+                single(&answer),
+                Verdict::Transient { retry_after: Some(d), .. } if d == Duration::from_secs(2)
+            ));
         }
     }
 
-    fn classify_reason(reply: &WatiReply) -> String {
-        match classify(reply) {
-            Verdict::Transient { reason, .. } => reason,
-            other => panic!("{other:?}"),
-        }
+    #[test]
+    fn each_recipient_gets_its_own_outcome_from_the_receivers_list() {
+        let phones: Vec<PhoneNumber> =
+            ["919876543210", "14155552671", "447700900123", "61412345678"]
+                .iter()
+                .map(|p| PhoneNumber::from_e164_digits(p).expect("phone"))
+                .collect();
+        let ids: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
+        let entry = |i: usize, valid: bool, errors: &[&str]| Receiver {
+            local_message_id: Some(ids[i].to_string()),
+            wa_id: Some(phones[i].as_str().to_owned()),
+            valid_number: Some(valid),
+            errors: errors.iter().map(|e| (*e).to_owned()).collect(),
+        };
+        let answer = http(
+            200,
+            Some(AnswerBody {
+                ok: Some(true),
+                info: None,
+                // The fourth recipient is left out.
+                receivers: Some(vec![
+                    entry(0, true, &[]),
+                    entry(1, false, &[]),
+                    entry(2, true, &["Template param missing"]),
+                ]),
+            }),
+        );
+        let recipients: Vec<(Uuid, &PhoneNumber)> = ids.iter().copied().zip(&phones).collect();
+        let verdicts = classify(&answer, &recipients);
+        assert_eq!(verdicts[0], Verdict::Accepted);
+        assert_eq!(verdicts[1].label(), "invalid_number");
+        assert_eq!(
+            verdicts[2],
+            Verdict::Permanent {
+                refusal: Refusal::RecipientError,
+                info: Some("Template param missing".into())
+            }
+        );
+        assert_eq!(
+            verdicts[3],
+            Verdict::Permanent {
+                refusal: Refusal::NotListed,
+                info: None
+            }
+        );
+        assert_eq!(Refusal::NotListed.reason(), "not accepted by WATI");
+    }
+
+    #[test]
+    fn a_true_answer_without_a_list_accepts_everyone() {
+        let (a, pa) = one();
+        let (b, pb) = one();
+        let verdicts = classify(&http(200, ok(true)), &[(a, &pa), (b, &pb)]);
+        assert_eq!(verdicts, [Verdict::Accepted, Verdict::Accepted]);
+    }
+
+    #[test]
+    fn the_call_class_names_each_kind_of_answer() {
+        assert_eq!(call_class(&http(200, ok(true))), "accepted");
+        assert_eq!(call_class(&http(200, ok(false))), "refused");
+        assert_eq!(call_class(&http(200, None)), "unreadable");
+        assert_eq!(call_class(&http(301, None)), "redirected");
+        assert_eq!(call_class(&http(429, None)), "rate_limited");
+        assert_eq!(call_class(&WatiAnswer::Timeout), "timeout");
     }
 }

@@ -4,8 +4,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
+use otp_shared::budget::WatiApiVersion;
 use otp_shared::config::{CommonArgs, CommonConfig, ConfigError, required};
 use secrecy::SecretString;
+
+/// Jobs in flight per worker in v1 mode, where each call carries one.
+const V1_CONCURRENCY: u16 = 64;
 
 /// WhatsApp OTP gateway: delivery worker.
 #[derive(Parser, Debug)]
@@ -13,7 +17,8 @@ use secrecy::SecretString;
 pub struct WorkerArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// WATI API base URL, e.g. `https://live-mt-server.wati.io/12345` (may carry a path).
+    /// WATI API base URL: `https://live-mt-server.wati.io` for v3, with the tenant id
+    /// (`…/12345`) for v1; may carry a path prefix.
     #[arg(long, env = "WATI_BASE_URL")]
     pub wati_base_url: Option<String>,
     /// WATI API key, sent as `Authorization: Bearer <key>`.
@@ -22,18 +27,20 @@ pub struct WorkerArgs {
     /// Approved template with one parameter named `otp`.
     #[arg(long, env = "WATI_TEMPLATE_NAME", default_value = "login_otp")]
     pub wati_template_name: String,
+    /// The WhatsApp number v3 sends from (`channel_number`); WATI's default channel if unset.
+    #[arg(long, env = "WATI_CHANNEL_NUMBER")]
+    pub wati_channel_number: Option<String>,
     /// Longest wait for one WATI call, in milliseconds.
     #[arg(long, env = "WATI_TIMEOUT_MS", default_value_t = 10_000)]
     pub wati_timeout_ms: u64,
-    /// Sends per second to WATI for all workers together; 0 turns the limit off.
-    #[arg(long, env = "WATI_SENDS_PER_SECOND", default_value_t = 10)]
-    pub wati_sends_per_second: u32,
     /// Address of `/metrics` and `/healthz` for Prometheus.
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9101")]
     pub metrics_addr: SocketAddr,
-    /// Jobs one worker handles at once (also its RabbitMQ prefetch).
-    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 64)]
-    pub worker_concurrency: u16,
+    /// Jobs one worker holds at once (its RabbitMQ prefetch), from which its calls are
+    /// filled. Default: twice WATI_BATCH_MAX for v3 (a full call forms while another is
+    /// in the air), 64 for v1. For v3 it must be at least WATI_BATCH_MAX.
+    #[arg(long, env = "WORKER_CONCURRENCY")]
+    pub worker_concurrency: Option<u16>,
     /// First retry delay after a transient WATI failure, in milliseconds.
     #[arg(long, env = "RETRY_BASE_DELAY_MS", default_value_t = 500)]
     pub retry_base_delay_ms: u64,
@@ -52,9 +59,10 @@ pub struct WatiConfig {
     pub base_url: String,
     pub api_key: SecretString,
     pub template_name: String,
+    /// v3's `channel_number`; `None` sends from WATI's default channel.
+    pub channel_number: Option<String>,
     pub timeout: Duration,
-    /// Shared ceiling of sends per second; 0 is none.
-    pub sends_per_second: u32,
+    pub api_version: WatiApiVersion,
 }
 
 /// Delays between attempts after a transient failure.
@@ -90,12 +98,26 @@ impl WorkerArgs {
             });
         }
         let api_key = required("WATI_API_KEY", self.wati_api_key)?;
-        if self.worker_concurrency == 0 {
-            return Err(ConfigError::Invalid {
-                name: "WORKER_CONCURRENCY",
-                problem: "must be at least 1",
-            });
-        }
+        let budgets = common.budgets;
+        let concurrency = match (self.worker_concurrency, budgets.api_version) {
+            (Some(0), _) => {
+                return Err(ConfigError::Invalid {
+                    name: "WORKER_CONCURRENCY",
+                    problem: "must be at least 1",
+                });
+            }
+            (Some(n), WatiApiVersion::V3) if u32::from(n) < budgets.recipients_per_call => {
+                return Err(ConfigError::Invalid {
+                    name: "WORKER_CONCURRENCY",
+                    problem: "must be at least WATI_BATCH_MAX: a call carries only jobs its worker holds",
+                });
+            }
+            (Some(n), _) => n,
+            (None, WatiApiVersion::V1) => V1_CONCURRENCY,
+            (None, WatiApiVersion::V3) => {
+                u16::try_from(budgets.recipients_per_call * 2).unwrap_or(u16::MAX)
+            }
+        };
         if self.retry_base_delay_ms == 0 || self.retry_max_delay_ms < self.retry_base_delay_ms {
             return Err(ConfigError::Invalid {
                 name: "RETRY_MAX_DELAY_MS",
@@ -108,15 +130,16 @@ impl WorkerArgs {
                 base_url: base_url.trim_end_matches('/').to_owned(),
                 api_key: SecretString::from(api_key),
                 template_name: self.wati_template_name,
+                channel_number: self.wati_channel_number.filter(|c| !c.trim().is_empty()),
                 timeout: Duration::from_millis(self.wati_timeout_ms.max(1)),
-                sends_per_second: self.wati_sends_per_second,
+                api_version: budgets.api_version,
             },
             retry: RetryConfig {
                 base_delay: Duration::from_millis(self.retry_base_delay_ms),
                 max_delay: Duration::from_millis(self.retry_max_delay_ms),
             },
             metrics_addr: self.metrics_addr,
-            concurrency: self.worker_concurrency,
+            concurrency,
             shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
         })
     }
@@ -161,5 +184,29 @@ mod tests {
         assert_eq!(config.wati.base_url, "https://live-mt-server.wati.io/12345");
         assert_eq!(config.wati.template_name, "login_otp");
         assert_eq!(config.metrics_addr.port(), 9101);
+    }
+
+    #[test]
+    fn concurrency_follows_the_batch_size_unless_set() {
+        let base = [
+            "--wati-base-url",
+            "https://wati.test",
+            "--wati-api-key",
+            "k",
+        ];
+        let v3 = parse(&base).expect("valid");
+        assert_eq!(v3.wati.api_version, WatiApiVersion::V3);
+        assert_eq!(v3.concurrency, 2000);
+        let mut v1_args = base.to_vec();
+        v1_args.extend(["--wati-api-version", "v1"]);
+        assert_eq!(parse(&v1_args).expect("valid").concurrency, 64);
+        let mut small = base.to_vec();
+        small.extend(["--wati-batch-max", "10", "--worker-concurrency", "9"]);
+        assert_eq!(
+            parse(&small).err().map(|e| e.to_string()).as_deref(),
+            Some(
+                "WORKER_CONCURRENCY must be at least WATI_BATCH_MAX: a call carries only jobs its worker holds"
+            )
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! The consumer loop: receives jobs with a bounded number in flight, hands each to the
-//! processor, acks only final outcomes, dead-letters what cannot succeed, drains on
+//! deliverer, acks only final outcomes, dead-letters what cannot succeed, drains on
 //! shutdown, and reconnects with capped backoff when RabbitMQ goes away.
 
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use otp_shared::job::SendJob;
 use otp_shared::keys::QueueNames;
 use tokio::sync::{Semaphore, watch};
 
-use crate::process::{Outcome, Processor};
+use crate::delivery::{Deliverer, Outcome};
 
 /// Pause before a job that hit a Redis error goes back to the queue, so an outage
 /// does not turn into a tight redelivery loop.
@@ -38,7 +38,7 @@ pub enum LinkError {
     DeadLetterRefused,
 }
 
-/// What the consumer needs besides the processor.
+/// What the consumer needs besides the deliverer.
 pub struct ConsumerSettings {
     pub amqp_url: String,
     pub queues: QueueNames,
@@ -73,7 +73,7 @@ pub async fn connect(settings: &ConsumerSettings) -> lapin::Result<Link> {
 /// Consumes until `shutdown` turns true, reconnecting whenever the link drops.
 pub async fn run(
     settings: Arc<ConsumerSettings>,
-    processor: Arc<Processor>,
+    deliverer: Arc<Deliverer>,
     first_link: Link,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -93,7 +93,7 @@ pub async fn run(
     loop {
         if let Some(live) = link.take() {
             delays = reconnect_delays();
-            match consume(&settings, &processor, live, &in_flight, &mut shutdown).await {
+            match consume(&settings, &deliverer, live, &in_flight, &mut shutdown).await {
                 Ok(()) => return,
                 Err(e) => tracing::warn!(error = %e, "lost the link to rabbitmq; reconnecting"),
             }
@@ -122,7 +122,7 @@ pub async fn run(
 /// One session on one link. `Ok` when stopped by shutdown, `Err` when the link broke.
 async fn consume(
     settings: &ConsumerSettings,
-    processor: &Arc<Processor>,
+    deliverer: &Arc<Deliverer>,
     link: Link,
     in_flight: &Arc<Semaphore>,
     shutdown: &mut watch::Receiver<bool>,
@@ -152,12 +152,12 @@ async fn consume(
         match delivery {
             Some(Ok(delivery)) => {
                 metrics::gauge!(otp_shared::metrics::JOBS_IN_FLIGHT).increment(1.0);
-                let processor = processor.clone();
+                let deliverer = deliverer.clone();
                 let dead_letters = link.dead_letters.clone();
                 let dead_queue = settings.queues.dead.clone();
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
-                    handle(delivery, &processor, &dead_letters, &dead_queue, &shutdown).await;
+                    handle(delivery, &deliverer, &dead_letters, &dead_queue, &shutdown).await;
                     metrics::gauge!(otp_shared::metrics::JOBS_IN_FLIGHT).decrement(1.0);
                     drop(permit);
                 });
@@ -198,7 +198,7 @@ fn count_delivery(outcome: &'static str) {
 
 async fn handle(
     delivery: Delivery,
-    processor: &Processor,
+    deliverer: &Deliverer,
     dead_letters: &Channel,
     dead_queue: &str,
     shutdown: &watch::Receiver<bool>,
@@ -215,7 +215,7 @@ async fn handle(
         Ok(job) => {
             let age_ms = otp_shared::now_ms().saturating_sub(job.accepted_at_ms);
             metrics::gauge!(otp_shared::metrics::QUEUE_HEAD_AGE).set(age_ms as f64 / 1000.0);
-            match processor.process(&job).await {
+            match deliverer.deliver(&job).await {
                 Outcome::Sent => {
                     count_delivery("sent");
                     Disposition::Ack
@@ -224,7 +224,8 @@ async fn handle(
                     count_delivery("expired");
                     Disposition::Ack
                 }
-                Outcome::Dropped { .. } => {
+                Outcome::Dropped { why } => {
+                    tracing::info!(request_id = %job.request_id, why, "job dropped");
                     count_delivery("dropped");
                     Disposition::Ack
                 }

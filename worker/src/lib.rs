@@ -1,30 +1,28 @@
-//! The worker process: consumes send jobs from RabbitMQ and delivers each code through
-//! WATI, retrying transient failures until the code expires.
+//! The worker process: consumes send jobs from RabbitMQ and delivers the codes through
+//! WATI in batched calls within the shared budgets, retrying transient failures until
+//! each code expires.
 
+pub mod batcher;
+pub mod budget;
 pub mod classify;
-pub mod codes;
 pub mod config;
 pub mod consumer;
-pub mod process;
+pub mod delivery;
+pub mod lease;
+pub mod ledger;
 pub mod retry;
-pub mod send_rate;
 pub mod wati;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use otp_shared::keys::{Keys, QueueNames};
-use otp_shared::seal::CodeSealer;
-use otp_shared::status::StatusStore;
-use secrecy::ExposeSecret;
+use otp_shared::keys::QueueNames;
 use tokio::sync::watch;
 
-use crate::codes::CodeStore;
 use crate::config::WorkerConfig;
 use crate::consumer::ConsumerSettings;
-use crate::process::Processor;
-use crate::wati::WatiClient;
+use crate::delivery::Deliverer;
 
 /// Why the worker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +49,6 @@ pub async fn run(
     let redis = otp_shared::redis_conn::connect(&config.common.redis_url)
         .await
         .map_err(StartError::Redis)?;
-    let keys = Keys::new(&config.common.key_prefix);
     let settings = Arc::new(ConsumerSettings {
         amqp_url: config.common.amqp_url.clone(),
         queues: QueueNames::new(&config.common.queue_prefix),
@@ -67,30 +64,17 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let processor = Arc::new(Processor {
-        codes: CodeStore::new(
-            redis.clone(),
-            keys.clone(),
-            Duration::from_secs(config.common.otp_ttl_seconds),
-        ),
-        send_rate: send_rate::SendRate::new(
-            redis.clone(),
-            keys.wati_send_rate(),
-            config.wati.sends_per_second,
-        ),
-        statuses: StatusStore::new(redis, keys),
-        wati: WatiClient::new(&config.wati).map_err(StartError::Http)?,
-        sealer: Arc::new(CodeSealer::new(
-            config.common.otp_secret.expose_secret().as_bytes(),
-        )),
-        retry: config.retry.clone(),
-        lease: config.wati.timeout + Duration::from_secs(2),
-        shutdown: stop_rx.clone(),
-    });
+    let deliverer =
+        Arc::new(Deliverer::start(&config, redis, stop_rx.clone()).map_err(StartError::Http)?);
+    let budgets = &config.common.budgets;
     tracing::info!(
         send_queue = %settings.queues.send,
         dead_letter_queue = %settings.queues.dead,
         concurrency = config.concurrency,
+        wati_api_version = ?budgets.api_version,
+        recipients_per_call = budgets.recipients_per_call,
+        calls_per_10s = budgets.calls_per_10s,
+        messages_per_second = budgets.messages_per_second,
         "worker started"
     );
     let metrics_server = {
@@ -103,7 +87,7 @@ pub async fn run(
             },
         ))
     };
-    consumer::run(settings, processor, link, stop_rx).await;
+    consumer::run(settings, deliverer, link, stop_rx).await;
     let _ = metrics_server.await;
     tracing::info!("worker stopped");
     Ok(())

@@ -29,7 +29,8 @@ fn spawn_worker(env: &TestEnv, grace_seconds: u64) -> Worker {
         .env("OTP_SECRET", otp_e2e::OTP_SECRET)
         .env("WATI_BASE_URL", format!("{}/12345", env.sandbox_url))
         .env("WATI_API_KEY", otp_e2e::WATI_KEY)
-        .env("WATI_SENDS_PER_SECOND", "0")
+        .env("WATI_CALLS_PER_10S", "0")
+        .env("WHATSAPP_MESSAGES_PER_SECOND", "0")
         .env("METRICS_ADDR", "127.0.0.1:0")
         // Short, so that a killed worker's delivery lease lapses soon.
         .env("WATI_TIMEOUT_MS", "2000")

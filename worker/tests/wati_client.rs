@@ -1,75 +1,256 @@
-//! The WATI client against a real HTTP server (wiremock): request shape, tenant path,
-//! auth header, and what each kind of answer is classified as.
+//! The WATI client against a real HTTP server (wiremock): the request shapes of v3 and
+//! v1, the tenant path, the auth header, and what each kind of answer means for each
+//! recipient; no redirect is followed and no oversized answer is read.
 
 use std::time::Duration;
 
-use otp_worker::classify::{Verdict, WatiReply, classify};
+use otp_shared::budget::WatiApiVersion;
+use otp_shared::phone::PhoneNumber;
+use otp_shared::seal::{CodeSealer, PlainCode};
+use otp_worker::classify::{Refusal, Trouble, Verdict, classify};
 use otp_worker::config::WatiConfig;
-use otp_worker::wati::WatiClient;
+use otp_worker::wati::answer::WatiAnswer;
+use otp_worker::wati::{Recipient, WatiClient};
 use secrecy::SecretString;
-use serde_json::json;
+use serde_json::{Value, json};
+use uuid::Uuid;
 use wiremock::matchers::{body_json, header, method, path, query_param};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-const SEND_PATH: &str = "/12345/api/v1/sendTemplateMessage";
+const V1_PATH: &str = "/12345/api/v1/sendTemplateMessage";
+const V3_PATH: &str = "/api/ext/v3/messageTemplates/send";
 
-fn client(server: &MockServer, timeout: Duration) -> WatiClient {
-    WatiClient::new(&WatiConfig {
-        base_url: format!("{}/12345", server.uri()),
+/// A recipient with its own phone and code.
+struct Send {
+    request_id: Uuid,
+    phone: PhoneNumber,
+    code: PlainCode,
+}
+
+fn send(phone: &str, code: &str) -> Send {
+    let phone = PhoneNumber::from_e164_digits(phone).expect("phone");
+    // A plain code exists only as opened from a sealed one.
+    let sealer = CodeSealer::new(b"0123456789abcdef0123456789abcdef");
+    let sealed = sealer.seal(&phone, code).expect("seal");
+    Send {
+        request_id: Uuid::new_v4(),
+        code: sealer.open(&phone, &sealed).expect("open"),
+        phone,
+    }
+}
+
+fn recipients(sends: &[Send]) -> Vec<Recipient<'_>> {
+    sends
+        .iter()
+        .map(|s| Recipient {
+            request_id: s.request_id,
+            phone: &s.phone,
+            code: &s.code,
+        })
+        .collect()
+}
+
+fn verdicts(answer: &WatiAnswer, sends: &[Send]) -> Vec<Verdict> {
+    let named: Vec<(Uuid, &PhoneNumber)> = sends.iter().map(|s| (s.request_id, &s.phone)).collect();
+    classify(answer, &named)
+}
+
+fn config(base_url: String, version: WatiApiVersion, timeout: Duration) -> WatiConfig {
+    WatiConfig {
+        base_url,
         api_key: SecretString::from("key-1"),
         template_name: "login_otp".into(),
+        channel_number: None,
         timeout,
-        sends_per_second: 0,
-    })
+        api_version: version,
+    }
+}
+
+fn v1_client(server: &MockServer, timeout: Duration) -> WatiClient {
+    let base = format!("{}/12345", server.uri());
+    WatiClient::new(&config(base, WatiApiVersion::V1, timeout)).expect("client")
+}
+
+fn v3_client(server: &MockServer) -> WatiClient {
+    WatiClient::new(&config(
+        server.uri(),
+        WatiApiVersion::V3,
+        Duration::from_secs(2),
+    ))
     .expect("client")
 }
 
-async fn answer_with(template: ResponseTemplate) -> WatiReply {
+/// One v1 call to a server answering `template`.
+async fn v1_answer(template: ResponseTemplate) -> (WatiAnswer, Send) {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .and(path(SEND_PATH))
+        .and(path(V1_PATH))
         .respond_with(template)
         .mount(&server)
         .await;
-    client(&server, Duration::from_secs(2))
-        .send("919876543210", "123456", "otp_x", Duration::from_secs(60))
-        .await
+    let one = send("919876543210", "123456");
+    let answer = v1_client(&server, Duration::from_secs(2))
+        .send(
+            &recipients(std::slice::from_ref(&one)),
+            Duration::from_secs(60),
+        )
+        .await;
+    (answer, one)
 }
 
 #[tokio::test]
-async fn the_request_has_the_shape_wati_expects() {
+async fn a_v3_call_carries_every_recipient_with_its_own_code_and_request_id() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .and(path(SEND_PATH))
+        .and(path(V3_PATH))
+        .and(header("authorization", "Bearer key-1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": true})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let sends = [
+        send("919876543210", "111111"),
+        send("14155552671", "222222"),
+    ];
+    let answer = v3_client(&server)
+        .send(&recipients(&sends), Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        verdicts(&answer, &sends),
+        [Verdict::Accepted, Verdict::Accepted]
+    );
+    let requests: Vec<Request> = server.received_requests().await.expect("recorded");
+    let body: Value = requests[0].body_json().expect("json");
+    assert_eq!(body["template_name"], "login_otp");
+    assert_eq!(body["channel_number"], Value::Null);
+    assert!(
+        body["broadcast_name"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("otp_"))
+    );
+    assert_eq!(
+        body["recipients"],
+        json!([
+            {"phone_number": "919876543210", "local_message_id": sends[0].request_id.to_string(),
+             "custom_params": [{"name": "otp", "value": "111111"}]},
+            {"phone_number": "14155552671", "local_message_id": sends[1].request_id.to_string(),
+             "custom_params": [{"name": "otp", "value": "222222"}]},
+        ])
+    );
+}
+
+#[tokio::test]
+async fn a_v3_answer_decides_each_recipient_by_its_receivers_entry() {
+    let server = MockServer::start().await;
+    let sends = [
+        send("919876543210", "111111"),
+        send("14155552671", "222222"),
+        send("447700900123", "333333"),
+        send("61412345678", "444444"),
+    ];
+    let entry = |s: &Send, valid: bool, errors: Value| {
+        json!({"localMessageId": s.request_id.to_string(), "waId": s.phone.as_str(),
+               "isValidWhatsAppNumber": valid, "errors": errors})
+    };
+    Mock::given(method("POST"))
+        .and(path(V3_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "result": true, "error": null, "templateName": "login_otp",
+            "receivers": [
+                entry(&sends[0], true, json!([])),
+                entry(&sends[1], false, json!([])),
+                entry(&sends[2], true, json!(["Template param otp missing"])),
+            ],
+            "parameters": []
+        })))
+        .mount(&server)
+        .await;
+    let answer = v3_client(&server)
+        .send(&recipients(&sends), Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        verdicts(&answer, &sends),
+        [
+            Verdict::Accepted,
+            Verdict::Permanent {
+                refusal: Refusal::InvalidNumber,
+                info: None
+            },
+            Verdict::Permanent {
+                refusal: Refusal::RecipientError,
+                info: Some("Template param otp missing".into())
+            },
+            Verdict::Permanent {
+                refusal: Refusal::NotListed,
+                info: None
+            },
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_v3_success_false_refuses_every_recipient_with_watis_words() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(V3_PATH))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"success": false, "error": "Template is paused"})),
+        )
+        .mount(&server)
+        .await;
+    let sends = [
+        send("919876543210", "111111"),
+        send("14155552671", "222222"),
+    ];
+    let answer = v3_client(&server)
+        .send(&recipients(&sends), Duration::from_secs(60))
+        .await;
+    let refused = Verdict::Permanent {
+        refusal: Refusal::Refused,
+        info: Some("Template is paused".into()),
+    };
+    assert_eq!(verdicts(&answer, &sends), [refused.clone(), refused]);
+}
+
+#[tokio::test]
+async fn the_v1_request_has_the_shape_wati_expects() {
+    let server = MockServer::start().await;
+    let one = send("919876543210", "123456");
+    Mock::given(method("POST"))
+        .and(path(V1_PATH))
         .and(query_param("whatsappNumber", "919876543210"))
         .and(header("authorization", "Bearer key-1"))
         .and(body_json(json!({
             "template_name": "login_otp",
-            "broadcast_name": "otp_abc",
+            "broadcast_name": format!("otp_{}", one.request_id.simple()),
             "parameters": [{"name": "otp", "value": "123456"}],
         })))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": true})))
         .expect(1)
         .mount(&server)
         .await;
-    let reply = client(&server, Duration::from_secs(2))
-        .send("919876543210", "123456", "otp_abc", Duration::from_secs(60))
+    let answer = v1_client(&server, Duration::from_secs(2))
+        .send(
+            &recipients(std::slice::from_ref(&one)),
+            Duration::from_secs(60),
+        )
         .await;
-    assert_eq!(classify(&reply), Verdict::Delivered);
+    assert_eq!(verdicts(&answer, &[one]), [Verdict::Accepted]);
 }
 
 #[tokio::test]
 async fn result_false_is_permanent_with_watis_info() {
-    let reply = answer_with(ResponseTemplate::new(200).set_body_json(
+    let (answer, one) = v1_answer(ResponseTemplate::new(200).set_body_json(
         json!({"result": false, "info": "Invalid WhatsApp number", "validWhatsAppNumber": false}),
     ))
     .await;
     assert_eq!(
-        classify(&reply),
-        Verdict::Permanent {
-            reason: "WATI refused the message".into(),
+        verdicts(&answer, &[one]),
+        [Verdict::Permanent {
+            refusal: Refusal::Refused,
             info: Some("Invalid WhatsApp number".into())
-        }
+        }]
     );
 }
 
@@ -81,34 +262,97 @@ async fn auth_and_template_errors_are_permanent() {
         (404, "WATI template not found"),
         (400, "WATI rejected the request (HTTP 400)"),
     ] {
-        let reply = answer_with(ResponseTemplate::new(status)).await;
+        let (answer, one) = v1_answer(ResponseTemplate::new(status)).await;
+        let verdict = verdicts(&answer, &[one]).remove(0);
         assert!(
-            matches!(classify(&reply), Verdict::Permanent { reason: r, .. } if r == reason),
-            "{status}: {reply:?}"
+            matches!(&verdict, Verdict::Permanent { refusal, .. } if refusal.reason() == reason),
+            "{status}: {verdict:?}"
         );
     }
 }
 
 #[tokio::test]
 async fn server_errors_are_transient_and_retry_after_is_read() {
-    let reply = answer_with(ResponseTemplate::new(500)).await;
-    assert!(matches!(
-        classify(&reply),
+    let transient = |answer: &WatiAnswer, one: Send| verdicts(answer, &[one]).remove(0);
+    let (answer, one) = v1_answer(ResponseTemplate::new(500)).await;
+    assert_eq!(
+        transient(&answer, one),
         Verdict::Transient {
-            retry_after: None,
+            trouble: Trouble::ServerError { status: 500 },
+            retry_after: None
+        }
+    );
+    let (answer, one) =
+        v1_answer(ResponseTemplate::new(429).insert_header("retry-after", "7")).await;
+    assert!(matches!(
+        transient(&answer, one),
+        Verdict::Transient { retry_after: Some(d), .. } if d == Duration::from_secs(7)
+    ));
+    let (answer, one) =
+        v1_answer(ResponseTemplate::new(503).insert_header("retry-after", "3")).await;
+    assert!(matches!(
+        transient(&answer, one),
+        Verdict::Transient { retry_after: Some(d), .. } if d == Duration::from_secs(3)
+    ));
+}
+
+#[tokio::test]
+async fn a_redirect_is_never_followed() {
+    let elsewhere = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": true})))
+        .expect(0)
+        .mount(&elsewhere)
+        .await;
+    let location = format!("{}{V3_PATH}", elsewhere.uri());
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(307).insert_header("location", location.as_str()))
+        .mount(&server)
+        .await;
+    let sends = [send("919876543210", "111111")];
+    let answer = v3_client(&server)
+        .send(&recipients(&sends), Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        verdicts(&answer, &sends),
+        [Verdict::Permanent {
+            refusal: Refusal::Redirected { status: 307 },
+            info: None
+        }]
+    );
+}
+
+#[tokio::test]
+async fn an_answer_longer_than_a_batch_can_need_is_not_read() {
+    let server = MockServer::start().await;
+    // 64 KiB and 256 bytes per recipient are allowed; this is 200 KiB for one recipient.
+    let padding = "x".repeat(200 * 1024);
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"result": true, "info": padding})),
+        )
+        .mount(&server)
+        .await;
+    let sends = [send("919876543210", "111111")];
+    let answer = v3_client(&server)
+        .send(&recipients(&sends), Duration::from_secs(60))
+        .await;
+    assert!(matches!(
+        answer,
+        WatiAnswer::Http {
+            status: 200,
+            body: None,
             ..
         }
     ));
-    let reply = answer_with(ResponseTemplate::new(429).insert_header("retry-after", "7")).await;
-    assert!(matches!(
-        classify(&reply),
-        Verdict::Transient { retry_after: Some(d), .. } if d == Duration::from_secs(7)
-    ));
-    let reply = answer_with(ResponseTemplate::new(503).insert_header("retry-after", "3")).await;
-    assert!(matches!(
-        classify(&reply),
-        Verdict::Transient { retry_after: Some(d), .. } if d == Duration::from_secs(3)
-    ));
+    assert_eq!(
+        verdicts(&answer, &sends),
+        [Verdict::Transient {
+            trouble: Trouble::Unreadable,
+            retry_after: None
+        }]
+    );
 }
 
 #[tokio::test]
@@ -118,20 +362,22 @@ async fn a_slow_answer_is_a_timeout() {
         .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(5)))
         .mount(&server)
         .await;
-    let reply = client(&server, Duration::from_millis(200))
-        .send("919876543210", "123456", "otp_x", Duration::from_secs(60))
-        .await;
-    assert_eq!(reply, WatiReply::Timeout);
-    // The code's remaining life bounds the wait as well.
-    let reply = client(&server, Duration::from_secs(10))
+    let one = send("919876543210", "123456");
+    let answer = v1_client(&server, Duration::from_millis(200))
         .send(
-            "919876543210",
-            "123456",
-            "otp_x",
+            &recipients(std::slice::from_ref(&one)),
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(answer, WatiAnswer::Timeout);
+    // The code's remaining life bounds the wait as well.
+    let answer = v1_client(&server, Duration::from_secs(10))
+        .send(
+            &recipients(std::slice::from_ref(&one)),
             Duration::from_millis(200),
         )
         .await;
-    assert_eq!(reply, WatiReply::Timeout);
+    assert_eq!(answer, WatiAnswer::Timeout);
 }
 
 #[tokio::test]
@@ -141,17 +387,19 @@ async fn an_unreachable_wati_is_a_connection_error() {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let wati = WatiClient::new(&WatiConfig {
-        base_url: format!("http://127.0.0.1:{port}/12345"),
-        api_key: SecretString::from("key-1"),
-        template_name: "login_otp".into(),
-        timeout: Duration::from_secs(1),
-        sends_per_second: 0,
-    })
-    .expect("client");
-    let reply = wati
-        .send("919876543210", "123456", "otp_x", Duration::from_secs(60))
+    let base = format!("http://127.0.0.1:{port}");
+    let wati =
+        WatiClient::new(&config(base, WatiApiVersion::V3, Duration::from_secs(1))).expect("client");
+    let sends = [send("919876543210", "123456")];
+    let answer = wati
+        .send(&recipients(&sends), Duration::from_secs(60))
         .await;
-    assert_eq!(reply, WatiReply::Connection);
-    assert!(matches!(classify(&reply), Verdict::Transient { .. }));
+    assert_eq!(answer, WatiAnswer::Connection);
+    assert!(matches!(
+        verdicts(&answer, &sends)[0],
+        Verdict::Transient {
+            trouble: Trouble::Unreachable,
+            ..
+        }
+    ));
 }

@@ -20,20 +20,22 @@ if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[8]) then
   return {'limited', '', math.max(1, tonumber(oldest[2]) + hour_ms - now)}
 end
 
-local rec = redis.call('HMGET', KEYS[1], 'code_id', 'sealed', 'expires_at', 'sends')
+local rec = redis.call('HMGET', KEYS[1], {{code.code_id}}, {{code.sealed}}, {{code.expires_at}},
+  {{code.sends}})
 local kind, code_id, expires_at
 if rec[1] and rec[2] and tonumber(rec[3]) > now then
   expires_at = tonumber(rec[3])
   if tonumber(rec[4]) >= tonumber(ARGV[7]) then
     return {'limited', '', expires_at - now}
   end
-  redis.call('HINCRBY', KEYS[1], 'sends', 1)
+  redis.call('HINCRBY', KEYS[1], {{code.sends}}, 1)
   kind, code_id = 'resend', rec[1]
 else
   expires_at = now + tonumber(ARGV[4])
   redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[1], 'code_id', ARGV[1], 'mac', ARGV[2], 'sealed', ARGV[3],
-    'expires_at', expires_at, 'attempts', 0, 'sends', 1)
+  redis.call('HSET', KEYS[1], {{code.code_id}}, ARGV[1], {{code.mac}}, ARGV[2],
+    {{code.sealed}}, ARGV[3], {{code.expires_at}}, expires_at, {{code.attempts}}, 0,
+    {{code.sends}}, 1)
   redis.call('PEXPIREAT', KEYS[1], expires_at + tonumber(ARGV[5]))
   kind, code_id = 'new', ARGV[1]
 end
@@ -43,7 +45,7 @@ if tonumber(ARGV[6]) > 0 then
 end
 redis.call('ZADD', KEYS[3], now, ARGV[9])
 redis.call('PEXPIRE', KEYS[3], hour_ms)
--- Field names as in otp_shared::status::fields.
-redis.call('HSET', KEYS[4], 'status', 'queued', 'attempts', 0, 'updated_at', now)
+redis.call('HSET', KEYS[4], {{status.state}}, {{state.queued}}, {{status.attempts}}, 0,
+  {{status.updated_at}}, now)
 redis.call('EXPIRE', KEYS[4], ARGV[10])
 return {kind, code_id, expires_at - now}

@@ -2,14 +2,14 @@
 -- failed request leaves no code without a job and costs the user no rate limit.
 -- KEYS: 1 code record, 2 cooldown, 3 phone's send times, 4 request status
 -- ARGV: 1 kind ('new' or 'resend'), 2 code_id, 3 request id
-if redis.call('HGET', KEYS[1], 'code_id') == ARGV[2] then
+if redis.call('HGET', KEYS[1], {{code.code_id}}) == ARGV[2] then
   -- A new code is removed only if no re-send has used it meanwhile; that re-send's
   -- job is the code's job now.
-  local sends = tonumber(redis.call('HGET', KEYS[1], 'sends') or '0')
+  local sends = tonumber(redis.call('HGET', KEYS[1], {{code.sends}}) or '0')
   if ARGV[1] == 'new' and sends <= 1 then
     redis.call('DEL', KEYS[1])
   else
-    redis.call('HINCRBY', KEYS[1], 'sends', -1)
+    redis.call('HINCRBY', KEYS[1], {{code.sends}}, -1)
   end
 end
 if redis.call('GET', KEYS[2]) == ARGV[3] then

@@ -5,7 +5,7 @@
 -- ARGV: 1 mac of the guess, 2 max attempts
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local rec = redis.call('HMGET', KEYS[1], 'mac', 'expires_at', 'locked')
+local rec = redis.call('HMGET', KEYS[1], {{code.mac}}, {{code.expires_at}}, {{code.locked}})
 if not rec[2] then
   return {'not_found', 0}
 end
@@ -32,10 +32,10 @@ if diff == 0 then
   return {'ok', 0}
 end
 
-local remaining = tonumber(ARGV[2]) - redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+local remaining = tonumber(ARGV[2]) - redis.call('HINCRBY', KEYS[1], {{code.attempts}}, 1)
 if remaining <= 0 then
-  redis.call('HDEL', KEYS[1], 'mac', 'sealed')
-  redis.call('HSET', KEYS[1], 'locked', 1)
+  redis.call('HDEL', KEYS[1], {{code.mac}}, {{code.sealed}})
+  redis.call('HSET', KEYS[1], {{code.locked}}, 1)
   remaining = 0
 end
 return {'wrong', remaining}

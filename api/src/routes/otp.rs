@@ -11,13 +11,13 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use super::ApiJson;
+use crate::admission::{Admission, Reservation};
 use crate::error::ApiError;
-use crate::phone::PhoneNumber;
-use crate::state::AppState;
-use std::sync::Arc;
-
+use crate::phone::{self, PhoneNumber};
 use crate::publisher::Publisher;
+use crate::state::AppState;
 use crate::store::{AcceptedSend, OtpStore, SendDecision, SendKind, VerifyOutcome};
+use std::sync::Arc;
 
 /// Fields are loose JSON so that a missing, empty or mistyped value each gets its own
 /// spec error rather than a generic "invalid body".
@@ -36,7 +36,7 @@ fn required_phone(value: Option<Value>) -> Result<PhoneNumber, ApiError> {
     match value {
         None | Some(Value::Null) => Err(ApiError::PhoneRequired),
         Some(Value::String(s)) if s.trim().is_empty() => Err(ApiError::PhoneRequired),
-        Some(Value::String(s)) => PhoneNumber::parse(&s).map_err(|_| ApiError::PhoneInvalid),
+        Some(Value::String(s)) => phone::parse(&s).map_err(|_| ApiError::PhoneInvalid),
         Some(_) => Err(ApiError::PhoneInvalid),
     }
 }
@@ -59,21 +59,6 @@ pub fn describe_duration(total_seconds: u64) -> String {
     }
 }
 
-/// The `outcome` label of a refused send or verify request.
-fn refusal_outcome(error: &ApiError) -> &'static str {
-    match error {
-        ApiError::RateLimited { .. } => "rate_limited",
-        ApiError::Backlogged { .. } => "backlogged",
-        ApiError::SendUnavailable(_) | ApiError::Unavailable(_) => "unavailable",
-        ApiError::Internal(_) => "error",
-        ApiError::OtpNotFound => "not_found",
-        ApiError::OtpExpired => "expired",
-        ApiError::OtpInvalid { .. } => "invalid_code",
-        ApiError::TooManyAttempts => "locked",
-        _ => "bad_request",
-    }
-}
-
 pub async fn send_otp(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<SendOtpBody>,
@@ -82,7 +67,7 @@ pub async fn send_otp(
     let outcome = match &result {
         Ok((SendKind::New, _)) => "accepted",
         Ok((SendKind::Resend, _)) => "resent",
-        Err(e) => refusal_outcome(e),
+        Err(e) => e.label(),
     };
     metrics::counter!(otp_shared::metrics::SEND_REQUESTS, "outcome" => outcome).increment(1);
     if matches!(result, Err(ApiError::RateLimited { .. })) {
@@ -94,21 +79,19 @@ pub async fn send_otp(
 
 async fn accept_send(state: &AppState, body: SendOtpBody) -> Result<(SendKind, Value), ApiError> {
     let phone = required_phone(body.phone)?;
-    if let Some(retry_after) = state.admission.refuse_for() {
-        return Err(ApiError::Backlogged { retry_after });
-    }
     let code = crate::code::generate(state.settings.otp_length)
-        .map_err(|e| ApiError::Internal(format!("random source: {e}")))?;
+        .map_err(|e| ApiError::Internal(Box::new(e)))?;
     // Its own task: if the client hangs up, hyper drops this handler, and a send cut
     // between storing the code and publishing its job would leave a code without a job.
     let send = tokio::spawn(store_and_queue(
+        state.admission.clone(),
         state.store.clone(),
         state.publisher.clone(),
         phone.clone(),
         code,
     ))
     .await
-    .map_err(|e| ApiError::Internal(format!("send task: {e}")))??;
+    .map_err(|e| ApiError::Internal(Box::new(e)))??;
     tracing::info!(request_id = %send.request_id, kind = ?send.kind, "send accepted");
     let expires_in = send.expires_in.as_secs_f64().round() as u64;
     Ok((
@@ -123,33 +106,59 @@ async fn accept_send(state: &AppState, body: SendOtpBody) -> Result<(SendKind, V
     ))
 }
 
-/// Stores the code (or finds the pending one) and publishes its job; takes the store
-/// back if the broker does not confirm, so no code is left without a job.
+/// Reserves room for the send with WATI, stores the code (or finds the pending one) and
+/// publishes its job. Whatever fails takes back what was done before it, so no code is
+/// left without a job and no room is held for a send that was not queued.
 async fn store_and_queue(
+    admission: Arc<Admission>,
     store: OtpStore,
     publisher: Arc<Publisher>,
     phone: PhoneNumber,
     code: String,
 ) -> Result<AcceptedSend, ApiError> {
-    let decision = store
-        .begin_send(&phone, &code)
-        .await
-        .map_err(|e| ApiError::SendUnavailable(e.to_string()))?;
+    let request_id = Uuid::new_v4();
+    let reservation = admission.reserve(request_id).await.map_err(|e| {
+        ApiError::from_store(
+            crate::store::StoreError::Redis(e),
+            ApiError::SendUnavailable,
+        )
+    })?;
+    if let Reservation::Full { pending } = reservation {
+        return Err(ApiError::OverCapacity {
+            retry_after: admission.retry_after(pending),
+        });
+    }
+    let release = || async {
+        if let Err(e) = admission.release(request_id).await {
+            tracing::warn!(%request_id, error = %e, "could not give back the room of a send that was not queued");
+        }
+    };
+    let decision = match store.begin_send(&phone, &code, request_id).await {
+        Ok(decision) => decision,
+        Err(e) => {
+            release().await;
+            return Err(ApiError::from_store(e, ApiError::SendUnavailable));
+        }
+    };
     let send = match decision {
-        SendDecision::Limited { retry_after } => return Err(ApiError::RateLimited { retry_after }),
+        SendDecision::Limited { retry_after } => {
+            release().await;
+            return Err(ApiError::RateLimited { retry_after });
+        }
         SendDecision::Accepted(send) => send,
     };
     let job = SendJob::new(
         send.request_id,
         send.code_id,
-        phone.as_str().to_owned(),
+        phone.clone(),
         otp_shared::now_ms(),
     );
     if let Err(publish_error) = publisher.publish(&job).await {
         if let Err(undo_error) = store.undo_send(&phone, &send).await {
             tracing::error!(request_id = %send.request_id, %undo_error, "could not undo a send whose job was not published");
         }
-        return Err(ApiError::SendUnavailable(publish_error.to_string()));
+        release().await;
+        return Err(ApiError::SendUnavailable(Box::new(publish_error)));
     }
     Ok(send)
 }
@@ -161,7 +170,7 @@ pub async fn verify_otp(
     let result = check_code(&state, body).await;
     let outcome = match &result {
         Ok(_) => "verified",
-        Err(e) => refusal_outcome(e),
+        Err(e) => e.label(),
     };
     metrics::counter!(otp_shared::metrics::VERIFY_REQUESTS, "outcome" => outcome).increment(1);
     result.map(Json)
@@ -181,7 +190,7 @@ async fn check_code(state: &AppState, body: VerifyOtpBody) -> Result<Value, ApiE
     let (token, claims) = state
         .tokens
         .issue(&user.id, &user.phone)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(|e| ApiError::Internal(Box::new(e)))?;
     state
         .users
         .open_session(&claims.jti, &user.id, state.tokens.ttl())
@@ -203,7 +212,7 @@ pub async fn otp_status(
     let request_id = Uuid::parse_str(&request_id).map_err(|_| ApiError::StatusNotFound)?;
     let record = state
         .statuses
-        .get(&request_id.to_string())
+        .get(request_id)
         .await?
         .ok_or(ApiError::StatusNotFound)?;
     let updated_at =

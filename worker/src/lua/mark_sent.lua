@@ -3,16 +3,17 @@
 -- still holds this code, a mark that it reached the user (so a later re-send that gives
 -- up does not retire a code the user already has).
 -- KEYS: 1 delivered mark, 2 request status, 3 delivery lease, 4 code record
--- ARGV: 1 delivered mark ttl s, 2 status ttl s, 3 code_id
+-- ARGV: 1 delivered mark ttl s, 2 status ttl s, 3 code_id, 4 lease owner
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('SET', KEYS[1], 1, 'EX', ARGV[1])
--- Field names as in otp_shared::status::fields.
-redis.call('HSET', KEYS[2], 'status', 'sent', 'updated_at', now)
-redis.call('HINCRBY', KEYS[2], 'attempts', 1)
+redis.call('HSET', KEYS[2], {{status.state}}, {{state.sent}}, {{status.updated_at}}, now)
+redis.call('HINCRBY', KEYS[2], {{status.attempts}}, 1)
 redis.call('EXPIRE', KEYS[2], ARGV[2])
-redis.call('DEL', KEYS[3])
-if redis.call('HGET', KEYS[4], 'code_id') == ARGV[3] then
-  redis.call('HSET', KEYS[4], 'delivered', 1)
+if redis.call('GET', KEYS[3]) == ARGV[4] then
+  redis.call('DEL', KEYS[3])
+end
+if redis.call('HGET', KEYS[4], {{code.code_id}}) == ARGV[3] then
+  redis.call('HSET', KEYS[4], {{code.delivered}}, 1)
 end
 return 1

@@ -1,0 +1,120 @@
+//! The layouts of the Redis hashes that Lua scripts of both processes touch, as one
+//! list. Scripts never spell a field or a status value themselves: they write
+//! `{{code.sealed}}` or `{{state.sent}}`, and [`script`] fills in the quoted name from
+//! here before the script is loaded, so Rust and Lua cannot drift apart. Each crate has
+//! a test that every placeholder in its scripts is known ([`unknown_placeholders`]).
+
+/// The code record of a phone (`Keys::otp`).
+pub mod code {
+    /// The code's id; jobs name it, so a superseded code is never sent.
+    pub const CODE_ID: &str = "code_id";
+    /// Keyed hash of phone and code: what a guess is compared with.
+    pub const MAC: &str = "mac";
+    /// The code encrypted for the worker.
+    pub const SEALED: &str = "sealed";
+    /// Unix ms (Redis clock) after which the code no longer verifies.
+    pub const EXPIRES_AT: &str = "expires_at";
+    /// Wrong guesses so far.
+    pub const ATTEMPTS: &str = "attempts";
+    /// Sends of this code (the first and the re-sends).
+    pub const SENDS: &str = "sends";
+    /// Set when the attempt cap is reached.
+    pub const LOCKED: &str = "locked";
+    /// Set once any send of this code reached WATI.
+    pub const DELIVERED: &str = "delivered";
+}
+
+/// The delivery status of one send request (`Keys::status`).
+pub mod status {
+    /// One of the [`state`](super::state) values.
+    pub const STATE: &str = "status";
+    /// Calls made to WATI for this request.
+    pub const ATTEMPTS: &str = "attempts";
+    /// Unix ms of the last change.
+    pub const UPDATED_AT: &str = "updated_at";
+    /// Why a send failed or expired.
+    pub const REASON: &str = "reason";
+    /// WATI's own explanation, where it gave one.
+    pub const INFO: &str = "info";
+}
+
+/// The values of [`status::STATE`].
+pub mod state {
+    pub const QUEUED: &str = "queued";
+    pub const SENDING: &str = "sending";
+    pub const SENT: &str = "sent";
+    pub const FAILED: &str = "failed";
+    pub const EXPIRED: &str = "expired";
+}
+
+/// Every placeholder a script may use, and what it stands for.
+const PLACEHOLDERS: &[(&str, &str)] = &[
+    ("{{code.code_id}}", code::CODE_ID),
+    ("{{code.mac}}", code::MAC),
+    ("{{code.sealed}}", code::SEALED),
+    ("{{code.expires_at}}", code::EXPIRES_AT),
+    ("{{code.attempts}}", code::ATTEMPTS),
+    ("{{code.sends}}", code::SENDS),
+    ("{{code.locked}}", code::LOCKED),
+    ("{{code.delivered}}", code::DELIVERED),
+    ("{{status.state}}", status::STATE),
+    ("{{status.attempts}}", status::ATTEMPTS),
+    ("{{status.updated_at}}", status::UPDATED_AT),
+    ("{{status.reason}}", status::REASON),
+    ("{{status.info}}", status::INFO),
+    ("{{state.queued}}", state::QUEUED),
+    ("{{state.sending}}", state::SENDING),
+    ("{{state.sent}}", state::SENT),
+    ("{{state.failed}}", state::FAILED),
+    ("{{state.expired}}", state::EXPIRED),
+];
+
+/// The script with every placeholder replaced by its quoted Lua string.
+pub fn render(template: &str) -> String {
+    PLACEHOLDERS
+        .iter()
+        .fold(template.to_owned(), |text, (placeholder, name)| {
+            text.replace(placeholder, &format!("'{name}'"))
+        })
+}
+
+/// A Redis script built from a template (see the module comment).
+pub fn script(template: &str) -> redis::Script {
+    redis::Script::new(&render(template))
+}
+
+/// Placeholders left in a rendered script: names the list above does not know.
+pub fn unknown_placeholders(template: &str) -> Vec<String> {
+    let rendered = render(template);
+    let mut unknown = Vec::new();
+    let mut rest = rendered.as_str();
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start..];
+        let end = after.find("}}").map_or(after.len(), |e| e + 2);
+        unknown.push(after[..end].to_owned());
+        rest = &after[end..];
+    }
+    unknown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_become_quoted_field_names() {
+        assert_eq!(
+            render("redis.call('HSET', KEYS[1], {{status.state}}, {{state.sent}})"),
+            "redis.call('HSET', KEYS[1], 'status', 'sent')"
+        );
+    }
+
+    #[test]
+    fn an_unknown_placeholder_is_reported() {
+        assert_eq!(
+            unknown_placeholders("{{code.sealed}} {{code.seal}} {{status.state}}"),
+            vec!["{{code.seal}}".to_owned()]
+        );
+        assert!(unknown_placeholders("return 1").is_empty());
+    }
+}

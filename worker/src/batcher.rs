@@ -1,0 +1,330 @@
+//! The batcher, one per worker: every send the worker is delivering waits here for its
+//! call. When the shared budget lets a call leave, the call carries every waiting send,
+//! earliest expiry first, up to the batch size; a lone send goes out at once, and
+//! batches form only while calls wait for budget. Right before a call, the leases of
+//! its sends are confirmed and the sends leave the api's admission count, in one round
+//! trip. Each call runs in its own task, so the next call never waits for WATI's answer.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use otp_shared::phone::PhoneNumber;
+use otp_shared::seal::PlainCode;
+use redis::aio::ConnectionManager;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::budget::{Budget, Claim};
+use crate::classify::{Verdict, call_class, classify};
+use crate::lease::{self, Holding, Lease};
+use crate::wati::{Recipient, WatiClient};
+
+/// Pause after Redis failed to answer the batcher, before it tries again.
+const REDIS_PAUSE: Duration = Duration::from_millis(200);
+
+/// A send ready for its call.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub request_id: Uuid,
+    pub phone: PhoneNumber,
+    pub code: PlainCode,
+    /// When the code expires: the send is never in a call that starts later.
+    pub deadline: Instant,
+    /// The delivery's lease, confirmed right before the call.
+    pub lease: Lease,
+}
+
+/// What became of a send handed to the batcher.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallResult {
+    /// It was in a call; this is WATI's answer for it.
+    Called(Verdict),
+    /// It was not in a call.
+    NotCalled(Skipped),
+}
+
+/// Why a send left the batcher without a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skipped {
+    /// Its code expired while it waited for budget.
+    Expired,
+    /// Another worker holds its lease and delivers a copy of the job.
+    LeaseTaken,
+    /// Its lease lapsed: a copy may have finished meanwhile.
+    LeaseLapsed,
+    /// The worker is stopping.
+    Stopping,
+}
+
+/// What the batcher needs.
+pub struct BatcherSettings {
+    pub budget: Budget,
+    pub wati: WatiClient,
+    pub redis: ConnectionManager,
+    /// The api's count of sends admitted and not yet handed over (`Keys::pending_sends`).
+    pub pending_sends_key: String,
+    /// Most recipients in one call: `WATI_BATCH_MAX` for v3, 1 for v1.
+    pub recipients_per_call: u32,
+}
+
+/// Hands sends to the batcher. Cheap to clone; the batcher stops when the worker stops.
+#[derive(Clone)]
+pub struct Batcher {
+    queue: mpsc::UnboundedSender<Waiting>,
+}
+
+struct Waiting {
+    send: Outgoing,
+    joined: Instant,
+    reply: oneshot::Sender<CallResult>,
+}
+
+impl Waiting {
+    fn answer(self, result: CallResult) {
+        // The delivery may have given up waiting (its task was dropped): nothing to tell.
+        let _ = self.reply.send(result);
+    }
+}
+
+impl Batcher {
+    /// Starts the batcher's task; it runs until `shutdown` turns true.
+    pub fn start(settings: BatcherSettings, shutdown: watch::Receiver<bool>) -> Self {
+        let (queue, incoming) = mpsc::unbounded_channel();
+        tokio::spawn(run(settings, incoming, shutdown));
+        Self { queue }
+    }
+
+    /// Waits for `send`'s call and returns what came of it.
+    pub async fn send(&self, send: Outgoing) -> CallResult {
+        let (reply, answer) = oneshot::channel();
+        let waiting = Waiting {
+            send,
+            joined: Instant::now(),
+            reply,
+        };
+        if self.queue.send(waiting).is_err() {
+            return CallResult::NotCalled(Skipped::Stopping);
+        }
+        answer
+            .await
+            .unwrap_or(CallResult::NotCalled(Skipped::Stopping))
+    }
+}
+
+/// Sends waiting for a call, earliest expiry first.
+#[derive(Default)]
+struct Pool {
+    waiting: BTreeMap<(Instant, u64), Waiting>,
+    arrivals: u64,
+}
+
+impl Pool {
+    fn add(&mut self, waiting: Waiting) {
+        self.arrivals += 1;
+        self.waiting
+            .insert((waiting.send.deadline, self.arrivals), waiting);
+    }
+
+    fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    fn earliest_deadline(&self) -> Option<Instant> {
+        self.waiting.keys().next().map(|(deadline, _)| *deadline)
+    }
+
+    fn take(&mut self, n: usize) -> Vec<Waiting> {
+        std::iter::from_fn(|| self.waiting.pop_first().map(|(_, w)| w))
+            .take(n)
+            .collect()
+    }
+
+    /// Answers every send whose code has expired by `now`.
+    fn expire_overdue(&mut self, now: Instant) {
+        while let Some(entry) = self.waiting.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            entry
+                .remove()
+                .answer(CallResult::NotCalled(Skipped::Expired));
+        }
+    }
+
+    fn stop_all(&mut self) {
+        for waiting in self.take(usize::MAX) {
+            waiting.answer(CallResult::NotCalled(Skipped::Stopping));
+        }
+    }
+}
+
+/// What the loop does after one turn.
+enum Next {
+    /// A call left (or nothing could): look again at once.
+    Continue,
+    /// Nothing may leave before this instant.
+    WaitUntil(Instant),
+}
+
+async fn run(
+    settings: BatcherSettings,
+    mut incoming: mpsc::UnboundedReceiver<Waiting>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut pool = Pool::default();
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        if pool.len() == 0 {
+            tokio::select! {
+                waiting = incoming.recv() => match waiting {
+                    Some(waiting) => pool.add(waiting),
+                    None => return,
+                },
+                _ = shutdown.wait_for(|stopping| *stopping) => break,
+            }
+        }
+        while let Ok(waiting) = incoming.try_recv() {
+            pool.add(waiting);
+        }
+        pool.expire_overdue(Instant::now());
+        if pool.len() == 0 {
+            continue;
+        }
+        if let Next::WaitUntil(until) = next_call(&settings, &mut pool).await {
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => {}
+                _ = shutdown.wait_for(|stopping| *stopping) => break,
+            }
+        }
+    }
+    pool.stop_all();
+    incoming.close();
+    while let Ok(waiting) = incoming.try_recv() {
+        waiting.answer(CallResult::NotCalled(Skipped::Stopping));
+    }
+}
+
+/// Claims budget for a call and launches it, or says how long to wait.
+async fn next_call(settings: &BatcherSettings, pool: &mut Pool) -> Next {
+    let wanted = pool.len().min(settings.recipients_per_call as usize) as u32;
+    let claim = match settings.budget.claim(wanted).await {
+        Ok(claim) => claim,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not claim WATI budget; trying again");
+            return Next::WaitUntil(Instant::now() + REDIS_PAUSE);
+        }
+    };
+    match claim {
+        Claim::Wait { wait, limit } => {
+            metrics::counter!(otp_shared::metrics::BUDGET_LIMITED, "limit" => limit.label())
+                .increment(1);
+            let slot = Instant::now() + wait;
+            // Wake for the earliest expiry too: that send leaves without a call then.
+            Next::WaitUntil(pool.earliest_deadline().map_or(slot, |d| d.min(slot)))
+        }
+        Claim::Granted { recipients } => {
+            let batch = pool.take(recipients as usize);
+            match confirm(settings, batch).await {
+                Ok(calling) if calling.is_empty() => Next::Continue,
+                Ok(calling) => {
+                    tokio::spawn(call(settings.wati.clone(), calling));
+                    Next::Continue
+                }
+                Err(batch) => {
+                    for waiting in batch {
+                        pool.add(waiting);
+                    }
+                    Next::WaitUntil(Instant::now() + REDIS_PAUSE)
+                }
+            }
+        }
+    }
+}
+
+/// Confirms each send's lease for the call and takes the sends out of the admission
+/// count. Returns the sends still held by this worker (the others are answered), or
+/// the whole batch when Redis could not say.
+async fn confirm(
+    settings: &BatcherSettings,
+    batch: Vec<Waiting>,
+) -> Result<Vec<Waiting>, Vec<Waiting>> {
+    let leases: Vec<&Lease> = batch.iter().map(|w| &w.send.lease).collect();
+    let ids: Vec<String> = batch
+        .iter()
+        .map(|w| w.send.request_id.to_string())
+        .collect();
+    let holdings = lease::confirm_all(&settings.redis, &leases, |pipe| {
+        pipe.zrem(&settings.pending_sends_key, &ids).ignore();
+    })
+    .await;
+    let holdings = match holdings {
+        Ok(holdings) if holdings.len() == batch.len() => holdings,
+        Ok(_) => {
+            tracing::error!("lease confirmation answered for a different number of sends");
+            return Err(batch);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not confirm delivery leases; the call waits");
+            return Err(batch);
+        }
+    };
+    let mut calling = Vec::with_capacity(batch.len());
+    for (waiting, holding) in batch.into_iter().zip(holdings) {
+        match holding {
+            Holding::Held => calling.push(waiting),
+            Holding::TakenByAnother => waiting.answer(CallResult::NotCalled(Skipped::LeaseTaken)),
+            Holding::Lapsed => waiting.answer(CallResult::NotCalled(Skipped::LeaseLapsed)),
+        }
+    }
+    Ok(calling)
+}
+
+/// Makes one call to WATI and answers each of its sends.
+async fn call(wati: WatiClient, batch: Vec<Waiting>) {
+    let now = Instant::now();
+    for waiting in &batch {
+        metrics::histogram!(otp_shared::metrics::BUDGET_WAIT).record(now - waiting.joined);
+    }
+    metrics::histogram!(otp_shared::metrics::WATI_BATCH_RECIPIENTS).record(batch.len() as f64);
+    // The call is cut when the last of its codes expires; a send whose code expired
+    // meanwhile is decided by its own retry schedule.
+    let time_left = batch
+        .iter()
+        .map(|w| w.send.deadline.saturating_duration_since(now))
+        .max()
+        .unwrap_or_default();
+    let recipients: Vec<Recipient<'_>> = batch
+        .iter()
+        .map(|w| Recipient {
+            request_id: w.send.request_id,
+            phone: &w.send.phone,
+            code: &w.send.code,
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let answer = wati.send(&recipients, time_left).await;
+    let class = call_class(&answer);
+    metrics::histogram!(otp_shared::metrics::WATI_DURATION).record(started.elapsed());
+    metrics::counter!(otp_shared::metrics::WATI_REQUESTS, "result" => class).increment(1);
+    tracing::debug!(
+        recipients = batch.len(),
+        result = class,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "WATI call"
+    );
+    let named: Vec<(Uuid, &PhoneNumber)> = batch
+        .iter()
+        .map(|w| (w.send.request_id, &w.send.phone))
+        .collect();
+    let verdicts = classify(&answer, &named);
+    drop(named);
+    drop(recipients);
+    for (waiting, verdict) in batch.into_iter().zip(verdicts) {
+        metrics::counter!(otp_shared::metrics::WATI_RECIPIENTS, "result" => verdict.label())
+            .increment(1);
+        waiting.answer(CallResult::Called(verdict));
+    }
+}

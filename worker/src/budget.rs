@@ -1,0 +1,98 @@
+//! The WATI budgets shared by all workers through Redis: at most `WATI_CALLS_PER_10S`
+//! calls in any 10 s (calls evenly spaced) and at most `WHATSAPP_MESSAGES_PER_SECOND`
+//! recipients in any second. A call claims both just before it leaves.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use otp_shared::budget::{Budgets, MESSAGE_WINDOW};
+use otp_shared::keys::Keys;
+use redis::aio::ConnectionManager;
+use redis::{FromRedisValue, ParsingError, Script, Value};
+
+static CLAIM: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/claim_budget.lua")));
+
+/// The budget that holds a call back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    Calls,
+    Messages,
+}
+
+impl Limit {
+    /// The `limit` label of the budget-wait counter.
+    pub fn label(self) -> &'static str {
+        match self {
+            Limit::Calls => "calls",
+            Limit::Messages => "messages",
+        }
+    }
+}
+
+/// What a claim got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The call may leave now with this many recipients (at least one).
+    Granted { recipients: u32 },
+    /// Nothing yet: try again after `wait`.
+    Wait { wait: Duration, limit: Limit },
+}
+
+impl FromRedisValue for Claim {
+    fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
+        let (kind, amount, limit): (String, u64, String) = FromRedisValue::from_redis_value(v)?;
+        match (kind.as_str(), limit.as_str()) {
+            ("granted", _) if amount > 0 => Ok(Claim::Granted {
+                recipients: u32::try_from(amount).map_err(|_| "too many recipients")?,
+            }),
+            ("wait", "calls") => Ok(Claim::Wait {
+                wait: Duration::from_micros(amount),
+                limit: Limit::Calls,
+            }),
+            ("wait", "messages") => Ok(Claim::Wait {
+                wait: Duration::from_micros(amount),
+                limit: Limit::Messages,
+            }),
+            _ => Err(format!("claim_budget.lua answered {kind:?} {amount} {limit:?}").into()),
+        }
+    }
+}
+
+/// The shared budgets of one prefix.
+#[derive(Clone)]
+pub struct Budget {
+    redis: ConnectionManager,
+    keys: Keys,
+    call_interval: Option<Duration>,
+    messages_per_second: u32,
+}
+
+impl Budget {
+    pub fn new(redis: ConnectionManager, keys: Keys, budgets: &Budgets) -> Self {
+        Self {
+            redis,
+            keys,
+            call_interval: budgets.call_interval(),
+            messages_per_second: budgets.messages_per_second,
+        }
+    }
+
+    /// Claims a call with up to `wanted` recipients (at least one) leaving now.
+    pub async fn claim(&self, wanted: u32) -> redis::RedisResult<Claim> {
+        let wanted = wanted.max(1);
+        if self.call_interval.is_none() && self.messages_per_second == 0 {
+            return Ok(Claim::Granted { recipients: wanted });
+        }
+        CLAIM
+            .key(self.keys.wati_calls())
+            .key(self.keys.whatsapp_messages())
+            .key(self.keys.whatsapp_messages_sum())
+            .arg(self.call_interval.map_or(0, |i| i.as_micros() as u64))
+            .arg(self.messages_per_second)
+            .arg(MESSAGE_WINDOW.as_micros() as u64)
+            .arg(wanted)
+            .invoke_async(&mut self.redis.clone())
+            .await
+    }
+}

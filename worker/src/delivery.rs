@@ -1,0 +1,278 @@
+//! One send, from start to final outcome: start it in the ledger, hand it to the
+//! batcher, and decide on each answer (sent, failed for good, or retry after a delay
+//! until the code expires). Knows nothing of the broker, so it can be tested with
+//! Redis and a WATI sandbox alone.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use otp_shared::job::SendJob;
+use otp_shared::keys::Keys;
+use otp_shared::seal::CodeSealer;
+use redis::aio::ConnectionManager;
+use secrecy::ExposeSecret;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::batcher::{Batcher, BatcherSettings, CallResult, Outgoing, Skipped};
+use crate::budget::Budget;
+use crate::classify::Verdict;
+use crate::config::{RetryConfig, WorkerConfig};
+use crate::lease::Lease;
+use crate::ledger::{Ending, GONE_REASON, Ledger, Start};
+use crate::retry::RetrySchedule;
+use crate::wati::WatiClient;
+
+/// A lease outlasts one call to WATI by this much.
+const LEASE_MARGIN: Duration = Duration::from_secs(2);
+/// Pauses between tries to record a delivery WATI accepted.
+const RECORD_PAUSES_MS: [u64; 4] = [50, 200, 1000, 2000];
+
+/// How a job ended, which decides what the consumer does with its message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// WATI accepted the message. Ack.
+    Sent,
+    /// WATI refused for good; the code is deleted. Dead-letter, then ack.
+    Failed { reason: String },
+    /// The code expired before it could be handed to WATI. Ack.
+    Expired,
+    /// Nothing to do (already delivered, code gone, another worker took over). Ack.
+    Dropped { why: &'static str },
+    /// Not finished (Redis unreachable, a lapsed lease, or shutting down): give the
+    /// message back to the queue.
+    Requeue { why: String },
+}
+
+/// Everything delivering a send needs.
+pub struct Deliverer {
+    ledger: Ledger,
+    batcher: Batcher,
+    sealer: Arc<CodeSealer>,
+    retry: RetryConfig,
+    /// Becomes `true` when the worker is stopping: waits between attempts end early.
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Deliverer {
+    /// Builds the deliverer of one worker and starts its batcher, which stops with
+    /// `shutdown`.
+    pub fn start(
+        config: &WorkerConfig,
+        redis: ConnectionManager,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Self, reqwest::Error> {
+        let keys = Keys::new(&config.common.key_prefix);
+        let budgets = &config.common.budgets;
+        let wati = WatiClient::new(&config.wati)?;
+        let batcher = Batcher::start(
+            BatcherSettings {
+                budget: Budget::new(redis.clone(), keys.clone(), budgets),
+                wati,
+                redis: redis.clone(),
+                pending_sends_key: keys.pending_sends(),
+                recipients_per_call: budgets.recipients_per_call,
+            },
+            shutdown.clone(),
+        );
+        Ok(Self {
+            ledger: Ledger::new(
+                redis,
+                keys,
+                Duration::from_secs(config.common.otp_ttl_seconds),
+                config.wati.timeout + LEASE_MARGIN,
+            ),
+            batcher,
+            sealer: Arc::new(CodeSealer::new(
+                config.common.otp_secret.expose_secret().as_bytes(),
+            )),
+            retry: config.retry.clone(),
+            shutdown,
+        })
+    }
+
+    pub async fn deliver(&self, job: &SendJob) -> Outcome {
+        let span = tracing::info_span!("job", request_id = %job.request_id, attempt = tracing::field::Empty);
+        async {
+            match self.start_and_send(job).await {
+                Ok(outcome) => outcome,
+                Err(e) => Outcome::Requeue {
+                    why: format!("redis: {e}"),
+                },
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn start_and_send(&self, job: &SendJob) -> redis::RedisResult<Outcome> {
+        let lease = self.ledger.lease(job.request_id);
+        let (sealed, time_left) = match self.ledger.start(job, &lease).await? {
+            Start::Delivered => {
+                return Ok(Outcome::Dropped {
+                    why: "already delivered",
+                });
+            }
+            Start::Failed { reason } => return Ok(Outcome::Failed { reason }),
+            Start::Busy => {
+                return Ok(Outcome::Requeue {
+                    why: "another worker is delivering a copy of this job".into(),
+                });
+            }
+            Start::Expired => return self.end(job, &lease, Ending::Expired, 0).await,
+            Start::Gone => return self.end(job, &lease, Ending::Gone, 0).await,
+            Start::Pending { sealed, time_left } => (sealed, time_left),
+        };
+        let deadline = Instant::now() + time_left;
+        let outcome = lease
+            .keep_during(self.send_until_final(job, &lease, &sealed, deadline))
+            .await;
+        if !matches!(outcome, Ok(Outcome::Sent)) {
+            // Let a copy go ahead at once rather than after the lease lapses.
+            lease.release().await;
+        }
+        outcome
+    }
+
+    /// Hands the send to the batcher until its outcome is final.
+    async fn send_until_final(
+        &self,
+        job: &SendJob,
+        lease: &Lease,
+        sealed: &[u8],
+        deadline: Instant,
+    ) -> redis::RedisResult<Outcome> {
+        let Ok(code) = self.sealer.open(&job.phone, sealed) else {
+            // Sealed with another OTP_SECRET: no worker with this key can ever send it.
+            let reason = "code could not be opened (OTP_SECRET differs)".to_owned();
+            let ending = Ending::Failed { reason, info: None };
+            return self.end(job, lease, ending, 0).await;
+        };
+        let mut schedule = RetrySchedule::new(&self.retry);
+        for attempt in 1u32.. {
+            tracing::Span::current().record("attempt", attempt);
+            let outgoing = Outgoing {
+                request_id: job.request_id,
+                phone: job.phone.clone(),
+                code: code.clone(),
+                deadline,
+                lease: lease.clone(),
+            };
+            let verdict = match self.batcher.send(outgoing).await {
+                CallResult::Called(verdict) => verdict,
+                CallResult::NotCalled(skipped) => return self.skipped(job, lease, skipped).await,
+            };
+            let (trouble, retry_after) = match verdict {
+                Verdict::Accepted => {
+                    self.record_sent(job, lease).await;
+                    return Ok(Outcome::Sent);
+                }
+                Verdict::Permanent { refusal, info } => {
+                    let ending = Ending::Failed {
+                        reason: refusal.reason(),
+                        info,
+                    };
+                    return self.end(job, lease, ending, 1).await;
+                }
+                Verdict::Transient {
+                    trouble,
+                    retry_after,
+                } => (trouble, retry_after),
+            };
+            self.ledger.count_call(job.request_id).await?;
+            let time_left = deadline.saturating_duration_since(Instant::now());
+            let reason = trouble.reason();
+            let Some(delay) = schedule.next_delay(retry_after, time_left) else {
+                tracing::warn!(%reason, "giving up: the code expires before the next attempt");
+                return self.end(job, lease, Ending::Expired, 0).await;
+            };
+            tracing::warn!(%reason, delay_ms = delay.as_millis() as u64, "transient failure, will retry");
+            metrics::counter!(otp_shared::metrics::RETRIES).increment(1);
+            if !self.pause(delay).await {
+                return Ok(Outcome::Requeue {
+                    why: "worker stopping".into(),
+                });
+            }
+        }
+        unreachable!("the attempts of one send are counted by an unbounded range")
+    }
+
+    async fn skipped(
+        &self,
+        job: &SendJob,
+        lease: &Lease,
+        skipped: Skipped,
+    ) -> redis::RedisResult<Outcome> {
+        match skipped {
+            Skipped::Expired => {
+                tracing::warn!("giving up: no WATI budget before the code expires");
+                self.end(job, lease, Ending::Expired, 0).await
+            }
+            Skipped::LeaseTaken => Ok(Outcome::Dropped {
+                why: "another worker took over",
+            }),
+            Skipped::LeaseLapsed => Ok(Outcome::Requeue {
+                why: "the delivery lease lapsed".into(),
+            }),
+            Skipped::Stopping => Ok(Outcome::Requeue {
+                why: "worker stopping".into(),
+            }),
+        }
+    }
+
+    /// Records a delivery WATI accepted. Never hands the job back: a requeued copy
+    /// would send the code again, so a Redis failure here is retried, then given up.
+    async fn record_sent(&self, job: &SendJob, lease: &Lease) {
+        let since_accepted = otp_shared::now_ms().saturating_sub(job.accepted_at_ms);
+        metrics::histogram!(otp_shared::metrics::ACCEPTED_TO_SENT)
+            .record(since_accepted as f64 / 1000.0);
+        for pause_ms in RECORD_PAUSES_MS {
+            match self.ledger.mark_sent(job, lease).await {
+                Ok(()) => {
+                    tracing::info!("delivered");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not record a delivery yet");
+                    tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+                }
+            }
+        }
+        metrics::counter!(otp_shared::metrics::DELIVERY_RECORDS_LOST).increment(1);
+        tracing::error!(
+            "could not record a delivery WATI accepted; a copy of this job would send again"
+        );
+    }
+
+    /// Ends a send that will not reach WATI; the outcome that goes with it.
+    async fn end(
+        &self,
+        job: &SendJob,
+        lease: &Lease,
+        ending: Ending,
+        calls: u32,
+    ) -> redis::RedisResult<Outcome> {
+        self.ledger.end(job, lease, &ending, calls).await?;
+        Ok(match ending {
+            Ending::Failed { reason, .. } => {
+                tracing::warn!(%reason, "delivery failed for good");
+                Outcome::Failed { reason }
+            }
+            Ending::Expired => Outcome::Expired,
+            Ending::Gone => Outcome::Dropped { why: GONE_REASON },
+        })
+    }
+
+    /// Waits `delay`; `false` if the worker began stopping meanwhile.
+    async fn pause(&self, delay: Duration) -> bool {
+        if delay.is_zero() {
+            return true;
+        }
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            () = tokio::time::sleep(delay) => true,
+            _ = shutdown.wait_for(|stopping| *stopping) => false,
+        }
+    }
+}

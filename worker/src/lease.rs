@@ -1,0 +1,141 @@
+//! The delivery lease, written once. A worker holds a per-request lease in Redis while
+//! it delivers, so that a copy of the job (redelivered after a broken link, or
+//! re-published) that reaches another worker goes back to the queue instead of calling
+//! WATI too. The start script takes it; [`Lease::keep_during`] keeps it alive while the
+//! delivery waits (for budget, for its call, for a retry); the batcher confirms it in
+//! one pipeline right before each call ([`confirm_all`]).
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::{FromRedisValue, ParsingError, Script, Value};
+use uuid::Uuid;
+
+static HOLD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/hold_lease.lua")));
+
+/// Who holds a lease, as the hold script finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Holding {
+    /// The caller; it is extended (or released, when asked).
+    Held,
+    /// Another worker delivers a copy of the job and will finish it.
+    TakenByAnother,
+    /// Nobody: it lapsed, and a copy may have finished meanwhile.
+    Lapsed,
+}
+
+impl FromRedisValue for Holding {
+    fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
+        match i64::from_redis_value(v)? {
+            1 => Ok(Holding::Held),
+            0 => Ok(Holding::TakenByAnother),
+            -1 => Ok(Holding::Lapsed),
+            other => Err(format!("hold_lease.lua answered {other}").into()),
+        }
+    }
+}
+
+/// One delivery's lease on its request.
+#[derive(Clone)]
+pub struct Lease {
+    redis: ConnectionManager,
+    key: String,
+    owner: String,
+    /// How long one hold lasts: longer than any one call to WATI.
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lease {
+    /// A lease not yet taken; `owner` is unique to this delivery.
+    pub fn new(redis: ConnectionManager, key: String, ttl: Duration) -> Self {
+        Self {
+            redis,
+            key,
+            owner: Uuid::new_v4().to_string(),
+            ttl,
+        }
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Holds the lease for another `ttl` from now, if it is still this delivery's.
+    pub async fn extend(&self) -> redis::RedisResult<Holding> {
+        self.hold(self.ttl).await
+    }
+
+    /// Lets a copy go ahead at once. Best effort: a lease not released just lapses.
+    pub async fn release(&self) {
+        if let Err(e) = self.hold(Duration::ZERO).await {
+            tracing::debug!(error = %e, "could not release a delivery lease; it will lapse");
+        }
+    }
+
+    async fn hold(&self, ttl: Duration) -> redis::RedisResult<Holding> {
+        HOLD.key(&self.key)
+            .arg(&self.owner)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut self.redis.clone())
+            .await
+    }
+
+    /// Runs `work`, extending the lease every third of its life meanwhile, so a long
+    /// wait for budget or for a retry never lets it lapse. Losing it is noticed where it
+    /// matters, by the check before each call; a failed extension is tried again at the
+    /// next tick.
+    pub async fn keep_during<T>(&self, work: impl Future<Output = T>) -> T {
+        let period = self.ttl / 3;
+        let keep = async {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            loop {
+                tick.tick().await;
+                if let Err(e) = self.extend().await {
+                    tracing::debug!(error = %e, "could not extend a delivery lease yet");
+                }
+            }
+        };
+        tokio::select! {
+            out = work => out,
+            never = keep => never,
+        }
+    }
+}
+
+/// Extends every lease for one call, in one round trip, and says who holds each.
+/// `also` runs in the same pipeline (its replies are ignored).
+pub async fn confirm_all(
+    redis: &ConnectionManager,
+    leases: &[&Lease],
+    also: impl FnOnce(&mut redis::Pipeline),
+) -> redis::RedisResult<Vec<Holding>> {
+    let mut pipe = redis::pipe();
+    // A pipeline does not load a missing script by itself.
+    pipe.load_script(&HOLD).ignore();
+    for lease in leases {
+        let mut invocation = HOLD.key(&lease.key);
+        invocation
+            .arg(&lease.owner)
+            .arg(lease.ttl.as_millis() as u64);
+        pipe.invoke_script(&invocation);
+    }
+    also(&mut pipe);
+    pipe.query_async(&mut redis.clone()).await
+}

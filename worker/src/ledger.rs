@@ -1,0 +1,240 @@
+//! The one place that moves a send's status in the worker: `sending` when its delivery
+//! starts, then `sent`, `failed` or `expired`, with the calls made counted. Each step
+//! is one Lua script that also looks after the code record and the delivery lease, so
+//! a status never disagrees with them. Field names come from `otp_shared::records`.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use otp_shared::job::SendJob;
+use otp_shared::keys::Keys;
+use otp_shared::records::{self, state};
+use otp_shared::status::STATUS_TTL_SECONDS;
+use redis::aio::ConnectionManager;
+use redis::{FromRedisValue, ParsingError, Script, Value};
+use uuid::Uuid;
+
+use crate::lease::Lease;
+
+/// The worker's scripts, as templates (for the placeholder test) and loaded.
+pub const TEMPLATES: &[&str] = &[
+    include_str!("lua/start_delivery.lua"),
+    include_str!("lua/mark_sent.lua"),
+    include_str!("lua/end_delivery.lua"),
+    include_str!("lua/count_call.lua"),
+];
+
+static START: LazyLock<Script> = LazyLock::new(|| records::script(TEMPLATES[0]));
+static MARK_SENT: LazyLock<Script> = LazyLock::new(|| records::script(TEMPLATES[1]));
+static END: LazyLock<Script> = LazyLock::new(|| records::script(TEMPLATES[2]));
+static COUNT_CALL: LazyLock<Script> = LazyLock::new(|| records::script(TEMPLATES[3]));
+
+/// The reason a send that could not reach WATI before its code expired is given.
+pub const EXPIRED_REASON: &str = "Failed to send OTP";
+/// The reason a job whose code was verified, replaced or removed is given.
+pub const GONE_REASON: &str = "code no longer pending";
+
+/// What the start of a delivery found.
+#[derive(Debug)]
+pub enum Start {
+    /// WATI already accepted this request (a redelivered or re-published copy).
+    Delivered,
+    /// This request already failed for good (a copy whose dead-lettering did not
+    /// complete): dead-letter it again with the stored reason.
+    Failed { reason: String },
+    /// Another worker is delivering a copy of this job right now.
+    Busy,
+    /// Past its expiry.
+    Expired,
+    /// Verified, exhausted, removed, or replaced by a newer code.
+    Gone,
+    /// Ready to send: the lease is taken and the status is `sending`.
+    Pending {
+        sealed: Vec<u8>,
+        /// What is left of the code's life, by Redis's clock.
+        time_left: Duration,
+    },
+}
+
+impl FromRedisValue for Start {
+    fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
+        let mut items = Vec::<Value>::from_redis_value(v)?.into_iter();
+        let kind = String::from_redis_value(items.next().ok_or("an empty reply")?)?;
+        let mut next = || items.next().ok_or("a reply too short");
+        Ok(match kind.as_str() {
+            "delivered" => Start::Delivered,
+            "failed" => Start::Failed {
+                reason: String::from_redis_value(next()?)?,
+            },
+            "busy" => Start::Busy,
+            "expired" => Start::Expired,
+            "gone" => Start::Gone,
+            "pending" => Start::Pending {
+                sealed: Vec::<u8>::from_redis_value(next()?)?,
+                time_left: Duration::from_millis(u64::from_redis_value(next()?)?),
+            },
+            other => return Err(format!("start_delivery.lua answered {other:?}").into()),
+        })
+    }
+}
+
+/// How a send that will not reach WATI ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// WATI refused it for good, or it cannot be sent at all: the code is deleted.
+    Failed {
+        reason: String,
+        info: Option<String>,
+    },
+    /// Its code expired before it could be handed over: the code is removed, the
+    /// record kept so that verify answers "expired".
+    Expired,
+    /// Its code is no longer the phone's pending code: nothing to retire.
+    Gone,
+}
+
+/// The worker's access to the records of a send.
+#[derive(Clone)]
+pub struct Ledger {
+    redis: ConnectionManager,
+    keys: Keys,
+    /// How long a delivered mark is kept: longer than any code can live.
+    delivered_ttl: Duration,
+    /// How long one hold of a delivery lease lasts.
+    lease_ttl: Duration,
+}
+
+impl Ledger {
+    pub fn new(
+        redis: ConnectionManager,
+        keys: Keys,
+        code_ttl: Duration,
+        lease_ttl: Duration,
+    ) -> Self {
+        Self {
+            redis,
+            keys,
+            delivered_ttl: code_ttl * 2,
+            lease_ttl,
+        }
+    }
+
+    /// A lease for delivering `request_id`, not yet taken.
+    pub fn lease(&self, request_id: Uuid) -> Lease {
+        Lease::new(
+            self.redis.clone(),
+            self.keys.delivery_lease(request_id),
+            self.lease_ttl,
+        )
+    }
+
+    /// Checks the job against the records; if it can be sent, takes `lease` and moves
+    /// the status to `sending`.
+    pub async fn start(&self, job: &SendJob, lease: &Lease) -> redis::RedisResult<Start> {
+        START
+            .key(self.keys.otp(&job.phone))
+            .key(self.keys.delivered(job.request_id))
+            .key(self.keys.status(job.request_id))
+            .key(lease.key())
+            .arg(job.code_id.to_string())
+            .arg(STATUS_TTL_SECONDS)
+            .arg(lease.owner())
+            .arg(lease.ttl().as_millis() as u64)
+            .invoke_async(&mut self.redis.clone())
+            .await
+    }
+
+    /// Counts a call that did not end the send.
+    pub async fn count_call(&self, request_id: Uuid) -> redis::RedisResult<()> {
+        COUNT_CALL
+            .key(self.keys.status(request_id))
+            .arg(STATUS_TTL_SECONDS)
+            .invoke_async(&mut self.redis.clone())
+            .await
+    }
+
+    /// Marks the send `sent` (its call counted) and remembers that WATI took it.
+    pub async fn mark_sent(&self, job: &SendJob, lease: &Lease) -> redis::RedisResult<()> {
+        MARK_SENT
+            .key(self.keys.delivered(job.request_id))
+            .key(self.keys.status(job.request_id))
+            .key(lease.key())
+            .key(self.keys.otp(&job.phone))
+            .arg(self.delivered_ttl.as_secs().max(1))
+            .arg(STATUS_TTL_SECONDS)
+            .arg(job.code_id.to_string())
+            .arg(lease.owner())
+            .invoke_async(&mut self.redis.clone())
+            .await
+    }
+
+    /// Ends the send as `ending` says, counting `calls` made for it just now.
+    pub async fn end(
+        &self,
+        job: &SendJob,
+        lease: &Lease,
+        ending: &Ending,
+        calls: u32,
+    ) -> redis::RedisResult<()> {
+        let (state, reason, info, retire) = match ending {
+            Ending::Failed { reason, info } => {
+                (state::FAILED, reason.as_str(), info.as_deref(), "delete")
+            }
+            Ending::Expired => (state::EXPIRED, EXPIRED_REASON, None, "expire"),
+            Ending::Gone => (state::EXPIRED, GONE_REASON, None, "keep"),
+        };
+        END.key(self.keys.otp(&job.phone))
+            .key(self.keys.status(job.request_id))
+            .key(lease.key())
+            .arg(job.code_id.to_string())
+            .arg(state)
+            .arg(reason)
+            .arg(info.unwrap_or(""))
+            .arg(calls)
+            .arg(STATUS_TTL_SECONDS)
+            .arg(lease.owner())
+            .arg(retire)
+            .invoke_async(&mut self.redis.clone())
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_script_names_only_known_fields() {
+        for template in TEMPLATES {
+            assert_eq!(
+                records::unknown_placeholders(template),
+                Vec::<String>::new(),
+                "{template}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_start_reply_is_an_error_not_a_guess() {
+        let reply = |items: Vec<&str>| {
+            Start::from_redis_value(Value::Array(
+                items
+                    .into_iter()
+                    .map(|i| Value::BulkString(i.as_bytes().to_vec()))
+                    .collect(),
+            ))
+        };
+        assert!(matches!(reply(vec!["busy"]), Ok(Start::Busy)));
+        assert!(matches!(
+            reply(vec!["failed", "WATI API authentication failed"]),
+            Ok(Start::Failed { reason }) if reason == "WATI API authentication failed"
+        ));
+        assert!(matches!(
+            reply(vec!["pending", "sealed", "1500"]),
+            Ok(Start::Pending { time_left, .. }) if time_left == Duration::from_millis(1500)
+        ));
+        assert!(reply(vec!["maybe"]).is_err());
+        assert!(reply(vec!["pending"]).is_err());
+        assert!(reply(vec![]).is_err());
+    }
+}

@@ -1,0 +1,35 @@
+-- Ends a send that will not reach WATI, atomically: its final status (failed or
+-- expired) with the reason, the call just made counted if there was one, the code
+-- retired if it is still this send's and no other send of it reached the user, and
+-- the lease released.
+-- 'delete' drops the code record (verify then answers "not found"); 'expire' keeps
+-- the record without the code and ends its life now (verify then answers "expired");
+-- 'keep' leaves the code alone (it is no longer this send's).
+-- KEYS: 1 code record, 2 request status, 3 delivery lease
+-- ARGV: 1 code_id, 2 state, 3 reason, 4 info ('' for none), 5 calls to count,
+--       6 status ttl s, 7 lease owner, 8 'delete', 'expire' or 'keep'
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ours = redis.call('HGET', KEYS[1], {{code.code_id}}) == ARGV[1]
+  and redis.call('HEXISTS', KEYS[1], {{code.delivered}}) == 0
+if ours and ARGV[8] == 'delete' then
+  redis.call('DEL', KEYS[1])
+elseif ours and ARGV[8] == 'expire' then
+  redis.call('HDEL', KEYS[1], {{code.mac}}, {{code.sealed}})
+  if tonumber(redis.call('HGET', KEYS[1], {{code.expires_at}})) > now then
+    redis.call('HSET', KEYS[1], {{code.expires_at}}, now)
+  end
+end
+redis.call('HSET', KEYS[2], {{status.state}}, ARGV[2], {{status.reason}}, ARGV[3],
+  {{status.updated_at}}, now)
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[2], {{status.info}}, ARGV[4])
+end
+if tonumber(ARGV[5]) > 0 then
+  redis.call('HINCRBY', KEYS[2], {{status.attempts}}, ARGV[5])
+end
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+if redis.call('GET', KEYS[3]) == ARGV[7] then
+  redis.call('DEL', KEYS[3])
+end
+return 1
