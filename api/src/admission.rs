@@ -1,8 +1,9 @@
 //! Admission: a send is accepted only if the workers can hand it to WATI before its
 //! code expires, at the configured budgets. Every api replica reserves in one Redis
-//! sorted set of the sends admitted and not yet handed over, atomically, so a burst of
-//! any speed is admitted only as far as the budgets reach; the rest get 503 at once.
-//! How much fits is `Budgets::capacity` (in `otp_shared::budget`).
+//! sorted set of the sends admitted and not yet finished by a worker, atomically, so a
+//! burst of any speed is admitted only as far as the budgets reach; the rest get 503
+//! at once. How much fits in a code's remaining life is `Budgets::capacity` (in
+//! `otp_shared::budget`): a re-send of a code with little life left fits less.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -18,20 +19,28 @@ static ADMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/
 /// What a reservation got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reservation {
-    /// Admitted; `pending` sends (this one included) now wait for WATI.
-    Admitted { pending: u64 },
-    /// No room: `pending` sends already wait, as many as the budgets can deliver.
-    Full { pending: u64 },
+    /// Admitted: the send counts until a worker finishes it.
+    Admitted,
+    /// No room; a client should try again after `retry_after`.
+    Full { retry_after: Duration },
     /// No budget is set, so nothing is counted.
     Unlimited,
 }
 
-impl FromRedisValue for Reservation {
+/// admit.lua's answer: admitted or not, and the sends waiting.
+struct Admitted {
+    admitted: bool,
+    pending: u64,
+}
+
+impl FromRedisValue for Admitted {
     fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
         let (admitted, pending): (i64, u64) = FromRedisValue::from_redis_value(v)?;
         match admitted {
-            1 => Ok(Reservation::Admitted { pending }),
-            0 => Ok(Reservation::Full { pending }),
+            0 | 1 => Ok(Admitted {
+                admitted: admitted == 1,
+                pending,
+            }),
             other => Err(format!("admit.lua answered {other}").into()),
         }
     }
@@ -40,8 +49,7 @@ impl FromRedisValue for Reservation {
 pub struct Admission {
     redis: ConnectionManager,
     key: String,
-    capacity: Capacity,
-    code_ttl: Duration,
+    budgets: Budgets,
 }
 
 impl Admission {
@@ -51,54 +59,58 @@ impl Admission {
         budgets: &Budgets,
         code_ttl: Duration,
     ) -> Self {
-        let capacity = budgets.capacity(code_ttl);
-        if let Capacity::Sends { sends, .. } = capacity {
+        if let Capacity::Sends { sends, .. } = budgets.capacity(code_ttl) {
             metrics::gauge!(otp_shared::metrics::SEND_CAPACITY).set(sends as f64);
         }
         Self {
             redis,
             key: keys.pending_sends(),
-            capacity,
-            code_ttl,
+            budgets: *budgets,
         }
     }
 
-    pub fn capacity(&self) -> Capacity {
-        self.capacity
-    }
-
-    /// Reserves room for the send `request_id`, if there is any.
-    pub async fn reserve(&self, request_id: Uuid) -> redis::RedisResult<Reservation> {
-        let Capacity::Sends { sends, .. } = self.capacity else {
-            return Ok(Reservation::Unlimited);
+    /// Reserves room for the send `request_id`, whose code has `life` left, if the
+    /// sends already waiting and this one can all be handed over within it.
+    pub async fn reserve(
+        &self,
+        request_id: Uuid,
+        life: Duration,
+    ) -> redis::RedisResult<Reservation> {
+        let capacity = self.budgets.capacity(life);
+        let sends = match capacity {
+            Capacity::Unlimited => return Ok(Reservation::Unlimited),
+            // Too little life left for any budget: once this code expires, a new one
+            // has a whole life.
+            Capacity::Sends { sends: 0, .. } => {
+                return Ok(Reservation::Full {
+                    retry_after: life.max(Duration::from_secs(1)),
+                });
+            }
+            Capacity::Sends { sends, .. } => sends,
         };
-        let reservation: Reservation = ADMIT
+        let answer: Admitted = ADMIT
             .key(&self.key)
             .arg(sends)
             .arg(request_id.to_string())
-            .arg(self.code_ttl.as_millis() as u64)
+            .arg(life.as_millis() as u64)
             .invoke_async(&mut self.redis.clone())
             .await?;
-        if let Reservation::Admitted { pending } | Reservation::Full { pending } = reservation {
-            metrics::gauge!(otp_shared::metrics::SEND_BACKLOG).set(pending as f64);
-        }
-        Ok(reservation)
+        metrics::gauge!(otp_shared::metrics::SEND_BACKLOG).set(answer.pending as f64);
+        Ok(if answer.admitted {
+            Reservation::Admitted
+        } else {
+            Reservation::Full {
+                retry_after: capacity.retry_after(answer.pending),
+            }
+        })
     }
 
     /// Gives back the room of a send that was not queued after all.
     pub async fn release(&self, request_id: Uuid) -> redis::RedisResult<()> {
-        if matches!(self.capacity, Capacity::Unlimited) {
-            return Ok(());
-        }
         redis::cmd("ZREM")
             .arg(&self.key)
             .arg(request_id.to_string())
             .exec_async(&mut self.redis.clone())
             .await
-    }
-
-    /// How long a refused client should wait with `pending` sends ahead of it.
-    pub fn retry_after(&self, pending: u64) -> Duration {
-        self.capacity.retry_after(pending)
     }
 }

@@ -175,10 +175,18 @@ pub async fn steady(
 }
 
 /// Waits until the sandbox holds a message for every accepted phone (or stops making
-/// progress), then reports rate, accepted→received latency, duplicates and missing.
-pub async fn delivery(sandbox: &Sandbox, responses: &Responses, stage: &str) -> Value {
+/// progress), then reports rate, accepted→received latency, duplicates, missing, and
+/// late (received after the code's life from its 202). `baseline` is what the sandbox
+/// had accepted before the load began.
+pub async fn delivery(
+    sandbox: &Sandbox,
+    responses: &Responses,
+    stage: &str,
+    code_life: Duration,
+    baseline: u64,
+) -> Value {
     let expected = responses.accepted_at.len();
-    let baseline = sandbox.accepted() as usize;
+    let baseline = baseline as usize;
     let mut last_progress = Instant::now();
     let mut seen = 0;
     while (sandbox.accepted() as usize) < baseline + expected
@@ -192,7 +200,8 @@ pub async fn delivery(sandbox: &Sandbox, responses: &Responses, stage: &str) -> 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mut latencies = Vec::with_capacity(expected);
-    let (mut duplicates, mut missing) = (0usize, 0usize);
+    let (mut duplicates, mut missing, mut late) = (0usize, 0usize, 0usize);
+    let code_life_ms = code_life.as_millis() as u64;
     let (mut first_accepted, mut last_received) = (u64::MAX, 0u64);
     for (phone, accepted_at) in &responses.accepted_at {
         let messages = sandbox.messages(phone);
@@ -203,6 +212,9 @@ pub async fn delivery(sandbox: &Sandbox, responses: &Responses, stage: &str) -> 
                     first.received_at_ms.saturating_sub(*accepted_at),
                 ));
                 last_received = last_received.max(first.received_at_ms);
+                if first.received_at_ms > accepted_at + code_life_ms {
+                    late += 1;
+                }
             }
         }
         duplicates += messages.len().saturating_sub(1);
@@ -217,5 +229,6 @@ pub async fn delivery(sandbox: &Sandbox, responses: &Responses, stage: &str) -> 
         "accepted_to_received": summary(&mut latencies),
         "duplicates": duplicates,
         "missing": missing,
+        "late": late,
     })
 }

@@ -6,9 +6,12 @@
 //!    running api (a real process, as are the workers);
 //! 3. `delivery`: until the WATI sandbox (in this process) has received all N;
 //! 4. `steady`: a fixed rate for a fixed time, and its accepted→received latency;
+//! 5. `batched`: WATI enforcing its plan limit and a Meta message rate, a burst through
+//!    v3 batches and, for comparison, through v1 (one call per code);
 //!
 //! then the peak RSS of the api and workers. One JSON line per stage on stdout.
 
+mod batched;
 mod ceiling;
 mod http1;
 mod load;
@@ -24,6 +27,8 @@ use serde_json::json;
 use wati_sandbox::{Sandbox, SandboxConfig};
 
 const OTP_SECRET: &str = "bench-otp-secret-0123456789abcdef0123";
+/// Code life of the ceiling-to-steady stack.
+const CODE_LIFE: Duration = Duration::from_secs(300);
 const WATI_KEY: &str = "bench-wati-key";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -32,6 +37,7 @@ enum Stage {
     Intake,
     Delivery,
     Steady,
+    Batched,
 }
 
 /// Measures the OTP gateway: ceiling, burst intake, delivery, steady load, memory.
@@ -59,11 +65,35 @@ struct Args {
     /// Jobs in flight per worker (WORKER_CONCURRENCY).
     #[arg(long, default_value_t = 64)]
     worker_concurrency: u16,
+    /// WATI_CALLS_PER_10S of the ceiling-to-steady stack (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    calls_per_10s: u32,
+    /// WHATSAPP_MESSAGES_PER_SECOND of the ceiling-to-steady stack (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    messages_per_second: u32,
+    /// Requests in the batched stage's v3 burst.
+    #[arg(long, default_value_t = 50_000)]
+    batched_requests: usize,
+    /// Requests in the batched stage's v1 burst (the comparison).
+    #[arg(long, default_value_t = 2_000)]
+    batched_v1_requests: usize,
+    /// Code life of the batched stage's v3 half, in seconds.
+    #[arg(long, default_value_t = 300)]
+    batched_ttl_seconds: u64,
+    /// Code life of the v1 half: shorter, since v1 delivers about 10 codes a second.
+    #[arg(long, default_value_t = 30)]
+    batched_v1_ttl_seconds: u64,
+    /// WATI's plan limit in the batched stage, enforced by the sandbox.
+    #[arg(long, default_value_t = 100)]
+    batched_calls_per_10s: u32,
+    /// Meta's message rate in the batched stage.
+    #[arg(long, default_value_t = 1000)]
+    batched_messages_per_second: u32,
     /// Stages to run, comma-separated.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ceiling,intake,delivery,steady"
+        default_value = "ceiling,intake,delivery,steady,batched"
     )]
     stages: Vec<Stage>,
     /// RUST_LOG of the api and workers.
@@ -82,7 +112,7 @@ fn emit(line: &serde_json::Value) {
 /// Problems that make a run fail: a benchmark that lost, duplicated or refused
 /// requests measured something other than the gateway working.
 fn problems(line: &serde_json::Value) -> Vec<String> {
-    ["errors", "missing", "duplicates"]
+    ["errors", "missing", "duplicates", "late", "wati_429s"]
         .iter()
         .filter_map(|field| {
             let n = line[*field].as_u64().unwrap_or(0);
@@ -100,8 +130,15 @@ async fn main() -> anyhow::Result<()> {
     } else {
         0
     };
-    let phones = phones::distinct(args.requests + steady_count);
-    let (burst_phones, steady_phones) = phones.split_at(args.requests);
+    let batched_count = if run(Stage::Batched) {
+        args.batched_requests + args.batched_v1_requests
+    } else {
+        0
+    };
+    let phones = phones::distinct(args.requests + steady_count + batched_count);
+    let (burst_phones, rest) = phones.split_at(args.requests);
+    let (steady_phones, rest) = rest.split_at(steady_count);
+    let (batched_phones, batched_v1_phones) = rest.split_at(args.batched_requests);
     let prefix = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     emit(&json!({
         "stage": "meta",
@@ -130,28 +167,32 @@ async fn main() -> anyhow::Result<()> {
         emit(&line);
     }
 
-    let sandbox = Sandbox::new(SandboxConfig {
-        api_key: WATI_KEY.into(),
-        template_name: "login_otp".into(),
-        latency: Duration::from_millis(args.sandbox_latency_ms),
-        calls_per_10s: 0,
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let wati_base_url = format!("http://{}/bench", listener.local_addr()?);
-    tokio::spawn(wati_sandbox::serve(
-        sandbox.clone(),
-        listener,
-        std::future::pending(),
-    ));
+    if run(Stage::Batched) {
+        failures.extend(run_batched(&args, &prefix, batched_phones, batched_v1_phones).await?);
+    }
+    let main_stages = [Stage::Intake, Stage::Delivery, Stage::Steady];
+    if !main_stages.iter().any(|s| run(*s)) {
+        return finish(failures);
+    }
 
+    let (sandbox, wati_base_url) =
+        start_sandbox(Duration::from_millis(args.sandbox_latency_ms), 0).await?;
     let stack = stack::Stack::start(&stack::StackSettings {
         redis_url: &args.redis_url,
         amqp_url: &args.amqp_url,
         prefix: &prefix,
         wati_base_url: &wati_base_url,
         workers: args.workers,
-        worker_concurrency: args.worker_concurrency,
+        worker_concurrency: Some(args.worker_concurrency),
         log_level: &args.log_level,
+        budgets: stack::StackBudgets {
+            api_version: "v3",
+            calls_per_10s: args.calls_per_10s,
+            messages_per_second: args.messages_per_second,
+            // Calls carry at most what a worker holds.
+            batch_max: u32::from(args.worker_concurrency),
+            ttl_seconds: CODE_LIFE.as_secs(),
+        },
     })
     .await
     .context("start the api and workers")?;
@@ -162,6 +203,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let outcome = async {
         if run(Stage::Intake) {
+            let baseline = sandbox.accepted();
             let (mut line, responses) =
                 load::burst(stack.api_addr, burst_phones, args.concurrency).await?;
             if let (Some(ceiling), Some(intake)) = (ceiling_rate, line["per_second"].as_f64()) {
@@ -169,13 +211,15 @@ async fn main() -> anyhow::Result<()> {
             }
             report(line);
             if run(Stage::Delivery) {
-                let mut line = load::delivery(&sandbox, &responses, "delivery").await;
+                let mut line =
+                    load::delivery(&sandbox, &responses, "delivery", CODE_LIFE, baseline).await;
                 line["sandbox_latency_ms"] = json!(args.sandbox_latency_ms);
                 line["jobs_in_flight"] = json!(args.workers * usize::from(args.worker_concurrency));
                 report(line);
             }
         }
         if run(Stage::Steady) {
+            let baseline = sandbox.accepted();
             let (line, responses) = load::steady(
                 stack.api_addr,
                 steady_phones,
@@ -185,7 +229,11 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?;
             report(line);
-            report(load::delivery(&sandbox, &responses, "steady_delivery").await);
+            let mut line =
+                load::delivery(&sandbox, &responses, "steady_delivery", CODE_LIFE, baseline).await;
+            line["calls_per_10s"] = json!(args.calls_per_10s);
+            line["messages_per_second"] = json!(args.messages_per_second);
+            report(line);
         }
         let (api_mb, worker_mb) = stack.peak_rss_mb();
         let (api_cpu, worker_cpu) = stack.cpu_seconds();
@@ -202,10 +250,90 @@ async fn main() -> anyhow::Result<()> {
     stack.stop();
     cleanup::remove(&args.redis_url, &args.amqp_url, &prefix).await;
     outcome?;
+    finish(failures)
+}
+
+/// The run's result: an error naming every problem, if there was one.
+fn finish(failures: Vec<String>) -> anyhow::Result<()> {
     if !failures.is_empty() {
         anyhow::bail!("the run had problems: {}", failures.join(", "));
     }
     Ok(())
+}
+
+/// Starts a WATI sandbox in this process with `latency` and a plan limit of
+/// `calls_per_10s` (0: none); returns it and the base URL the workers use.
+pub(crate) async fn start_sandbox(
+    latency: Duration,
+    calls_per_10s: u32,
+) -> anyhow::Result<(Sandbox, String)> {
+    let sandbox = Sandbox::new(SandboxConfig {
+        api_key: WATI_KEY.into(),
+        template_name: "login_otp".into(),
+        latency,
+        calls_per_10s,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let wati_base_url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(wati_sandbox::serve(
+        sandbox.clone(),
+        listener,
+        std::future::pending(),
+    ));
+    Ok((sandbox, wati_base_url))
+}
+
+/// The batched stage: v1 then v3 under the same limits; emits four lines and the
+/// ratio of their delivery rates. Returns the problems it saw.
+async fn run_batched(
+    args: &Args,
+    prefix: &str,
+    v3_phones: &[otp_api::phone::PhoneNumber],
+    v1_phones: &[otp_api::phone::PhoneNumber],
+) -> anyhow::Result<Vec<String>> {
+    let settings = batched::Settings {
+        redis_url: &args.redis_url,
+        amqp_url: &args.amqp_url,
+        prefix: &format!("{prefix}b"),
+        log_level: &args.log_level,
+        workers: args.workers,
+        concurrency: args.concurrency,
+        calls_per_10s: args.batched_calls_per_10s,
+        messages_per_second: args.batched_messages_per_second,
+        batch_max: 1000,
+    };
+    let mut failures = Vec::new();
+    let (v1_intake, v1_delivery) = batched::run(
+        &settings,
+        &batched::Half {
+            label: "batched_v1",
+            api_version: "v1",
+            phones: v1_phones,
+            ttl_seconds: args.batched_v1_ttl_seconds,
+        },
+    )
+    .await?;
+    let (v3_intake, mut v3_delivery) = batched::run(
+        &settings,
+        &batched::Half {
+            label: "batched",
+            api_version: "v3",
+            phones: v3_phones,
+            ttl_seconds: args.batched_ttl_seconds,
+        },
+    )
+    .await?;
+    if let (Some(v3), Some(v1)) = (
+        v3_delivery["per_second"].as_f64(),
+        v1_delivery["per_second"].as_f64(),
+    ) {
+        v3_delivery["times_v1"] = json!((v3 / v1.max(1e-9) * 10.0).round() / 10.0);
+    }
+    for line in [v1_intake, v1_delivery, v3_intake, v3_delivery] {
+        failures.extend(problems(&line));
+        emit(&line);
+    }
+    Ok(failures)
 }
 
 mod cleanup {

@@ -24,8 +24,21 @@ pub struct StackSettings<'a> {
     pub prefix: &'a str,
     pub wati_base_url: &'a str,
     pub workers: usize,
-    pub worker_concurrency: u16,
+    /// `WORKER_CONCURRENCY`; the worker's default (twice the batch) when `None`.
+    pub worker_concurrency: Option<u16>,
     pub log_level: &'a str,
+    pub budgets: StackBudgets,
+}
+
+/// The WATI budgets and code life both processes get.
+#[derive(Clone, Copy, Debug)]
+pub struct StackBudgets {
+    /// `v1` or `v3`.
+    pub api_version: &'static str,
+    pub calls_per_10s: u32,
+    pub messages_per_second: u32,
+    pub batch_max: u32,
+    pub ttl_seconds: u64,
 }
 
 fn binary(name: &str) -> anyhow::Result<PathBuf> {
@@ -57,8 +70,14 @@ fn common(command: &mut Command, s: &StackSettings<'_>) {
         .env("KEY_PREFIX", s.prefix)
         .env("QUEUE_PREFIX", s.prefix)
         .env("OTP_SECRET", crate::OTP_SECRET)
-        .env("WATI_CALLS_PER_10S", "0")
-        .env("WHATSAPP_MESSAGES_PER_SECOND", "0")
+        .env("WATI_API_VERSION", s.budgets.api_version)
+        .env("WATI_CALLS_PER_10S", s.budgets.calls_per_10s.to_string())
+        .env(
+            "WHATSAPP_MESSAGES_PER_SECOND",
+            s.budgets.messages_per_second.to_string(),
+        )
+        .env("WATI_BATCH_MAX", s.budgets.batch_max.to_string())
+        .env("OTP_TTL_SECONDS", s.budgets.ttl_seconds.to_string())
         .env("RUST_LOG", s.log_level)
         .env("LOG_FORMAT", "json")
         .stdout(Stdio::null())
@@ -83,8 +102,10 @@ impl Stack {
             worker
                 .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()?))
                 .env("WATI_BASE_URL", s.wati_base_url)
-                .env("WATI_API_KEY", crate::WATI_KEY)
-                .env("WORKER_CONCURRENCY", s.worker_concurrency.to_string());
+                .env("WATI_API_KEY", crate::WATI_KEY);
+            if let Some(concurrency) = s.worker_concurrency {
+                worker.env("WORKER_CONCURRENCY", concurrency.to_string());
+            }
             workers.push(worker.spawn().context("start a worker")?);
         }
         let stack = Self {

@@ -565,7 +565,7 @@ impl TestEnv {
         tokio::sync::watch::Sender<bool>,
     ) {
         let (stop, stopping) = tokio::sync::watch::channel(false);
-        let deliverer = otp_worker::delivery::Deliverer::start(config, redis, stopping)
+        let (deliverer, _batcher) = otp_worker::delivery::Deliverer::start(config, redis, stopping)
             .expect("the WATI client builds");
         (deliverer, stop)
     }

@@ -1,11 +1,13 @@
 //! A 202 is a promise: a burst far above what the WATI budgets can deliver within a
 //! code's life is admitted only up to that capacity, at once and atomically across
 //! requests, and every admitted code reaches WATI before it expires. The rest get 503
-//! with Retry-After, and room comes back as sends are handed over.
+//! with Retry-After, a re-send counts with what is left of its code's life, and room
+//! comes back as sends finish.
 
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use otp_api::admission::Reservation;
 use otp_e2e::{DEADLINE, TestEnv, budgets, eventually};
 use otp_shared::budget::{Budgets, Capacity, WatiApiVersion};
 use serde_json::{Value, json};
@@ -75,11 +77,11 @@ async fn burst_then_deliver(budgets: Budgets, ttl_seconds: u64, requests: usize)
     let capacity = sends(&budgets, ttl_seconds);
     assert!(capacity * 3 < requests, "the burst is far above capacity");
 
+    // Each request reserves atomically, so the count holds however fast the burst
+    // comes; it comes in a fraction of a second here (printed, not asserted: a loaded
+    // machine is slower, and nothing reads the queue periodically any more).
     let (answers, took) = burst(&env, requests).await;
-    assert!(
-        took < Duration::from_secs(1),
-        "the burst must arrive in well under a second to test admission, took {took:?}"
-    );
+    println!("{requests} requests in {took:?}");
     let admitted: Vec<&Answer> = answers.iter().filter(|a| a.status == 202).collect();
     assert_eq!(admitted.len(), capacity, "202s up to capacity, no more");
     for refused in answers.iter().filter(|a| a.status != 202) {
@@ -91,13 +93,31 @@ async fn burst_then_deliver(budgets: Budgets, ttl_seconds: u64, requests: usize)
         assert_eq!(refused.body["retryAfterSeconds"], wait);
     }
 
-    let mut worker_config = env.worker_config();
-    worker_config.common.otp_ttl_seconds = ttl_seconds;
-    worker_config.common.budgets = budgets;
-    worker_config.wati.api_version = budgets.api_version;
-    worker_config.concurrency = u16::try_from(budgets.recipients_per_call * 2).expect("fits");
-    let _worker = env.start_worker_with(worker_config).await;
-    for answer in &admitted {
+    // A refusal takes back the code it stored: nothing is left to verify.
+    let refused = answers.iter().find(|a| a.status == 503).expect("a refusal");
+    assert_eq!(env.verify(&refused.phone, "123456").await.0, 404);
+
+    let _worker = env.start_worker_with(worker_config(&env, budgets)).await;
+    every_admitted_code_reaches_wati_in_time(&env, &admitted, ttl_seconds).await;
+    for refused in answers.iter().filter(|a| a.status != 202) {
+        assert!(env.sandbox.messages(&refused.phone).is_empty());
+    }
+}
+
+fn worker_config(env: &TestEnv, budgets: Budgets) -> otp_worker::config::WorkerConfig {
+    let mut config = env.worker_config();
+    config.common.budgets = budgets;
+    config.wati.api_version = budgets.api_version;
+    config.concurrency = u16::try_from(budgets.recipients_per_call * 2).expect("fits");
+    config
+}
+
+async fn every_admitted_code_reaches_wati_in_time(
+    env: &TestEnv,
+    admitted: &[&Answer],
+    ttl_seconds: u64,
+) {
+    for answer in admitted {
         let messages = env.wait_for_messages(&answer.phone, 1).await;
         assert_eq!(messages.len(), 1, "{}: delivered once", answer.phone);
         let expiry = answer.answered_at_ms + ttl_seconds * 1000;
@@ -111,9 +131,6 @@ async fn burst_then_deliver(budgets: Budgets, ttl_seconds: u64, requests: usize)
         env.wait_for_status(request_id, "sent").await;
     }
     assert_eq!(env.sandbox.rate_limited(), 0, "WATI never answered 429");
-    for refused in answers.iter().filter(|a| a.status != 202) {
-        assert!(env.sandbox.messages(&refused.phone).is_empty());
-    }
 }
 
 #[tokio::test]
@@ -131,6 +148,64 @@ async fn in_v1_mode_the_call_budget_bounds_admission_the_same_way() {
     let budgets = budgets(WatiApiVersion::V1, 20, 0, 1000);
     assert_eq!(sends(&budgets, 6), 8);
     burst_then_deliver(budgets, 6, 60).await;
+}
+
+#[tokio::test]
+async fn with_the_worker_delivering_during_the_burst_every_202_still_arrives_in_time() {
+    let budgets = budgets(WatiApiVersion::V3, 100, 10, 1000);
+    let mut env = TestEnv::with_wati_limit(100).await;
+    let mut api_config = env.api_config();
+    api_config.common.otp_ttl_seconds = 10;
+    api_config.common.budgets = budgets;
+    let _api = env.start_api_with(api_config).await;
+    let _worker = env.start_worker_with(worker_config(&env, budgets)).await;
+    let (answers, _) = burst(&env, 400).await;
+    let delivered_meanwhile = env.sandbox.accepted() as usize;
+    let admitted: Vec<&Answer> = answers.iter().filter(|a| a.status == 202).collect();
+    // Room comes back only as sends finish (and WATI has them before they finish).
+    let capacity = sends(&budgets, 10);
+    assert!(
+        admitted.len() >= capacity && admitted.len() <= capacity + delivered_meanwhile,
+        "{} admitted, capacity {capacity}, {delivered_meanwhile} delivered meanwhile",
+        admitted.len()
+    );
+    every_admitted_code_reaches_wati_in_time(&env, &admitted, 10).await;
+}
+
+#[tokio::test]
+async fn a_re_send_is_admitted_only_if_its_code_lives_long_enough_for_the_sends_ahead() {
+    let env = TestEnv::new().await;
+    // 10 messages a second: a 10 s life fits 80, a 4 s life fits 20.
+    let budgets = budgets(WatiApiVersion::V3, 0, 10, 1000);
+    let admission = otp_api::admission::Admission::new(
+        env.redis.clone(),
+        &env.keys(),
+        &budgets,
+        Duration::from_secs(10),
+    );
+    let reserve = |life| admission.reserve(uuid::Uuid::new_v4(), life);
+    for _ in 0..30 {
+        assert_eq!(
+            reserve(Duration::from_secs(10)).await.expect("redis"),
+            Reservation::Admitted
+        );
+    }
+    // A re-send whose code has 4 s left could not reach WATI behind the 30 ahead of it.
+    let refused = reserve(Duration::from_secs(4)).await.expect("redis");
+    assert!(
+        matches!(refused, Reservation::Full { retry_after } if retry_after >= Duration::from_secs(1)),
+        "{refused:?}"
+    );
+    // A code with a whole life still fits, and one with under 2 s never does.
+    assert_eq!(
+        reserve(Duration::from_secs(10)).await.expect("redis"),
+        Reservation::Admitted
+    );
+    let too_short = reserve(Duration::from_millis(1_500)).await.expect("redis");
+    assert!(
+        matches!(too_short, Reservation::Full { .. }),
+        "{too_short:?}"
+    );
 }
 
 #[tokio::test]
@@ -155,7 +230,7 @@ async fn room_comes_back_as_sends_are_handed_to_wati() {
 }
 
 #[tokio::test]
-async fn a_send_refused_for_another_reason_gives_its_room_back() {
+async fn a_send_refused_by_a_phone_limit_takes_no_room() {
     let mut env = TestEnv::new().await;
     let mut api_config = env.api_config();
     api_config.common.budgets = budgets(WatiApiVersion::V3, 30, 80, 1000);
@@ -171,7 +246,7 @@ async fn a_send_refused_for_another_reason_gives_its_room_back() {
     };
     env.send_accepted(&phone(1)).await;
     assert_eq!(pending().await, 1);
-    // The cooldown refuses the second send after its room was reserved.
+    // The cooldown refuses the second send before any room is reserved for it.
     assert_eq!(env.send_otp(&phone(1)).await.0, 429);
     assert_eq!(pending().await, 1);
 }

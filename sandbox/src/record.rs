@@ -66,6 +66,9 @@ pub struct CallRecord {
     /// The phones the call named, in order (as far as a rejected body could be read).
     pub recipients: Vec<String>,
     pub broadcast_name: String,
+    /// The path before the endpoint: a tenant id, or whatever the caller's base URL
+    /// carries (tests give each worker its own, to tell their calls apart).
+    pub path_prefix: String,
 }
 
 /// A call let through the plan limit, carried from arrival to answer.
@@ -98,6 +101,8 @@ pub(crate) struct Recorded {
     rate_limited: u64,
     last_call_id: u64,
     generation: u64,
+    /// Path prefix of each call between its arrival and its log entry.
+    prefixes: HashMap<u64, String>,
 }
 
 impl Recorded {
@@ -158,6 +163,7 @@ impl Recorded {
     pub fn admit(
         &mut self,
         api: Api,
+        path_prefix: &str,
         now: Instant,
         received_at_ms: u64,
         calls_per_10s: u32,
@@ -167,6 +173,8 @@ impl Recorded {
             return Err(wait);
         }
         self.last_call_id += 1;
+        self.prefixes
+            .insert(self.last_call_id, path_prefix.to_owned());
         Ok(Ticket {
             call_id: self.last_call_id,
             api,
@@ -185,6 +193,7 @@ impl Recorded {
         recipients: Vec<String>,
     ) {
         if ticket.generation == self.generation {
+            let path_prefix = self.prefixes.remove(&ticket.call_id).unwrap_or_default();
             self.log.push(CallRecord {
                 call_id: ticket.call_id,
                 api: ticket.api,
@@ -192,6 +201,7 @@ impl Recorded {
                 status,
                 recipients,
                 broadcast_name,
+                path_prefix,
             });
         }
     }

@@ -26,13 +26,14 @@ pub(crate) async fn send(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let api = if path.ends_with(V1_SUFFIX) {
-        Api::V1
-    } else if path.ends_with(V3_SUFFIX) {
-        Api::V3
+    let (api, path_prefix) = if let Some(prefix) = path.strip_suffix(V1_SUFFIX) {
+        (Api::V1, prefix)
+    } else if let Some(prefix) = path.strip_suffix(V3_SUFFIX) {
+        (Api::V3, prefix)
     } else {
         return wati_answer(StatusCode::NOT_FOUND, false, "Not found");
     };
+    let path_prefix = format!("/{}", path_prefix.trim_end_matches('/'));
     let expected = format!("Bearer {}", sandbox.config.api_key);
     if headers
         .get(header::AUTHORIZATION)
@@ -47,6 +48,7 @@ pub(crate) async fn send(
         // Read the clock under the lock so the window sees arrivals in order.
         recorded.admit(
             api,
+            &path_prefix,
             Instant::now(),
             received_at_ms,
             sandbox.config.calls_per_10s,

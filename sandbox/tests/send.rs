@@ -539,6 +539,8 @@ async fn v1_calls_are_numbered_and_logged_like_v3_calls() {
         [(1, Api::V1), (2, Api::V3)]
     );
     assert_eq!(log[0].broadcast_name, "v1-911111111111");
+    // The base URL's path, as WATI's tenant id would be.
+    assert!(log.iter().all(|c| c.path_prefix == "/tenant-1"), "{log:?}");
     assert_eq!(log[1].recipients, ["911111111111", "912222222222"]);
     let messages = s.get("/sandbox/messages?phone=911111111111").await;
     assert_eq!(messages["messages"][1]["callId"], 2);

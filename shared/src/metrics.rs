@@ -24,7 +24,7 @@ pub const HTTP_DURATION: &str = "otp_http_request_duration_seconds";
 pub const PUBLISH_DURATION: &str = "otp_publish_duration_seconds";
 /// Jobs ready in the send queue (read once a second by the api).
 pub const QUEUE_READY_JOBS: &str = "otp_queue_ready_jobs";
-/// Sends admitted and not yet handed to WATI, as read at the last admission.
+/// Sends admitted and not yet finished by a worker, as read at the last admission.
 pub const SEND_BACKLOG: &str = "otp_send_backlog";
 /// How many sends may wait for WATI at once (from the budgets and the code's life).
 pub const SEND_CAPACITY: &str = "otp_send_capacity";

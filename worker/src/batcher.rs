@@ -2,8 +2,8 @@
 //! call. When the shared budget lets a call leave, the call carries every waiting send,
 //! earliest expiry first, up to the batch size; a lone send goes out at once, and
 //! batches form only while calls wait for budget. Right before a call, the leases of
-//! its sends are confirmed and the sends leave the api's admission count, in one round
-//! trip. Each call runs in its own task, so the next call never waits for WATI's answer.
+//! its sends are confirmed in one round trip. Each call runs in its own task, so the
+//! next call never waits for WATI's answer.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -59,11 +59,11 @@ pub enum Skipped {
 
 /// What the batcher needs.
 pub struct BatcherSettings {
+    /// The budgets shared with every other worker.
     pub budget: Budget,
     pub wati: WatiClient,
+    /// For confirming leases.
     pub redis: ConnectionManager,
-    /// The api's count of sends admitted and not yet handed over (`Keys::pending_sends`).
-    pub pending_sends_key: String,
     /// Most recipients in one call: `WATI_BATCH_MAX` for v3, 1 for v1.
     pub recipients_per_call: u32,
 }
@@ -88,11 +88,15 @@ impl Waiting {
 }
 
 impl Batcher {
-    /// Starts the batcher's task; it runs until `shutdown` turns true.
-    pub fn start(settings: BatcherSettings, shutdown: watch::Receiver<bool>) -> Self {
+    /// Starts the batcher's task; it runs until `shutdown` turns true. The handle ends
+    /// early only if the task panicked.
+    pub fn start(
+        settings: BatcherSettings,
+        shutdown: watch::Receiver<bool>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (queue, incoming) = mpsc::unbounded_channel();
-        tokio::spawn(run(settings, incoming, shutdown));
-        Self { queue }
+        let task = tokio::spawn(run(settings, incoming, shutdown));
+        (Self { queue }, task)
     }
 
     /// Waits for `send`'s call and returns what came of it.
@@ -106,9 +110,11 @@ impl Batcher {
         if self.queue.send(waiting).is_err() {
             return CallResult::NotCalled(Skipped::Stopping);
         }
-        answer
-            .await
-            .unwrap_or(CallResult::NotCalled(Skipped::Stopping))
+        answer.await.unwrap_or_else(|_| {
+            // Every path answers; only a panic in the batcher or a call task drops one.
+            tracing::error!("the batcher dropped a send without answering");
+            CallResult::NotCalled(Skipped::Stopping)
+        })
     }
 }
 
@@ -244,22 +250,14 @@ async fn next_call(settings: &BatcherSettings, pool: &mut Pool) -> Next {
     }
 }
 
-/// Confirms each send's lease for the call and takes the sends out of the admission
-/// count. Returns the sends still held by this worker (the others are answered), or
-/// the whole batch when Redis could not say.
+/// Confirms each send's lease for the call. Returns the sends still held by this
+/// worker (the others are answered), or the whole batch when Redis could not say.
 async fn confirm(
     settings: &BatcherSettings,
     batch: Vec<Waiting>,
 ) -> Result<Vec<Waiting>, Vec<Waiting>> {
     let leases: Vec<&Lease> = batch.iter().map(|w| &w.send.lease).collect();
-    let ids: Vec<String> = batch
-        .iter()
-        .map(|w| w.send.request_id.to_string())
-        .collect();
-    let holdings = lease::confirm_all(&settings.redis, &leases, |pipe| {
-        pipe.zrem(&settings.pending_sends_key, &ids).ignore();
-    })
-    .await;
+    let holdings = lease::confirm_all(&settings.redis, &leases).await;
     let holdings = match holdings {
         Ok(holdings) if holdings.len() == batch.len() => holdings,
         Ok(_) => {

@@ -201,7 +201,10 @@ fn call_verdict(answer: &WatiAnswer) -> CallVerdict<'_> {
         429 => ForAll(Verdict::transient(Trouble::RateLimited, retry_after)),
         503 => ForAll(Verdict::transient(Trouble::Unavailable, retry_after)),
         400..=499 => ForAll(Verdict::permanent(Refusal::Rejected { status }, info())),
-        _ => ForAll(Verdict::transient(Trouble::ServerError { status }, None)),
+        _ => ForAll(Verdict::transient(
+            Trouble::ServerError { status },
+            retry_after,
+        )),
     }
 }
 
@@ -313,8 +316,8 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_is_passed_on_for_429_and_503() {
-        for status in [429, 503] {
+    fn retry_after_is_passed_on_for_429_and_every_5xx() {
+        for status in [429, 500, 502, 503, 504] {
             let answer = WatiAnswer::Http {
                 status,
                 retry_after: Some(Duration::from_secs(2)),

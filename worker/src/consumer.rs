@@ -233,8 +233,9 @@ async fn handle(
                     count_delivery("failed");
                     Disposition::DeadLetter(reason, "permanent_failure")
                 }
-                Outcome::Requeue { why } => {
-                    tracing::warn!(request_id = %job.request_id, %why, "job returns to the queue");
+                Outcome::Requeue(why) => {
+                    let why: &(dyn std::error::Error + 'static) = &why;
+                    tracing::warn!(request_id = %job.request_id, why, "job returns to the queue");
                     Disposition::Requeue
                 }
             }

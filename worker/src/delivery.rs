@@ -26,11 +26,24 @@ use crate::wati::WatiClient;
 
 /// A lease outlasts one call to WATI by this much.
 const LEASE_MARGIN: Duration = Duration::from_secs(2);
-/// Pauses between tries to record a delivery WATI accepted.
+/// Pauses between the tries to record a delivery WATI accepted (five tries in all).
 const RECORD_PAUSES_MS: [u64; 4] = [50, 200, 1000, 2000];
 
+/// Why a job goes back to the queue.
+#[derive(Debug, thiserror::Error)]
+pub enum Requeue {
+    #[error("redis could not answer")]
+    Redis(#[from] redis::RedisError),
+    #[error("another worker is delivering a copy of this job")]
+    CopyInProgress,
+    #[error("the delivery lease lapsed")]
+    LeaseLapsed,
+    #[error("the worker is stopping")]
+    Stopping,
+}
+
 /// How a job ended, which decides what the consumer does with its message.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Outcome {
     /// WATI accepted the message. Ack.
     Sent,
@@ -40,9 +53,8 @@ pub enum Outcome {
     Expired,
     /// Nothing to do (already delivered, code gone, another worker took over). Ack.
     Dropped { why: &'static str },
-    /// Not finished (Redis unreachable, a lapsed lease, or shutting down): give the
-    /// message back to the queue.
-    Requeue { why: String },
+    /// Not finished: give the message back to the queue.
+    Requeue(Requeue),
 }
 
 /// Everything delivering a send needs.
@@ -57,26 +69,25 @@ pub struct Deliverer {
 
 impl Deliverer {
     /// Builds the deliverer of one worker and starts its batcher, which stops with
-    /// `shutdown`.
+    /// `shutdown`; the batcher's task is returned, to be watched.
     pub fn start(
         config: &WorkerConfig,
         redis: ConnectionManager,
         shutdown: watch::Receiver<bool>,
-    ) -> Result<Self, reqwest::Error> {
+    ) -> Result<(Self, tokio::task::JoinHandle<()>), reqwest::Error> {
         let keys = Keys::new(&config.common.key_prefix);
         let budgets = &config.common.budgets;
         let wati = WatiClient::new(&config.wati)?;
-        let batcher = Batcher::start(
+        let (batcher, batcher_task) = Batcher::start(
             BatcherSettings {
                 budget: Budget::new(redis.clone(), keys.clone(), budgets),
                 wati,
                 redis: redis.clone(),
-                pending_sends_key: keys.pending_sends(),
                 recipients_per_call: budgets.recipients_per_call,
             },
             shutdown.clone(),
         );
-        Ok(Self {
+        let deliverer = Self {
             ledger: Ledger::new(
                 redis,
                 keys,
@@ -89,7 +100,8 @@ impl Deliverer {
             )),
             retry: config.retry.clone(),
             shutdown,
-        })
+        };
+        Ok((deliverer, batcher_task))
     }
 
     pub async fn deliver(&self, job: &SendJob) -> Outcome {
@@ -97,9 +109,7 @@ impl Deliverer {
         async {
             match self.start_and_send(job).await {
                 Ok(outcome) => outcome,
-                Err(e) => Outcome::Requeue {
-                    why: format!("redis: {e}"),
-                },
+                Err(e) => Outcome::Requeue(Requeue::Redis(e)),
             }
         }
         .instrument(span)
@@ -115,11 +125,7 @@ impl Deliverer {
                 });
             }
             Start::Failed { reason } => return Ok(Outcome::Failed { reason }),
-            Start::Busy => {
-                return Ok(Outcome::Requeue {
-                    why: "another worker is delivering a copy of this job".into(),
-                });
-            }
+            Start::Busy => return Ok(Outcome::Requeue(Requeue::CopyInProgress)),
             Start::Expired => return self.end(job, &lease, Ending::Expired, 0).await,
             Start::Gone => return self.end(job, &lease, Ending::Gone, 0).await,
             Start::Pending { sealed, time_left } => (sealed, time_left),
@@ -190,9 +196,7 @@ impl Deliverer {
             tracing::warn!(%reason, delay_ms = delay.as_millis() as u64, "transient failure, will retry");
             metrics::counter!(otp_shared::metrics::RETRIES).increment(1);
             if !self.pause(delay).await {
-                return Ok(Outcome::Requeue {
-                    why: "worker stopping".into(),
-                });
+                return Ok(Outcome::Requeue(Requeue::Stopping));
             }
         }
         unreachable!("the attempts of one send are counted by an unbounded range")
@@ -212,12 +216,8 @@ impl Deliverer {
             Skipped::LeaseTaken => Ok(Outcome::Dropped {
                 why: "another worker took over",
             }),
-            Skipped::LeaseLapsed => Ok(Outcome::Requeue {
-                why: "the delivery lease lapsed".into(),
-            }),
-            Skipped::Stopping => Ok(Outcome::Requeue {
-                why: "worker stopping".into(),
-            }),
+            Skipped::LeaseLapsed => Ok(Outcome::Requeue(Requeue::LeaseLapsed)),
+            Skipped::Stopping => Ok(Outcome::Requeue(Requeue::Stopping)),
         }
     }
 
@@ -227,17 +227,17 @@ impl Deliverer {
         let since_accepted = otp_shared::now_ms().saturating_sub(job.accepted_at_ms);
         metrics::histogram!(otp_shared::metrics::ACCEPTED_TO_SENT)
             .record(since_accepted as f64 / 1000.0);
-        for pause_ms in RECORD_PAUSES_MS {
+        let mut pauses = RECORD_PAUSES_MS.iter();
+        loop {
             match self.ledger.mark_sent(job, lease).await {
                 Ok(()) => {
                     tracing::info!("delivered");
                     return;
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not record a delivery yet");
-                    tokio::time::sleep(Duration::from_millis(pause_ms)).await;
-                }
+                Err(e) => tracing::warn!(error = %e, "could not record a delivery yet"),
             }
+            let Some(pause_ms) = pauses.next() else { break };
+            tokio::time::sleep(Duration::from_millis(*pause_ms)).await;
         }
         metrics::counter!(otp_shared::metrics::DELIVERY_RECORDS_LOST).increment(1);
         tracing::error!(

@@ -120,11 +120,9 @@ impl Lease {
 }
 
 /// Extends every lease for one call, in one round trip, and says who holds each.
-/// `also` runs in the same pipeline (its replies are ignored).
 pub async fn confirm_all(
     redis: &ConnectionManager,
     leases: &[&Lease],
-    also: impl FnOnce(&mut redis::Pipeline),
 ) -> redis::RedisResult<Vec<Holding>> {
     let mut pipe = redis::pipe();
     // A pipeline does not load a missing script by itself.
@@ -136,6 +134,5 @@ pub async fn confirm_all(
             .arg(lease.ttl.as_millis() as u64);
         pipe.invoke_script(&invocation);
     }
-    also(&mut pipe);
     pipe.query_async(&mut redis.clone()).await
 }

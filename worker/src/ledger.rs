@@ -1,7 +1,8 @@
 //! The one place that moves a send's status in the worker: `sending` when its delivery
 //! starts, then `sent`, `failed` or `expired`, with the calls made counted. Each step
-//! is one Lua script that also looks after the code record and the delivery lease, so
-//! a status never disagrees with them. Field names come from `otp_shared::records`.
+//! is one Lua script that also looks after the code record, the delivery lease and the
+//! api's admission count (a send leaves it when it is finished), so a status never
+//! disagrees with them. Field names come from `otp_shared::records`.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -160,10 +161,12 @@ impl Ledger {
             .key(self.keys.status(job.request_id))
             .key(lease.key())
             .key(self.keys.otp(&job.phone))
+            .key(self.keys.pending_sends())
             .arg(self.delivered_ttl.as_secs().max(1))
             .arg(STATUS_TTL_SECONDS)
             .arg(job.code_id.to_string())
             .arg(lease.owner())
+            .arg(job.request_id.to_string())
             .invoke_async(&mut self.redis.clone())
             .await
     }
@@ -186,6 +189,7 @@ impl Ledger {
         END.key(self.keys.otp(&job.phone))
             .key(self.keys.status(job.request_id))
             .key(lease.key())
+            .key(self.keys.pending_sends())
             .arg(job.code_id.to_string())
             .arg(state)
             .arg(reason)
@@ -194,6 +198,7 @@ impl Ledger {
             .arg(STATUS_TTL_SECONDS)
             .arg(lease.owner())
             .arg(retire)
+            .arg(job.request_id.to_string())
             .invoke_async(&mut self.redis.clone())
             .await
     }

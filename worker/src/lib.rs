@@ -24,9 +24,11 @@ use crate::config::WorkerConfig;
 use crate::consumer::ConsumerSettings;
 use crate::delivery::Deliverer;
 
-/// Why the worker could not start.
+/// Why the worker could not start, or stopped other than by shutdown.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("the batcher stopped unexpectedly; this worker can deliver nothing")]
+    BatcherStopped,
     #[error("cannot reach Redis: {0}")]
     Redis(#[source] redis::RedisError),
     #[error("cannot reach RabbitMQ: {0}")]
@@ -60,12 +62,16 @@ pub async fn run(
         .map_err(|_| StartError::RabbitMqTimeout)?
         .map_err(StartError::RabbitMq)?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let deliverer =
-        Arc::new(Deliverer::start(&config, redis, stop_rx.clone()).map_err(StartError::Http)?);
+    let stop_tx = Arc::new(stop_tx);
+    {
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+    }
+    let (deliverer, mut batcher) =
+        Deliverer::start(&config, redis, stop_rx.clone()).map_err(StartError::Http)?;
     let budgets = &config.common.budgets;
     tracing::info!(
         send_queue = %settings.queues.send,
@@ -87,8 +93,26 @@ pub async fn run(
             },
         ))
     };
-    consumer::run(settings, deliverer, link, stop_rx).await;
+    let stopping = stop_rx.clone();
+    let consumed = consumer::run(settings, Arc::new(deliverer), link, stop_rx);
+    tokio::pin!(consumed);
+    let outcome = tokio::select! {
+        () = &mut consumed => Ok(()),
+        _ = &mut batcher => {
+            if *stopping.borrow() {
+                consumed.await;
+                Ok(())
+            } else {
+                // Without its batcher a worker would take jobs and hand every one back:
+                // stop, so that they go to other workers and this one is restarted.
+                tracing::error!("the batcher stopped unexpectedly");
+                let _ = stop_tx.send(true);
+                consumed.await;
+                Err(StartError::BatcherStopped)
+            }
+        }
+    };
     let _ = metrics_server.await;
     tracing::info!("worker stopped");
-    Ok(())
+    outcome
 }

@@ -1,9 +1,9 @@
--- Admits a send if the sends already admitted and not yet handed to WATI leave room:
--- one atomic check-and-reserve shared by every api replica. Sends whose codes have
--- expired are no longer waiting (they can never be sent), so they stop counting by
--- themselves. The worker removes a send when it hands it to WATI.
+-- Admits a send if the sends already admitted and not yet finished leave room: one
+-- atomic check-and-reserve shared by every api replica. Sends whose codes have expired
+-- can never be sent, so they stop counting by themselves. A worker removes a send when
+-- it is finished (sent, failed or expired).
 -- KEYS: 1 pending sends (sorted set: request id scored by the Unix ms it stops counting)
--- ARGV: 1 capacity, 2 request id, 3 code lifetime ms
+-- ARGV: 1 capacity for this send's code, 2 request id, 3 ms left of the code's life
 -- Returns {1, pending} when admitted (counting this one), {0, pending} when full.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -13,5 +13,8 @@ if pending >= tonumber(ARGV[1]) then
   return {0, pending}
 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
+-- The set lives as long as its longest-lived entry.
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
 return {1, pending + 1}

@@ -106,9 +106,10 @@ async fn accept_send(state: &AppState, body: SendOtpBody) -> Result<(SendKind, V
     ))
 }
 
-/// Reserves room for the send with WATI, stores the code (or finds the pending one) and
-/// publishes its job. Whatever fails takes back what was done before it, so no code is
-/// left without a job and no room is held for a send that was not queued.
+/// Stores the code (or finds the pending one), reserves room for the send with WATI for
+/// what is left of the code's life, and publishes its job. Whatever fails takes back
+/// what was done before it, so no code is left without a job and no room is held for a
+/// send that was not queued.
 async fn store_and_queue(
     admission: Arc<Admission>,
     store: OtpStore,
@@ -116,37 +117,33 @@ async fn store_and_queue(
     phone: PhoneNumber,
     code: String,
 ) -> Result<AcceptedSend, ApiError> {
-    let request_id = Uuid::new_v4();
-    let reservation = admission.reserve(request_id).await.map_err(|e| {
-        ApiError::from_store(
-            crate::store::StoreError::Redis(e),
-            ApiError::SendUnavailable,
-        )
-    })?;
-    if let Reservation::Full { pending } = reservation {
-        return Err(ApiError::OverCapacity {
-            retry_after: admission.retry_after(pending),
-        });
-    }
-    let release = || async {
-        if let Err(e) = admission.release(request_id).await {
-            tracing::warn!(%request_id, error = %e, "could not give back the room of a send that was not queued");
-        }
-    };
-    let decision = match store.begin_send(&phone, &code, request_id).await {
-        Ok(decision) => decision,
-        Err(e) => {
-            release().await;
-            return Err(ApiError::from_store(e, ApiError::SendUnavailable));
-        }
-    };
+    let decision = store
+        .begin_send(&phone, &code, Uuid::new_v4())
+        .await
+        .map_err(|e| ApiError::from_store(e, ApiError::SendUnavailable))?;
     let send = match decision {
-        SendDecision::Limited { retry_after } => {
-            release().await;
-            return Err(ApiError::RateLimited { retry_after });
-        }
+        SendDecision::Limited { retry_after } => return Err(ApiError::RateLimited { retry_after }),
         SendDecision::Accepted(send) => send,
     };
+    let undo = || async {
+        if let Err(undo_error) = store.undo_send(&phone, &send).await {
+            tracing::error!(request_id = %send.request_id, %undo_error, "could not undo a send that was not queued");
+        }
+    };
+    match admission.reserve(send.request_id, send.expires_in).await {
+        Ok(Reservation::Admitted | Reservation::Unlimited) => {}
+        Ok(Reservation::Full { retry_after }) => {
+            undo().await;
+            return Err(ApiError::OverCapacity { retry_after });
+        }
+        Err(e) => {
+            undo().await;
+            return Err(ApiError::from_store(
+                crate::store::StoreError::Redis(e),
+                ApiError::SendUnavailable,
+            ));
+        }
+    }
     let job = SendJob::new(
         send.request_id,
         send.code_id,
@@ -154,10 +151,10 @@ async fn store_and_queue(
         otp_shared::now_ms(),
     );
     if let Err(publish_error) = publisher.publish(&job).await {
-        if let Err(undo_error) = store.undo_send(&phone, &send).await {
-            tracing::error!(request_id = %send.request_id, %undo_error, "could not undo a send whose job was not published");
+        undo().await;
+        if let Err(e) = admission.release(send.request_id).await {
+            tracing::warn!(request_id = %send.request_id, error = %e, "could not give back the room of a send that was not queued");
         }
-        release().await;
         return Err(ApiError::SendUnavailable(Box::new(publish_error)));
     }
     Ok(send)

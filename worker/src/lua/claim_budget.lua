@@ -26,8 +26,19 @@ local function entry_time(entry)
   return tonumber(string.sub(entry, 1, string.find(entry, ':', 1, true) - 1))
 end
 
+local function entry_count(entry)
+  return tonumber(string.sub(entry, string.find(entry, ':', 1, true) + 1))
+end
+
 if limit > 0 then
-  local sum = tonumber(redis.call('GET', KEYS[3]) or '0')
+  local sum = tonumber(redis.call('GET', KEYS[3]) or '-1')
+  if sum < 0 then
+    -- The sum was lost (evicted, or a failover dropped it): count the window again.
+    sum = 0
+    for _, entry in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+      sum = sum + entry_count(entry)
+    end
+  end
   while true do
     local head = redis.call('LINDEX', KEYS[2], 0)
     if not head then
@@ -38,7 +49,7 @@ if limit > 0 then
       break
     end
     redis.call('LPOP', KEYS[2])
-    sum = sum - tonumber(string.sub(head, string.find(head, ':', 1, true) + 1))
+    sum = sum - entry_count(head)
   end
   local keep_ms = math.ceil(window / 1000) + 1000
   if sum >= limit then
