@@ -130,15 +130,15 @@ async fn main() -> anyhow::Result<()> {
     } else {
         0
     };
-    let batched_count = if run(Stage::Batched) {
-        args.batched_requests + args.batched_v1_requests
+    let (batched_count, batched_v1_count) = if run(Stage::Batched) {
+        (args.batched_requests, args.batched_v1_requests)
     } else {
-        0
+        (0, 0)
     };
-    let phones = phones::distinct(args.requests + steady_count + batched_count);
+    let phones = phones::distinct(args.requests + steady_count + batched_count + batched_v1_count);
     let (burst_phones, rest) = phones.split_at(args.requests);
     let (steady_phones, rest) = rest.split_at(steady_count);
-    let (batched_phones, batched_v1_phones) = rest.split_at(args.batched_requests);
+    let (batched_phones, batched_v1_phones) = rest.split_at(batched_count);
     let prefix = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     emit(&json!({
         "stage": "meta",
