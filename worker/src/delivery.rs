@@ -156,7 +156,9 @@ impl Deliverer {
             return self.end(job, lease, ending, 0).await;
         };
         let mut schedule = RetrySchedule::new(&self.retry);
-        for attempt in 1u32.. {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
             tracing::Span::current().record("attempt", attempt);
             let outgoing = Outgoing {
                 request_id: job.request_id,
@@ -199,7 +201,6 @@ impl Deliverer {
                 return Ok(Outcome::Requeue(Requeue::Stopping));
             }
         }
-        unreachable!("the attempts of one send are counted by an unbounded range")
     }
 
     async fn skipped(
