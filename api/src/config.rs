@@ -45,6 +45,11 @@ pub struct ApiArgs {
     /// Send and verify requests from one client address per minute; 0 turns it off.
     #[arg(long, env = "IP_REQUESTS_PER_MINUTE", default_value_t = 60)]
     pub ip_requests_per_minute: u32,
+    /// The secret in the path WATI posts its receipts to
+    /// (`/api/webhooks/wati/<secret>`), at least 32 characters; receipts are off
+    /// without it.
+    #[arg(long, env = "WATI_WEBHOOK_SECRET", hide_env_values = true)]
+    pub wati_webhook_secret: Option<String>,
     /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
     #[arg(long, env = "TRUST_FORWARDED_FOR", default_value_t = false, action = ArgAction::Set)]
     pub trust_forwarded_for: bool,
@@ -72,6 +77,8 @@ pub struct ApiConfig {
     pub jwt_ttl_seconds: u64,
     pub jwt_issuer: String,
     pub limits: Limits,
+    /// The webhook path's secret; `None` turns receipts off.
+    pub wati_webhook_secret: Option<SecretString>,
 }
 
 impl ApiArgs {
@@ -101,6 +108,25 @@ impl ApiArgs {
                 });
             }
         }
+        let wati_webhook_secret = match self.wati_webhook_secret.filter(|s| !s.is_empty()) {
+            Some(secret) if secret.chars().count() < 32 => {
+                return Err(ConfigError::Invalid {
+                    name: "WATI_WEBHOOK_SECRET",
+                    problem: "must be at least 32 characters",
+                });
+            }
+            Some(secret)
+                if !secret
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.~".contains(c)) =>
+            {
+                return Err(ConfigError::Invalid {
+                    name: "WATI_WEBHOOK_SECRET",
+                    problem: "must be letters, digits, '-', '_', '.' or '~' (it is a URL path segment)",
+                });
+            }
+            secret => secret.map(SecretString::from),
+        };
         if self.jwt_ttl_seconds == 0 {
             return Err(ConfigError::Invalid {
                 name: "JWT_TTL_SECONDS",
@@ -123,6 +149,7 @@ impl ApiArgs {
                 ip_requests_per_minute: self.ip_requests_per_minute,
                 trust_forwarded_for: self.trust_forwarded_for,
             },
+            wati_webhook_secret,
         })
     }
 }
@@ -164,6 +191,27 @@ mod tests {
         assert!(!config.limits.trust_forwarded_for);
         assert_eq!(config.api_addr.port(), 8080);
         assert_eq!(config.metrics_addr.port(), 9100);
+    }
+
+    #[test]
+    fn a_webhook_secret_is_long_and_fits_a_path() {
+        let with = |secret: &str| parse(&["--jwt-secret", SECRET, "--wati-webhook-secret", secret]);
+        assert!(with(&"a".repeat(32)).is_ok_and(|c| c.wati_webhook_secret.is_some()));
+        assert!(matches!(
+            with(&"a".repeat(31)),
+            Err(ConfigError::Invalid {
+                name: "WATI_WEBHOOK_SECRET",
+                ..
+            })
+        ));
+        assert!(matches!(
+            with(&format!("{}/x", "a".repeat(32))),
+            Err(ConfigError::Invalid {
+                name: "WATI_WEBHOOK_SECRET",
+                ..
+            })
+        ));
+        assert!(parse(&["--jwt-secret", SECRET]).is_ok_and(|c| c.wati_webhook_secret.is_none()));
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod error;
 pub mod phone;
 pub mod publisher;
 pub mod queue_depth;
+pub mod receipts;
 pub mod routes;
 pub mod state;
 pub mod store;
@@ -73,7 +74,8 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
         )),
         store: OtpStore::new(redis.clone(), keys.clone(), sealer, policy),
         users: UserStore::new(redis.clone(), keys.clone()),
-        statuses: StatusStore::new(redis.clone(), keys),
+        statuses: StatusStore::new(redis.clone(), keys.clone()),
+        receipts: receipts::ReceiptStore::new(redis.clone(), keys),
         redis,
         publisher: Arc::new(publisher),
         tokens: Arc::new(TokenIssuer::new(
@@ -84,6 +86,7 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
         settings: Arc::new(HandlerSettings {
             otp_length: config.otp_length,
             trust_forwarded_for: config.limits.trust_forwarded_for,
+            webhook_secret: config.wati_webhook_secret.clone(),
         }),
     })
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use otp_shared::status::StatusStore;
 use redis::aio::ConnectionManager;
+use secrecy::SecretString;
 
 use crate::admission::Admission;
 use crate::publisher::Publisher;
@@ -16,6 +17,8 @@ use crate::users::UserStore;
 pub struct HandlerSettings {
     pub otp_length: u32,
     pub trust_forwarded_for: bool,
+    /// The secret of the receipts webhook's path; `None` when receipts are off.
+    pub webhook_secret: Option<SecretString>,
 }
 
 #[derive(Clone)]
@@ -24,6 +27,7 @@ pub struct AppState {
     pub store: OtpStore,
     pub users: UserStore,
     pub statuses: StatusStore,
+    pub receipts: crate::receipts::ReceiptStore,
     pub publisher: Arc<Publisher>,
     pub admission: Arc<Admission>,
     pub tokens: Arc<TokenIssuer>,

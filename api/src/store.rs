@@ -198,6 +198,7 @@ impl OtpStore {
             .arg(limits.phone_sends_per_hour)
             .arg(request_id.to_string())
             .arg(STATUS_TTL_SECONDS)
+            .arg(phone.as_str())
             .invoke_async(&mut self.redis.clone())
             .await?;
         Ok(match reply {

@@ -272,6 +272,7 @@ pub(crate) async fn start_sandbox(
         template_name: "login_otp".into(),
         latency,
         calls_per_10s,
+        ..SandboxConfig::default()
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let wati_base_url = format!("http://{}", listener.local_addr()?);

@@ -24,6 +24,8 @@ pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef0123";
 pub const OTP_SECRET: &str = "test-otp-secret-0123456789abcdef0123";
 pub const WATI_KEY: &str = "test-wati-key";
+/// The secret in the receipts webhook's path of every test api.
+pub const WEBHOOK_SECRET: &str = "test-webhook-secret-0123456789abcdef";
 /// The path prefix a real WATI tenant URL carries; the sandbox must be reached through it.
 pub const WATI_TENANT: &str = "/12345";
 
@@ -191,6 +193,7 @@ impl TestEnv {
             template_name: "login_otp".into(),
             latency: Duration::ZERO,
             calls_per_10s,
+            ..SandboxConfig::default()
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -253,6 +256,8 @@ impl TestEnv {
                 "0",
                 "--ip-requests-per-minute",
                 "0",
+                "--wati-webhook-secret",
+                WEBHOOK_SECRET,
             ]
             .map(str::to_owned),
         );
@@ -332,6 +337,36 @@ impl TestEnv {
     pub async fn start_api(&mut self) -> Running {
         let config = self.api_config();
         self.start_api_with(config).await
+    }
+
+    /// The receipts webhook of the api the request helpers talk to.
+    pub fn webhook_url(&self) -> String {
+        format!("{}/api/webhooks/wati/{WEBHOOK_SECRET}", self.api_url)
+    }
+
+    /// Makes the sandbox post WATI's receipts to this test's api: `delivered` after
+    /// `delivered_after`, `read` after `read_after`, each event `repeat` times, read
+    /// before delivered if `reorder`.
+    pub fn enable_receipts(
+        &self,
+        delivered_after: Duration,
+        read_after: Duration,
+        repeat: u32,
+        reorder: bool,
+    ) {
+        self.sandbox.set_receipts(wati_sandbox::ReceiptSettings {
+            webhook_url: Some(self.webhook_url()),
+            delivered_after,
+            read_after,
+            repeat,
+            reorder,
+        });
+    }
+
+    /// Posts `event` to this test's receipts webhook with `secret`; the status and body.
+    pub async fn post_receipt(&self, secret: &str, event: &Value) -> (u16, Value) {
+        self.post(&format!("/api/webhooks/wati/{secret}"), event.clone())
+            .await
     }
 
     /// Starts a worker with `config`.

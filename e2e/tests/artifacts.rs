@@ -351,6 +351,16 @@ fn docker_compose_and_prometheus_agree_with_the_code() {
         sandbox["SANDBOX_CALLS_PER_10S"], worker["WATI_CALLS_PER_10S"],
         "the sandbox enforces the plan the workers keep to"
     );
+    assert!(api["WATI_WEBHOOK_SECRET"].len() >= 32);
+    assert_eq!(
+        sandbox["SANDBOX_WEBHOOK_URL"],
+        format!(
+            "http://api:{}/api/webhooks/wati/{}",
+            port_of(&api["API_ADDR"]),
+            api["WATI_WEBHOOK_SECRET"]
+        ),
+        "the sandbox posts its receipts to the api's webhook"
+    );
     let concurrency: u32 = worker["WORKER_CONCURRENCY"].parse().expect("a number");
     let batch: u32 = worker["WATI_BATCH_MAX"].parse().expect("a number");
     assert!(
@@ -507,11 +517,13 @@ async fn every_documented_route_is_answered_by_the_running_api() {
     let mut env = TestEnv::new().await;
     let _api = env.start_api().await;
     for (method, path) in documented() {
-        let url = format!(
-            "{}{}",
-            env.api_url,
-            path.replace("{}", "00000000-0000-0000-0000-000000000000")
-        );
+        // The webhook's parameter is its secret (any other is an unknown route).
+        let parameter = if path.starts_with("/api/webhooks/") {
+            otp_e2e::WEBHOOK_SECRET
+        } else {
+            "00000000-0000-0000-0000-000000000000"
+        };
+        let url = format!("{}{}", env.api_url, path.replace("{}", parameter));
         let request = match method.as_str() {
             "GET" => env.http.get(&url),
             "POST" => env.http.post(&url).json(&serde_json::json!({})),

@@ -1,5 +1,6 @@
 //! No code, token, key or secret appears in any log line, at debug level, over a full
-//! flow: send, deliver, wrong guess, verify, me, logout, and a permanent failure.
+//! flow: send, deliver, WATI's receipts (whose `text` holds the code, posted to a path
+//! holding the webhook secret), wrong guess, verify, me, logout, and a permanent failure.
 //! (Its own test binary: it installs the process-wide log subscriber.)
 
 use std::io::Write;
@@ -40,7 +41,14 @@ async fn a_full_flow_logs_no_code_token_key_or_secret() {
     let mut env = TestEnv::new().await;
     let _api = env.start_api().await;
     let _worker = env.start_worker().await;
-    assert_eq!(env.send_otp(PHONE).await.0, 202);
+    env.enable_receipts(
+        std::time::Duration::from_millis(50),
+        std::time::Duration::from_millis(100),
+        1,
+        false,
+    );
+    let first = env.send_accepted(PHONE).await;
+    env.wait_for_status(&first, "read").await;
     let code = env.wait_for_messages(PHONE, 1).await[0].code.clone();
     let wrong = if code == "000000" { "111111" } else { "000000" };
     assert_eq!(env.verify(PHONE, wrong).await.0, 401);
@@ -78,8 +86,13 @@ async fn a_full_flow_logs_no_code_token_key_or_secret() {
         ("JWT_SECRET", otp_e2e::JWT_SECRET),
         ("OTP_SECRET", otp_e2e::OTP_SECRET),
         ("the WATI key", otp_e2e::WATI_KEY),
+        ("the webhook secret", otp_e2e::WEBHOOK_SECRET),
     ] {
         let line = logs.lines().find(|l| l.contains(secret));
         assert!(line.is_none(), "{what} in a log line: {line:?}");
     }
+    assert!(
+        logs.contains("/api/webhooks/wati/{secret}"),
+        "the webhook's requests were logged, redacted"
+    );
 }

@@ -28,6 +28,10 @@ pub(crate) async fn list_calls(
     Json(json!({ "calls": sandbox.calls(&q.phone) }))
 }
 
+pub(crate) async fn list_receipts(State(sandbox): State<Sandbox>) -> Json<Value> {
+    Json(json!({ "receipts": sandbox.receipts() }))
+}
+
 pub(crate) async fn call_log(State(sandbox): State<Sandbox>) -> Json<Value> {
     Json(json!({ "calls": sandbox.call_log() }))
 }
@@ -67,11 +71,13 @@ pub(crate) async fn reset(State(sandbox): State<Sandbox>) -> StatusCode {
 }
 
 pub(crate) async fn stats(State(sandbox): State<Sandbox>) -> Json<Value> {
-    // One lock, so the three numbers describe the same moment.
+    // One lock, so the numbers describe the same moment.
     let recorded = sandbox.recorded();
     Json(json!({
         "accepted": recorded.accepted(),
         "calls": recorded.logged_calls(),
         "rateLimited": recorded.rate_limited(),
+        "receiptsPosted": recorded.receipts_posted(),
+        "receiptsFailed": recorded.receipts_failed(),
     }))
 }

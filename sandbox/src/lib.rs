@@ -1,16 +1,20 @@
 //! A local stand-in for WATI's template send API (v1 `sendTemplateMessage` and the v3
 //! batched `messageTemplates/send`): checks the key, the template and the `otp`
 //! parameter like WATI, enforces WATI's plan limit if asked, records every message so a
-//! person or a test can read the code sent to a number, and can be told to be slow or to
-//! fail for a number.
+//! person or a test can read the code sent to a number, can be told to be slow or to
+//! fail for a number, and posts delivery receipts to a webhook as WATI does.
 
 mod control;
+mod event;
+mod ids;
 mod limit;
+mod receipt;
 mod record;
 mod script;
 mod send;
 mod v1;
 mod v3;
+mod webhook;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -20,7 +24,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
-pub use record::{Api, Call, CallRecord, Message};
+pub use receipt::ReceiptSettings;
+pub use record::{Api, Call, CallRecord, Message, ReceiptRecord};
 pub use script::{AnswerShape, ScriptedReply};
 
 /// The sandbox binary's settings.
@@ -56,6 +61,26 @@ pub struct SandboxArgs {
         default_value_t = 0
     )]
     pub calls_per_10s: u32,
+    /// Where to post delivery receipts (WATI's webhook events); none by default.
+    #[arg(long, env = "SANDBOX_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+    /// From acceptance to the `delivered` (or `failed`) receipt, in milliseconds.
+    #[arg(long, env = "SANDBOX_DELIVERED_AFTER_MS", default_value_t = 300)]
+    pub delivered_after_ms: u64,
+    /// From acceptance to the `read` receipt, in milliseconds (never before `delivered`).
+    #[arg(long, env = "SANDBOX_READ_AFTER_MS", default_value_t = 1_000)]
+    pub read_after_ms: u64,
+    /// How many times each receipt is posted.
+    #[arg(long, env = "SANDBOX_RECEIPT_REPEAT", default_value_t = 1)]
+    pub receipt_repeat: u32,
+    /// Post `read` before `delivered`, both at the delivered time.
+    #[arg(
+        long,
+        env = "SANDBOX_RECEIPT_REORDER",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub receipt_reorder: bool,
 }
 
 impl SandboxArgs {
@@ -65,6 +90,14 @@ impl SandboxArgs {
             template_name: self.template_name,
             latency: Duration::from_millis(self.latency_ms),
             calls_per_10s: self.calls_per_10s,
+            receipts: ReceiptSettings {
+                // An empty value, as a compose file leaves it, means no webhook.
+                webhook_url: self.webhook_url.filter(|url| !url.is_empty()),
+                delivered_after: Duration::from_millis(self.delivered_after_ms),
+                read_after: Duration::from_millis(self.read_after_ms),
+                repeat: self.receipt_repeat,
+                reorder: self.receipt_reorder,
+            },
         }
     }
 }
@@ -81,16 +114,20 @@ pub struct SandboxConfig {
     /// Send calls (v1 and v3 together) admitted per sliding 10 s, like WATI's plan
     /// limit; the rest get 429. 0 means no limit.
     pub calls_per_10s: u32,
+    /// Delivery receipts at start; [`Sandbox::set_receipts`] changes them later.
+    pub receipts: ReceiptSettings,
 }
 
 impl Default for SandboxConfig {
-    /// The binary's defaults: key `sandbox-key`, template `login_otp`, no delay, no limit.
+    /// The binary's defaults: key `sandbox-key`, template `login_otp`, no delay, no limit,
+    /// no receipts.
     fn default() -> Self {
         Self {
             api_key: "sandbox-key".into(),
             template_name: "login_otp".into(),
             latency: Duration::ZERO,
             calls_per_10s: 0,
+            receipts: ReceiptSettings::default(),
         }
     }
 }
@@ -100,19 +137,55 @@ impl Default for SandboxConfig {
 pub struct Sandbox {
     config: Arc<SandboxConfig>,
     recorded: Arc<Mutex<record::Recorded>>,
+    /// The receipt settings in force; each accepted message takes a snapshot.
+    receipts: Arc<Mutex<Arc<ReceiptSettings>>>,
+    webhook: Arc<webhook::Webhook>,
 }
 
 impl Sandbox {
     pub fn new(config: SandboxConfig) -> Self {
         Self {
+            receipts: Arc::new(Mutex::new(Arc::new(config.receipts.clone()))),
             config: Arc::new(config),
             recorded: Arc::default(),
+            webhook: Arc::new(webhook::Webhook::new()),
         }
     }
 
     fn recorded(&self) -> MutexGuard<'_, record::Recorded> {
         // A panic while holding the lock leaves plain data behind; keep serving it.
         self.recorded.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn receipt_settings_now(&self) -> Arc<ReceiptSettings> {
+        Arc::clone(&self.receipts.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Changes where and how receipts are posted, for messages accepted from now on
+    /// (those accepted before keep the settings they were accepted under).
+    pub fn set_receipts(&self, settings: ReceiptSettings) {
+        *self.receipts.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings);
+    }
+
+    /// The receipt settings in force.
+    pub fn receipt_settings(&self) -> ReceiptSettings {
+        ReceiptSettings::clone(&self.receipt_settings_now())
+    }
+
+    /// Every receipt posting that ended (answered 2xx or given up), in the order they
+    /// ended.
+    pub fn receipts(&self) -> Vec<ReceiptRecord> {
+        self.recorded().receipts()
+    }
+
+    /// Receipts the webhook answered with 2xx.
+    pub fn receipts_posted(&self) -> u64 {
+        self.recorded().receipts_posted()
+    }
+
+    /// Receipts given up on after the last retry.
+    pub fn receipts_failed(&self) -> u64 {
+        self.recorded().receipts_failed()
     }
 
     /// Messages accepted for `phone`, oldest first.
@@ -151,7 +224,9 @@ impl Sandbox {
         self.recorded().script(phone, replies);
     }
 
-    /// Forgets messages, calls, scripts, counters and the plan window.
+    /// Forgets messages, calls, scripts, receipts, counters and the plan window; keeps the
+    /// receipt settings. Receipts of messages accepted before still go out but are not
+    /// recorded.
     pub fn reset(&self) {
         self.recorded().reset();
     }
@@ -163,6 +238,7 @@ impl Sandbox {
             .route("/sandbox/calls", get(control::list_calls))
             .route("/sandbox/call-log", get(control::call_log))
             .route("/sandbox/last-code/{phone}", get(control::last_code))
+            .route("/sandbox/receipts", get(control::list_receipts))
             .route("/sandbox/script", post(control::add_script))
             .route("/sandbox/reset", post(control::reset))
             .route("/sandbox/stats", get(control::stats))

@@ -1,5 +1,5 @@
 //! What the sandbox remembers: messages sent, calls answered, scripts queued, the plan
-//! window, and a log of calls in arrival order.
+//! window, a log of calls in arrival order, and the receipts posted to the webhook.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::limit::Window;
+use crate::receipt::{AcceptedMessage, ReceiptPlan};
 use crate::script::ScriptedReply;
 
 /// Which WATI endpoint a call came to.
@@ -71,6 +72,23 @@ pub struct CallRecord {
     pub path_prefix: String,
 }
 
+/// One receipt posted to the webhook (one copy, if events are repeated), recorded once
+/// its posting is over.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceiptRecord {
+    /// WATI's `eventType`, e.g. `sentMessageDELIVERED_v2`.
+    pub event: String,
+    pub local_message_id: String,
+    pub phone: String,
+    /// When the last attempt started.
+    pub posted_at_ms: u64,
+    /// The receiver's last answer; `None` if it never answered (refused, timed out).
+    pub status: Option<u16>,
+    /// Posts made, retries included.
+    pub attempts: u32,
+}
+
 /// A call let through the plan limit, carried from arrival to answer.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Ticket {
@@ -88,6 +106,8 @@ pub(crate) struct Sent {
     pub code: String,
     pub local_message_id: Option<String>,
     pub accepted: bool,
+    /// The receipts it gets if accepted.
+    pub receipts: ReceiptPlan,
 }
 
 #[derive(Default)]
@@ -103,6 +123,10 @@ pub(crate) struct Recorded {
     generation: u64,
     /// Path prefix of each call between its arrival and its log entry.
     prefixes: HashMap<u64, String>,
+    /// In the order their posting ended.
+    receipts: Vec<ReceiptRecord>,
+    receipts_posted: u64,
+    receipts_failed: u64,
 }
 
 impl Recorded {
@@ -137,6 +161,34 @@ impl Recorded {
 
     pub fn rate_limited(&self) -> u64 {
         self.rate_limited
+    }
+
+    pub fn receipts(&self) -> Vec<ReceiptRecord> {
+        self.receipts.clone()
+    }
+
+    /// Receipts the webhook answered with 2xx.
+    pub fn receipts_posted(&self) -> u64 {
+        self.receipts_posted
+    }
+
+    /// Receipts given up on after the last retry.
+    pub fn receipts_failed(&self) -> u64 {
+        self.receipts_failed
+    }
+
+    /// Records a receipt's posting unless the sandbox was reset since its message was
+    /// accepted.
+    pub fn record_receipt(&mut self, generation: u64, delivered: bool, receipt: ReceiptRecord) {
+        if generation != self.generation {
+            return;
+        }
+        if delivered {
+            self.receipts_posted += 1;
+        } else {
+            self.receipts_failed += 1;
+        }
+        self.receipts.push(receipt);
     }
 
     pub fn script(&mut self, phone: &str, replies: Vec<ScriptedReply>) {
@@ -207,11 +259,21 @@ impl Recorded {
     }
 
     /// Records an answered call: a [`Call`] per recipient, a [`Message`] per accepted one.
-    pub fn record(&mut self, ticket: Ticket, status: u16, broadcast_name: String, sent: Vec<Sent>) {
+    /// Answers the accepted messages, to be given their receipts (none if the call was
+    /// made before a reset).
+    #[must_use = "accepted messages are owed receipts"]
+    pub fn record(
+        &mut self,
+        ticket: Ticket,
+        status: u16,
+        broadcast_name: String,
+        sent: Vec<Sent>,
+    ) -> Vec<AcceptedMessage> {
         if ticket.generation != self.generation {
-            return;
+            return Vec::new();
         }
         let mut recipients = Vec::with_capacity(sent.len());
+        let mut accepted = Vec::new();
         for one in sent {
             self.calls.entry(one.phone.clone()).or_default().push(Call {
                 phone: one.phone.clone(),
@@ -229,15 +291,23 @@ impl Recorded {
                     .or_default()
                     .push(Message {
                         phone: one.phone.clone(),
-                        code: one.code,
+                        code: one.code.clone(),
                         broadcast_name: broadcast_name.clone(),
                         received_at_ms: ticket.received_at_ms,
-                        local_message_id: one.local_message_id,
+                        local_message_id: one.local_message_id.clone(),
                         call_id: ticket.call_id,
                     });
+                accepted.push(AcceptedMessage {
+                    phone: one.phone.clone(),
+                    code: one.code,
+                    local_message_id: one.local_message_id,
+                    plan: one.receipts,
+                    generation: self.generation,
+                });
             }
             recipients.push(one.phone);
         }
         self.log_call(ticket, status, broadcast_name, recipients);
+        accepted
     }
 }

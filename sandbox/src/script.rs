@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 ///
 /// A v1 call pops one and reads `status`, `result`, `info`, `retryAfter` and `delayMs`.
 /// A v3 call pops one per recipient and combines them (the rules are on `resolve` in
-/// `v3.rs`); only v3 reads `validWhatsAppNumber`, `errors`, `omit` and `shape`.
+/// `v3.rs`); only v3 reads `validWhatsAppNumber`, `errors`, `omit` and `shape`. Both read
+/// `failedCode`, `failedDetail` and `noReceipts`, which shape the delivery receipts of a
+/// message the call accepts.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScriptedReply {
@@ -36,6 +38,16 @@ pub struct ScriptedReply {
     /// v3: the shape of the whole call's 200 answer.
     #[serde(default)]
     pub shape: Option<AnswerShape>,
+    /// Accepted, but the webhook hears `templateMessageFailed` with this `failedCode`
+    /// instead of `delivered` and `read`, as when WhatsApp cannot deliver.
+    #[serde(default)]
+    pub failed_code: Option<String>,
+    /// `failedDetail` with `failedCode` (default "Message undeliverable").
+    #[serde(default)]
+    pub failed_detail: Option<String>,
+    /// `true`: accepted, but the webhook hears nothing about this message.
+    #[serde(default)]
+    pub no_receipts: Option<bool>,
 }
 
 /// The two shapes WATI's v3 send answers 200 with.

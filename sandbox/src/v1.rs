@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::receipt::{self, ReceiptPlan};
 use crate::record::{Sent, Ticket};
 use crate::send::{wati_answer, with_retry_after};
 use crate::{Sandbox, ScriptedReply};
@@ -64,6 +65,7 @@ pub(crate) async fn send(
     };
 
     let scripted = sandbox.recorded().pop_script(&phone);
+    let receipts = ReceiptPlan::from_script(scripted.as_ref());
     let reply = scripted.unwrap_or_else(|| ScriptedReply {
         delay_ms: Some(sandbox.config.latency.as_millis() as u64),
         ..ScriptedReply::default()
@@ -76,7 +78,7 @@ pub(crate) async fn send(
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::OK);
     let result = reply.result.unwrap_or(status.is_success());
-    sandbox.recorded().record(
+    let accepted = sandbox.recorded().record(
         ticket,
         status.as_u16(),
         broadcast_name,
@@ -85,8 +87,10 @@ pub(crate) async fn send(
             code,
             local_message_id: None,
             accepted: status.is_success() && result,
+            receipts,
         }],
     );
+    receipt::schedule(sandbox, accepted);
     let info = reply.info.unwrap_or_else(|| {
         if result {
             "Message sent"

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::receipt::{self, ReceiptPlan};
 use crate::record::{Sent, Ticket};
 use crate::send::{wati_answer, with_retry_after};
 use crate::{AnswerShape, Sandbox, ScriptedReply};
@@ -146,16 +147,19 @@ pub(crate) async fn send(sandbox: &Sandbox, ticket: Ticket, body: &[u8]) -> Resp
     let sent = recipients
         .into_iter()
         .zip(accepted)
-        .map(|(r, accepted)| Sent {
+        .zip(&scripts)
+        .map(|((r, accepted), script)| Sent {
             phone: r.phone,
             code: r.code,
             local_message_id: r.local_message_id,
             accepted,
+            receipts: ReceiptPlan::from_script(script.as_ref()),
         })
         .collect();
-    sandbox
+    let accepted = sandbox
         .recorded()
         .record(ticket, status.as_u16(), broadcast_name, sent);
+    receipt::schedule(sandbox, accepted);
     with_retry_after(
         (status, Json(answer)).into_response(),
         resolution.retry_after,

@@ -360,7 +360,11 @@ async fn the_plan_limit_answers_429_once_v1_and_v3_calls_fill_the_window() {
     assert!(s.sandbox.calls("914444444444").is_empty());
     assert_eq!(s.sandbox.call_log().len(), 3);
     let stats = s.get("/sandbox/stats").await;
-    assert_eq!(stats, json!({"accepted": 3, "calls": 3, "rateLimited": 2}));
+    assert_eq!(
+        stats,
+        json!({"accepted": 3, "calls": 3, "rateLimited": 2,
+               "receiptsPosted": 0, "receiptsFailed": 0})
+    );
 
     // Reset empties the window along with everything else.
     s.sandbox.reset();

@@ -28,6 +28,17 @@ pub const QUEUE_READY_JOBS: &str = "otp_queue_ready_jobs";
 pub const SEND_BACKLOG: &str = "otp_send_backlog";
 /// How many sends may wait for WATI at once (from the budgets and the code's life).
 pub const SEND_CAPACITY: &str = "otp_send_capacity";
+/// WATI's receipts by `event` (sent, delivered, read, failed, other) and `outcome`
+/// (applied, repeated, unknown_send).
+pub const RECEIPTS: &str = "otp_receipts_total";
+/// Failure receipts by WhatsApp's `failed_code` (known codes; the rest are `other`).
+pub const RECEIPT_FAILURES: &str = "otp_receipt_failures_total";
+/// Sends WhatsApp delivered (each counted once, by its first delivered or read receipt).
+pub const WHATSAPP_DELIVERED: &str = "otp_whatsapp_delivered_total";
+/// From the api accepting a send to WhatsApp delivering it.
+pub const ACCEPTED_TO_DELIVERED: &str = "otp_accepted_to_delivered_seconds";
+/// From WhatsApp delivering a message to the user reading it.
+pub const DELIVERED_TO_READ: &str = "otp_delivered_to_read_seconds";
 
 // worker
 /// Jobs by final `outcome`: sent, failed, expired, dropped.
@@ -69,6 +80,11 @@ pub const ALL: &[&str] = &[
     QUEUE_READY_JOBS,
     SEND_BACKLOG,
     SEND_CAPACITY,
+    RECEIPTS,
+    RECEIPT_FAILURES,
+    WHATSAPP_DELIVERED,
+    ACCEPTED_TO_DELIVERED,
+    DELIVERED_TO_READ,
     DELIVERIES,
     WATI_REQUESTS,
     WATI_RECIPIENTS,
@@ -92,6 +108,10 @@ const FAST_BUCKETS: &[f64] = &[
 const BATCH_BUCKETS: &[f64] = &[
     1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 10000.0,
 ];
+/// Buckets for how long people take to read a message, up to a day (seconds).
+const READ_BUCKETS: &[f64] = &[
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0, 21600.0, 86400.0,
+];
 /// Buckets for delivery-scale latencies, up to a code's default lifetime (seconds).
 const SLOW_BUCKETS: &[f64] = &[
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
@@ -110,6 +130,8 @@ pub fn install() -> PrometheusHandle {
                 (WATI_DURATION, FAST_BUCKETS),
                 (ACCEPTED_TO_SENT, SLOW_BUCKETS),
                 (BUDGET_WAIT, SLOW_BUCKETS),
+                (ACCEPTED_TO_DELIVERED, SLOW_BUCKETS),
+                (DELIVERED_TO_READ, READ_BUCKETS),
                 (WATI_BATCH_RECIPIENTS, BATCH_BUCKETS),
             ]
             .into_iter()

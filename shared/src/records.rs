@@ -3,6 +3,9 @@
 //! `{{code.sealed}}` or `{{state.sent}}`, and [`script`] fills in the quoted name from
 //! here before the script is loaded, so Rust and Lua cannot drift apart. Each crate has
 //! a test that every placeholder in its scripts is known ([`unknown_placeholders`]).
+//!
+//! A status only moves forward: `{{state.ranks}}` is a Lua table of each state's rank,
+//! and every script that writes a state writes it only over a lower rank.
 
 /// The code record of a phone (`Keys::otp`).
 pub mod code {
@@ -22,6 +25,8 @@ pub mod code {
     pub const LOCKED: &str = "locked";
     /// Set once any send of this code reached WATI.
     pub const DELIVERED: &str = "delivered";
+    /// Set once WhatsApp reported a send of this code delivered (or read).
+    pub const RECEIVED: &str = "received";
 }
 
 /// The delivery status of one send request (`Keys::status`).
@@ -36,6 +41,16 @@ pub mod status {
     pub const REASON: &str = "reason";
     /// WATI's own explanation, where it gave one.
     pub const INFO: &str = "info";
+    /// The phone and code the send is for, so a receipt can find the code record.
+    pub const PHONE: &str = "phone";
+    pub const CODE_ID: &str = "code_id";
+    /// Unix ms when the api accepted the send.
+    pub const ACCEPTED_AT: &str = "accepted_at";
+    /// Unix ms when WhatsApp delivered the message, and when the user read it.
+    pub const DELIVERED_AT: &str = "delivered_at";
+    pub const READ_AT: &str = "read_at";
+    /// WhatsApp's error code of a failure receipt.
+    pub const FAILED_CODE: &str = "failed_code";
 }
 
 /// The values of [`status::STATE`].
@@ -45,6 +60,31 @@ pub mod state {
     pub const SENT: &str = "sent";
     pub const FAILED: &str = "failed";
     pub const EXPIRED: &str = "expired";
+    pub const DELIVERED: &str = "delivered";
+    pub const READ: &str = "read";
+
+    /// Each state's rank: a state is written only over a lower one. The worker's
+    /// outcomes share a rank, so none overwrites another; WhatsApp's receipts outrank
+    /// them, because they say what really happened (a call that timed out may still
+    /// have been delivered).
+    pub const RANKS: &[(&str, u8)] = &[
+        (QUEUED, 0),
+        (SENDING, 1),
+        (SENT, 2),
+        (FAILED, 2),
+        (EXPIRED, 2),
+        (DELIVERED, 3),
+        (READ, 4),
+    ];
+}
+
+/// `{{state.ranks}}`: the ranks as a Lua table, `{['queued'] = 0, …}`.
+fn lua_ranks() -> String {
+    let entries: Vec<String> = state::RANKS
+        .iter()
+        .map(|(name, rank)| format!("['{name}'] = {rank}"))
+        .collect();
+    format!("{{{}}}", entries.join(", "))
 }
 
 /// Every placeholder a script may use, and what it stands for.
@@ -57,25 +97,36 @@ const PLACEHOLDERS: &[(&str, &str)] = &[
     ("{{code.sends}}", code::SENDS),
     ("{{code.locked}}", code::LOCKED),
     ("{{code.delivered}}", code::DELIVERED),
+    ("{{code.received}}", code::RECEIVED),
     ("{{status.state}}", status::STATE),
     ("{{status.attempts}}", status::ATTEMPTS),
     ("{{status.updated_at}}", status::UPDATED_AT),
     ("{{status.reason}}", status::REASON),
     ("{{status.info}}", status::INFO),
+    ("{{status.phone}}", status::PHONE),
+    ("{{status.code_id}}", status::CODE_ID),
+    ("{{status.accepted_at}}", status::ACCEPTED_AT),
+    ("{{status.delivered_at}}", status::DELIVERED_AT),
+    ("{{status.read_at}}", status::READ_AT),
+    ("{{status.failed_code}}", status::FAILED_CODE),
     ("{{state.queued}}", state::QUEUED),
     ("{{state.sending}}", state::SENDING),
     ("{{state.sent}}", state::SENT),
     ("{{state.failed}}", state::FAILED),
     ("{{state.expired}}", state::EXPIRED),
+    ("{{state.delivered}}", state::DELIVERED),
+    ("{{state.read}}", state::READ),
 ];
 
-/// The script with every placeholder replaced by its quoted Lua string.
+/// The script with every placeholder replaced by its quoted Lua string (and
+/// `{{state.ranks}}` by the rank table).
 pub fn render(template: &str) -> String {
     PLACEHOLDERS
         .iter()
         .fold(template.to_owned(), |text, (placeholder, name)| {
             text.replace(placeholder, &format!("'{name}'"))
         })
+        .replace("{{state.ranks}}", &lua_ranks())
 }
 
 /// A Redis script built from a template (see the module comment).
@@ -107,6 +158,16 @@ mod tests {
             render("redis.call('HSET', KEYS[1], {{status.state}}, {{state.sent}})"),
             "redis.call('HSET', KEYS[1], 'status', 'sent')"
         );
+    }
+
+    #[test]
+    fn ranks_become_a_lua_table_covering_every_state() {
+        let rendered = render("local RANK = {{state.ranks}}");
+        assert!(rendered.starts_with("local RANK = {['queued'] = 0, ['sending'] = 1,"));
+        assert!(rendered.ends_with("['read'] = 4}"));
+        for (name, _) in state::RANKS {
+            assert!(rendered.contains(&format!("['{name}']")), "{name}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Delivery status of each send request, read by `GET /api/auth/otp-status/{requestId}`.
-//! The api's send script writes `queued`; every later step is the worker's (its
-//! `ledger`). The hash's layout is [`crate::records::status`].
+//! The api's send script writes `queued`; the worker (its `ledger`) writes `sending`,
+//! `sent`, `failed` and `expired`; WATI's receipts (the api's `receipts`) write
+//! `delivered`, `read` and `failed`. The hash's layout is [`crate::records::status`].
 
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
@@ -19,9 +20,21 @@ pub enum DeliveryState {
     Sent,
     Failed,
     Expired,
+    Delivered,
+    Read,
 }
 
 impl DeliveryState {
+    const ALL: [DeliveryState; 7] = [
+        DeliveryState::Queued,
+        DeliveryState::Sending,
+        DeliveryState::Sent,
+        DeliveryState::Failed,
+        DeliveryState::Expired,
+        DeliveryState::Delivered,
+        DeliveryState::Read,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             DeliveryState::Queued => state::QUEUED,
@@ -29,19 +42,13 @@ impl DeliveryState {
             DeliveryState::Sent => state::SENT,
             DeliveryState::Failed => state::FAILED,
             DeliveryState::Expired => state::EXPIRED,
+            DeliveryState::Delivered => state::DELIVERED,
+            DeliveryState::Read => state::READ,
         }
     }
 
     fn parse(s: &str) -> Option<Self> {
-        [
-            DeliveryState::Queued,
-            DeliveryState::Sending,
-            DeliveryState::Sent,
-            DeliveryState::Failed,
-            DeliveryState::Expired,
-        ]
-        .into_iter()
-        .find(|state| state.as_str() == s)
+        Self::ALL.into_iter().find(|state| state.as_str() == s)
     }
 }
 
@@ -55,6 +62,11 @@ pub struct StatusRecord {
     pub reason: Option<String>,
     /// WATI's own explanation, where it gave one.
     pub info: Option<String>,
+    /// When WhatsApp delivered it and when it was read (Unix ms), where known.
+    pub delivered_at_ms: Option<u64>,
+    pub read_at_ms: Option<u64>,
+    /// WhatsApp's error code, for a failure receipt.
+    pub failed_code: Option<String>,
 }
 
 /// The status hash's fields as HMGET returns them.
@@ -63,6 +75,9 @@ type StoredFields = (
     Option<u32>,
     Option<u64>,
     Option<String>,
+    Option<String>,
+    Option<u64>,
+    Option<u64>,
     Option<String>,
 );
 
@@ -79,15 +94,19 @@ impl StatusStore {
     }
 
     pub async fn get(&self, request_id: Uuid) -> redis::RedisResult<Option<StatusRecord>> {
-        let (state, attempts, updated_at, reason, info): StoredFields = redis::cmd("HMGET")
-            .arg(self.keys.status(request_id))
-            .arg(fields::STATE)
-            .arg(fields::ATTEMPTS)
-            .arg(fields::UPDATED_AT)
-            .arg(fields::REASON)
-            .arg(fields::INFO)
-            .query_async(&mut self.redis.clone())
-            .await?;
+        let (state, attempts, updated_at, reason, info, delivered_at, read_at, failed_code): StoredFields =
+            redis::cmd("HMGET")
+                .arg(self.keys.status(request_id))
+                .arg(fields::STATE)
+                .arg(fields::ATTEMPTS)
+                .arg(fields::UPDATED_AT)
+                .arg(fields::REASON)
+                .arg(fields::INFO)
+                .arg(fields::DELIVERED_AT)
+                .arg(fields::READ_AT)
+                .arg(fields::FAILED_CODE)
+                .query_async(&mut self.redis.clone())
+                .await?;
         Ok(state
             .as_deref()
             .and_then(DeliveryState::parse)
@@ -97,6 +116,9 @@ impl StatusStore {
                 updated_at_ms: updated_at.unwrap_or(0),
                 reason,
                 info,
+                delivered_at_ms: delivered_at,
+                read_at_ms: read_at,
+                failed_code,
             }))
     }
 }
@@ -106,16 +128,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_state_reads_back_as_itself() {
-        for state in [
-            DeliveryState::Queued,
-            DeliveryState::Sending,
-            DeliveryState::Sent,
-            DeliveryState::Failed,
-            DeliveryState::Expired,
-        ] {
+    fn every_state_reads_back_as_itself_and_has_a_rank() {
+        for state in DeliveryState::ALL {
             assert_eq!(DeliveryState::parse(state.as_str()), Some(state));
+            assert!(
+                crate::records::state::RANKS
+                    .iter()
+                    .any(|(name, _)| *name == state.as_str()),
+                "{state:?} has no rank"
+            );
         }
-        assert_eq!(DeliveryState::parse("delivered"), None);
+        assert_eq!(DeliveryState::parse("bounced"), None);
     }
 }

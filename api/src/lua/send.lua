@@ -4,7 +4,8 @@
 -- remaining lifetime, or 'limited' with the wait before another send may be accepted.
 -- KEYS: 1 code record, 2 cooldown, 3 phone's send times, 4 request status
 -- ARGV: 1 new code_id, 2 mac, 3 sealed, 4 ttl ms, 5 record grace ms, 6 cooldown ms,
---       7 max sends per code, 8 sends per phone per hour, 9 request id, 10 status ttl s
+--       7 max sends per code, 8 sends per phone per hour, 9 request id, 10 status ttl s,
+--       11 phone
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local hour_ms = 3600000
@@ -46,6 +47,7 @@ end
 redis.call('ZADD', KEYS[3], now, ARGV[9])
 redis.call('PEXPIRE', KEYS[3], hour_ms)
 redis.call('HSET', KEYS[4], {{status.state}}, {{state.queued}}, {{status.attempts}}, 0,
-  {{status.updated_at}}, now)
+  {{status.updated_at}}, now, {{status.accepted_at}}, now, {{status.phone}}, ARGV[11],
+  {{status.code_id}}, code_id)
 redis.call('EXPIRE', KEYS[4], ARGV[10])
 return {kind, code_id, expires_at - now}

@@ -212,10 +212,7 @@ pub async fn otp_status(
         .get(request_id)
         .await?
         .ok_or(ApiError::StatusNotFound)?;
-    let updated_at =
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(record.updated_at_ms) * 1_000_000)
-            .ok()
-            .and_then(|t| t.format(&Rfc3339).ok());
+    let updated_at = rfc3339(record.updated_at_ms);
     let mut body = json!({
         "requestId": request_id,
         "status": record.state,
@@ -228,7 +225,25 @@ pub async fn otp_status(
     if let Some(info) = record.info {
         body["info"] = json!(info);
     }
+    for (field, at) in [
+        ("deliveredAt", record.delivered_at_ms),
+        ("readAt", record.read_at_ms),
+    ] {
+        if let Some(at) = at {
+            body[field] = json!(rfc3339(at));
+        }
+    }
+    if let Some(code) = record.failed_code.filter(|c| !c.is_empty()) {
+        body["failedCode"] = json!(code);
+    }
     Ok(Json(body))
+}
+
+/// Unix ms as an RFC 3339 time; `None` if out of range.
+fn rfc3339(unix_ms: u64) -> Option<String> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
 }
 
 #[cfg(test)]

@@ -20,10 +20,16 @@ elseif ours and ARGV[8] == 'expire' then
     redis.call('HSET', KEYS[1], {{code.expires_at}}, now)
   end
 end
-redis.call('HSET', KEYS[2], {{status.state}}, ARGV[2], {{status.reason}}, ARGV[3],
-  {{status.updated_at}}, now)
-if ARGV[4] ~= '' then
-  redis.call('HSET', KEYS[2], {{status.info}}, ARGV[4])
+local RANK = {{state.ranks}}
+local current = redis.call('HGET', KEYS[2], {{status.state}})
+-- A receipt saying what really happened (e.g. delivered after a call that timed out)
+-- is not overwritten.
+if (RANK[current] or -1) < RANK[ARGV[2]] then
+  redis.call('HSET', KEYS[2], {{status.state}}, ARGV[2], {{status.reason}}, ARGV[3],
+    {{status.updated_at}}, now)
+  if ARGV[4] ~= '' then
+    redis.call('HSET', KEYS[2], {{status.info}}, ARGV[4])
+  end
 end
 if tonumber(ARGV[5]) > 0 then
   redis.call('HINCRBY', KEYS[2], {{status.attempts}}, ARGV[5])

@@ -9,7 +9,12 @@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('SET', KEYS[1], 1, 'EX', ARGV[1])
-redis.call('HSET', KEYS[2], {{status.state}}, {{state.sent}}, {{status.updated_at}}, now)
+local RANK = {{state.ranks}}
+local current = redis.call('HGET', KEYS[2], {{status.state}})
+-- A receipt may have come first (WhatsApp is fast): it is not taken back.
+if (RANK[current] or -1) < RANK[{{state.sent}}] then
+  redis.call('HSET', KEYS[2], {{status.state}}, {{state.sent}}, {{status.updated_at}}, now)
+end
 redis.call('HINCRBY', KEYS[2], {{status.attempts}}, 1)
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 if redis.call('GET', KEYS[3]) == ARGV[4] then

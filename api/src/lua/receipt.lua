@@ -1,0 +1,79 @@
+-- Applies one of WATI's receipts to a send. The status only moves forward, and what is
+-- known is kept: a repeat changes nothing; a read before its delivered implies both
+-- (delivered at the read's time, until an earlier delivery time arrives). A failure
+-- receipt ends a send not yet delivered: status 'failed' with WhatsApp's code, and the
+-- code deleted (verify then answers "not found") unless WhatsApp delivered another send
+-- of the same code.
+-- KEYS: 1 request status, 2 code record of the send's phone
+-- ARGV: 1 event: 'sent', 'delivered', 'read' or 'failed'; 2 when it happened (Unix ms);
+--       3 failed code, 4 reason (for 'failed')
+-- Returns {outcome, accepted_at, delivered_at, first_delivery, first_read}: outcome
+-- 'unknown' (no such send), 'repeated' (nothing changed) or 'applied'; the times in
+-- Unix ms (0 if unknown); first_* 1 when this receipt made the send delivered or read.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local RANK = {{state.ranks}}
+local function rank(name)
+  return RANK[name] or 0
+end
+local rec = redis.call('HMGET', KEYS[1], {{status.state}}, {{status.code_id}},
+  {{status.accepted_at}}, {{status.delivered_at}}, {{status.read_at}})
+local state, code_id = rec[1], rec[2]
+if not state then
+  return {'unknown', 0, 0, 0, 0}
+end
+local event, at = ARGV[1], tonumber(ARGV[2])
+local delivered_at = tonumber(rec[4])
+local changed, first_delivery, first_read = false, 0, 0
+
+local function ours()
+  return code_id and redis.call('HGET', KEYS[2], {{code.code_id}}) == code_id
+end
+
+if event == 'sent' then
+  if rank(state) < RANK[{{state.sent}}] then
+    redis.call('HSET', KEYS[1], {{status.state}}, {{state.sent}})
+    changed = true
+  end
+elseif event == 'delivered' or event == 'read' then
+  if not delivered_at then
+    first_delivery = 1
+  end
+  if not delivered_at or at < delivered_at then
+    delivered_at = at
+    redis.call('HSET', KEYS[1], {{status.delivered_at}}, at)
+    changed = true
+  end
+  local target = {{state.delivered}}
+  if event == 'read' then
+    target = {{state.read}}
+    if not rec[5] then
+      redis.call('HSET', KEYS[1], {{status.read_at}}, at)
+      first_read, changed = 1, true
+    end
+  end
+  if rank(state) < RANK[target] then
+    redis.call('HSET', KEYS[1], {{status.state}}, target)
+    changed = true
+  end
+  if ours() then
+    redis.call('HSET', KEYS[2], {{code.received}}, 1)
+  end
+elseif event == 'failed' then
+  -- A failure outranks the worker's own outcomes (it is what WhatsApp did), not a
+  -- delivery, and not itself.
+  if rank(state) < RANK[{{state.delivered}}] and state ~= {{state.failed}} then
+    redis.call('HSET', KEYS[1], {{status.state}}, {{state.failed}},
+      {{status.failed_code}}, ARGV[3], {{status.reason}}, ARGV[4])
+    changed = true
+    if ours() and redis.call('HEXISTS', KEYS[2], {{code.received}}) == 0 then
+      redis.call('DEL', KEYS[2])
+    end
+  end
+end
+
+if not changed then
+  return {'repeated', tonumber(rec[3]) or 0, delivered_at or 0, 0, 0}
+end
+redis.call('HSET', KEYS[1], {{status.updated_at}}, now)
+return {'applied', tonumber(rec[3]) or 0, delivered_at or 0, first_delivery, first_read}

@@ -1,0 +1,339 @@
+//! WATI's delivery receipts (webhook events): what an event says, read defensively, and
+//! applying it to its send through one Lua script (forward only; see `receipt.lua`).
+//! An event's `text` holds the rendered message, and so the code: it is never read.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use otp_shared::keys::Keys;
+use otp_shared::phone::PhoneNumber;
+use otp_shared::records;
+use otp_shared::records::status as fields;
+use redis::aio::ConnectionManager;
+use redis::{FromRedisValue, ParsingError, Script, Value};
+use serde_json::Value as Json;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+pub const TEMPLATE: &str = include_str!("lua/receipt.lua");
+static RECEIPT: LazyLock<Script> = LazyLock::new(|| records::script(TEMPLATE));
+
+/// WhatsApp's texts are kept to this many characters.
+const MAX_TEXT_CHARS: usize = 256;
+/// Meta's error codes that get their own metric label; others count as `other`, so a
+/// caller cannot grow the label set.
+const KNOWN_FAILED_CODES: &[&str] = &[
+    "130429", "131000", "131005", "131008", "131009", "131016", "131021", "131026", "131031",
+    "131042", "131045", "131047", "131049", "131051", "131052", "131053", "131056", "132000",
+    "132001", "132005", "132007", "132012", "132015", "132016", "133010", "135000",
+];
+/// The reason a failure receipt gives when WhatsApp gave no detail.
+const DEFAULT_FAILURE: &str = "WhatsApp could not deliver the message";
+
+/// What an event says happened to a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Sent,
+    Delivered,
+    Read,
+    Failed {
+        code: String,
+        reason: String,
+    },
+    /// An event type this service does not follow.
+    Other,
+}
+
+impl Event {
+    /// The `event` label of the receipt counter.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Event::Sent => "sent",
+            Event::Delivered => "delivered",
+            Event::Read => "read",
+            Event::Failed { .. } => "failed",
+            Event::Other => "other",
+        }
+    }
+}
+
+/// One webhook event, as far as it concerns a send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    pub event: Event,
+    /// `localMessageId`: the send's request id, when it is one of ours.
+    pub request_id: Option<Uuid>,
+    /// When it happened (Unix ms): the event's `timestamp` or `created`, else now.
+    pub at_ms: u64,
+}
+
+/// The body is not a JSON object with an `eventType`.
+#[derive(Debug, thiserror::Error)]
+#[error("not a WATI webhook event")]
+pub struct Malformed;
+
+fn clip(text: &str) -> String {
+    text.chars().take(MAX_TEXT_CHARS).collect()
+}
+
+/// A text or a number, as text (WATI sends codes and timestamps either way).
+fn text_of(value: Option<&Json>) -> Option<String> {
+    match value? {
+        Json::String(s) => Some(s.clone()),
+        Json::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Unix seconds (or ms, if it is that large) as text, or an RFC 3339 time.
+fn time_ms(event: &serde_json::Map<String, Json>) -> Option<u64> {
+    if let Some(stamp) = text_of(event.get("timestamp"))
+        && let Ok(n) = stamp.trim().parse::<u64>()
+    {
+        return Some(if n > 10_000_000_000 { n } else { n * 1000 });
+    }
+    let created = event.get("created")?.as_str()?;
+    let at = OffsetDateTime::parse(created, &Rfc3339).ok()?;
+    u64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+impl Receipt {
+    /// Reads one event. Anything that is a JSON object with an `eventType` text is an
+    /// event (known or not); anything else is malformed.
+    pub fn parse(body: &[u8]) -> Result<Self, Malformed> {
+        let value: Json = serde_json::from_slice(body).map_err(|_| Malformed)?;
+        let event = value.as_object().ok_or(Malformed)?;
+        let kind = event
+            .get("eventType")
+            .and_then(Json::as_str)
+            .ok_or(Malformed)?;
+        let event_kind = match kind {
+            "templateMessageSent_v2" | "templateMessageSent_v2_bsuid" => Event::Sent,
+            "sentMessageDELIVERED_v2" => Event::Delivered,
+            "sentMessageREAD_v2" => Event::Read,
+            "templateMessageFailed" => Event::Failed {
+                code: text_of(event.get("failedCode"))
+                    .map(|c| clip(c.trim()))
+                    .unwrap_or_default(),
+                reason: event
+                    .get("failedDetail")
+                    .and_then(Json::as_str)
+                    .filter(|d| !d.trim().is_empty())
+                    .map_or_else(|| DEFAULT_FAILURE.to_owned(), clip),
+            },
+            _ => Event::Other,
+        };
+        Ok(Receipt {
+            event: event_kind,
+            request_id: event
+                .get("localMessageId")
+                .and_then(Json::as_str)
+                .and_then(|id| Uuid::parse_str(id).ok()),
+            at_ms: time_ms(event).unwrap_or_else(otp_shared::now_ms),
+        })
+    }
+}
+
+/// The `failed_code` label of a failure receipt: a known Meta code, or `other`.
+pub fn failed_code_label(code: &str) -> &'static str {
+    KNOWN_FAILED_CODES
+        .iter()
+        .find(|known| **known == code)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// What applying a receipt did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// No send of ours has that id (another system's message, or a status expired).
+    UnknownSend,
+    /// Nothing changed: a repeat, or an event its send has gone past.
+    Repeated,
+    Changed {
+        /// From acceptance to delivery, when this receipt made the send delivered.
+        first_delivery: Option<Duration>,
+        /// From delivery to reading, when this receipt made the send read.
+        first_read: Option<Duration>,
+    },
+}
+
+impl Applied {
+    /// The `outcome` label of the receipt counter.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Applied::UnknownSend => "unknown_send",
+            Applied::Repeated => "repeated",
+            Applied::Changed { .. } => "applied",
+        }
+    }
+}
+
+/// receipt.lua's answer.
+struct ScriptReply {
+    outcome: String,
+    accepted_at: u64,
+    delivered_at: u64,
+    first_delivery: bool,
+    first_read: bool,
+}
+
+impl FromRedisValue for ScriptReply {
+    fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
+        let (outcome, accepted_at, delivered_at, first_delivery, first_read): (
+            String,
+            u64,
+            u64,
+            u8,
+            u8,
+        ) = FromRedisValue::from_redis_value(v)?;
+        Ok(ScriptReply {
+            outcome,
+            accepted_at,
+            delivered_at,
+            first_delivery: first_delivery == 1,
+            first_read: first_read == 1,
+        })
+    }
+}
+
+#[derive(Clone)]
+pub struct ReceiptStore {
+    redis: ConnectionManager,
+    keys: Keys,
+}
+
+impl ReceiptStore {
+    pub fn new(redis: ConnectionManager, keys: Keys) -> Self {
+        Self { redis, keys }
+    }
+
+    /// Applies `receipt` to its send.
+    pub async fn apply(&self, receipt: &Receipt) -> redis::RedisResult<Applied> {
+        let (Some(request_id), Some(event)) = (receipt.request_id, script_event(&receipt.event))
+        else {
+            return Ok(Applied::UnknownSend);
+        };
+        let status = self.keys.status(request_id);
+        // The send's phone names its code record; it never changes, so reading it
+        // first is safe.
+        let phone: Option<String> = redis::cmd("HGET")
+            .arg(&status)
+            .arg(fields::PHONE)
+            .query_async(&mut self.redis.clone())
+            .await?;
+        let Some(phone) = phone.and_then(|p| PhoneNumber::from_e164_digits(&p).ok()) else {
+            return Ok(Applied::UnknownSend);
+        };
+        let (code, reason) = match &receipt.event {
+            Event::Failed { code, reason } => (code.as_str(), reason.as_str()),
+            _ => ("", ""),
+        };
+        let reply: ScriptReply = RECEIPT
+            .key(&status)
+            .key(self.keys.otp(&phone))
+            .arg(event)
+            .arg(receipt.at_ms)
+            .arg(code)
+            .arg(reason)
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        let since = |from: u64, to: u64| Duration::from_millis(to.saturating_sub(from));
+        Ok(match reply.outcome.as_str() {
+            "unknown" => Applied::UnknownSend,
+            "repeated" => Applied::Repeated,
+            "applied" => Applied::Changed {
+                first_delivery: (reply.first_delivery && reply.accepted_at > 0)
+                    .then(|| since(reply.accepted_at, reply.delivered_at)),
+                first_read: reply
+                    .first_read
+                    .then(|| since(reply.delivered_at, receipt.at_ms)),
+            },
+            other => {
+                return Err(ParsingError::from(format!("receipt.lua answered {other:?}")).into());
+            }
+        })
+    }
+}
+
+/// The event as receipt.lua names it; `None` for events it does not follow.
+fn script_event(event: &Event) -> Option<&'static str> {
+    match event {
+        Event::Sent => Some("sent"),
+        Event::Delivered => Some("delivered"),
+        Event::Read => Some("read"),
+        Event::Failed { .. } => Some("failed"),
+        Event::Other => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_script_names_only_known_fields() {
+        assert_eq!(
+            records::unknown_placeholders(TEMPLATE),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn watis_events_are_read_as_documented() {
+        let id = Uuid::new_v4();
+        let delivered = format!(
+            r#"{{"eventType":"sentMessageDELIVERED_v2","statusString":"Delivered","localMessageId":"{id}","timestamp":"1765791326","text":null}}"#
+        );
+        assert_eq!(
+            Receipt::parse(delivered.as_bytes()).expect("an event"),
+            Receipt {
+                event: Event::Delivered,
+                request_id: Some(id),
+                at_ms: 1_765_791_326_000
+            }
+        );
+        let sent = format!(
+            r#"{{"eventType":"templateMessageSent_v2_bsuid","localMessageId":"{id}","created":"2023-03-11T14:27:32.965Z","text":"Your code is 123456"}}"#
+        );
+        let sent = Receipt::parse(sent.as_bytes()).expect("an event");
+        assert_eq!((sent.event, sent.at_ms), (Event::Sent, 1_678_544_852_965));
+        let failed = br#"{"eventType":"templateMessageFailed","localMessageId":"nope","failedCode":131026,"failedDetail":"Message undeliverable"}"#;
+        let failed = Receipt::parse(failed).expect("an event");
+        assert_eq!(
+            failed.event,
+            Event::Failed {
+                code: "131026".into(),
+                reason: "Message undeliverable".into()
+            }
+        );
+        assert_eq!(failed.request_id, None);
+    }
+
+    #[test]
+    fn unknown_events_are_events_and_non_events_are_malformed() {
+        let other = Receipt::parse(br#"{"eventType":"messageReceived"}"#).expect("an event");
+        assert_eq!(other.event, Event::Other);
+        for body in [
+            &b"[]"[..],
+            b"\"text\"",
+            b"{}",
+            b"{\"eventType\":7}",
+            b"not json",
+        ] {
+            assert!(
+                Receipt::parse(body).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn only_known_failed_codes_become_labels() {
+        assert_eq!(failed_code_label("131026"), "131026");
+        assert_eq!(failed_code_label("999999"), "other");
+        assert_eq!(failed_code_label("131026; DROP"), "other");
+    }
+}

@@ -1,0 +1,74 @@
+//! WATI's receipts: `POST /api/webhooks/wati/{secret}`. WATI signs nothing, so the
+//! secret in the path is the authentication: compared in constant time, and a wrong
+//! one is answered like any unknown route. Every well-formed event gets 200 at once,
+//! known or not, repeated or not (WATI retries anything else for a day).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::receipts::{Applied, Event, Receipt, failed_code_label};
+use crate::state::AppState;
+
+/// The route's path with its secret left out, for logs and labels.
+pub const REDACTED_PATH: &str = "/api/webhooks/wati/{secret}";
+/// What every webhook path starts with.
+pub const PATH_PREFIX: &str = "/api/webhooks/wati/";
+
+pub async fn wati(
+    State(state): State<AppState>,
+    Path(secret): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let Some(expected) = &state.settings.webhook_secret else {
+        return Err(ApiError::RouteNotFound);
+    };
+    let matches = aws_lc_rs::constant_time::verify_slices_are_equal(
+        secret.as_bytes(),
+        expected.expose_secret().as_bytes(),
+    );
+    if matches.is_err() {
+        return Err(ApiError::RouteNotFound);
+    }
+    let receipt = Receipt::parse(&body).map_err(|_| ApiError::InvalidBody)?;
+    let applied = state.receipts.apply(&receipt).await?;
+    record(&receipt, applied);
+    Ok(Json(json!({"status": "ok"})))
+}
+
+fn record(receipt: &Receipt, applied: Applied) {
+    metrics::counter!(
+        otp_shared::metrics::RECEIPTS,
+        "event" => receipt.event.label(),
+        "outcome" => applied.label(),
+    )
+    .increment(1);
+    if let Event::Failed { code, .. } = &receipt.event
+        && matches!(applied, Applied::Changed { .. })
+    {
+        metrics::counter!(otp_shared::metrics::RECEIPT_FAILURES, "failed_code" => failed_code_label(code))
+            .increment(1);
+    }
+    if let Applied::Changed {
+        first_delivery,
+        first_read,
+    } = applied
+    {
+        if let Some(wait) = first_delivery {
+            metrics::counter!(otp_shared::metrics::WHATSAPP_DELIVERED).increment(1);
+            metrics::histogram!(otp_shared::metrics::ACCEPTED_TO_DELIVERED).record(wait);
+        }
+        if let Some(wait) = first_read {
+            metrics::histogram!(otp_shared::metrics::DELIVERED_TO_READ).record(wait);
+        }
+    }
+    tracing::debug!(
+        request_id = ?receipt.request_id,
+        event = receipt.event.label(),
+        outcome = applied.label(),
+        "receipt"
+    );
+}

@@ -1,0 +1,261 @@
+//! WATI's delivery receipts through the whole pipeline: the sandbox posts them to the
+//! api's webhook as WATI would, and each send's status follows (forward only, whatever
+//! the order or the repeats); a failure receipt deletes the code unless WhatsApp
+//! delivered another send of it; a wrong secret is an unknown route.
+
+use std::time::Duration;
+
+use otp_e2e::prometheus::{parse, value};
+use otp_e2e::{DEADLINE, TestEnv, WEBHOOK_SECRET, budgets, eventually};
+use otp_shared::budget::WatiApiVersion;
+use otp_shared::status::{DeliveryState, StatusStore};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use wati_sandbox::ScriptedReply;
+
+const PHONE: &str = "919876543210";
+
+fn at(body: &Value, field: &str) -> OffsetDateTime {
+    let text = body[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("{field} in {body}"));
+    OffsetDateTime::parse(text, &Rfc3339).expect("an RFC 3339 time")
+}
+
+fn event(kind: &str, local_message_id: &str) -> Value {
+    json!({
+        "eventType": kind,
+        "statusString": "Delivered",
+        "localMessageId": local_message_id,
+        "whatsappMessageId": "wamid.test",
+        "timestamp": (otp_shared::now_ms() / 1000).to_string(),
+    })
+}
+
+/// An api and a worker, with the sandbox posting receipts to the api: delivered after
+/// `delivered_ms`, read after `read_ms`, each event `repeat` times, read first if
+/// `reorder`.
+async fn with_receipts(
+    delivered_ms: u64,
+    read_ms: u64,
+    repeat: u32,
+    reorder: bool,
+) -> (TestEnv, otp_e2e::Running, otp_e2e::Running) {
+    let mut env = TestEnv::new().await;
+    let api = env.start_api().await;
+    let worker = env.start_worker().await;
+    env.enable_receipts(
+        Duration::from_millis(delivered_ms),
+        Duration::from_millis(read_ms),
+        repeat,
+        reorder,
+    );
+    (env, api, worker)
+}
+
+#[tokio::test]
+async fn a_send_ends_read_with_both_timestamps() {
+    let (env, _api, _worker) = with_receipts(100, 300, 1, false).await;
+    let request_id = env.send_accepted(PHONE).await;
+    let status = env.wait_for_status(&request_id, "read").await;
+    assert_eq!(status["attempts"], 1);
+    assert!(
+        at(&status, "deliveredAt") <= at(&status, "readAt"),
+        "{status}"
+    );
+    // The code still works: receipts say how it travelled, not that it was used.
+    let code = env.sandbox.messages(PHONE)[0].code.clone();
+    assert_eq!(env.verify(PHONE, &code).await.0, 200);
+}
+
+#[tokio::test]
+async fn repeated_and_reordered_receipts_end_the_same_way() {
+    // Every event twice, and read before delivered.
+    let (env, _api, _worker) = with_receipts(100, 100, 2, true).await;
+    let request_id = env.send_accepted(PHONE).await;
+    eventually("all six receipts answered", DEADLINE, || async {
+        (env.sandbox.receipts_posted() == 6).then_some(())
+    })
+    .await;
+    let kinds: Vec<String> = env
+        .sandbox
+        .receipts()
+        .into_iter()
+        .map(|r| r.event)
+        .collect();
+    let read = kinds.iter().position(|k| k == "sentMessageREAD_v2");
+    let delivered = kinds.iter().position(|k| k == "sentMessageDELIVERED_v2");
+    assert!(read < delivered, "read came first: {kinds:?}");
+    let status = env.wait_for_status(&request_id, "read").await;
+    assert!(
+        at(&status, "deliveredAt") <= at(&status, "readAt"),
+        "{status}"
+    );
+    assert_eq!(env.sandbox.receipts_failed(), 0);
+}
+
+#[tokio::test]
+async fn a_failure_receipt_fails_the_send_and_deletes_its_code() {
+    let (env, _api, _worker) = with_receipts(100, 300, 1, false).await;
+    env.sandbox.script(
+        PHONE,
+        vec![ScriptedReply {
+            failed_code: Some("131026".into()),
+            ..ScriptedReply::default()
+        }],
+    );
+    let request_id = env.send_accepted(PHONE).await;
+    let status = env.wait_for_status(&request_id, "failed").await;
+    assert_eq!(status["failedCode"], "131026");
+    assert_eq!(status["reason"], "Message undeliverable");
+    // WATI had accepted it; WhatsApp could not deliver it: the code is gone at once.
+    let code = env.sandbox.messages(PHONE)[0].code.clone();
+    let (status, body) = env.verify(PHONE, &code).await;
+    assert_eq!((status, &body["code"]), (404, &json!("OTP_NOT_FOUND")));
+}
+
+#[tokio::test]
+async fn a_failure_receipt_keeps_a_code_that_another_send_delivered() {
+    let (env, _api, _worker) = with_receipts(50, 100, 1, false).await;
+    let first = env.send_accepted(PHONE).await;
+    env.wait_for_status(&first, "read").await;
+    // The re-send of the same code fails at WhatsApp.
+    env.sandbox.script(
+        PHONE,
+        vec![ScriptedReply {
+            failed_code: Some("131049".into()),
+            ..ScriptedReply::default()
+        }],
+    );
+    let second = env.send_accepted(PHONE).await;
+    env.wait_for_status(&second, "failed").await;
+    let messages = env.sandbox.messages(PHONE);
+    assert_eq!(
+        messages[0].code, messages[1].code,
+        "a re-send of the same code"
+    );
+    let (status, body) = env.verify(PHONE, &messages[0].code).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_wrong_secret_is_answered_like_an_unknown_route_and_changes_nothing() {
+    let (env, _api, _worker) = with_receipts(0, 0, 1, false).await;
+    env.sandbox
+        .set_receipts(wati_sandbox::ReceiptSettings::default());
+    let request_id = env.send_accepted(PHONE).await;
+    env.wait_for_status(&request_id, "sent").await;
+    let wrong = "x".repeat(WEBHOOK_SECRET.len());
+    let delivered = event("sentMessageDELIVERED_v2", &request_id);
+    let (status, body) = env.post_receipt(&wrong, &delivered).await;
+    let (_, unknown_route) = env.post("/api/no-such-route", json!({})).await;
+    assert_eq!((status, body), (404, unknown_route));
+    // Even a malformed body: the route does not exist for a wrong secret.
+    assert_eq!(env.post_receipt(&wrong, &json!([1])).await.0, 404);
+    let (_, status) = env
+        .get(&format!("/api/auth/otp-status/{request_id}"), None)
+        .await;
+    assert_eq!(status["status"], "sent");
+    // The right secret moves it.
+    assert_eq!(env.post_receipt(WEBHOOK_SECRET, &delivered).await.0, 200);
+    env.wait_for_status(&request_id, "delivered").await;
+}
+
+#[tokio::test]
+async fn events_for_unknown_sends_and_unknown_events_get_200_and_are_counted() {
+    let mut env = TestEnv::new().await;
+    let api = env.start_api().await;
+    let unknown_sends = || async {
+        let text = env
+            .http
+            .get(format!("{}/metrics", api.metrics_url))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        let samples = parse(&text);
+        value(
+            &samples,
+            "otp_receipts_total",
+            &[("event", "delivered"), ("outcome", "unknown_send")],
+        )
+    };
+    let before = unknown_sends().await;
+    for id in [uuid::Uuid::new_v4().to_string(), "not-one-of-ours".into()] {
+        let (status, body) = env
+            .post_receipt(WEBHOOK_SECRET, &event("sentMessageDELIVERED_v2", &id))
+            .await;
+        assert_eq!((status, body), (200, json!({"status": "ok"})));
+    }
+    let other = json!({"eventType": "messageReceived", "text": "hello"});
+    assert_eq!(env.post_receipt(WEBHOOK_SECRET, &other).await.0, 200);
+    // Counters are process-wide: other tests may count too, never fewer.
+    assert!(unknown_sends().await >= before + 2.0);
+    // Not an event at all: 400, never 5xx.
+    for bad in [json!([1]), json!("x"), json!({"eventType": 3}), json!({})] {
+        let (status, body) = env.post_receipt(WEBHOOK_SECRET, &bad).await;
+        assert_eq!((status, &body["code"]), (400, &json!("INVALID_REQUEST")));
+    }
+}
+
+#[tokio::test]
+async fn without_a_secret_configured_the_webhook_does_not_exist() {
+    let mut env = TestEnv::new().await;
+    let mut config = env.api_config();
+    config.wati_webhook_secret = None;
+    let _api = env.start_api_with(config).await;
+    let event = event("sentMessageDELIVERED_v2", &uuid::Uuid::new_v4().to_string());
+    assert_eq!(env.post_receipt(WEBHOOK_SECRET, &event).await.0, 404);
+}
+
+#[tokio::test]
+async fn a_receipt_that_comes_before_the_worker_records_sent_is_not_taken_back() {
+    let env = TestEnv::new().await;
+    // One call a second: the send waits for its call while its receipt arrives.
+    let budgets = budgets(WatiApiVersion::V3, 10, 0, 32);
+    let mut config = env.worker_config();
+    config.common.budgets = budgets;
+    let (deliverer, _stop) = env.deliverer(&config, env.redis.clone());
+    let job = env.stored_job(PHONE, Duration::from_secs(300)).await;
+    env.occupy_call_slot(&budgets).await;
+    let receipts = otp_api::receipts::ReceiptStore::new(env.redis.clone(), env.keys());
+    let statuses = StatusStore::new(env.redis.clone(), env.keys());
+    let request_id = job.request_id;
+    let early_receipt = async {
+        eventually("the send to wait for its call", DEADLINE, || async {
+            let record = statuses.get(request_id).await.ok()??;
+            (record.state == DeliveryState::Sending).then_some(())
+        })
+        .await;
+        let delivered = otp_api::receipts::Receipt::parse(
+            event("sentMessageDELIVERED_v2", &request_id.to_string())
+                .to_string()
+                .as_bytes(),
+        )
+        .expect("an event");
+        receipts.apply(&delivered).await.expect("redis")
+    };
+    let (outcome, applied) = tokio::join!(deliverer.deliver(&job), early_receipt);
+    assert!(matches!(
+        applied,
+        otp_api::receipts::Applied::Changed { .. }
+    ));
+    assert!(
+        matches!(outcome, otp_worker::delivery::Outcome::Sent),
+        "{outcome:?}"
+    );
+    let record = statuses
+        .get(request_id)
+        .await
+        .expect("redis")
+        .expect("a status");
+    assert_eq!(
+        record.state,
+        DeliveryState::Delivered,
+        "sent did not overwrite it"
+    );
+    assert_eq!(record.attempts, 1);
+}

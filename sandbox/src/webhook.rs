@@ -1,0 +1,173 @@
+//! Posting receipts to the webhook: one shared client, a cap on posts in flight, WATI's
+//! retries, and a record of each post's outcome for tests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::header;
+use tokio::sync::Semaphore;
+
+use crate::Sandbox;
+use crate::record::ReceiptRecord;
+use crate::send::now_ms;
+
+/// Posts waiting on a receiver at once; a burst of receipts queues behind these.
+const MAX_IN_FLIGHT: usize = 64;
+/// Longest wait for one post, answer body included.
+const POST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Waits before the second, third and fourth attempt; after the fourth, give up.
+/// (WATI retries every 10 minutes for a day; a sandbox run cannot wait that long.)
+const RETRY_DELAYS: [Duration; 3] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+];
+
+/// The client and the cap all receipt posts share.
+pub(crate) struct Webhook {
+    /// `None` if no client could be built; every post then fails.
+    client: Option<reqwest::Client>,
+    in_flight: Semaphore,
+    /// [`RETRY_DELAYS`]; a unit test shortens them.
+    retry_delays: [Duration; 3],
+}
+
+impl Webhook {
+    pub(crate) fn new() -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(POST_TIMEOUT)
+            // A receiver that redirects has not taken the event, as at WATI.
+            .redirect(reqwest::redirect::Policy::none())
+            .build();
+        let client = match client {
+            Ok(client) => Some(client),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build the webhook client; receipts will fail");
+                None
+            }
+        };
+        Self {
+            client,
+            in_flight: Semaphore::new(MAX_IN_FLIGHT),
+            retry_delays: RETRY_DELAYS,
+        }
+    }
+
+    /// One attempt: when it started (once there was room), and the receiver's status, or
+    /// `None` if it never answered.
+    async fn attempt(&self, url: &str, body: &Bytes) -> (u64, Option<u16>) {
+        // Never closed, so this waits for room and does not fail.
+        let permit = self.in_flight.acquire().await;
+        let started_at_ms = now_ms();
+        let status = match (permit, &self.client) {
+            (Ok(_permit), Some(client)) => Self::post(client, url, body).await,
+            _ => None,
+        };
+        (started_at_ms, status)
+    }
+
+    async fn post(client: &reqwest::Client, url: &str, body: &Bytes) -> Option<u16> {
+        let response = client
+            .post(url)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .ok()?;
+        let status = response.status().as_u16();
+        // Read the answer to its end so the connection goes back to the pool.
+        let _ = response.bytes().await;
+        Some(status)
+    }
+}
+
+/// One copy of one event for one message.
+pub(crate) struct Post {
+    pub url: Arc<str>,
+    pub body: Bytes,
+    pub event: &'static str,
+    pub local_message_id: String,
+    pub phone: String,
+    pub generation: u64,
+}
+
+/// Posts until the receiver answers 2xx or the retries run out, then records the outcome.
+pub(crate) async fn deliver(sandbox: &Sandbox, post: Post) {
+    let mut attempts = 0;
+    let mut delays = sandbox.webhook.retry_delays.iter();
+    let (posted_at_ms, status) = loop {
+        attempts += 1;
+        let (posted_at_ms, status) = sandbox.webhook.attempt(&post.url, &post.body).await;
+        match delays.next() {
+            Some(delay) if !is_2xx(status) => tokio::time::sleep(*delay).await,
+            _ => break (posted_at_ms, status),
+        }
+    };
+    let delivered = is_2xx(status);
+    if !delivered {
+        // No body, no phone: the body holds the code and the phone is personal.
+        tracing::warn!(
+            event = post.event,
+            ?status,
+            attempts,
+            "webhook gave up on a receipt"
+        );
+    }
+    sandbox.recorded().record_receipt(
+        post.generation,
+        delivered,
+        ReceiptRecord {
+            event: post.event.to_owned(),
+            local_message_id: post.local_message_id,
+            phone: post.phone,
+            posted_at_ms,
+            status,
+            attempts,
+        },
+    );
+}
+
+/// A receiver that answered 2xx has taken the event.
+fn is_2xx(status: Option<u16>) -> bool {
+    status.is_some_and(|s| (200..300).contains(&s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SandboxConfig;
+
+    #[tokio::test]
+    async fn a_post_nobody_answers_is_tried_four_times_then_counted_as_failed() {
+        // A port nobody listens on any more: every attempt is refused.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a port");
+        let url = format!("http://{}/hook", listener.local_addr().expect("an address"));
+        drop(listener);
+        let sandbox = Sandbox {
+            webhook: Arc::new(Webhook {
+                retry_delays: [Duration::from_millis(1); 3],
+                ..Webhook::new()
+            }),
+            ..Sandbox::new(SandboxConfig::default())
+        };
+        let post = Post {
+            url: Arc::from(url.as_str()),
+            body: Bytes::from_static(b"{}"),
+            event: "sentMessageREAD_v2",
+            local_message_id: "local-1".into(),
+            phone: "911111111111".into(),
+            generation: 0,
+        };
+        deliver(&sandbox, post).await;
+        assert_eq!(sandbox.receipts_failed(), 1);
+        assert_eq!(sandbox.receipts_posted(), 0);
+        let receipts = sandbox.receipts();
+        assert_eq!(receipts.len(), 1);
+        assert_eq!(receipts[0].status, None);
+        assert_eq!(receipts[0].attempts, 4);
+        assert_eq!(receipts[0].event, "sentMessageREAD_v2");
+    }
+}
