@@ -29,7 +29,7 @@ use tokio::sync::watch;
 
 use crate::config::ApiConfig;
 use crate::publisher::Publisher;
-use crate::state::{AppState, HandlerSettings};
+use crate::state::{AppState, HandlerSettings, Handlers};
 use crate::store::{OtpStore, StorePolicy};
 use crate::token::TokenIssuer;
 use crate::users::UserStore;
@@ -65,7 +65,7 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
         limits: config.limits.clone(),
     };
     let ttl = Duration::from_secs(config.common.otp_ttl_seconds);
-    Ok(AppState {
+    Ok(AppState::new(Handlers {
         admission: Arc::new(admission::Admission::new(
             redis.clone(),
             &keys,
@@ -88,7 +88,7 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
             trust_forwarded_for: config.limits.trust_forwarded_for,
             webhook_secret: config.wati_webhook_secret.clone(),
         }),
-    })
+    }))
 }
 
 /// Where the api listens: public HTTP (`API_ADDR`) and metrics (`METRICS_ADDR`).

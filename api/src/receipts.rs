@@ -64,6 +64,9 @@ pub struct Receipt {
     pub event: Event,
     /// `localMessageId`: the send's request id, when it is one of ours.
     pub request_id: Option<Uuid>,
+    /// `waId`: the phone, when it reads as one. It names the code record at once;
+    /// the send's own phone is checked against it.
+    pub phone: Option<PhoneNumber>,
     /// When it happened (Unix ms): the event's `timestamp` or `created`, else now.
     pub at_ms: u64,
 }
@@ -86,12 +89,20 @@ fn text_of(value: Option<&Json>) -> Option<String> {
     }
 }
 
-/// Unix seconds (or ms, if it is that large) as text, or an RFC 3339 time.
-fn time_ms(event: &serde_json::Map<String, Json>) -> Option<u64> {
+/// When the event happened, in Unix ms: its `timestamp` (Unix seconds, or ms if it is
+/// that large) or its `created` (RFC 3339). A time in whole seconds lies somewhere in
+/// that second and not after the event arrived (`now`): the later of the two bounds is
+/// kept, so that a delivery in the second its send was accepted does not read as before
+/// the acceptance.
+fn time_ms(event: &serde_json::Map<String, Json>, now: u64) -> Option<u64> {
     if let Some(stamp) = text_of(event.get("timestamp"))
         && let Ok(n) = stamp.trim().parse::<u64>()
     {
-        return Some(if n > 10_000_000_000 { n } else { n * 1000 });
+        return Some(if n > 10_000_000_000 {
+            n
+        } else {
+            (n * 1000 + 999).min(now).max(n * 1000)
+        });
     }
     let created = event.get("created")?.as_str()?;
     let at = OffsetDateTime::parse(created, &Rfc3339).ok()?;
@@ -130,7 +141,14 @@ impl Receipt {
                 .get("localMessageId")
                 .and_then(Json::as_str)
                 .and_then(|id| Uuid::parse_str(id).ok()),
-            at_ms: time_ms(event).unwrap_or_else(otp_shared::now_ms),
+            phone: event
+                .get("waId")
+                .and_then(Json::as_str)
+                .and_then(|p| PhoneNumber::from_e164_digits(p.trim_start_matches('+')).ok()),
+            at_ms: {
+                let now = otp_shared::now_ms();
+                time_ms(event, now).unwrap_or(now)
+            },
         })
     }
 }
@@ -149,8 +167,9 @@ pub fn failed_code_label(code: &str) -> &'static str {
 pub enum Applied {
     /// No send of ours has that id (another system's message, or a status expired).
     UnknownSend,
-    /// Nothing changed: a repeat, or an event its send has gone past.
-    Repeated,
+    /// Nothing changed: a repeat, or an event its send has gone past (a `sent` receipt
+    /// after the worker's own `sent`).
+    Unchanged,
     Changed {
         /// From acceptance to delivery, when this receipt made the send delivered.
         first_delivery: Option<Duration>,
@@ -164,7 +183,7 @@ impl Applied {
     pub fn label(&self) -> &'static str {
         match self {
             Applied::UnknownSend => "unknown_send",
-            Applied::Repeated => "repeated",
+            Applied::Unchanged => "unchanged",
             Applied::Changed { .. } => "applied",
         }
     }
@@ -216,33 +235,34 @@ impl ReceiptStore {
             return Ok(Applied::UnknownSend);
         };
         let status = self.keys.status(request_id);
-        // The send's phone names its code record; it never changes, so reading it
-        // first is safe.
-        let phone: Option<String> = redis::cmd("HGET")
-            .arg(&status)
-            .arg(fields::PHONE)
-            .query_async(&mut self.redis.clone())
-            .await?;
-        let Some(phone) = phone.and_then(|p| PhoneNumber::from_e164_digits(&p).ok()) else {
-            return Ok(Applied::UnknownSend);
+        let reply = match &receipt.phone {
+            Some(phone) => self.run(receipt, event, &status, phone).await?,
+            None => None,
         };
-        let (code, reason) = match &receipt.event {
-            Event::Failed { code, reason } => (code.as_str(), reason.as_str()),
-            _ => ("", ""),
+        let reply = match reply {
+            Some(reply) => reply,
+            // No waId, or another phone than the send's: look the send's phone up (it
+            // never changes, so reading it first is safe).
+            None => {
+                let phone: Option<String> = redis::cmd("HGET")
+                    .arg(&status)
+                    .arg(fields::PHONE)
+                    .query_async(&mut self.redis.clone())
+                    .await?;
+                let Some(phone) = phone.and_then(|p| PhoneNumber::from_e164_digits(&p).ok()) else {
+                    return Ok(Applied::UnknownSend);
+                };
+                self.run(receipt, event, &status, &phone)
+                    .await?
+                    .ok_or_else(|| {
+                        ParsingError::from("receipt.lua: the send's own phone is not its phone")
+                    })?
+            }
         };
-        let reply: ScriptReply = RECEIPT
-            .key(&status)
-            .key(self.keys.otp(&phone))
-            .arg(event)
-            .arg(receipt.at_ms)
-            .arg(code)
-            .arg(reason)
-            .invoke_async(&mut self.redis.clone())
-            .await?;
         let since = |from: u64, to: u64| Duration::from_millis(to.saturating_sub(from));
         Ok(match reply.outcome.as_str() {
             "unknown" => Applied::UnknownSend,
-            "repeated" => Applied::Repeated,
+            "unchanged" => Applied::Unchanged,
             "applied" => Applied::Changed {
                 first_delivery: (reply.first_delivery && reply.accepted_at > 0)
                     .then(|| since(reply.accepted_at, reply.delivered_at)),
@@ -254,6 +274,34 @@ impl ReceiptStore {
                 return Err(ParsingError::from(format!("receipt.lua answered {other:?}")).into());
             }
         })
+    }
+}
+
+impl ReceiptStore {
+    /// Runs receipt.lua with the code record of `phone`; `None` if the send is for
+    /// another phone.
+    async fn run(
+        &self,
+        receipt: &Receipt,
+        event: &str,
+        status: &str,
+        phone: &PhoneNumber,
+    ) -> redis::RedisResult<Option<ScriptReply>> {
+        let (code, reason) = match &receipt.event {
+            Event::Failed { code, reason } => (code.as_str(), reason.as_str()),
+            _ => ("", ""),
+        };
+        let reply: ScriptReply = RECEIPT
+            .key(status)
+            .key(self.keys.otp(phone))
+            .arg(event)
+            .arg(receipt.at_ms)
+            .arg(code)
+            .arg(reason)
+            .arg(phone.as_str())
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok((reply.outcome != "other_phone").then_some(reply))
     }
 }
 
@@ -291,7 +339,9 @@ mod tests {
             Receipt {
                 event: Event::Delivered,
                 request_id: Some(id),
-                at_ms: 1_765_791_326_000
+                phone: None,
+                // A second long past: its last millisecond.
+                at_ms: 1_765_791_326_999
             }
         );
         let sent = format!(
@@ -309,6 +359,19 @@ mod tests {
             }
         );
         assert_eq!(failed.request_id, None);
+    }
+
+    #[test]
+    fn a_time_in_whole_seconds_is_read_as_late_in_its_second_but_never_in_the_future() {
+        let event = |stamp: &str| {
+            serde_json::json!({"timestamp": stamp})
+                .as_object()
+                .cloned()
+                .expect("an object")
+        };
+        assert_eq!(time_ms(&event("1000"), 1_000_400), Some(1_000_400));
+        assert_eq!(time_ms(&event("1000"), 5_000_000), Some(1_000_999));
+        assert_eq!(time_ms(&event("1795580000123"), 0), Some(1_795_580_000_123));
     }
 
     #[test]

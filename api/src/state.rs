@@ -21,8 +21,27 @@ pub struct HandlerSettings {
     pub webhook_secret: Option<SecretString>,
 }
 
+/// What every handler can reach, behind one `Arc`: axum clones the state for every
+/// request, and a clone of this is one reference count, not a dozen stores and strings.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Handlers>);
+
+impl AppState {
+    pub fn new(handlers: Handlers) -> Self {
+        Self(Arc::new(handlers))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Handlers;
+
+    fn deref(&self) -> &Handlers {
+        &self.0
+    }
+}
+
+/// The stores, the publisher and the settings handlers use.
+pub struct Handlers {
     pub redis: ConnectionManager,
     pub store: OtpStore,
     pub users: UserStore,

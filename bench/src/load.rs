@@ -12,8 +12,8 @@ use otp_api::phone::PhoneNumber;
 use serde_json::{Value, json};
 use wati_sandbox::Sandbox;
 
-use crate::http1::Connection;
 use crate::stats::summary;
+use wati_sandbox::http1::Connection;
 
 /// What came back for each request.
 #[derive(Default)]

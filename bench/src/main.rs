@@ -13,9 +13,9 @@
 
 mod batched;
 mod ceiling;
-mod http1;
 mod load;
 mod phones;
+mod receipts;
 mod stack;
 mod stats;
 
@@ -28,7 +28,7 @@ use wati_sandbox::{Sandbox, SandboxConfig};
 
 const OTP_SECRET: &str = "bench-otp-secret-0123456789abcdef0123";
 /// Code life of the ceiling-to-steady stack.
-const CODE_LIFE: Duration = Duration::from_secs(300);
+pub(crate) const CODE_LIFE: Duration = Duration::from_secs(300);
 const WATI_KEY: &str = "bench-wati-key";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -38,6 +38,7 @@ enum Stage {
     Delivery,
     Steady,
     Batched,
+    Receipts,
 }
 
 /// Measures the OTP gateway: ceiling, burst intake, delivery, steady load, memory.
@@ -89,11 +90,20 @@ struct Args {
     /// Meta's message rate in the batched stage.
     #[arg(long, default_value_t = 1000)]
     batched_messages_per_second: u32,
+    /// Codes in each half of the receipts stage (without, then with receipts).
+    #[arg(long, default_value_t = 20_000)]
+    receipts_requests: usize,
+    /// When the sandbox posts `delivered` after accepting a message, in ms.
+    #[arg(long, default_value_t = 300)]
+    receipts_delivered_after_ms: u64,
+    /// When it posts `read`, in ms.
+    #[arg(long, default_value_t = 1000)]
+    receipts_read_after_ms: u64,
     /// Stages to run, comma-separated.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ceiling,intake,delivery,steady,batched"
+        default_value = "ceiling,intake,delivery,steady,batched,receipts"
     )]
     stages: Vec<Stage>,
     /// RUST_LOG of the api and workers.
@@ -112,13 +122,21 @@ fn emit(line: &serde_json::Value) {
 /// Problems that make a run fail: a benchmark that lost, duplicated or refused
 /// requests measured something other than the gateway working.
 fn problems(line: &serde_json::Value) -> Vec<String> {
-    ["errors", "missing", "duplicates", "late", "wati_429s"]
-        .iter()
-        .filter_map(|field| {
-            let n = line[*field].as_u64().unwrap_or(0);
-            (n > 0).then(|| format!("{}: {n} {field}", line["stage"].as_str().unwrap_or("?")))
-        })
-        .collect()
+    [
+        "errors",
+        "missing",
+        "duplicates",
+        "late",
+        "wati_429s",
+        "lost",
+        "receipts_failed",
+    ]
+    .iter()
+    .filter_map(|field| {
+        let n = line[*field].as_u64().unwrap_or(0);
+        (n > 0).then(|| format!("{}: {n} {field}", line["stage"].as_str().unwrap_or("?")))
+    })
+    .collect()
 }
 
 #[tokio::main]
@@ -135,10 +153,18 @@ async fn main() -> anyhow::Result<()> {
     } else {
         (0, 0)
     };
-    let phones = phones::distinct(args.requests + steady_count + batched_count + batched_v1_count);
+    let receipts_count = if run(Stage::Receipts) {
+        args.receipts_requests * 2
+    } else {
+        0
+    };
+    let phones = phones::distinct(
+        args.requests + steady_count + batched_count + batched_v1_count + receipts_count,
+    );
     let (burst_phones, rest) = phones.split_at(args.requests);
     let (steady_phones, rest) = rest.split_at(steady_count);
-    let (batched_phones, batched_v1_phones) = rest.split_at(batched_count);
+    let (batched_phones, rest) = rest.split_at(batched_count);
+    let (batched_v1_phones, receipts_phones) = rest.split_at(batched_v1_count);
     let prefix = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     emit(&json!({
         "stage": "meta",
@@ -170,6 +196,23 @@ async fn main() -> anyhow::Result<()> {
     if run(Stage::Batched) {
         failures.extend(run_batched(&args, &prefix, batched_phones, batched_v1_phones).await?);
     }
+    if run(Stage::Receipts) {
+        let settings = receipts::Settings {
+            redis_url: &args.redis_url,
+            amqp_url: &args.amqp_url,
+            prefix: &format!("{prefix}r"),
+            log_level: &args.log_level,
+            workers: args.workers,
+            worker_concurrency: args.worker_concurrency,
+            concurrency: args.concurrency,
+            delivered_after: Duration::from_millis(args.receipts_delivered_after_ms),
+            read_after: Duration::from_millis(args.receipts_read_after_ms),
+        };
+        for line in receipts::run(&settings, receipts_phones).await? {
+            failures.extend(problems(&line));
+            emit(&line);
+        }
+    }
     let main_stages = [Stage::Intake, Stage::Delivery, Stage::Steady];
     if !main_stages.iter().any(|s| run(*s)) {
         return finish(failures);
@@ -185,6 +228,7 @@ async fn main() -> anyhow::Result<()> {
         workers: args.workers,
         worker_concurrency: Some(args.worker_concurrency),
         log_level: &args.log_level,
+        webhook_secret: None,
         budgets: stack::StackBudgets {
             api_version: "v3",
             calls_per_10s: args.calls_per_10s,

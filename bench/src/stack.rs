@@ -28,6 +28,8 @@ pub struct StackSettings<'a> {
     pub worker_concurrency: Option<u16>,
     pub log_level: &'a str,
     pub budgets: StackBudgets,
+    /// `WATI_WEBHOOK_SECRET` of the api; receipts are off without one.
+    pub webhook_secret: Option<&'a str>,
 }
 
 /// The WATI budgets and code life both processes get.
@@ -94,6 +96,9 @@ impl Stack {
             .env("JWT_SECRET", "bench-jwt-secret-0123456789abcdef0123")
             .env("IP_REQUESTS_PER_MINUTE", "0")
             .env("RESEND_COOLDOWN_SECONDS", "0");
+        if let Some(secret) = s.webhook_secret {
+            api.env("WATI_WEBHOOK_SECRET", secret);
+        }
         let api = api.spawn().context("start the api")?;
         let mut workers = Vec::new();
         for _ in 0..s.workers {

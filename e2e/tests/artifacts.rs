@@ -536,3 +536,61 @@ async fn every_documented_route_is_answered_by_the_running_api() {
         assert_ne!(body["code"], "NOT_FOUND", "{method} {path} is not routed");
     }
 }
+
+/// Runs Debian's `promtool check rules` on `file`; its output, or a failure naming the
+/// package when promtool is missing (this test never skips).
+fn promtool_check_rules(file: &std::path::Path) -> String {
+    let output = std::process::Command::new("promtool")
+        .arg("check")
+        .arg("rules")
+        .arg(file)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("promtool is not installed ({e}): `apt-get install prometheus` (.ci/run does)")
+        });
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "promtool refused {}:\n{text}",
+        file.display()
+    );
+    text
+}
+
+#[test]
+fn a_real_prometheus_parses_every_alert_rule_and_every_dashboard_query() {
+    let rules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../prometheus/alerts.yml");
+    let checked = promtool_check_rules(&rules);
+    let alerts = yaml("prometheus/alerts.yml")["groups"][0]["rules"]
+        .as_vec()
+        .map_or(0, Vec::len);
+    assert!(
+        checked.contains(&format!("SUCCESS: {alerts} rules found")),
+        "{checked}"
+    );
+
+    // Every dashboard query as a recording rule: promtool parses each expression.
+    let dashboard: Value = serde_json::from_str(&repo_file("grafana/dashboards/otp-pipeline.json"))
+        .expect("dashboard JSON");
+    let mut exprs = Vec::new();
+    collect_exprs(&dashboard, &mut exprs);
+    let mut recording = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (n, expr) in exprs.iter().enumerate() {
+        let quoted = serde_json::to_string(expr).expect("a JSON string is a YAML string");
+        recording.push_str(&format!(
+            "      - record: dashboard:query_{n}\n        expr: {quoted}\n"
+        ));
+    }
+    let file = std::env::temp_dir().join(format!("otp-dashboard-{}.yml", uuid::Uuid::new_v4()));
+    std::fs::write(&file, recording).expect("write the recording rules");
+    let checked = promtool_check_rules(&file);
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        checked.contains(&format!("SUCCESS: {} rules found", exprs.len())),
+        "{checked}"
+    );
+}

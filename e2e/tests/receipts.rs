@@ -259,3 +259,25 @@ async fn a_receipt_that_comes_before_the_worker_records_sent_is_not_taken_back()
     );
     assert_eq!(record.attempts, 1);
 }
+
+#[tokio::test]
+async fn a_receipt_naming_another_phone_acts_on_its_own_send_only() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    let _worker = env.start_worker().await;
+    let other = "14155552671";
+    let ours = env.send_accepted(PHONE).await;
+    let theirs = env.send_accepted(other).await;
+    env.wait_for_status(&ours, "sent").await;
+    env.wait_for_status(&theirs, "sent").await;
+    let mut failed = event("templateMessageFailed", &ours);
+    failed["failedCode"] = json!("131026");
+    failed["waId"] = json!(other);
+    assert_eq!(env.post_receipt(WEBHOOK_SECRET, &failed).await.0, 200);
+    let status = env.wait_for_status(&ours, "failed").await;
+    assert_eq!(status["failedCode"], "131026");
+    // The send's own code is gone; the phone the event named keeps its code.
+    assert_eq!(env.verify(PHONE, "123456").await.0, 404);
+    let code = env.sandbox.messages(other)[0].code.clone();
+    assert_eq!(env.verify(other, &code).await.0, 200);
+}

@@ -6,6 +6,7 @@
 
 mod control;
 mod event;
+pub mod http1;
 mod ids;
 mod limit;
 mod receipt;

@@ -1,20 +1,22 @@
-//! Posting receipts to the webhook: one shared client, a cap on posts in flight, WATI's
-//! retries, and a record of each post's outcome for tests.
+//! Posting receipts to the webhook: keep-alive connections kept for reuse, a cap on
+//! posts in flight, WATI's retries, and a record of each post's outcome for tests. The
+//! posts use the lean HTTP/1.1 client: in a benchmark the sandbox stands in for WATI's
+//! servers but runs on the cores of the system under test, so it must cost little.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::http::header;
 use tokio::sync::Semaphore;
 
 use crate::Sandbox;
+use crate::http1::Connection;
 use crate::record::ReceiptRecord;
 use crate::send::now_ms;
 
 /// Posts waiting on a receiver at once; a burst of receipts queues behind these.
 const MAX_IN_FLIGHT: usize = 64;
-/// Longest wait for one post, answer body included.
+/// Longest wait for one post, answer included.
 const POST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Waits before the second, third and fourth attempt; after the fourth, give up.
 /// (WATI retries every 10 minutes for a day; a sandbox run cannot wait that long.)
@@ -24,10 +26,18 @@ const RETRY_DELAYS: [Duration; 3] = [
     Duration::from_secs(4),
 ];
 
-/// The client and the cap all receipt posts share.
+/// Where a webhook URL points: `host:port` and the path. Only `http://` is posted to.
+fn target(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix("http://")?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    authority.contains(':').then_some((authority, path))
+}
+
+/// The connections and the cap all receipt posts share.
 pub(crate) struct Webhook {
-    /// `None` if no client could be built; every post then fails.
-    client: Option<reqwest::Client>,
+    /// Idle keep-alive connections, with the `host:port` each is open to.
+    idle: Mutex<Vec<(String, Connection)>>,
     in_flight: Semaphore,
     /// [`RETRY_DELAYS`]; a unit test shortens them.
     retry_delays: [Duration; 3],
@@ -35,20 +45,8 @@ pub(crate) struct Webhook {
 
 impl Webhook {
     pub(crate) fn new() -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(POST_TIMEOUT)
-            // A receiver that redirects has not taken the event, as at WATI.
-            .redirect(reqwest::redirect::Policy::none())
-            .build();
-        let client = match client {
-            Ok(client) => Some(client),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot build the webhook client; receipts will fail");
-                None
-            }
-        };
         Self {
-            client,
+            idle: Mutex::new(Vec::new()),
             in_flight: Semaphore::new(MAX_IN_FLIGHT),
             retry_delays: RETRY_DELAYS,
         }
@@ -60,24 +58,47 @@ impl Webhook {
         // Never closed, so this waits for room and does not fail.
         let permit = self.in_flight.acquire().await;
         let started_at_ms = now_ms();
-        let status = match (permit, &self.client) {
-            (Ok(_permit), Some(client)) => Self::post(client, url, body).await,
-            _ => None,
+        let status = match (permit, target(url)) {
+            (Ok(_permit), Some((host, path))) => {
+                tokio::time::timeout(POST_TIMEOUT, self.post(host, path, body))
+                    .await
+                    .ok()
+                    .flatten()
+            }
+            (_, None) => {
+                tracing::warn!("the webhook URL is not http://host:port/…; receipts fail");
+                None
+            }
+            (Err(_), _) => None,
         };
         (started_at_ms, status)
     }
 
-    async fn post(client: &reqwest::Client, url: &str, body: &Bytes) -> Option<u16> {
-        let response = client
-            .post(url)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(body.clone())
-            .send()
-            .await
-            .ok()?;
-        let status = response.status().as_u16();
-        // Read the answer to its end so the connection goes back to the pool.
-        let _ = response.bytes().await;
+    /// Posts over an idle connection to `host` if there is one, else a new one; the
+    /// connection is kept for the next post only after a whole answer.
+    async fn post(&self, host: &str, path: &str, body: &Bytes) -> Option<u16> {
+        let reused = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let found = idle.iter().position(|(to, _)| to == host);
+            found.map(|i| idle.swap_remove(i).1)
+        };
+        let body = std::str::from_utf8(body).ok()?;
+        let mut connection = match reused {
+            Some(connection) => connection,
+            None => Connection::open_host(host).await.ok()?,
+        };
+        let status = match connection.post_json(path, body).await {
+            Ok(status) => status,
+            // An idle connection the receiver closed meanwhile: try once on a new one.
+            Err(_) => {
+                connection = Connection::open_host(host).await.ok()?;
+                connection.post_json(path, body).await.ok()?
+            }
+        };
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((host.to_owned(), connection));
         Some(status)
     }
 }
@@ -137,6 +158,17 @@ fn is_2xx(status: Option<u16>) -> bool {
 mod tests {
     use super::*;
     use crate::SandboxConfig;
+
+    #[test]
+    fn only_http_urls_with_a_port_are_posted_to() {
+        assert_eq!(
+            target("http://127.0.0.1:8080/api/webhooks/wati/s"),
+            Some(("127.0.0.1:8080", "/api/webhooks/wati/s"))
+        );
+        assert_eq!(target("http://api:8080"), Some(("api:8080", "/")));
+        assert_eq!(target("https://api:8080/x"), None);
+        assert_eq!(target("http://api/x"), None);
+    }
 
     #[tokio::test]
     async fn a_post_nobody_answers_is_tried_four_times_then_counted_as_failed() {

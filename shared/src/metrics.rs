@@ -29,7 +29,7 @@ pub const SEND_BACKLOG: &str = "otp_send_backlog";
 /// How many sends may wait for WATI at once (from the budgets and the code's life).
 pub const SEND_CAPACITY: &str = "otp_send_capacity";
 /// WATI's receipts by `event` (sent, delivered, read, failed, other) and `outcome`
-/// (applied, repeated, unknown_send).
+/// (applied, unchanged, unknown_send).
 pub const RECEIPTS: &str = "otp_receipts_total";
 /// Failure receipts by WhatsApp's `failed_code` (known codes; the rest are `other`).
 pub const RECEIPT_FAILURES: &str = "otp_receipt_failures_total";

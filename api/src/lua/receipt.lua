@@ -4,12 +4,14 @@
 -- receipt ends a send not yet delivered: status 'failed' with WhatsApp's code, and the
 -- code deleted (verify then answers "not found") unless WhatsApp delivered another send
 -- of the same code.
--- KEYS: 1 request status, 2 code record of the send's phone
+-- KEYS: 1 request status, 2 code record of the phone in ARGV[5]
 -- ARGV: 1 event: 'sent', 'delivered', 'read' or 'failed'; 2 when it happened (Unix ms);
---       3 failed code, 4 reason (for 'failed')
+--       3 failed code, 4 reason (for 'failed'), 5 the phone KEYS[2] is for
 -- Returns {outcome, accepted_at, delivered_at, first_delivery, first_read}: outcome
--- 'unknown' (no such send), 'repeated' (nothing changed) or 'applied'; the times in
--- Unix ms (0 if unknown); first_* 1 when this receipt made the send delivered or read.
+-- 'unknown' (no such send), 'other_phone' (the send is for another phone than ARGV[5]:
+-- nothing done, call again with its own), 'unchanged' (nothing changed) or 'applied';
+-- the times in Unix ms (0 if unknown); first_* 1 when this receipt made the send
+-- delivered or read.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local RANK = {{state.ranks}}
@@ -17,10 +19,13 @@ local function rank(name)
   return RANK[name] or 0
 end
 local rec = redis.call('HMGET', KEYS[1], {{status.state}}, {{status.code_id}},
-  {{status.accepted_at}}, {{status.delivered_at}}, {{status.read_at}})
+  {{status.accepted_at}}, {{status.delivered_at}}, {{status.read_at}}, {{status.phone}})
 local state, code_id = rec[1], rec[2]
 if not state then
   return {'unknown', 0, 0, 0, 0}
+end
+if rec[6] and rec[6] ~= ARGV[5] then
+  return {'other_phone', 0, 0, 0, 0}
 end
 local event, at = ARGV[1], tonumber(ARGV[2])
 local delivered_at = tonumber(rec[4])
@@ -73,7 +78,7 @@ elseif event == 'failed' then
 end
 
 if not changed then
-  return {'repeated', tonumber(rec[3]) or 0, delivered_at or 0, 0, 0}
+  return {'unchanged', tonumber(rec[3]) or 0, delivered_at or 0, 0, 0}
 end
 redis.call('HSET', KEYS[1], {{status.updated_at}}, now)
 return {'applied', tonumber(rec[3]) or 0, delivered_at or 0, first_delivery, first_read}

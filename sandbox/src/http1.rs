@@ -1,8 +1,8 @@
-//! A minimal HTTP/1.1 keep-alive client for load generation. On a 2-core machine the
-//! load generator shares the CPU with the system under test, so it must be cheap: a
-//! general-purpose client (reqwest) cost about 125 µs of CPU a request here, more than
-//! the api itself; this one writes the request bytes and reads one response by its
-//! `Content-Length`, as wrk does.
+//! A minimal HTTP/1.1 keep-alive client, for the sandbox's receipts and the benchmark's
+//! load. Both share a 2-core machine with the system they exercise, so they must be
+//! cheap: a general-purpose client (reqwest) cost about 125 µs of CPU a request here,
+//! more than the api itself; this one writes the request bytes and reads one response
+//! by its `Content-Length`, as wrk does. Plain `http://` only.
 
 use std::io;
 use std::net::SocketAddr;
@@ -25,6 +25,17 @@ fn invalid(what: &str) -> io::Error {
 }
 
 impl Connection {
+    /// Connects to `host:port` (a name is looked up).
+    pub async fn open_host(host: &str) -> io::Result<Self> {
+        let addr = tokio::net::lookup_host(host)
+            .await?
+            .next()
+            .ok_or_else(|| invalid("no address for the host"))?;
+        let mut connection = Self::open(addr).await?;
+        connection.host = host.to_owned();
+        Ok(connection)
+    }
+
     pub async fn open(addr: SocketAddr) -> io::Result<Self> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
@@ -55,6 +66,7 @@ impl Connection {
             .get(9..12)
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| invalid("status line"))?;
+        // Without a length the body's end is unknown: the connection cannot be reused.
         let length: usize = head
             .lines()
             .find_map(|line| {
@@ -62,7 +74,7 @@ impl Connection {
                 name.eq_ignore_ascii_case("content-length")
                     .then(|| value.trim().parse().ok())?
             })
-            .unwrap_or(0);
+            .ok_or_else(|| invalid("an answer without Content-Length"))?;
         while self.buffer.len() < header_end + length {
             self.fill().await?;
         }
