@@ -8,8 +8,8 @@ use std::time::Duration;
 use otp_api::phone::PhoneNumber;
 use serde_json::{Value, json};
 
-use crate::stack::{Stack, StackBudgets, StackSettings};
-use crate::{cleanup, load, start_sandbox};
+use crate::stack::{StackBudgets, StackSettings, with_stack};
+use crate::{load, start_sandbox};
 
 /// What the stage runs against.
 pub struct Settings<'a> {
@@ -39,7 +39,7 @@ pub struct Half<'a> {
 pub async fn run(settings: &Settings<'_>, half: &Half<'_>) -> anyhow::Result<(Value, Value)> {
     let (sandbox, wati_base_url) = start_sandbox(Duration::ZERO, settings.calls_per_10s).await?;
     let prefix = format!("{}{}", settings.prefix, half.api_version);
-    let stack = Stack::start(&StackSettings {
+    let stack_settings = StackSettings {
         redis_url: settings.redis_url,
         amqp_url: settings.amqp_url,
         prefix: &prefix,
@@ -55,16 +55,8 @@ pub async fn run(settings: &Settings<'_>, half: &Half<'_>) -> anyhow::Result<(Va
             batch_max: settings.batch_max,
             ttl_seconds: half.ttl_seconds,
         },
-    })
-    .await;
-    let stack = match stack {
-        Ok(stack) => stack,
-        Err(e) => {
-            cleanup::remove(settings.redis_url, settings.amqp_url, &prefix).await;
-            return Err(e);
-        }
     };
-    let measured = async {
+    with_stack(&stack_settings, async |stack| {
         let (mut intake, responses) =
             load::burst(stack.api_addr, half.phones, settings.concurrency).await?;
         // Refusals over capacity are the point here, not errors.
@@ -94,9 +86,6 @@ pub async fn run(settings: &Settings<'_>, half: &Half<'_>) -> anyhow::Result<(Va
         delivery["api_peak_rss_mb"] = json!(api_mb);
         delivery["worker_peak_rss_mb"] = json!(worker_mb);
         anyhow::Ok((intake, delivery))
-    }
-    .await;
-    stack.stop();
-    cleanup::remove(settings.redis_url, settings.amqp_url, &prefix).await;
-    measured
+    })
+    .await
 }

@@ -10,8 +10,8 @@ use otp_api::phone::PhoneNumber;
 use serde_json::{Value, json};
 use wati_sandbox::{ReceiptSettings, Sandbox};
 
-use crate::stack::{Stack, StackBudgets, StackSettings};
-use crate::{CODE_LIFE, cleanup, load, start_sandbox};
+use crate::stack::{StackBudgets, StackSettings, with_stack};
+use crate::{CODE_LIFE, load, start_sandbox};
 
 const WEBHOOK_SECRET: &str = "bench-webhook-secret-0123456789abcdef";
 
@@ -63,7 +63,7 @@ async fn half(
     };
     let (sandbox, wati_base_url) = start_sandbox(Duration::ZERO, 0).await?;
     let prefix = format!("{}{}", settings.prefix, if receipts { "r1" } else { "r0" });
-    let stack = Stack::start(&StackSettings {
+    let stack_settings = StackSettings {
         redis_url: settings.redis_url,
         amqp_url: settings.amqp_url,
         prefix: &prefix,
@@ -79,28 +79,20 @@ async fn half(
             batch_max: u32::from(settings.worker_concurrency),
             ttl_seconds: CODE_LIFE.as_secs(),
         },
-    })
-    .await;
-    let stack = match stack {
-        Ok(stack) => stack,
-        Err(e) => {
-            cleanup::remove(settings.redis_url, settings.amqp_url, &prefix).await;
-            return Err(e);
-        }
     };
-    if receipts {
-        sandbox.set_receipts(ReceiptSettings {
-            webhook_url: Some(format!(
-                "{}/api/webhooks/wati/{WEBHOOK_SECRET}",
-                stack.api_url
-            )),
-            delivered_after: settings.delivered_after,
-            read_after: settings.read_after,
-            repeat: 1,
-            reorder: false,
-        });
-    }
-    let measured = async {
+    with_stack(&stack_settings, async |stack| {
+        if receipts {
+            sandbox.set_receipts(ReceiptSettings {
+                webhook_url: Some(format!(
+                    "{}/api/webhooks/wati/{WEBHOOK_SECRET}",
+                    stack.api_url
+                )),
+                delivered_after: settings.delivered_after,
+                read_after: settings.read_after,
+                repeat: 1,
+                reorder: false,
+            });
+        }
         let (mut intake, responses) =
             load::burst(stack.api_addr, phones, settings.concurrency).await?;
         intake["stage"] = json!(format!("{label}_intake"));
@@ -129,11 +121,8 @@ async fn half(
             "worker_cpu_seconds": worker_cpu,
         }));
         anyhow::Ok(lines)
-    }
-    .await;
-    stack.stop();
-    cleanup::remove(settings.redis_url, settings.amqp_url, &prefix).await;
-    measured
+    })
+    .await
 }
 
 /// Waits until every accepted send is `read` (or nothing moves for 30 s), then counts

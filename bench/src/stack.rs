@@ -86,6 +86,24 @@ fn common(command: &mut Command, s: &StackSettings<'_>) {
         .stderr(Stdio::inherit());
 }
 
+/// Starts a stack, runs `measure` against it, then stops it and removes its prefix's keys
+/// and queues, whatever happened.
+pub async fn with_stack<T>(
+    settings: &StackSettings<'_>,
+    measure: impl AsyncFnOnce(&Stack) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let measured = match Stack::start(settings).await {
+        Ok(stack) => {
+            let measured = measure(&stack).await;
+            stack.stop();
+            measured
+        }
+        Err(e) => Err(e),
+    };
+    crate::cleanup::remove(settings.redis_url, settings.amqp_url, settings.prefix).await;
+    measured
+}
+
 impl Stack {
     pub async fn start(s: &StackSettings<'_>) -> anyhow::Result<Self> {
         let api_port = free_port()?;
