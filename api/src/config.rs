@@ -27,9 +27,21 @@ pub struct ApiArgs {
     /// HS256 key for tokens (at least 32 bytes).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
-    /// Token lifetime, in seconds.
-    #[arg(long, env = "JWT_TTL_SECONDS", default_value_t = 3600)]
+    /// Access token lifetime, in seconds (sessions go on through refresh tokens).
+    #[arg(long, env = "JWT_TTL_SECONDS", default_value_t = 900)]
     pub jwt_ttl_seconds: u64,
+    /// Refresh token (session) lifetime, in seconds.
+    #[arg(long, env = "REFRESH_TTL_SECONDS", default_value_t = 2_592_000)]
+    pub refresh_ttl_seconds: u64,
+    /// PostgreSQL, where users and refresh sessions live (its value is not shown: it may
+    /// carry a password).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/otp_gateway",
+        hide_env_values = true
+    )]
+    pub database_url: String,
     /// `iss` claim of issued tokens; tokens with another issuer are refused.
     #[arg(long, env = "JWT_ISSUER", default_value = "otp-gateway")]
     pub jwt_issuer: String,
@@ -75,6 +87,8 @@ pub struct ApiConfig {
     pub otp_length: u32,
     pub jwt_secret: SecretString,
     pub jwt_ttl_seconds: u64,
+    pub refresh_ttl_seconds: u64,
+    pub database_url: String,
     pub jwt_issuer: String,
     pub limits: Limits,
     /// The webhook path's secret; `None` turns receipts off.
@@ -127,11 +141,16 @@ impl ApiArgs {
             }
             secret => secret.map(SecretString::from),
         };
-        if self.jwt_ttl_seconds == 0 {
-            return Err(ConfigError::Invalid {
-                name: "JWT_TTL_SECONDS",
-                problem: "must be at least 1",
-            });
+        for (name, value) in [
+            ("JWT_TTL_SECONDS", self.jwt_ttl_seconds),
+            ("REFRESH_TTL_SECONDS", self.refresh_ttl_seconds),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    name,
+                    problem: "must be at least 1",
+                });
+            }
         }
         Ok(ApiConfig {
             common,
@@ -141,6 +160,8 @@ impl ApiArgs {
             otp_length: self.otp_length,
             jwt_secret,
             jwt_ttl_seconds: self.jwt_ttl_seconds,
+            refresh_ttl_seconds: self.refresh_ttl_seconds,
+            database_url: self.database_url,
             jwt_issuer: self.jwt_issuer,
             limits: Limits {
                 resend_cooldown_seconds: self.resend_cooldown_seconds,
@@ -183,7 +204,9 @@ mod tests {
         assert_eq!(config.otp_length, 6);
         assert_eq!(config.otp_max_attempts, 3);
         assert_eq!(config.common.otp_ttl_seconds, 300);
-        assert_eq!(config.jwt_ttl_seconds, 3600);
+        assert_eq!(config.jwt_ttl_seconds, 900);
+        assert_eq!(config.refresh_ttl_seconds, 2_592_000);
+        assert!(config.database_url.ends_with("/otp_gateway"));
         assert_eq!(config.limits.resend_cooldown_seconds, 30);
         assert_eq!(config.limits.max_sends_per_code, 5);
         assert_eq!(config.limits.phone_sends_per_hour, 10);

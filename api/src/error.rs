@@ -254,6 +254,16 @@ impl From<redis::RedisError> for ApiError {
     }
 }
 
+impl From<crate::users::UserError> for ApiError {
+    fn from(e: crate::users::UserError) -> Self {
+        if e.is_outage() {
+            ApiError::Unavailable(Box::new(e))
+        } else {
+            ApiError::Internal(Box::new(e))
+        }
+    }
+}
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         ApiError::from_store(e, ApiError::Unavailable)

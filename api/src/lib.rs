@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod code;
 pub mod config;
+pub mod db;
 pub mod error;
 pub mod phone;
 pub mod publisher;
@@ -41,6 +42,8 @@ pub enum StartError {
     Redis(#[source] redis::RedisError),
     #[error("cannot reach RabbitMQ: {0}")]
     RabbitMq(#[source] publisher::PublishError),
+    #[error("{0}")]
+    Postgres(#[from] db::DbStartError),
     #[error("http server failed: {0}")]
     Serve(#[source] std::io::Error),
 }
@@ -51,6 +54,7 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
     let redis = otp_shared::redis_conn::connect(&config.common.redis_url)
         .await
         .map_err(StartError::Redis)?;
+    let db = db::connect(&config.database_url).await?;
     let queues = QueueNames::new(&config.common.queue_prefix);
     let publisher = Publisher::connect(&config.common.amqp_url, queues)
         .await
@@ -73,7 +77,13 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
             ttl,
         )),
         store: OtpStore::new(redis.clone(), keys.clone(), sealer, policy),
-        users: UserStore::new(redis.clone(), keys.clone()),
+        users: UserStore::new(
+            db.clone(),
+            redis.clone(),
+            keys.clone(),
+            Duration::from_secs(config.refresh_ttl_seconds),
+        ),
+        db,
         statuses: StatusStore::new(redis.clone(), keys.clone()),
         receipts: receipts::ReceiptStore::new(redis.clone(), keys),
         redis,

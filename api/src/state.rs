@@ -43,6 +43,8 @@ impl std::ops::Deref for AppState {
 /// The stores, the publisher and the settings handlers use.
 pub struct Handlers {
     pub redis: ConnectionManager,
+    /// PostgreSQL, for readiness (the user store holds its own handle).
+    pub db: sqlx::PgPool,
     pub store: OtpStore,
     pub users: UserStore,
     pub statuses: StatusStore,

@@ -22,12 +22,18 @@ pub const TEMPLATES: &[&str] = &[
     include_str!("lua/undo_send.lua"),
     include_str!("lua/verify.lua"),
     include_str!("lua/client_limit.lua"),
+    include_str!("lua/finish_verify.lua"),
 ];
 
 static SEND: LazyLock<Script> = LazyLock::new(|| records::script(TEMPLATES[0]));
 static UNDO_SEND: LazyLock<Script> = LazyLock::new(|| records::script(TEMPLATES[1]));
 static VERIFY: LazyLock<Script> = LazyLock::new(|| records::script(TEMPLATES[2]));
 static CLIENT_LIMIT: LazyLock<Script> = LazyLock::new(|| records::script(TEMPLATES[3]));
+static FINISH_VERIFY: LazyLock<Script> = LazyLock::new(|| records::script(TEMPLATES[4]));
+
+/// How long a right guess holds its code while its login is written: longer than the
+/// database may take (its pool gives up after 2 s).
+const CLAIM_FOR: Duration = Duration::from_secs(10);
 
 /// Whether a send stored a new code or re-sends the pending one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,7 +69,10 @@ pub enum SendDecision {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VerifyOutcome {
+    /// Right: the code is claimed for this request until it spends or releases it.
     Verified,
+    /// Right, but another request is logging in with this code right now.
+    Claimed,
     NotFound,
     Expired,
     /// The attempt cap was reached earlier; the code is gone.
@@ -130,6 +139,7 @@ impl FromRedisValue for VerifyOutcome {
         let (outcome, remaining): (String, u32) = FromRedisValue::from_redis_value(v)?;
         Ok(match outcome.as_str() {
             "ok" => VerifyOutcome::Verified,
+            "claimed" => VerifyOutcome::Claimed,
             "not_found" => VerifyOutcome::NotFound,
             "expired" => VerifyOutcome::Expired,
             "locked" => VerifyOutcome::Locked,
@@ -235,18 +245,47 @@ impl OtpStore {
         Ok(())
     }
 
+    /// Checks a guess; a right one claims the code for `claim`.
     pub async fn verify(
         &self,
         phone: &PhoneNumber,
         code: &str,
+        claim: Uuid,
     ) -> Result<VerifyOutcome, StoreError> {
         let mac = self.sealer.mac(phone, code);
         Ok(VERIFY
             .key(self.keys.otp(phone))
             .arg(&mac[..])
             .arg(self.policy.max_attempts)
+            .arg(claim.to_string())
+            .arg(CLAIM_FOR.as_millis() as u64)
             .invoke_async(&mut self.redis.clone())
             .await?)
+    }
+
+    /// Spends the code `claim` holds; `false` if the claim lapsed and another took it.
+    pub async fn spend(&self, phone: &PhoneNumber, claim: Uuid) -> Result<bool, StoreError> {
+        self.finish_verify(phone, claim, "spend").await
+    }
+
+    /// Gives the code `claim` holds back, for another try with it.
+    pub async fn release(&self, phone: &PhoneNumber, claim: Uuid) -> Result<bool, StoreError> {
+        self.finish_verify(phone, claim, "release").await
+    }
+
+    async fn finish_verify(
+        &self,
+        phone: &PhoneNumber,
+        claim: Uuid,
+        how: &str,
+    ) -> Result<bool, StoreError> {
+        let held: i64 = FINISH_VERIFY
+            .key(self.keys.otp(phone))
+            .arg(claim.to_string())
+            .arg(how)
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(held == 1)
     }
 
     /// Counts a request of a client address; `Some(wait)` when over the limit.

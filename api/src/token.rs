@@ -14,9 +14,11 @@ pub struct Claims {
     pub phone: String,
     pub iat: u64,
     pub exp: u64,
-    /// Session id; logout deletes the session it names.
+    /// This access token's id; its session in Redis lives as long as it does.
     pub jti: String,
     pub iss: String,
+    /// The refresh session it belongs to; logout ends it.
+    pub sid: Uuid,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,16 +55,22 @@ impl TokenIssuer {
         self.ttl
     }
 
-    /// A signed token for a user, with a fresh session id.
-    pub fn issue(&self, user_id: &str, phone: &str) -> Result<(String, Claims), TokenError> {
+    /// A signed access token for a user in refresh session `sid`, with a fresh `jti`.
+    pub fn issue(
+        &self,
+        user_id: Uuid,
+        phone: &str,
+        sid: Uuid,
+    ) -> Result<(String, Claims), TokenError> {
         let iat = otp_shared::now_ms() / 1000;
         let claims = Claims {
-            sub: user_id.to_owned(),
+            sub: user_id.to_string(),
             phone: phone.to_owned(),
             iat,
             exp: iat + self.ttl.as_secs(),
             jti: Uuid::new_v4().to_string(),
             iss: self.issuer.clone(),
+            sid,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
         Ok((token, claims))

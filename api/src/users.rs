@@ -1,129 +1,287 @@
-//! Users and sessions, kept in Redis: a phone maps to one user id; a session is the
-//! token's `jti` with the token's lifetime, deleted on logout.
+//! Users and sessions. Users and refresh sessions live in PostgreSQL, so a phone keeps
+//! its user id and a login keeps its session whatever happens to Redis (a re-login would
+//! cost a paid WhatsApp message). Access-token sessions (each access token's `jti`) live
+//! in Redis: losing them costs a refresh, nothing more.
 
 use std::time::Duration;
 
+use aws_lc_rs::digest;
 use otp_shared::keys::Keys;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::Serialize;
+use sqlx::PgPool;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use crate::phone::PhoneNumber;
 
+/// Random bytes in a refresh token.
+const REFRESH_TOKEN_BYTES: usize = 32;
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
-    pub id: String,
+    pub id: Uuid,
     pub phone: String,
     pub created_at: String,
     pub last_login_at: String,
 }
 
+/// A login: the user (created on first login) and a new refresh session.
+#[derive(Debug)]
+pub struct Login {
+    pub user: User,
+    pub is_new: bool,
+    pub session_id: Uuid,
+    /// Given to the client once; only its hash is stored.
+    pub refresh_token: String,
+}
+
+/// What presenting a refresh token got.
+#[derive(Debug)]
+pub enum Refresh {
+    /// A new refresh token for the same session; the presented one is spent.
+    Rotated {
+        user_id: Uuid,
+        phone: String,
+        session_id: Uuid,
+        refresh_token: String,
+    },
+    /// Unknown, expired or revoked; or already used, which ends its whole session.
+    Refused,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error("postgres")]
+    Db(#[from] sqlx::Error),
+    #[error("redis")]
+    Redis(#[from] redis::RedisError),
+    #[error("the random source failed")]
+    Random(#[from] getrandom::Error),
+}
+
+impl UserError {
+    /// Whether a store could not answer (rather than our code going wrong).
+    pub fn is_outage(&self) -> bool {
+        match self {
+            UserError::Db(e) => crate::db::is_outage(e),
+            UserError::Redis(e) => otp_shared::redis_conn::is_outage(e),
+            UserError::Random(_) => false,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct UserStore {
+    pool: PgPool,
     redis: ConnectionManager,
     keys: Keys,
+    refresh_ttl: Duration,
 }
 
-fn now_rfc3339() -> String {
-    OffsetDateTime::now_utc()
-        .format(&Rfc3339)
-        .unwrap_or_default()
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).unwrap_or_default()
 }
+
+/// A new refresh token (hex of random bytes) and the hash that is stored.
+fn new_refresh_token() -> Result<(String, Vec<u8>), getrandom::Error> {
+    let mut bytes = [0u8; REFRESH_TOKEN_BYTES];
+    getrandom::fill(&mut bytes)?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let hash = token_hash(&token);
+    Ok((token, hash))
+}
+
+fn token_hash(token: &str) -> Vec<u8> {
+    digest::digest(&digest::SHA256, token.as_bytes())
+        .as_ref()
+        .to_vec()
+}
+
+type UserRow = (Uuid, String, OffsetDateTime, OffsetDateTime);
 
 impl UserStore {
-    pub fn new(redis: ConnectionManager, keys: Keys) -> Self {
-        Self { redis, keys }
-    }
-
-    /// Loads the user of `phone`, creating it on first login. Returns whether it is new.
-    pub async fn login(&self, phone: &PhoneNumber) -> redis::RedisResult<(User, bool)> {
-        let mut redis = self.redis.clone();
-        let candidate = Uuid::new_v4().to_string();
-        // SET NX GET: one step that either claims the phone or returns its owner.
-        let existing: Option<String> = redis::cmd("SET")
-            .arg(self.keys.user_by_phone(phone))
-            .arg(&candidate)
-            .arg("NX")
-            .arg("GET")
-            .query_async(&mut redis)
-            .await?;
-        let now = now_rfc3339();
-        let is_new = existing.is_none();
-        let id = existing.unwrap_or(candidate);
-        let key = self.keys.user(&id);
-        if is_new {
-            let _: () = redis
-                .hset_multiple(
-                    &key,
-                    &[
-                        ("id", id.as_str()),
-                        ("phone", phone.as_str()),
-                        ("createdAt", now.as_str()),
-                        ("lastLoginAt", now.as_str()),
-                    ],
-                )
-                .await?;
-        } else {
-            let _: () = redis.hset(&key, "lastLoginAt", &now).await?;
+    pub fn new(pool: PgPool, redis: ConnectionManager, keys: Keys, refresh_ttl: Duration) -> Self {
+        Self {
+            pool,
+            redis,
+            keys,
+            refresh_ttl,
         }
-        let user = self.get(&id).await?.unwrap_or(User {
-            id,
-            phone: phone.as_str().to_owned(),
-            created_at: now.clone(),
-            last_login_at: now,
-        });
-        Ok((user, is_new))
     }
 
-    pub async fn get(&self, id: &str) -> redis::RedisResult<Option<User>> {
-        let (id_field, phone, created_at, last_login_at): (
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        ) = redis::cmd("HMGET")
-            .arg(self.keys.user(id))
-            .arg("id")
-            .arg("phone")
-            .arg("createdAt")
-            .arg("lastLoginAt")
-            .query_async(&mut self.redis.clone())
-            .await?;
-        Ok(match (id_field, phone, created_at) {
-            (Some(id), Some(phone), Some(created_at)) => Some(User {
+    /// Logs `phone` in: creates its user on first login (one user, also under concurrent
+    /// first logins) or records the login, and opens a refresh session. One statement,
+    /// one round trip.
+    pub async fn login(&self, phone: &PhoneNumber) -> Result<Login, UserError> {
+        let session_id = Uuid::new_v4();
+        let (refresh_token, hash) = new_refresh_token()?;
+        let (id, phone, created_at, last_login_at, is_new): (
+            Uuid,
+            String,
+            OffsetDateTime,
+            OffsetDateTime,
+            bool,
+        ) = sqlx::query_as(
+            "WITH u AS (
+                 INSERT INTO users (id, phone) VALUES ($1, $2)
+                 ON CONFLICT (phone) DO UPDATE SET last_login_at = now()
+                 RETURNING id, phone, created_at, last_login_at, (xmax = 0) AS is_new
+             ), s AS (
+                 INSERT INTO refresh_sessions (id, user_id, expires_at)
+                 SELECT $3, id, now() + make_interval(secs => $4) FROM u
+                 RETURNING id
+             ), t AS (
+                 INSERT INTO refresh_tokens (token_hash, session_id)
+                 SELECT $5, id FROM s
+                 RETURNING session_id
+             )
+             SELECT u.id, u.phone, u.created_at, u.last_login_at, u.is_new FROM u, t",
+        )
+        .bind(Uuid::new_v4())
+        .bind(phone.as_str())
+        .bind(session_id)
+        .bind(self.refresh_ttl.as_secs_f64())
+        .bind(hash)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Login {
+            user: User {
                 id,
                 phone,
-                last_login_at: last_login_at.unwrap_or_else(|| created_at.clone()),
-                created_at,
-            }),
-            _ => None,
+                created_at: rfc3339(created_at),
+                last_login_at: rfc3339(last_login_at),
+            },
+            is_new,
+            session_id,
+            refresh_token,
         })
     }
 
-    /// Records a session for the token's lifetime.
-    pub async fn open_session(
-        &self,
-        jti: &str,
-        user_id: &str,
-        ttl: Duration,
-    ) -> redis::RedisResult<()> {
-        self.redis
-            .clone()
-            .set_ex(self.keys.session(jti), user_id, ttl.as_secs().max(1))
-            .await
+    pub async fn get(&self, id: Uuid) -> Result<Option<User>, UserError> {
+        let row: Option<UserRow> =
+            sqlx::query_as("SELECT id, phone, created_at, last_login_at FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(id, phone, created_at, last_login_at)| User {
+            id,
+            phone,
+            created_at: rfc3339(created_at),
+            last_login_at: rfc3339(last_login_at),
+        }))
     }
 
-    /// Whether the session of `jti` is live and belongs to `user_id`.
-    pub async fn session_is_live(&self, jti: &str, user_id: &str) -> redis::RedisResult<bool> {
+    /// Spends a refresh token for a new one of the same session. A token used before
+    /// ends its whole session (someone else may hold a copy); so does one presented
+    /// twice at once (one wins, the other ends the session).
+    pub async fn refresh(&self, token: &str) -> Result<Refresh, UserError> {
+        let mut tx = self.pool.begin().await?;
+        let found: Option<(Uuid, Option<OffsetDateTime>, Uuid, String, bool)> = sqlx::query_as(
+            "SELECT t.session_id, t.used_at, s.user_id, u.phone,
+                    s.revoked_at IS NULL AND s.expires_at > now()
+             FROM refresh_tokens t
+             JOIN refresh_sessions s ON s.id = t.session_id
+             JOIN users u ON u.id = s.user_id
+             WHERE t.token_hash = $1
+             FOR UPDATE OF t",
+        )
+        .bind(token_hash(token))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((session_id, used_at, user_id, phone, live)) = found else {
+            return Ok(Refresh::Refused);
+        };
+        if used_at.is_some() {
+            sqlx::query(
+                "UPDATE refresh_sessions SET revoked_at = now()
+                 WHERE id = $1 AND revoked_at IS NULL",
+            )
+            .bind(session_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            tracing::warn!(%session_id, "a used refresh token came back; its session is ended");
+            return Ok(Refresh::Refused);
+        }
+        if !live {
+            return Ok(Refresh::Refused);
+        }
+        let (refresh_token, hash) = new_refresh_token()?;
+        sqlx::query(
+            "WITH spent AS (UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1)
+             INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($2, $3)",
+        )
+        .bind(token_hash(token))
+        .bind(hash)
+        .bind(session_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Refresh::Rotated {
+            user_id,
+            phone,
+            session_id,
+            refresh_token,
+        })
+    }
+
+    /// Ends a refresh session (logout, or a login whose code was taken meanwhile).
+    pub async fn end_session(&self, session_id: Uuid) -> Result<(), UserError> {
+        sqlx::query(
+            "UPDATE refresh_sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(session_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records an access token's session for its lifetime.
+    pub async fn open_access(
+        &self,
+        jti: &str,
+        user_id: Uuid,
+        ttl: Duration,
+    ) -> Result<(), UserError> {
+        let _: () = self
+            .redis
+            .clone()
+            .set_ex(
+                self.keys.session(jti),
+                user_id.to_string(),
+                ttl.as_secs().max(1),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Whether the access session of `jti` is live and belongs to `user_id`.
+    pub async fn access_is_live(&self, jti: &str, user_id: &str) -> Result<bool, UserError> {
         let owner: Option<String> = self.redis.clone().get(self.keys.session(jti)).await?;
         Ok(owner.as_deref() == Some(user_id))
     }
 
-    pub async fn close_session(&self, jti: &str) -> redis::RedisResult<()> {
-        self.redis.clone().del(self.keys.session(jti)).await
+    pub async fn close_access(&self, jti: &str) -> Result<(), UserError> {
+        let _: () = self.redis.clone().del(self.keys.session(jti)).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_tokens_are_random_and_stored_only_as_a_hash() {
+        let (a, hash_a) = new_refresh_token().expect("random");
+        let (b, _) = new_refresh_token().expect("random");
+        assert_ne!(a, b);
+        assert_eq!(a.len(), REFRESH_TOKEN_BYTES * 2);
+        assert_eq!(hash_a, token_hash(&a));
+        assert_ne!(hash_a, a.as_bytes());
     }
 }

@@ -21,6 +21,8 @@ use wati_sandbox::{Sandbox, SandboxConfig};
 
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// The PostgreSQL server; each test makes its own database on it.
+pub const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432";
 pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef0123";
 pub const OTP_SECRET: &str = "test-otp-secret-0123456789abcdef0123";
 pub const WATI_KEY: &str = "test-wati-key";
@@ -108,6 +110,42 @@ pub async fn rabbitmq_or_fail(url: &str) -> lapin::Connection {
     }
 }
 
+/// `CREATE`/`DROP DATABASE` cannot take a bound name; a test's name is its prefix,
+/// lowercase letters and digits only, checked here.
+fn database_statement(verb: &str, name: &str, tail: &str) -> sqlx::AssertSqlSafe<String> {
+    assert!(
+        !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()),
+        "not a test database name: {name:?}"
+    );
+    sqlx::AssertSqlSafe(format!("{verb} {name} {tail}"))
+}
+
+/// Creates the database `name` on the test server, or fails the test saying PostgreSQL
+/// is down and how to start it.
+pub async fn database_or_fail(name: &str) -> String {
+    use sqlx::Connection;
+    let admin = format!("{POSTGRES_URL}/postgres");
+    let connected =
+        tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(&admin)).await;
+    let mut conn = match connected {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => panic!(
+            "PostgreSQL is not reachable at {admin} ({e}). These tests need the real PostgreSQL: \
+             start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
+        ),
+        Err(_) => panic!("PostgreSQL is not reachable at {admin}: no answer within 5 s"),
+    };
+    sqlx::query(database_statement("CREATE DATABASE", name, ""))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("create the test database {name}: {e}"));
+    let _ = conn.close().await;
+    format!("{POSTGRES_URL}/{name}")
+}
+
 /// A running api or worker, stopped by [`Running::stop`].
 pub struct Running {
     stop: Option<oneshot::Sender<()>>,
@@ -167,6 +205,8 @@ pub struct QueueCounts {
 /// One test's private world on the shared services.
 pub struct TestEnv {
     pub prefix: String,
+    /// This test's own database (named like the prefix), dropped at the end.
+    pub database_url: String,
     pub redis: ConnectionManager,
     pub amqp: lapin::Connection,
     pub sandbox: Sandbox,
@@ -188,6 +228,7 @@ impl TestEnv {
         let redis = redis_or_fail(REDIS_URL).await;
         let amqp = rabbitmq_or_fail(AMQP_URL).await;
         let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let database_url = database_or_fail(&prefix).await;
         let sandbox = Sandbox::new(SandboxConfig {
             api_key: WATI_KEY.into(),
             template_name: "login_otp".into(),
@@ -208,6 +249,7 @@ impl TestEnv {
         });
         Self {
             prefix,
+            database_url,
             redis,
             amqp,
             sandbox,
@@ -258,6 +300,8 @@ impl TestEnv {
                 "0",
                 "--wati-webhook-secret",
                 WEBHOOK_SECRET,
+                "--database-url",
+                &self.database_url,
             ]
             .map(str::to_owned),
         );
@@ -662,6 +706,23 @@ async fn scan_keys(
 async fn clean_up(prefix: &str) {
     delete_keys(prefix).await;
     delete_queues(prefix).await;
+    drop_database(prefix).await;
+}
+
+async fn drop_database(name: &str) {
+    use sqlx::Connection;
+    let Ok(mut conn) = sqlx::PgConnection::connect(&format!("{POSTGRES_URL}/postgres")).await
+    else {
+        return;
+    };
+    let _ = sqlx::query(database_statement(
+        "DROP DATABASE IF EXISTS",
+        name,
+        "WITH (FORCE)",
+    ))
+    .execute(&mut conn)
+    .await;
+    let _ = conn.close().await;
 }
 
 async fn delete_keys(prefix: &str) {

@@ -51,7 +51,10 @@ async fn undoing_a_new_code_keeps_it_when_a_re_send_already_uses_it() {
     store.undo_send(&phone, &first).await.expect("redis");
     // B's job still has its code.
     assert_eq!(
-        store.verify(&phone, "123456").await.expect("redis"),
+        store
+            .verify(&phone, "123456", uuid::Uuid::new_v4())
+            .await
+            .expect("redis"),
         VerifyOutcome::Verified
     );
 }
@@ -64,7 +67,10 @@ async fn undoing_a_lone_new_code_removes_it() {
     let first = accepted(&store, &phone, "123456").await;
     store.undo_send(&phone, &first).await.expect("redis");
     assert_eq!(
-        store.verify(&phone, "123456").await.expect("redis"),
+        store
+            .verify(&phone, "123456", uuid::Uuid::new_v4())
+            .await
+            .expect("redis"),
         VerifyOutcome::NotFound
     );
     assert_eq!(

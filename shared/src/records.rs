@@ -27,6 +27,10 @@ pub mod code {
     pub const DELIVERED: &str = "delivered";
     /// Set once WhatsApp reported a send of this code delivered (or read).
     pub const RECEIVED: &str = "received";
+    /// A request that guessed right and is logging in with the code, and until when
+    /// (Unix ms): the code is spent only once the login is written.
+    pub const CLAIM: &str = "claim";
+    pub const CLAIM_UNTIL: &str = "claim_until";
 }
 
 /// The delivery status of one send request (`Keys::status`).
@@ -98,6 +102,8 @@ const PLACEHOLDERS: &[(&str, &str)] = &[
     ("{{code.locked}}", code::LOCKED),
     ("{{code.delivered}}", code::DELIVERED),
     ("{{code.received}}", code::RECEIVED),
+    ("{{code.claim}}", code::CLAIM),
+    ("{{code.claim_until}}", code::CLAIM_UNTIL),
     ("{{status.state}}", status::STATE),
     ("{{status.attempts}}", status::ATTEMPTS),
     ("{{status.updated_at}}", status::UPDATED_AT),

@@ -11,15 +11,16 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready when both Redis and RabbitMQ answer; the body says which one does not.
+/// Ready when Redis, RabbitMQ and PostgreSQL answer; the body says which one does not.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let redis_up = redis::cmd("PING")
         .query_async::<String>(&mut state.redis.clone())
         .await
         .is_ok();
     let rabbitmq_up = state.publisher.is_connected().await;
+    let postgres_up = sqlx::query("SELECT 1").execute(&state.db).await.is_ok();
     let word = |up: bool| if up { "up" } else { "down" };
-    let status = if redis_up && rabbitmq_up {
+    let status = if redis_up && rabbitmq_up && postgres_up {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -30,6 +31,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
             "status": if status == StatusCode::OK { "ready" } else { "unavailable" },
             "redis": word(redis_up),
             "rabbitmq": word(rabbitmq_up),
+            "postgres": word(postgres_up),
         })),
     )
 }

@@ -53,6 +53,7 @@ fn route_table() -> Vec<Route> {
             false,
         ),
         route("GET", "/api/auth/me", get(session::me), false),
+        route("POST", "/api/auth/refresh", post(session::refresh), false),
         route("POST", "/api/auth/logout", post(session::logout), false),
         route(
             "POST",

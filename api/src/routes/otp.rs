@@ -176,28 +176,47 @@ pub async fn verify_otp(
 async fn check_code(state: &AppState, body: VerifyOtpBody) -> Result<Value, ApiError> {
     let phone = required_phone(body.phone)?;
     let code = required_code(body.code)?;
-    match state.store.verify(&phone, &code).await? {
+    let claim = Uuid::new_v4();
+    match state.store.verify(&phone, &code, claim).await? {
         VerifyOutcome::Verified => {}
-        VerifyOutcome::NotFound => return Err(ApiError::OtpNotFound),
+        // Another request is logging in with this very code: it verifies only once.
+        VerifyOutcome::NotFound | VerifyOutcome::Claimed => return Err(ApiError::OtpNotFound),
         VerifyOutcome::Expired => return Err(ApiError::OtpExpired),
         VerifyOutcome::Locked => return Err(ApiError::TooManyAttempts),
         VerifyOutcome::Wrong { remaining } => return Err(ApiError::OtpInvalid { remaining }),
     }
-    let (user, is_new) = state.users.login(&phone).await?;
+    // The code is spent only once the login is written: if PostgreSQL cannot take it,
+    // the code goes back, and the same code works on the next try.
+    let login = match state.users.login(&phone).await {
+        Ok(login) => login,
+        Err(e) => {
+            if let Err(release_error) = state.store.release(&phone, claim).await {
+                tracing::warn!(error = %release_error, "could not give back a claimed code; it frees itself in seconds");
+            }
+            return Err(e.into());
+        }
+    };
+    if !state.store.spend(&phone, claim).await? {
+        // The claim lapsed and another request logged in with the code meanwhile.
+        state.users.end_session(login.session_id).await?;
+        return Err(ApiError::OtpNotFound);
+    }
+    let user = login.user;
     let (token, claims) = state
         .tokens
-        .issue(&user.id, &user.phone)
+        .issue(user.id, &user.phone, login.session_id)
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
     state
         .users
-        .open_session(&claims.jti, &user.id, state.tokens.ttl())
+        .open_access(&claims.jti, user.id, state.tokens.ttl())
         .await?;
-    tracing::info!(user_id = %user.id, is_new, "code verified");
+    tracing::info!(user_id = %user.id, is_new = login.is_new, "code verified");
     Ok(json!({
         "status": "success",
         "verified": true,
         "token": token,
-        "isNewUser": is_new,
+        "refreshToken": login.refresh_token,
+        "isNewUser": login.is_new,
         "user": { "id": user.id, "phone": user.phone, "createdAt": user.created_at },
     }))
 }

@@ -1,14 +1,18 @@
-//! Sessions: who am I, and logout.
+//! Sessions: who am I, refresh, and logout.
 
 use axum::Json;
 use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use serde::Deserialize;
 use serde_json::{Value, json};
+use uuid::Uuid;
 
+use super::ApiJson;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::token::Claims;
+use crate::users::Refresh;
 
 /// The claims of a valid bearer token whose session is still open.
 pub struct Authenticated(pub Claims);
@@ -30,11 +34,7 @@ impl FromRequestParts<AppState> for Authenticated {
             .tokens
             .verify(token.trim())
             .map_err(|_| ApiError::Unauthorized)?;
-        if !state
-            .users
-            .session_is_live(&claims.jti, &claims.sub)
-            .await?
-        {
+        if !state.users.access_is_live(&claims.jti, &claims.sub).await? {
             return Err(ApiError::Unauthorized);
         }
         Ok(Authenticated(claims))
@@ -45,11 +45,8 @@ pub async fn me(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
 ) -> Result<Json<Value>, ApiError> {
-    let user = state
-        .users
-        .get(&claims.sub)
-        .await?
-        .ok_or(ApiError::Unauthorized)?;
+    let id = Uuid::parse_str(&claims.sub).map_err(|_| ApiError::Unauthorized)?;
+    let user = state.users.get(id).await?.ok_or(ApiError::Unauthorized)?;
     Ok(Json(json!({ "user": user })))
 }
 
@@ -57,6 +54,43 @@ pub async fn logout(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
 ) -> Result<StatusCode, ApiError> {
-    state.users.close_session(&claims.jti).await?;
+    state.users.end_session(claims.sid).await?;
+    state.users.close_access(&claims.jti).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct RefreshBody {
+    #[serde(rename = "refreshToken")]
+    refresh_token: Option<Value>,
+}
+
+/// Spends a refresh token for a new access token and a new refresh token.
+pub async fn refresh(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RefreshBody>,
+) -> Result<Json<Value>, ApiError> {
+    let Some(Value::String(presented)) = body.refresh_token else {
+        return Err(ApiError::InvalidBody);
+    };
+    let Refresh::Rotated {
+        user_id,
+        phone,
+        session_id,
+        refresh_token,
+    } = state.users.refresh(&presented).await?
+    else {
+        return Err(ApiError::Unauthorized);
+    };
+    let (token, claims) = state
+        .tokens
+        .issue(user_id, &phone, session_id)
+        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    state
+        .users
+        .open_access(&claims.jti, user_id, state.tokens.ttl())
+        .await?;
+    Ok(Json(
+        json!({ "token": token, "refreshToken": refresh_token }),
+    ))
 }

@@ -1,0 +1,194 @@
+//! Users and refresh sessions in PostgreSQL: a phone keeps its user id and a login its
+//! session whatever happens to Redis; concurrent first logins make one user; PostgreSQL
+//! going away costs a 503 but not the code; refresh tokens work once, and a reused one
+//! ends its session.
+
+use std::time::Duration;
+
+use otp_e2e::proxy::Proxy;
+use otp_e2e::{DEADLINE, TestEnv, eventually};
+use serde_json::{Value, json};
+
+const PHONE: &str = "919876543210";
+
+/// Sends a code to `phone`, waits for the sandbox to get it, and verifies it: the 200 body.
+async fn log_in(env: &TestEnv, phone: &str) -> Value {
+    let before = env.sandbox.messages(phone).len();
+    env.send_accepted(phone).await;
+    let code = env.wait_for_messages(phone, before + 1).await[before]
+        .code
+        .clone();
+    let (status, body) = env.verify(phone, &code).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn refresh(env: &TestEnv, token: &Value) -> (u16, Value) {
+    env.post("/api/auth/refresh", json!({ "refreshToken": token }))
+        .await
+}
+
+async fn delete_every_redis_key(env: &TestEnv) {
+    let keys = env.redis_keys().await;
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut env.redis.clone())
+            .await
+            .expect("delete the test's keys");
+    }
+    assert!(env.redis_keys().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_phone_keeps_its_user_id_when_redis_loses_everything() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    let _worker = env.start_worker().await;
+    let first = log_in(&env, PHONE).await;
+    assert_eq!(first["isNewUser"], true);
+    delete_every_redis_key(&env).await;
+    let second = log_in(&env, PHONE).await;
+    assert_eq!(second["isNewUser"], false);
+    assert_eq!(second["user"]["id"], first["user"]["id"]);
+    assert_eq!(second["user"]["createdAt"], first["user"]["createdAt"]);
+}
+
+#[tokio::test]
+async fn a_refresh_token_survives_a_redis_flush() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    let _worker = env.start_worker().await;
+    let login = log_in(&env, PHONE).await;
+    delete_every_redis_key(&env).await;
+    // The access token's session was in Redis: gone. The refresh session was not.
+    let old_token = login["token"].as_str().expect("token");
+    assert_eq!(env.get("/api/auth/me", Some(old_token)).await.0, 401);
+    let (status, body) = refresh(&env, &login["refreshToken"]).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["token"].as_str().expect("a new access token");
+    let (status, me) = env.get("/api/auth/me", Some(token)).await;
+    assert_eq!((status, &me["user"]["id"]), (200, &login["user"]["id"]));
+}
+
+#[tokio::test]
+async fn thirty_concurrent_first_logins_of_one_phone_make_one_user() {
+    let env = TestEnv::new().await;
+    let pool = otp_api::db::connect(&env.database_url)
+        .await
+        .expect("the test database");
+    let users = otp_api::users::UserStore::new(
+        pool.clone(),
+        env.redis.clone(),
+        env.keys(),
+        Duration::from_secs(60),
+    );
+    let phone = otp_shared::phone::PhoneNumber::from_e164_digits(PHONE).expect("phone");
+    let logins = futures_util::future::join_all((0..30).map(|_| users.login(&phone))).await;
+    let logins: Vec<_> = logins.into_iter().map(|l| l.expect("a login")).collect();
+    assert!(logins.iter().all(|l| l.user.id == logins[0].user.id));
+    assert_eq!(logins.iter().filter(|l| l.is_new).count(), 1);
+    let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM users")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(count, 1);
+    // Thirty logins, thirty sessions of the one user.
+    let (sessions,): (i64,) = sqlx::query_as("SELECT count(*) FROM refresh_sessions")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(sessions, 30);
+}
+
+#[tokio::test]
+async fn without_postgresql_verify_answers_503_and_the_same_code_works_once_it_is_back() {
+    let mut env = TestEnv::new().await;
+    let proxy = Proxy::start("127.0.0.1:5432").await;
+    let mut config = env.api_config();
+    config.database_url = env
+        .database_url
+        .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port()));
+    let _api = env.start_api_with(config).await;
+    let _worker = env.start_worker().await;
+    env.send_accepted(PHONE).await;
+    let code = env.wait_for_messages(PHONE, 1).await[0].code.clone();
+
+    proxy.cut();
+    let (status, body) = env.verify(PHONE, &code).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (503, &json!("UNAVAILABLE")),
+        "{body}"
+    );
+    let (status, ready) = env.get("/readyz", None).await;
+    assert_eq!((status, &ready["postgres"]), (503, &json!("down")));
+
+    proxy.restore();
+    let body = eventually("the same code to verify", DEADLINE, || async {
+        let (status, body) = env.verify(PHONE, &code).await;
+        (status == 200).then_some(body)
+    })
+    .await;
+    assert_eq!(body["isNewUser"], true);
+}
+
+#[tokio::test]
+async fn running_the_migrations_again_changes_nothing() {
+    let env = TestEnv::new().await;
+    let pool = otp_api::db::connect(&env.database_url)
+        .await
+        .expect("the test database");
+    let schema = || async {
+        let columns: Vec<(String, String)> = sqlx::query_as(
+            "SELECT table_name::text, column_name::text FROM information_schema.columns
+             WHERE table_schema = 'public' ORDER BY 1, 2",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("read the schema");
+        columns
+    };
+    let before = schema().await;
+    assert!(before.iter().any(|(t, c)| t == "users" && c == "phone"));
+    otp_api::db::migrate(&pool).await.expect("again");
+    otp_api::db::connect(&env.database_url)
+        .await
+        .expect("and from a new start");
+    assert_eq!(schema().await, before);
+}
+
+#[tokio::test]
+async fn a_refresh_token_works_once_and_a_reused_one_ends_its_session() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    let _worker = env.start_worker().await;
+    let login = log_in(&env, PHONE).await;
+    let first = login["refreshToken"].clone();
+    let (status, rotated) = refresh(&env, &first).await;
+    assert_eq!(status, 200, "{rotated}");
+    assert_ne!(rotated["refreshToken"], first);
+    // The first token again: someone holds a copy, so the whole session ends...
+    let (status, body) = refresh(&env, &first).await;
+    assert_eq!((status, &body["code"]), (401, &json!("UNAUTHORIZED")));
+    // ...including the token it had been rotated to.
+    assert_eq!(refresh(&env, &rotated["refreshToken"]).await.0, 401);
+    // Unknown tokens and bad bodies.
+    assert_eq!(refresh(&env, &json!("f".repeat(64))).await.0, 401);
+    let (status, body) = env
+        .post("/api/auth/refresh", json!({"refreshToken": 7}))
+        .await;
+    assert_eq!((status, &body["code"]), (400, &json!("INVALID_REQUEST")));
+}
+
+#[tokio::test]
+async fn logout_ends_the_refresh_session_too() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    let _worker = env.start_worker().await;
+    let login = log_in(&env, PHONE).await;
+    let token = login["token"].as_str().expect("token");
+    assert_eq!(env.logout(token).await, 204);
+    assert_eq!(env.get("/api/auth/me", Some(token)).await.0, 401);
+    assert_eq!(refresh(&env, &login["refreshToken"]).await.0, 401);
+}
