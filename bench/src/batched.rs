@@ -8,13 +8,12 @@ use std::time::Duration;
 use otp_api::phone::PhoneNumber;
 use serde_json::{Value, json};
 
-use crate::stack::{StackBudgets, StackSettings, with_stack};
+use crate::stack::{Services, StackBudgets, StackSettings, with_stack};
 use crate::{load, start_sandbox};
 
 /// What the stage runs against.
 pub struct Settings<'a> {
-    pub redis_url: &'a str,
-    pub amqp_url: &'a str,
+    pub services: &'a Services,
     pub prefix: &'a str,
     pub log_level: &'a str,
     pub workers: usize,
@@ -40,9 +39,9 @@ pub async fn run(settings: &Settings<'_>, half: &Half<'_>) -> anyhow::Result<(Va
     let (sandbox, wati_base_url) = start_sandbox(Duration::ZERO, settings.calls_per_10s).await?;
     let prefix = format!("{}{}", settings.prefix, half.api_version);
     let stack_settings = StackSettings {
-        redis_url: settings.redis_url,
-        amqp_url: settings.amqp_url,
+        services: settings.services,
         prefix: &prefix,
+        api_binary: None,
         wati_base_url: &wati_base_url,
         workers: settings.workers,
         worker_concurrency: None,

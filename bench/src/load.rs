@@ -16,16 +16,27 @@ use crate::stats::summary;
 use wati_sandbox::http1::Connection;
 
 /// What came back for each request.
-#[derive(Default)]
 pub struct Responses {
+    /// The status that counts as success.
+    ok: u16,
     pub latencies: Vec<Duration>,
-    /// Phone → when its 202 arrived (Unix ms).
+    /// Phone → when its successful answer arrived (Unix ms).
     pub accepted_at: HashMap<String, u64>,
     pub statuses: HashMap<u16, usize>,
     pub transport_errors: usize,
 }
 
 impl Responses {
+    fn expecting(ok: u16) -> Self {
+        Self {
+            ok,
+            latencies: Vec::new(),
+            accepted_at: HashMap::new(),
+            statuses: HashMap::new(),
+            transport_errors: 0,
+        }
+    }
+
     fn merge(&mut self, other: Responses) {
         self.latencies.extend(other.latencies);
         self.accepted_at.extend(other.accepted_at);
@@ -35,12 +46,12 @@ impl Responses {
         self.transport_errors += other.transport_errors;
     }
 
-    fn errors(&self) -> usize {
+    pub fn errors(&self) -> usize {
         self.transport_errors
             + self
                 .statuses
                 .iter()
-                .filter(|(s, _)| **s != 202)
+                .filter(|(s, _)| **s != self.ok)
                 .map(|(_, n)| n)
                 .sum::<usize>()
     }
@@ -52,7 +63,7 @@ fn record(into: &mut Responses, phone: &str, latency: Duration, answer: std::io:
         Ok(status) => {
             into.latencies.push(latency);
             *into.statuses.entry(status).or_default() += 1;
-            if status == 202 {
+            if status == into.ok {
                 into.accepted_at
                     .insert(phone.to_owned(), otp_shared::now_ms());
             }
@@ -85,7 +96,7 @@ pub async fn burst(
         .map(|mut connection| {
             let (phones, next) = (phones.clone(), next.clone());
             tokio::spawn(async move {
-                let mut mine = Responses::default();
+                let mut mine = Responses::expecting(202);
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(phone) = phones.get(i) else { break };
@@ -104,7 +115,7 @@ pub async fn burst(
             })
         })
         .collect();
-    let mut all = Responses::default();
+    let mut all = Responses::expecting(202);
     for task in tasks {
         all.merge(task.await?);
     }
@@ -123,8 +134,7 @@ pub async fn burst(
 }
 
 /// Sends `rate` requests a second for `seconds`, one phone each, over `connections`
-/// keep-alive connections. Latency counts from when a request was due, not when a
-/// connection was free to send it, so a slow server cannot hide in a queue.
+/// keep-alive connections.
 pub async fn steady(
     api: SocketAddr,
     phones: &[PhoneNumber],
@@ -133,36 +143,12 @@ pub async fn steady(
     connections: usize,
 ) -> anyhow::Result<(Value, Responses)> {
     let total = (u64::from(rate) * seconds) as usize;
-    let (due_tx, due_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
-    let due_rx = Arc::new(tokio::sync::Mutex::new(due_rx));
-    let mut tasks = Vec::with_capacity(connections);
-    for _ in 0..connections {
-        let mut connection = Connection::open(api).await?;
-        let due_rx = due_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut mine = Responses::default();
-            loop {
-                let next = due_rx.lock().await.recv().await;
-                let Some((phone, due)) = next else { break };
-                let answer = connection.post_json(SEND_PATH, &body(&phone)).await;
-                record(&mut mine, &phone, due.elapsed(), answer);
-            }
-            mine
-        }));
-    }
-    let mut tick = tokio::time::interval(Duration::from_secs(1) / rate);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let started = Instant::now();
-    for phone in phones.iter().take(total) {
-        let due = tick.tick().await.into_std();
-        let _ = due_tx.send((phone.as_str().to_owned(), due));
-    }
-    drop(due_tx);
-    let mut all = Responses::default();
-    for task in tasks {
-        all.merge(task.await?);
-    }
-    let elapsed = started.elapsed();
+    let requests = phones
+        .iter()
+        .take(total)
+        .map(|p| (p.as_str().to_owned(), body(p.as_str())))
+        .collect();
+    let (all, elapsed) = paced(api, SEND_PATH, requests, rate, connections, 202).await?;
     let stage = json!({
         "stage": "steady",
         "target_per_second": rate,
@@ -172,6 +158,50 @@ pub async fn steady(
         "errors": all.errors(),
     });
     Ok((stage, all))
+}
+
+/// Posts each `(key, body)` of `requests` to `path` at `rate` a second over
+/// `connections` keep-alive connections; `ok` is the status that counts as success.
+/// Latency counts from when a request was due, not when a connection was free to send
+/// it, so a slow server cannot hide in a queue. Returns the answers and the time taken.
+pub async fn paced(
+    api: SocketAddr,
+    path: &'static str,
+    requests: Vec<(String, String)>,
+    rate: u32,
+    connections: usize,
+    ok: u16,
+) -> anyhow::Result<(Responses, Duration)> {
+    let (due_tx, due_rx) = tokio::sync::mpsc::unbounded_channel::<(String, String, Instant)>();
+    let due_rx = Arc::new(tokio::sync::Mutex::new(due_rx));
+    let mut tasks = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let mut connection = Connection::open(api).await?;
+        let due_rx = due_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Responses::expecting(ok);
+            loop {
+                let next = due_rx.lock().await.recv().await;
+                let Some((key, body, due)) = next else { break };
+                let answer = connection.post_json(path, &body).await;
+                record(&mut mine, &key, due.elapsed(), answer);
+            }
+            mine
+        }));
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / rate);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    for (key, body) in requests {
+        let due = tick.tick().await.into_std();
+        let _ = due_tx.send((key, body, due));
+    }
+    drop(due_tx);
+    let mut all = Responses::expecting(ok);
+    for task in tasks {
+        all.merge(task.await?);
+    }
+    Ok((all, started.elapsed()))
 }
 
 /// Waits until the sandbox holds a message for every accepted phone (or stops making

@@ -8,12 +8,16 @@
 //! 4. `steady`: a fixed rate for a fixed time, and its accepted→received latency;
 //! 5. `batched`: WATI enforcing its plan limit and a Meta message rate, a burst through
 //!    v3 batches and, for comparison, through v1 (one call per code);
+//! 6. `receipts`: a burst without, then with WATI's receipts posted to the webhook;
+//! 7. `login`: verify-otp at a steady rate for delivered codes, first and returning
+//!    logins, with their CPU in the api, PostgreSQL and Redis;
 //!
 //! then the peak RSS of the api and workers. One JSON line per stage on stdout.
 
 mod batched;
 mod ceiling;
 mod load;
+mod login;
 mod phones;
 mod receipts;
 mod stack;
@@ -39,6 +43,7 @@ enum Stage {
     Steady,
     Batched,
     Receipts,
+    Login,
 }
 
 /// Measures the OTP gateway: ceiling, burst intake, delivery, steady load, memory.
@@ -99,11 +104,21 @@ struct Args {
     /// When it posts `read`, in ms.
     #[arg(long, default_value_t = 1000)]
     receipts_read_after_ms: u64,
+    /// Logins (distinct phones) in each round of the login stage.
+    #[arg(long, default_value_t = 10_000)]
+    login_requests: usize,
+    /// Logins a second in the login stage.
+    #[arg(long, default_value_t = 500)]
+    login_rate: u32,
+    /// An api binary for the login stage instead of this build's: another build to
+    /// compare against (one that kept users in Redis, for the cost of PostgreSQL).
+    #[arg(long)]
+    login_api_binary: Option<std::path::PathBuf>,
     /// Stages to run, comma-separated.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ceiling,intake,delivery,steady,batched,receipts"
+        default_value = "ceiling,intake,delivery,steady,batched,receipts,login"
     )]
     stages: Vec<Stage>,
     /// RUST_LOG of the api and workers.
@@ -113,6 +128,9 @@ struct Args {
     redis_url: String,
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     amqp_url: String,
+    /// The PostgreSQL server (no database: each stack creates its own and drops it).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    postgres_url: String,
 }
 
 fn emit(line: &serde_json::Value) {
@@ -158,13 +176,29 @@ async fn main() -> anyhow::Result<()> {
     } else {
         0
     };
+    let login_count = if run(Stage::Login) {
+        args.login_requests
+    } else {
+        0
+    };
     let phones = phones::distinct(
-        args.requests + steady_count + batched_count + batched_v1_count + receipts_count,
+        args.requests
+            + steady_count
+            + batched_count
+            + batched_v1_count
+            + receipts_count
+            + login_count,
     );
     let (burst_phones, rest) = phones.split_at(args.requests);
     let (steady_phones, rest) = rest.split_at(steady_count);
     let (batched_phones, rest) = rest.split_at(batched_count);
-    let (batched_v1_phones, receipts_phones) = rest.split_at(batched_v1_count);
+    let (batched_v1_phones, rest) = rest.split_at(batched_v1_count);
+    let (receipts_phones, login_phones) = rest.split_at(receipts_count);
+    let services = stack::Services {
+        redis_url: args.redis_url.clone(),
+        amqp_url: args.amqp_url.clone(),
+        postgres_url: args.postgres_url.clone(),
+    };
     let prefix = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     emit(&json!({
         "stage": "meta",
@@ -186,7 +220,7 @@ async fn main() -> anyhow::Result<()> {
             args.concurrency,
         )
         .await;
-        cleanup::remove(&args.redis_url, &args.amqp_url, &ceiling_prefix).await;
+        cleanup::remove(&services, &ceiling_prefix).await;
         let line = result?;
         ceiling_rate = line["per_second"].as_f64();
         failures.extend(problems(&line));
@@ -194,12 +228,13 @@ async fn main() -> anyhow::Result<()> {
     }
 
     if run(Stage::Batched) {
-        failures.extend(run_batched(&args, &prefix, batched_phones, batched_v1_phones).await?);
+        failures.extend(
+            run_batched(&args, &services, &prefix, batched_phones, batched_v1_phones).await?,
+        );
     }
     if run(Stage::Receipts) {
         let settings = receipts::Settings {
-            redis_url: &args.redis_url,
-            amqp_url: &args.amqp_url,
+            services: &services,
             prefix: &format!("{prefix}r"),
             log_level: &args.log_level,
             workers: args.workers,
@@ -213,6 +248,22 @@ async fn main() -> anyhow::Result<()> {
             emit(&line);
         }
     }
+    if run(Stage::Login) {
+        let settings = login::Settings {
+            services: &services,
+            prefix: &format!("{prefix}l"),
+            log_level: &args.log_level,
+            workers: args.workers,
+            worker_concurrency: args.worker_concurrency,
+            concurrency: args.concurrency,
+            rate: args.login_rate,
+            api_binary: args.login_api_binary.as_deref(),
+        };
+        for line in login::run(&settings, login_phones).await? {
+            failures.extend(problems(&line));
+            emit(&line);
+        }
+    }
     let main_stages = [Stage::Intake, Stage::Delivery, Stage::Steady];
     if !main_stages.iter().any(|s| run(*s)) {
         return finish(failures);
@@ -221,9 +272,9 @@ async fn main() -> anyhow::Result<()> {
     let (sandbox, wati_base_url) =
         start_sandbox(Duration::from_millis(args.sandbox_latency_ms), 0).await?;
     let stack = stack::Stack::start(&stack::StackSettings {
-        redis_url: &args.redis_url,
-        amqp_url: &args.amqp_url,
+        services: &services,
         prefix: &prefix,
+        api_binary: None,
         wati_base_url: &wati_base_url,
         workers: args.workers,
         worker_concurrency: Some(args.worker_concurrency),
@@ -292,7 +343,7 @@ async fn main() -> anyhow::Result<()> {
     }
     .await;
     stack.stop();
-    cleanup::remove(&args.redis_url, &args.amqp_url, &prefix).await;
+    cleanup::remove(&services, &prefix).await;
     outcome?;
     finish(failures)
 }
@@ -332,13 +383,13 @@ pub(crate) async fn start_sandbox(
 /// ratio of their delivery rates. Returns the problems it saw.
 async fn run_batched(
     args: &Args,
+    services: &stack::Services,
     prefix: &str,
     v3_phones: &[otp_api::phone::PhoneNumber],
     v1_phones: &[otp_api::phone::PhoneNumber],
 ) -> anyhow::Result<Vec<String>> {
     let settings = batched::Settings {
-        redis_url: &args.redis_url,
-        amqp_url: &args.amqp_url,
+        services,
         prefix: &format!("{prefix}b"),
         log_level: &args.log_level,
         workers: args.workers,
@@ -382,10 +433,12 @@ async fn run_batched(
 }
 
 mod cleanup {
-    //! Removes a run's keys and queues: the shared services outlive every run.
+    //! Removes a run's keys, queues and database: the shared services outlive every run.
 
-    pub async fn remove(redis_url: &str, amqp_url: &str, prefix: &str) {
-        if let Ok(mut redis) = otp_shared::redis_conn::connect(redis_url).await {
+    use crate::stack::Services;
+
+    pub async fn remove(services: &Services, prefix: &str) {
+        if let Ok(mut redis) = otp_shared::redis_conn::connect(&services.redis_url).await {
             let mut cursor: u64 = 0;
             loop {
                 let Ok((next, keys)): redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
@@ -411,7 +464,7 @@ mod cleanup {
                 cursor = next;
             }
         }
-        if let Ok(conn) = otp_shared::amqp::connect(amqp_url, "otp-bench-cleanup").await {
+        if let Ok(conn) = otp_shared::amqp::connect(&services.amqp_url, "otp-bench-cleanup").await {
             let queues = otp_shared::keys::QueueNames::new(prefix);
             if let Ok(channel) = conn.create_channel().await {
                 for name in [queues.send, queues.dead] {
@@ -421,6 +474,56 @@ mod cleanup {
                 }
             }
             let _ = conn.close(200, "done".into()).await;
+        }
+        crate::database::drop(&services.postgres_url, prefix).await;
+    }
+}
+
+mod database {
+    //! Each stack's own PostgreSQL database, named like its prefix.
+
+    use anyhow::Context;
+    use sqlx::Connection;
+
+    /// `CREATE`/`DROP DATABASE` cannot take a bound name; a prefix is lowercase letters
+    /// and digits, checked here.
+    fn statement(sql: &str, name: &str) -> anyhow::Result<sqlx::AssertSqlSafe<String>> {
+        anyhow::ensure!(
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()),
+            "not a database name: {name:?}"
+        );
+        Ok(sqlx::AssertSqlSafe(sql.replace("{name}", name)))
+    }
+
+    async fn admin(server_url: &str) -> anyhow::Result<sqlx::PgConnection> {
+        let url = format!("{server_url}/postgres");
+        sqlx::PgConnection::connect(&url)
+            .await
+            .with_context(|| format!("PostgreSQL at {url}"))
+    }
+
+    /// Creates the database `name` on the server; returns its URL.
+    pub async fn create(server_url: &str, name: &str) -> anyhow::Result<String> {
+        let mut conn = admin(server_url).await?;
+        sqlx::query(statement("CREATE DATABASE {name}", name)?)
+            .execute(&mut conn)
+            .await
+            .with_context(|| format!("create the database {name}"))?;
+        let _ = conn.close().await;
+        Ok(format!("{server_url}/{name}"))
+    }
+
+    /// Drops the database `name` if it is there, closing whatever is still connected.
+    pub async fn drop(server_url: &str, name: &str) {
+        let Ok(statement) = statement("DROP DATABASE IF EXISTS {name} WITH (FORCE)", name) else {
+            return;
+        };
+        if let Ok(mut conn) = admin(server_url).await {
+            let _ = sqlx::query(statement).execute(&mut conn).await;
+            let _ = conn.close().await;
         }
     }
 }

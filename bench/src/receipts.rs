@@ -10,15 +10,14 @@ use otp_api::phone::PhoneNumber;
 use serde_json::{Value, json};
 use wati_sandbox::{ReceiptSettings, Sandbox};
 
-use crate::stack::{StackBudgets, StackSettings, with_stack};
+use crate::stack::{Services, StackBudgets, StackSettings, with_stack};
 use crate::{CODE_LIFE, load, start_sandbox};
 
 const WEBHOOK_SECRET: &str = "bench-webhook-secret-0123456789abcdef";
 
 /// What the stage runs against.
 pub struct Settings<'a> {
-    pub redis_url: &'a str,
-    pub amqp_url: &'a str,
+    pub services: &'a Services,
     pub prefix: &'a str,
     pub log_level: &'a str,
     pub workers: usize,
@@ -64,9 +63,9 @@ async fn half(
     let (sandbox, wati_base_url) = start_sandbox(Duration::ZERO, 0).await?;
     let prefix = format!("{}{}", settings.prefix, if receipts { "r1" } else { "r0" });
     let stack_settings = StackSettings {
-        redis_url: settings.redis_url,
-        amqp_url: settings.amqp_url,
+        services: settings.services,
         prefix: &prefix,
+        api_binary: None,
         wati_base_url: &wati_base_url,
         workers: settings.workers,
         worker_concurrency: Some(settings.worker_concurrency),
@@ -133,7 +132,7 @@ async fn final_statuses(
     sandbox: &Sandbox,
     accepted: usize,
 ) -> anyhow::Result<Value> {
-    let mut redis = otp_shared::redis_conn::connect(settings.redis_url).await?;
+    let mut redis = otp_shared::redis_conn::connect(&settings.services.redis_url).await?;
     let started = Instant::now();
     let mut last_progress = Instant::now();
     let mut states = BTreeMap::new();

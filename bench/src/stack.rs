@@ -1,7 +1,8 @@
 //! Starts the api and the workers as real processes (the release binaries next to this
-//! one), so that their memory can be read, and stops them at the end.
+//! one), each stack on its own key prefix, queues and PostgreSQL database, so that their
+//! memory and CPU can be read, and stops them and removes what they made at the end.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -17,11 +18,22 @@ pub struct Stack {
     workers: Vec<Child>,
 }
 
+/// The shared servers every stack uses.
+pub struct Services {
+    pub redis_url: String,
+    pub amqp_url: String,
+    /// The PostgreSQL server, without a database: each stack makes its own.
+    pub postgres_url: String,
+}
+
 /// What the processes are pointed at.
 pub struct StackSettings<'a> {
-    pub redis_url: &'a str,
-    pub amqp_url: &'a str,
+    pub services: &'a Services,
+    /// Names the stack's keys, queues and database: lowercase letters and digits.
     pub prefix: &'a str,
+    /// The api binary to run instead of the one next to this binary (another build, to
+    /// compare against).
+    pub api_binary: Option<&'a Path>,
     pub wati_base_url: &'a str,
     pub workers: usize,
     /// `WORKER_CONCURRENCY`; the worker's default (twice the batch) when `None`.
@@ -67,8 +79,8 @@ fn free_port() -> anyhow::Result<u16> {
 fn common(command: &mut Command, s: &StackSettings<'_>) {
     command
         .env_clear()
-        .env("REDIS_URL", s.redis_url)
-        .env("AMQP_URL", s.amqp_url)
+        .env("REDIS_URL", &s.services.redis_url)
+        .env("AMQP_URL", &s.services.amqp_url)
         .env("KEY_PREFIX", s.prefix)
         .env("QUEUE_PREFIX", s.prefix)
         .env("OTP_SECRET", crate::OTP_SECRET)
@@ -86,8 +98,8 @@ fn common(command: &mut Command, s: &StackSettings<'_>) {
         .stderr(Stdio::inherit());
 }
 
-/// Starts a stack, runs `measure` against it, then stops it and removes its prefix's keys
-/// and queues, whatever happened.
+/// Starts a stack, runs `measure` against it, then stops it and removes its prefix's keys,
+/// queues and database, whatever happened.
 pub async fn with_stack<T>(
     settings: &StackSettings<'_>,
     measure: impl AsyncFnOnce(&Stack) -> anyhow::Result<T>,
@@ -100,16 +112,22 @@ pub async fn with_stack<T>(
         }
         Err(e) => Err(e),
     };
-    crate::cleanup::remove(settings.redis_url, settings.amqp_url, settings.prefix).await;
+    crate::cleanup::remove(settings.services, settings.prefix).await;
     measured
 }
 
 impl Stack {
     pub async fn start(s: &StackSettings<'_>) -> anyhow::Result<Self> {
         let api_port = free_port()?;
-        let mut api = Command::new(binary("api")?);
+        let database_url = crate::database::create(&s.services.postgres_url, s.prefix).await?;
+        let api_binary = match s.api_binary {
+            Some(path) => path.to_owned(),
+            None => binary("api")?,
+        };
+        let mut api = Command::new(api_binary);
         common(&mut api, s);
         api.env("API_ADDR", format!("127.0.0.1:{api_port}"))
+            .env("DATABASE_URL", database_url)
             .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()?))
             .env("JWT_SECRET", "bench-jwt-secret-0123456789abcdef0123")
             .env("IP_REQUESTS_PER_MINUTE", "0")
@@ -167,19 +185,8 @@ impl Stack {
 
     /// CPU seconds (user + system) used so far by the api and by each worker.
     pub fn cpu_seconds(&self) -> (f64, Vec<f64>) {
-        let read = |child: &Child| -> f64 {
-            std::fs::read_to_string(format!("/proc/{}/stat", child.id()))
-                .ok()
-                .and_then(|stat| {
-                    // Fields after the parenthesised name: utime and stime are 14 and 15.
-                    let after_name = stat.rsplit_once(')')?.1;
-                    let fields: Vec<&str> = after_name.split_whitespace().collect();
-                    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()?
-                        + fields.get(12)?.parse::<f64>().ok()?;
-                    Some((ticks / CLOCK_TICKS_PER_SECOND * 100.0).round() / 100.0)
-                })
-                .unwrap_or(0.0)
-        };
+        let read =
+            |child: &Child| (cpu_seconds_of(child.id()).unwrap_or(0.0) * 100.0).round() / 100.0;
         (read(&self.api), self.workers.iter().map(read).collect())
     }
 
@@ -194,4 +201,31 @@ impl Stack {
             let _ = child.wait();
         }
     }
+}
+
+/// CPU seconds (user + system) a process has used so far, if it is still there.
+pub fn cpu_seconds_of(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised name: utime and stime are 14 and 15.
+    let after_name = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / CLOCK_TICKS_PER_SECOND)
+}
+
+/// CPU seconds used so far by every process whose name is `name` (a server's backends,
+/// like PostgreSQL's one process per connection).
+pub fn cpu_seconds_named(name: &str) -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == name)
+        })
+        .filter_map(cpu_seconds_of)
+        .sum()
 }
