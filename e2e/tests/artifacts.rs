@@ -262,6 +262,7 @@ fn docker_compose_and_prometheus_agree_with_the_code() {
         BTreeSet::from([
             "redis",
             "rabbitmq",
+            "postgres",
             "wati-sandbox",
             "api",
             "worker",
@@ -311,9 +312,32 @@ fn docker_compose_and_prometheus_agree_with_the_code() {
             );
         }
     }
-    for required in ["JWT_SECRET", "OTP_SECRET", "REDIS_URL", "AMQP_URL"] {
+    for required in [
+        "JWT_SECRET",
+        "OTP_SECRET",
+        "REDIS_URL",
+        "AMQP_URL",
+        "DATABASE_URL",
+    ] {
         assert!(api.contains_key(required), "api needs {required}");
     }
+    // The api logs in to the database the postgres service makes, as its user, and
+    // waits for it; the users it holds live on a named volume.
+    let postgres = environment(service("postgres"));
+    assert_eq!(
+        api["DATABASE_URL"],
+        format!(
+            "postgres://{}:{}@postgres:5432/{}",
+            postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"], postgres["POSTGRES_DB"]
+        )
+    );
+    assert!(!service("api")["depends_on"]["postgres"].is_badvalue());
+    assert!(
+        service("postgres")["volumes"][0]
+            .as_str()
+            .is_some_and(|v| v.ends_with(":/var/lib/postgresql/data")),
+        "PostgreSQL keeps its data on a volume"
+    );
     for required in [
         "OTP_SECRET",
         "WATI_BASE_URL",
@@ -418,15 +442,20 @@ fn docker_compose_and_prometheus_agree_with_the_code() {
         Some("/etc/prometheus/alerts.yml")
     );
 
-    // Every mounted file exists, and the rules land where Prometheus loads them.
+    // Every mounted file exists, every named volume is declared, and the rules land
+    // where Prometheus loads them.
+    let declared = compose["volumes"].as_hash();
     for name in &names {
         for volume in service(name)["volumes"].as_vec().into_iter().flatten() {
             let volume = volume.as_str().expect("volume");
-            let source = volume
-                .split(':')
-                .next()
-                .expect("source")
-                .trim_start_matches("./");
+            let source = volume.split(':').next().expect("source");
+            let Some(source) = source.strip_prefix("./") else {
+                assert!(
+                    declared.is_some_and(|v| v.contains_key(&Yaml::String(source.to_owned()))),
+                    "{name} uses the undeclared volume {source}"
+                );
+                continue;
+            };
             let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
                 .join("..")
                 .join(source);
