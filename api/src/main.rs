@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
 use otp_api::config::ApiArgs;
 
@@ -16,23 +15,23 @@ async fn main() -> ExitCode {
         }
     };
     otp_shared::telemetry::init(config.common.log_format);
-    match serve(config).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("{e:#}");
+    // Each error's text already names its cause: one line, printed once.
+    let failure = match otp_api::Listeners::bind(&config).await {
+        Ok(listeners) => otp_api::run(config, listeners, otp_shared::shutdown::signal())
+            .await
+            .err()
+            .map(|e| e.to_string()),
+        Err(e) => Some(format!(
+            "cannot listen on {} and {}: {e}",
+            config.api_addr, config.metrics_addr
+        )),
+    };
+    match failure {
+        None => ExitCode::SUCCESS,
+        Some(line) => {
+            tracing::error!("{line}");
+            eprintln!("{line}");
             ExitCode::FAILURE
         }
     }
-}
-
-async fn serve(config: otp_api::config::ApiConfig) -> anyhow::Result<()> {
-    let listeners = otp_api::Listeners::bind(&config).await.with_context(|| {
-        format!(
-            "cannot listen on {} and {}",
-            config.api_addr, config.metrics_addr
-        )
-    })?;
-    otp_api::run(config, listeners, otp_shared::shutdown::signal()).await?;
-    Ok(())
 }

@@ -64,3 +64,110 @@ fn help_lists_every_setting() {
         assert!(help.contains(name), "--help names {name}");
     }
 }
+
+/// The api's stderr when it starts with good settings but the PostgreSQL database at
+/// `database_url` (it gets as far as PostgreSQL: Redis must be up).
+fn api_stderr_with_database(database_url: &str) -> String {
+    api_stderr(&[
+        OTP_SECRET,
+        ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+        ("DATABASE_URL", database_url),
+        ("API_ADDR", "127.0.0.1:0"),
+        ("METRICS_ADDR", "127.0.0.1:0"),
+        ("LOG_FORMAT", "json"),
+    ])
+}
+
+const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
+
+/// A fresh database on the local server for one test, dropped by the guard.
+struct TestDatabase {
+    name: String,
+}
+
+impl TestDatabase {
+    async fn create() -> Self {
+        use sqlx::Connection;
+        let name = format!(
+            "startup{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        let mut admin = sqlx::PgConnection::connect(&format!("{POSTGRES}/postgres"))
+            .await
+            .expect("PostgreSQL at 127.0.0.1:5432 (start it with pg_ctlcluster)");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create the test database");
+        Self { name }
+    }
+
+    fn url(&self) -> String {
+        format!("{POSTGRES}/{}", self.name)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for clean-up");
+            runtime.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut admin) =
+                    sqlx::PgConnection::connect(&format!("{POSTGRES}/postgres")).await
+                {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(statement))
+                        .execute(&mut admin)
+                        .await;
+                }
+            });
+        })
+        .join()
+        .expect("clean-up thread");
+    }
+}
+
+#[test]
+fn a_missing_database_stops_the_api_with_one_line_naming_it() {
+    let name = format!(
+        "missing{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let stderr = api_stderr_with_database(&format!("{POSTGRES}/{name}"));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("cannot reach PostgreSQL: ")
+            && stderr.contains(&format!("database \"{name}\" does not exist")),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_migration_stops_the_api_with_one_line() {
+    let database = TestDatabase::create().await;
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&database.url())
+            .await
+            .expect("the test database");
+        // A table of the same name and another shape: the first migration cannot run.
+        sqlx::query("CREATE TABLE users (name text)")
+            .execute(&mut conn)
+            .await
+            .expect("a conflicting table");
+    }
+    let url = database.url();
+    let stderr = tokio::task::spawn_blocking(move || api_stderr_with_database(&url))
+        .await
+        .expect("the api ran");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("PostgreSQL migration failed: ")
+            && stderr.contains("\"users\" already exists"),
+        "{stderr}"
+    );
+}
