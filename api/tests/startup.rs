@@ -60,6 +60,8 @@ fn help_lists_every_setting() {
         "PHONE_SENDS_PER_HOUR",
         "IP_REQUESTS_PER_MINUTE",
         "TRUST_FORWARDED_FOR",
+        "DATABASE_URL",
+        "REFRESH_TTL_SECONDS",
     ] {
         assert!(help.contains(name), "--help names {name}");
     }
