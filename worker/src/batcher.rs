@@ -2,8 +2,9 @@
 //! call. When the shared budget lets a call leave, the call carries every waiting send,
 //! earliest expiry first, up to the batch size; a lone send goes out at once, and
 //! batches form only while calls wait for budget. Right before a call, the leases of
-//! its sends are confirmed in one round trip. Each call runs in its own task, so the
-//! next call never waits for WATI's answer.
+//! its sends are confirmed in one round trip, and a send whose code expired meanwhile
+//! is left out. Each call runs in its own task, so the next call never waits for WATI's
+//! answer; a 429 holds every worker's calls for WATI's `Retry-After`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,8 +16,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::budget::{Budget, Claim};
-use crate::classify::{Verdict, call_class, classify};
+use crate::budget::{Budget, Claim, HOLD_WITHOUT_RETRY_AFTER};
+use crate::classify::{Trouble, Verdict, call_class, classify};
 use crate::lease::{self, Holding, Lease};
 use crate::wati::{Recipient, WatiClient};
 
@@ -234,9 +235,16 @@ async fn next_call(settings: &BatcherSettings, pool: &mut Pool) -> Next {
         Claim::Granted { recipients } => {
             let batch = pool.take(recipients as usize);
             match confirm(settings, batch).await {
-                Ok(calling) if calling.is_empty() => Next::Continue,
                 Ok(calling) => {
-                    tokio::spawn(call(settings.wati.clone(), calling));
+                    // Confirming took a round trip: a code may have expired meanwhile.
+                    let calling = without_expired(calling, Instant::now());
+                    if !calling.is_empty() {
+                        tokio::spawn(call(
+                            settings.wati.clone(),
+                            settings.budget.clone(),
+                            calling,
+                        ));
+                    }
                     Next::Continue
                 }
                 Err(batch) => {
@@ -280,8 +288,18 @@ async fn confirm(
     Ok(calling)
 }
 
+/// The sends of `batch` whose codes are still alive at `now`; the others are answered
+/// as expired, so no call starts after a code's expiry.
+fn without_expired(batch: Vec<Waiting>, now: Instant) -> Vec<Waiting> {
+    let (alive, expired): (Vec<_>, Vec<_>) = batch.into_iter().partition(|w| w.send.deadline > now);
+    for waiting in expired {
+        waiting.answer(CallResult::NotCalled(Skipped::Expired));
+    }
+    alive
+}
+
 /// Makes one call to WATI and answers each of its sends.
-async fn call(wati: WatiClient, batch: Vec<Waiting>) {
+async fn call(wati: WatiClient, budget: Budget, batch: Vec<Waiting>) {
     let now = Instant::now();
     for waiting in &batch {
         metrics::histogram!(otp_shared::metrics::BUDGET_WAIT).record(now - waiting.joined);
@@ -320,9 +338,62 @@ async fn call(wati: WatiClient, batch: Vec<Waiting>) {
     let verdicts = classify(&answer, &named);
     drop(named);
     drop(recipients);
+    if let Some(hold) = rate_limited_for(&verdicts)
+        && let Err(e) = budget.hold_calls(hold).await
+    {
+        tracing::warn!(error = %e, "could not hold the other workers' calls after a 429");
+    }
     for (waiting, verdict) in batch.into_iter().zip(verdicts) {
         metrics::counter!(otp_shared::metrics::WATI_RECIPIENTS, "result" => verdict.label())
             .increment(1);
         waiting.answer(CallResult::Called(verdict));
+    }
+}
+
+/// How long WATI asked every caller to wait, when it answered the call with 429.
+fn rate_limited_for(verdicts: &[Verdict]) -> Option<Duration> {
+    verdicts.iter().find_map(|verdict| match verdict {
+        Verdict::Transient {
+            trouble: Trouble::RateLimited,
+            retry_after,
+        } => Some(retry_after.unwrap_or(HOLD_WITHOUT_RETRY_AFTER)),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::Refusal;
+
+    #[test]
+    fn only_a_429_holds_the_calls_and_for_watis_wait_or_a_second() {
+        let limited = |retry_after| Verdict::Transient {
+            trouble: Trouble::RateLimited,
+            retry_after,
+        };
+        let server_error = Verdict::Transient {
+            trouble: Trouble::ServerError { status: 500 },
+            retry_after: Some(Duration::from_secs(7)),
+        };
+        assert_eq!(
+            rate_limited_for(&[limited(Some(Duration::from_secs(3)))]),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            rate_limited_for(&[limited(None)]),
+            Some(HOLD_WITHOUT_RETRY_AFTER)
+        );
+        assert_eq!(rate_limited_for(&[server_error]), None);
+        assert_eq!(
+            rate_limited_for(&[
+                Verdict::Accepted,
+                Verdict::Permanent {
+                    refusal: Refusal::InvalidNumber,
+                    info: None
+                }
+            ]),
+            None
+        );
     }
 }

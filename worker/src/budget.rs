@@ -12,6 +12,11 @@ use redis::{FromRedisValue, ParsingError, Script, Value};
 
 static CLAIM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/claim_budget.lua")));
+static HOLD_CALLS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/hold_calls.lua")));
+
+/// How long every worker holds its calls after a 429 that named no `Retry-After`.
+pub const HOLD_WITHOUT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// The budget that holds a call back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,5 +99,21 @@ impl Budget {
             .arg(wanted)
             .invoke_async(&mut self.redis.clone())
             .await
+    }
+
+    /// WATI answered 429: no worker makes a call for `hold` (WATI's `Retry-After`), so
+    /// that a limit WATI counts differently from us, or a call budget shared with
+    /// another integration, is not answered with more calls. Only with a call limit:
+    /// without one there is no shared call budget to hold.
+    pub async fn hold_calls(&self, hold: Duration) -> redis::RedisResult<()> {
+        if self.call_interval.is_none() {
+            return Ok(());
+        }
+        HOLD_CALLS
+            .key(self.keys.wati_calls())
+            .arg(hold.as_micros() as u64)
+            .invoke_async::<i64>(&mut self.redis.clone())
+            .await
+            .map(drop)
     }
 }

@@ -267,3 +267,45 @@ async fn a_delivery_wati_accepted_that_redis_keeps_failing_to_record_is_not_hand
     proxy.restore();
     assert_eq!(state(&env, &job).await, Some(DeliveryState::Sending));
 }
+
+#[tokio::test]
+async fn a_429_with_retry_after_holds_every_workers_calls() {
+    let env = TestEnv::new().await;
+    let budgets = one_call_a_second();
+    let config = config(&env, budgets);
+    let (first, _stop_first) = env.deliverer(&config, env.redis.clone());
+    let (second, _stop_second) = env.deliverer(&config, env.redis.clone());
+    let first = Arc::new(first);
+    env.sandbox.script(
+        PHONES[0],
+        vec![ScriptedReply {
+            status: Some(429),
+            retry_after: Some(3),
+            ..ScriptedReply::default()
+        }],
+    );
+    let limited = env.stored_job(PHONES[0], CODE_LIFE).await;
+    let other = env.stored_job(PHONES[1], CODE_LIFE).await;
+    let limited_task = {
+        let (first, job) = (first.clone(), limited.clone());
+        tokio::spawn(async move { first.deliver(&job).await })
+    };
+    let answered_429 = eventually("WATI to answer the first call 429", DEADLINE, || async {
+        env.sandbox
+            .calls(PHONES[0])
+            .first()
+            .map(|call| call.received_at_ms)
+    })
+    .await;
+    // The other worker's send, a call slot (1.025 s) later, waits for WATI's 3 s too.
+    let outcome = second.deliver(&other).await;
+    assert!(matches!(outcome, Outcome::Sent), "{outcome:?}");
+    let other_call = env.sandbox.calls(PHONES[1])[0].received_at_ms;
+    assert!(
+        other_call >= answered_429 + 3_000,
+        "the other worker called {} ms after the 429",
+        other_call - answered_429
+    );
+    let outcome = limited_task.await.expect("the delivery ends");
+    assert!(matches!(outcome, Outcome::Sent), "{outcome:?}");
+}
