@@ -66,9 +66,9 @@ fn sends(budgets: &Budgets, ttl_seconds: u64) -> usize {
 }
 
 /// Runs the burst with no worker (so nothing is handed over while it arrives), checks
-/// that exactly the capacity was admitted and the rest refused properly, then starts a
-/// worker and checks that every admitted code reached WATI before it expired.
-async fn burst_then_deliver(budgets: Budgets, ttl_seconds: u64, requests: usize) {
+/// that exactly the capacity was admitted and the rest refused properly, then starts
+/// `workers` workers and checks that every admitted code reached WATI before it expired.
+async fn burst_then_deliver(budgets: Budgets, ttl_seconds: u64, requests: usize, workers: usize) {
     let mut env = TestEnv::with_wati_limit(budgets.calls_per_10s).await;
     let mut api_config = env.api_config();
     api_config.common.otp_ttl_seconds = ttl_seconds;
@@ -97,7 +97,10 @@ async fn burst_then_deliver(budgets: Budgets, ttl_seconds: u64, requests: usize)
     let refused = answers.iter().find(|a| a.status == 503).expect("a refusal");
     assert_eq!(env.verify(&refused.phone, "123456").await.0, 404);
 
-    let _worker = env.start_worker_with(worker_config(&env, budgets)).await;
+    let mut running = Vec::new();
+    for _ in 0..workers {
+        running.push(env.start_worker_with(worker_config(&env, budgets)).await);
+    }
     every_admitted_code_reaches_wati_in_time(&env, &admitted, ttl_seconds).await;
     for refused in answers.iter().filter(|a| a.status != 202) {
         assert!(env.sandbox.messages(&refused.phone).is_empty());
@@ -139,7 +142,17 @@ async fn a_burst_far_above_the_message_budget_is_admitted_only_as_far_as_it_deli
     // message window of the second before).
     let budgets = budgets(WatiApiVersion::V3, 100, 10, 1000);
     assert_eq!(sends(&budgets, 10), 80);
-    burst_then_deliver(budgets, 10, 400).await;
+    burst_then_deliver(budgets, 10, 400, 1).await;
+}
+
+#[tokio::test]
+async fn a_burst_far_above_the_call_budget_is_admitted_only_as_far_as_half_full_calls_deliver() {
+    // 10 calls per 10 s (one every 1.025 s), 8 recipients a call, no message limit, 10 s
+    // codes: 9 s usable hold 8 slots, one of which may be taken, each counted half full.
+    // Two workers split the jobs, so calls carry what each holds, a lone job at once.
+    let budgets = budgets(WatiApiVersion::V3, 10, 0, 8);
+    assert_eq!(sends(&budgets, 10), 28);
+    burst_then_deliver(budgets, 10, 200, 2).await;
 }
 
 #[tokio::test]
@@ -147,7 +160,7 @@ async fn in_v1_mode_the_call_budget_bounds_admission_the_same_way() {
     // One call per code, 20 calls per 10 s (one every 512.5 ms), 6 s codes: 8 fit.
     let budgets = budgets(WatiApiVersion::V1, 20, 0, 1000);
     assert_eq!(sends(&budgets, 6), 8);
-    burst_then_deliver(budgets, 6, 60).await;
+    burst_then_deliver(budgets, 6, 60, 1).await;
 }
 
 #[tokio::test]
