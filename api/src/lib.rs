@@ -126,6 +126,9 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let metrics = otp_shared::metrics::install();
     let state = build_state(&config).await?;
+    let receipts_linked = config.wati_webhook_secret.is_some()
+        && config.common.budgets.api_version == otp_shared::budget::WatiApiVersion::V3;
+    metrics::gauge!(otp_shared::metrics::RECEIPTS_LINKED).set(f64::from(u8::from(receipts_linked)));
     let queues = state.publisher.queues();
     let Listeners {
         http: listener,

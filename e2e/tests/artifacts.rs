@@ -182,6 +182,10 @@ fn every_metric_on_the_dashboard_and_in_the_rules_is_exported_and_every_export_i
         "OtpQueueAgeNearTtl",
         "OtpNoDeliveriesWhileRequestsArrive",
         "OtpWatiAuthFailures",
+        "OtpWatiRateLimited",
+        "OtpSendsOverCapacity",
+        "OtpWhatsAppDeliveredRatioLow",
+        "OtpNoReceipts",
     ] {
         assert!(alerts.contains_key(required), "alert {required}");
     }
@@ -569,9 +573,13 @@ async fn every_documented_route_is_answered_by_the_running_api() {
 /// Runs Debian's `promtool check rules` on `file`; its output, or a failure naming the
 /// package when promtool is missing (this test never skips).
 fn promtool_check_rules(file: &std::path::Path) -> String {
+    promtool(&["check", "rules"], file)
+}
+
+/// Runs `promtool <args> <file>`, which must succeed; its output.
+fn promtool(args: &[&str], file: &std::path::Path) -> String {
     let output = std::process::Command::new("promtool")
-        .arg("check")
-        .arg("rules")
+        .args(args)
         .arg(file)
         .output()
         .unwrap_or_else(|e| {
@@ -622,4 +630,11 @@ fn a_real_prometheus_parses_every_alert_rule_and_every_dashboard_query() {
         checked.contains(&format!("SUCCESS: {} rules found", exprs.len())),
         "{checked}"
     );
+}
+
+#[test]
+fn the_receipt_alerts_fire_when_they_should_and_not_while_receipts_are_off() {
+    let tests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../prometheus/alerts_test.yml");
+    let output = promtool(&["test", "rules"], &tests);
+    assert!(output.contains("SUCCESS"), "{output}");
 }

@@ -116,6 +116,8 @@ async fn a_real_flow_moves_every_metric() {
         ),
         ("otp_publish_duration_seconds_count", &[], 2.0),
         ("otp_send_capacity", &[], capacity as f64),
+        // The webhook is on and sends go through v3.
+        ("otp_receipts_linked", &[], 1.0),
         // Two sends admitted (the second counted with the first still waiting, or not).
     ];
     for (name, labels, expected) in api_expectations {

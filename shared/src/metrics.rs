@@ -39,6 +39,9 @@ pub const WHATSAPP_DELIVERED: &str = "otp_whatsapp_delivered_total";
 pub const ACCEPTED_TO_DELIVERED: &str = "otp_accepted_to_delivered_seconds";
 /// From WhatsApp delivering a message to the user reading it.
 pub const DELIVERED_TO_READ: &str = "otp_delivered_to_read_seconds";
+/// 1 when receipts can reach their sends (the webhook is on and sends go through v3,
+/// which sets `localMessageId`), else 0: the receipt alerts hold only then.
+pub const RECEIPTS_LINKED: &str = "otp_receipts_linked";
 
 // worker
 /// Jobs by final `outcome`: sent, failed, expired, dropped.
@@ -85,6 +88,7 @@ pub const ALL: &[&str] = &[
     WHATSAPP_DELIVERED,
     ACCEPTED_TO_DELIVERED,
     DELIVERED_TO_READ,
+    RECEIPTS_LINKED,
     DELIVERIES,
     WATI_REQUESTS,
     WATI_RECIPIENTS,
