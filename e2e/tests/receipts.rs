@@ -93,6 +93,21 @@ async fn repeated_and_reordered_receipts_end_the_same_way() {
         "{status}"
     );
     assert_eq!(env.sandbox.receipts_failed(), 0);
+    // Yet more copies of every event change nothing, not even updatedAt.
+    for kind in [
+        "templateMessageSent_v2",
+        "sentMessageDELIVERED_v2",
+        "sentMessageREAD_v2",
+    ] {
+        let (code, body) = env
+            .post_receipt(WEBHOOK_SECRET, &event(kind, &request_id))
+            .await;
+        assert_eq!(code, 200, "{body}");
+    }
+    let (_, again) = env
+        .get(&format!("/api/auth/otp-status/{request_id}"), None)
+        .await;
+    assert_eq!(again, status);
 }
 
 #[tokio::test]
@@ -153,6 +168,59 @@ async fn a_wrong_secret_is_answered_like_an_unknown_route_and_changes_nothing() 
     assert_eq!((status, body), (404, unknown_route));
     // Even a malformed body: the route does not exist for a wrong secret.
     assert_eq!(env.post_receipt(&wrong, &json!([1])).await.0, 404);
+    // Nor for any other method, a body over the limit, a secret of another length or
+    // one that is not UTF-8 once decoded: every answer is the unknown route's.
+    let answer = |method: reqwest::Method, path: String, body: Vec<u8>| {
+        let request = env
+            .http
+            .request(method, format!("{}{path}", env.api_url))
+            .header("content-type", "application/json")
+            .body(body);
+        async move {
+            let response = request.send().await.expect("api reachable");
+            let status = response.status().as_u16();
+            (status, response.text().await.expect("a body"))
+        }
+    };
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(64 * 1024)).into_bytes();
+    for (method, secret, body) in [
+        (reqwest::Method::GET, wrong.clone(), Vec::new()),
+        (reqwest::Method::PUT, wrong.clone(), b"{}".to_vec()),
+        (reqwest::Method::POST, wrong.clone(), big.clone()),
+        (reqwest::Method::POST, "short".to_owned(), b"{}".to_vec()),
+        (reqwest::Method::POST, "%FF%FE".to_owned(), b"{}".to_vec()),
+    ] {
+        let webhook = answer(
+            method.clone(),
+            format!("/api/webhooks/wati/{secret}"),
+            body.clone(),
+        )
+        .await;
+        let unknown = answer(method.clone(), format!("/api/no-such/{secret}"), body).await;
+        assert_eq!(webhook.0, 404, "{method} {secret}: {}", webhook.1);
+        assert_eq!(webhook, unknown, "{method} {secret}");
+    }
+    // With the right secret, the method and the size count.
+    assert_eq!(
+        answer(
+            reqwest::Method::GET,
+            format!("/api/webhooks/wati/{WEBHOOK_SECRET}"),
+            Vec::new()
+        )
+        .await
+        .0,
+        405
+    );
+    assert_eq!(
+        answer(
+            reqwest::Method::POST,
+            format!("/api/webhooks/wati/{WEBHOOK_SECRET}"),
+            big
+        )
+        .await
+        .0,
+        413
+    );
     let (_, status) = env
         .get(&format!("/api/auth/otp-status/{request_id}"), None)
         .await;

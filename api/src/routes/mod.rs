@@ -14,7 +14,7 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, MatchedPath, Req
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, any, get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -58,7 +58,7 @@ fn route_table() -> Vec<Route> {
         route(
             "POST",
             "/api/webhooks/wati/{secret}",
-            post(webhooks::wati),
+            any(webhooks::wati),
             false,
         ),
         route("GET", "/healthz", get(health::healthz), false),

@@ -1,11 +1,12 @@
 //! WATI's receipts: `POST /api/webhooks/wati/{secret}`. WATI signs nothing, so the
-//! secret in the path is the authentication: compared in constant time, and a wrong
-//! one is answered like any unknown route. Every well-formed event gets 200 at once,
-//! known or not, repeated or not (WATI retries anything else for a day).
+//! secret in the path is the authentication: compared in constant time before the
+//! method or the body is looked at, so a wrong one is answered exactly like any unknown
+//! route, whatever the request. Every well-formed event gets 200 at once, known or not,
+//! repeated or not (WATI retries anything else for a day).
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Request, State};
+use axum::http::Method;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
@@ -18,14 +19,22 @@ pub const REDACTED_PATH: &str = "/api/webhooks/wati/{secret}";
 /// What every webhook path starts with.
 pub const PATH_PREFIX: &str = "/api/webhooks/wati/";
 
+/// Serves every method (so that a wrong secret is a 404 for all of them, as for an
+/// unknown route); only POST with the right secret goes further.
 pub async fn wati(
     State(state): State<AppState>,
-    Path(secret): Path<String>,
-    body: Bytes,
+    request: Request,
 ) -> Result<Json<Value>, ApiError> {
     let Some(expected) = &state.settings.webhook_secret else {
         return Err(ApiError::RouteNotFound);
     };
+    // The secret's alphabet needs no percent-encoding: the path's bytes are compared
+    // as they came.
+    let secret = request
+        .uri()
+        .path()
+        .strip_prefix(PATH_PREFIX)
+        .unwrap_or_default();
     let matches = aws_lc_rs::constant_time::verify_slices_are_equal(
         secret.as_bytes(),
         expected.expose_secret().as_bytes(),
@@ -33,6 +42,13 @@ pub async fn wati(
     if matches.is_err() {
         return Err(ApiError::RouteNotFound);
     }
+    if request.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    // Past the limit, or a client gone mid-body (which reads no answer anyway).
+    let body = axum::body::to_bytes(request.into_body(), super::MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge)?;
     let receipt = Receipt::parse(&body).map_err(|_| ApiError::InvalidBody)?;
     let applied = state.receipts.apply(&receipt).await?;
     record(&receipt, applied);
