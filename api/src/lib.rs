@@ -101,6 +101,21 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
     }))
 }
 
+/// The counters the dashboard's ratios and the alerts read, shown at 0 from the start.
+fn start_counters_at_zero() {
+    use otp_shared::metrics::{
+        RECEIPTS, SEND_REQUESTS, VERIFY_REQUESTS, WHATSAPP_DELIVERED, start_at_zero,
+    };
+    start_at_zero(SEND_REQUESTS, &[("outcome", "accepted")]);
+    start_at_zero(VERIFY_REQUESTS, &[("outcome", "verified")]);
+    start_at_zero(WHATSAPP_DELIVERED, &[]);
+    for event in receipts::Event::LABELS {
+        for outcome in receipts::Applied::LABELS {
+            start_at_zero(RECEIPTS, &[("event", event), ("outcome", outcome)]);
+        }
+    }
+}
+
 /// Where the api listens: public HTTP (`API_ADDR`) and metrics (`METRICS_ADDR`).
 pub struct Listeners {
     pub http: TcpListener,
@@ -126,6 +141,7 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let metrics = otp_shared::metrics::install();
     let state = build_state(&config).await?;
+    start_counters_at_zero();
     let receipts_linked = config.wati_webhook_secret.is_some()
         && config.common.budgets.api_version == otp_shared::budget::WatiApiVersion::V3;
     metrics::gauge!(otp_shared::metrics::RECEIPTS_LINKED).set(f64::from(u8::from(receipts_linked)));

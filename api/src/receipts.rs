@@ -47,6 +47,9 @@ pub enum Event {
 
 impl Event {
     /// The `event` label of the receipt counter.
+    /// Every value of [`Event::label`].
+    pub const LABELS: [&'static str; 5] = ["sent", "delivered", "read", "failed", "other"];
+
     pub fn label(&self) -> &'static str {
         match self {
             Event::Sent => "sent",
@@ -180,6 +183,9 @@ pub enum Applied {
 
 impl Applied {
     /// The `outcome` label of the receipt counter.
+    /// Every value of [`Applied::label`].
+    pub const LABELS: [&'static str; 3] = ["unknown_send", "unchanged", "applied"];
+
     pub fn label(&self) -> &'static str {
         match self {
             Applied::UnknownSend => "unknown_send",
@@ -319,6 +325,32 @@ fn script_event(event: &Event) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_label_lists_hold_every_variants_label() {
+        let events = [
+            Event::Sent,
+            Event::Delivered,
+            Event::Read,
+            Event::Failed {
+                code: String::new(),
+                reason: String::new(),
+            },
+            Event::Other,
+        ];
+        let events: Vec<&str> = events.iter().map(Event::label).collect();
+        assert_eq!(events, Event::LABELS);
+        let applied = [
+            Applied::UnknownSend,
+            Applied::Unchanged,
+            Applied::Changed {
+                first_delivery: None,
+                first_read: None,
+            },
+        ];
+        let applied: Vec<&str> = applied.iter().map(Applied::label).collect();
+        assert_eq!(applied, Applied::LABELS);
+    }
 
     #[test]
     fn the_script_names_only_known_fields() {

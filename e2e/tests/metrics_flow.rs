@@ -43,6 +43,50 @@ async fn a_real_flow_moves_every_metric() {
     worker_config.common.budgets = budgets;
     let worker = env.start_worker_with(worker_config).await;
 
+    // Before anything happens, the counters that ratios and alerts read are there at 0,
+    // so the first events show in rate() and increase().
+    let present_at_zero = |samples: &[Sample], name: &str, labels: &[(&str, &str)]| {
+        samples.iter().any(|s| {
+            s.name == name
+                && s.value == 0.0
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+    };
+    let (api_start, worker_start) = (
+        scrape(&env, &api.metrics_url).await,
+        scrape(&env, &worker.metrics_url).await,
+    );
+    for (name, labels) in [
+        ("otp_send_requests_total", &[("outcome", "accepted")][..]),
+        ("otp_verify_requests_total", &[("outcome", "verified")]),
+        ("otp_whatsapp_delivered_total", &[]),
+        (
+            "otp_receipts_total",
+            &[("event", "delivered"), ("outcome", "applied")],
+        ),
+        (
+            "otp_receipts_total",
+            &[("event", "other"), ("outcome", "unknown_send")],
+        ),
+    ] {
+        assert!(
+            present_at_zero(&api_start, name, labels),
+            "{name} {labels:?} at 0"
+        );
+    }
+    for outcome in ["sent", "failed", "expired", "dropped"] {
+        assert!(
+            present_at_zero(
+                &worker_start,
+                "otp_deliveries_total",
+                &[("outcome", outcome)]
+            ),
+            "deliveries {outcome} at 0"
+        );
+    }
+
     // One delivery after a transient failure, one rate-limited resend, one wrong
     // guess, one verification, and one permanent failure.
     env.sandbox.script(

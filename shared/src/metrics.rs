@@ -123,6 +123,17 @@ const SLOW_BUCKETS: &[f64] = &[
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// Shows the counter `name` with `labels` at 0 before anything is counted, so that the
+/// first events after a start show in `rate()` and `increase()` (a series that appears
+/// with its first value already counted reads as no change).
+pub fn start_at_zero(name: &'static str, labels: &[(&'static str, &'static str)]) {
+    let labels: Vec<metrics::Label> = labels
+        .iter()
+        .map(|(key, value)| metrics::Label::from_static_parts(key, value))
+        .collect();
+    metrics::counter!(name, labels).increment(0);
+}
+
 /// Installs the process-wide recorder once and returns its handle. Later calls (tests
 /// that start several services in one process) share it.
 pub fn install() -> PrometheusHandle {

@@ -192,6 +192,9 @@ enum Disposition {
     Requeue,
 }
 
+/// Every `outcome` of the deliveries counter.
+pub const DELIVERY_OUTCOMES: [&str; 4] = ["sent", "failed", "expired", "dropped"];
+
 fn count_delivery(outcome: &'static str) {
     metrics::counter!(otp_shared::metrics::DELIVERIES, "outcome" => outcome).increment(1);
 }

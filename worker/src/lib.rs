@@ -48,6 +48,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let metrics = otp_shared::metrics::install();
+    // The acceptance ratio and the alerts read these from the first delivery on.
+    for outcome in consumer::DELIVERY_OUTCOMES {
+        otp_shared::metrics::start_at_zero(
+            otp_shared::metrics::DELIVERIES,
+            &[("outcome", outcome)],
+        );
+    }
     let redis = otp_shared::redis_conn::connect(&config.common.redis_url)
         .await
         .map_err(StartError::Redis)?;
