@@ -18,6 +18,10 @@ pub struct ApiArgs {
     /// Address of `/metrics` and `/healthz` for Prometheus.
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9100")]
     pub metrics_addr: SocketAddr,
+    /// Most connections open at once on `API_ADDR`; past it, new ones wait in the
+    /// listen backlog. Keep it under the process's file limit (`ulimit -n`).
+    #[arg(long, env = "HTTP_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub http_max_connections: usize,
     /// Wrong guesses allowed per code.
     #[arg(long, env = "OTP_MAX_ATTEMPTS", default_value_t = 3)]
     pub otp_max_attempts: u32,
@@ -83,6 +87,7 @@ pub struct ApiConfig {
     pub common: CommonConfig,
     pub api_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
+    pub http_max_connections: usize,
     pub otp_max_attempts: u32,
     pub otp_length: u32,
     pub jwt_secret: SecretString,
@@ -144,6 +149,7 @@ impl ApiArgs {
         for (name, value) in [
             ("JWT_TTL_SECONDS", self.jwt_ttl_seconds),
             ("REFRESH_TTL_SECONDS", self.refresh_ttl_seconds),
+            ("HTTP_MAX_CONNECTIONS", self.http_max_connections as u64),
         ] {
             if value == 0 {
                 return Err(ConfigError::Invalid {
@@ -156,6 +162,7 @@ impl ApiArgs {
             common,
             api_addr: self.api_addr,
             metrics_addr: self.metrics_addr,
+            http_max_connections: self.http_max_connections,
             otp_max_attempts: self.otp_max_attempts,
             otp_length: self.otp_length,
             jwt_secret,

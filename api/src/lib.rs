@@ -17,7 +17,6 @@ pub mod token;
 pub mod users;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -172,11 +171,7 @@ pub async fn run(
         ))
     };
     let app = routes::router(state);
-    let served = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let served = otp_shared::http::serve(listener, app, config.http_max_connections, async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     })

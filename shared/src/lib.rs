@@ -1,10 +1,11 @@
 //! What the api and the worker agree on: the send job, the Redis key layout and record
 //! layouts, how a code is sealed, delivery status records, the WATI budgets, queue
-//! topology and telemetry set-up.
+//! topology, telemetry set-up and the HTTP server both run.
 
 pub mod amqp;
 pub mod budget;
 pub mod config;
+pub mod http;
 pub mod job;
 pub mod keys;
 pub mod metrics;

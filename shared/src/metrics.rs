@@ -123,6 +123,9 @@ const SLOW_BUCKETS: &[f64] = &[
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// Connections open at once on `METRICS_ADDR`: Prometheus needs one or two.
+const METRICS_MAX_CONNECTIONS: usize = 64;
+
 /// Shows the counter `name` with `labels` at 0 before anything is counted, so that the
 /// first events after a start show in `rate()` and `increase()` (a series that appears
 /// with its first value already counted reads as no change).
@@ -186,9 +189,7 @@ pub async fn serve(
     let app = Router::new()
         .route("/metrics", get(move || async move { handle.render() }))
         .route("/healthz", get(|| async { "ok" }));
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = crate::http::serve(listener, app, METRICS_MAX_CONNECTIONS, shutdown).await;
     upkeep.abort();
     served
 }

@@ -1,0 +1,242 @@
+//! Slow and greedy clients against the real api: a request head or body that does not
+//! arrive in time, or a keep-alive connection left idle, is closed within the timeout
+//! while `/healthz` keeps answering; connections are capped; and a body far over the
+//! limit gets a 413 the client can read while it is still writing.
+
+use std::time::{Duration, Instant};
+
+use otp_e2e::TestEnv;
+use otp_shared::http::{BODY_TIMEOUT, HEAD_TIMEOUT};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Slow connections of each kind held open at once.
+const SLOW: usize = 40;
+/// How much later than its timeout a slow connection may be closed.
+const GRACE: Duration = Duration::from_secs(3);
+
+fn host_port(url: &str) -> String {
+    url.trim_start_matches("http://").to_owned()
+}
+
+/// A connection that has sent `bytes` and then goes quiet.
+async fn stalled(url: &str, bytes: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(host_port(url))
+        .await
+        .expect("connect to the api");
+    stream
+        .write_all(bytes.as_bytes())
+        .await
+        .expect("send the first bytes");
+    stream
+}
+
+/// Reads until the server closes the connection (end of stream or reset), or
+/// `deadline` passes; what was read, or `None` if it was still open at the deadline.
+async fn closed_by(stream: &mut TcpStream, deadline: Instant) -> Option<String> {
+    let mut read = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut buffer)).await {
+            Err(_) => return None,
+            Ok(Ok(0) | Err(_)) => return Some(String::from_utf8_lossy(&read).into_owned()),
+            Ok(Ok(n)) => read.extend_from_slice(&buffer[..n]),
+        }
+    }
+}
+
+/// `GET {base}/healthz` answers 200 within a second.
+async fn healthz_answers_at_once(env: &TestEnv, base: &str) {
+    let started = Instant::now();
+    let response = env
+        .http
+        .get(format!("{base}/healthz"))
+        .timeout(Duration::from_secs(1))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{base}/healthz did not answer within a second: {e}"));
+    assert_eq!(response.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn slow_heads_and_bodies_are_cut_off_in_time_and_healthz_keeps_answering() {
+    let mut env = TestEnv::new().await;
+    let api = env.start_api().await;
+    let opened = Instant::now();
+    let mut heads = Vec::new();
+    let mut bodies = Vec::new();
+    let mut metrics_heads = Vec::new();
+    for _ in 0..SLOW {
+        heads.push(
+            stalled(
+                &env.api_url,
+                "POST /api/auth/send-otp HTTP/1.1\r\nHost: x\r\n",
+            )
+            .await,
+        );
+        bodies.push(
+            stalled(
+                &env.api_url,
+                "POST /api/auth/send-otp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                 Content-Length: 100\r\n\r\n{\"phone\":",
+            )
+            .await,
+        );
+        metrics_heads.push(stalled(&api.metrics_url, "GET /metrics HTTP/1.1\r\n").await);
+    }
+    healthz_answers_at_once(&env, &env.api_url).await;
+    healthz_answers_at_once(&env, &api.metrics_url).await;
+
+    let head_deadline = opened + HEAD_TIMEOUT + GRACE;
+    for stream in heads.iter_mut().chain(metrics_heads.iter_mut()) {
+        let answer = closed_by(stream, head_deadline).await;
+        assert!(
+            answer.is_some(),
+            "a trickled head still open after {HEAD_TIMEOUT:?}"
+        );
+    }
+    let body_deadline = opened + BODY_TIMEOUT + GRACE;
+    for stream in &mut bodies {
+        let answer = closed_by(stream, body_deadline)
+            .await
+            .unwrap_or_else(|| panic!("a trickled body still open after {BODY_TIMEOUT:?}"));
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+            "a trickled body gets a client error, if anything: {answer}"
+        );
+    }
+    healthz_answers_at_once(&env, &env.api_url).await;
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    let mut stream = stalled(&env.api_url, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let answered = Instant::now();
+    let answer = closed_by(&mut stream, answered + HEAD_TIMEOUT + GRACE)
+        .await
+        .expect("the idle connection closed");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Kept open for the next request meanwhile, not closed after the answer.
+    assert!(answered.elapsed() >= HEAD_TIMEOUT - Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_wait_until_one_closes() {
+    let mut env = TestEnv::new().await;
+    let mut config = env.api_config();
+    config.http_max_connections = 4;
+    let _api = env.start_api_with(config).await;
+    // The harness's client keeps the connection it checked readiness on: close it, so
+    // that the four below are all there is.
+    env.http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("a client");
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut stream = TcpStream::connect(host_port(&env.api_url))
+            .await
+            .expect("connect");
+        // Served as soon as the readiness connection is gone, then kept alive.
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("send");
+        let mut buffer = [0u8; 12];
+        tokio::time::timeout(HEAD_TIMEOUT + GRACE, stream.read_exact(&mut buffer))
+            .await
+            .expect("an answer in time")
+            .expect("an answer");
+        assert_eq!(&buffer, b"HTTP/1.1 200");
+        held.push(stream);
+    }
+    let fifth = env
+        .http
+        .get(format!("{}/healthz", env.api_url))
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await;
+    assert!(fifth.is_err(), "a fifth connection was served past the cap");
+    drop(held.pop());
+    let response = env
+        .http
+        .get(format!("{}/healthz", env.api_url))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .expect("served once a connection closed");
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn a_body_far_over_the_limit_gets_a_413_the_client_can_read() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    for mebibytes in [1, 8] {
+        let body = format!("{{\"phone\":\"{}\"}}", "9".repeat(mebibytes << 20));
+        let response = env
+            .http
+            .post(format!("{}/api/auth/send-otp", env.api_url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{mebibytes} MiB: no answer could be read: {e}"));
+        assert_eq!(response.status(), 413, "{mebibytes} MiB");
+        let body: Value = response.json().await.expect("a JSON error body");
+        assert_eq!(body["code"], "PAYLOAD_TOO_LARGE");
+    }
+}
+
+#[tokio::test]
+async fn a_client_still_writing_a_huge_body_reads_the_413_before_the_connection_closes() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    let length = 8usize << 20;
+    let stream = stalled(
+        &env.api_url,
+        &format!(
+            "POST /api/auth/send-otp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: {length}\r\n\r\n"
+        ),
+    )
+    .await;
+    let (mut reader, mut writer) = stream.into_split();
+    // Keep writing the body, as a client uploading it would, until the server stops us.
+    let writing = tokio::spawn(async move {
+        let chunk = vec![b'9'; 64 * 1024];
+        let mut sent = 0;
+        while sent < length {
+            if writer.write_all(&chunk).await.is_err() {
+                break;
+            }
+            sent += chunk.len();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match reader.read(&mut buffer).await {
+                Ok(0) => return Ok(()),
+                Ok(n) => answer.extend_from_slice(&buffer[..n]),
+                Err(e) => return Err(e),
+            }
+        }
+    })
+    .await
+    .expect("the server ends the connection");
+    writing.abort();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 413"),
+        "read {read:?} and {answer:?}"
+    );
+    assert!(answer.contains("PAYLOAD_TOO_LARGE"), "{answer}");
+}
