@@ -394,6 +394,33 @@ async fn bad_requests_get_4xx_with_the_error_body() {
         "METHOD_NOT_ALLOWED",
     )
     .await;
+    // Only a JSON object is a request: serde alone would read `["919876543210"]` as
+    // `{"phone": "919876543210"}`.
+    for path in [
+        "/api/auth/send-otp",
+        "/api/auth/verify-otp",
+        "/api/auth/refresh",
+    ] {
+        for body in [
+            json!(["919876543210"]),
+            json!(["919876543210", "123456"]),
+            json!("919876543210"),
+            json!(919876543210u64),
+            json!(null),
+        ] {
+            check(
+                env.http
+                    .post(url(path))
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("reachable"),
+                400,
+                "INVALID_REQUEST",
+            )
+            .await;
+        }
+    }
 }
 
 #[tokio::test]

@@ -124,23 +124,35 @@ fn loggable_path(path: &str) -> &str {
     }
 }
 
-/// A JSON body whose every rejection is answered with the spec's error body.
+/// A JSON object body whose every rejection is answered with the spec's error body.
+/// Only an object is a request: serde would read a struct from an array too
+/// (`["919876543210"]` as `{"phone": …}`), so the body is checked to be one first.
 pub struct ApiJson<T>(pub T);
 
 impl<T, S> FromRequest<S> for ApiJson<T>
 where
-    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    T: serde::de::DeserializeOwned,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(ApiJson(value)),
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::UnsupportedMediaType),
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::PayloadTooLarge),
-            Err(_) => Err(ApiError::InvalidBody),
+        let body = match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(body)) => body,
+            Err(JsonRejection::MissingJsonContentType(_)) => {
+                return Err(ApiError::UnsupportedMediaType);
+            }
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(ApiError::PayloadTooLarge);
+            }
+            Err(_) => return Err(ApiError::InvalidBody),
+        };
+        if !body.is_object() {
+            return Err(ApiError::InvalidBody);
         }
+        serde_json::from_value(body)
+            .map(ApiJson)
+            .map_err(|_| ApiError::InvalidBody)
     }
 }
 
