@@ -439,3 +439,39 @@ async fn health_and_readiness_answer() {
         )
     );
 }
+
+#[tokio::test]
+async fn a_client_request_id_is_kept_only_when_short_and_plain() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    let echoed = |sent: String| {
+        let request = env
+            .http
+            .get(format!("{}/healthz", env.api_url))
+            .header("x-request-id", sent);
+        async move {
+            let response = request.send().await.expect("reachable");
+            response
+                .headers()
+                .get("x-request-id")
+                .expect("every answer has a request id")
+                .to_str()
+                .expect("text")
+                .to_owned()
+        }
+    };
+    for kept in ["abc-123_X.y", &"a".repeat(64)] {
+        assert_eq!(echoed(kept.to_owned()).await, kept);
+    }
+    for replaced in [
+        "a".repeat(65),
+        "x".repeat(8 * 1024),
+        "a b".to_owned(),
+        "<script>".to_owned(),
+        "id;rm".to_owned(),
+    ] {
+        let got = echoed(replaced.clone()).await;
+        assert_ne!(got, replaced);
+        assert!(uuid::Uuid::parse_str(&got).is_ok(), "a new id: {got}");
+    }
+}

@@ -112,7 +112,31 @@ pub fn router(state: AppState) -> Router {
         ]))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(middleware::map_request(drop_unfit_request_id))
         .with_state(state)
+}
+
+/// Longest client-given `X-Request-Id` kept.
+const MAX_REQUEST_ID_CHARS: usize = 64;
+
+/// Removes a client's `X-Request-Id` unless it is at most 64 characters of
+/// `[A-Za-z0-9._-]`, so that a new one is made instead: whatever is kept is logged and
+/// echoed back.
+async fn drop_unfit_request_id(mut request: Request) -> Request {
+    let fit = |value: &axum::http::HeaderValue| {
+        let bytes = value.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= MAX_REQUEST_ID_CHARS
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    };
+    let headers = request.headers_mut();
+    let values: Vec<_> = headers.get_all("x-request-id").iter().collect();
+    if values.len() != 1 || !fit(values[0]) {
+        headers.remove("x-request-id");
+    }
+    request
 }
 
 /// A request's path as it may be logged: a webhook path's secret is left out.
