@@ -113,7 +113,7 @@ impl Publisher {
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        otp_shared::amqp::declare_queues(&channel, &self.queues).await?;
+        otp_shared::amqp::declare_send_queue(&channel, &self.queues).await?;
         tracing::info!(queue = %self.queues.send, "connected to rabbitmq");
         Ok(Link {
             _connection: connection,

@@ -434,6 +434,19 @@ impl TestEnv {
         self.start_worker_with(self.worker_config()).await
     }
 
+    /// Waits until a worker consumes the send queue (it has declared both queues by
+    /// then), for tests that publish to the queue themselves.
+    pub async fn wait_for_a_consumer(&self) {
+        let send = self.queues().send;
+        eventually("a worker to consume the send queue", DEADLINE, || async {
+            self.queue_counts(&send)
+                .await
+                .filter(|c| c.consumers > 0)
+                .map(drop)
+        })
+        .await;
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.post_to(&self.api_url, path, body).await
     }

@@ -46,12 +46,14 @@ fn reply(status: u16) -> ScriptedReply {
 
 /// Takes one message from the dead-letter queue: its body and its reason header.
 async fn next_dead_letter(env: &TestEnv) -> (Vec<u8>, String) {
-    let channel = env.channel().await;
     let dead = env.queues().dead;
     eventually("a dead letter", DEADLINE, || {
-        let (channel, dead) = (channel.clone(), dead.clone());
+        let dead = dead.clone();
         async move {
-            let message = channel
+            // A channel per try: a queue not declared yet closes the channel that asked.
+            let message = env
+                .channel()
+                .await
                 .basic_get(dead.as_str().into(), BasicGetOptions { no_ack: true })
                 .await
                 .ok()??;
@@ -272,6 +274,7 @@ async fn unreadable_messages_are_dead_lettered_and_good_jobs_keep_flowing() {
     let mut env = TestEnv::new().await;
     let _api = env.start_api().await;
     let _worker = env.start_worker().await;
+    env.wait_for_a_consumer().await;
     for body in [&b"{not json"[..], br#"{"v":2,"requestId":"x"}"#] {
         env.publish_to_send_queue(body).await;
     }
@@ -289,10 +292,7 @@ async fn a_job_of_an_unknown_version_is_dead_lettered_as_such() {
     let env = TestEnv::new().await;
     let _worker = env.start_worker().await;
     let job = json!({"v": 9, "requestId": uuid::Uuid::new_v4(), "codeId": uuid::Uuid::new_v4(), "phone": PHONE, "acceptedAtMs": 0});
-    let channel = env.channel().await;
-    otp_shared::amqp::declare_queues(&channel, &env.queues())
-        .await
-        .expect("declare the queues");
+    env.wait_for_a_consumer().await;
     env.publish_to_send_queue(&serde_json::to_vec(&job).expect("json"))
         .await;
     let (_, reason) = next_dead_letter(&env).await;
@@ -347,4 +347,52 @@ async fn a_re_send_that_gives_up_leaves_the_code_the_user_already_has() {
     // The code from the first message still works.
     let (status, body) = env.verify(PHONE, &code).await;
     assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn the_dead_letter_queue_keeps_only_its_newest_jobs_and_only_for_a_while() {
+    let env = TestEnv::new().await;
+    let mut config = env.worker_config();
+    config.dead_letters.max_length = 2;
+    let _worker = env.start_worker_with(config).await;
+    env.wait_for_a_consumer().await;
+    for n in 0..3 {
+        env.publish_to_send_queue(format!("not a job {n}").as_bytes())
+            .await;
+    }
+    let dead = env.queues().dead;
+    eventually("three unreadable jobs handled", DEADLINE, || async {
+        env.queue_counts(&env.queues().send)
+            .await
+            .filter(|c| c.ready == 0)
+            .map(drop)
+    })
+    .await;
+    let kept = eventually("the dead letters to settle", DEADLINE, || async {
+        env.queue_counts(&dead).await.filter(|c| c.ready == 2)
+    })
+    .await;
+    assert_eq!(kept.ready, 2, "at most two kept");
+    // The oldest went: the two left are the later jobs.
+    let (first, _) = next_dead_letter(&env).await;
+    assert_eq!(first, b"not a job 1");
+}
+
+#[tokio::test]
+async fn dead_letters_expire() {
+    let env = TestEnv::new().await;
+    let mut config = env.worker_config();
+    config.dead_letters.ttl = Duration::from_secs(1);
+    let _worker = env.start_worker_with(config).await;
+    env.wait_for_a_consumer().await;
+    env.publish_to_send_queue(b"not a job").await;
+    let dead = env.queues().dead;
+    eventually("a dead letter", DEADLINE, || async {
+        env.queue_counts(&dead).await.filter(|c| c.ready == 1)
+    })
+    .await;
+    eventually("the dead letter to expire", DEADLINE, || async {
+        env.queue_counts(&dead).await.filter(|c| c.ready == 0)
+    })
+    .await;
 }

@@ -1,7 +1,7 @@
 //! RabbitMQ connection and topology: the durable send queue and its dead-letter queue.
 
 use lapin::options::QueueDeclareOptions;
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties};
 
 use crate::keys::QueueNames;
@@ -15,19 +15,50 @@ pub async fn connect(url: &str, process: &str) -> lapin::Result<Connection> {
     Connection::connect(url, props).await
 }
 
-/// Declares both queues, durable, so jobs survive a broker restart.
-pub async fn declare_queues(channel: &Channel, queues: &QueueNames) -> lapin::Result<()> {
-    for name in [&queues.send, &queues.dead] {
-        channel
-            .queue_declare(
-                name.as_str().into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-    }
-    Ok(())
+/// How much the dead-letter queue keeps: it holds phone numbers, so not forever.
+/// (RabbitMQ reads both as signed integers: an unsigned field type is refused.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeadLetterBounds {
+    /// Most messages kept; past it, the oldest are dropped.
+    pub max_length: u32,
+    /// How long a dead letter is kept.
+    pub ttl: std::time::Duration,
+}
+
+/// Declares the send queue, durable, so jobs survive a broker restart.
+pub async fn declare_send_queue(channel: &Channel, queues: &QueueNames) -> lapin::Result<()> {
+    declare(channel, &queues.send, FieldTable::default()).await
+}
+
+/// Declares the dead-letter queue, durable and bounded. Only the worker, which is the
+/// only one to write to it, declares it.
+pub async fn declare_dead_letter_queue(
+    channel: &Channel,
+    queues: &QueueNames,
+    bounds: DeadLetterBounds,
+) -> lapin::Result<()> {
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-max-length".into(),
+        AMQPValue::LongUInt(bounds.max_length),
+    );
+    arguments.insert(
+        "x-message-ttl".into(),
+        AMQPValue::LongLongInt(i64::try_from(bounds.ttl.as_millis()).unwrap_or(i64::MAX)),
+    );
+    declare(channel, &queues.dead, arguments).await
+}
+
+async fn declare(channel: &Channel, name: &str, arguments: FieldTable) -> lapin::Result<()> {
+    channel
+        .queue_declare(
+            name.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            arguments,
+        )
+        .await
+        .map(drop)
 }

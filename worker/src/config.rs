@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
+use otp_shared::amqp::DeadLetterBounds;
 use otp_shared::budget::WatiApiVersion;
 use otp_shared::config::{CommonArgs, CommonConfig, ConfigError, required};
 use secrecy::SecretString;
@@ -51,6 +52,12 @@ pub struct WorkerArgs {
     /// (unfinished jobs go back to the queue).
     #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
+    /// Most jobs the dead-letter queue keeps; past it, the oldest are dropped.
+    #[arg(long, env = "DEAD_LETTER_MAX_LENGTH", default_value_t = 100_000)]
+    pub dead_letter_max_length: u32,
+    /// How long a dead letter is kept, in seconds (each holds a phone number).
+    #[arg(long, env = "DEAD_LETTER_TTL_SECONDS", default_value_t = 604_800)]
+    pub dead_letter_ttl_seconds: u64,
 }
 
 /// How to reach WATI.
@@ -81,6 +88,7 @@ pub struct WorkerConfig {
     pub metrics_addr: SocketAddr,
     pub concurrency: u16,
     pub shutdown_grace: Duration,
+    pub dead_letters: DeadLetterBounds,
 }
 
 impl WorkerArgs {
@@ -98,6 +106,26 @@ impl WorkerArgs {
             });
         }
         let api_key = required("WATI_API_KEY", self.wati_api_key)?;
+        for (name, value) in [
+            (
+                "DEAD_LETTER_MAX_LENGTH",
+                u64::from(self.dead_letter_max_length),
+            ),
+            ("DEAD_LETTER_TTL_SECONDS", self.dead_letter_ttl_seconds),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    name,
+                    problem: "must be at least 1",
+                });
+            }
+        }
+        if self.dead_letter_ttl_seconds > u64::from(u32::MAX) / 1000 {
+            return Err(ConfigError::Invalid {
+                name: "DEAD_LETTER_TTL_SECONDS",
+                problem: "must be at most 4294967 (RabbitMQ's limit, about 49 days)",
+            });
+        }
         let budgets = common.budgets;
         let concurrency = match (self.worker_concurrency, budgets.api_version) {
             (Some(0), _) => {
@@ -141,6 +169,10 @@ impl WorkerArgs {
             metrics_addr: self.metrics_addr,
             concurrency,
             shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
+            dead_letters: DeadLetterBounds {
+                max_length: self.dead_letter_max_length,
+                ttl: Duration::from_secs(self.dead_letter_ttl_seconds),
+            },
         })
     }
 }

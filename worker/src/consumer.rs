@@ -42,6 +42,7 @@ pub enum LinkError {
 pub struct ConsumerSettings {
     pub amqp_url: String,
     pub queues: QueueNames,
+    pub dead_letters: otp_shared::amqp::DeadLetterBounds,
     pub concurrency: u16,
     pub shutdown_grace: Duration,
 }
@@ -56,7 +57,9 @@ pub struct Link {
 pub async fn connect(settings: &ConsumerSettings) -> lapin::Result<Link> {
     let connection = otp_shared::amqp::connect(&settings.amqp_url, "otp-worker").await?;
     let jobs = connection.create_channel().await?;
-    otp_shared::amqp::declare_queues(&jobs, &settings.queues).await?;
+    otp_shared::amqp::declare_send_queue(&jobs, &settings.queues).await?;
+    otp_shared::amqp::declare_dead_letter_queue(&jobs, &settings.queues, settings.dead_letters)
+        .await?;
     jobs.basic_qos(settings.concurrency, BasicQosOptions::default())
         .await?;
     let dead_letters = connection.create_channel().await?;

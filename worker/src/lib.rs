@@ -61,6 +61,7 @@ pub async fn run(
     let settings = Arc::new(ConsumerSettings {
         amqp_url: config.common.amqp_url.clone(),
         queues: QueueNames::new(&config.common.queue_prefix),
+        dead_letters: config.dead_letters,
         concurrency: config.concurrency,
         shutdown_grace: config.shutdown_grace,
     });
