@@ -2,9 +2,11 @@
 
 use std::net::SocketAddr;
 
-use clap::{ArgAction, Parser};
+use clap::Parser;
 use otp_shared::config::{CommonArgs, CommonConfig, ConfigError, required_secret};
 use secrecy::SecretString;
+
+use crate::client::TrustedProxies;
 
 /// WhatsApp OTP gateway: HTTP api.
 #[derive(Parser, Debug)]
@@ -66,9 +68,10 @@ pub struct ApiArgs {
     /// without it.
     #[arg(long, env = "WATI_WEBHOOK_SECRET", hide_env_values = true)]
     pub wati_webhook_secret: Option<String>,
-    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
-    #[arg(long, env = "TRUST_FORWARDED_FOR", default_value_t = false, action = ArgAction::Set)]
-    pub trust_forwarded_for: bool,
+    /// Proxies (comma-separated networks, e.g. `10.0.0.0/8,fd00::/8`) whose
+    /// `X-Forwarded-For` names the client; from any other peer it is ignored.
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
 }
 
 /// Abuse limits, all enforced in Redis so they hold across api replicas.
@@ -78,7 +81,7 @@ pub struct Limits {
     pub max_sends_per_code: u32,
     pub phone_sends_per_hour: u32,
     pub ip_requests_per_minute: u32,
-    pub trust_forwarded_for: bool,
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// The api's checked settings.
@@ -175,7 +178,12 @@ impl ApiArgs {
                 max_sends_per_code: self.max_sends_per_code,
                 phone_sends_per_hour: self.phone_sends_per_hour,
                 ip_requests_per_minute: self.ip_requests_per_minute,
-                trust_forwarded_for: self.trust_forwarded_for,
+                trusted_proxies: self.trusted_proxies.parse().map_err(|_| {
+                    ConfigError::Invalid {
+                        name: "TRUSTED_PROXIES",
+                        problem: "must be a comma-separated list of networks such as 10.0.0.0/8",
+                    }
+                })?,
             },
             wati_webhook_secret,
         })
@@ -218,7 +226,7 @@ mod tests {
         assert_eq!(config.limits.max_sends_per_code, 5);
         assert_eq!(config.limits.phone_sends_per_hour, 10);
         assert_eq!(config.limits.ip_requests_per_minute, 60);
-        assert!(!config.limits.trust_forwarded_for);
+        assert_eq!(config.limits.trusted_proxies, TrustedProxies::default());
         assert_eq!(config.api_addr.port(), 8080);
         assert_eq!(config.metrics_addr.port(), 9100);
     }

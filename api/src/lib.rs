@@ -2,6 +2,7 @@
 //! jobs to RabbitMQ, verifies codes and issues session tokens.
 
 pub mod admission;
+pub mod client;
 pub mod code;
 pub mod config;
 pub mod db;
@@ -94,7 +95,7 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
         )),
         settings: Arc::new(HandlerSettings {
             otp_length: config.otp_length,
-            trust_forwarded_for: config.limits.trust_forwarded_for,
+            trusted_proxies: config.limits.trusted_proxies.clone(),
             webhook_secret: config.wati_webhook_secret.clone(),
         }),
     }))

@@ -16,7 +16,7 @@ use crate::users::UserStore;
 #[derive(Clone, Debug)]
 pub struct HandlerSettings {
     pub otp_length: u32,
-    pub trust_forwarded_for: bool,
+    pub trusted_proxies: crate::client::TrustedProxies,
     /// The secret of the receipts webhook's path; `None` when receipts are off.
     pub webhook_secret: Option<SecretString>,
 }

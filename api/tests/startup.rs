@@ -59,7 +59,7 @@ fn help_lists_every_setting() {
         "MAX_SENDS_PER_CODE",
         "PHONE_SENDS_PER_HOUR",
         "IP_REQUESTS_PER_MINUTE",
-        "TRUST_FORWARDED_FOR",
+        "TRUSTED_PROXIES",
         "DATABASE_URL",
         "REFRESH_TTL_SECONDS",
     ] {

@@ -45,7 +45,7 @@ pub async fn run(
                 max_sends_per_code: 5,
                 phone_sends_per_hour: 10,
                 ip_requests_per_minute: 0,
-                trust_forwarded_for: false,
+                trusted_proxies: otp_api::client::TrustedProxies::default(),
             },
         },
     );

@@ -170,12 +170,14 @@ async fn send_from(env: &TestEnv, forwarded_for: &str, n: u32) -> u16 {
 }
 
 #[tokio::test]
-async fn forwarded_addresses_count_only_when_trusted() {
+async fn forwarded_addresses_count_only_from_trusted_proxies() {
     let mut env = TestEnv::new().await;
     let mut config = env.api_config();
     config.limits.ip_requests_per_minute = 2;
+    // Another network is trusted, not the one the test's requests come from.
+    config.limits.trusted_proxies = "10.0.0.0/8".parse().expect("networks");
     let _untrusting = env.start_api_with(config.clone()).await;
-    // Not trusted: a client cannot dodge the limit by inventing addresses.
+    // Not from a trusted proxy: a client cannot dodge the limit by inventing addresses.
     assert_eq!(send_from(&env, "203.0.113.1", 0).await, 202);
     assert_eq!(send_from(&env, "203.0.113.2", 1).await, 202);
     assert_eq!(send_from(&env, "203.0.113.3", 2).await, 429);
@@ -183,13 +185,21 @@ async fn forwarded_addresses_count_only_when_trusted() {
     let mut env = TestEnv::new().await;
     let mut config = env.api_config();
     config.limits.ip_requests_per_minute = 2;
-    config.limits.trust_forwarded_for = true;
+    config.limits.trusted_proxies = "127.0.0.0/8".parse().expect("networks");
     let _trusting = env.start_api_with(config).await;
-    // Trusted: each address (the last entry, added by our proxy) has its own budget.
+    // From a trusted proxy: the right-most entry that is not a proxy is the client,
+    // whatever a client forged to the left of it.
     assert_eq!(send_from(&env, "198.51.100.7, 203.0.113.1", 0).await, 202);
-    assert_eq!(send_from(&env, "198.51.100.7, 203.0.113.1", 1).await, 202);
-    assert_eq!(send_from(&env, "198.51.100.7, 203.0.113.1", 2).await, 429);
-    assert_eq!(send_from(&env, "203.0.113.2", 3).await, 202);
+    assert_eq!(send_from(&env, "198.51.100.8, 203.0.113.1", 1).await, 202);
+    assert_eq!(send_from(&env, "198.51.100.9, 203.0.113.1", 2).await, 429);
+    // A second trusted hop is skipped.
+    assert_eq!(send_from(&env, "203.0.113.1, 127.0.0.5", 3).await, 429);
+    assert_eq!(send_from(&env, "203.0.113.2", 4).await, 202);
+    // IPv6 clients count per /64: new addresses in one /64 share its budget.
+    assert_eq!(send_from(&env, "2001:db8:1:2::1", 5).await, 202);
+    assert_eq!(send_from(&env, "2001:db8:1:2::2", 6).await, 202);
+    assert_eq!(send_from(&env, "2001:db8:1:2:ffff::3", 7).await, 429);
+    assert_eq!(send_from(&env, "2001:db8:1:3::1", 8).await, 202);
 }
 
 fn sign(claims: &Value, secret: &[u8]) -> String {

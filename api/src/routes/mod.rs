@@ -21,6 +21,7 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::client::TrustedProxies;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -180,28 +181,16 @@ where
     }
 }
 
-/// The client address a request counts against: the socket's peer, or with
-/// `TRUST_FORWARDED_FOR` the last `X-Forwarded-For` entry, the one our own proxy added
-/// (earlier entries are whatever the client chose to send).
-fn client_address(req: &Request, trust_forwarded_for: bool) -> Option<String> {
-    if trust_forwarded_for {
-        let last_hop = req
-            .headers()
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .next_back()
-            .and_then(|v| v.parse::<std::net::IpAddr>().ok());
-        // Only the last entry is trusted; if it is not an address, the socket's is used.
-        if let Some(addr) = last_hop {
-            return Some(addr.to_string());
-        }
-    }
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_string())
+/// The key a request counts under for `IP_REQUESTS_PER_MINUTE` (see [`crate::client`]).
+fn client_key(req: &Request, trusted_proxies: &TrustedProxies) -> Option<String> {
+    let ConnectInfo(peer) = req.extensions().get::<ConnectInfo<SocketAddr>>()?;
+    let forwarded = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let client = trusted_proxies.client(peer.ip(), forwarded);
+    Some(crate::client::limit_key(client))
 }
 
 async fn limit_client_requests(
@@ -209,7 +198,7 @@ async fn limit_client_requests(
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    if let Some(addr) = client_address(&req, state.settings.trust_forwarded_for)
+    if let Some(addr) = client_key(&req, &state.settings.trusted_proxies)
         && let Some(wait) = state.store.count_client_request(&addr).await?
     {
         metrics::counter!(otp_shared::metrics::RATE_LIMIT_REJECTIONS, "scope" => "client")
@@ -252,14 +241,14 @@ async fn record_http_metrics(req: Request, next: Next) -> Response {
 mod tests {
     use super::*;
 
-    fn request(forwarded: &[&str]) -> Request {
+    fn request(peer: [u8; 4], forwarded: &[&str]) -> Request {
         let mut builder = axum::http::Request::builder();
         for value in forwarded {
             builder = builder.header("x-forwarded-for", *value);
         }
         let mut req = builder.body(axum::body::Body::empty()).unwrap_or_default();
         req.extensions_mut()
-            .insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 1], 4000))));
+            .insert(ConnectInfo(SocketAddr::from((peer, 4000))));
         req
     }
 
@@ -273,21 +262,13 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_for_is_ignored_unless_trusted() {
-        let req = request(&["203.0.113.9"]);
-        assert_eq!(client_address(&req, false).as_deref(), Some("10.0.0.1"));
-        assert_eq!(client_address(&req, true).as_deref(), Some("203.0.113.9"));
-    }
-
-    #[test]
-    fn only_the_last_forwarded_entry_counts() {
-        let req = request(&["198.51.100.1, 203.0.113.9"]);
-        assert_eq!(client_address(&req, true).as_deref(), Some("203.0.113.9"));
-        let req = request(&["198.51.100.1", "203.0.113.9"]);
-        assert_eq!(client_address(&req, true).as_deref(), Some("203.0.113.9"));
-        // A last entry that is not an address falls back to the socket, never to an
-        // earlier, client-written entry.
-        let req = request(&["198.51.100.1, not-an-ip"]);
-        assert_eq!(client_address(&req, true).as_deref(), Some("10.0.0.1"));
+    fn the_key_is_the_peer_unless_a_trusted_proxy_names_the_client() {
+        let lan: TrustedProxies = "10.0.0.0/8".parse().expect("networks");
+        let none = TrustedProxies::default();
+        let forged = request([198, 51, 100, 4], &["203.0.113.9"]);
+        assert_eq!(client_key(&forged, &lan).as_deref(), Some("198.51.100.4"));
+        let proxied = request([10, 0, 0, 1], &["6.6.6.6, 203.0.113.9"]);
+        assert_eq!(client_key(&proxied, &lan).as_deref(), Some("203.0.113.9"));
+        assert_eq!(client_key(&proxied, &none).as_deref(), Some("10.0.0.1"));
     }
 }
