@@ -14,6 +14,8 @@ use redis::aio::ConnectionManager;
 use redis::{FromRedisValue, ParsingError, Script, Value};
 use uuid::Uuid;
 
+use crate::store::SendKind;
+
 static ADMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/admit.lua")));
 
 /// What a reservation got.
@@ -70,11 +72,13 @@ impl Admission {
     }
 
     /// Reserves room for the send `request_id`, whose code has `life` left, if the
-    /// sends already waiting and this one can all be handed over within it.
+    /// sends already waiting and this one can all be handed over within it. A new code
+    /// leaves a tenth of the room to re-sends of pending codes.
     pub async fn reserve(
         &self,
         request_id: Uuid,
         life: Duration,
+        kind: SendKind,
     ) -> redis::RedisResult<Reservation> {
         let capacity = self.budgets.capacity(life);
         let sends = match capacity {
@@ -90,7 +94,7 @@ impl Admission {
         };
         let answer: Admitted = ADMIT
             .key(&self.key)
-            .arg(sends)
+            .arg(kind.share_of(sends))
             .arg(request_id.to_string())
             .arg(life.as_millis() as u64)
             .invoke_async(&mut self.redis.clone())

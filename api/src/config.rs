@@ -7,6 +7,7 @@ use otp_shared::config::{CommonArgs, CommonConfig, ConfigError, required_secret}
 use secrecy::SecretString;
 
 use crate::client::TrustedProxies;
+use crate::phone::AllowedCountries;
 
 /// WhatsApp OTP gateway: HTTP api.
 #[derive(Parser, Debug)]
@@ -63,6 +64,14 @@ pub struct ApiArgs {
     /// Send and verify requests from one client address per minute; 0 turns it off.
     #[arg(long, env = "IP_REQUESTS_PER_MINUTE", default_value_t = 60)]
     pub ip_requests_per_minute: u32,
+    /// Sends accepted per minute over all phones and api replicas (a budget against
+    /// toll fraud); new codes leave a tenth of it to re-sends. 0 turns it off.
+    #[arg(long, env = "SENDS_PER_MINUTE", default_value_t = 0)]
+    pub sends_per_minute: u32,
+    /// Calling codes codes may be sent to, comma-separated (e.g. `91,44`); empty
+    /// allows every country.
+    #[arg(long, env = "ALLOWED_COUNTRY_CODES", default_value = "")]
+    pub allowed_country_codes: String,
     /// The secret in the path WATI posts its receipts to
     /// (`/api/webhooks/wati/<secret>`), at least 32 characters; receipts are off
     /// without it.
@@ -81,6 +90,8 @@ pub struct Limits {
     pub max_sends_per_code: u32,
     pub phone_sends_per_hour: u32,
     pub ip_requests_per_minute: u32,
+    /// 0 is off.
+    pub sends_per_minute: u32,
     pub trusted_proxies: TrustedProxies,
 }
 
@@ -101,6 +112,7 @@ pub struct ApiConfig {
     pub limits: Limits,
     /// The webhook path's secret; `None` turns receipts off.
     pub wati_webhook_secret: Option<SecretString>,
+    pub allowed_countries: AllowedCountries,
 }
 
 impl ApiArgs {
@@ -178,6 +190,7 @@ impl ApiArgs {
                 max_sends_per_code: self.max_sends_per_code,
                 phone_sends_per_hour: self.phone_sends_per_hour,
                 ip_requests_per_minute: self.ip_requests_per_minute,
+                sends_per_minute: self.sends_per_minute,
                 trusted_proxies: self.trusted_proxies.parse().map_err(|_| {
                     ConfigError::Invalid {
                         name: "TRUSTED_PROXIES",
@@ -186,6 +199,12 @@ impl ApiArgs {
                 })?,
             },
             wati_webhook_secret,
+            allowed_countries: self.allowed_country_codes.parse().map_err(|_| {
+                ConfigError::Invalid {
+                    name: "ALLOWED_COUNTRY_CODES",
+                    problem: "must be calling codes separated by commas, such as 91,44",
+                }
+            })?,
         })
     }
 }

@@ -18,6 +18,8 @@ pub enum ApiError {
     PhoneRequired,
     #[error("phone invalid")]
     PhoneInvalid,
+    #[error("country not allowed")]
+    PhoneNotAllowed,
     #[error("code missing")]
     CodeRequired,
     #[error("no code for phone")]
@@ -76,6 +78,7 @@ impl ApiError {
                 "not_found"
             }
             ApiError::OtpExpired => "expired",
+            ApiError::PhoneNotAllowed => "country_not_allowed",
             ApiError::OtpInvalid { .. } => "invalid_code",
             ApiError::TooManyAttempts => "locked",
             ApiError::RateLimited { .. } => "rate_limited",
@@ -109,6 +112,11 @@ impl ApiError {
                 StatusCode::BAD_REQUEST,
                 "PHONE_INVALID",
                 "Invalid phone number format",
+            ),
+            PhoneNotAllowed => (
+                StatusCode::BAD_REQUEST,
+                "PHONE_NOT_ALLOWED",
+                "Sending to this country is not enabled",
             ),
             CodeRequired => (
                 StatusCode::BAD_REQUEST,

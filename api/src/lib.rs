@@ -12,6 +12,7 @@ pub mod publisher;
 pub mod queue_depth;
 pub mod receipts;
 pub mod routes;
+pub mod send_budget;
 pub mod state;
 pub mod store;
 pub mod token;
@@ -76,6 +77,11 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
             &config.common.budgets,
             ttl,
         )),
+        send_budget: send_budget::SendBudget::new(
+            redis.clone(),
+            &keys,
+            config.limits.sends_per_minute,
+        ),
         store: OtpStore::new(redis.clone(), keys.clone(), sealer, policy),
         users: UserStore::new(
             db.clone(),
@@ -96,6 +102,7 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
         settings: Arc::new(HandlerSettings {
             otp_length: config.otp_length,
             trusted_proxies: config.limits.trusted_proxies.clone(),
+            allowed_countries: config.allowed_countries.clone(),
             webhook_secret: config.wati_webhook_secret.clone(),
         }),
     }))

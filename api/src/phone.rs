@@ -30,6 +30,44 @@ pub fn parse(input: &str) -> Result<PhoneNumber, InvalidPhone> {
     PhoneNumber::from_e164_digits(e164.trim_start_matches('+'))
 }
 
+/// `ALLOWED_COUNTRY_CODES`: the calling codes codes may be sent to; empty allows all.
+/// Calling codes are a prefix code (no code begins another), so a number is in a
+/// country exactly when its E.164 digits start with that country's code.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AllowedCountries(Vec<String>);
+
+impl std::str::FromStr for AllowedCountries {
+    type Err = InvalidCallingCode;
+
+    /// A comma-separated list such as `91,44,1`.
+    fn from_str(list: &str) -> Result<Self, Self::Err> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|code| !code.is_empty())
+            .map(|code| {
+                let code = code.trim_start_matches('+');
+                let shaped = (1..=3).contains(&code.len())
+                    && code.bytes().all(|b| b.is_ascii_digit())
+                    && !code.starts_with('0');
+                shaped
+                    .then(|| code.to_owned())
+                    .ok_or_else(|| InvalidCallingCode(code.to_owned()))
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("not a calling code: {0:?}")]
+pub struct InvalidCallingCode(String);
+
+impl AllowedCountries {
+    pub fn allow(&self, phone: &PhoneNumber) -> bool {
+        self.0.is_empty() || self.0.iter().any(|code| phone.as_str().starts_with(code))
+    }
+}
+
 /// Loads the numbering-plan data (tens of milliseconds), so the first request after
 /// start-up does not pay for it.
 pub fn warm_up() {
@@ -39,6 +77,25 @@ pub fn warm_up() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_allowed_calling_codes_pass() {
+        let india_uk: AllowedCountries = "91, +44".parse().expect("codes");
+        let phone = |text| parse(text).expect("a valid number");
+        assert!(india_uk.allow(&phone("+91 98765 43210")));
+        assert!(india_uk.allow(&phone("+44 7911 123456")));
+        assert!(!india_uk.allow(&phone("+1 415 555 2671")));
+        assert!(!india_uk.allow(&phone("+61 412 345 678")));
+        let everyone = AllowedCountries::default();
+        assert!(everyone.allow(&phone("+1 415 555 2671")));
+        assert_eq!(
+            "".parse::<AllowedCountries>(),
+            Ok(AllowedCountries::default())
+        );
+        for bad in ["0", "1234", "9x", "91,,x"] {
+            assert!(bad.parse::<AllowedCountries>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn every_spec_spelling_is_one_identity() {

@@ -17,6 +17,8 @@ use crate::users::UserStore;
 pub struct HandlerSettings {
     pub otp_length: u32,
     pub trusted_proxies: crate::client::TrustedProxies,
+    /// `ALLOWED_COUNTRY_CODES`: where codes may be sent.
+    pub allowed_countries: crate::phone::AllowedCountries,
     /// The secret of the receipts webhook's path; `None` when receipts are off.
     pub webhook_secret: Option<SecretString>,
 }
@@ -51,6 +53,7 @@ pub struct Handlers {
     pub receipts: crate::receipts::ReceiptStore,
     pub publisher: Arc<Publisher>,
     pub admission: Arc<Admission>,
+    pub send_budget: crate::send_budget::SendBudget,
     pub tokens: Arc<TokenIssuer>,
     pub settings: Arc<HandlerSettings>,
 }

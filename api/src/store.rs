@@ -43,6 +43,16 @@ pub enum SendKind {
 }
 
 impl SendKind {
+    /// How much of a shared budget of `total` sends this kind may take: new codes leave
+    /// a tenth (rounded down) to re-sends of codes already pending, so that when a flood
+    /// of new numbers drains a budget, a user whose code has not come can still ask again.
+    pub fn share_of(self, total: u64) -> u64 {
+        match self {
+            SendKind::New => total - total / 10,
+            SendKind::Resend => total,
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             SendKind::New => "new",
@@ -307,6 +317,15 @@ impl OtpStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_codes_leave_a_tenth_of_a_budget_to_re_sends() {
+        assert_eq!(SendKind::New.share_of(100), 90);
+        assert_eq!(SendKind::New.share_of(28), 26);
+        assert_eq!(SendKind::New.share_of(9), 9);
+        assert_eq!(SendKind::New.share_of(0), 0);
+        assert_eq!(SendKind::Resend.share_of(28), 28);
+    }
 
     #[test]
     fn every_script_names_only_known_fields() {

@@ -42,6 +42,63 @@ async fn the_resend_cooldown_holds_across_two_api_instances() {
 }
 
 #[tokio::test]
+async fn sends_per_minute_hold_over_all_phones_across_two_api_instances_with_room_for_re_sends() {
+    let env = TestEnv::new().await;
+    let mut config = env.api_config();
+    config.limits.sends_per_minute = 10;
+    config.limits.resend_cooldown_seconds = 0;
+    config.limits.ip_requests_per_minute = 0;
+    let (_a, a) = env.spawn_api(config.clone()).await;
+    let (_b, b) = env.spawn_api(config).await;
+    let send = |url: &str, n: u32| {
+        let url = url.to_owned();
+        let env = &env;
+        async move {
+            env.post_to(&url, "/api/auth/send-otp", json!({"phone": phone(n)}))
+                .await
+        }
+    };
+    // New codes take nine of the ten, whichever replica takes them.
+    for n in 0..9 {
+        let url = if n % 2 == 0 { &a } else { &b };
+        assert_eq!(send(url, n).await.0, 202, "send {n}");
+    }
+    let wait = assert_rate_limited(&send(&a, 9).await);
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_rate_limited(&send(&b, 10).await);
+    // The tenth is a re-send's: a user whose code has not come asks again.
+    assert_eq!(send(&b, 0).await.0, 202);
+    assert_rate_limited(&send(&a, 1).await);
+    // A refused send left nothing behind: no code to verify.
+    assert_eq!(
+        env.post_to(
+            &a,
+            "/api/auth/verify-otp",
+            json!({"phone": phone(9), "code": "123456"})
+        )
+        .await
+        .0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn codes_go_only_to_the_allowed_countries() {
+    let mut env = TestEnv::new().await;
+    let mut config = env.api_config();
+    config.allowed_countries = "91,44".parse().expect("calling codes");
+    let _api = env.start_api_with(config).await;
+    assert_eq!(env.send_otp("+91 98765 43210").await.0, 202);
+    assert_eq!(env.send_otp("+44 7911 123456").await.0, 202);
+    let (status, body) = env
+        .post("/api/auth/send-otp", json!({"phone": "+1 415 555 2671"}))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["code"], "PHONE_NOT_ALLOWED");
+    assert_eq!(body["message"], "Sending to this country is not enabled");
+}
+
+#[tokio::test]
 async fn sends_per_phone_per_hour_hold_across_two_api_instances() {
     let env = TestEnv::new().await;
     let mut config = env.api_config();

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use otp_api::admission::Reservation;
+use otp_api::store::SendKind;
 use otp_e2e::{DEADLINE, TestEnv, budgets, eventually};
 use otp_shared::budget::{Budgets, Capacity, WatiApiVersion};
 use serde_json::{Value, json};
@@ -74,7 +75,8 @@ async fn burst_then_deliver(budgets: Budgets, ttl_seconds: u64, requests: usize,
     api_config.common.otp_ttl_seconds = ttl_seconds;
     api_config.common.budgets = budgets;
     let _api = env.start_api_with(api_config).await;
-    let capacity = sends(&budgets, ttl_seconds);
+    // New codes leave a tenth of the room to re-sends.
+    let capacity = SendKind::New.share_of(sends(&budgets, ttl_seconds) as u64) as usize;
     assert!(capacity * 3 < requests, "the burst is far above capacity");
 
     // Each request reserves atomically, so the count holds however fast the burst
@@ -176,7 +178,7 @@ async fn with_the_worker_delivering_during_the_burst_every_202_still_arrives_in_
     let delivered_meanwhile = env.sandbox.accepted() as usize;
     let admitted: Vec<&Answer> = answers.iter().filter(|a| a.status == 202).collect();
     // Room comes back only as sends finish (and WATI has them before they finish).
-    let capacity = sends(&budgets, 10);
+    let capacity = SendKind::New.share_of(sends(&budgets, 10) as u64) as usize;
     assert!(
         admitted.len() >= capacity && admitted.len() <= capacity + delivered_meanwhile,
         "{} admitted, capacity {capacity}, {delivered_meanwhile} delivered meanwhile",
@@ -196,7 +198,7 @@ async fn a_re_send_is_admitted_only_if_its_code_lives_long_enough_for_the_sends_
         &budgets,
         Duration::from_secs(10),
     );
-    let reserve = |life| admission.reserve(uuid::Uuid::new_v4(), life);
+    let reserve = |life| admission.reserve(uuid::Uuid::new_v4(), life, SendKind::Resend);
     for _ in 0..30 {
         assert_eq!(
             reserve(Duration::from_secs(10)).await.expect("redis"),
@@ -262,4 +264,38 @@ async fn a_send_refused_by_a_phone_limit_takes_no_room() {
     // The cooldown refuses the second send before any room is reserved for it.
     assert_eq!(env.send_otp(&phone(1)).await.0, 429);
     assert_eq!(pending().await, 1);
+}
+
+#[tokio::test]
+async fn re_sends_of_pending_codes_get_the_room_new_codes_leave() {
+    let mut env = TestEnv::new().await;
+    // 2 messages a second, 60 s codes: room for 112 sends, of which new codes take 101.
+    let budgets = budgets(WatiApiVersion::V3, 0, 2, 1000);
+    let capacity = sends(&budgets, 60);
+    assert_eq!(capacity, 112);
+    let mut api_config = env.api_config();
+    api_config.common.otp_ttl_seconds = 60;
+    api_config.common.budgets = budgets;
+    api_config.limits.resend_cooldown_seconds = 0;
+    let _api = env.start_api_with(api_config).await;
+    let (answers, _) = burst(&env, 150).await;
+    let mut admitted: Vec<&Answer> = answers.iter().filter(|a| a.status == 202).collect();
+    assert_eq!(admitted.len(), 101);
+    // A flood of new numbers is refused, but users asking again for a pending code
+    // (theirs has not come) still get through, in the room new codes left (a re-send
+    // fits what is left of its code's life, a little less than a whole one).
+    assert_eq!(env.send_otp(&phone(999)).await.0, 503);
+    admitted.sort_by_key(|a| std::cmp::Reverse(a.answered_at_ms));
+    let mut re_sent = 0;
+    for answer in &admitted {
+        match env.send_otp(&answer.phone).await.0 {
+            202 => re_sent += 1,
+            503 => break,
+            other => panic!("a re-send got {other}"),
+        }
+    }
+    assert!(
+        (1..=capacity - 101).contains(&re_sent),
+        "{re_sent} re-sends fit in the room new codes left"
+    );
 }

@@ -78,17 +78,12 @@ impl Keys {
         format!("{}:lease:{request_id}", self.prefix)
     }
 
-    /// User id of a phone.
-    pub fn user_by_phone(&self, phone: &PhoneNumber) -> String {
-        format!("{}:user-phone:{phone}", self.prefix)
+    /// Sends accepted over all phones, by minute (`SENDS_PER_MINUTE`).
+    pub fn sends_per_minute(&self) -> String {
+        format!("{}:sends-per-minute", self.prefix)
     }
 
-    /// A user (hash: id, phone, createdAt, lastLoginAt).
-    pub fn user(&self, id: &str) -> String {
-        format!("{}:user:{id}", self.prefix)
-    }
-
-    /// A live session, by the token's `jti`; logout deletes it.
+    /// A live access-token session, by the token's `jti`; logout deletes it.
     pub fn session(&self, jti: &str) -> String {
         format!("{}:session:{jti}", self.prefix)
     }

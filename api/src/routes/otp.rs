@@ -11,13 +11,12 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use super::ApiJson;
-use crate::admission::{Admission, Reservation};
+use crate::admission::Reservation;
 use crate::error::ApiError;
 use crate::phone::{self, PhoneNumber};
-use crate::publisher::Publisher;
+use crate::send_budget::Counted;
 use crate::state::AppState;
-use crate::store::{AcceptedSend, OtpStore, SendDecision, SendKind, VerifyOutcome};
-use std::sync::Arc;
+use crate::store::{AcceptedSend, SendDecision, SendKind, VerifyOutcome};
 
 /// Fields are loose JSON so that a missing, empty or mistyped value each gets its own
 /// spec error rather than a generic "invalid body".
@@ -70,28 +69,21 @@ pub async fn send_otp(
         Err(e) => e.label(),
     };
     metrics::counter!(otp_shared::metrics::SEND_REQUESTS, "outcome" => outcome).increment(1);
-    if matches!(result, Err(ApiError::RateLimited { .. })) {
-        metrics::counter!(otp_shared::metrics::RATE_LIMIT_REJECTIONS, "scope" => "phone")
-            .increment(1);
-    }
     result.map(|(_, body)| (StatusCode::ACCEPTED, Json(body)))
 }
 
 async fn accept_send(state: &AppState, body: SendOtpBody) -> Result<(SendKind, Value), ApiError> {
     let phone = required_phone(body.phone)?;
+    if !state.settings.allowed_countries.allow(&phone) {
+        return Err(ApiError::PhoneNotAllowed);
+    }
     let code = crate::code::generate(state.settings.otp_length)
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
     // Its own task: if the client hangs up, hyper drops this handler, and a send cut
     // between storing the code and publishing its job would leave a code without a job.
-    let send = tokio::spawn(store_and_queue(
-        state.admission.clone(),
-        state.store.clone(),
-        state.publisher.clone(),
-        phone.clone(),
-        code,
-    ))
-    .await
-    .map_err(|e| ApiError::Internal(Box::new(e)))??;
+    let send = tokio::spawn(store_and_queue(state.clone(), phone.clone(), code))
+        .await
+        .map_err(|e| ApiError::Internal(Box::new(e)))??;
     tracing::info!(request_id = %send.request_id, kind = ?send.kind, "send accepted");
     let expires_in = send.expires_in.as_secs_f64().round() as u64;
     Ok((
@@ -106,43 +98,76 @@ async fn accept_send(state: &AppState, body: SendOtpBody) -> Result<(SendKind, V
     ))
 }
 
-/// Stores the code (or finds the pending one), reserves room for the send with WATI for
-/// what is left of the code's life, and publishes its job. Whatever fails takes back
-/// what was done before it, so no code is left without a job and no room is held for a
-/// send that was not queued.
+/// What a send took that must be given back if it is not queued after all.
+#[derive(Default)]
+struct Taken {
+    /// Counted against `SENDS_PER_MINUTE` in this minute.
+    minute: Option<u64>,
+    /// Holds room with WATI's budgets.
+    admitted: bool,
+}
+
+/// Stores the code (or finds the pending one), counts the send against the budget of
+/// sends per minute, reserves room with WATI for what is left of the code's life, and
+/// publishes its job. Whatever fails takes back what was done before it, so no code is
+/// left without a job and nothing is counted or held for a send that was not queued.
 async fn store_and_queue(
-    admission: Arc<Admission>,
-    store: OtpStore,
-    publisher: Arc<Publisher>,
+    state: AppState,
     phone: PhoneNumber,
     code: String,
 ) -> Result<AcceptedSend, ApiError> {
-    let decision = store
+    let decision = state
+        .store
         .begin_send(&phone, &code, Uuid::new_v4())
         .await
         .map_err(|e| ApiError::from_store(e, ApiError::SendUnavailable))?;
     let send = match decision {
-        SendDecision::Limited { retry_after } => return Err(ApiError::RateLimited { retry_after }),
+        SendDecision::Limited { retry_after } => {
+            metrics::counter!(otp_shared::metrics::RATE_LIMIT_REJECTIONS, "scope" => "phone")
+                .increment(1);
+            return Err(ApiError::RateLimited { retry_after });
+        }
         SendDecision::Accepted(send) => send,
     };
-    let undo = || async {
-        if let Err(undo_error) = store.undo_send(&phone, &send).await {
-            tracing::error!(request_id = %send.request_id, %undo_error, "could not undo a send that was not queued");
-        }
+    let mut taken = Taken::default();
+    let queued = queue(&state, &phone, &send, &mut taken).await;
+    if queued.is_err() {
+        give_back(&state, &phone, &send, taken).await;
+    }
+    queued.map(|()| send)
+}
+
+/// The steps after the code is stored; what each took is noted in `taken`.
+async fn queue(
+    state: &AppState,
+    phone: &PhoneNumber,
+    send: &AcceptedSend,
+    taken: &mut Taken,
+) -> Result<(), ApiError> {
+    let outage = |e: redis::RedisError| {
+        ApiError::from_store(
+            crate::store::StoreError::Redis(e),
+            ApiError::SendUnavailable,
+        )
     };
-    match admission.reserve(send.request_id, send.expires_in).await {
-        Ok(Reservation::Admitted | Reservation::Unlimited) => {}
-        Ok(Reservation::Full { retry_after }) => {
-            undo().await;
-            return Err(ApiError::OverCapacity { retry_after });
+    match state.send_budget.count(send.kind).await.map_err(outage)? {
+        Counted::In { minute } => taken.minute = Some(minute),
+        Counted::Unlimited => {}
+        Counted::Over { retry_after } => {
+            metrics::counter!(otp_shared::metrics::RATE_LIMIT_REJECTIONS, "scope" => "global")
+                .increment(1);
+            return Err(ApiError::RateLimited { retry_after });
         }
-        Err(e) => {
-            undo().await;
-            return Err(ApiError::from_store(
-                crate::store::StoreError::Redis(e),
-                ApiError::SendUnavailable,
-            ));
-        }
+    }
+    match state
+        .admission
+        .reserve(send.request_id, send.expires_in, send.kind)
+        .await
+        .map_err(outage)?
+    {
+        Reservation::Admitted => taken.admitted = true,
+        Reservation::Unlimited => {}
+        Reservation::Full { retry_after } => return Err(ApiError::OverCapacity { retry_after }),
     }
     let job = SendJob::new(
         send.request_id,
@@ -150,14 +175,30 @@ async fn store_and_queue(
         phone.clone(),
         otp_shared::now_ms(),
     );
-    if let Err(publish_error) = publisher.publish(&job).await {
-        undo().await;
-        if let Err(e) = admission.release(send.request_id).await {
-            tracing::warn!(request_id = %send.request_id, error = %e, "could not give back the room of a send that was not queued");
-        }
-        return Err(ApiError::SendUnavailable(Box::new(publish_error)));
+    state
+        .publisher
+        .publish(&job)
+        .await
+        .map_err(|e| ApiError::SendUnavailable(Box::new(e)))
+}
+
+/// Takes back a send that was not queued: its code (unless a re-send uses it), its
+/// count and its room.
+async fn give_back(state: &AppState, phone: &PhoneNumber, send: &AcceptedSend, taken: Taken) {
+    let request_id = send.request_id;
+    if let Err(undo_error) = state.store.undo_send(phone, send).await {
+        tracing::error!(%request_id, %undo_error, "could not undo a send that was not queued");
     }
-    Ok(send)
+    if let Some(minute) = taken.minute
+        && let Err(e) = state.send_budget.give_back(minute).await
+    {
+        tracing::warn!(%request_id, error = %e, "could not give back the count of a send that was not queued");
+    }
+    if taken.admitted
+        && let Err(e) = state.admission.release(request_id).await
+    {
+        tracing::warn!(%request_id, error = %e, "could not give back the room of a send that was not queued");
+    }
 }
 
 pub async fn verify_otp(

@@ -1,0 +1,80 @@
+//! `SENDS_PER_MINUTE`: a budget of sends over all phones and api replicas, against toll
+//! fraud (pumping sends to many numbers someone is paid for). One Redis key, counted
+//! atomically; new codes leave a tenth of it to re-sends of codes already pending.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use otp_shared::keys::Keys;
+use redis::aio::ConnectionManager;
+use redis::{FromRedisValue, ParsingError, Script, Value};
+
+use crate::store::SendKind;
+
+static COUNT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/sends_per_minute.lua")));
+
+/// What counting a send got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counted {
+    /// Counted in `minute` (minutes since the Unix epoch), where it is given back if the
+    /// send is not queued after all.
+    In { minute: u64 },
+    /// The budget is off.
+    Unlimited,
+    /// Over the budget: try again after `retry_after`.
+    Over { retry_after: Duration },
+}
+
+impl FromRedisValue for Counted {
+    fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
+        let (counted, amount): (i64, u64) = FromRedisValue::from_redis_value(v)?;
+        match counted {
+            1 => Ok(Counted::In { minute: amount }),
+            0 => Ok(Counted::Over {
+                retry_after: Duration::from_millis(amount).max(Duration::from_secs(1)),
+            }),
+            other => Err(format!("sends_per_minute.lua answered {other}").into()),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct SendBudget {
+    redis: ConnectionManager,
+    key: String,
+    /// 0 is off.
+    per_minute: u32,
+}
+
+impl SendBudget {
+    pub fn new(redis: ConnectionManager, keys: &Keys, per_minute: u32) -> Self {
+        Self {
+            redis,
+            key: keys.sends_per_minute(),
+            per_minute,
+        }
+    }
+
+    /// Counts one send of `kind`, if the budget has room for it.
+    pub async fn count(&self, kind: SendKind) -> redis::RedisResult<Counted> {
+        if self.per_minute == 0 {
+            return Ok(Counted::Unlimited);
+        }
+        COUNT
+            .key(&self.key)
+            .arg(kind.share_of(u64::from(self.per_minute)))
+            .invoke_async(&mut self.redis.clone())
+            .await
+    }
+
+    /// Takes back a send counted in `minute` that was not queued after all.
+    pub async fn give_back(&self, minute: u64) -> redis::RedisResult<()> {
+        redis::cmd("HINCRBY")
+            .arg(&self.key)
+            .arg(minute)
+            .arg(-1)
+            .exec_async(&mut self.redis.clone())
+            .await
+    }
+}
