@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use clap::Parser;
-use otp_shared::config::{CommonArgs, CommonConfig, ConfigError, required_secret};
+use otp_shared::config::{CommonArgs, CommonConfig, ConfigError, real_secret, required_secret};
 use secrecy::SecretString;
 
 use crate::client::TrustedProxies;
@@ -18,8 +18,9 @@ pub struct ApiArgs {
     /// Public HTTP address.
     #[arg(long, env = "API_ADDR", default_value = "0.0.0.0:8080")]
     pub api_addr: SocketAddr,
-    /// Address of `/metrics` and `/healthz` for Prometheus.
-    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9100")]
+    /// Address of `/metrics` and `/healthz` for Prometheus; this machine only unless
+    /// set (a container sets `0.0.0.0:9100` for its network).
+    #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9100")]
     pub metrics_addr: SocketAddr,
     /// Most connections open at once on `API_ADDR`; past it, new ones wait in the
     /// listen backlog. Keep it under the process's file limit (`ulimit -n`).
@@ -123,7 +124,11 @@ impl ApiArgs {
             .budgets
             .capacity(std::time::Duration::from_secs(common.otp_ttl_seconds))
             .check()?;
-        let jwt_secret = required_secret("JWT_SECRET", self.jwt_secret)?;
+        let jwt_secret = real_secret(
+            "JWT_SECRET",
+            required_secret("JWT_SECRET", self.jwt_secret)?,
+            common.dev_mode,
+        )?;
         if !(4..=10).contains(&self.otp_length) {
             return Err(ConfigError::Invalid {
                 name: "OTP_LENGTH",
@@ -159,7 +164,12 @@ impl ApiArgs {
                     problem: "must be letters, digits, '-', '_', '.' or '~' (it is a URL path segment)",
                 });
             }
-            secret => secret.map(SecretString::from),
+            Some(secret) => Some(real_secret(
+                "WATI_WEBHOOK_SECRET",
+                SecretString::from(secret),
+                common.dev_mode,
+            )?),
+            None => None,
         };
         for (name, value) in [
             ("JWT_TTL_SECONDS", self.jwt_ttl_seconds),
@@ -248,6 +258,31 @@ mod tests {
         assert_eq!(config.limits.trusted_proxies, TrustedProxies::default());
         assert_eq!(config.api_addr.port(), 8080);
         assert_eq!(config.metrics_addr.port(), 9100);
+        assert!(
+            config.metrics_addr.ip().is_loopback(),
+            "metrics stay on this machine"
+        );
+    }
+
+    #[test]
+    fn placeholder_secrets_start_only_in_dev_mode() {
+        let placeholder = "change-me-jwt-secret-at-least-32-bytes";
+        assert!(matches!(
+            parse(&["--jwt-secret", placeholder]),
+            Err(ConfigError::Invalid {
+                name: "JWT_SECRET",
+                ..
+            })
+        ));
+        assert!(parse(&["--jwt-secret", placeholder, "--dev-mode", "true"]).is_ok());
+        let webhook = "change-me-webhook-secret-at-least-32-chars";
+        assert!(matches!(
+            parse(&["--jwt-secret", SECRET, "--wati-webhook-secret", webhook]),
+            Err(ConfigError::Invalid {
+                name: "WATI_WEBHOOK_SECRET",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -3,7 +3,12 @@
 use std::process::Command;
 
 fn api_stderr(envs: &[(&str, &str)]) -> String {
+    api_stderr_with_args(&[], envs)
+}
+
+fn api_stderr_with_args(args: &[&str], envs: &[(&str, &str)]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_api"))
+        .args(args)
         .env_clear()
         .envs(envs.iter().copied())
         .output()
@@ -36,6 +41,36 @@ fn a_missing_otp_secret_is_named() {
 }
 
 #[test]
+fn secrets_on_the_command_line_are_refused() {
+    let secret = "0123456789abcdef0123456789abcdef";
+    for (flag, name) in [
+        ("--jwt-secret", "JWT_SECRET"),
+        ("--otp-secret", "OTP_SECRET"),
+        ("--wati-webhook-secret", "WATI_WEBHOOK_SECRET"),
+    ] {
+        assert_eq!(
+            api_stderr_with_args(&[flag, secret], &[]),
+            format!(
+                "{name} must come from the environment, not the command line (which `ps` shows)\n"
+            )
+        );
+    }
+}
+
+#[test]
+fn the_repositorys_placeholder_secrets_stop_the_api_outside_dev_mode() {
+    let stderr = api_stderr(&[
+        OTP_SECRET,
+        ("JWT_SECRET", "change-me-jwt-secret-at-least-32-bytes"),
+    ]);
+    assert!(
+        stderr.starts_with("JWT_SECRET is a placeholder from the repository"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1);
+}
+
+#[test]
 fn help_lists_every_setting() {
     let output = Command::new(env!("CARGO_BIN_EXE_api"))
         .arg("--help")
@@ -62,6 +97,10 @@ fn help_lists_every_setting() {
         "TRUSTED_PROXIES",
         "DATABASE_URL",
         "REFRESH_TTL_SECONDS",
+        "DEV_MODE",
+        "SENDS_PER_MINUTE",
+        "ALLOWED_COUNTRY_CODES",
+        "HTTP_MAX_CONNECTIONS",
     ] {
         assert!(help.contains(name), "--help names {name}");
     }

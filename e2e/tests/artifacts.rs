@@ -356,7 +356,6 @@ fn docker_compose_and_prometheus_agree_with_the_code() {
         "api and worker share OTP_SECRET"
     );
     assert!(api["OTP_SECRET"].len() >= 32 && api["JWT_SECRET"].len() >= 32);
-    assert!(api["REDIS_URL"].contains("//redis:") && api["AMQP_URL"].contains("@rabbitmq:"));
     assert_eq!(worker["WATI_API_KEY"], sandbox["WATI_API_KEY"]);
     assert!(
         worker["WATI_BASE_URL"].starts_with(&format!(
@@ -396,24 +395,71 @@ fn docker_compose_and_prometheus_agree_with_the_code() {
         "a worker holds enough jobs to fill a call"
     );
 
-    let published = |name: &str| -> BTreeSet<String> {
-        service(name)["ports"]
-            .as_vec()
-            .map(|ports| {
-                ports
-                    .iter()
-                    .filter_map(|p| p.as_str())
-                    .map(|p| port_of(p).to_owned())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let api_ports = published("api");
-    assert!(
-        api_ports.contains(port_of(&api["API_ADDR"]))
-            && api_ports.contains(port_of(&api["METRICS_ADDR"]))
+    // Only the api is published, and Grafana on loopback: Redis, RabbitMQ, PostgreSQL,
+    // Prometheus, the metrics ports and the sandbox (which hands out every code) stay
+    // inside the stack's network.
+    let published: BTreeMap<&str, Vec<&str>> = names
+        .iter()
+        .filter_map(|name| {
+            let ports: Vec<&str> = service(name)["ports"]
+                .as_vec()?
+                .iter()
+                .filter_map(Yaml::as_str)
+                .collect();
+            Some((*name, ports))
+        })
+        .collect();
+    let api_port = port_of(&api["API_ADDR"]);
+    assert_eq!(
+        published,
+        BTreeMap::from([
+            ("api", vec![format!("{api_port}:{api_port}").as_str()]),
+            ("grafana", vec!["127.0.0.1:3000:3000"]),
+        ])
     );
-    assert!(published("rabbitmq").contains("15692"));
+
+    // Every backing service asks for a password, and the processes give the right one;
+    // none is a default one.
+    let redis_command: Vec<&str> = service("redis")["command"]
+        .as_vec()
+        .expect("redis command")
+        .iter()
+        .filter_map(Yaml::as_str)
+        .collect();
+    let redis_password = redis_command
+        .iter()
+        .position(|arg| *arg == "--requirepass")
+        .and_then(|i| redis_command.get(i + 1))
+        .expect("Redis requires a password");
+    let rabbitmq = environment(service("rabbitmq"));
+    for env in [&api, &worker] {
+        assert_eq!(
+            env["REDIS_URL"],
+            format!("redis://:{redis_password}@redis:6379")
+        );
+        assert_eq!(
+            env["AMQP_URL"],
+            format!(
+                "amqp://{}:{}@rabbitmq:5672/%2f",
+                rabbitmq["RABBITMQ_DEFAULT_USER"], rabbitmq["RABBITMQ_DEFAULT_PASS"]
+            )
+        );
+    }
+    assert_ne!(rabbitmq["RABBITMQ_DEFAULT_USER"], "guest");
+    let grafana = environment(service("grafana"));
+    assert_ne!(grafana["GF_SECURITY_ADMIN_PASSWORD"], "admin");
+
+    // A stack with the sandbox is a development stack: DEV_MODE says so (it lets the
+    // placeholder secrets and plain HTTP to the sandbox through).
+    assert!(worker["WATI_BASE_URL"].starts_with("http://wati-sandbox:"));
+    assert_eq!(api["DEV_MODE"], "true");
+    assert_eq!(worker["DEV_MODE"], "true");
+
+    // The production image has no sandbox; the sandbox has its own build target.
+    let target = |name: &str| service(name)["build"]["target"].as_str().map(str::to_owned);
+    assert_eq!(target("api").as_deref(), Some("runtime"));
+    assert_eq!(target("worker").as_deref(), Some("runtime"));
+    assert_eq!(target("wati-sandbox").as_deref(), Some("sandbox"));
     assert!(repo_file("rabbitmq/enabled_plugins").contains("rabbitmq_prometheus"));
 
     let prometheus = yaml("prometheus/prometheus.yml");
@@ -474,15 +520,36 @@ fn docker_compose_and_prometheus_agree_with_the_code() {
         .collect();
     assert!(prometheus_volumes.contains(&"./prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro"));
 
-    // The image has every binary a service runs.
+    // Each image has the binaries its services run, and the production image (the
+    // default target, last in the file) has no sandbox.
     let dockerfile = repo_file("Dockerfile");
+    let stages: BTreeMap<&str, &str> = dockerfile
+        .split("\nFROM ")
+        .skip(1)
+        .filter_map(|stage| {
+            let name = stage.lines().next()?.split(" AS ").nth(1)?.trim();
+            Some((name, stage))
+        })
+        .collect();
+    assert!(
+        dockerfile
+            .trim_end()
+            .rsplit("\nFROM ")
+            .next()
+            .is_some_and(|last| last.contains("AS runtime")),
+        "runtime is the default (last) target"
+    );
     for name in ["api", "worker", "wati-sandbox"] {
         assert_eq!(service(name)["command"][0].as_str(), Some(name));
         assert!(
             dockerfile.contains(&format!("target/release/{name}")),
-            "the image builds {name}"
+            "the build stage builds {name}"
         );
     }
+    assert!(stages["build"].contains("cp target/release/api target/release/worker /out/runtime/"));
+    assert!(stages["build"].contains("cp target/release/wati-sandbox /out/sandbox/"));
+    assert!(stages["runtime"].contains("/out/runtime/") && !stages["runtime"].contains("sandbox"));
+    assert!(stages["sandbox"].contains("/out/sandbox/"));
 }
 
 /// `/a/{x}/b` and `/a/{{var}}/b` both become `/a/{}/b`.

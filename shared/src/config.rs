@@ -42,6 +42,11 @@ pub struct CommonArgs {
     /// Log line format: `text` or `json`.
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     pub log_format: crate::telemetry::LogFormat,
+    /// Development only: accept the repository's placeholder secrets ("change-me…",
+    /// "dev-only…") and a plain-HTTP WATI_BASE_URL that is not on this machine (a
+    /// sandbox in a container). Never set it where real users log in.
+    #[arg(long, env = "DEV_MODE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub dev_mode: bool,
     #[command(flatten)]
     pub budgets: BudgetArgs,
 }
@@ -72,6 +77,8 @@ pub struct CommonConfig {
     pub log_format: crate::telemetry::LogFormat,
     /// WATI's call limit, Meta's message rate and the batch size.
     pub budgets: Budgets,
+    /// `DEV_MODE`: placeholder secrets and plain HTTP to a sandbox are accepted.
+    pub dev_mode: bool,
 }
 
 impl CommonArgs {
@@ -99,9 +106,14 @@ impl CommonArgs {
             otp_ttl_seconds: self.otp_ttl_seconds,
             key_prefix: self.key_prefix,
             queue_prefix: self.queue_prefix,
-            otp_secret: required_secret("OTP_SECRET", self.otp_secret)?,
+            otp_secret: real_secret(
+                "OTP_SECRET",
+                required_secret("OTP_SECRET", self.otp_secret)?,
+                self.dev_mode,
+            )?,
             log_format: self.log_format,
             budgets: self.budgets.validate()?,
+            dev_mode: self.dev_mode,
         })
     }
 }
@@ -118,6 +130,47 @@ pub fn required_secret(
         return Err(ConfigError::SecretTooShort(name));
     }
     Ok(SecretString::from(value))
+}
+
+/// Whether `secret` is one of the placeholders this repository ships (in the compose
+/// file, `scripts/dev`, examples): anyone can read those.
+fn is_placeholder(secret: &str) -> bool {
+    let secret = secret.to_ascii_lowercase();
+    secret.contains("change-me") || secret.contains("changeme") || secret.starts_with("dev-only")
+}
+
+/// Refuses a placeholder secret unless `dev_mode`.
+pub fn real_secret(
+    name: &'static str,
+    secret: SecretString,
+    dev_mode: bool,
+) -> Result<SecretString, ConfigError> {
+    use secrecy::ExposeSecret;
+    if !dev_mode && is_placeholder(secret.expose_secret()) {
+        return Err(ConfigError::Invalid {
+            name,
+            problem: "is a placeholder from the repository: set a secret of your own (or DEV_MODE=true for development)",
+        });
+    }
+    Ok(secret)
+}
+
+/// Refuses a secret given as a command-line flag: the command line of a process is
+/// readable by every user of the machine (`ps`). `secrets` are `(argument id, variable
+/// name)` pairs. The environment (or a file an orchestrator mounts into it) is the way in.
+pub fn refuse_secrets_on_command_line(
+    matches: &clap::ArgMatches,
+    secrets: &[(&str, &'static str)],
+) -> Result<(), ConfigError> {
+    for (id, name) in secrets {
+        if matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
+            return Err(ConfigError::Invalid {
+                name,
+                problem: "must come from the environment, not the command line (which `ps` shows)",
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A required setting that is not a secret.
@@ -141,6 +194,27 @@ mod tests {
             required_secret("OTP_SECRET", Some(String::new())).err(),
             Some(ConfigError::Missing("OTP_SECRET"))
         );
+    }
+
+    #[test]
+    fn the_repositorys_placeholder_secrets_need_dev_mode() {
+        for placeholder in [
+            "change-me-otp-secret-at-least-32-bytes",
+            "dev-only-jwt-secret-change-me-0123456789",
+            "CHANGEME-0123456789abcdef0123456789abcdef",
+        ] {
+            let secret = || SecretString::from(placeholder);
+            assert!(matches!(
+                real_secret("OTP_SECRET", secret(), false),
+                Err(ConfigError::Invalid {
+                    name: "OTP_SECRET",
+                    ..
+                })
+            ));
+            assert!(real_secret("OTP_SECRET", secret(), true).is_ok());
+        }
+        let real = SecretString::from("0123456789abcdef0123456789abcdef");
+        assert!(real_secret("OTP_SECRET", real, false).is_ok());
     }
 
     #[test]

@@ -34,8 +34,9 @@ pub struct WorkerArgs {
     /// Longest wait for one WATI call, in milliseconds.
     #[arg(long, env = "WATI_TIMEOUT_MS", default_value_t = 10_000)]
     pub wati_timeout_ms: u64,
-    /// Address of `/metrics` and `/healthz` for Prometheus.
-    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9101")]
+    /// Address of `/metrics` and `/healthz` for Prometheus; this machine only unless
+    /// set (a container sets `0.0.0.0:9101` for its network).
+    #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9101")]
     pub metrics_addr: SocketAddr,
     /// Jobs one worker holds at once (its RabbitMQ prefetch), from which its calls are
     /// filled. Default: twice WATI_BATCH_MAX for v3 (a full call forms while another is
@@ -91,6 +92,18 @@ pub struct WorkerConfig {
     pub dead_letters: DeadLetterBounds,
 }
 
+/// Whether `url` names this machine: `localhost`, 127.0.0.0/8 or ::1.
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 impl WorkerArgs {
     pub fn validate(self) -> Result<WorkerConfig, ConfigError> {
         let common = self.common.validate()?;
@@ -99,11 +112,23 @@ impl WorkerArgs {
             name: "WATI_BASE_URL",
             problem: "is not a URL",
         })?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(ConfigError::Invalid {
-                name: "WATI_BASE_URL",
-                problem: "must be http or https",
-            });
+        match parsed.scheme() {
+            "https" => {}
+            // Codes travel in the clear over http: only to this machine (a sandbox), or
+            // to a sandbox container in development.
+            "http" if common.dev_mode || is_loopback(&parsed) => {}
+            "http" => {
+                return Err(ConfigError::Invalid {
+                    name: "WATI_BASE_URL",
+                    problem: "must be https (http only to this machine, or with DEV_MODE=true)",
+                });
+            }
+            _ => {
+                return Err(ConfigError::Invalid {
+                    name: "WATI_BASE_URL",
+                    problem: "must be http or https",
+                });
+            }
         }
         let api_key = required("WATI_API_KEY", self.wati_api_key)?;
         for (name, value) in [
@@ -196,7 +221,7 @@ mod tests {
             Some("WATI_BASE_URL not configured")
         );
         assert_eq!(
-            parse(&["--wati-base-url", "http://wati.test/123"])
+            parse(&["--wati-base-url", "https://wati.test/123"])
                 .err()
                 .map(|e| e.to_string())
                 .as_deref(),
@@ -216,6 +241,41 @@ mod tests {
         assert_eq!(config.wati.base_url, "https://live-mt-server.wati.io/12345");
         assert_eq!(config.wati.template_name, "login_otp");
         assert_eq!(config.metrics_addr.port(), 9101);
+        assert!(
+            config.metrics_addr.ip().is_loopback(),
+            "metrics stay on this machine"
+        );
+    }
+
+    #[test]
+    fn codes_go_over_plain_http_only_to_this_machine_or_in_dev_mode() {
+        let with = |url: &str, dev: &str| {
+            parse(&[
+                "--wati-base-url",
+                url,
+                "--wati-api-key",
+                "k",
+                "--dev-mode",
+                dev,
+            ])
+        };
+        for local in [
+            "http://127.0.0.1:8090",
+            "http://localhost:8090/1",
+            "http://[::1]:8090",
+        ] {
+            assert!(with(local, "false").is_ok(), "{local}");
+        }
+        assert!(matches!(
+            with("http://wati.example:8090", "false"),
+            Err(ConfigError::Invalid {
+                name: "WATI_BASE_URL",
+                ..
+            })
+        ));
+        assert!(with("http://wati-sandbox:8090", "true").is_ok());
+        assert!(with("https://live-mt-server.wati.io", "false").is_ok());
+        assert!(with("ftp://wati.example", "true").is_err());
     }
 
     #[test]

@@ -2,12 +2,27 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use otp_worker::config::WorkerArgs;
+use clap::{CommandFactory, FromArgMatches};
+use otp_shared::config::{ConfigError, refuse_secrets_on_command_line};
+use otp_worker::config::{WorkerArgs, WorkerConfig};
+
+/// The settings, from flags and the environment; secrets from the environment only.
+fn read_settings() -> Result<WorkerConfig, ConfigError> {
+    let matches = WorkerArgs::command().get_matches();
+    refuse_secrets_on_command_line(
+        &matches,
+        &[
+            ("otp_secret", "OTP_SECRET"),
+            ("wati_api_key", "WATI_API_KEY"),
+        ],
+    )?;
+    let args = WorkerArgs::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    args.validate()
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = match WorkerArgs::parse().validate() {
+    let config = match read_settings() {
         Ok(config) => config,
         Err(e) => {
             eprintln!("{e}");
