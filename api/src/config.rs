@@ -26,6 +26,11 @@ pub struct ApiArgs {
     /// listen backlog. Keep it under the process's file limit (`ulimit -n`).
     #[arg(long, env = "HTTP_MAX_CONNECTIONS", default_value_t = 4096)]
     pub http_max_connections: usize,
+    /// Wrong guesses for one phone across its codes (counted until a login, or a day
+    /// after the last) before guesses not bound to a send are refused and the phone's
+    /// new codes get 10 digits; 0 turns the cap off.
+    #[arg(long, env = "WRONG_GUESSES_PER_PHONE", default_value_t = 100)]
+    pub wrong_guesses_per_phone: u32,
     /// Wrong guesses allowed per code.
     #[arg(long, env = "OTP_MAX_ATTEMPTS", default_value_t = 3)]
     pub otp_max_attempts: u32,
@@ -104,6 +109,7 @@ pub struct ApiConfig {
     pub metrics_addr: SocketAddr,
     pub http_max_connections: usize,
     pub otp_max_attempts: u32,
+    pub wrong_guesses_per_phone: u32,
     pub otp_length: u32,
     pub jwt_secret: SecretString,
     pub jwt_ttl_seconds: u64,
@@ -189,6 +195,7 @@ impl ApiArgs {
             metrics_addr: self.metrics_addr,
             http_max_connections: self.http_max_connections,
             otp_max_attempts: self.otp_max_attempts,
+            wrong_guesses_per_phone: self.wrong_guesses_per_phone,
             otp_length: self.otp_length,
             jwt_secret,
             jwt_ttl_seconds: self.jwt_ttl_seconds,

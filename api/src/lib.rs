@@ -67,6 +67,7 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
     let policy = StorePolicy {
         ttl: Duration::from_secs(config.common.otp_ttl_seconds),
         max_attempts: config.otp_max_attempts,
+        wrong_guesses_per_phone: config.wrong_guesses_per_phone,
         limits: config.limits.clone(),
     };
     let ttl = Duration::from_secs(config.common.otp_ttl_seconds);

@@ -74,8 +74,19 @@ pub struct AcceptedSend {
 #[derive(Clone, Debug)]
 pub enum SendDecision {
     Accepted(AcceptedSend),
-    Limited { retry_after: Duration },
+    Limited {
+        retry_after: Duration,
+    },
+    /// Nothing was stored: the phone has had too many wrong guesses, and a new code
+    /// for it must have [`LONG_CODE_DIGITS`] digits.
+    NeedsLongerCode,
 }
+
+/// Digits of the codes of a phone that has had too many wrong guesses: each guess is
+/// then ten thousand times less likely to hit than with six digits.
+pub const LONG_CODE_DIGITS: u32 = 10;
+/// How long a phone's count of wrong guesses lives after the last one.
+const WRONG_GUESSES_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VerifyOutcome {
@@ -120,6 +131,7 @@ enum SendReply {
     Limited {
         retry_after: Duration,
     },
+    Longer,
 }
 
 impl FromRedisValue for SendReply {
@@ -139,6 +151,7 @@ impl FromRedisValue for SendReply {
             }),
             "new" => accepted(SendKind::New),
             "resend" => accepted(SendKind::Resend),
+            "longer" => Ok(SendReply::Longer),
             other => Err(format!("send.lua answered {other:?}").into()),
         }
     }
@@ -164,6 +177,9 @@ impl FromRedisValue for VerifyOutcome {
 pub struct StorePolicy {
     pub ttl: Duration,
     pub max_attempts: u32,
+    /// Wrong guesses for one phone across its codes (a day from the last, until a
+    /// login) before unbound guesses are refused and new codes grow; 0 is no cap.
+    pub wrong_guesses_per_phone: u32,
     pub limits: Limits,
 }
 
@@ -208,6 +224,7 @@ impl OtpStore {
             .key(self.keys.cooldown(phone))
             .key(self.keys.phone_sends(phone))
             .key(self.keys.status(request_id))
+            .key(self.keys.wrong_guesses(phone))
             .arg(new_code_id.to_string())
             .arg(&mac[..])
             .arg(sealed)
@@ -219,10 +236,14 @@ impl OtpStore {
             .arg(request_id.to_string())
             .arg(STATUS_TTL_SECONDS)
             .arg(phone.as_str())
+            .arg(code.len())
+            .arg(LONG_CODE_DIGITS)
+            .arg(self.policy.wrong_guesses_per_phone)
             .invoke_async(&mut self.redis.clone())
             .await?;
         Ok(match reply {
             SendReply::Limited { retry_after } => SendDecision::Limited { retry_after },
+            SendReply::Longer => SendDecision::NeedsLongerCode,
             SendReply::Accepted {
                 kind,
                 code_id,
@@ -255,20 +276,26 @@ impl OtpStore {
         Ok(())
     }
 
-    /// Checks a guess; a right one claims the code for `claim`.
+    /// Checks a guess, bound to the send `bound_to` or to none; a right one claims the
+    /// code for `claim`.
     pub async fn verify(
         &self,
         phone: &PhoneNumber,
         code: &str,
+        bound_to: Option<Uuid>,
         claim: Uuid,
     ) -> Result<VerifyOutcome, StoreError> {
         let mac = self.sealer.mac(phone, code);
         Ok(VERIFY
             .key(self.keys.otp(phone))
+            .key(self.keys.wrong_guesses(phone))
             .arg(&mac[..])
             .arg(self.policy.max_attempts)
             .arg(claim.to_string())
             .arg(CLAIM_FOR.as_millis() as u64)
+            .arg(bound_to.map(|id| id.to_string()).unwrap_or_default())
+            .arg(self.policy.wrong_guesses_per_phone)
+            .arg(WRONG_GUESSES_WINDOW.as_millis() as u64)
             .invoke_async(&mut self.redis.clone())
             .await?)
     }
@@ -291,6 +318,7 @@ impl OtpStore {
     ) -> Result<bool, StoreError> {
         let held: i64 = FINISH_VERIFY
             .key(self.keys.otp(phone))
+            .key(self.keys.wrong_guesses(phone))
             .arg(claim.to_string())
             .arg(how)
             .invoke_async(&mut self.redis.clone())

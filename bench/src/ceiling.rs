@@ -40,6 +40,7 @@ pub async fn run(
         StorePolicy {
             ttl: Duration::from_secs(300),
             max_attempts: 3,
+            wrong_guesses_per_phone: 100,
             limits: Limits {
                 resend_cooldown_seconds: 0,
                 max_sends_per_code: 5,

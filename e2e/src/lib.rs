@@ -630,6 +630,7 @@ impl TestEnv {
             otp_api::store::StorePolicy {
                 ttl,
                 max_attempts: config.otp_max_attempts,
+                wrong_guesses_per_phone: config.wrong_guesses_per_phone,
                 limits: config.limits,
             },
         );

@@ -18,6 +18,7 @@ fn store(env: &TestEnv) -> OtpStore {
         StorePolicy {
             ttl: Duration::from_secs(300),
             max_attempts: 3,
+            wrong_guesses_per_phone: config.wrong_guesses_per_phone,
             limits: config.limits,
         },
     )
@@ -34,7 +35,7 @@ async fn accepted(
         .expect("redis")
     {
         SendDecision::Accepted(send) => send,
-        SendDecision::Limited { .. } => panic!("limited"),
+        other => panic!("not accepted: {other:?}"),
     }
 }
 
@@ -52,7 +53,7 @@ async fn undoing_a_new_code_keeps_it_when_a_re_send_already_uses_it() {
     // B's job still has its code.
     assert_eq!(
         store
-            .verify(&phone, "123456", uuid::Uuid::new_v4())
+            .verify(&phone, "123456", None, uuid::Uuid::new_v4())
             .await
             .expect("redis"),
         VerifyOutcome::Verified
@@ -68,7 +69,7 @@ async fn undoing_a_lone_new_code_removes_it() {
     store.undo_send(&phone, &first).await.expect("redis");
     assert_eq!(
         store
-            .verify(&phone, "123456", uuid::Uuid::new_v4())
+            .verify(&phone, "123456", None, uuid::Uuid::new_v4())
             .await
             .expect("redis"),
         VerifyOutcome::NotFound

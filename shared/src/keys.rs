@@ -25,6 +25,12 @@ impl Keys {
         format!("{}:otp:{phone}", self.prefix)
     }
 
+    /// Wrong guesses for a phone across its codes (a count that lives a day past the
+    /// last one; a login clears it).
+    pub fn wrong_guesses(&self, phone: &PhoneNumber) -> String {
+        format!("{}:wrong-guesses:{phone}", self.prefix)
+    }
+
     /// Minimum gap between two sends to a phone (string with a TTL).
     pub fn cooldown(&self, phone: &PhoneNumber) -> String {
         format!("{}:cooldown:{phone}", self.prefix)

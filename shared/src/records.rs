@@ -21,8 +21,15 @@ pub mod code {
     pub const ATTEMPTS: &str = "attempts";
     /// Sends of this code (the first and the re-sends).
     pub const SENDS: &str = "sends";
-    /// Set when the attempt cap is reached.
+    /// Set when the cap of wrong guesses not bound to a send is reached: such guesses
+    /// are refused from then on; guesses bound to a send still count on their own.
     pub const LOCKED: &str = "locked";
+    /// Prefix of one field per send of this code (`send:<request id>`): a guess bound
+    /// to a request id is taken only if that send is one of this code's.
+    pub const SEND_PREFIX: &str = "send:";
+    /// Prefix of one field per send counting the wrong guesses bound to it
+    /// (`guesses:<request id>`); at the cap, that send alone is locked.
+    pub const GUESSES_PREFIX: &str = "guesses:";
     /// Set once any send of this code reached WATI.
     pub const DELIVERED: &str = "delivered";
     /// Set once WhatsApp reported a send of this code delivered (or read).
@@ -100,6 +107,8 @@ const PLACEHOLDERS: &[(&str, &str)] = &[
     ("{{code.attempts}}", code::ATTEMPTS),
     ("{{code.sends}}", code::SENDS),
     ("{{code.locked}}", code::LOCKED),
+    ("{{code.send_prefix}}", code::SEND_PREFIX),
+    ("{{code.guesses_prefix}}", code::GUESSES_PREFIX),
     ("{{code.delivered}}", code::DELIVERED),
     ("{{code.received}}", code::RECEIVED),
     ("{{code.claim}}", code::CLAIM),

@@ -1,11 +1,15 @@
 -- Accepts a send request for one phone, atomically: checks the cooldown and the
 -- hourly cap, then re-sends the pending code or stores a new one, and marks the
--- request queued. Returns {kind, code_id, ms}: kind 'new' or 'resend' with the code's
--- remaining lifetime, or 'limited' with the wait before another send may be accepted.
--- KEYS: 1 code record, 2 cooldown, 3 phone's send times, 4 request status
+-- request queued (and a send of its code, so guesses can be bound to it). Returns
+-- {kind, code_id, ms}: kind 'new' or 'resend' with the code's remaining lifetime,
+-- 'limited' with the wait before another send may be accepted, or 'longer' (nothing
+-- done) when a new code must be longer: the phone has had too many wrong guesses.
+-- KEYS: 1 code record, 2 cooldown, 3 phone's send times, 4 request status,
+--       5 phone's wrong guesses
 -- ARGV: 1 new code_id, 2 mac, 3 sealed, 4 ttl ms, 5 record grace ms, 6 cooldown ms,
 --       7 max sends per code, 8 sends per phone per hour, 9 request id, 10 status ttl s,
---       11 phone
+--       11 phone, 12 digits of the new code, 13 digits after too many wrong guesses,
+--       14 wrong guesses per phone before codes grow (0: never)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local hour_ms = 3600000
@@ -32,6 +36,11 @@ if rec[1] and rec[2] and tonumber(rec[3]) > now then
   redis.call('HINCRBY', KEYS[1], {{code.sends}}, 1)
   kind, code_id = 'resend', rec[1]
 else
+  local cap = tonumber(ARGV[14])
+  if cap > 0 and tonumber(ARGV[12]) < tonumber(ARGV[13])
+      and tonumber(redis.call('GET', KEYS[5]) or '0') >= cap then
+    return {'longer', '', 0}
+  end
   expires_at = now + tonumber(ARGV[4])
   redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[1], {{code.code_id}}, ARGV[1], {{code.mac}}, ARGV[2],
@@ -40,6 +49,8 @@ else
   redis.call('PEXPIREAT', KEYS[1], expires_at + tonumber(ARGV[5]))
   kind, code_id = 'new', ARGV[1]
 end
+
+redis.call('HSET', KEYS[1], {{code.send_prefix}} .. ARGV[9], 1)
 
 if tonumber(ARGV[6]) > 0 then
   redis.call('SET', KEYS[2], ARGV[9], 'PX', ARGV[6])

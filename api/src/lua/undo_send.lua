@@ -10,6 +10,7 @@ if redis.call('HGET', KEYS[1], {{code.code_id}}) == ARGV[2] then
     redis.call('DEL', KEYS[1])
   else
     redis.call('HINCRBY', KEYS[1], {{code.sends}}, -1)
+    redis.call('HDEL', KEYS[1], {{code.send_prefix}} .. ARGV[3])
   end
 end
 if redis.call('GET', KEYS[2]) == ARGV[3] then

@@ -29,6 +29,9 @@ pub struct SendOtpBody {
 pub struct VerifyOtpBody {
     phone: Option<Value>,
     code: Option<Value>,
+    /// The send the guess is bound to (what send-otp answered), if the client says.
+    #[serde(rename = "requestId")]
+    request_id: Option<Value>,
 }
 
 fn required_phone(value: Option<Value>) -> Result<PhoneNumber, ApiError> {
@@ -37,6 +40,18 @@ fn required_phone(value: Option<Value>) -> Result<PhoneNumber, ApiError> {
         Some(Value::String(s)) if s.trim().is_empty() => Err(ApiError::PhoneRequired),
         Some(Value::String(s)) => phone::parse(&s).map_err(|_| ApiError::PhoneInvalid),
         Some(_) => Err(ApiError::PhoneInvalid),
+    }
+}
+
+/// The send a guess is bound to: none when absent; an id that is no send of ours is
+/// answered like an unknown send.
+fn bound_send(value: Option<Value>) -> Result<Option<Uuid>, ApiError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(id)) => Uuid::parse_str(id.trim())
+            .map(Some)
+            .map_err(|_| ApiError::OtpNotFound),
+        Some(_) => Err(ApiError::InvalidBody),
     }
 }
 
@@ -116,11 +131,22 @@ async fn store_and_queue(
     phone: PhoneNumber,
     code: String,
 ) -> Result<AcceptedSend, ApiError> {
-    let decision = state
-        .store
-        .begin_send(&phone, &code, Uuid::new_v4())
-        .await
-        .map_err(|e| ApiError::from_store(e, ApiError::SendUnavailable))?;
+    let request_id = Uuid::new_v4();
+    let begin = |code: String| {
+        let (store, phone) = (&state.store, &phone);
+        async move {
+            store
+                .begin_send(phone, &code, request_id)
+                .await
+                .map_err(|e| ApiError::from_store(e, ApiError::SendUnavailable))
+        }
+    };
+    let mut decision = begin(code).await?;
+    if let SendDecision::NeedsLongerCode = decision {
+        let code = crate::code::generate(crate::store::LONG_CODE_DIGITS)
+            .map_err(|e| ApiError::Internal(Box::new(e)))?;
+        decision = begin(code).await?;
+    }
     let send = match decision {
         SendDecision::Limited { retry_after } => {
             metrics::counter!(otp_shared::metrics::RATE_LIMIT_REJECTIONS, "scope" => "phone")
@@ -128,6 +154,11 @@ async fn store_and_queue(
             return Err(ApiError::RateLimited { retry_after });
         }
         SendDecision::Accepted(send) => send,
+        SendDecision::NeedsLongerCode => {
+            return Err(ApiError::Internal(
+                "send.lua asked for a longer code than the longest".into(),
+            ));
+        }
     };
     let mut taken = Taken::default();
     let queued = queue(&state, &phone, &send, &mut taken).await;
@@ -217,8 +248,9 @@ pub async fn verify_otp(
 async fn check_code(state: &AppState, body: VerifyOtpBody) -> Result<Value, ApiError> {
     let phone = required_phone(body.phone)?;
     let code = required_code(body.code)?;
+    let bound_to = bound_send(body.request_id)?;
     let claim = Uuid::new_v4();
-    match state.store.verify(&phone, &code, claim).await? {
+    match state.store.verify(&phone, &code, bound_to, claim).await? {
         VerifyOutcome::Verified => {}
         // Another request is logging in with this very code: it verifies only once.
         VerifyOutcome::NotFound | VerifyOutcome::Claimed => return Err(ApiError::OtpNotFound),
