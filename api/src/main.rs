@@ -2,23 +2,17 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches};
 use otp_api::config::{ApiArgs, ApiConfig};
-use otp_shared::config::{ConfigError, refuse_secrets_on_command_line};
+use otp_shared::config::{ConfigError, parse_keeping_secrets_off_the_command_line};
 
 /// The settings, from flags and the environment; secrets from the environment only.
 fn read_settings() -> Result<ApiConfig, ConfigError> {
-    let matches = ApiArgs::command().get_matches();
-    refuse_secrets_on_command_line(
-        &matches,
-        &[
-            ("jwt_secret", "JWT_SECRET"),
-            ("otp_secret", "OTP_SECRET"),
-            ("wati_webhook_secret", "WATI_WEBHOOK_SECRET"),
-        ],
-    )?;
-    let args = ApiArgs::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    args.validate()
+    parse_keeping_secrets_off_the_command_line::<ApiArgs>(&[
+        ("jwt_secret", "JWT_SECRET"),
+        ("otp_secret", "OTP_SECRET"),
+        ("wati_webhook_secret", "WATI_WEBHOOK_SECRET"),
+    ])?
+    .validate()
 }
 
 #[tokio::main]

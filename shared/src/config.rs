@@ -155,13 +155,17 @@ pub fn real_secret(
     Ok(secret)
 }
 
-/// Refuses a secret given as a command-line flag: the command line of a process is
-/// readable by every user of the machine (`ps`). `secrets` are `(argument id, variable
-/// name)` pairs. The environment (or a file an orchestrator mounts into it) is the way in.
-pub fn refuse_secrets_on_command_line(
-    matches: &clap::ArgMatches,
+/// A process's arguments from its command line and environment, with its secrets from
+/// the environment only: the command line of a process is readable by every user of
+/// the machine (`ps`). `secrets` are `(argument id, variable name)` pairs. Exits with
+/// clap's usage message on arguments that do not parse, as `Parser::parse` does.
+pub fn parse_keeping_secrets_off_the_command_line<A>(
     secrets: &[(&str, &'static str)],
-) -> Result<(), ConfigError> {
+) -> Result<A, ConfigError>
+where
+    A: clap::CommandFactory + clap::FromArgMatches,
+{
+    let matches = A::command().get_matches();
     for (id, name) in secrets {
         if matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
             return Err(ConfigError::Invalid {
@@ -170,7 +174,7 @@ pub fn refuse_secrets_on_command_line(
             });
         }
     }
-    Ok(())
+    Ok(A::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()))
 }
 
 /// A required setting that is not a secret.

@@ -2,22 +2,16 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches};
-use otp_shared::config::{ConfigError, refuse_secrets_on_command_line};
+use otp_shared::config::{ConfigError, parse_keeping_secrets_off_the_command_line};
 use otp_worker::config::{WorkerArgs, WorkerConfig};
 
 /// The settings, from flags and the environment; secrets from the environment only.
 fn read_settings() -> Result<WorkerConfig, ConfigError> {
-    let matches = WorkerArgs::command().get_matches();
-    refuse_secrets_on_command_line(
-        &matches,
-        &[
-            ("otp_secret", "OTP_SECRET"),
-            ("wati_api_key", "WATI_API_KEY"),
-        ],
-    )?;
-    let args = WorkerArgs::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    args.validate()
+    parse_keeping_secrets_off_the_command_line::<WorkerArgs>(&[
+        ("otp_secret", "OTP_SECRET"),
+        ("wati_api_key", "WATI_API_KEY"),
+    ])?
+    .validate()
 }
 
 #[tokio::main]
