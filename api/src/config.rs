@@ -26,6 +26,10 @@ pub struct ApiArgs {
     /// listen backlog. Keep it under the process's file limit (`ulimit -n`).
     #[arg(long, env = "HTTP_MAX_CONNECTIONS", default_value_t = 4096)]
     pub http_max_connections: usize,
+    /// Seconds a kept-alive connection may sit idle on `API_ADDR`; behind a load
+    /// balancer, make it longer than the balancer's own idle timeout.
+    #[arg(long, env = "HTTP_IDLE_TIMEOUT_SECONDS", default_value_t = 60)]
+    pub http_idle_timeout_seconds: u64,
     /// Wrong guesses for one phone across its codes (counted until a login, or a day
     /// after the last) before guesses not bound to a send are refused and the phone's
     /// new codes get 10 digits; 0 turns the cap off.
@@ -108,6 +112,8 @@ pub struct ApiConfig {
     pub api_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
     pub http_max_connections: usize,
+    /// The public listener's waits (`HTTP_IDLE_TIMEOUT_SECONDS` for an idle connection).
+    pub http_timeouts: otp_shared::http::Timeouts,
     pub otp_max_attempts: u32,
     pub wrong_guesses_per_phone: u32,
     pub otp_length: u32,
@@ -181,6 +187,7 @@ impl ApiArgs {
             ("JWT_TTL_SECONDS", self.jwt_ttl_seconds),
             ("REFRESH_TTL_SECONDS", self.refresh_ttl_seconds),
             ("HTTP_MAX_CONNECTIONS", self.http_max_connections as u64),
+            ("HTTP_IDLE_TIMEOUT_SECONDS", self.http_idle_timeout_seconds),
         ] {
             if value == 0 {
                 return Err(ConfigError::Invalid {
@@ -194,6 +201,10 @@ impl ApiArgs {
             api_addr: self.api_addr,
             metrics_addr: self.metrics_addr,
             http_max_connections: self.http_max_connections,
+            http_timeouts: otp_shared::http::Timeouts {
+                idle: std::time::Duration::from_secs(self.http_idle_timeout_seconds),
+                ..otp_shared::http::TIMEOUTS
+            },
             otp_max_attempts: self.otp_max_attempts,
             wrong_guesses_per_phone: self.wrong_guesses_per_phone,
             otp_length: self.otp_length,

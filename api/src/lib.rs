@@ -180,10 +180,16 @@ pub async fn run(
         ))
     };
     let app = routes::router(state);
-    let served = otp_shared::http::serve(listener, app, config.http_max_connections, async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    })
+    let served = otp_shared::http::serve(
+        listener,
+        app,
+        config.http_max_connections,
+        config.http_timeouts,
+        async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        },
+    )
     .await;
     depth_watch.abort();
     let _ = metrics_server.await;

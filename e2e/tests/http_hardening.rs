@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use otp_e2e::TestEnv;
-use otp_shared::http::{BODY_TIMEOUT, HEAD_TIMEOUT};
+use otp_shared::http::TIMEOUTS;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -69,7 +69,9 @@ async fn slow_heads_and_bodies_are_cut_off_in_time_and_healthz_keeps_answering()
     let mut heads = Vec::new();
     let mut bodies = Vec::new();
     let mut metrics_heads = Vec::new();
+    let mut silent = Vec::new();
     for _ in 0..SLOW {
+        silent.push(stalled(&env.api_url, "").await);
         heads.push(
             stalled(
                 &env.api_url,
@@ -90,19 +92,25 @@ async fn slow_heads_and_bodies_are_cut_off_in_time_and_healthz_keeps_answering()
     healthz_answers_at_once(&env, &env.api_url).await;
     healthz_answers_at_once(&env, &api.metrics_url).await;
 
-    let head_deadline = opened + HEAD_TIMEOUT + GRACE;
-    for stream in heads.iter_mut().chain(metrics_heads.iter_mut()) {
+    let head_deadline = opened + TIMEOUTS.head + GRACE;
+    // A new connection owes its first head within the head timeout, bytes or not.
+    for stream in heads
+        .iter_mut()
+        .chain(metrics_heads.iter_mut())
+        .chain(silent.iter_mut())
+    {
         let answer = closed_by(stream, head_deadline).await;
         assert!(
             answer.is_some(),
-            "a trickled head still open after {HEAD_TIMEOUT:?}"
+            "a trickled head still open after {:?}",
+            TIMEOUTS.head
         );
     }
-    let body_deadline = opened + BODY_TIMEOUT + GRACE;
+    let body_deadline = opened + TIMEOUTS.body + GRACE;
     for stream in &mut bodies {
         let answer = closed_by(stream, body_deadline)
             .await
-            .unwrap_or_else(|| panic!("a trickled body still open after {BODY_TIMEOUT:?}"));
+            .unwrap_or_else(|| panic!("a trickled body still open after {:?}", TIMEOUTS.body));
         assert!(
             answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
             "a trickled body gets a client error, if anything: {answer}"
@@ -112,17 +120,100 @@ async fn slow_heads_and_bodies_are_cut_off_in_time_and_healthz_keeps_answering()
 }
 
 #[tokio::test]
-async fn an_idle_keep_alive_connection_is_closed() {
+async fn an_idle_kept_alive_connection_lasts_the_idle_timeout_then_closes() {
+    let mut env = TestEnv::new().await;
+    let mut config = env.api_config();
+    // Longer than the head timeout, to tell the two apart.
+    let idle = TIMEOUTS.head + Duration::from_secs(2);
+    config.http_timeouts.idle = idle;
+    let _api = env.start_api_with(config).await;
+    let mut stream = stalled(&env.api_url, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let mut answer = [0u8; 12];
+    stream.read_exact(&mut answer).await.expect("an answer");
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    let answered = Instant::now();
+    // Past the head timeout, the idle connection is still there...
+    let still_open = closed_by(
+        &mut stream,
+        answered + TIMEOUTS.head + Duration::from_millis(500),
+    )
+    .await;
+    assert!(still_open.is_none(), "closed before the idle timeout");
+    // ...and takes another request, whose head now has the head timeout.
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("a second request");
+    stream
+        .read_exact(&mut answer)
+        .await
+        .expect("a second answer");
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    let answered = Instant::now();
+    assert!(
+        closed_by(&mut stream, answered + idle + GRACE)
+            .await
+            .is_some(),
+        "the idle connection closed"
+    );
+    assert!(answered.elapsed() >= idle - Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn a_body_trickled_byte_by_byte_is_cut_off_at_the_body_timeout() {
     let mut env = TestEnv::new().await;
     let _api = env.start_api().await;
-    let mut stream = stalled(&env.api_url, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
-    let answered = Instant::now();
-    let answer = closed_by(&mut stream, answered + HEAD_TIMEOUT + GRACE)
-        .await
-        .expect("the idle connection closed");
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    // Kept open for the next request meanwhile, not closed after the answer.
-    assert!(answered.elapsed() >= HEAD_TIMEOUT - Duration::from_secs(1));
+    let mut stream = stalled(
+        &env.api_url,
+        "POST /api/auth/send-otp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: 1000\r\n\r\n",
+    )
+    .await;
+    let started = Instant::now();
+    let deadline = started + TIMEOUTS.body + GRACE;
+    // A byte every half second: each chunk comes well within any per-chunk timeout.
+    let mut closed = false;
+    while Instant::now() < deadline {
+        if stream.write_all(b" ").await.is_err() {
+            closed = true;
+            break;
+        }
+        if closed_by(&mut stream, Instant::now() + Duration::from_millis(500))
+            .await
+            .is_some()
+        {
+            closed = true;
+            break;
+        }
+    }
+    assert!(
+        closed,
+        "a trickled body still open after {:?}",
+        TIMEOUTS.body
+    );
+    assert!(started.elapsed() >= TIMEOUTS.body - Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn a_client_that_reads_none_of_its_answers_is_cut_off() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    let stream = stalled(&env.api_url, "").await;
+    let (_reader, mut writer) = stream.into_split();
+    let started = Instant::now();
+    // Pipelined requests, and never a read: the answers pile up until the server's
+    // writes stall, and then it must let go.
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".repeat(64);
+    let written = tokio::time::timeout(TIMEOUTS.write + GRACE + Duration::from_secs(10), async {
+        while writer.write_all(&request).await.is_ok() {}
+    })
+    .await;
+    assert!(
+        written.is_ok(),
+        "the server still took requests from a client that reads nothing"
+    );
+    assert!(started.elapsed() >= TIMEOUTS.write - Duration::from_secs(1));
+    healthz_answers_at_once(&env, &env.api_url).await;
 }
 
 #[tokio::test]
@@ -148,7 +239,7 @@ async fn connections_past_the_cap_wait_until_one_closes() {
             .await
             .expect("send");
         let mut buffer = [0u8; 12];
-        tokio::time::timeout(HEAD_TIMEOUT + GRACE, stream.read_exact(&mut buffer))
+        tokio::time::timeout(TIMEOUTS.head + GRACE, stream.read_exact(&mut buffer))
             .await
             .expect("an answer in time")
             .expect("an answer");

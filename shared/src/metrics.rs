@@ -189,7 +189,14 @@ pub async fn serve(
     let app = Router::new()
         .route("/metrics", get(move || async move { handle.render() }))
         .route("/healthz", get(|| async { "ok" }));
-    let served = crate::http::serve(listener, app, METRICS_MAX_CONNECTIONS, shutdown).await;
+    let served = crate::http::serve(
+        listener,
+        app,
+        METRICS_MAX_CONNECTIONS,
+        crate::http::TIMEOUTS,
+        shutdown,
+    )
+    .await;
     upkeep.abort();
     served
 }

@@ -1,7 +1,12 @@
 //! The HTTP server of both processes' listeners, in place of `axum::serve`, which has no
-//! header timeout and no cap: HTTP/1 with a deadline for a request's head (which also
-//! closes a keep-alive connection that sits idle), a cap on open connections, and a
-//! graceful stop that lets requests in flight finish.
+//! timeouts and no cap: HTTP/1 with deadlines for a request's head, an idle kept-alive
+//! connection, a whole body and a write the client does not read ([`Timeouts`]), a cap
+//! on open connections, and a graceful stop that lets requests in flight finish
+//! (within a grace period).
+
+mod timeouts;
+
+pub use timeouts::{BodyTooSlow, Timeouts};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,18 +16,26 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
 
-/// Longest wait for a whole request head, counted from the connection's start or the
-/// end of its previous answer: a client that trickles its head, or keeps an idle
-/// keep-alive connection, is cut off after it.
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest wait for a whole request body, once its head has come (the api's router
-/// applies it: only a handler knows it wants the body).
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+use timeouts::{Clock, DeadlineBody, GuardedIo};
+
+/// A whole request head within 10 s (SPEC.md), a whole body within 10 s of its head, a
+/// write that moves within 10 s, and a kept-alive connection idle for at most 60 s:
+/// longer than most clients keep an idle connection, so that a client does not send a
+/// request on a connection the server is closing.
+pub const TIMEOUTS: Timeouts = Timeouts {
+    head: Duration::from_secs(10),
+    idle: Duration::from_secs(60),
+    body: Duration::from_secs(10),
+    write: Duration::from_secs(10),
+};
+/// After the stop signal, how long requests in flight may take before the server
+/// returns anyway.
+const STOP_GRACE: Duration = Duration::from_secs(30);
 /// Pause after `accept` failed (out of file descriptors, say) before trying again.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 
@@ -34,14 +47,14 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     max_connections: usize,
+    timeouts: Timeouts,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(max_connections.max(1)));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEAD_TIMEOUT);
+    // The connection's own reads bound the head and idle waits (GuardedIo).
+    builder.header_read_timeout(None);
     let builder = Arc::new(builder);
     tokio::pin!(shutdown);
     loop {
@@ -66,15 +79,19 @@ pub async fn serve(
         };
         let (app, builder, stopping) = (app.clone(), builder.clone(), stop_rx.clone());
         tokio::spawn(async move {
-            serve_connection(&builder, stream, peer, app, stopping).await;
+            serve_connection(&builder, stream, peer, app, timeouts, stopping).await;
             drop(permit);
         });
     }
     let _ = stop_tx.send(true);
     // Every connection holds a permit until it is done: all of them back means all done.
-    let _ = permits
-        .acquire_many(u32::try_from(max_connections.max(1)).unwrap_or(u32::MAX))
-        .await;
+    let all = u32::try_from(max_connections.max(1)).unwrap_or(u32::MAX);
+    if tokio::time::timeout(STOP_GRACE, permits.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the grace period; stopping anyway");
+    }
     Ok(())
 }
 
@@ -83,19 +100,40 @@ async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     app: Router,
+    timeouts: Timeouts,
     mut stopping: watch::Receiver<bool>,
 ) {
-    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-        let mut request = request.map(axum::body::Body::new);
-        request.extensions_mut().insert(ConnectInfo(peer));
-        app.clone().oneshot(request)
+    let clock = Clock::new();
+    let service = hyper::service::service_fn({
+        let clock = clock.clone();
+        move |request: hyper::Request<Incoming>| {
+            clock.serving();
+            let mut request =
+                request.map(|body| axum::body::Body::new(DeadlineBody::new(body, timeouts.body)));
+            request.extensions_mut().insert(ConnectInfo(peer));
+            let answer = app.clone().oneshot(request);
+            let clock = clock.clone();
+            async move {
+                let answer = answer.await;
+                clock.served();
+                answer
+            }
+        }
     });
+    let stream = GuardedIo::new(stream, clock.clone(), timeouts.write);
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
+    let overdue = clock.overdue(timeouts);
+    tokio::pin!(overdue);
     let mut told_to_stop = false;
     let served = loop {
         tokio::select! {
             served = connection.as_mut() => break served,
+            why = overdue.as_mut() => {
+                // Dropping the connection closes it.
+                tracing::debug!(%peer, why, "connection closed");
+                return;
+            }
             _ = stopping.wait_for(|stop| *stop), if !told_to_stop => {
                 told_to_stop = true;
                 // Finish the request in flight, if any, then close.
