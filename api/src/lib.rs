@@ -89,6 +89,7 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
             redis.clone(),
             keys.clone(),
             Duration::from_secs(config.refresh_ttl_seconds),
+            Duration::from_secs(config.jwt_ttl_seconds),
         ),
         db,
         statuses: StatusStore::new(redis.clone(), keys.clone()),

@@ -40,15 +40,9 @@ pub struct Login {
 }
 
 /// What presenting a refresh token got.
-#[derive(Debug)]
 pub enum Refresh {
-    /// A new refresh token for the same session; the presented one is spent.
-    Rotated {
-        user_id: Uuid,
-        phone: String,
-        session_id: Uuid,
-        refresh_token: String,
-    },
+    /// Live: rotate it once the new access token is recorded.
+    Rotating(PendingRefresh),
     /// Unknown, expired or revoked; or already used, which ends its whole session.
     Refused,
 }
@@ -80,6 +74,8 @@ pub struct UserStore {
     redis: ConnectionManager,
     keys: Keys,
     refresh_ttl: Duration,
+    /// Access tokens' lifetime: how long their sessions, and revocation marks, live.
+    access_ttl: Duration,
 }
 
 fn rfc3339(at: OffsetDateTime) -> String {
@@ -104,12 +100,19 @@ fn token_hash(token: &str) -> Vec<u8> {
 type UserRow = (Uuid, String, OffsetDateTime, OffsetDateTime);
 
 impl UserStore {
-    pub fn new(pool: PgPool, redis: ConnectionManager, keys: Keys, refresh_ttl: Duration) -> Self {
+    pub fn new(
+        pool: PgPool,
+        redis: ConnectionManager,
+        keys: Keys,
+        refresh_ttl: Duration,
+        access_ttl: Duration,
+    ) -> Self {
         Self {
             pool,
             redis,
             keys,
             refresh_ttl,
+            access_ttl,
         }
     }
 
@@ -175,11 +178,13 @@ impl UserStore {
         }))
     }
 
-    /// Spends a refresh token for a new one of the same session. A token used before
-    /// ends its whole session (someone else may hold a copy); so does one presented
-    /// twice at once (one wins, the other ends the session).
+    /// Looks a refresh token up and holds it (a row lock) until the caller commits the
+    /// rotation or drops it. A token used before ends its whole session (someone else
+    /// may hold a copy); so does one presented twice at once (one wins, the other ends
+    /// the session).
     pub async fn refresh(&self, token: &str) -> Result<Refresh, UserError> {
         let mut tx = self.pool.begin().await?;
+        let presented = token_hash(token);
         let found: Option<(Uuid, Option<OffsetDateTime>, Uuid, String, bool)> = sqlx::query_as(
             "SELECT t.session_id, t.used_at, s.user_id, u.phone,
                     s.revoked_at IS NULL AND s.expires_at > now()
@@ -189,85 +194,129 @@ impl UserStore {
              WHERE t.token_hash = $1
              FOR UPDATE OF t",
         )
-        .bind(token_hash(token))
+        .bind(&presented)
         .fetch_optional(&mut *tx)
         .await?;
         let Some((session_id, used_at, user_id, phone, live)) = found else {
             return Ok(Refresh::Refused);
         };
         if used_at.is_some() {
-            sqlx::query(
-                "UPDATE refresh_sessions SET revoked_at = now()
-                 WHERE id = $1 AND revoked_at IS NULL",
-            )
-            .bind(session_id)
-            .execute(&mut *tx)
-            .await?;
+            revoke(&mut *tx, session_id).await?;
             tx.commit().await?;
+            self.mark_revoked(session_id).await?;
             tracing::warn!(%session_id, "a used refresh token came back; its session is ended");
             return Ok(Refresh::Refused);
         }
         if !live {
             return Ok(Refresh::Refused);
         }
-        let (refresh_token, hash) = new_refresh_token()?;
-        sqlx::query(
-            "WITH spent AS (UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1)
-             INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($2, $3)",
-        )
-        .bind(token_hash(token))
-        .bind(hash)
-        .bind(session_id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Refresh::Rotated {
+        Ok(Refresh::Rotating(PendingRefresh {
+            tx,
+            presented,
             user_id,
             phone,
             session_id,
-            refresh_token,
-        })
+        }))
     }
 
-    /// Ends a refresh session (logout, or a login whose code was taken meanwhile).
+    /// Ends a refresh session (logout, or a login whose code was taken meanwhile), and
+    /// with it every access token it gave out.
     pub async fn end_session(&self, session_id: Uuid) -> Result<(), UserError> {
-        sqlx::query(
-            "UPDATE refresh_sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
-        )
-        .bind(session_id)
-        .execute(&self.pool)
-        .await?;
+        revoke(&self.pool, session_id).await?;
+        self.mark_revoked(session_id).await
+    }
+
+    /// Access tokens of `session_id` stop working: a mark that outlives the longest of
+    /// them.
+    async fn mark_revoked(&self, session_id: Uuid) -> Result<(), UserError> {
+        let _: () = self
+            .redis
+            .clone()
+            .set_ex(
+                self.keys.revoked_session(session_id),
+                1,
+                self.access_ttl.as_secs().max(1),
+            )
+            .await?;
         Ok(())
     }
 
     /// Records an access token's session for its lifetime.
-    pub async fn open_access(
-        &self,
-        jti: &str,
-        user_id: Uuid,
-        ttl: Duration,
-    ) -> Result<(), UserError> {
+    pub async fn open_access(&self, jti: &str, user_id: Uuid) -> Result<(), UserError> {
         let _: () = self
             .redis
             .clone()
             .set_ex(
                 self.keys.session(jti),
                 user_id.to_string(),
-                ttl.as_secs().max(1),
+                self.access_ttl.as_secs().max(1),
             )
             .await?;
         Ok(())
     }
 
-    /// Whether the access session of `jti` is live and belongs to `user_id`.
-    pub async fn access_is_live(&self, jti: &str, user_id: &str) -> Result<bool, UserError> {
-        let owner: Option<String> = self.redis.clone().get(self.keys.session(jti)).await?;
-        Ok(owner.as_deref() == Some(user_id))
+    /// Whether the access session of `jti` is live, belongs to `user_id`, and its
+    /// refresh session `sid` has not been ended. One round trip.
+    pub async fn access_is_live(
+        &self,
+        jti: &str,
+        user_id: &str,
+        sid: Uuid,
+    ) -> Result<bool, UserError> {
+        let (owner, revoked): (Option<String>, Option<String>) = redis::cmd("MGET")
+            .arg(self.keys.session(jti))
+            .arg(self.keys.revoked_session(sid))
+            .query_async(&mut self.redis.clone())
+            .await?;
+        Ok(owner.as_deref() == Some(user_id) && revoked.is_none())
     }
 
     pub async fn close_access(&self, jti: &str) -> Result<(), UserError> {
         let _: () = self.redis.clone().del(self.keys.session(jti)).await?;
         Ok(())
+    }
+}
+
+/// Marks a refresh session revoked.
+async fn revoke<'e, E>(executor: E, session_id: Uuid) -> Result<(), sqlx::Error>
+where
+    E: sqlx::PgExecutor<'e>,
+{
+    sqlx::query(
+        "UPDATE refresh_sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
+    )
+    .bind(session_id)
+    .execute(executor)
+    .await
+    .map(drop)
+}
+
+/// A refresh token found live and held: the new access token is recorded first, and
+/// only then is the old refresh token spent ([`PendingRefresh::commit`]), so a failure
+/// in between leaves it usable for the client's retry. Dropped, nothing changes.
+pub struct PendingRefresh {
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    presented: Vec<u8>,
+    pub user_id: Uuid,
+    pub phone: String,
+    pub session_id: Uuid,
+}
+
+impl PendingRefresh {
+    /// Spends the presented refresh token; returns the next one.
+    pub async fn commit(mut self) -> Result<String, UserError> {
+        let (refresh_token, hash) = new_refresh_token()?;
+        sqlx::query(
+            "WITH spent AS (UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1)
+             INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($2, $3)",
+        )
+        .bind(&self.presented)
+        .bind(hash)
+        .bind(self.session_id)
+        .execute(&mut *self.tx)
+        .await?;
+        self.tx.commit().await?;
+        Ok(refresh_token)
     }
 }
 

@@ -82,6 +82,7 @@ async fn thirty_concurrent_first_logins_of_one_phone_make_one_user() {
         env.redis.clone(),
         env.keys(),
         Duration::from_secs(60),
+        Duration::from_secs(60),
     );
     let phone = otp_shared::phone::PhoneNumber::from_e164_digits(PHONE).expect("phone");
     let logins = futures_util::future::join_all((0..30).map(|_| users.login(&phone))).await;
@@ -191,4 +192,63 @@ async fn logout_ends_the_refresh_session_too() {
     assert_eq!(env.logout(token).await, 204);
     assert_eq!(env.get("/api/auth/me", Some(token)).await.0, 401);
     assert_eq!(refresh(&env, &login["refreshToken"]).await.0, 401);
+}
+
+#[tokio::test]
+async fn an_ended_session_takes_every_access_token_it_gave_out_with_it() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    let _worker = env.start_worker().await;
+    // A thief refreshes with a stolen token first; the owner's copy then comes back.
+    let login = log_in(&env, PHONE).await;
+    let stolen = login["refreshToken"].clone();
+    let (status, thief) = refresh(&env, &stolen).await;
+    assert_eq!(status, 200, "{thief}");
+    let thief_token = thief["token"].as_str().expect("token");
+    assert_eq!(env.get("/api/auth/me", Some(thief_token)).await.0, 200);
+    assert_eq!(refresh(&env, &stolen).await.0, 401);
+    // Reuse ended the session: the thief's access token goes with it, and the owner's.
+    assert_eq!(env.get("/api/auth/me", Some(thief_token)).await.0, 401);
+    let owner_token = login["token"].as_str().expect("token");
+    assert_eq!(env.get("/api/auth/me", Some(owner_token)).await.0, 401);
+
+    // Logging out with one access token ends the others of its session too.
+    let login = log_in(&env, PHONE).await;
+    let (_, rotated) = refresh(&env, &login["refreshToken"]).await;
+    let second = rotated["token"].as_str().expect("token");
+    assert_eq!(env.get("/api/auth/me", Some(second)).await.0, 200);
+    assert_eq!(
+        env.logout(login["token"].as_str().expect("token")).await,
+        204
+    );
+    assert_eq!(env.get("/api/auth/me", Some(second)).await.0, 401);
+}
+
+#[tokio::test]
+async fn a_refresh_that_redis_could_not_record_leaves_the_refresh_token_usable() {
+    let mut env = TestEnv::new().await;
+    let proxy = Proxy::start("127.0.0.1:6379").await;
+    let mut config = env.api_config();
+    config.common.redis_url = format!("redis://127.0.0.1:{}", proxy.port());
+    let _api = env.start_api_with(config).await;
+    let _worker = env.start_worker().await;
+    let login = log_in(&env, PHONE).await;
+
+    proxy.cut();
+    let (status, body) = refresh(&env, &login["refreshToken"]).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (503, &json!("UNAVAILABLE")),
+        "{body}"
+    );
+    proxy.restore();
+    // The retry with the same token is not taken for reuse: it was never spent.
+    let body = eventually("the refresh to work", DEADLINE, || async {
+        let (status, body) = refresh(&env, &login["refreshToken"]).await;
+        assert_ne!(status, 401, "{body}");
+        (status == 200).then_some(body)
+    })
+    .await;
+    let token = body["token"].as_str().expect("a new access token");
+    assert_eq!(env.get("/api/auth/me", Some(token)).await.0, 200);
 }

@@ -89,6 +89,12 @@ impl Keys {
         format!("{}:sends-per-minute", self.prefix)
     }
 
+    /// Set when a refresh session ends (logout, a reused refresh token), for as long
+    /// as its access tokens live: they are refused from then on.
+    pub fn revoked_session(&self, session_id: Uuid) -> String {
+        format!("{}:revoked-session:{session_id}", self.prefix)
+    }
+
     /// A live access-token session, by the token's `jti`; logout deletes it.
     pub fn session(&self, jti: &str) -> String {
         format!("{}:session:{jti}", self.prefix)

@@ -258,15 +258,16 @@ async fn check_code(state: &AppState, body: VerifyOtpBody) -> Result<Value, ApiE
         VerifyOutcome::Locked => return Err(ApiError::TooManyAttempts),
         VerifyOutcome::Wrong { remaining } => return Err(ApiError::OtpInvalid { remaining }),
     }
-    // The code is spent only once the login is written: if PostgreSQL cannot take it,
-    // the code goes back, and the same code works on the next try.
-    let login = match state.users.login(&phone).await {
+    // The code is spent only once the login is written and its access token recorded:
+    // if PostgreSQL or Redis cannot take them, the code goes back, and the same code
+    // works on the next try.
+    let login = match sign_in(state, &phone).await {
         Ok(login) => login,
         Err(e) => {
             if let Err(release_error) = state.store.release(&phone, claim).await {
                 tracing::warn!(error = %release_error, "could not give back a claimed code; it frees itself in seconds");
             }
-            return Err(e.into());
+            return Err(e);
         }
     };
     if !state.store.spend(&phone, claim).await? {
@@ -274,24 +275,61 @@ async fn check_code(state: &AppState, body: VerifyOtpBody) -> Result<Value, ApiE
         state.users.end_session(login.session_id).await?;
         return Err(ApiError::OtpNotFound);
     }
-    let user = login.user;
-    let (token, claims) = state
-        .tokens
-        .issue(user.id, &user.phone, login.session_id)
-        .map_err(|e| ApiError::Internal(Box::new(e)))?;
-    state
-        .users
-        .open_access(&claims.jti, user.id, state.tokens.ttl())
-        .await?;
-    tracing::info!(user_id = %user.id, is_new = login.is_new, "code verified");
+    let SignedIn {
+        user,
+        is_new,
+        token,
+        refresh_token,
+        ..
+    } = login;
+    tracing::info!(user_id = %user.id, is_new, "code verified");
     Ok(json!({
         "status": "success",
         "verified": true,
         "token": token,
-        "refreshToken": login.refresh_token,
-        "isNewUser": login.is_new,
+        "refreshToken": refresh_token,
+        "isNewUser": is_new,
         "user": { "id": user.id, "phone": user.phone, "createdAt": user.created_at },
     }))
+}
+
+/// A login that holds: the user and a refresh session in PostgreSQL, and an access
+/// token recorded in Redis.
+struct SignedIn {
+    user: crate::users::User,
+    is_new: bool,
+    session_id: Uuid,
+    token: String,
+    refresh_token: String,
+}
+
+async fn sign_in(state: &AppState, phone: &PhoneNumber) -> Result<SignedIn, ApiError> {
+    let login = state.users.login(phone).await?;
+    let recorded = async {
+        let (token, claims) = state
+            .tokens
+            .issue(login.user.id, &login.user.phone, login.session_id)
+            .map_err(|e| ApiError::Internal(Box::new(e)))?;
+        state.users.open_access(&claims.jti, login.user.id).await?;
+        Ok::<_, ApiError>(token)
+    }
+    .await;
+    match recorded {
+        Ok(token) => Ok(SignedIn {
+            user: login.user,
+            is_new: login.is_new,
+            session_id: login.session_id,
+            token,
+            refresh_token: login.refresh_token,
+        }),
+        Err(e) => {
+            // The session was written for nothing: end it (it would expire anyway).
+            if let Err(end_error) = state.users.end_session(login.session_id).await {
+                tracing::warn!(error = %end_error, "could not end a session whose login failed");
+            }
+            Err(e)
+        }
+    }
 }
 
 pub async fn otp_status(

@@ -34,7 +34,11 @@ impl FromRequestParts<AppState> for Authenticated {
             .tokens
             .verify(token.trim())
             .map_err(|_| ApiError::Unauthorized)?;
-        if !state.users.access_is_live(&claims.jti, &claims.sub).await? {
+        if !state
+            .users
+            .access_is_live(&claims.jti, &claims.sub, claims.sid)
+            .await?
+        {
             return Err(ApiError::Unauthorized);
         }
         Ok(Authenticated(claims))
@@ -65,7 +69,9 @@ pub struct RefreshBody {
     refresh_token: Option<Value>,
 }
 
-/// Spends a refresh token for a new access token and a new refresh token.
+/// Spends a refresh token for a new access token and a new refresh token. The new
+/// access token is recorded before the refresh token is spent: if that fails, the
+/// client's retry with the same refresh token works (rather than looking like reuse).
 pub async fn refresh(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RefreshBody>,
@@ -73,23 +79,18 @@ pub async fn refresh(
     let Some(Value::String(presented)) = body.refresh_token else {
         return Err(ApiError::InvalidBody);
     };
-    let Refresh::Rotated {
-        user_id,
-        phone,
-        session_id,
-        refresh_token,
-    } = state.users.refresh(&presented).await?
-    else {
+    let Refresh::Rotating(pending) = state.users.refresh(&presented).await? else {
         return Err(ApiError::Unauthorized);
     };
     let (token, claims) = state
         .tokens
-        .issue(user_id, &phone, session_id)
+        .issue(pending.user_id, &pending.phone, pending.session_id)
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
     state
         .users
-        .open_access(&claims.jti, user_id, state.tokens.ttl())
+        .open_access(&claims.jti, pending.user_id)
         .await?;
+    let refresh_token = pending.commit().await?;
     Ok(Json(
         json!({ "token": token, "refreshToken": refresh_token }),
     ))
