@@ -51,6 +51,8 @@ pub enum Refresh {
 pub enum UserError {
     #[error("postgres")]
     Db(#[from] sqlx::Error),
+    #[error("postgres did not answer within {0:?}")]
+    TimedOut(Duration),
     #[error("redis")]
     Redis(#[from] redis::RedisError),
     #[error("the random source failed")]
@@ -62,6 +64,7 @@ impl UserError {
     pub fn is_outage(&self) -> bool {
         match self {
             UserError::Db(e) => crate::db::is_outage(e),
+            UserError::TimedOut(_) => true,
             UserError::Redis(e) => otp_shared::redis_conn::is_outage(e),
             UserError::Random(_) => false,
         }
@@ -99,6 +102,17 @@ fn token_hash(token: &str) -> Vec<u8> {
 
 type UserRow = (Uuid, String, OffsetDateTime, OffsetDateTime);
 
+/// Runs `work` against PostgreSQL for at most [`crate::db::QUERY_TIMEOUT`]: a server
+/// or network that hangs costs a 503, not a request that never ends.
+async fn bounded<T>(
+    work: impl std::future::Future<Output = Result<T, UserError>>,
+) -> Result<T, UserError> {
+    let limit = crate::db::QUERY_TIMEOUT;
+    tokio::time::timeout(limit, work)
+        .await
+        .unwrap_or(Err(UserError::TimedOut(limit)))
+}
+
 impl UserStore {
     pub fn new(
         pool: PgPool,
@@ -120,6 +134,10 @@ impl UserStore {
     /// first logins) or records the login, and opens a refresh session. One statement,
     /// one round trip.
     pub async fn login(&self, phone: &PhoneNumber) -> Result<Login, UserError> {
+        bounded(self.write_login(phone)).await
+    }
+
+    async fn write_login(&self, phone: &PhoneNumber) -> Result<Login, UserError> {
         let session_id = Uuid::new_v4();
         let (refresh_token, hash) = new_refresh_token()?;
         let (id, phone, created_at, last_login_at, is_new): (
@@ -165,6 +183,10 @@ impl UserStore {
     }
 
     pub async fn get(&self, id: Uuid) -> Result<Option<User>, UserError> {
+        bounded(self.read_user(id)).await
+    }
+
+    async fn read_user(&self, id: Uuid) -> Result<Option<User>, UserError> {
         let row: Option<UserRow> =
             sqlx::query_as("SELECT id, phone, created_at, last_login_at FROM users WHERE id = $1")
                 .bind(id)
@@ -183,6 +205,10 @@ impl UserStore {
     /// may hold a copy); so does one presented twice at once (one wins, the other ends
     /// the session).
     pub async fn refresh(&self, token: &str) -> Result<Refresh, UserError> {
+        bounded(self.hold_refresh_token(token)).await
+    }
+
+    async fn hold_refresh_token(&self, token: &str) -> Result<Refresh, UserError> {
         let mut tx = self.pool.begin().await?;
         let presented = token_hash(token);
         let found: Option<(Uuid, Option<OffsetDateTime>, Uuid, String, bool)> = sqlx::query_as(
@@ -222,7 +248,7 @@ impl UserStore {
     /// Ends a refresh session (logout, or a login whose code was taken meanwhile), and
     /// with it every access token it gave out.
     pub async fn end_session(&self, session_id: Uuid) -> Result<(), UserError> {
-        revoke(&self.pool, session_id).await?;
+        bounded(async { Ok(revoke(&self.pool, session_id).await?) }).await?;
         self.mark_revoked(session_id).await
     }
 
@@ -306,16 +332,20 @@ impl PendingRefresh {
     /// Spends the presented refresh token; returns the next one.
     pub async fn commit(mut self) -> Result<String, UserError> {
         let (refresh_token, hash) = new_refresh_token()?;
-        sqlx::query(
-            "WITH spent AS (UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1)
-             INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($2, $3)",
-        )
-        .bind(&self.presented)
-        .bind(hash)
-        .bind(self.session_id)
-        .execute(&mut *self.tx)
+        bounded(async move {
+            sqlx::query(
+                "WITH spent AS (UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1)
+                 INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($2, $3)",
+            )
+            .bind(&self.presented)
+            .bind(hash)
+            .bind(self.session_id)
+            .execute(&mut *self.tx)
+            .await?;
+            self.tx.commit().await?;
+            Ok(())
+        })
         .await?;
-        self.tx.commit().await?;
         Ok(refresh_token)
     }
 }

@@ -1,6 +1,7 @@
 //! A TCP proxy that a test can cut and restore, to take Redis or RabbitMQ away from one
 //! process without touching the shared servers. While cut, it closes every open
-//! connection and every new one at once.
+//! connection and every new one at once. While stalled, it keeps every connection open
+//! and forwards nothing: a server that hangs (or a network that drops packets).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,6 +12,7 @@ use tokio::task::JoinHandle;
 pub struct Proxy {
     port: u16,
     cut: Arc<AtomicBool>,
+    stalled: tokio::sync::watch::Sender<bool>,
     links: Arc<Mutex<Vec<JoinHandle<()>>>>,
     acceptor: JoinHandle<()>,
 }
@@ -23,19 +25,31 @@ impl Proxy {
             .expect("bind a port for the proxy");
         let port = listener.local_addr().expect("proxy address").port();
         let cut = Arc::new(AtomicBool::new(false));
+        let (stalled, _) = tokio::sync::watch::channel(false);
         let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let target = target.to_owned();
         let acceptor = {
-            let (cut, links) = (cut.clone(), links.clone());
+            let (cut, links, stalled) = (cut.clone(), links.clone(), stalled.clone());
             tokio::spawn(async move {
                 while let Ok((mut client, _)) = listener.accept().await {
                     if cut.load(Ordering::SeqCst) {
                         continue; // dropping the socket closes it
                     }
                     let target = target.clone();
+                    let mut stall = stalled.subscribe();
                     let link = tokio::spawn(async move {
+                        if *stall.borrow() {
+                            // Held open, never answered, until the link is aborted.
+                            return std::future::pending::<()>().await;
+                        }
                         if let Ok(mut server) = TcpStream::connect(&target).await {
-                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                            tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                                () = async { let _ = stall.wait_for(|stalled| *stalled).await; } => {
+                                    // Both sockets stay open; nothing moves.
+                                    std::future::pending::<()>().await;
+                                }
+                            }
                         }
                     });
                     links.lock().unwrap_or_else(|e| e.into_inner()).push(link);
@@ -45,6 +59,7 @@ impl Proxy {
         Self {
             port,
             cut,
+            stalled,
             links,
             acceptor,
         }
@@ -67,7 +82,23 @@ impl Proxy {
         }
     }
 
+    /// Keeps every connection open but forwards nothing, until restored.
+    pub fn stall(&self) {
+        self.stalled.send_replace(true);
+    }
+
+    /// Ends a cut or a stall: stalled connections are closed, new ones are forwarded.
     pub fn restore(&self) {
+        if self.stalled.send_replace(false) {
+            for link in self
+                .links
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .drain(..)
+            {
+                link.abort();
+            }
+        }
         self.cut.store(false, Ordering::SeqCst);
     }
 }

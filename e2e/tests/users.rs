@@ -252,3 +252,40 @@ async fn a_refresh_that_redis_could_not_record_leaves_the_refresh_token_usable()
     let token = body["token"].as_str().expect("a new access token");
     assert_eq!(env.get("/api/auth/me", Some(token)).await.0, 200);
 }
+
+#[tokio::test]
+async fn a_postgresql_that_hangs_costs_a_503_in_seconds_and_not_the_code() {
+    let mut env = TestEnv::new().await;
+    let proxy = Proxy::start("127.0.0.1:5432").await;
+    let mut config = env.api_config();
+    config.database_url = env
+        .database_url
+        .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port()));
+    let _api = env.start_api_with(config).await;
+    let _worker = env.start_worker().await;
+    env.send_accepted(PHONE).await;
+    let code = env.wait_for_messages(PHONE, 1).await[0].code.clone();
+
+    // Packets go nowhere: the login's query gets no answer at all.
+    proxy.stall();
+    let asked = std::time::Instant::now();
+    let (status, body) = env.verify(PHONE, &code).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (503, &json!("UNAVAILABLE")),
+        "{body}"
+    );
+    assert!(
+        asked.elapsed() < otp_api::db::QUERY_TIMEOUT + Duration::from_secs(2),
+        "answered after {:?}",
+        asked.elapsed()
+    );
+
+    proxy.restore();
+    let body = eventually("the same code to verify", DEADLINE, || async {
+        let (status, body) = env.verify(PHONE, &code).await;
+        (status == 200).then_some(body)
+    })
+    .await;
+    assert_eq!(body["isNewUser"], true);
+}
