@@ -30,9 +30,8 @@ pub struct ApiArgs {
     /// balancer, make it longer than the balancer's own idle timeout.
     #[arg(long, env = "HTTP_IDLE_TIMEOUT_SECONDS", default_value_t = 60)]
     pub http_idle_timeout_seconds: u64,
-    /// Wrong guesses for one phone across its codes (counted until a login, or a day
-    /// after the last) before guesses not bound to a send are refused and the phone's
-    /// new codes get 10 digits; 0 turns the cap off.
+    /// Wrong guesses for one phone across its codes (counted until 90 days after the
+    /// last) before the phone's new codes get 10 digits; 0 turns the cap off.
     #[arg(long, env = "WRONG_GUESSES_PER_PHONE", default_value_t = 100)]
     pub wrong_guesses_per_phone: u32,
     /// Wrong guesses allowed per code.

@@ -85,8 +85,10 @@ pub enum SendDecision {
 /// Digits of the codes of a phone that has had too many wrong guesses: each guess is
 /// then ten thousand times less likely to hit than with six digits.
 pub const LONG_CODE_DIGITS: u32 = 10;
-/// How long a phone's count of wrong guesses lives after the last one.
-const WRONG_GUESSES_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// How long a phone's count of wrong guesses lives after the last one. Long, and not
+/// cleared by a login: an attacker who could reset it by waiting a day (or whenever the
+/// owner logs in) would get a fresh hundred guesses at short codes each time.
+const WRONG_GUESSES_WINDOW: Duration = Duration::from_secs(90 * 24 * 3600);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VerifyOutcome {
@@ -177,8 +179,8 @@ impl FromRedisValue for VerifyOutcome {
 pub struct StorePolicy {
     pub ttl: Duration,
     pub max_attempts: u32,
-    /// Wrong guesses for one phone across its codes (a day from the last, until a
-    /// login) before unbound guesses are refused and new codes grow; 0 is no cap.
+    /// Wrong guesses for one phone across its codes (until 90 days after the last)
+    /// before its new codes grow; 0 is no cap.
     pub wrong_guesses_per_phone: u32,
     pub limits: Limits,
 }
@@ -294,7 +296,6 @@ impl OtpStore {
             .arg(claim.to_string())
             .arg(CLAIM_FOR.as_millis() as u64)
             .arg(bound_to.map(|id| id.to_string()).unwrap_or_default())
-            .arg(self.policy.wrong_guesses_per_phone)
             .arg(WRONG_GUESSES_WINDOW.as_millis() as u64)
             .invoke_async(&mut self.redis.clone())
             .await?)
@@ -318,7 +319,6 @@ impl OtpStore {
     ) -> Result<bool, StoreError> {
         let held: i64 = FINISH_VERIFY
             .key(self.keys.otp(phone))
-            .key(self.keys.wrong_guesses(phone))
             .arg(claim.to_string())
             .arg(how)
             .invoke_async(&mut self.redis.clone())

@@ -25,8 +25,8 @@ impl Keys {
         format!("{}:otp:{phone}", self.prefix)
     }
 
-    /// Wrong guesses for a phone across its codes (a count that lives a day past the
-    /// last one; a login clears it).
+    /// Wrong guesses for a phone across its codes (a count that lives 90 days past the
+    /// last one).
     pub fn wrong_guesses(&self, phone: &PhoneNumber) -> String {
         format!("{}:wrong-guesses:{phone}", self.prefix)
     }

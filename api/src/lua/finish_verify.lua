@@ -1,13 +1,13 @@
 -- Spends a claimed code (its login is written) or releases it (it could not be), only
 -- for the request that claimed it.
--- KEYS: 1 code record, 2 phone's wrong guesses (a login clears them)
+-- KEYS: 1 code record
 -- ARGV: 1 claim token, 2 'spend' or 'release'
 -- Returns 1 if the claim was this request's, 0 if not (it lapsed and another took it).
 if redis.call('HGET', KEYS[1], {{code.claim}}) ~= ARGV[1] then
   return 0
 end
 if ARGV[2] == 'spend' then
-  redis.call('DEL', KEYS[1], KEYS[2])
+  redis.call('DEL', KEYS[1])
 else
   redis.call('HDEL', KEYS[1], {{code.claim}}, {{code.claim_until}})
 end

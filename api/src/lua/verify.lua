@@ -2,9 +2,8 @@
 -- A guess is either bound to a send of the code (ARGV[5], its request id) or not.
 -- Bound, it counts against that send's own attempts and can lock only that send;
 -- unbound, against the code's shared attempts, whose cap locks unbound guessing only,
--- never a send. Every wrong guess also counts against the phone across its codes
--- (KEYS[2]); past ARGV[6] of those, unbound guesses are refused unchecked (and new
--- codes grow longer: send.lua).
+-- never a send. Every wrong guess also counts for the phone across its codes (KEYS[2],
+-- until ARGV[6] ms after the last): past a cap, its new codes grow longer (send.lua).
 -- A right guess claims the code for the request that made it (until ARGV[4] ms from
 -- now): the code is spent by finish_verify.lua once the login is written, or released
 -- for another try if it cannot be. While claimed, another right guess answers
@@ -12,8 +11,7 @@
 -- KEYS: 1 code record, 2 phone's wrong guesses
 -- ARGV: 1 mac of the guess, 2 max attempts, 3 claim token, 4 claim ms,
 --       5 request id of the send the guess is bound to ('' for none),
---       6 wrong guesses per phone before unbound guesses are refused (0: no cap),
---       7 ms the phone's count lives after its last wrong guess
+--       6 ms the phone's count lives after its last wrong guess
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local max = tonumber(ARGV[2])
@@ -30,14 +28,8 @@ if bound then
   if tonumber(redis.call('HGET', KEYS[1], guesses_field) or '0') >= max then
     return {'locked', 0}
   end
-else
-  if rec[3] then
-    return {'locked', 0}
-  end
-  local cap = tonumber(ARGV[6])
-  if cap > 0 and tonumber(redis.call('GET', KEYS[2]) or '0') >= cap then
-    return {'locked', 0}
-  end
+elseif rec[3] then
+  return {'locked', 0}
 end
 if tonumber(rec[2]) <= now then
   return {'expired', 0}
@@ -65,7 +57,7 @@ if diff == 0 then
 end
 
 redis.call('INCR', KEYS[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[7])
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
 local remaining
 if bound then
   remaining = max - redis.call('HINCRBY', KEYS[1], guesses_field, 1)
