@@ -135,6 +135,7 @@ impl ApiArgs {
             .budgets
             .capacity(std::time::Duration::from_secs(common.otp_ttl_seconds))
             .check()?;
+        otp_shared::config::real_url_password("DATABASE_URL", &self.database_url, common.dev_mode)?;
         let jwt_secret = real_secret(
             "JWT_SECRET",
             required_secret("JWT_SECRET", self.jwt_secret)?,

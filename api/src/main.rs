@@ -11,6 +11,9 @@ fn read_settings() -> Result<ApiConfig, ConfigError> {
         ("jwt_secret", "JWT_SECRET"),
         ("otp_secret", "OTP_SECRET"),
         ("wati_webhook_secret", "WATI_WEBHOOK_SECRET"),
+        ("redis_url", "REDIS_URL"),
+        ("amqp_url", "AMQP_URL"),
+        ("database_url", "DATABASE_URL"),
     ])?
     .validate()
 }

@@ -47,6 +47,9 @@ fn secrets_on_the_command_line_are_refused() {
         ("--jwt-secret", "JWT_SECRET"),
         ("--otp-secret", "OTP_SECRET"),
         ("--wati-webhook-secret", "WATI_WEBHOOK_SECRET"),
+        ("--redis-url", "REDIS_URL"),
+        ("--amqp-url", "AMQP_URL"),
+        ("--database-url", "DATABASE_URL"),
     ] {
         assert_eq!(
             api_stderr_with_args(&[flag, secret], &[]),

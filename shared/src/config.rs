@@ -100,6 +100,8 @@ impl CommonArgs {
                 });
             }
         }
+        real_url_password("REDIS_URL", &self.redis_url, self.dev_mode)?;
+        real_url_password("AMQP_URL", &self.amqp_url, self.dev_mode)?;
         Ok(CommonConfig {
             redis_url: self.redis_url,
             amqp_url: self.amqp_url,
@@ -153,6 +155,33 @@ pub fn real_secret(
         });
     }
     Ok(secret)
+}
+
+/// The password in a URL's user part (`scheme://user:password@host`), if any.
+fn url_password(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let user_part = rest.split_once('@')?.0;
+    user_part.split_once(':').map(|(_, password)| password)
+}
+
+/// Refuses a URL (or comma-separated URLs) whose password is one of the repository's
+/// placeholders, unless `dev_mode`.
+pub fn real_url_password(
+    name: &'static str,
+    urls: &str,
+    dev_mode: bool,
+) -> Result<(), ConfigError> {
+    let placeholder = urls
+        .split(',')
+        .filter_map(|url| url_password(url.trim()))
+        .any(is_placeholder);
+    if placeholder && !dev_mode {
+        return Err(ConfigError::Invalid {
+            name,
+            problem: "carries a placeholder password from the repository: set one of your own (or DEV_MODE=true for development)",
+        });
+    }
+    Ok(())
 }
 
 /// A process's arguments from its command line and environment, with its secrets from
@@ -219,6 +248,29 @@ mod tests {
         }
         let real = SecretString::from("0123456789abcdef0123456789abcdef");
         assert!(real_secret("OTP_SECRET", real, false).is_ok());
+    }
+
+    #[test]
+    fn placeholder_passwords_in_urls_need_dev_mode() {
+        let compose = "redis://:change-me-redis-password@redis:6379";
+        assert!(matches!(
+            real_url_password("REDIS_URL", compose, false),
+            Err(ConfigError::Invalid {
+                name: "REDIS_URL",
+                ..
+            })
+        ));
+        assert!(real_url_password("REDIS_URL", compose, true).is_ok());
+        let list = "redis://a:6379,redis://:change-me@b:6379";
+        assert!(real_url_password("REDIS_URL", list, false).is_err());
+        for fine in [
+            "redis://127.0.0.1:6379",
+            "amqp://guest:guest@127.0.0.1:5672/%2f",
+            "postgres://otp:s3cr3t-Xy@db/otp",
+            "redis://user@host:6379",
+        ] {
+            assert!(real_url_password("X", fine, false).is_ok(), "{fine}");
+        }
     }
 
     #[test]

@@ -10,6 +10,8 @@ fn read_settings() -> Result<WorkerConfig, ConfigError> {
     parse_keeping_secrets_off_the_command_line::<WorkerArgs>(&[
         ("otp_secret", "OTP_SECRET"),
         ("wati_api_key", "WATI_API_KEY"),
+        ("redis_url", "REDIS_URL"),
+        ("amqp_url", "AMQP_URL"),
     ])?
     .validate()
 }
