@@ -350,13 +350,16 @@ async fn call(wati: WatiClient, budget: Budget, batch: Vec<Waiting>) {
     }
 }
 
-/// How long WATI asked every caller to wait, when it answered the call with 429.
+/// How long every worker holds its calls when WATI answered the call with 429: WATI's
+/// `Retry-After`, but no longer than its plan window (a 429 says the window is full;
+/// an hour's `Retry-After` would let every pending code expire unsent).
 fn rate_limited_for(verdicts: &[Verdict]) -> Option<Duration> {
+    let longest = otp_shared::budget::CALL_WINDOW + otp_shared::budget::CALL_WINDOW_SLACK;
     verdicts.iter().find_map(|verdict| match verdict {
         Verdict::Transient {
             trouble: Trouble::RateLimited,
             retry_after,
-        } => Some(retry_after.unwrap_or(HOLD_WITHOUT_RETRY_AFTER)),
+        } => Some(retry_after.unwrap_or(HOLD_WITHOUT_RETRY_AFTER).min(longest)),
         _ => None,
     })
 }
@@ -383,6 +386,11 @@ mod tests {
         assert_eq!(
             rate_limited_for(&[limited(None)]),
             Some(HOLD_WITHOUT_RETRY_AFTER)
+        );
+        assert_eq!(
+            rate_limited_for(&[limited(Some(Duration::from_secs(3600)))]),
+            Some(Duration::from_millis(10_250)),
+            "never longer than WATI's plan window"
         );
         assert_eq!(rate_limited_for(&[server_error]), None);
         assert_eq!(
