@@ -184,7 +184,7 @@ pub async fn run(
     let served = otp_shared::http::serve(
         listener,
         app,
-        config.http_max_connections,
+        otp_shared::http::fit_to_file_limit(config.http_max_connections),
         config.http_timeouts,
         async move {
             shutdown.await;

@@ -39,6 +39,40 @@ const STOP_GRACE: Duration = Duration::from_secs(30);
 /// Pause after `accept` failed (out of file descriptors, say) before trying again.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 
+/// File descriptors kept for what is not a client connection: the pools to Redis,
+/// RabbitMQ and PostgreSQL, the metrics listener, logs.
+const RESERVED_FILES: usize = 128;
+
+/// `max_connections`, lowered if the process may not open that many files (its soft
+/// `RLIMIT_NOFILE`, from /proc/self/limits): past the limit, accepting would fail and
+/// the cap would never be reached. The limit is unknown off Linux: no change.
+pub fn fit_to_file_limit(max_connections: usize) -> usize {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    match open_files_limit(&limits) {
+        Some(files) if files < max_connections + RESERVED_FILES => {
+            let fitted = files.saturating_sub(RESERVED_FILES).max(1);
+            tracing::warn!(
+                max_connections,
+                files,
+                fitted,
+                "the file limit (ulimit -n) is too low for HTTP_MAX_CONNECTIONS; serving fewer"
+            );
+            fitted
+        }
+        _ => max_connections,
+    }
+}
+
+/// The soft limit on open files in the text of /proc/self/limits.
+fn open_files_limit(limits: &str) -> Option<usize> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Serves `app` on `listener` with at most `max_connections` open at once, until
 /// `shutdown` completes; then stops accepting and waits for the connections to finish
 /// the requests they are in. Handlers can read the peer's address as
@@ -143,5 +177,22 @@ async fn serve_connection(
     };
     if let Err(e) = served {
         tracing::debug!(error = %e, "connection ended");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_open_files_limit_is_read_from_proc() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max cpu time              unlimited            unlimited            seconds\n\
+                      Max open files            1024                 4096                 files\n";
+        assert_eq!(open_files_limit(limits), Some(1024));
+        assert_eq!(open_files_limit("nothing here"), None);
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
+        assert_eq!(open_files_limit(unlimited), None);
     }
 }
