@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod phone;
+pub mod pressure;
 pub mod publisher;
 pub mod queue_depth;
 pub mod receipts;
@@ -96,6 +97,7 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
         receipts: receipts::ReceiptStore::new(redis.clone(), keys),
         redis,
         publisher: Arc::new(publisher),
+        pressure: Arc::default(),
         tokens: Arc::new(TokenIssuer::new(
             &config.jwt_secret,
             &config.jwt_issuer,

@@ -52,6 +52,8 @@ pub struct Handlers {
     pub statuses: StatusStore,
     pub receipts: crate::receipts::ReceiptStore,
     pub publisher: Arc<Publisher>,
+    /// Sign-ins in flight: receipts yield to a burst of them.
+    pub pressure: Arc<crate::pressure::Pressure>,
     pub admission: Arc<Admission>,
     pub send_budget: crate::send_budget::SendBudget,
     pub tokens: Arc<TokenIssuer>,

@@ -32,17 +32,17 @@ struct Route {
     method: &'static str,
     path: &'static str,
     handler: MethodRouter<AppState>,
-    /// Counts against `IP_REQUESTS_PER_MINUTE`.
-    client_limited: bool,
+    /// A sign-in route: counts against `IP_REQUESTS_PER_MINUTE`, and as sign-in load.
+    sign_in: bool,
 }
 
 /// Every route, in one table: the router is built from it and the OpenAPI test reads it.
 fn route_table() -> Vec<Route> {
-    let route = |method, path, handler, client_limited| Route {
+    let route = |method, path, handler, sign_in| Route {
         method,
         path,
         handler,
-        client_limited,
+        sign_in,
     };
     vec![
         route("POST", "/api/auth/send-otp", post(otp::send_otp), true),
@@ -79,11 +79,10 @@ pub fn router(state: AppState) -> Router {
     let routes = route_table()
         .into_iter()
         .fold(Router::new(), |router, route| {
-            let handler = if route.client_limited {
-                route.handler.route_layer(middleware::from_fn_with_state(
-                    state.clone(),
-                    limit_client_requests,
-                ))
+            let handler = if route.sign_in {
+                route
+                    .handler
+                    .route_layer(middleware::from_fn_with_state(state.clone(), sign_in_route))
             } else {
                 route.handler
             };
@@ -191,11 +190,14 @@ fn client_key(req: &Request, trusted_proxies: &TrustedProxies) -> Option<String>
     Some(crate::client::limit_key(client))
 }
 
-async fn limit_client_requests(
+/// Around the sign-in routes (send and verify): each counts as sign-in load while it
+/// runs (receipts yield to a burst of them) and against `IP_REQUESTS_PER_MINUTE`.
+async fn sign_in_route(
     State(state): State<AppState>,
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    let _sign_in = state.pressure.sign_in();
     if let Some(addr) = client_key(&req, &state.settings.trusted_proxies)
         && let Some(wait) = state.store.count_client_request(&addr).await?
     {

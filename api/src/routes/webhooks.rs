@@ -18,6 +18,8 @@ use crate::state::AppState;
 pub const REDACTED_PATH: &str = "/api/webhooks/wati/{secret}";
 /// What every webhook path starts with.
 pub const PATH_PREFIX: &str = "/api/webhooks/wati/";
+/// The longest a receipt waits for a burst of sign-ins: well inside any webhook timeout.
+const RECEIPTS_YIELD_AT_MOST: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Serves every method (so that a wrong secret is a 404 for all of them, as for an
 /// unknown route); only POST with the right secret goes further.
@@ -45,6 +47,12 @@ pub async fn wati(
     if request.method() != Method::POST {
         return Err(ApiError::MethodNotAllowed);
     }
+    // A receipt can wait (its time comes from the event): during a burst of sign-ins,
+    // they go first, and WATI, waiting for this answer, sends fewer meanwhile.
+    state
+        .pressure
+        .yield_to_sign_ins(RECEIPTS_YIELD_AT_MOST)
+        .await;
     // Past the limit, or a client gone mid-body (which reads no answer anyway).
     let body = axum::body::to_bytes(request.into_body(), super::MAX_BODY_BYTES)
         .await
