@@ -72,6 +72,11 @@ impl Proxy {
     /// Closes every connection through the proxy and refuses service until restored.
     pub fn cut(&self) {
         self.cut.store(true, Ordering::SeqCst);
+        self.close_links();
+    }
+
+    /// Closes every connection through the proxy.
+    fn close_links(&self) {
         for link in self
             .links
             .lock()
@@ -90,14 +95,7 @@ impl Proxy {
     /// Ends a cut or a stall: stalled connections are closed, new ones are forwarded.
     pub fn restore(&self) {
         if self.stalled.send_replace(false) {
-            for link in self
-                .links
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .drain(..)
-            {
-                link.abort();
-            }
+            self.close_links();
         }
         self.cut.store(false, Ordering::SeqCst);
     }

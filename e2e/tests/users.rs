@@ -102,18 +102,26 @@ async fn thirty_concurrent_first_logins_of_one_phone_make_one_user() {
     assert_eq!(sessions, 30);
 }
 
-#[tokio::test]
-async fn without_postgresql_verify_answers_503_and_the_same_code_works_once_it_is_back() {
+/// An api that reaches PostgreSQL through a proxy the test controls, a worker, and a
+/// code delivered to [`PHONE`].
+async fn delivered_behind_a_postgresql_proxy()
+-> (TestEnv, Proxy, otp_e2e::Running, otp_e2e::Running, String) {
     let mut env = TestEnv::new().await;
     let proxy = Proxy::start("127.0.0.1:5432").await;
     let mut config = env.api_config();
     config.database_url = env
         .database_url
         .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port()));
-    let _api = env.start_api_with(config).await;
-    let _worker = env.start_worker().await;
+    let api = env.start_api_with(config).await;
+    let worker = env.start_worker().await;
     env.send_accepted(PHONE).await;
     let code = env.wait_for_messages(PHONE, 1).await[0].code.clone();
+    (env, proxy, api, worker, code)
+}
+
+#[tokio::test]
+async fn without_postgresql_verify_answers_503_and_the_same_code_works_once_it_is_back() {
+    let (env, proxy, _api, _worker, code) = delivered_behind_a_postgresql_proxy().await;
 
     proxy.cut();
     let (status, body) = env.verify(PHONE, &code).await;
@@ -255,16 +263,7 @@ async fn a_refresh_that_redis_could_not_record_leaves_the_refresh_token_usable()
 
 #[tokio::test]
 async fn a_postgresql_that_hangs_costs_a_503_in_seconds_and_not_the_code() {
-    let mut env = TestEnv::new().await;
-    let proxy = Proxy::start("127.0.0.1:5432").await;
-    let mut config = env.api_config();
-    config.database_url = env
-        .database_url
-        .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port()));
-    let _api = env.start_api_with(config).await;
-    let _worker = env.start_worker().await;
-    env.send_accepted(PHONE).await;
-    let code = env.wait_for_messages(PHONE, 1).await[0].code.clone();
+    let (env, proxy, _api, _worker, code) = delivered_behind_a_postgresql_proxy().await;
 
     // Packets go nowhere: the login's query gets no answer at all.
     proxy.stall();
