@@ -23,6 +23,14 @@ async fn log_in(env: &TestEnv, phone: &str) -> Value {
     body
 }
 
+/// An api and a worker on a fresh test environment.
+async fn started() -> (TestEnv, otp_e2e::Running, otp_e2e::Running) {
+    let mut env = TestEnv::new().await;
+    let api = env.start_api().await;
+    let worker = env.start_worker().await;
+    (env, api, worker)
+}
+
 async fn refresh(env: &TestEnv, token: &Value) -> (u16, Value) {
     env.post("/api/auth/refresh", json!({ "refreshToken": token }))
         .await
@@ -42,9 +50,7 @@ async fn delete_every_redis_key(env: &TestEnv) {
 
 #[tokio::test]
 async fn a_phone_keeps_its_user_id_when_redis_loses_everything() {
-    let mut env = TestEnv::new().await;
-    let _api = env.start_api().await;
-    let _worker = env.start_worker().await;
+    let (env, _api, _worker) = started().await;
     let first = log_in(&env, PHONE).await;
     assert_eq!(first["isNewUser"], true);
     delete_every_redis_key(&env).await;
@@ -56,9 +62,7 @@ async fn a_phone_keeps_its_user_id_when_redis_loses_everything() {
 
 #[tokio::test]
 async fn a_refresh_token_survives_a_redis_flush() {
-    let mut env = TestEnv::new().await;
-    let _api = env.start_api().await;
-    let _worker = env.start_worker().await;
+    let (env, _api, _worker) = started().await;
     let login = log_in(&env, PHONE).await;
     delete_every_redis_key(&env).await;
     // The access token's session was in Redis: gone. The refresh session was not.
@@ -169,9 +173,7 @@ async fn running_the_migrations_again_changes_nothing() {
 
 #[tokio::test]
 async fn a_refresh_token_works_once_and_a_reused_one_ends_its_session() {
-    let mut env = TestEnv::new().await;
-    let _api = env.start_api().await;
-    let _worker = env.start_worker().await;
+    let (env, _api, _worker) = started().await;
     let login = log_in(&env, PHONE).await;
     let first = login["refreshToken"].clone();
     let (status, rotated) = refresh(&env, &first).await;
@@ -192,9 +194,7 @@ async fn a_refresh_token_works_once_and_a_reused_one_ends_its_session() {
 
 #[tokio::test]
 async fn logout_ends_the_refresh_session_too() {
-    let mut env = TestEnv::new().await;
-    let _api = env.start_api().await;
-    let _worker = env.start_worker().await;
+    let (env, _api, _worker) = started().await;
     let login = log_in(&env, PHONE).await;
     let token = login["token"].as_str().expect("token");
     assert_eq!(env.logout(token).await, 204);
@@ -204,9 +204,7 @@ async fn logout_ends_the_refresh_session_too() {
 
 #[tokio::test]
 async fn an_ended_session_takes_every_access_token_it_gave_out_with_it() {
-    let mut env = TestEnv::new().await;
-    let _api = env.start_api().await;
-    let _worker = env.start_worker().await;
+    let (env, _api, _worker) = started().await;
     // A thief refreshes with a stolen token first; the owner's copy then comes back.
     let login = log_in(&env, PHONE).await;
     let stolen = login["refreshToken"].clone();

@@ -14,10 +14,52 @@ fn worker_stderr(args: &[&str], envs: &[(&str, &str)]) -> String {
 }
 
 #[test]
+fn a_missing_wati_key_stops_the_worker_with_one_line() {
+    assert_eq!(
+        worker_stderr(
+            &[],
+            &[
+                ("OTP_SECRET", "0123456789abcdef0123456789abcdef"),
+                ("WATI_BASE_URL", "http://127.0.0.1:9/1"),
+            ],
+        ),
+        "WATI_API_KEY not configured\n"
+    );
+}
+
+#[test]
+fn help_lists_every_setting() {
+    let output = Command::new(env!("CARGO_BIN_EXE_worker"))
+        .arg("--help")
+        .output()
+        .expect("run the worker");
+    let help = String::from_utf8_lossy(&output.stdout);
+    for name in [
+        "REDIS_URL",
+        "AMQP_URL",
+        "OTP_TTL_SECONDS",
+        "KEY_PREFIX",
+        "QUEUE_PREFIX",
+        "OTP_SECRET",
+        "WATI_BASE_URL",
+        "WATI_API_KEY",
+        "WATI_TEMPLATE_NAME",
+        "METRICS_ADDR",
+        "DEV_MODE",
+        "DEAD_LETTER_MAX_LENGTH",
+        "DEAD_LETTER_TTL_SECONDS",
+    ] {
+        assert!(help.contains(name), "--help names {name}");
+    }
+}
+
+#[test]
 fn secrets_on_the_command_line_are_refused() {
     for (flag, name) in [
         ("--otp-secret", "OTP_SECRET"),
         ("--wati-api-key", "WATI_API_KEY"),
+        ("--redis-url", "REDIS_URL"),
+        ("--amqp-url", "AMQP_URL"),
     ] {
         assert_eq!(
             worker_stderr(&[flag, "0123456789abcdef0123456789abcdef"], &[]),
