@@ -6,7 +6,7 @@
 
 mod timeouts;
 
-pub use timeouts::{BodyTooSlow, Timeouts};
+pub use timeouts::Timeouts;
 
 use std::future::Future;
 use std::net::SocketAddr;
