@@ -3,11 +3,16 @@
 //! parameter like WATI, enforces WATI's plan limit if asked, records every message so a
 //! person or a test can read the code sent to a number, can be told to be slow or to
 //! fail for a number, and posts delivery receipts to a webhook as WATI does.
+//!
+//! `GET /sandbox/` is an inbox page for a person following the login flow in a browser:
+//! each phone's messages as its WhatsApp would show them, refreshed every second from
+//! `GET /sandbox/inbox`, so the code can be read (and copied) without curl.
 
 mod control;
 mod event;
 pub mod http1;
 mod ids;
+mod inbox;
 mod limit;
 mod receipt;
 mod record;
@@ -25,8 +30,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+pub use inbox::{INBOX_MESSAGES, INBOX_PHONES};
 pub use receipt::ReceiptSettings;
-pub use record::{Api, Call, CallRecord, Message, ReceiptRecord};
+pub use record::{Api, Call, CallRecord, Conversation, Inbox, Message, ReceiptRecord};
 pub use script::{AnswerShape, ScriptedReply};
 
 /// The sandbox binary's settings.
@@ -194,6 +200,12 @@ impl Sandbox {
         self.recorded().messages(phone)
     }
 
+    /// The [`INBOX_PHONES`] phones messaged last, latest first, each with its last
+    /// [`INBOX_MESSAGES`] messages, oldest first: what `GET /sandbox/inbox` answers.
+    pub fn inbox(&self) -> Inbox {
+        self.recorded().inbox(INBOX_PHONES, INBOX_MESSAGES)
+    }
+
     /// Every recipient entry for `phone` of every answered call, oldest first.
     pub fn calls(&self, phone: &str) -> Vec<Call> {
         self.recorded().calls(phone)
@@ -235,6 +247,9 @@ impl Sandbox {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+            .route("/sandbox", get(inbox::to_page))
+            .route("/sandbox/", get(inbox::page))
+            .route("/sandbox/inbox", get(inbox::inbox))
             .route("/sandbox/messages", get(control::list_messages))
             .route("/sandbox/calls", get(control::list_calls))
             .route("/sandbox/call-log", get(control::call_log))

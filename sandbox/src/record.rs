@@ -1,7 +1,8 @@
 //! What the sandbox remembers: messages sent, calls answered, scripts queued, the plan
-//! window, a log of calls in arrival order, and the receipts posted to the webhook.
+//! window, a log of calls in arrival order, and the receipts posted to the webhook; and
+//! which phones got a message last, for the inbox page.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,28 @@ pub struct Message {
     /// The HTTP call that carried it (see [`CallRecord::call_id`]).
     #[serde(default)]
     pub call_id: u64,
+}
+
+/// The phones that got a message most recently, each with its latest messages: what the
+/// inbox page shows.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Inbox {
+    /// Most recently messaged phone first.
+    pub phones: Vec<Conversation>,
+    /// Phones with at least one message, shown or not.
+    pub total_phones: u64,
+}
+
+/// One phone's latest messages in the [`Inbox`].
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Conversation {
+    pub phone: String,
+    /// The latest ones, oldest first, as a chat reads.
+    pub messages: Vec<Message>,
+    /// Messages accepted for this phone, shown or not.
+    pub total_messages: u64,
 }
 
 /// One recipient of one call, whatever was answered.
@@ -110,9 +133,21 @@ pub(crate) struct Sent {
     pub receipts: ReceiptPlan,
 }
 
+/// One phone's messages, with when it last got one.
+#[derive(Default)]
+struct Thread {
+    /// The [`Recorded::accepted`] count at its latest message: its key in
+    /// [`Recorded::recent`].
+    last: u64,
+    messages: Vec<Message>,
+}
+
 #[derive(Default)]
 pub(crate) struct Recorded {
-    messages: HashMap<String, Vec<Message>>,
+    messages: HashMap<String, Thread>,
+    /// Each phone once, under its thread's `last`: the inbox reads the latest phones
+    /// from the end without scanning the benchmarks' tens of thousands under the lock.
+    recent: BTreeMap<u64, String>,
     calls: HashMap<String, Vec<Call>>,
     scripts: HashMap<String, VecDeque<ScriptedReply>>,
     log: Vec<CallRecord>,
@@ -131,7 +166,36 @@ pub(crate) struct Recorded {
 
 impl Recorded {
     pub fn messages(&self, phone: &str) -> Vec<Message> {
-        self.messages.get(phone).cloned().unwrap_or_default()
+        self.messages
+            .get(phone)
+            .map(|t| t.messages.clone())
+            .unwrap_or_default()
+    }
+
+    /// The `max_phones` phones messaged last, latest first, each with its last
+    /// `max_messages` messages, oldest first. "Last" is the order messages were
+    /// accepted in, which is the order a phone would get them (a slow call's messages
+    /// come after a quicker later call's, though they carry the earlier arrival time).
+    pub fn inbox(&self, max_phones: usize, max_messages: usize) -> Inbox {
+        let phones = self
+            .recent
+            .values()
+            .rev()
+            .filter_map(|phone| self.messages.get(phone).map(|t| (phone, t)))
+            .take(max_phones)
+            .map(|(phone, thread)| {
+                let shown = thread.messages.len().saturating_sub(max_messages);
+                Conversation {
+                    phone: phone.clone(),
+                    messages: thread.messages[shown..].to_vec(),
+                    total_messages: thread.messages.len() as u64,
+                }
+            })
+            .collect();
+        Inbox {
+            phones,
+            total_phones: self.messages.len() as u64,
+        }
     }
 
     pub fn calls(&self, phone: &str) -> Vec<Call> {
@@ -286,17 +350,20 @@ impl Recorded {
             });
             if one.accepted {
                 self.accepted += 1;
-                self.messages
-                    .entry(one.phone.clone())
-                    .or_default()
-                    .push(Message {
-                        phone: one.phone.clone(),
-                        code: one.code.clone(),
-                        broadcast_name: broadcast_name.clone(),
-                        received_at_ms: ticket.received_at_ms,
-                        local_message_id: one.local_message_id.clone(),
-                        call_id: ticket.call_id,
-                    });
+                let thread = self.messages.entry(one.phone.clone()).or_default();
+                if thread.last != 0 {
+                    self.recent.remove(&thread.last);
+                }
+                thread.last = self.accepted;
+                self.recent.insert(self.accepted, one.phone.clone());
+                thread.messages.push(Message {
+                    phone: one.phone.clone(),
+                    code: one.code.clone(),
+                    broadcast_name: broadcast_name.clone(),
+                    received_at_ms: ticket.received_at_ms,
+                    local_message_id: one.local_message_id.clone(),
+                    call_id: ticket.call_id,
+                });
                 accepted.push(AcceptedMessage {
                     phone: one.phone.clone(),
                     code: one.code,
