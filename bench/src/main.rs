@@ -11,6 +11,7 @@
 //! 6. `receipts`: a burst without, then with WATI's receipts posted to the webhook;
 //! 7. `login`: verify-otp at a steady rate for delivered codes, first and returning
 //!    logins, with their CPU in the api, PostgreSQL and Redis;
+//! 8. `tokens`: signing and checking one access token with HS256, EdDSA and ES256;
 //!
 //! then the peak RSS of the api and workers. One JSON line per stage on stdout.
 
@@ -22,6 +23,7 @@ mod phones;
 mod receipts;
 mod stack;
 mod stats;
+mod tokens;
 
 use std::time::Duration;
 
@@ -44,6 +46,7 @@ enum Stage {
     Batched,
     Receipts,
     Login,
+    Tokens,
 }
 
 /// Measures the OTP gateway: ceiling, burst intake, delivery, steady load, memory.
@@ -110,6 +113,9 @@ struct Args {
     /// Logins a second in the login stage.
     #[arg(long, default_value_t = 500)]
     login_rate: u32,
+    /// Tokens signed and checked per algorithm in the tokens stage.
+    #[arg(long, default_value_t = 20_000)]
+    token_count: usize,
     /// An api binary for the login stage instead of this build's: another build to
     /// compare against (one that kept users in Redis, for the cost of PostgreSQL).
     #[arg(long)]
@@ -118,7 +124,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ceiling,intake,delivery,steady,batched,receipts,login"
+        default_value = "ceiling,intake,delivery,steady,batched,receipts,login,tokens"
     )]
     stages: Vec<Stage>,
     /// RUST_LOG of the api and workers.
@@ -225,6 +231,12 @@ async fn main() -> anyhow::Result<()> {
         ceiling_rate = line["per_second"].as_f64();
         failures.extend(problems(&line));
         emit(&line);
+    }
+
+    if run(Stage::Tokens) {
+        for line in tokens::run(args.token_count)? {
+            emit(&line);
+        }
     }
 
     if run(Stage::Batched) {

@@ -289,6 +289,11 @@ impl TestEnv {
 
     /// The api's settings for this test, as the binary would read them.
     pub fn api_config(&self) -> ApiConfig {
+        self.api_config_with(&[])
+    }
+
+    /// [`TestEnv::api_config`] with more flags, e.g. `["--jwt-algorithm", "EdDSA"]`.
+    pub fn api_config_with(&self, extra: &[&str]) -> ApiConfig {
         let mut args = self.common_args("api");
         args.extend(
             [
@@ -305,6 +310,7 @@ impl TestEnv {
             ]
             .map(str::to_owned),
         );
+        args.extend(extra.iter().map(|&arg| arg.to_owned()));
         ApiArgs::try_parse_from(args)
             .expect("api arguments parse")
             .validate()
@@ -474,6 +480,19 @@ impl TestEnv {
         let (status, body) = self.send_otp(phone).await;
         assert_eq!(status, 202, "send-otp for {phone}: {body}");
         body["requestId"].as_str().expect("requestId").to_owned()
+    }
+
+    /// Sends a code to `phone`, waits for the sandbox to get it, and verifies it: the
+    /// 200 body (with `token` and `refreshToken`).
+    pub async fn log_in(&self, phone: &str) -> Value {
+        let before = self.sandbox.messages(phone).len();
+        self.send_accepted(phone).await;
+        let code = self.wait_for_messages(phone, before + 1).await[before]
+            .code
+            .clone();
+        let (status, body) = self.verify(phone, &code).await;
+        assert_eq!(status, 200, "{body}");
+        body
     }
 
     pub async fn verify(&self, phone: &str, code: &str) -> (u16, Value) {

@@ -11,18 +11,6 @@ use serde_json::{Value, json};
 
 const PHONE: &str = "919876543210";
 
-/// Sends a code to `phone`, waits for the sandbox to get it, and verifies it: the 200 body.
-async fn log_in(env: &TestEnv, phone: &str) -> Value {
-    let before = env.sandbox.messages(phone).len();
-    env.send_accepted(phone).await;
-    let code = env.wait_for_messages(phone, before + 1).await[before]
-        .code
-        .clone();
-    let (status, body) = env.verify(phone, &code).await;
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
 /// An api and a worker on a fresh test environment.
 async fn started() -> (TestEnv, otp_e2e::Running, otp_e2e::Running) {
     let mut env = TestEnv::new().await;
@@ -51,10 +39,10 @@ async fn delete_every_redis_key(env: &TestEnv) {
 #[tokio::test]
 async fn a_phone_keeps_its_user_id_when_redis_loses_everything() {
     let (env, _api, _worker) = started().await;
-    let first = log_in(&env, PHONE).await;
+    let first = env.log_in(PHONE).await;
     assert_eq!(first["isNewUser"], true);
     delete_every_redis_key(&env).await;
-    let second = log_in(&env, PHONE).await;
+    let second = env.log_in(PHONE).await;
     assert_eq!(second["isNewUser"], false);
     assert_eq!(second["user"]["id"], first["user"]["id"]);
     assert_eq!(second["user"]["createdAt"], first["user"]["createdAt"]);
@@ -63,7 +51,7 @@ async fn a_phone_keeps_its_user_id_when_redis_loses_everything() {
 #[tokio::test]
 async fn a_refresh_token_survives_a_redis_flush() {
     let (env, _api, _worker) = started().await;
-    let login = log_in(&env, PHONE).await;
+    let login = env.log_in(PHONE).await;
     delete_every_redis_key(&env).await;
     // The access token's session was in Redis: gone. The refresh session was not.
     let old_token = login["token"].as_str().expect("token");
@@ -180,7 +168,7 @@ async fn running_the_migrations_again_changes_nothing() {
 #[tokio::test]
 async fn a_refresh_token_works_once_and_a_reused_one_ends_its_session() {
     let (env, _api, _worker) = started().await;
-    let login = log_in(&env, PHONE).await;
+    let login = env.log_in(PHONE).await;
     let first = login["refreshToken"].clone();
     let (status, rotated) = refresh(&env, &first).await;
     assert_eq!(status, 200, "{rotated}");
@@ -201,7 +189,7 @@ async fn a_refresh_token_works_once_and_a_reused_one_ends_its_session() {
 #[tokio::test]
 async fn logout_ends_the_refresh_session_too() {
     let (env, _api, _worker) = started().await;
-    let login = log_in(&env, PHONE).await;
+    let login = env.log_in(PHONE).await;
     let token = login["token"].as_str().expect("token");
     assert_eq!(env.logout(token).await, 204);
     assert_eq!(env.get("/api/auth/me", Some(token)).await.0, 401);
@@ -212,7 +200,7 @@ async fn logout_ends_the_refresh_session_too() {
 async fn an_ended_session_takes_every_access_token_it_gave_out_with_it() {
     let (env, _api, _worker) = started().await;
     // A thief refreshes with a stolen token first; the owner's copy then comes back.
-    let login = log_in(&env, PHONE).await;
+    let login = env.log_in(PHONE).await;
     let stolen = login["refreshToken"].clone();
     let (status, thief) = refresh(&env, &stolen).await;
     assert_eq!(status, 200, "{thief}");
@@ -225,7 +213,7 @@ async fn an_ended_session_takes_every_access_token_it_gave_out_with_it() {
     assert_eq!(env.get("/api/auth/me", Some(owner_token)).await.0, 401);
 
     // Logging out with one access token ends the others of its session too.
-    let login = log_in(&env, PHONE).await;
+    let login = env.log_in(PHONE).await;
     let (_, rotated) = refresh(&env, &login["refreshToken"]).await;
     let second = rotated["token"].as_str().expect("token");
     assert_eq!(env.get("/api/auth/me", Some(second)).await.0, 200);
@@ -244,7 +232,7 @@ async fn a_refresh_that_redis_could_not_record_leaves_the_refresh_token_usable()
     config.common.redis_url = format!("redis://127.0.0.1:{}", proxy.port());
     let _api = env.start_api_with(config).await;
     let _worker = env.start_worker().await;
-    let login = log_in(&env, PHONE).await;
+    let login = env.log_in(PHONE).await;
 
     proxy.cut();
     let (status, body) = refresh(&env, &login["refreshToken"]).await;

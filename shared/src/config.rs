@@ -63,6 +63,9 @@ pub enum ConfigError {
         name: &'static str,
         problem: &'static str,
     },
+    /// A setting that names something unusable, e.g. a key file that cannot be read.
+    #[error("{name} {detail}")]
+    Unusable { name: &'static str, detail: String },
 }
 
 /// Settings shared by both processes, checked.

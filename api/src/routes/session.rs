@@ -1,9 +1,10 @@
-//! Sessions: who am I, refresh, and logout.
+//! Sessions: who am I, refresh, logout, and the public keys tokens are checked with.
 
 use axum::Json;
 use axum::extract::{FromRequestParts, State};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -43,6 +44,17 @@ impl FromRequestParts<AppState> for Authenticated {
         }
         Ok(Authenticated(claims))
     }
+}
+
+/// `GET /.well-known/jwks.json`: the public keys of the set (none for HS256), for
+/// services that verify tokens themselves.
+pub async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        // Verifiers may cache it for five minutes: announce a new key at least that
+        // long before it signs (see the README's key rotation).
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        Json(state.tokens.jwks()),
+    )
 }
 
 pub async fn me(
