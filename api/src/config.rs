@@ -8,6 +8,7 @@ use secrecy::SecretString;
 
 use crate::client::TrustedProxies;
 use crate::phone::AllowedCountries;
+use crate::token::{JwtAlgorithm, KeySet};
 
 /// WhatsApp OTP gateway: HTTP api.
 #[derive(Parser, Debug)]
@@ -40,9 +41,26 @@ pub struct ApiArgs {
     /// Digits in a code, 4 to 10.
     #[arg(long, env = "OTP_LENGTH", default_value_t = 6)]
     pub otp_length: u32,
+    /// What signs access tokens: `HS256` (with `JWT_SECRET`), or `EdDSA` / `ES256`
+    /// (with `JWT_PRIVATE_KEY_FILE`), whose public keys other services read from
+    /// `/.well-known/jwks.json`.
+    #[arg(long, env = "JWT_ALGORITHM", value_enum, default_value = "HS256")]
+    pub jwt_algorithm: JwtAlgorithm,
     /// HS256 key for tokens (at least 32 bytes).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// EdDSA / ES256: PEM (PKCS#8) private key files, comma-separated. The first signs;
+    /// all verify and are published, so a new key can be announced before it signs and
+    /// an old one kept until its tokens have expired.
+    #[arg(long, env = "JWT_PRIVATE_KEY_FILE")]
+    pub jwt_private_key_file: Option<String>,
+    /// Serve the login page at `/`.
+    #[arg(long, env = "LOGIN_PAGE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub login_page: bool,
+    /// Development: the WATI sandbox's inbox page, linked from the login page so a person
+    /// can read the code without a phone (`scripts/dev` sets it).
+    #[arg(long, env = "LOGIN_PAGE_INBOX_URL")]
+    pub login_page_inbox_url: Option<String>,
     /// Access token lifetime, in seconds (sessions go on through refresh tokens).
     #[arg(long, env = "JWT_TTL_SECONDS", default_value_t = 900)]
     pub jwt_ttl_seconds: u64,
@@ -116,8 +134,12 @@ pub struct ApiConfig {
     pub otp_max_attempts: u32,
     pub wrong_guesses_per_phone: u32,
     pub otp_length: u32,
-    pub jwt_secret: SecretString,
+    /// The keys access tokens are signed and checked with.
+    pub token_keys: KeySet,
     pub jwt_ttl_seconds: u64,
+    pub login_page: bool,
+    /// Where the login page links for the sandbox's inbox (development only).
+    pub login_page_inbox_url: Option<String>,
     pub refresh_ttl_seconds: u64,
     pub database_url: String,
     pub jwt_issuer: String,
@@ -136,11 +158,23 @@ impl ApiArgs {
             .capacity(std::time::Duration::from_secs(common.otp_ttl_seconds))
             .check()?;
         otp_shared::config::real_url_password("DATABASE_URL", &self.database_url, common.dev_mode)?;
-        let jwt_secret = real_secret(
-            "JWT_SECRET",
-            required_secret("JWT_SECRET", self.jwt_secret)?,
-            common.dev_mode,
-        )?;
+        let token_keys = match self.jwt_algorithm {
+            JwtAlgorithm::Hs256 => KeySet::hs256(&real_secret(
+                "JWT_SECRET",
+                required_secret("JWT_SECRET", self.jwt_secret)?,
+                common.dev_mode,
+            )?),
+            asymmetric => {
+                let files = self
+                    .jwt_private_key_file
+                    .filter(|f| !f.trim().is_empty())
+                    .ok_or(ConfigError::Missing("JWT_PRIVATE_KEY_FILE"))?;
+                KeySet::from_pem_files(asymmetric, &files).map_err(|e| ConfigError::Unusable {
+                    name: "JWT_PRIVATE_KEY_FILE",
+                    detail: e.to_string(),
+                })?
+            }
+        };
         if !(4..=10).contains(&self.otp_length) {
             return Err(ConfigError::Invalid {
                 name: "OTP_LENGTH",
@@ -208,8 +242,18 @@ impl ApiArgs {
             otp_max_attempts: self.otp_max_attempts,
             wrong_guesses_per_phone: self.wrong_guesses_per_phone,
             otp_length: self.otp_length,
-            jwt_secret,
+            token_keys,
             jwt_ttl_seconds: self.jwt_ttl_seconds,
+            login_page: self.login_page,
+            login_page_inbox_url: match self.login_page_inbox_url.filter(|u| !u.is_empty()) {
+                Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                    return Err(ConfigError::Invalid {
+                        name: "LOGIN_PAGE_INBOX_URL",
+                        problem: "must be an http:// or https:// URL",
+                    });
+                }
+                url => url,
+            },
             refresh_ttl_seconds: self.refresh_ttl_seconds,
             database_url: self.database_url,
             jwt_issuer: self.jwt_issuer,
@@ -335,5 +379,82 @@ mod tests {
                 })
             ));
         }
+    }
+
+    #[test]
+    fn eddsa_and_es256_take_key_files_instead_of_the_secret() {
+        use crate::token::keys::generate_pem;
+        assert_eq!(
+            parse(&["--jwt-algorithm", "EdDSA"]).err(),
+            Some(ConfigError::Missing("JWT_PRIVATE_KEY_FILE"))
+        );
+        let dir = std::env::temp_dir().join(format!("otp-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        for (name, algorithm) in [
+            ("EdDSA", JwtAlgorithm::EdDsa),
+            ("ES256", JwtAlgorithm::Es256),
+        ] {
+            let file = dir.join(format!("{name}.pem"));
+            std::fs::write(&file, generate_pem(algorithm).expect("key")).expect("write");
+            let file = file.display().to_string();
+            let config = parse(&["--jwt-algorithm", name, "--jwt-private-key-file", &file])
+                .expect("a key file and no JWT_SECRET");
+            assert_eq!(config.token_keys.jwks().keys.len(), 1);
+        }
+        let missing = dir.join("nowhere.pem").display().to_string();
+        match parse(&[
+            "--jwt-algorithm",
+            "EdDSA",
+            "--jwt-private-key-file",
+            &missing,
+        ]) {
+            Err(
+                error @ ConfigError::Unusable {
+                    name: "JWT_PRIVATE_KEY_FILE",
+                    ..
+                },
+            ) => {
+                assert!(
+                    error
+                        .to_string()
+                        .starts_with(&format!("JWT_PRIVATE_KEY_FILE {missing}: "))
+                );
+            }
+            other => panic!("expected the missing file to be named, got {other:?}"),
+        }
+        let es256_file = dir.join("ES256.pem").display().to_string();
+        assert!(matches!(
+            parse(&[
+                "--jwt-algorithm",
+                "EdDSA",
+                "--jwt-private-key-file",
+                &es256_file
+            ]),
+            Err(ConfigError::Unusable { .. })
+        ));
+        assert!(ApiArgs::try_parse_from(["api", "--jwt-algorithm", "RS256"]).is_err());
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn the_login_page_is_off_unless_asked_for_and_its_inbox_link_is_a_web_address() {
+        let config = parse(&["--jwt-secret", SECRET]).expect("valid");
+        assert!(!config.login_page && config.login_page_inbox_url.is_none());
+        assert!(
+            parse(&["--jwt-secret", SECRET, "--login-page", "true"]).is_ok_and(|c| c.login_page)
+        );
+        assert_eq!(
+            parse(&[
+                "--jwt-secret",
+                SECRET,
+                "--login-page-inbox-url",
+                "javascript:alert(1)"
+            ])
+            .err(),
+            Some(ConfigError::Invalid {
+                name: "LOGIN_PAGE_INBOX_URL",
+                problem: "must be an http:// or https:// URL",
+            })
+        );
     }
 }

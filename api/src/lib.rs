@@ -99,7 +99,7 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
         publisher: Arc::new(publisher),
         pressure: Arc::default(),
         tokens: Arc::new(TokenIssuer::new(
-            &config.jwt_secret,
+            config.token_keys.clone(),
             &config.jwt_issuer,
             Duration::from_secs(config.jwt_ttl_seconds),
         )),
@@ -108,6 +108,10 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
             trusted_proxies: config.limits.trusted_proxies.clone(),
             allowed_countries: config.allowed_countries.clone(),
             webhook_secret: config.wati_webhook_secret.clone(),
+            resend_after_seconds: config.limits.resend_cooldown_seconds,
+            login_page: config
+                .login_page
+                .then(|| routes::LoginPage::render(config.login_page_inbox_url.as_deref())),
         }),
     }))
 }

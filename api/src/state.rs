@@ -21,6 +21,10 @@ pub struct HandlerSettings {
     pub allowed_countries: crate::phone::AllowedCountries,
     /// The secret of the receipts webhook's path; `None` when receipts are off.
     pub webhook_secret: Option<SecretString>,
+    /// `RESEND_COOLDOWN_SECONDS`, told to clients with each accepted send.
+    pub resend_after_seconds: u64,
+    /// The login page at `/`, rendered once at start; `None` when `LOGIN_PAGE` is off.
+    pub login_page: Option<crate::routes::LoginPage>,
 }
 
 /// What every handler can reach, behind one `Arc`: axum clones the state for every

@@ -615,7 +615,8 @@ fn the_postman_collection_covers_every_served_route_and_nothing_else() {
 #[tokio::test]
 async fn every_documented_route_is_answered_by_the_running_api() {
     let mut env = TestEnv::new().await;
-    let _api = env.start_api().await;
+    let config = env.api_config_with(&["--login-page", "true"]);
+    let _api = env.start_api_with(config).await;
     for (method, path) in documented() {
         // The webhook's parameter is its secret (any other is an unknown route).
         let parameter = if path.starts_with("/api/webhooks/") {

@@ -2,6 +2,7 @@
 //! the answers for unknown routes and methods.
 
 mod health;
+mod login_page;
 mod otp;
 mod session;
 mod webhooks;
@@ -23,6 +24,8 @@ use tower_http::trace::TraceLayer;
 use crate::client::TrustedProxies;
 use crate::error::ApiError;
 use crate::state::AppState;
+
+pub use login_page::LoginPage;
 
 /// Largest accepted request body; the real ones are well under 1 KiB.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -56,6 +59,8 @@ fn route_table() -> Vec<Route> {
         route("GET", "/api/auth/me", get(session::me), false),
         route("POST", "/api/auth/refresh", post(session::refresh), false),
         route("POST", "/api/auth/logout", post(session::logout), false),
+        route("GET", "/.well-known/jwks.json", get(session::jwks), false),
+        route("GET", "/", get(login_page::serve), false),
         route(
             "POST",
             "/api/webhooks/wati/{secret}",

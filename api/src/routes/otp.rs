@@ -109,6 +109,8 @@ async fn accept_send(state: &AppState, body: SendOtpBody) -> Result<(SendKind, V
             "phone": phone.as_str(),
             "expiresIn": describe_duration(expires_in),
             "expiresInSeconds": expires_in,
+            // When a client may ask again (the resend cooldown), for its countdown.
+            "resendAfterSeconds": state.settings.resend_after_seconds,
         }),
     ))
 }

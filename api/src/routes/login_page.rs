@@ -1,0 +1,124 @@
+//! The login page at `/` (`LOGIN_PAGE=true`): the seed's app screen, plain HTML with a
+//! little JavaScript that uses only this API. Rendered once at start; its script and
+//! style are inline and allowed by hash, so the page loads nothing from anywhere else.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+const TEMPLATE: &str = include_str!("login_page/index.html");
+const SCRIPT: &str = include_str!("login_page/page.js");
+const STYLE: &str = include_str!("login_page/page.css");
+
+/// The page and the Content-Security-Policy that goes with it.
+#[derive(Clone, Debug)]
+pub struct LoginPage {
+    html: Bytes,
+    csp: String,
+}
+
+impl LoginPage {
+    /// The page, with a link to the sandbox's inbox when `inbox_url` is given.
+    pub fn render(inbox_url: Option<&str>) -> Self {
+        let inbox_link = inbox_url
+            .map(|url| {
+                format!(
+                    r#"<p class="dev">Development: <a id="inbox-link" href="{}" target="_blank" rel="noopener">read your code in the WATI sandbox's inbox</a></p>"#,
+                    escape_html(url)
+                )
+            })
+            .unwrap_or_default();
+        let html = TEMPLATE
+            .replace("{{style}}", STYLE)
+            .replace("{{script}}", SCRIPT)
+            .replace("{{inbox_link}}", &inbox_link);
+        let csp = format!(
+            "default-src 'none'; script-src '{}'; style-src '{}'; connect-src 'self'; \
+             base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            sha256_source(SCRIPT),
+            sha256_source(STYLE)
+        );
+        Self {
+            html: Bytes::from(html),
+            csp,
+        }
+    }
+}
+
+/// `GET /`: the page, or the unknown-route answer when it is off.
+pub async fn serve(State(state): State<AppState>) -> Response {
+    let Some(page) = &state.settings.login_page else {
+        return ApiError::RouteNotFound.into_response();
+    };
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, page.csp.as_str()),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        page.html.clone(),
+    )
+        .into_response()
+}
+
+/// A CSP source that allows exactly this inline text.
+fn sha256_source(text: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    format!("sha256-{}", STANDARD.encode(digest.as_ref()))
+}
+
+fn escape_html(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '&' => "&amp;".to_owned(),
+            '<' => "&lt;".to_owned(),
+            '>' => "&gt;".to_owned(),
+            '"' => "&quot;".to_owned(),
+            '\'' => "&#39;".to_owned(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_csp_allows_exactly_the_inline_script_and_style() {
+        let page = LoginPage::render(None);
+        let html = String::from_utf8_lossy(&page.html);
+        assert!(html.contains(SCRIPT) && html.contains(STYLE));
+        assert!(page.csp.contains(&sha256_source(SCRIPT)));
+        assert!(page.csp.contains(&sha256_source(STYLE)));
+        assert!(!page.csp.contains("unsafe-inline"));
+        assert!(!html.contains("{{"), "a placeholder was left in the page");
+    }
+
+    #[test]
+    fn the_inbox_link_is_escaped_and_only_there_when_asked_for() {
+        assert!(!String::from_utf8_lossy(&LoginPage::render(None).html).contains("inbox-link"));
+        let page = LoginPage::render(Some(r#"http://127.0.0.1:8090/sandbox/?a="><script>"#));
+        let html = String::from_utf8_lossy(&page.html);
+        assert!(
+            html.contains(r#"href="http://127.0.0.1:8090/sandbox/?a=&quot;&gt;&lt;script&gt;""#)
+        );
+    }
+
+    #[test]
+    fn the_page_loads_nothing_from_elsewhere() {
+        for text in [TEMPLATE, SCRIPT, STYLE] {
+            assert!(
+                !text.contains("http://") && !text.contains("https://") && !text.contains("//cdn")
+            );
+        }
+    }
+}

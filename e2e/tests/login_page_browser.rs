@@ -1,0 +1,80 @@
+//! The login page in a real browser: Debian's chromium, driven by playwright-core
+//! (`e2e/browser/login_page.mjs`), walks the whole flow against a running api, worker
+//! and sandbox. Screenshots go to `target/browser-screenshots/` (CI keeps them). A
+//! missing chromium, node or playwright-core fails the test, naming what to install.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use otp_e2e::TestEnv;
+
+const PHONE: &str = "919811122233";
+/// The whole walk takes a few seconds; this bounds a browser that hangs.
+const WALK_DEADLINE: Duration = Duration::from_secs(120);
+
+fn chromium() -> PathBuf {
+    PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()))
+}
+
+fn require(what: &str, present: bool, install: &str) {
+    assert!(present, "{what} is missing: {install} (.ci/run does)");
+}
+
+#[tokio::test]
+async fn the_login_page_walks_through_in_chromium() {
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    require(
+        "chromium",
+        chromium().exists(),
+        "apt-get install chromium, or set CHROMIUM",
+    );
+    require(
+        "playwright-core",
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "npm ci --prefix e2e/browser",
+    );
+    let screenshots = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/browser-screenshots")
+        .canonicalize()
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/browser-screenshots")
+        });
+
+    // A screenshot from an earlier run must not stand in for this one's.
+    let _ = std::fs::remove_dir_all(&screenshots);
+
+    let mut env = TestEnv::new().await;
+    let inbox = format!("{}/sandbox/", env.sandbox_url);
+    let mut config =
+        env.api_config_with(&["--login-page", "true", "--login-page-inbox-url", &inbox]);
+    // The page's countdowns need a cooldown to count.
+    config.limits.resend_cooldown_seconds = 30;
+    let _api = env.start_api_with(config).await;
+    let _worker = env.start_worker().await;
+
+    let walk = tokio::process::Command::new("node")
+        .arg("login_page.mjs")
+        .current_dir(&browser_dir)
+        .env("API_URL", &env.api_url)
+        .env("SANDBOX_URL", &env.sandbox_url)
+        .env("PHONE", PHONE)
+        .env("SCREENSHOTS", &screenshots)
+        .env("CHROMIUM", chromium())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(WALK_DEADLINE, walk)
+        .await
+        .expect("the browser walk ended within its deadline")
+        .unwrap_or_else(|e| panic!("node is missing ({e}): apt-get install nodejs"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "the walk failed:\n{text}");
+    for shot in ["1-phone", "2-code", "4-wrong-code", "5-signed-in", "6-wait"] {
+        let file = screenshots.join(format!("{shot}.png"));
+        let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 1_000, "{} was not written", file.display());
+    }
+}
