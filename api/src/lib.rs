@@ -45,6 +45,8 @@ pub enum StartError {
     #[error("cannot reach RabbitMQ: {0}")]
     RabbitMq(#[source] publisher::PublishError),
     #[error("{0}")]
+    Queue(#[source] otp_shared::amqp::DeclareError),
+    #[error("{0}")]
     Postgres(#[from] db::DbStartError),
     #[error("http server failed: {0}")]
     Serve(#[source] std::io::Error),
@@ -58,9 +60,14 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
         .map_err(StartError::Redis)?;
     let db = db::connect(&config.database_url).await?;
     let queues = QueueNames::new(&config.common.queue_prefix);
-    let publisher = Publisher::connect(&config.common.amqp_url, queues)
+    let publisher = Publisher::connect(&config.common.amqp_url, queues, config.common.queue)
         .await
-        .map_err(StartError::RabbitMq)?;
+        .map_err(|e| match e {
+            publisher::PublishError::Declare(
+                mismatch @ otp_shared::amqp::DeclareError::Mismatch { .. },
+            ) => StartError::Queue(mismatch),
+            other => StartError::RabbitMq(other),
+        })?;
     let keys = Keys::new(&config.common.key_prefix);
     let sealer = Arc::new(CodeSealer::new(
         config.common.otp_secret.expose_secret().as_bytes(),

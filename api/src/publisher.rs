@@ -8,6 +8,7 @@ use std::time::Duration;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
+use otp_shared::amqp::QueueSettings;
 use otp_shared::job::SendJob;
 use otp_shared::keys::QueueNames;
 use std::sync::RwLock;
@@ -28,6 +29,8 @@ pub enum PublishError {
     Refused,
     #[error("reconnecting to rabbitmq")]
     Reconnecting,
+    #[error("{0}")]
+    Declare(#[from] otp_shared::amqp::DeclareError),
 }
 
 /// Clears the reconnecting flag when the reconnect ends, also if it is cancelled.
@@ -48,6 +51,7 @@ struct Link {
 pub struct Publisher {
     amqp_url: String,
     queues: QueueNames,
+    queue_settings: QueueSettings,
     /// Held only to read or swap the link, never across an await.
     link: RwLock<Option<Link>>,
     /// Set while one task reconnects.
@@ -56,10 +60,15 @@ pub struct Publisher {
 
 impl Publisher {
     /// Connects at once, so a wrong URL or a missing broker is reported at start.
-    pub async fn connect(amqp_url: &str, queues: QueueNames) -> Result<Self, PublishError> {
+    pub async fn connect(
+        amqp_url: &str,
+        queues: QueueNames,
+        queue_settings: QueueSettings,
+    ) -> Result<Self, PublishError> {
         let publisher = Self {
             amqp_url: amqp_url.to_owned(),
             queues,
+            queue_settings,
             link: RwLock::new(None),
             reconnecting: AtomicBool::new(false),
         };
@@ -113,7 +122,7 @@ impl Publisher {
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        otp_shared::amqp::declare_send_queue(&channel, &self.queues).await?;
+        otp_shared::amqp::declare_send_queue(&channel, &self.queues, self.queue_settings).await?;
         tracing::info!(queue = %self.queues.send, "connected to rabbitmq");
         Ok(Link {
             _connection: connection,

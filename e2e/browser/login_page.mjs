@@ -120,16 +120,25 @@ try {
   assert.notEqual(rotated.refreshToken, before.refreshToken, "the refresh token was rotated");
   assert.notEqual(rotated.token, "not-a-token");
 
-  console.log("7. log out");
-  const token = await page.evaluate(() => JSON.parse(sessionStorage.getItem("otp-gateway-session")).token);
+  console.log("7. log out, with an access token that no longer works: the session still ends");
+  const signedIn = await session();
+  await page.evaluate(() => {
+    const s = JSON.parse(sessionStorage.getItem("otp-gateway-session"));
+    sessionStorage.setItem("otp-gateway-session", JSON.stringify({ ...s, token: "expired" }));
+  });
   await page.click("#logout");
   await page.locator("#step-phone").waitFor({ state: "visible" });
   await page.locator("#notice").filter({ hasText: "You are signed out." }).waitFor();
-  const after = await page.evaluate(async (t) => {
-    const response = await fetch("/api/auth/me", { headers: { authorization: `Bearer ${t}` } });
-    return response.status;
-  }, token);
-  assert.equal(after, 401, "the logged-out token no longer works");
+  const after = await page.evaluate(async ({ token, refreshToken }) => {
+    const me = await fetch("/api/auth/me", { headers: { authorization: `Bearer ${token}` } });
+    const refresh = await fetch("/api/auth/refresh", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ refreshToken }),
+    });
+    return [me.status, refresh.status];
+  }, signedIn);
+  assert.deepEqual(after, [401, 401], "the logged-out session's tokens no longer work");
 
   console.log("8. asking again at once: a wait in words, counting down");
   await page.locator("#phone").fill(PHONE);

@@ -47,8 +47,9 @@ async fn the_login_page_walks_through_in_chromium() {
     let inbox = format!("{}/sandbox/", env.sandbox_url);
     let mut config =
         env.api_config_with(&["--login-page", "true", "--login-page-inbox-url", &inbox]);
-    // The page's countdowns need a cooldown to count.
-    config.limits.resend_cooldown_seconds = 30;
+    // The page's countdowns need a cooldown to count, long enough that the last step's
+    // send is still inside it however slowly the machine runs the steps before.
+    config.limits.resend_cooldown_seconds = 300;
     let _api = env.start_api_with(config).await;
     let _worker = env.start_worker().await;
 

@@ -31,10 +31,11 @@ impl FromRequestParts<AppState> for Authenticated {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or(ApiError::Unauthorized)?;
-        let claims = state
-            .tokens
-            .verify(token.trim())
-            .map_err(|_| ApiError::Unauthorized)?;
+        let claims = state.tokens.verify(token.trim()).map_err(|e| {
+            // Why, for an operator rotating keys: an unknown kid, an expiry, a bad signature.
+            tracing::debug!(error = %e, "bearer token refused");
+            ApiError::Unauthorized
+        })?;
         if !state
             .users
             .access_is_live(&claims.jti, &claims.sub, claims.sid)

@@ -46,11 +46,8 @@ impl JwtAlgorithm {
 /// Why a key file cannot sign tokens.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("{path}: cannot read it: {source}")]
-    Unreadable {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("{path}: cannot read it: {cause}")]
+    Unreadable { path: String, cause: std::io::Error },
     #[error("{path}: not a PEM private key (make one with `openssl genpkey -algorithm {openssl}`)")]
     NotPem { path: String, openssl: &'static str },
     #[error(
@@ -143,12 +140,11 @@ impl KeySet {
                 return Err(KeyError::Duplicate { path: path.into() });
             }
             seen.push(path);
-            let pem = std::fs::read_to_string(Path::new(path)).map_err(|source| {
-                KeyError::Unreadable {
+            let pem =
+                std::fs::read_to_string(Path::new(path)).map_err(|cause| KeyError::Unreadable {
                     path: path.into(),
-                    source,
-                }
-            })?;
+                    cause,
+                })?;
             keys.push(TokenKey::from_pem(algorithm, path, &pem)?);
         }
         if keys.is_empty() {
@@ -375,6 +371,18 @@ mod tests {
         let hs = KeySet::hs256(&SecretString::from("0123456789abcdef0123456789abcdef"));
         assert!(hs.jwks().keys.is_empty());
         assert!(!hs.signing().kid.is_empty());
+    }
+
+    #[test]
+    fn keys_made_by_openssl_genpkey_as_the_readme_says_are_read() {
+        // Test keys only, made by the README's commands; they sign nothing real.
+        for (algorithm, pem) in [
+            (JwtAlgorithm::EdDsa, include_str!("testdata/ed25519-openssl.pem")),
+            (JwtAlgorithm::Es256, include_str!("testdata/p256-openssl.pem")),
+        ] {
+            let set = KeySet::from_pems(algorithm, &[pem]).expect("an openssl key reads");
+            assert_eq!(set.jwks().keys.len(), 1, "{algorithm:?}");
+        }
     }
 
     #[test]

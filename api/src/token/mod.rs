@@ -96,10 +96,12 @@ impl TokenIssuer {
     /// Checks the key (named by `kid` and still in the set), signature, algorithm,
     /// issuer and expiry.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        let kid = jsonwebtoken::decode_header(token)?
-            .kid
-            .ok_or(TokenError::NoKeyId)?;
-        let key = self.keys.by_kid(&kid).ok_or(TokenError::UnknownKey)?;
+        let key = match jsonwebtoken::decode_header(token)?.kid {
+            Some(kid) => self.keys.by_kid(&kid).ok_or(TokenError::UnknownKey)?,
+            // HS256 tokens issued before tokens named their key have one key to be.
+            None if self.keys.algorithm() == jsonwebtoken::Algorithm::HS256 => self.keys.signing(),
+            None => return Err(TokenError::NoKeyId),
+        };
         Ok(jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation)?.claims)
     }
 }
@@ -176,13 +178,26 @@ mod tests {
     }
 
     #[test]
-    fn hs256_tokens_carry_a_key_id_too() {
+    fn hs256_tokens_carry_a_key_id_and_older_ones_without_it_still_verify() {
         let keys = KeySet::hs256(&SecretString::from("0123456789abcdef0123456789abcdef"));
         let hs = TokenIssuer::new(keys, "otp-gateway", Duration::from_secs(60));
         let token = token(&hs);
         let header = jsonwebtoken::decode_header(&token).expect("header");
         assert_eq!(header.alg, jsonwebtoken::Algorithm::HS256);
         assert!(header.kid.is_some());
-        assert!(hs.verify(&token).is_ok());
+        let claims = hs.verify(&token).expect("verifies");
+        let older = hs
+            .keys
+            .signing()
+            .sign(&Header::new(jsonwebtoken::Algorithm::HS256), &claims)
+            .expect("signed");
+        assert!(
+            hs.verify(&older).is_ok(),
+            "a kid-less HS256 token of this key"
+        );
+        let mut unknown = Header::new(jsonwebtoken::Algorithm::HS256);
+        unknown.kid = Some("another".into());
+        let other = hs.keys.signing().sign(&unknown, &claims).expect("signed");
+        assert!(matches!(hs.verify(&other), Err(TokenError::UnknownKey)));
     }
 }

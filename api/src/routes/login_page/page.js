@@ -7,8 +7,13 @@ const STEPS = ["step-phone", "step-code", "step-signed-in"];
 const SESSION_KEY = "otp-gateway-session";
 const timers = {};
 let send = null; // { phone, requestId } of the code being entered
+let waiting = null; // the button a refusal's countdown holds off
+// Moves on with every step change; an answer that comes back to a step the user has
+// left is dropped.
+let generation = 0;
 
 function show(step) {
+  generation += 1;
   for (const id of STEPS) $(id).hidden = id !== step;
 }
 
@@ -18,9 +23,15 @@ function say(id, text) {
 }
 
 function clearMessages() {
-  stop("wait");
+  stopWaiting();
   say("error", "");
   say("notice", "");
+}
+
+function stopWaiting() {
+  stop("wait");
+  if (waiting) waiting.disabled = false;
+  waiting = null;
 }
 
 function stop(name) {
@@ -102,6 +113,10 @@ function describe(result) {
       return "There is no code waiting for this number. Ask for a new one.";
     case "UNAUTHORIZED":
       return "Your session has ended. Sign in again.";
+    case "UNAVAILABLE":
+      return "The service is unavailable right now. Try again in a moment.";
+    case "INTERNAL":
+      return "Something went wrong on our side. Try again.";
   }
   return data.message || "Something went wrong (HTTP " + result.status + "). Try again.";
 }
@@ -110,6 +125,8 @@ function describe(result) {
 function waitThenRetry(result, button, what) {
   const reason =
     result.status === 503 ? "The service is busy." : "Too many requests.";
+  stopWaiting();
+  waiting = button;
   button.disabled = true;
   countdown(
     "wait",
@@ -117,7 +134,7 @@ function waitThenRetry(result, button, what) {
     (left) => say("error", reason + " Wait " + plural(left, "second", "seconds") + " before " + what + "."),
     () => {
       say("error", "");
-      button.disabled = false;
+      stopWaiting();
     },
   );
 }
@@ -134,8 +151,10 @@ function refused(result, button, what) {
 async function sendCode(phone, button) {
   clearMessages();
   button.disabled = true;
+  const asked = generation;
   const result = await call("POST", "/api/auth/send-otp", { phone });
   button.disabled = false;
+  if (asked !== generation) return; // the user moved on meanwhile
   if (result.status !== 202) {
     refused(result, button, "asking for another code");
     return;
@@ -158,7 +177,7 @@ async function sendCode(phone, button) {
       resend.disabled = false;
     },
   );
-  watchDelivery(sent.requestId);
+  watchDelivery(sent.requestId, sent.expiresInSeconds);
 }
 
 const DELIVERY = {
@@ -170,13 +189,19 @@ const DELIVERY = {
   expired: "The code expired before it could be sent. Ask for a new one.",
 };
 
-// Shows what WhatsApp did with the code, until it is read or can no longer arrive.
-function watchDelivery(requestId) {
+// Shows what WhatsApp did with the code, until it is read, can no longer arrive, or
+// expires (a phone with read receipts off never reports "read").
+function watchDelivery(requestId, expiresInSeconds) {
   stop("delivery");
   say("delivery", "");
+  const until = Date.now() + (expiresInSeconds || 300) * 1000;
+  let polling = false;
   const poll = async () => {
-    if (!send || send.requestId !== requestId) return stop("delivery");
+    if (!send || send.requestId !== requestId || Date.now() > until) return stop("delivery");
+    if (polling) return;
+    polling = true;
     const result = await call("GET", "/api/auth/otp-status/" + encodeURIComponent(requestId));
+    polling = false;
     if (result.status !== 200 || !send || send.requestId !== requestId) return;
     const status = result.data.status;
     const text =
@@ -195,12 +220,14 @@ function watchDelivery(requestId) {
 async function verify(code, button) {
   clearMessages();
   button.disabled = true;
+  const asked = generation;
   const result = await call("POST", "/api/auth/verify-otp", {
     phone: send.phone,
     code,
     requestId: send.requestId,
   });
   button.disabled = false;
+  if (asked !== generation) return; // the user moved on meanwhile
   if (result.status !== 200) {
     refused(result, button, "trying again");
     return;
@@ -250,26 +277,39 @@ async function resume(welcome) {
   const session = loadSession();
   if (!session) return show("step-phone");
   let me = await call("GET", "/api/auth/me", undefined, session.token);
-  if (me.status === 401 && session.refreshToken) {
-    const refreshed = await call("POST", "/api/auth/refresh", { refreshToken: session.refreshToken });
-    if (refreshed.status === 200) {
-      saveSession({ token: refreshed.data.token, refreshToken: refreshed.data.refreshToken });
-      me = await call("GET", "/api/auth/me", undefined, refreshed.data.token);
-    }
+  if (me.status === 401) {
+    const token = await refreshed(session);
+    if (token) me = await call("GET", "/api/auth/me", undefined, token);
   }
   if (me.status === 200) return showUser(me.data.user, welcome || "Signed in.");
-  forgetSession();
   show("step-phone");
+  // Only a session the server no longer knows is forgotten: an outage keeps it, and a
+  // reload tries again.
+  if (me.status === 401) forgetSession();
   say("error", describe(me));
+}
+
+// A new access token from the refresh token (and the next refresh token), or null.
+async function refreshed(session) {
+  if (!session.refreshToken) return null;
+  const result = await call("POST", "/api/auth/refresh", { refreshToken: session.refreshToken });
+  if (result.status !== 200) return null;
+  saveSession({ token: result.data.token, refreshToken: result.data.refreshToken });
+  return result.data.token;
 }
 
 async function logout(button) {
   clearMessages();
   const session = loadSession();
   button.disabled = true;
-  const result = session ? await call("POST", "/api/auth/logout", undefined, session.token) : { status: 204 };
+  let result = session ? await call("POST", "/api/auth/logout", undefined, session.token) : { status: 204 };
+  if (result.status === 401) {
+    // The access token expired, but the session may live on: end it with a fresh one.
+    const token = await refreshed(session);
+    if (token) result = await call("POST", "/api/auth/logout", undefined, token);
+  }
   button.disabled = false;
-  // A session that already ended (401) is as good as logged out.
+  // A 401 now means the session had already ended: as good as logged out.
   if (result.status !== 204 && result.status !== 401) {
     say("error", describe(result));
     return;
