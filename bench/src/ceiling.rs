@@ -29,9 +29,16 @@ pub async fn run(
         .await
         .context("redis")?;
     let publisher = Arc::new(
-        Publisher::connect(amqp_url, QueueNames::new(prefix))
-            .await
-            .context("rabbitmq")?,
+        Publisher::connect(
+            amqp_url,
+            QueueNames::new(prefix),
+            otp_shared::amqp::QueueSettings {
+                queue_type: otp_shared::amqp::QueueType::Quorum,
+                delivery_limit: 20,
+            },
+        )
+        .await
+        .context("rabbitmq")?,
     );
     let store = OtpStore::new(
         redis,

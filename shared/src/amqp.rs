@@ -1,4 +1,8 @@
-//! RabbitMQ connection and topology: the durable send queue and its dead-letter queue.
+//! RabbitMQ connection and topology: the durable send queue (quorum by default, with a
+//! delivery limit and at-least-once dead-lettering) and its bounded dead-letter queue,
+//! reached through any node of a cluster.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable};
@@ -9,10 +13,71 @@ use crate::keys::QueueNames;
 /// Header that carries why a message was dead-lettered.
 pub const DEAD_REASON_HEADER: &str = "x-otp-dead-reason";
 
+/// `AMQP_QUEUE_TYPE`: how the queues are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueueType {
+    /// Replicated over the cluster's nodes (Raft); survives the loss of a minority of
+    /// them; counts deliveries and dead-letters a job past `AMQP_DELIVERY_LIMIT`.
+    Quorum,
+    /// On one node; no delivery limit. For brokers whose queues are already classic.
+    Classic,
+}
+
+/// How the queues are declared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueSettings {
+    pub queue_type: QueueType,
+    /// Quorum queues: failed deliveries of one job (a worker that died holding it, or
+    /// rejected it) before the broker dead-letters it.
+    pub delivery_limit: u32,
+}
+
+/// Why a queue could not be declared.
+#[derive(Debug, thiserror::Error)]
+pub enum DeclareError {
+    /// The queue exists with other arguments: the broker keeps a queue's arguments for
+    /// its life, so the settings must match it, or the queue must be migrated.
+    #[error(
+        "queue {queue} exists with another {setting} ({detail}); set {setting} to match it, or migrate the queue (README: Running clustered)"
+    )]
+    Mismatch {
+        queue: String,
+        setting: &'static str,
+        detail: String,
+    },
+    #[error("rabbitmq: {0}")]
+    Broker(#[from] lapin::Error),
+}
+
+/// The node the next connection tries first, so that reconnects move around a cluster.
+static NEXT_NODE: AtomicUsize = AtomicUsize::new(0);
+
 /// Connects to RabbitMQ, naming the connection after the process for the management UI.
-pub async fn connect(url: &str, process: &str) -> lapin::Result<Connection> {
-    let props = ConnectionProperties::default().with_connection_name(process.into());
-    Connection::connect(url, props).await
+/// `urls` names one node or several of one cluster (comma-separated); they are tried
+/// in turn, each call starting one node further on, and the last error is returned.
+pub async fn connect(urls: &str, process: &str) -> lapin::Result<Connection> {
+    let nodes: Vec<&str> = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
+    let first = NEXT_NODE.fetch_add(1, Ordering::Relaxed);
+    let mut last_error = None;
+    for i in 0..nodes.len() {
+        let node = nodes[(first + i) % nodes.len()];
+        let props = ConnectionProperties::default().with_connection_name(process.into());
+        match Connection::connect(node, props).await {
+            Ok(connection) => return Ok(connection),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    // An empty list is refused by the settings; an error names something anyway.
+    Err(last_error.unwrap_or_else(|| {
+        lapin::Error::from(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "AMQP_URL names no node",
+        ))
+    }))
 }
 
 /// How much the dead-letter queue keeps: it holds phone numbers, so not forever.
@@ -25,9 +90,38 @@ pub struct DeadLetterBounds {
     pub ttl: std::time::Duration,
 }
 
-/// Declares the send queue, durable, so jobs survive a broker restart.
-pub async fn declare_send_queue(channel: &Channel, queues: &QueueNames) -> lapin::Result<()> {
-    declare(channel, &queues.send, FieldTable::default()).await
+/// Declares the send queue, durable, so jobs survive a broker restart. A quorum queue
+/// dead-letters, at least once, a job past the delivery limit to the dead-letter queue.
+pub async fn declare_send_queue(
+    channel: &Channel,
+    queues: &QueueNames,
+    settings: QueueSettings,
+) -> Result<(), DeclareError> {
+    let mut arguments = FieldTable::default();
+    if settings.queue_type == QueueType::Quorum {
+        quorum(&mut arguments);
+        let limit = i32::try_from(settings.delivery_limit).unwrap_or(i32::MAX);
+        arguments.insert("x-delivery-limit".into(), AMQPValue::LongInt(limit));
+        arguments.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString("".into()),
+        );
+        arguments.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString(queues.dead.as_str().into()),
+        );
+        arguments.insert(
+            "x-dead-letter-strategy".into(),
+            AMQPValue::LongString("at-least-once".into()),
+        );
+        // At-least-once dead-lettering needs it (without it RabbitMQ silently falls back
+        // to at-most-once); the send queue has no length limit, so it never rejects.
+        arguments.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString("reject-publish".into()),
+        );
+    }
+    declare(channel, &queues.send, arguments).await
 }
 
 /// Declares the dead-letter queue, durable and bounded. Only the worker, which is the
@@ -35,9 +129,13 @@ pub async fn declare_send_queue(channel: &Channel, queues: &QueueNames) -> lapin
 pub async fn declare_dead_letter_queue(
     channel: &Channel,
     queues: &QueueNames,
+    settings: QueueSettings,
     bounds: DeadLetterBounds,
-) -> lapin::Result<()> {
+) -> Result<(), DeclareError> {
     let mut arguments = FieldTable::default();
+    if settings.queue_type == QueueType::Quorum {
+        quorum(&mut arguments);
+    }
     arguments.insert(
         "x-max-length".into(),
         AMQPValue::LongUInt(bounds.max_length),
@@ -49,7 +147,14 @@ pub async fn declare_dead_letter_queue(
     declare(channel, &queues.dead, arguments).await
 }
 
-async fn declare(channel: &Channel, name: &str, arguments: FieldTable) -> lapin::Result<()> {
+fn quorum(arguments: &mut FieldTable) {
+    arguments.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+}
+
+async fn declare(channel: &Channel, name: &str, arguments: FieldTable) -> Result<(), DeclareError> {
     channel
         .queue_declare(
             name.into(),
@@ -61,4 +166,34 @@ async fn declare(channel: &Channel, name: &str, arguments: FieldTable) -> lapin:
         )
         .await
         .map(drop)
+        .map_err(|e| mismatch(name, e))
+}
+
+/// A declare refused with 406 PRECONDITION_FAILED ("inequivalent arg 'x-queue-type' for
+/// queue …: received 'quorum' but current is 'classic'") becomes a [`DeclareError::Mismatch`]
+/// naming the setting behind that argument.
+fn mismatch(queue: &str, error: lapin::Error) -> DeclareError {
+    let lapin::ErrorKind::ProtocolError(amqp) = error.kind() else {
+        return DeclareError::Broker(error);
+    };
+    if amqp.get_id() != 406 {
+        return DeclareError::Broker(error);
+    }
+    let detail = amqp.get_message().to_string();
+    let argument = detail
+        .split("inequivalent arg '")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap_or_default();
+    let setting = match argument {
+        "x-delivery-limit" => "AMQP_DELIVERY_LIMIT",
+        "x-max-length" => "DEAD_LETTER_MAX_LENGTH",
+        "x-message-ttl" => "DEAD_LETTER_TTL_SECONDS",
+        _ => "AMQP_QUEUE_TYPE",
+    };
+    DeclareError::Mismatch {
+        queue: queue.to_owned(),
+        setting,
+        detail,
+    }
 }

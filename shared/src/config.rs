@@ -19,7 +19,8 @@ pub struct CommonArgs {
         hide_env_values = true
     )]
     pub redis_url: String,
-    /// RabbitMQ server (its value is not shown: it may carry a password).
+    /// RabbitMQ: one node, or several nodes of one cluster, comma-separated; another is
+    /// tried when one is down (its value is not shown: it may carry a password).
     #[arg(
         long,
         env = "AMQP_URL",
@@ -27,6 +28,14 @@ pub struct CommonArgs {
         hide_env_values = true
     )]
     pub amqp_url: String,
+    /// `quorum` (replicated, with a delivery limit) or `classic` queues. A queue that
+    /// exists as the other type stops the process at start (README: Running clustered).
+    #[arg(long, env = "AMQP_QUEUE_TYPE", value_enum, default_value = "quorum")]
+    pub amqp_queue_type: crate::amqp::QueueType,
+    /// Quorum queues: failed deliveries of one job (its worker died holding it, or
+    /// rejected it) before RabbitMQ dead-letters it.
+    #[arg(long, env = "AMQP_DELIVERY_LIMIT", default_value_t = 20)]
+    pub amqp_delivery_limit: u32,
     /// Lifetime of a code, in seconds.
     #[arg(long, env = "OTP_TTL_SECONDS", default_value_t = 300)]
     pub otp_ttl_seconds: u64,
@@ -73,6 +82,8 @@ pub enum ConfigError {
 pub struct CommonConfig {
     pub redis_url: String,
     pub amqp_url: String,
+    /// How the queues are declared (`AMQP_QUEUE_TYPE`, `AMQP_DELIVERY_LIMIT`).
+    pub queue: crate::amqp::QueueSettings,
     pub otp_ttl_seconds: u64,
     pub key_prefix: String,
     pub queue_prefix: String,
@@ -105,9 +116,29 @@ impl CommonArgs {
         }
         real_url_password("REDIS_URL", &self.redis_url, self.dev_mode)?;
         real_url_password("AMQP_URL", &self.amqp_url, self.dev_mode)?;
+        let amqp_nodes: Vec<&str> = self.amqp_url.split(',').map(str::trim).collect();
+        if amqp_nodes
+            .iter()
+            .any(|node| !(node.starts_with("amqp://") || node.starts_with("amqps://")))
+        {
+            return Err(ConfigError::Invalid {
+                name: "AMQP_URL",
+                problem: "must be amqp:// or amqps:// URLs, comma-separated",
+            });
+        }
+        if self.amqp_delivery_limit == 0 {
+            return Err(ConfigError::Invalid {
+                name: "AMQP_DELIVERY_LIMIT",
+                problem: "must be at least 1",
+            });
+        }
         Ok(CommonConfig {
             redis_url: self.redis_url,
             amqp_url: self.amqp_url,
+            queue: crate::amqp::QueueSettings {
+                queue_type: self.amqp_queue_type,
+                delivery_limit: self.amqp_delivery_limit,
+            },
             otp_ttl_seconds: self.otp_ttl_seconds,
             key_prefix: self.key_prefix,
             queue_prefix: self.queue_prefix,

@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
-    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    BasicPublishOptions, BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection};
@@ -32,6 +32,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum LinkError {
     #[error("rabbitmq: {0}")]
     Broker(#[from] lapin::Error),
+    #[error("{0}")]
+    Declare(#[from] otp_shared::amqp::DeclareError),
     #[error("the broker closed the consumer")]
     ConsumerClosed,
     #[error("the broker refused the dead letter")]
@@ -42,6 +44,7 @@ pub enum LinkError {
 pub struct ConsumerSettings {
     pub amqp_url: String,
     pub queues: QueueNames,
+    pub queue_settings: otp_shared::amqp::QueueSettings,
     pub dead_letters: otp_shared::amqp::DeadLetterBounds,
     pub concurrency: u16,
     pub shutdown_grace: Duration,
@@ -54,12 +57,18 @@ pub struct Link {
     dead_letters: Channel,
 }
 
-pub async fn connect(settings: &ConsumerSettings) -> lapin::Result<Link> {
+pub async fn connect(settings: &ConsumerSettings) -> Result<Link, LinkError> {
     let connection = otp_shared::amqp::connect(&settings.amqp_url, "otp-worker").await?;
     let jobs = connection.create_channel().await?;
-    otp_shared::amqp::declare_send_queue(&jobs, &settings.queues).await?;
-    otp_shared::amqp::declare_dead_letter_queue(&jobs, &settings.queues, settings.dead_letters)
-        .await?;
+    // The dead-letter queue first: the send queue dead-letters into it.
+    otp_shared::amqp::declare_dead_letter_queue(
+        &jobs,
+        &settings.queues,
+        settings.queue_settings,
+        settings.dead_letters,
+    )
+    .await?;
+    otp_shared::amqp::declare_send_queue(&jobs, &settings.queues, settings.queue_settings).await?;
     jobs.basic_qos(settings.concurrency, BasicQosOptions::default())
         .await?;
     let dead_letters = connection.create_channel().await?;
@@ -192,7 +201,12 @@ enum Disposition {
     Ack,
     /// With the reason for the header and the `kind` label of the metric.
     DeadLetter(String, &'static str),
+    /// Not now (an outage, a copy in progress, stopping): back to the queue with
+    /// `basic.nack`, which RabbitMQ 4.3 and later do not count against the delivery limit.
     Requeue,
+    /// Handling it failed in a way that may fail again: back to the queue with
+    /// `basic.reject`, which counts, so a poison job ends in the dead-letter queue.
+    Reject,
 }
 
 /// Every `outcome` of the deliveries counter.
@@ -240,9 +254,15 @@ async fn handle(
                     Disposition::DeadLetter(reason, "permanent_failure")
                 }
                 Outcome::Requeue(why) => {
+                    let failed = why.is_a_failure();
                     let why: &(dyn std::error::Error + 'static) = &why;
-                    tracing::warn!(request_id = %job.request_id, why, "job returns to the queue");
-                    Disposition::Requeue
+                    if failed {
+                        tracing::error!(request_id = %job.request_id, why, "job failed; it returns to the queue, counted");
+                        Disposition::Reject
+                    } else {
+                        tracing::warn!(request_id = %job.request_id, why, "job returns to the queue");
+                        Disposition::Requeue
+                    }
                 }
             }
         }
@@ -263,6 +283,10 @@ async fn handle(
             }
         }
         Disposition::Requeue => requeue(&delivery, shutdown).await,
+        Disposition::Reject => {
+            pause_unless_stopping(shutdown).await;
+            delivery.reject(BasicRejectOptions { requeue: true }).await
+        }
     };
     if let Err(e) = settled {
         // The link broke: the broker gives the message to another consumer.
@@ -270,10 +294,15 @@ async fn handle(
     }
 }
 
-async fn requeue(delivery: &Delivery, shutdown: &watch::Receiver<bool>) -> lapin::Result<bool> {
+/// Waits [`REQUEUE_PAUSE`] before a job goes back, unless the worker is stopping.
+async fn pause_unless_stopping(shutdown: &watch::Receiver<bool>) {
     if !*shutdown.borrow() {
         tokio::time::sleep(REQUEUE_PAUSE).await;
     }
+}
+
+async fn requeue(delivery: &Delivery, shutdown: &watch::Receiver<bool>) -> lapin::Result<bool> {
+    pause_unless_stopping(shutdown).await;
     delivery
         .nack(BasicNackOptions {
             requeue: true,

@@ -32,7 +32,7 @@ const RECORD_PAUSES_MS: [u64; 4] = [50, 200, 1000, 2000];
 /// Why a job goes back to the queue.
 #[derive(Debug, thiserror::Error)]
 pub enum Requeue {
-    #[error("redis could not answer")]
+    #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
     #[error("another worker is delivering a copy of this job")]
     CopyInProgress,
@@ -40,6 +40,41 @@ pub enum Requeue {
     LeaseLapsed,
     #[error("the worker is stopping")]
     Stopping,
+}
+
+impl Requeue {
+    /// Whether handling the job failed in a way that may fail again (Redis refused a
+    /// command: a damaged record, a bug), rather than "not now" (Redis unreachable or
+    /// failing over, a copy in progress, stopping). Failures count against the queue's
+    /// delivery limit.
+    pub fn is_a_failure(&self) -> bool {
+        match self {
+            Self::Redis(e) => !redis_is_unavailable(e),
+            Self::CopyInProgress | Self::LeaseLapsed | Self::Stopping => false,
+        }
+    }
+}
+
+/// An outage or a failover, as opposed to a command Redis refused.
+fn redis_is_unavailable(e: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || matches!(
+            e.kind(),
+            ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::Server(
+                    ServerErrorKind::BusyLoading
+                        | ServerErrorKind::TryAgain
+                        | ServerErrorKind::ClusterDown
+                        | ServerErrorKind::MasterDown
+                        | ServerErrorKind::ReadOnly
+                        | ServerErrorKind::Moved
+                        | ServerErrorKind::Ask
+                )
+        )
 }
 
 /// How a job ended, which decides what the consumer does with its message.

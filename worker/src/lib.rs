@@ -32,7 +32,9 @@ pub enum StartError {
     #[error("cannot reach Redis: {0}")]
     Redis(#[source] redis::RedisError),
     #[error("cannot reach RabbitMQ: {0}")]
-    RabbitMq(#[source] lapin::Error),
+    RabbitMq(#[source] consumer::LinkError),
+    #[error("{0}")]
+    Queue(#[source] otp_shared::amqp::DeclareError),
     #[error("cannot reach RabbitMQ: no answer within 10 s")]
     RabbitMqTimeout,
     #[error("cannot build the WATI client: {0}")]
@@ -61,6 +63,7 @@ pub async fn run(
     let settings = Arc::new(ConsumerSettings {
         amqp_url: config.common.amqp_url.clone(),
         queues: QueueNames::new(&config.common.queue_prefix),
+        queue_settings: config.common.queue,
         dead_letters: config.dead_letters,
         concurrency: config.concurrency,
         shutdown_grace: config.shutdown_grace,
@@ -68,7 +71,12 @@ pub async fn run(
     let link = tokio::time::timeout(Duration::from_secs(10), consumer::connect(&settings))
         .await
         .map_err(|_| StartError::RabbitMqTimeout)?
-        .map_err(StartError::RabbitMq)?;
+        .map_err(|e| match e {
+            consumer::LinkError::Declare(
+                mismatch @ otp_shared::amqp::DeclareError::Mismatch { .. },
+            ) => StartError::Queue(mismatch),
+            other => StartError::RabbitMq(other),
+        })?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
     {
