@@ -21,6 +21,8 @@ use wati_sandbox::{Sandbox, SandboxConfig};
 
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// The three nodes of the local RabbitMQ cluster `scripts/cluster up` starts.
+pub const CLUSTER_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5710/%2f,amqp://guest:guest@127.0.0.1:5720/%2f,amqp://guest:guest@127.0.0.1:5730/%2f";
 /// The PostgreSQL server; each test makes its own database on it.
 pub const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432";
 pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef0123";
@@ -205,6 +207,8 @@ pub struct QueueCounts {
 /// One test's private world on the shared services.
 pub struct TestEnv {
     pub prefix: String,
+    /// The RabbitMQ this test's processes use: the local server, or the local cluster.
+    pub amqp_url: String,
     /// This test's own database (named like the prefix), dropped at the end.
     pub database_url: String,
     pub redis: ConnectionManager,
@@ -225,8 +229,34 @@ impl TestEnv {
     /// Like [`TestEnv::new`], with the sandbox enforcing WATI's plan limit of
     /// `calls_per_10s` (0 is none).
     pub async fn with_wati_limit(calls_per_10s: u32) -> Self {
+        Self::build(calls_per_10s, AMQP_URL).await
+    }
+
+    /// Like [`TestEnv::new`], on the local RabbitMQ cluster (`scripts/cluster up`),
+    /// every node named in `AMQP_URL`; fails the test when the cluster is not up.
+    pub async fn on_rabbitmq_cluster() -> Self {
+        for node in CLUSTER_AMQP_URL.split(',') {
+            let reached = tokio::time::timeout(
+                Duration::from_secs(5),
+                otp_shared::amqp::connect(node, "otp-tests"),
+            )
+            .await;
+            match reached {
+                Ok(Ok(connection)) => {
+                    let _ = connection.close(200, "checked".into()).await;
+                }
+                _ => panic!(
+                    "the local RabbitMQ cluster is not up (no answer from {}): run `scripts/cluster up`",
+                    node.rsplit('@').next().unwrap_or(node)
+                ),
+            }
+        }
+        Self::build(0, CLUSTER_AMQP_URL).await
+    }
+
+    async fn build(calls_per_10s: u32, amqp_url: &str) -> Self {
         let redis = redis_or_fail(REDIS_URL).await;
-        let amqp = rabbitmq_or_fail(AMQP_URL).await;
+        let amqp = rabbitmq_or_fail(amqp_url).await;
         let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let database_url = database_or_fail(&prefix).await;
         let sandbox = Sandbox::new(SandboxConfig {
@@ -249,6 +279,7 @@ impl TestEnv {
         });
         Self {
             prefix,
+            amqp_url: amqp_url.to_owned(),
             database_url,
             redis,
             amqp,
@@ -269,7 +300,7 @@ impl TestEnv {
             "--redis-url",
             REDIS_URL,
             "--amqp-url",
-            AMQP_URL,
+            &self.amqp_url,
             "--key-prefix",
             &self.prefix,
             "--queue-prefix",
@@ -699,6 +730,7 @@ impl Drop for TestEnv {
     /// it may run while the test's runtime is unwinding from a panic.
     fn drop(&mut self) {
         let prefix = self.prefix.clone();
+        let amqp_url = self.amqp_url.clone();
         let _ = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -706,7 +738,7 @@ impl Drop for TestEnv {
             else {
                 return;
             };
-            runtime.block_on(clean_up(&prefix));
+            runtime.block_on(clean_up(&prefix, &amqp_url));
         })
         .join();
     }
@@ -736,9 +768,9 @@ async fn scan_keys(
     }
 }
 
-async fn clean_up(prefix: &str) {
+async fn clean_up(prefix: &str, amqp_url: &str) {
     delete_keys(prefix).await;
-    delete_queues(prefix).await;
+    delete_queues(prefix, amqp_url).await;
     drop_database(prefix).await;
 }
 
@@ -769,8 +801,8 @@ async fn delete_keys(prefix: &str) {
     }
 }
 
-async fn delete_queues(prefix: &str) {
-    let Ok(conn) = otp_shared::amqp::connect(AMQP_URL, "otp-tests-cleanup").await else {
+async fn delete_queues(prefix: &str, amqp_url: &str) {
+    let Ok(conn) = otp_shared::amqp::connect(amqp_url, "otp-tests-cleanup").await else {
         return;
     };
     let queues = otp_shared::keys::QueueNames::new(prefix);
