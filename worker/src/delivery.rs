@@ -49,32 +49,10 @@ impl Requeue {
     /// delivery limit.
     pub fn is_a_failure(&self) -> bool {
         match self {
-            Self::Redis(e) => !redis_is_unavailable(e),
+            Self::Redis(e) => !otp_shared::redis_conn::is_outage(e),
             Self::CopyInProgress | Self::LeaseLapsed | Self::Stopping => false,
         }
     }
-}
-
-/// An outage or a failover, as opposed to a command Redis refused.
-fn redis_is_unavailable(e: &redis::RedisError) -> bool {
-    use redis::{ErrorKind, ServerErrorKind};
-    e.is_io_error()
-        || e.is_timeout()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || matches!(
-            e.kind(),
-            ErrorKind::ClusterConnectionNotFound
-                | ErrorKind::Server(
-                    ServerErrorKind::BusyLoading
-                        | ServerErrorKind::TryAgain
-                        | ServerErrorKind::ClusterDown
-                        | ServerErrorKind::MasterDown
-                        | ServerErrorKind::ReadOnly
-                        | ServerErrorKind::Moved
-                        | ServerErrorKind::Ask
-                )
-        )
 }
 
 /// How a job ended, which decides what the consumer does with its message.

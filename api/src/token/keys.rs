@@ -377,8 +377,14 @@ mod tests {
     fn keys_made_by_openssl_genpkey_as_the_readme_says_are_read() {
         // Test keys only, made by the README's commands; they sign nothing real.
         for (algorithm, pem) in [
-            (JwtAlgorithm::EdDsa, include_str!("testdata/ed25519-openssl.pem")),
-            (JwtAlgorithm::Es256, include_str!("testdata/p256-openssl.pem")),
+            (
+                JwtAlgorithm::EdDsa,
+                include_str!("testdata/ed25519-openssl.pem"),
+            ),
+            (
+                JwtAlgorithm::Es256,
+                include_str!("testdata/p256-openssl.pem"),
+            ),
         ] {
             let set = KeySet::from_pems(algorithm, &[pem]).expect("an openssl key reads");
             assert_eq!(set.jwks().keys.len(), 1, "{algorithm:?}");
