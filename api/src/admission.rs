@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use otp_shared::budget::{Budgets, Capacity};
 use otp_shared::keys::Keys;
-use redis::aio::ConnectionManager;
+use otp_shared::redis_conn::RedisConn;
 use redis::{FromRedisValue, ParsingError, Script, Value};
 use uuid::Uuid;
 
@@ -49,18 +49,13 @@ impl FromRedisValue for Admitted {
 }
 
 pub struct Admission {
-    redis: ConnectionManager,
+    redis: RedisConn,
     key: String,
     budgets: Budgets,
 }
 
 impl Admission {
-    pub fn new(
-        redis: ConnectionManager,
-        keys: &Keys,
-        budgets: &Budgets,
-        code_ttl: Duration,
-    ) -> Self {
+    pub fn new(redis: RedisConn, keys: &Keys, budgets: &Budgets, code_ttl: Duration) -> Self {
         if let Capacity::Sends { sends, .. } = budgets.capacity(code_ttl) {
             metrics::gauge!(otp_shared::metrics::SEND_CAPACITY).set(sends as f64);
         }

@@ -9,7 +9,7 @@ use otp_shared::keys::Keys;
 use otp_shared::phone::PhoneNumber;
 use otp_shared::records;
 use otp_shared::records::status as fields;
-use redis::aio::ConnectionManager;
+use otp_shared::redis_conn::RedisConn;
 use redis::{FromRedisValue, ParsingError, Script, Value};
 use serde_json::Value as Json;
 use time::OffsetDateTime;
@@ -225,12 +225,12 @@ impl FromRedisValue for ScriptReply {
 
 #[derive(Clone)]
 pub struct ReceiptStore {
-    redis: ConnectionManager,
+    redis: RedisConn,
     keys: Keys,
 }
 
 impl ReceiptStore {
-    pub fn new(redis: ConnectionManager, keys: Keys) -> Self {
+    pub fn new(redis: RedisConn, keys: Keys) -> Self {
         Self { redis, keys }
     }
 

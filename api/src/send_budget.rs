@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use otp_shared::keys::Keys;
-use redis::aio::ConnectionManager;
+use otp_shared::redis_conn::RedisConn;
 use redis::{FromRedisValue, ParsingError, Script, Value};
 
 use crate::store::SendKind;
@@ -41,14 +41,14 @@ impl FromRedisValue for Counted {
 
 #[derive(Clone)]
 pub struct SendBudget {
-    redis: ConnectionManager,
+    redis: RedisConn,
     key: String,
     /// 0 is off.
     per_minute: u32,
 }
 
 impl SendBudget {
-    pub fn new(redis: ConnectionManager, keys: &Keys, per_minute: u32) -> Self {
+    pub fn new(redis: RedisConn, keys: &Keys, per_minute: u32) -> Self {
         Self {
             redis,
             key: keys.sends_per_minute(),

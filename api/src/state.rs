@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use otp_shared::redis_conn::RedisConn;
 use otp_shared::status::StatusStore;
-use redis::aio::ConnectionManager;
 use secrecy::SecretString;
 
 use crate::admission::Admission;
@@ -48,7 +48,7 @@ impl std::ops::Deref for AppState {
 
 /// The stores, the publisher and the settings handlers use.
 pub struct Handlers {
-    pub redis: ConnectionManager,
+    pub redis: RedisConn,
     /// PostgreSQL, for readiness (the user store holds its own handle).
     pub db: sqlx::PgPool,
     pub store: OtpStore,

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use otp_shared::keys::Keys;
 use otp_shared::records;
+use otp_shared::redis_conn::RedisConn;
 use otp_shared::seal::CodeSealer;
 use otp_shared::status::STATUS_TTL_SECONDS;
-use redis::aio::ConnectionManager;
 use redis::{FromRedisValue, ParsingError, Script, Value};
 use uuid::Uuid;
 
@@ -187,19 +187,14 @@ pub struct StorePolicy {
 
 #[derive(Clone)]
 pub struct OtpStore {
-    redis: ConnectionManager,
+    redis: RedisConn,
     keys: Keys,
     sealer: Arc<CodeSealer>,
     policy: StorePolicy,
 }
 
 impl OtpStore {
-    pub fn new(
-        redis: ConnectionManager,
-        keys: Keys,
-        sealer: Arc<CodeSealer>,
-        policy: StorePolicy,
-    ) -> Self {
+    pub fn new(redis: RedisConn, keys: Keys, sealer: Arc<CodeSealer>, policy: StorePolicy) -> Self {
         Self {
             redis,
             keys,

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use aws_lc_rs::digest;
 use otp_shared::keys::Keys;
+use otp_shared::redis_conn::RedisConn;
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use serde::Serialize;
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -74,7 +74,7 @@ impl UserError {
 #[derive(Clone)]
 pub struct UserStore {
     pool: PgPool,
-    redis: ConnectionManager,
+    redis: RedisConn,
     keys: Keys,
     refresh_ttl: Duration,
     /// Access tokens' lifetime: how long their sessions, and revocation marks, live.
@@ -116,7 +116,7 @@ async fn bounded<T>(
 impl UserStore {
     pub fn new(
         pool: PgPool,
-        redis: ConnectionManager,
+        redis: RedisConn,
         keys: Keys,
         refresh_ttl: Duration,
         access_ttl: Duration,

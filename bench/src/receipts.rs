@@ -162,7 +162,7 @@ async fn final_statuses(
 
 /// How many sends of `prefix` are in each state.
 async fn count_states(
-    redis: &mut redis::aio::ConnectionManager,
+    redis: &mut otp_shared::redis_conn::RedisConn,
     prefix: &str,
 ) -> redis::RedisResult<BTreeMap<String, usize>> {
     let mut states = BTreeMap::new();

@@ -12,8 +12,8 @@ use std::time::Duration;
 use clap::Parser;
 use otp_api::config::{ApiArgs, ApiConfig};
 use otp_shared::budget::{Budgets, WatiApiVersion};
+use otp_shared::redis_conn::RedisConn;
 use otp_worker::config::{WorkerArgs, WorkerConfig};
-use redis::aio::ConnectionManager;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -82,7 +82,7 @@ where
 }
 
 /// Connects to Redis at `url`, or fails the test saying Redis is down and how to start it.
-pub async fn redis_or_fail(url: &str) -> ConnectionManager {
+pub async fn redis_or_fail(url: &str) -> RedisConn {
     let connected =
         tokio::time::timeout(Duration::from_secs(5), otp_shared::redis_conn::connect(url)).await;
     match connected {
@@ -211,7 +211,7 @@ pub struct TestEnv {
     pub amqp_url: String,
     /// This test's own database (named like the prefix), dropped at the end.
     pub database_url: String,
-    pub redis: ConnectionManager,
+    pub redis: RedisConn,
     pub amqp: lapin::Connection,
     pub sandbox: Sandbox,
     pub sandbox_url: String,
@@ -702,7 +702,7 @@ impl TestEnv {
     pub fn deliverer(
         &self,
         config: &WorkerConfig,
-        redis: ConnectionManager,
+        redis: RedisConn,
     ) -> (
         otp_worker::delivery::Deliverer,
         tokio::sync::watch::Sender<bool>,

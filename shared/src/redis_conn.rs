@@ -1,17 +1,78 @@
 //! Opens the Redis connection both processes use: one multiplexed, self-reconnecting
-//! connection with timeouts, so a Redis outage turns into errors rather than hangs.
+//! connection with timeouts, so a Redis outage turns into errors rather than hangs; to
+//! one server, or to a Redis Cluster when `REDIS_URL` names several nodes.
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Value};
+
+/// A connection to one Redis server or to a Redis Cluster. Cheap to clone; every clone
+/// shares the same multiplexed connection(s).
+#[derive(Clone)]
+pub enum RedisConn {
+    Single(ConnectionManager),
+    /// Routes each command (a script: by its first key) to the node that holds its slot,
+    /// and follows the cluster when a replica takes over.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(conn) => conn.req_packed_command(cmd),
+            Self::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(conn) => conn.req_packed_commands(cmd, offset, count),
+            Self::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(conn) => conn.get_db(),
+            Self::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
 
 /// How long one command may take before it fails.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long opening a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Connects to Redis; fails at once when it cannot be reached.
-pub async fn connect(url: &str) -> redis::RedisResult<ConnectionManager> {
+/// Connects to Redis: `urls` names one server, or several nodes of a Redis Cluster
+/// (comma-separated). Fails at once when it cannot be reached.
+pub async fn connect(urls: &str) -> redis::RedisResult<RedisConn> {
+    let nodes: Vec<&str> = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    match nodes.as_slice() {
+        [one] => connect_single(one).await.map(RedisConn::Single),
+        several => {
+            let client = redis::cluster::ClusterClient::builder(several.to_vec())
+                .response_timeout(RESPONSE_TIMEOUT)
+                .connection_timeout(CONNECT_TIMEOUT)
+                .retries(2)
+                .build()?;
+            client.get_async_connection().await.map(RedisConn::Cluster)
+        }
+    }
+}
+
+async fn connect_single(url: &str) -> redis::RedisResult<ConnectionManager> {
     let client = redis::Client::open(url)?;
     let config = ConnectionManagerConfig::new()
         .set_response_timeout(Some(RESPONSE_TIMEOUT))

@@ -3,7 +3,7 @@
 //! `sent`, `failed` and `expired`; WATI's receipts (the api's `receipts`) write
 //! `delivered`, `read` and `failed`. The hash's layout is [`crate::records::status`].
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::RedisConn;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -84,12 +84,12 @@ type StoredFields = (
 /// Reads status records.
 #[derive(Clone)]
 pub struct StatusStore {
-    redis: ConnectionManager,
+    redis: RedisConn,
     keys: crate::keys::Keys,
 }
 
 impl StatusStore {
-    pub fn new(redis: ConnectionManager, keys: crate::keys::Keys) -> Self {
+    pub fn new(redis: RedisConn, keys: crate::keys::Keys) -> Self {
         Self { redis, keys }
     }
 

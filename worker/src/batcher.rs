@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use otp_shared::phone::PhoneNumber;
+use otp_shared::redis_conn::RedisConn;
 use otp_shared::seal::PlainCode;
-use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -64,7 +64,7 @@ pub struct BatcherSettings {
     pub budget: Budget,
     pub wati: WatiClient,
     /// For confirming leases.
-    pub redis: ConnectionManager,
+    pub redis: RedisConn,
     /// Most recipients in one call: `WATI_BATCH_MAX` for v3, 1 for v1.
     pub recipients_per_call: u32,
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use otp_shared::budget::{Budgets, MESSAGE_WINDOW};
 use otp_shared::keys::Keys;
-use redis::aio::ConnectionManager;
+use otp_shared::redis_conn::RedisConn;
 use redis::{FromRedisValue, ParsingError, Script, Value};
 
 static CLAIM: LazyLock<Script> =
@@ -67,14 +67,14 @@ impl FromRedisValue for Claim {
 /// The shared budgets of one prefix.
 #[derive(Clone)]
 pub struct Budget {
-    redis: ConnectionManager,
+    redis: RedisConn,
     keys: Keys,
     call_interval: Option<Duration>,
     messages_per_second: u32,
 }
 
 impl Budget {
-    pub fn new(redis: ConnectionManager, keys: Keys, budgets: &Budgets) -> Self {
+    pub fn new(redis: RedisConn, keys: Keys, budgets: &Budgets) -> Self {
         Self {
             redis,
             keys,

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use otp_shared::job::SendJob;
 use otp_shared::keys::Keys;
+use otp_shared::redis_conn::RedisConn;
 use otp_shared::seal::CodeSealer;
-use redis::aio::ConnectionManager;
 use secrecy::ExposeSecret;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -85,7 +85,7 @@ impl Deliverer {
     /// `shutdown`; the batcher's task is returned, to be watched.
     pub fn start(
         config: &WorkerConfig,
-        redis: ConnectionManager,
+        redis: RedisConn,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(Self, tokio::task::JoinHandle<()>), reqwest::Error> {
         let keys = Keys::new(&config.common.key_prefix);

@@ -8,7 +8,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use otp_shared::redis_conn::RedisConn;
 use redis::{FromRedisValue, ParsingError, Script, Value};
 use uuid::Uuid;
 
@@ -39,7 +39,7 @@ impl FromRedisValue for Holding {
 /// One delivery's lease on its request.
 #[derive(Clone)]
 pub struct Lease {
-    redis: ConnectionManager,
+    redis: RedisConn,
     key: String,
     owner: String,
     /// How long one hold lasts: longer than any one call to WATI.
@@ -56,7 +56,7 @@ impl std::fmt::Debug for Lease {
 
 impl Lease {
     /// A lease not yet taken; `owner` is unique to this delivery.
-    pub fn new(redis: ConnectionManager, key: String, ttl: Duration) -> Self {
+    pub fn new(redis: RedisConn, key: String, ttl: Duration) -> Self {
         Self {
             redis,
             key,
@@ -120,10 +120,7 @@ impl Lease {
 }
 
 /// Extends every lease for one call, in one round trip, and says who holds each.
-pub async fn confirm_all(
-    redis: &ConnectionManager,
-    leases: &[&Lease],
-) -> redis::RedisResult<Vec<Holding>> {
+pub async fn confirm_all(redis: &RedisConn, leases: &[&Lease]) -> redis::RedisResult<Vec<Holding>> {
     let mut pipe = redis::pipe();
     // A pipeline does not load a missing script by itself.
     pipe.load_script(&HOLD).ignore();

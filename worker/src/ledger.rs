@@ -10,8 +10,8 @@ use std::time::Duration;
 use otp_shared::job::SendJob;
 use otp_shared::keys::Keys;
 use otp_shared::records::{self, state};
+use otp_shared::redis_conn::RedisConn;
 use otp_shared::status::STATUS_TTL_SECONDS;
-use redis::aio::ConnectionManager;
 use redis::{FromRedisValue, ParsingError, Script, Value};
 use uuid::Uuid;
 
@@ -97,7 +97,7 @@ pub enum Ending {
 /// The worker's access to the records of a send.
 #[derive(Clone)]
 pub struct Ledger {
-    redis: ConnectionManager,
+    redis: RedisConn,
     keys: Keys,
     /// How long a delivered mark is kept: longer than any code can live.
     delivered_ttl: Duration,
@@ -106,12 +106,7 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    pub fn new(
-        redis: ConnectionManager,
-        keys: Keys,
-        code_ttl: Duration,
-        lease_ttl: Duration,
-    ) -> Self {
+    pub fn new(redis: RedisConn, keys: Keys, code_ttl: Duration, lease_ttl: Duration) -> Self {
         Self {
             redis,
             keys,
