@@ -8,7 +8,6 @@ use std::time::Duration;
 use otp_shared::keys::Keys;
 use otp_shared::phone::PhoneNumber;
 use otp_shared::records;
-use otp_shared::records::status as fields;
 use otp_shared::redis_conn::RedisConn;
 use redis::{FromRedisValue, ParsingError, Script, Value};
 use serde_json::Value as Json;
@@ -240,25 +239,27 @@ impl ReceiptStore {
         else {
             return Ok(Applied::UnknownSend);
         };
-        let status = self.keys.status(request_id);
-        let reply = match &receipt.phone {
-            Some(phone) => self.run(receipt, event, &status, phone).await?,
+        // Most receipts name the phone (waId): one script call. Without it, or when it
+        // names no send of this id, the phone is looked up by the request id.
+        let by_wa_id = match &receipt.phone {
+            Some(phone) => self.run(receipt, event, request_id, phone).await?,
             None => None,
         };
-        let reply = match reply {
-            Some(reply) => reply,
-            // No waId, or another phone than the send's: look the send's phone up (it
-            // never changes, so reading it first is safe).
-            None => {
-                let phone: Option<String> = redis::cmd("HGET")
-                    .arg(&status)
-                    .arg(fields::PHONE)
+        let reply = match by_wa_id {
+            Some(reply) if reply.outcome != "unknown" => reply,
+            _ => {
+                let phone: Option<String> = redis::cmd("GET")
+                    .arg(self.keys.request_phone(request_id))
                     .query_async(&mut self.redis.clone())
                     .await?;
                 let Some(phone) = phone.and_then(|p| PhoneNumber::from_e164_digits(&p).ok()) else {
                     return Ok(Applied::UnknownSend);
                 };
-                self.run(receipt, event, &status, &phone)
+                if receipt.phone.as_ref() == Some(&phone) {
+                    // Already asked with this phone: the send is gone.
+                    return Ok(Applied::UnknownSend);
+                }
+                self.run(receipt, event, request_id, &phone)
                     .await?
                     .ok_or_else(|| {
                         ParsingError::from("receipt.lua: the send's own phone is not its phone")
@@ -284,13 +285,13 @@ impl ReceiptStore {
 }
 
 impl ReceiptStore {
-    /// Runs receipt.lua with the code record of `phone`; `None` if the send is for
+    /// Runs receipt.lua on the send `request_id` to `phone`; `None` if the send is for
     /// another phone.
     async fn run(
         &self,
         receipt: &Receipt,
         event: &str,
-        status: &str,
+        request_id: Uuid,
         phone: &PhoneNumber,
     ) -> redis::RedisResult<Option<ScriptReply>> {
         let (code, reason) = match &receipt.event {
@@ -298,7 +299,7 @@ impl ReceiptStore {
             _ => ("", ""),
         };
         let reply: ScriptReply = RECEIPT
-            .key(status)
+            .key(self.keys.status(phone, request_id))
             .key(self.keys.otp(phone))
             .arg(event)
             .arg(receipt.at_ms)

@@ -220,7 +220,7 @@ impl OtpStore {
             .key(self.keys.otp(phone))
             .key(self.keys.cooldown(phone))
             .key(self.keys.phone_sends(phone))
-            .key(self.keys.status(request_id))
+            .key(self.keys.status(phone, request_id))
             .key(self.keys.wrong_guesses(phone))
             .arg(new_code_id.to_string())
             .arg(&mac[..])
@@ -245,13 +245,36 @@ impl OtpStore {
                 kind,
                 code_id,
                 expires_in,
-            } => SendDecision::Accepted(AcceptedSend {
-                kind,
-                request_id,
-                code_id,
-                expires_in,
-            }),
+            } => {
+                let send = AcceptedSend {
+                    kind,
+                    request_id,
+                    code_id,
+                    expires_in,
+                };
+                if let Err(e) = self.index_request(phone, request_id).await {
+                    // Without it the send's status could not be found: take it back.
+                    if let Err(undo) = self.undo_send(phone, &send).await {
+                        tracing::warn!(error = %undo, "could not take back a send");
+                    }
+                    return Err(e);
+                }
+                SendDecision::Accepted(send)
+            }
         })
+    }
+
+    /// Remembers which phone `request_id` is for, as long as its status lives, so its
+    /// status (kept in the phone's hash slot) can be found from the id alone.
+    async fn index_request(&self, phone: &PhoneNumber, request_id: Uuid) -> Result<(), StoreError> {
+        let _: () = redis::cmd("SET")
+            .arg(self.keys.request_phone(request_id))
+            .arg(phone.as_str())
+            .arg("EX")
+            .arg(STATUS_TTL_SECONDS)
+            .query_async(&mut self.redis.clone())
+            .await?;
+        Ok(())
     }
 
     /// Takes back an accepted send whose job could not be published.
@@ -264,11 +287,15 @@ impl OtpStore {
             .key(self.keys.otp(phone))
             .key(self.keys.cooldown(phone))
             .key(self.keys.phone_sends(phone))
-            .key(self.keys.status(send.request_id))
+            .key(self.keys.status(phone, send.request_id))
             .arg(send.kind.as_str())
             .arg(send.code_id.to_string())
             .arg(send.request_id.to_string())
             .invoke_async(&mut self.redis.clone())
+            .await?;
+        let _: () = redis::cmd("DEL")
+            .arg(self.keys.request_phone(send.request_id))
+            .query_async(&mut self.redis.clone())
             .await?;
         Ok(())
     }

@@ -267,13 +267,13 @@ impl UserStore {
         Ok(())
     }
 
-    /// Records an access token's session for its lifetime.
-    pub async fn open_access(&self, jti: &str, user_id: Uuid) -> Result<(), UserError> {
+    /// Records an access token's session (of refresh session `sid`) for its lifetime.
+    pub async fn open_access(&self, sid: Uuid, jti: &str, user_id: Uuid) -> Result<(), UserError> {
         let _: () = self
             .redis
             .clone()
             .set_ex(
-                self.keys.session(jti),
+                self.keys.session(sid, jti),
                 user_id.to_string(),
                 self.access_ttl.as_secs().max(1),
             )
@@ -290,15 +290,15 @@ impl UserStore {
         sid: Uuid,
     ) -> Result<bool, UserError> {
         let (owner, revoked): (Option<String>, Option<String>) = redis::cmd("MGET")
-            .arg(self.keys.session(jti))
+            .arg(self.keys.session(sid, jti))
             .arg(self.keys.revoked_session(sid))
             .query_async(&mut self.redis.clone())
             .await?;
         Ok(owner.as_deref() == Some(user_id) && revoked.is_none())
     }
 
-    pub async fn close_access(&self, jti: &str) -> Result<(), UserError> {
-        let _: () = self.redis.clone().del(self.keys.session(jti)).await?;
+    pub async fn close_access(&self, sid: Uuid, jti: &str) -> Result<(), UserError> {
+        let _: () = self.redis.clone().del(self.keys.session(sid, jti)).await?;
         Ok(())
     }
 }

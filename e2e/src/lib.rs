@@ -3,6 +3,7 @@
 //! worker started on port 0 through the same `run` the binaries use. Everything the
 //! test made is removed when its `TestEnv` is dropped, also when the test panics.
 
+pub mod clusters;
 pub mod prometheus;
 pub mod proxy;
 
@@ -20,6 +21,8 @@ use tokio::task::JoinHandle;
 use wati_sandbox::{Sandbox, SandboxConfig};
 
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// The six nodes of the local Redis Cluster `scripts/cluster up` starts.
+pub const CLUSTER_REDIS_URL: &str = "redis://127.0.0.1:7101,redis://127.0.0.1:7102,redis://127.0.0.1:7103,redis://127.0.0.1:7104,redis://127.0.0.1:7105,redis://127.0.0.1:7106";
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// The three nodes of the local RabbitMQ cluster `scripts/cluster up` starts.
 pub const CLUSTER_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5710/%2f,amqp://guest:guest@127.0.0.1:5720/%2f,amqp://guest:guest@127.0.0.1:5730/%2f";
@@ -207,6 +210,8 @@ pub struct QueueCounts {
 /// One test's private world on the shared services.
 pub struct TestEnv {
     pub prefix: String,
+    /// The Redis this test's processes use: the local server, or the local cluster.
+    pub redis_url: String,
     /// The RabbitMQ this test's processes use: the local server, or the local cluster.
     pub amqp_url: String,
     /// This test's own database (named like the prefix), dropped at the end.
@@ -229,7 +234,23 @@ impl TestEnv {
     /// Like [`TestEnv::new`], with the sandbox enforcing WATI's plan limit of
     /// `calls_per_10s` (0 is none).
     pub async fn with_wati_limit(calls_per_10s: u32) -> Self {
-        Self::build(calls_per_10s, AMQP_URL).await
+        Self::build(calls_per_10s, REDIS_URL, AMQP_URL).await
+    }
+
+    /// Like [`TestEnv::new`], on the local Redis Cluster (`scripts/cluster up`); fails
+    /// the test when the cluster is not up.
+    pub async fn on_redis_cluster() -> Self {
+        let reached = tokio::time::timeout(
+            Duration::from_secs(5),
+            otp_shared::redis_conn::connect(CLUSTER_REDIS_URL),
+        )
+        .await;
+        if !matches!(reached, Ok(Ok(_))) {
+            panic!(
+                "the local Redis Cluster is not up (127.0.0.1:7101-7106): run `scripts/cluster up`"
+            );
+        }
+        Self::build(0, CLUSTER_REDIS_URL, AMQP_URL).await
     }
 
     /// Like [`TestEnv::new`], on the local RabbitMQ cluster (`scripts/cluster up`),
@@ -251,11 +272,11 @@ impl TestEnv {
                 ),
             }
         }
-        Self::build(0, CLUSTER_AMQP_URL).await
+        Self::build(0, REDIS_URL, CLUSTER_AMQP_URL).await
     }
 
-    async fn build(calls_per_10s: u32, amqp_url: &str) -> Self {
-        let redis = redis_or_fail(REDIS_URL).await;
+    async fn build(calls_per_10s: u32, redis_url: &str, amqp_url: &str) -> Self {
+        let redis = redis_or_fail(redis_url).await;
         let amqp = rabbitmq_or_fail(amqp_url).await;
         let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let database_url = database_or_fail(&prefix).await;
@@ -279,6 +300,7 @@ impl TestEnv {
         });
         Self {
             prefix,
+            redis_url: redis_url.to_owned(),
             amqp_url: amqp_url.to_owned(),
             database_url,
             redis,
@@ -298,7 +320,7 @@ impl TestEnv {
         [
             binary,
             "--redis-url",
-            REDIS_URL,
+            &self.redis_url,
             "--amqp-url",
             &self.amqp_url,
             "--key-prefix",
@@ -731,6 +753,7 @@ impl Drop for TestEnv {
     fn drop(&mut self) {
         let prefix = self.prefix.clone();
         let amqp_url = self.amqp_url.clone();
+        let redis_url = self.redis_url.clone();
         let _ = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -738,7 +761,7 @@ impl Drop for TestEnv {
             else {
                 return;
             };
-            runtime.block_on(clean_up(&prefix, &amqp_url));
+            runtime.block_on(clean_up(&prefix, &redis_url, &amqp_url));
         })
         .join();
     }
@@ -768,8 +791,8 @@ async fn scan_keys(
     }
 }
 
-async fn clean_up(prefix: &str, amqp_url: &str) {
-    delete_keys(prefix).await;
+async fn clean_up(prefix: &str, redis_url: &str, amqp_url: &str) {
+    delete_keys(prefix, redis_url).await;
     delete_queues(prefix, amqp_url).await;
     drop_database(prefix).await;
 }
@@ -790,14 +813,22 @@ async fn drop_database(name: &str) {
     let _ = conn.close().await;
 }
 
-async fn delete_keys(prefix: &str) {
-    let Ok(mut conn) = otp_shared::redis_conn::connect(REDIS_URL).await else {
-        return;
-    };
-    if let Ok(keys) = scan_keys(&mut conn, prefix).await
-        && !keys.is_empty()
-    {
-        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
+/// Deletes every key under `prefix` on each node `redis_url` names (a cluster's keys
+/// are spread over its masters; a replica refuses the delete, its master does it).
+async fn delete_keys(prefix: &str, redis_url: &str) {
+    for node in redis_url.split(',') {
+        let Ok(mut conn) = otp_shared::redis_conn::connect(node).await else {
+            continue;
+        };
+        let Ok(keys) = scan_keys(&mut conn, prefix).await else {
+            continue;
+        };
+        // A cluster refuses keys of several slots in one command: one key per DEL there.
+        let batch = if redis_url.contains(',') { 1 } else { 1000 };
+        for keys in keys.chunks(batch) {
+            let _: redis::RedisResult<()> =
+                redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+        }
     }
 }
 

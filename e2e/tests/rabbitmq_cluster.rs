@@ -5,13 +5,12 @@
 //! before its confirm came back got a 503, yet its job may be on the queue and its code
 //! may go out: the outcome was unknown. The test counts those, and does not forbid them.)
 
-use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use otp_e2e::clusters::{self, Restart};
 use otp_e2e::{TestEnv, eventually};
 use serde_json::json;
 
@@ -19,32 +18,6 @@ const SENDS: usize = 5_000;
 /// The leader is stopped once this many sends have been answered.
 const STOP_AFTER: usize = 1_000;
 const CONCURRENCY: usize = 64;
-
-/// Runs `scripts/cluster` with `args`; its output, or a failure that says what failed.
-fn cluster(args: &[&str]) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cluster");
-    let output = Command::new(&script)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        output.status.success(),
-        "scripts/cluster {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
-
-/// Starts a stopped node again when dropped, also after a failed assertion, so the
-/// cluster is whole for the next test.
-struct Restart(String);
-
-impl Drop for Restart {
-    fn drop(&mut self) {
-        cluster(&["rabbit-start", &self.0]);
-    }
-}
 
 fn phone(i: usize) -> String {
     format!("9197{i:08}")
@@ -57,7 +30,7 @@ async fn stopping_the_send_queue_leader_mid_burst_loses_no_accepted_send_and_sen
     let first = env.start_worker().await;
     let second = env.start_worker().await;
     env.wait_for_a_consumer().await;
-    let leader = cluster(&["rabbit-leader", &env.queues().send]);
+    let leader = clusters::run(&["rabbit-leader", &env.queues().send]);
 
     let answered = Arc::new(AtomicUsize::new(0));
     let stopper = {
@@ -74,8 +47,7 @@ async fn stopping_the_send_queue_leader_mid_burst_loses_no_accepted_send_and_sen
             )
             .await;
             tokio::task::spawn_blocking(move || {
-                cluster(&["rabbit-stop", &leader]);
-                Restart(leader)
+                Restart::stop(&["rabbit-stop", &leader], &["rabbit-start", &leader])
             })
             .await
             .expect("the stop ran")

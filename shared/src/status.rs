@@ -3,6 +3,7 @@
 //! `sent`, `failed` and `expired`; WATI's receipts (the api's `receipts`) write
 //! `delivered`, `read` and `failed`. The hash's layout is [`crate::records::status`].
 
+use crate::phone::PhoneNumber;
 use crate::redis_conn::RedisConn;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -93,10 +94,25 @@ impl StatusStore {
         Self { redis, keys }
     }
 
+    /// The phone a send request was for, while its status lives.
+    pub async fn phone_of(&self, request_id: Uuid) -> redis::RedisResult<Option<PhoneNumber>> {
+        let phone: Option<String> = redis::cmd("GET")
+            .arg(self.keys.request_phone(request_id))
+            .query_async(&mut self.redis.clone())
+            .await?;
+        // Only the api writes it, from a checked phone; anything else names no send.
+        Ok(phone.and_then(|digits| PhoneNumber::from_e164_digits(&digits).ok()))
+    }
+
+    /// The status of a send request, found by its id alone (two round trips: its phone,
+    /// then its record, which lives in the phone's hash slot).
     pub async fn get(&self, request_id: Uuid) -> redis::RedisResult<Option<StatusRecord>> {
+        let Some(phone) = self.phone_of(request_id).await? else {
+            return Ok(None);
+        };
         let (state, attempts, updated_at, reason, info, delivered_at, read_at, failed_code): StoredFields =
             redis::cmd("HMGET")
-                .arg(self.keys.status(request_id))
+                .arg(self.keys.status(&phone, request_id))
                 .arg(fields::STATE)
                 .arg(fields::ATTEMPTS)
                 .arg(fields::UPDATED_AT)

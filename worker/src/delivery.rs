@@ -130,7 +130,7 @@ impl Deliverer {
     }
 
     async fn start_and_send(&self, job: &SendJob) -> redis::RedisResult<Outcome> {
-        let lease = self.ledger.lease(job.request_id);
+        let lease = self.ledger.lease(job);
         let (sealed, time_left) = match self.ledger.start(job, &lease).await? {
             Start::Delivered => {
                 return Ok(Outcome::Dropped {
@@ -201,7 +201,7 @@ impl Deliverer {
                     retry_after,
                 } => (trouble, retry_after),
             };
-            self.ledger.count_call(job.request_id).await?;
+            self.ledger.count_call(job).await?;
             let time_left = deadline.saturating_duration_since(Instant::now());
             let reason = trouble.reason();
             let Some(delay) = schedule.next_delay(retry_after, time_left) else {

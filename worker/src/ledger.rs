@@ -13,7 +13,6 @@ use otp_shared::records::{self, state};
 use otp_shared::redis_conn::RedisConn;
 use otp_shared::status::STATUS_TTL_SECONDS;
 use redis::{FromRedisValue, ParsingError, Script, Value};
-use uuid::Uuid;
 
 use crate::lease::Lease;
 
@@ -115,11 +114,11 @@ impl Ledger {
         }
     }
 
-    /// A lease for delivering `request_id`, not yet taken.
-    pub fn lease(&self, request_id: Uuid) -> Lease {
+    /// A lease for delivering `job`, not yet taken.
+    pub fn lease(&self, job: &SendJob) -> Lease {
         Lease::new(
             self.redis.clone(),
-            self.keys.delivery_lease(request_id),
+            self.keys.delivery_lease(&job.phone, job.request_id),
             self.lease_ttl,
         )
     }
@@ -129,8 +128,8 @@ impl Ledger {
     pub async fn start(&self, job: &SendJob, lease: &Lease) -> redis::RedisResult<Start> {
         START
             .key(self.keys.otp(&job.phone))
-            .key(self.keys.delivered(job.request_id))
-            .key(self.keys.status(job.request_id))
+            .key(self.keys.delivered(&job.phone, job.request_id))
+            .key(self.keys.status(&job.phone, job.request_id))
             .key(lease.key())
             .arg(job.code_id.to_string())
             .arg(STATUS_TTL_SECONDS)
@@ -141,9 +140,9 @@ impl Ledger {
     }
 
     /// Counts a call that did not end the send.
-    pub async fn count_call(&self, request_id: Uuid) -> redis::RedisResult<()> {
+    pub async fn count_call(&self, job: &SendJob) -> redis::RedisResult<()> {
         COUNT_CALL
-            .key(self.keys.status(request_id))
+            .key(self.keys.status(&job.phone, job.request_id))
             .arg(STATUS_TTL_SECONDS)
             .invoke_async(&mut self.redis.clone())
             .await
@@ -151,18 +150,28 @@ impl Ledger {
 
     /// Marks the send `sent` (its call counted) and remembers that WATI took it.
     pub async fn mark_sent(&self, job: &SendJob, lease: &Lease) -> redis::RedisResult<()> {
-        MARK_SENT
-            .key(self.keys.delivered(job.request_id))
-            .key(self.keys.status(job.request_id))
+        let () = MARK_SENT
+            .key(self.keys.delivered(&job.phone, job.request_id))
+            .key(self.keys.status(&job.phone, job.request_id))
             .key(lease.key())
             .key(self.keys.otp(&job.phone))
-            .key(self.keys.pending_sends())
             .arg(self.delivered_ttl.as_secs().max(1))
             .arg(STATUS_TTL_SECONDS)
             .arg(job.code_id.to_string())
             .arg(lease.owner())
-            .arg(job.request_id.to_string())
             .invoke_async(&mut self.redis.clone())
+            .await?;
+        self.no_longer_pending(job).await
+    }
+
+    /// Takes the send out of the api's admission count. Apart from the script that
+    /// settled the send (another hash slot on a Redis Cluster): should it fail, the
+    /// entry leaves by itself once its time to deliver has passed.
+    async fn no_longer_pending(&self, job: &SendJob) -> redis::RedisResult<()> {
+        redis::cmd("ZREM")
+            .arg(self.keys.pending_sends())
+            .arg(job.request_id.to_string())
+            .query_async(&mut self.redis.clone())
             .await
     }
 
@@ -181,10 +190,10 @@ impl Ledger {
             Ending::Expired => (state::EXPIRED, EXPIRED_REASON, None, "expire"),
             Ending::Gone => (state::EXPIRED, GONE_REASON, None, "keep"),
         };
-        END.key(self.keys.otp(&job.phone))
-            .key(self.keys.status(job.request_id))
+        let () = END
+            .key(self.keys.otp(&job.phone))
+            .key(self.keys.status(&job.phone, job.request_id))
             .key(lease.key())
-            .key(self.keys.pending_sends())
             .arg(job.code_id.to_string())
             .arg(state)
             .arg(reason)
@@ -193,9 +202,9 @@ impl Ledger {
             .arg(STATUS_TTL_SECONDS)
             .arg(lease.owner())
             .arg(retire)
-            .arg(job.request_id.to_string())
             .invoke_async(&mut self.redis.clone())
-            .await
+            .await?;
+        self.no_longer_pending(job).await
     }
 }
 

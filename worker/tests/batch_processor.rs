@@ -137,7 +137,7 @@ async fn a_send_whose_lease_another_worker_took_is_dropped_without_a_call() {
         .redis
         .clone()
         .set_ex(
-            env.keys().delivery_lease(job.request_id),
+            env.keys().delivery_lease(&job.phone, job.request_id),
             "another-worker",
             30,
         )
@@ -158,7 +158,7 @@ async fn a_send_whose_lease_another_worker_took_is_dropped_without_a_call() {
     let holder: Option<String> = env
         .redis
         .clone()
-        .get(env.keys().delivery_lease(job.request_id))
+        .get(env.keys().delivery_lease(&job.phone, job.request_id))
         .await
         .expect("redis");
     assert_eq!(holder.as_deref(), Some("another-worker"));
@@ -176,7 +176,7 @@ async fn a_send_whose_lease_lapsed_goes_back_to_the_queue_without_a_call() {
     let _: () = env
         .redis
         .clone()
-        .del(env.keys().delivery_lease(job.request_id))
+        .del(env.keys().delivery_lease(&job.phone, job.request_id))
         .await
         .expect("redis");
     let outcome = task.await.expect("the delivery ends");

@@ -312,7 +312,10 @@ async fn sign_in(state: &AppState, phone: &PhoneNumber) -> Result<SignedIn, ApiE
             .tokens
             .issue(login.user.id, &login.user.phone, login.session_id)
             .map_err(|e| ApiError::Internal(Box::new(e)))?;
-        state.users.open_access(&claims.jti, login.user.id).await?;
+        state
+            .users
+            .open_access(claims.sid, &claims.jti, login.user.id)
+            .await?;
         Ok::<_, ApiError>(token)
     }
     .await;

@@ -72,7 +72,7 @@ pub async fn logout(
     Authenticated(claims): Authenticated,
 ) -> Result<StatusCode, ApiError> {
     state.users.end_session(claims.sid).await?;
-    state.users.close_access(&claims.jti).await?;
+    state.users.close_access(claims.sid, &claims.jti).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -101,7 +101,7 @@ pub async fn refresh(
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
     state
         .users
-        .open_access(&claims.jti, pending.user_id)
+        .open_access(claims.sid, &claims.jti, pending.user_id)
         .await?;
     let refresh_token = pending.commit().await?;
     Ok(Json(

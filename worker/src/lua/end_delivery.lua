@@ -1,13 +1,14 @@
 -- Ends a send that will not reach WATI, atomically: its final status (failed or
 -- expired) with the reason, the call just made counted if there was one, the code
--- retired if it is still this send's and no other send of it reached the user, the
--- lease released, and the send out of the api's admission count.
+-- retired if it is still this send's and no other send of it reached the user, and the
+-- lease released. (The caller then takes the send out of the api's admission count: a
+-- global key, which a Redis Cluster keeps in another slot.)
 -- 'delete' drops the code record (verify then answers "not found"); 'expire' keeps
 -- the record without the code and ends its life now (verify then answers "expired");
 -- 'keep' leaves the code alone (it is no longer this send's).
--- KEYS: 1 code record, 2 request status, 3 delivery lease, 4 pending sends
+-- KEYS: 1 code record, 2 request status, 3 delivery lease
 -- ARGV: 1 code_id, 2 state, 3 reason, 4 info ('' for none), 5 calls to count,
---       6 status ttl s, 7 lease owner, 8 'delete', 'expire' or 'keep', 9 request id
+--       6 status ttl s, 7 lease owner, 8 'delete', 'expire' or 'keep'
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ours = redis.call('HGET', KEYS[1], {{code.code_id}}) == ARGV[1]
@@ -38,5 +39,4 @@ redis.call('EXPIRE', KEYS[2], ARGV[6])
 if redis.call('GET', KEYS[3]) == ARGV[7] then
   redis.call('DEL', KEYS[3])
 end
-redis.call('ZREM', KEYS[4], ARGV[9])
 return 1

@@ -1,11 +1,10 @@
 -- Records a delivery WATI accepted, atomically: the request's delivered mark, status
--- 'sent' with the successful call counted, the lease released, the send out of the
--- api's admission count, and, if the code record still holds this code, a mark that
--- it reached the user (so a later re-send that gives up does not retire a code the
--- user already has).
--- KEYS: 1 delivered mark, 2 request status, 3 delivery lease, 4 code record,
---       5 pending sends
--- ARGV: 1 delivered mark ttl s, 2 status ttl s, 3 code_id, 4 lease owner, 5 request id
+-- 'sent' with the successful call counted, the lease released, and, if the code record
+-- still holds this code, a mark that it reached the user (so a later re-send that gives
+-- up does not retire a code the user already has). (The caller then takes the send out
+-- of the api's admission count, a global key in another slot of a Redis Cluster.)
+-- KEYS: 1 delivered mark, 2 request status, 3 delivery lease, 4 code record
+-- ARGV: 1 delivered mark ttl s, 2 status ttl s, 3 code_id, 4 lease owner
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('SET', KEYS[1], 1, 'EX', ARGV[1])
@@ -20,7 +19,6 @@ redis.call('EXPIRE', KEYS[2], ARGV[2])
 if redis.call('GET', KEYS[3]) == ARGV[4] then
   redis.call('DEL', KEYS[3])
 end
-redis.call('ZREM', KEYS[5], ARGV[5])
 if redis.call('HGET', KEYS[4], {{code.code_id}}) == ARGV[3] then
   redis.call('HSET', KEYS[4], {{code.delivered}}, 1)
 end

@@ -1,0 +1,85 @@
+//! On the local Redis Cluster (`scripts/cluster up`, which the test fails without; three
+//! masters, three replicas): the whole flow and the abuse limits work, with every
+//! script's keys in one hash slot. (A master's loss is `redis_failover.rs`: a test binary
+//! of its own, so that no other test runs while a master is down.)
+
+use otp_e2e::{TestEnv, clusters};
+use serde_json::json;
+
+/// Phones whose keys fall in each of the three masters' slots (checked below).
+const PHONES: [&str; 3] = ["919876543210", "919812345678", "919811122233"];
+
+/// The port of the master holding `phone`'s keys.
+fn master_of(env: &TestEnv, phone: &str) -> String {
+    let phone = otp_shared::phone::PhoneNumber::from_e164_digits(phone).expect("a phone");
+    clusters::run(&["redis-master-of", &env.keys().otp(&phone)])
+}
+
+#[tokio::test]
+async fn the_whole_flow_and_the_abuse_limits_work_on_a_redis_cluster() {
+    let mut env = TestEnv::on_redis_cluster().await;
+    let masters: std::collections::BTreeSet<String> =
+        PHONES.iter().map(|phone| master_of(&env, phone)).collect();
+    assert_eq!(
+        masters.len(),
+        3,
+        "the phones cover every master: {masters:?}"
+    );
+    let mut config = env.api_config();
+    config.limits.resend_cooldown_seconds = 30;
+    let _api = env.start_api_with(config).await;
+    let _worker = env.start_worker().await;
+
+    for phone in PHONES {
+        let login = env.log_in(phone).await;
+        let token = login["token"].as_str().expect("a token");
+        let (status, me) = env.get("/api/auth/me", Some(token)).await;
+        assert_eq!((status, &me["user"]["phone"]), (200, &json!(phone)));
+        let (status, refreshed) = env
+            .post(
+                "/api/auth/refresh",
+                json!({ "refreshToken": login["refreshToken"] }),
+            )
+            .await;
+        assert_eq!(status, 200, "{refreshed}");
+        let fresh = refreshed["token"].as_str().expect("a token");
+        assert_eq!(env.logout(fresh).await, 204);
+        assert_eq!(env.get("/api/auth/me", Some(fresh)).await.0, 401);
+        assert_eq!(
+            env.get("/api/auth/me", Some(token)).await.0,
+            401,
+            "the session ended"
+        );
+
+        // The cooldown holds: asking again at once is refused.
+        let (status, body) = env.send_otp(phone).await;
+        assert_eq!(
+            (status, &body["code"]),
+            (429, &json!("RATE_LIMITED")),
+            "{body}"
+        );
+    }
+
+    // The status of a send, found by its request id alone.
+    let phone = "919811199900";
+    let request_id = env.send_accepted(phone).await;
+    env.wait_for_status(&request_id, "sent").await;
+    let code = env.wait_for_messages(phone, 1).await[0].code.clone();
+
+    // Wrong guesses count down, then the code is gone.
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for left in [2, 1, 0] {
+        let (status, body) = env.verify(phone, wrong).await;
+        assert_eq!(
+            (status, &body["attemptsRemaining"]),
+            (401, &json!(left)),
+            "{body}"
+        );
+    }
+    let (status, body) = env.verify(phone, &code).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (429, &json!("TOO_MANY_ATTEMPTS")),
+        "{body}"
+    );
+}
