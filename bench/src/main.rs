@@ -134,6 +134,10 @@ struct Args {
     redis_url: String,
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     amqp_url: String,
+    /// `AMQP_QUEUE_TYPE` of the api and workers (`classic` for the numbers of a broker
+    /// whose queues are classic).
+    #[arg(long, value_enum, default_value = "quorum")]
+    amqp_queue_type: otp_shared::amqp::QueueType,
     /// The PostgreSQL server (no database: each stack creates its own and drops it).
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
     postgres_url: String,
@@ -203,6 +207,10 @@ async fn main() -> anyhow::Result<()> {
     let services = stack::Services {
         redis_url: args.redis_url.clone(),
         amqp_url: args.amqp_url.clone(),
+        amqp_queue_type: match args.amqp_queue_type {
+            otp_shared::amqp::QueueType::Quorum => "quorum",
+            otp_shared::amqp::QueueType::Classic => "classic",
+        },
         postgres_url: args.postgres_url.clone(),
     };
     let prefix = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
@@ -450,7 +458,13 @@ mod cleanup {
     use crate::stack::Services;
 
     pub async fn remove(services: &Services, prefix: &str) {
-        if let Ok(mut redis) = otp_shared::redis_conn::connect(&services.redis_url).await {
+        // Node by node: a cluster's keys are spread over its masters (a replica refuses
+        // the unlink; its master does it), and one command may not span slots there.
+        let cluster = services.redis_url.contains(',');
+        for node in services.redis_url.split(',') {
+            let Ok(mut redis) = otp_shared::redis_conn::connect(node).await else {
+                continue;
+            };
             let mut cursor: u64 = 0;
             loop {
                 let Ok((next, keys)): redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
@@ -464,11 +478,9 @@ mod cleanup {
                 else {
                     break;
                 };
-                if !keys.is_empty() {
-                    let _: redis::RedisResult<()> = redis::cmd("UNLINK")
-                        .arg(&keys)
-                        .query_async(&mut redis)
-                        .await;
+                for keys in keys.chunks(if cluster { 1 } else { 10_000 }) {
+                    let _: redis::RedisResult<()> =
+                        redis::cmd("UNLINK").arg(keys).query_async(&mut redis).await;
                 }
                 if next == 0 {
                     break;

@@ -22,6 +22,8 @@ pub struct Stack {
 pub struct Services {
     pub redis_url: String,
     pub amqp_url: String,
+    /// `AMQP_QUEUE_TYPE` of the stacks' processes.
+    pub amqp_queue_type: &'static str,
     /// The PostgreSQL server, without a database: each stack makes its own.
     pub postgres_url: String,
 }
@@ -81,6 +83,7 @@ fn common(command: &mut Command, s: &StackSettings<'_>) {
         .env_clear()
         .env("REDIS_URL", &s.services.redis_url)
         .env("AMQP_URL", &s.services.amqp_url)
+        .env("AMQP_QUEUE_TYPE", s.services.amqp_queue_type)
         .env("KEY_PREFIX", s.prefix)
         .env("QUEUE_PREFIX", s.prefix)
         .env("OTP_SECRET", crate::OTP_SECRET)

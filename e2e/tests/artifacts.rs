@@ -325,6 +325,25 @@ fn docker_compose_and_prometheus_agree_with_the_code() {
     ] {
         assert!(api.contains_key(required), "api needs {required}");
     }
+    // Both declare the send queue: they must agree on its type, and RabbitMQ must be
+    // new enough for quorum queues with at-least-once dead-lettering (3.10).
+    for env in [&api, &worker] {
+        assert_eq!(
+            env.get("AMQP_QUEUE_TYPE").map(String::as_str),
+            Some("quorum")
+        );
+    }
+    let image = service("rabbitmq")["image"].as_str().expect("an image");
+    let version: Vec<u32> = image
+        .trim_start_matches("rabbitmq:")
+        .split(['.', '-'])
+        .take(2)
+        .filter_map(|part| part.parse().ok())
+        .collect();
+    assert!(
+        version >= vec![3, 10],
+        "{image} has no at-least-once dead-lettering"
+    );
     // The api logs in to the database the postgres service makes, as its user, and
     // waits for it; the users it holds live on a named volume.
     let postgres = environment(service("postgres"));
