@@ -267,11 +267,13 @@ impl OtpStore {
     /// Remembers which phone `request_id` is for, as long as its status lives, so its
     /// status (kept in the phone's hash slot) can be found from the id alone.
     async fn index_request(&self, phone: &PhoneNumber, request_id: Uuid) -> Result<(), StoreError> {
+        // The worker renews the status's life as it goes, for up to a code's life and a
+        // few retries: the index outlives it by a day rather than a minute.
         let _: () = redis::cmd("SET")
             .arg(self.keys.request_phone(request_id))
             .arg(phone.as_str())
             .arg("EX")
-            .arg(STATUS_TTL_SECONDS)
+            .arg(2 * STATUS_TTL_SECONDS)
             .query_async(&mut self.redis.clone())
             .await?;
         Ok(())
@@ -283,7 +285,7 @@ impl OtpStore {
         phone: &PhoneNumber,
         send: &AcceptedSend,
     ) -> Result<(), StoreError> {
-        let _: i64 = UNDO_SEND
+        let undone: redis::RedisResult<i64> = UNDO_SEND
             .key(self.keys.otp(phone))
             .key(self.keys.cooldown(phone))
             .key(self.keys.phone_sends(phone))
@@ -292,11 +294,14 @@ impl OtpStore {
             .arg(send.code_id.to_string())
             .arg(send.request_id.to_string())
             .invoke_async(&mut self.redis.clone())
-            .await?;
-        let _: () = redis::cmd("DEL")
+            .await;
+        // The index goes whatever the script did (another slot on a Redis Cluster).
+        let unindexed: redis::RedisResult<()> = redis::cmd("DEL")
             .arg(self.keys.request_phone(send.request_id))
             .query_async(&mut self.redis.clone())
-            .await?;
+            .await;
+        undone?;
+        unindexed?;
         Ok(())
     }
 

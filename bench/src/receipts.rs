@@ -171,7 +171,7 @@ async fn count_states(
         let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
-            .arg(format!("{prefix}:status:*"))
+            .arg(format!("{prefix}:{{*}}:status:*"))
             .arg("COUNT")
             .arg(5_000)
             .query_async(redis)

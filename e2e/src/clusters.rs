@@ -63,6 +63,12 @@ impl Restart {
 impl Drop for Restart {
     fn drop(&mut self) {
         let start: Vec<&str> = self.start.iter().map(String::as_str).collect();
+        if std::thread::panicking() {
+            // A second panic would abort and hide the first failure: best effort.
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cluster");
+            let _ = Command::new(script).args(&start).status();
+            return;
+        }
         run(&start);
         wait_until_whole();
     }

@@ -46,11 +46,12 @@ async fn stopping_the_send_queue_leader_mid_burst_loses_no_accepted_send_and_sen
                 },
             )
             .await;
-            tokio::task::spawn_blocking(move || {
+            let restart = tokio::task::spawn_blocking(move || {
                 Restart::stop(&["rabbit-stop", &leader], &["rabbit-start", &leader])
             })
             .await
-            .expect("the stop ran")
+            .expect("the stop ran");
+            (restart, answered.load(Ordering::Relaxed))
         })
     };
     let env = Arc::new(env);
@@ -70,7 +71,11 @@ async fn stopping_the_send_queue_leader_mid_burst_loses_no_accepted_send_and_sen
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
-    let restart = stopper.await.expect("the leader was stopped");
+    let (restart, answered_when_stopped) = stopper.await.expect("the leader was stopped");
+    assert!(
+        answered_when_stopped + 500 <= SENDS,
+        "the node stopped only after {answered_when_stopped} of {SENDS} answers: too late to test the burst"
+    );
 
     let accepted: Vec<&String> = results
         .iter()

@@ -67,6 +67,10 @@ async fn a_master_lost_mid_burst_is_replaced_and_the_service_recovers_by_itself(
         .filter(|(_, status, _)| *status == 503)
         .map(|(at, _, _)| *at)
         .collect();
+    assert!(
+        !refused.is_empty(),
+        "no send was refused: did the master stop?"
+    );
     let last_refusal = refused.iter().max().copied().unwrap_or(stop_at);
     assert!(
         last_refusal <= stop_at + Duration::from_secs(15),
@@ -83,6 +87,11 @@ async fn a_master_lost_mid_burst_is_replaced_and_the_service_recovers_by_itself(
         answers.len(),
         refused.len(),
         last_refusal.saturating_sub(stop_at)
+    );
+    let now_master = clusters::run(&["redis-master-of", &env.keys().otp(&phone)]);
+    assert_ne!(
+        now_master, master,
+        "a replica took the stopped master's slots"
     );
     drop(restart);
     // The service keeps working with the old master back as a replica.

@@ -50,7 +50,12 @@ pub enum DeclareError {
 }
 
 /// The node the next connection tries first, so that reconnects move around a cluster.
-static NEXT_NODE: AtomicUsize = AtomicUsize::new(0);
+/// Starts at a random node, so that replicas spread over the cluster.
+static NEXT_NODE: std::sync::LazyLock<AtomicUsize> =
+    std::sync::LazyLock::new(|| AtomicUsize::new(uuid::Uuid::new_v4().as_bytes()[0].into()));
+/// Longest wait for one node, so that a node that does not answer leaves time for the
+/// others.
+const NODE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Connects to RabbitMQ, naming the connection after the process for the management UI.
 /// `urls` names one node or several of one cluster (comma-separated); they are tried
@@ -66,9 +71,15 @@ pub async fn connect(urls: &str, process: &str) -> lapin::Result<Connection> {
     for i in 0..nodes.len() {
         let node = nodes[(first + i) % nodes.len()];
         let props = ConnectionProperties::default().with_connection_name(process.into());
-        match Connection::connect(node, props).await {
-            Ok(connection) => return Ok(connection),
-            Err(e) => last_error = Some(e),
+        match tokio::time::timeout(NODE_TIMEOUT, Connection::connect(node, props)).await {
+            Ok(Ok(connection)) => return Ok(connection),
+            Ok(Err(e)) => last_error = Some(e),
+            Err(_) => {
+                last_error = Some(lapin::Error::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no answer within 2 s",
+                )));
+            }
         }
     }
     // An empty list is refused by the settings; an error names something anyway.
@@ -180,16 +191,25 @@ fn mismatch(queue: &str, error: lapin::Error) -> DeclareError {
         return DeclareError::Broker(error);
     }
     let detail = amqp.get_message().to_string();
-    let argument = detail
+    let Some(argument) = detail
         .split("inequivalent arg '")
         .nth(1)
         .and_then(|rest| rest.split('\'').next())
-        .unwrap_or_default();
+    else {
+        return DeclareError::Broker(error);
+    };
     let setting = match argument {
         "x-delivery-limit" => "AMQP_DELIVERY_LIMIT",
         "x-max-length" => "DEAD_LETTER_MAX_LENGTH",
         "x-message-ttl" => "DEAD_LETTER_TTL_SECONDS",
-        _ => "AMQP_QUEUE_TYPE",
+        // Only a quorum queue carries these (or a queue someone declared by hand).
+        "x-queue-type"
+        | "x-dead-letter-exchange"
+        | "x-dead-letter-routing-key"
+        | "x-dead-letter-strategy"
+        | "x-overflow" => "AMQP_QUEUE_TYPE",
+        // Not one of ours: name the broker's argument itself.
+        _ => "queue argument",
     };
     DeclareError::Mismatch {
         queue: queue.to_owned(),

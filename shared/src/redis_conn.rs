@@ -102,6 +102,19 @@ pub fn is_outage(error: &redis::RedisError) -> bool {
                 | ServerErrorKind::Moved
                 | ServerErrorKind::Ask
         ),
-        _ => error.is_timeout() || error.is_connection_dropped() || error.is_connection_refusal(),
+        _ => {
+            error.is_timeout()
+                || error.is_connection_dropped()
+                || error.is_connection_refusal()
+                // A server that cannot take writes now: out of memory, busy with a
+                // script, failing to persist, without its replicas, out of clients.
+                || matches!(
+                    error.code(),
+                    Some("OOM" | "BUSY" | "MISCONF" | "NOREPLICAS" | "MASTERDOWN")
+                )
+                || error
+                    .detail()
+                    .is_some_and(|d| d.contains("max number of clients"))
+        }
     }
 }

@@ -234,58 +234,50 @@ async fn next_call(settings: &BatcherSettings, pool: &mut Pool) -> Next {
         }
         Claim::Granted { recipients } => {
             let batch = pool.take(recipients as usize);
-            match confirm(settings, batch).await {
-                Ok(calling) => {
-                    // Confirming took a round trip: a code may have expired meanwhile.
-                    let calling = without_expired(calling, Instant::now());
-                    if !calling.is_empty() {
-                        tokio::spawn(call(
-                            settings.wati.clone(),
-                            settings.budget.clone(),
-                            calling,
-                        ));
-                    }
-                    Next::Continue
+            let (calling, unchecked) = confirm(settings, batch).await;
+            // Confirming took a round trip: a code may have expired meanwhile.
+            let calling = without_expired(calling, Instant::now());
+            if !calling.is_empty() {
+                tokio::spawn(call(
+                    settings.wati.clone(),
+                    settings.budget.clone(),
+                    calling,
+                ));
+            }
+            if unchecked.is_empty() {
+                Next::Continue
+            } else {
+                for waiting in unchecked {
+                    pool.add(waiting);
                 }
-                Err(batch) => {
-                    for waiting in batch {
-                        pool.add(waiting);
-                    }
-                    Next::WaitUntil(Instant::now() + REDIS_PAUSE)
-                }
+                Next::WaitUntil(Instant::now() + REDIS_PAUSE)
             }
         }
     }
 }
 
 /// Confirms each send's lease for the call. Returns the sends still held by this
-/// worker (the others are answered), or the whole batch when Redis could not say.
-async fn confirm(
-    settings: &BatcherSettings,
-    batch: Vec<Waiting>,
-) -> Result<Vec<Waiting>, Vec<Waiting>> {
+/// worker (the others are answered), and those whose lease Redis could not check
+/// (their master is down or failing over), which wait for a later call.
+async fn confirm(settings: &BatcherSettings, batch: Vec<Waiting>) -> (Vec<Waiting>, Vec<Waiting>) {
     let leases: Vec<&Lease> = batch.iter().map(|w| &w.send.lease).collect();
     let holdings = lease::confirm_all(&settings.redis, &leases).await;
-    let holdings = match holdings {
-        Ok(holdings) if holdings.len() == batch.len() => holdings,
-        Ok(_) => {
-            tracing::error!("lease confirmation answered for a different number of sends");
-            return Err(batch);
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "could not confirm delivery leases; the call waits");
-            return Err(batch);
-        }
-    };
     let mut calling = Vec::with_capacity(batch.len());
+    let mut unchecked = Vec::new();
     for (waiting, holding) in batch.into_iter().zip(holdings) {
         match holding {
-            Holding::Held => calling.push(waiting),
-            Holding::TakenByAnother => waiting.answer(CallResult::NotCalled(Skipped::LeaseTaken)),
-            Holding::Lapsed => waiting.answer(CallResult::NotCalled(Skipped::LeaseLapsed)),
+            Ok(Holding::Held) => calling.push(waiting),
+            Ok(Holding::TakenByAnother) => {
+                waiting.answer(CallResult::NotCalled(Skipped::LeaseTaken));
+            }
+            Ok(Holding::Lapsed) => waiting.answer(CallResult::NotCalled(Skipped::LeaseLapsed)),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not confirm a delivery lease; its send waits");
+                unchecked.push(waiting);
+            }
         }
     }
-    Ok(calling)
+    (calling, unchecked)
 }
 
 /// The sends of `batch` whose codes are still alive at `now`; the others are answered

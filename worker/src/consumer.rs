@@ -21,9 +21,14 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::delivery::{Deliverer, Outcome};
 
-/// Pause before a job that hit a Redis error goes back to the queue, so an outage
-/// does not turn into a tight redelivery loop.
+/// Pause before a job that hit a Redis error goes back to the queue the first time, so
+/// an outage does not turn into a tight redelivery loop; it doubles with each earlier
+/// return of the job, up to [`MAX_REQUEUE_PAUSE`].
 const REQUEUE_PAUSE: Duration = Duration::from_secs(1);
+/// Before RabbitMQ 4.3 a nack counts against a quorum queue's delivery limit too: with
+/// pauses that double up to this, 20 returns take longer than a code lives, so an outage
+/// does not carry the jobs it holds up into the dead-letter queue.
+const MAX_REQUEUE_PAUSE: Duration = Duration::from_secs(30);
 /// Longest wait for a connection to RabbitMQ, or for its confirm of a dead letter.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -284,7 +289,7 @@ async fn handle(
         }
         Disposition::Requeue => requeue(&delivery, shutdown).await,
         Disposition::Reject => {
-            pause_unless_stopping(shutdown).await;
+            pause_unless_stopping(&delivery, shutdown).await;
             delivery.reject(BasicRejectOptions { requeue: true }).await
         }
     };
@@ -294,15 +299,40 @@ async fn handle(
     }
 }
 
-/// Waits [`REQUEUE_PAUSE`] before a job goes back, unless the worker is stopping.
-async fn pause_unless_stopping(shutdown: &watch::Receiver<bool>) {
+/// Waits before a job goes back (longer the more often it came back already), unless
+/// the worker is stopping.
+async fn pause_unless_stopping(delivery: &Delivery, shutdown: &watch::Receiver<bool>) {
     if !*shutdown.borrow() {
-        tokio::time::sleep(REQUEUE_PAUSE).await;
+        tokio::time::sleep(requeue_pause(earlier_returns(delivery))).await;
     }
 }
 
+/// How often the job came back before: a quorum queue's `x-delivery-count` (none on a
+/// classic queue, whose redelivered flag says only "at least once").
+fn earlier_returns(delivery: &Delivery) -> u32 {
+    let count = delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|headers| headers.inner().get("x-delivery-count").cloned());
+    match count {
+        Some(AMQPValue::LongLongInt(n)) => u32::try_from(n).unwrap_or(u32::MAX),
+        Some(AMQPValue::LongInt(n)) => u32::try_from(n).unwrap_or(u32::MAX),
+        Some(AMQPValue::LongUInt(n)) => n,
+        Some(AMQPValue::ShortInt(n)) => u32::try_from(n).unwrap_or(u32::MAX),
+        Some(AMQPValue::ShortUInt(n)) => u32::from(n),
+        _ => u32::from(delivery.redelivered),
+    }
+}
+
+fn requeue_pause(earlier_returns: u32) -> Duration {
+    REQUEUE_PAUSE
+        .saturating_mul(2u32.saturating_pow(earlier_returns.min(16)))
+        .min(MAX_REQUEUE_PAUSE)
+}
+
 async fn requeue(delivery: &Delivery, shutdown: &watch::Receiver<bool>) -> lapin::Result<bool> {
-    pause_unless_stopping(shutdown).await;
+    pause_unless_stopping(delivery, shutdown).await;
     delivery
         .nack(BasicNackOptions {
             requeue: true,
@@ -345,5 +375,22 @@ async fn dead_letter(
         Ok(())
     } else {
         Err(LinkError::DeadLetterRefused)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pause_before_a_return_doubles_and_twenty_returns_outlast_a_code() {
+        assert_eq!(requeue_pause(0), Duration::from_secs(1));
+        assert_eq!(requeue_pause(1), Duration::from_secs(2));
+        assert_eq!(requeue_pause(4), Duration::from_secs(16));
+        assert_eq!(requeue_pause(5), MAX_REQUEUE_PAUSE);
+        assert_eq!(requeue_pause(u32::MAX), MAX_REQUEUE_PAUSE);
+        // The default delivery limit (20) against the default code life (300 s).
+        let twenty: Duration = (0..20).map(requeue_pause).sum();
+        assert!(twenty > Duration::from_secs(300), "{twenty:?}");
     }
 }

@@ -119,10 +119,11 @@ impl Lease {
     }
 }
 
-/// Extends every lease for one call, all at once, and says who holds each. (One script
-/// call per lease, not a pipeline: on a Redis Cluster the leases live in many slots.)
-pub async fn confirm_all(redis: &RedisConn, leases: &[&Lease]) -> redis::RedisResult<Vec<Holding>> {
-    futures_util::future::try_join_all(leases.iter().map(|lease| {
+/// Extends every lease for one call, all at once, and says who holds each, lease by
+/// lease. (One script call per lease, not a pipeline: on a Redis Cluster the leases live
+/// in many slots, and one master down must not hold up the others.)
+pub async fn confirm_all(redis: &RedisConn, leases: &[&Lease]) -> Vec<redis::RedisResult<Holding>> {
+    futures_util::future::join_all(leases.iter().map(|lease| {
         let mut redis = redis.clone();
         async move {
             HOLD.key(&lease.key)

@@ -161,18 +161,23 @@ impl Ledger {
             .arg(lease.owner())
             .invoke_async(&mut self.redis.clone())
             .await?;
-        self.no_longer_pending(job).await
+        self.no_longer_pending(job).await;
+        Ok(())
     }
 
     /// Takes the send out of the api's admission count. Apart from the script that
-    /// settled the send (another hash slot on a Redis Cluster): should it fail, the
-    /// entry leaves by itself once its time to deliver has passed.
-    async fn no_longer_pending(&self, job: &SendJob) -> redis::RedisResult<()> {
-        redis::cmd("ZREM")
+    /// settled the send (another hash slot on a Redis Cluster), and best effort: should
+    /// it fail, the entry leaves by itself once its time to deliver has passed, and the
+    /// settled send must not be settled again.
+    async fn no_longer_pending(&self, job: &SendJob) {
+        let removed: redis::RedisResult<()> = redis::cmd("ZREM")
             .arg(self.keys.pending_sends())
             .arg(job.request_id.to_string())
             .query_async(&mut self.redis.clone())
-            .await
+            .await;
+        if let Err(e) = removed {
+            tracing::warn!(error = %e, request_id = %job.request_id, "could not take a settled send out of the admission count; it leaves when its time is up");
+        }
     }
 
     /// Ends the send as `ending` says, counting `calls` made for it just now.
@@ -204,7 +209,8 @@ impl Ledger {
             .arg(retire)
             .invoke_async(&mut self.redis.clone())
             .await?;
-        self.no_longer_pending(job).await
+        self.no_longer_pending(job).await;
+        Ok(())
     }
 }
 
