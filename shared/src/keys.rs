@@ -133,3 +133,78 @@ impl QueueNames {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Redis Cluster's slot of a key: CRC16 (XMODEM) of its hash tag, or of the whole
+    /// key when it has none, modulo 16384.
+    fn slot(key: &str) -> u16 {
+        let bytes = key.as_bytes();
+        let tagged = key
+            .find('{')
+            .and_then(|open| {
+                let close = key[open + 1..].find('}')? + open + 1;
+                (close > open + 1).then(|| &bytes[open + 1..close])
+            })
+            .unwrap_or(bytes);
+        let mut crc: u16 = 0;
+        for &byte in tagged {
+            crc ^= u16::from(byte) << 8;
+            for _ in 0..8 {
+                crc = if crc & 0x8000 != 0 {
+                    (crc << 1) ^ 0x1021
+                } else {
+                    crc << 1
+                };
+            }
+        }
+        crc % 16384
+    }
+
+    #[test]
+    fn the_slot_function_agrees_with_redis() {
+        // From `redis-cli cluster keyslot` on the local cluster.
+        assert_eq!(slot("{919876543210}"), 16197);
+        assert_eq!(slot("x:{919812345678}:otp"), 9054);
+        assert_eq!(slot("{a}"), 15495);
+    }
+
+    #[test]
+    fn the_keys_each_script_touches_share_one_slot() {
+        let keys = Keys::new("otp");
+        let phone = PhoneNumber::from_e164_digits("919876543210").expect("a phone");
+        let (request, session) = (Uuid::new_v4(), Uuid::new_v4());
+        let groups = [
+            // send.lua, undo_send.lua, verify.lua, receipt.lua and the worker's
+            // start_delivery, mark_sent and end_delivery.
+            vec![
+                keys.otp(&phone),
+                keys.cooldown(&phone),
+                keys.phone_sends(&phone),
+                keys.wrong_guesses(&phone),
+                keys.status(&phone, request),
+                keys.delivered(&phone, request),
+                keys.delivery_lease(&phone, request),
+            ],
+            // claim_budget.lua.
+            vec![
+                keys.wati_calls(),
+                keys.whatsapp_messages(),
+                keys.whatsapp_messages_sum(),
+            ],
+            // The MGET of a bearer token's check.
+            vec![keys.session(session, "jti"), keys.revoked_session(session)],
+        ];
+        for group in groups {
+            let first = slot(&group[0]);
+            for key in &group {
+                assert_eq!(slot(key), first, "{key} is not in the slot of {}", group[0]);
+            }
+        }
+        // Different phones spread over the cluster rather than sharing one slot.
+        let other = PhoneNumber::from_e164_digits("919812345678").expect("a phone");
+        assert_ne!(slot(&keys.otp(&phone)), slot(&keys.otp(&other)));
+    }
+}
