@@ -66,13 +66,8 @@ pub async fn connect(settings: &ConsumerSettings) -> Result<Link, LinkError> {
     let connection = otp_shared::amqp::connect(&settings.amqp_url, "otp-worker").await?;
     let jobs = connection.create_channel().await?;
     // The dead-letter queue first: the send queue dead-letters into it.
-    otp_shared::amqp::declare_dead_letter_queue(
-        &jobs,
-        &settings.queues,
-        settings.queue_settings,
-        settings.dead_letters,
-    )
-    .await?;
+    otp_shared::amqp::declare_dead_letter_queue(&jobs, &settings.queues, settings.dead_letters)
+        .await?;
     otp_shared::amqp::declare_send_queue(&jobs, &settings.queues, settings.queue_settings).await?;
     jobs.basic_qos(settings.concurrency, BasicQosOptions::default())
         .await?;
