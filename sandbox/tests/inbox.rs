@@ -4,39 +4,21 @@
 use reqwest::StatusCode;
 use reqwest::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION};
 use serde_json::{Value, json};
-use wati_sandbox::{INBOX_MESSAGES, INBOX_PHONES, Sandbox, SandboxConfig, ScriptedReply};
+use wati_sandbox::{INBOX_MESSAGES, INBOX_PHONES, ScriptedReply};
 
-const KEY: &str = "test-key";
+mod common;
 
-struct Served {
-    sandbox: Sandbox,
-    root: String,
-    http: reqwest::Client,
-}
+use common::{KEY, Served};
 
 async fn serve() -> Served {
-    let sandbox = Sandbox::new(SandboxConfig {
-        api_key: KEY.into(),
-        ..SandboxConfig::default()
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a port");
-    let root = format!("http://{}", listener.local_addr().expect("an address"));
-    tokio::spawn(wati_sandbox::serve(
-        sandbox.clone(),
-        listener,
-        std::future::pending(),
-    ));
-    Served {
-        sandbox,
-        root,
-        // The redirect test reads the redirect itself.
-        http: reqwest::Client::builder()
+    // The redirect test reads the redirect itself.
+    common::serve_with(
+        reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("a client"),
-    }
+    )
+    .await
 }
 
 fn recipient(phone: &str, code: &str) -> Value {

@@ -9,9 +9,11 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use wati_sandbox::{ReceiptSettings, Sandbox, SandboxConfig, ScriptedReply};
+use wati_sandbox::{ReceiptSettings, ScriptedReply};
 
-const KEY: &str = "test-key";
+mod common;
+
+use common::{KEY, Served};
 const SENT: &str = "templateMessageSent_v2";
 const DELIVERED: &str = "sentMessageDELIVERED_v2";
 const READ: &str = "sentMessageREAD_v2";
@@ -107,32 +109,8 @@ fn quick(webhook_url: &str) -> ReceiptSettings {
     }
 }
 
-struct Served {
-    sandbox: Sandbox,
-    root: String,
-    http: reqwest::Client,
-}
-
-/// A sandbox without a webhook, as the binary starts by default.
 async fn serve() -> Served {
-    let sandbox = Sandbox::new(SandboxConfig {
-        api_key: KEY.into(),
-        ..SandboxConfig::default()
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a port");
-    let root = format!("http://{}", listener.local_addr().expect("an address"));
-    tokio::spawn(wati_sandbox::serve(
-        sandbox.clone(),
-        listener,
-        std::future::pending(),
-    ));
-    Served {
-        sandbox,
-        root,
-        http: reqwest::Client::new(),
-    }
+    common::serve_with(reqwest::Client::new()).await
 }
 
 fn recipient(phone: &str, code: &str) -> Value {

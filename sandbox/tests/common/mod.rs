@@ -1,0 +1,34 @@
+//! A sandbox served over HTTP on a free port, shared by the sandbox's test files.
+
+use wati_sandbox::{Sandbox, SandboxConfig};
+
+pub const KEY: &str = "test-key";
+
+pub struct Served {
+    pub sandbox: Sandbox,
+    pub root: String,
+    pub http: reqwest::Client,
+}
+
+/// A sandbox with key [`KEY`] and otherwise the binary's defaults (no webhook), and
+/// `http` to call it with.
+pub async fn serve_with(http: reqwest::Client) -> Served {
+    let sandbox = Sandbox::new(SandboxConfig {
+        api_key: KEY.into(),
+        ..SandboxConfig::default()
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a port");
+    let root = format!("http://{}", listener.local_addr().expect("an address"));
+    tokio::spawn(wati_sandbox::serve(
+        sandbox.clone(),
+        listener,
+        std::future::pending(),
+    ));
+    Served {
+        sandbox,
+        root,
+        http,
+    }
+}
