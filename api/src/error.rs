@@ -254,7 +254,7 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
 
 impl From<redis::RedisError> for ApiError {
     fn from(e: redis::RedisError) -> Self {
-        if otp_shared::redis_conn::is_outage(&e) {
+        if otp_shared::redis::is_outage(&e) {
             ApiError::Unavailable(Box::new(e))
         } else {
             ApiError::Internal(Box::new(e))

@@ -1,7 +1,6 @@
 //! The api process: takes phone numbers, stores sealed codes in Redis, publishes send
 //! jobs to RabbitMQ, verifies codes and issues session tokens.
 
-pub mod admission;
 pub mod client;
 pub mod code;
 pub mod config;
@@ -13,7 +12,6 @@ pub mod publisher;
 pub mod queue_depth;
 pub mod receipts;
 pub mod routes;
-pub mod send_budget;
 pub mod state;
 pub mod store;
 pub mod token;
@@ -23,9 +21,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use otp_shared::keys::{Keys, QueueNames};
+use otp_shared::amqp::QueueNames;
+use otp_shared::redis::keys::Keys;
+use otp_shared::redis::status::StatusStore;
+use otp_shared::redis::{admission, send_budget};
 use otp_shared::seal::CodeSealer;
-use otp_shared::status::StatusStore;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -55,7 +55,7 @@ pub enum StartError {
 /// Connects to Redis and RabbitMQ and builds the handlers' state.
 pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
     phone::warm_up();
-    let redis = otp_shared::redis_conn::connect(&config.common.redis_url)
+    let redis = otp_shared::redis::conn::connect(&config.common.redis_url)
         .await
         .map_err(StartError::Redis)?;
     let db = db::connect(&config.database_url).await?;

@@ -8,9 +8,9 @@ use std::time::Duration;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
+use otp_shared::amqp::QueueNames;
 use otp_shared::amqp::QueueSettings;
 use otp_shared::job::SendJob;
-use otp_shared::keys::QueueNames;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 

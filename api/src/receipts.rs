@@ -1,22 +1,15 @@
 //! WATI's delivery receipts (webhook events): what an event says, read defensively, and
-//! applying it to its send through one Lua script (forward only; see `receipt.lua`).
-//! An event's `text` holds the rendered message, and so the code: it is never read.
+//! applying it to its send (`otp_shared::redis::receipts`). An event's `text` holds the
+//! rendered message, and so the code: it is never read.
 
-use std::sync::LazyLock;
-use std::time::Duration;
-
-use otp_shared::keys::Keys;
 use otp_shared::phone::PhoneNumber;
-use otp_shared::records;
-use otp_shared::redis_conn::RedisConn;
-use redis::{FromRedisValue, ParsingError, Script, Value};
+pub use otp_shared::redis::receipts::Applied;
+use otp_shared::redis::receipts::{Happened, ReceiptRecords, ReceiptUpdate};
+use otp_shared::redis::{Keys, RedisConn};
 use serde_json::Value as Json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
-
-pub const TEMPLATE: &str = include_str!("lua/receipt.lua");
-static RECEIPT: LazyLock<Script> = LazyLock::new(|| records::script(TEMPLATE));
 
 /// WhatsApp's texts are kept to this many characters.
 const MAX_TEXT_CHARS: usize = 256;
@@ -45,10 +38,10 @@ pub enum Event {
 }
 
 impl Event {
-    /// The `event` label of the receipt counter.
     /// Every value of [`Event::label`].
     pub const LABELS: [&'static str; 5] = ["sent", "delivered", "read", "failed", "other"];
 
+    /// The `event` label of the receipt counter.
     pub fn label(&self) -> &'static str {
         match self {
             Event::Sent => "sent",
@@ -164,162 +157,39 @@ pub fn failed_code_label(code: &str) -> &'static str {
         .unwrap_or("other")
 }
 
-/// What applying a receipt did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Applied {
-    /// No send of ours has that id (another system's message, or a status expired).
-    UnknownSend,
-    /// Nothing changed: a repeat, or an event its send has gone past (a `sent` receipt
-    /// after the worker's own `sent`).
-    Unchanged,
-    Changed {
-        /// From acceptance to delivery, when this receipt made the send delivered.
-        first_delivery: Option<Duration>,
-        /// From delivery to reading, when this receipt made the send read.
-        first_read: Option<Duration>,
-    },
-}
-
-impl Applied {
-    /// The `outcome` label of the receipt counter.
-    /// Every value of [`Applied::label`].
-    pub const LABELS: [&'static str; 3] = ["unknown_send", "unchanged", "applied"];
-
-    pub fn label(&self) -> &'static str {
-        match self {
-            Applied::UnknownSend => "unknown_send",
-            Applied::Unchanged => "unchanged",
-            Applied::Changed { .. } => "applied",
-        }
-    }
-}
-
-/// receipt.lua's answer.
-struct ScriptReply {
-    outcome: String,
-    accepted_at: u64,
-    delivered_at: u64,
-    first_delivery: bool,
-    first_read: bool,
-}
-
-impl FromRedisValue for ScriptReply {
-    fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
-        let (outcome, accepted_at, delivered_at, first_delivery, first_read): (
-            String,
-            u64,
-            u64,
-            u8,
-            u8,
-        ) = FromRedisValue::from_redis_value(v)?;
-        Ok(ScriptReply {
-            outcome,
-            accepted_at,
-            delivered_at,
-            first_delivery: first_delivery == 1,
-            first_read: first_read == 1,
-        })
-    }
-}
-
+/// Applies receipts to their sends.
 #[derive(Clone)]
 pub struct ReceiptStore {
-    redis: RedisConn,
-    keys: Keys,
+    records: ReceiptRecords,
 }
 
 impl ReceiptStore {
     pub fn new(redis: RedisConn, keys: Keys) -> Self {
-        Self { redis, keys }
+        Self {
+            records: ReceiptRecords::new(redis, keys),
+        }
     }
 
-    /// Applies `receipt` to its send.
+    /// Applies `receipt` to its send, if it names one of ours and an event it follows.
     pub async fn apply(&self, receipt: &Receipt) -> redis::RedisResult<Applied> {
-        let (Some(request_id), Some(event)) = (receipt.request_id, script_event(&receipt.event))
-        else {
+        let happened = match &receipt.event {
+            Event::Sent => Happened::Sent,
+            Event::Delivered => Happened::Delivered,
+            Event::Read => Happened::Read,
+            Event::Failed { code, reason } => Happened::Failed { code, reason },
+            Event::Other => return Ok(Applied::UnknownSend),
+        };
+        let Some(request_id) = receipt.request_id else {
             return Ok(Applied::UnknownSend);
         };
-        // Most receipts name the phone (waId): one script call. Without it, or when it
-        // names no send of this id, the phone is looked up by the request id.
-        let by_wa_id = match &receipt.phone {
-            Some(phone) => self.run(receipt, event, request_id, phone).await?,
-            None => None,
-        };
-        let reply = match by_wa_id {
-            Some(reply) if reply.outcome != "unknown" => reply,
-            _ => {
-                let phone: Option<String> = redis::cmd("GET")
-                    .arg(self.keys.request_phone(request_id))
-                    .query_async(&mut self.redis.clone())
-                    .await?;
-                let Some(phone) = phone.and_then(|p| PhoneNumber::from_e164_digits(&p).ok()) else {
-                    return Ok(Applied::UnknownSend);
-                };
-                if receipt.phone.as_ref() == Some(&phone) {
-                    // Already asked with this phone: the send is gone.
-                    return Ok(Applied::UnknownSend);
-                }
-                self.run(receipt, event, request_id, &phone)
-                    .await?
-                    .ok_or_else(|| {
-                        ParsingError::from("receipt.lua: the send's own phone is not its phone")
-                    })?
-            }
-        };
-        let since = |from: u64, to: u64| Duration::from_millis(to.saturating_sub(from));
-        Ok(match reply.outcome.as_str() {
-            "unknown" => Applied::UnknownSend,
-            "unchanged" => Applied::Unchanged,
-            "applied" => Applied::Changed {
-                first_delivery: (reply.first_delivery && reply.accepted_at > 0)
-                    .then(|| since(reply.accepted_at, reply.delivered_at)),
-                first_read: reply
-                    .first_read
-                    .then(|| since(reply.delivered_at, receipt.at_ms)),
-            },
-            other => {
-                return Err(ParsingError::from(format!("receipt.lua answered {other:?}")).into());
-            }
-        })
-    }
-}
-
-impl ReceiptStore {
-    /// Runs receipt.lua on the send `request_id` to `phone`; `None` if the send is for
-    /// another phone.
-    async fn run(
-        &self,
-        receipt: &Receipt,
-        event: &str,
-        request_id: Uuid,
-        phone: &PhoneNumber,
-    ) -> redis::RedisResult<Option<ScriptReply>> {
-        let (code, reason) = match &receipt.event {
-            Event::Failed { code, reason } => (code.as_str(), reason.as_str()),
-            _ => ("", ""),
-        };
-        let reply: ScriptReply = RECEIPT
-            .key(self.keys.status(phone, request_id))
-            .key(self.keys.otp(phone))
-            .arg(event)
-            .arg(receipt.at_ms)
-            .arg(code)
-            .arg(reason)
-            .arg(phone.as_str())
-            .invoke_async(&mut self.redis.clone())
-            .await?;
-        Ok((reply.outcome != "other_phone").then_some(reply))
-    }
-}
-
-/// The event as receipt.lua names it; `None` for events it does not follow.
-fn script_event(event: &Event) -> Option<&'static str> {
-    match event {
-        Event::Sent => Some("sent"),
-        Event::Delivered => Some("delivered"),
-        Event::Read => Some("read"),
-        Event::Failed { .. } => Some("failed"),
-        Event::Other => None,
+        self.records
+            .apply(&ReceiptUpdate {
+                request_id,
+                phone: receipt.phone.as_ref(),
+                happened,
+                at_ms: receipt.at_ms,
+            })
+            .await
     }
 }
 
@@ -328,7 +198,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_label_lists_hold_every_variants_label() {
+    fn the_label_list_holds_every_events_label() {
         let events = [
             Event::Sent,
             Event::Delivered,
@@ -341,24 +211,6 @@ mod tests {
         ];
         let events: Vec<&str> = events.iter().map(Event::label).collect();
         assert_eq!(events, Event::LABELS);
-        let applied = [
-            Applied::UnknownSend,
-            Applied::Unchanged,
-            Applied::Changed {
-                first_delivery: None,
-                first_read: None,
-            },
-        ];
-        let applied: Vec<&str> = applied.iter().map(Applied::label).collect();
-        assert_eq!(applied, Applied::LABELS);
-    }
-
-    #[test]
-    fn the_script_names_only_known_fields() {
-        assert_eq!(
-            records::unknown_placeholders(TEMPLATE),
-            Vec::<String>::new()
-        );
     }
 
     #[test]

@@ -2,15 +2,15 @@
 
 use std::sync::Arc;
 
-use otp_shared::redis_conn::RedisConn;
-use otp_shared::status::StatusStore;
+use otp_shared::redis::conn::RedisConn;
+use otp_shared::redis::status::StatusStore;
 use secrecy::SecretString;
 
-use crate::admission::Admission;
 use crate::publisher::Publisher;
 use crate::store::OtpStore;
 use crate::token::TokenIssuer;
 use crate::users::UserStore;
+use otp_shared::redis::admission::Admission;
 
 /// Handler settings that are not owned by a store.
 #[derive(Clone, Debug)]
@@ -59,7 +59,7 @@ pub struct Handlers {
     /// Sign-ins in flight: receipts yield to a burst of them.
     pub pressure: Arc<crate::pressure::Pressure>,
     pub admission: Arc<Admission>,
-    pub send_budget: crate::send_budget::SendBudget,
+    pub send_budget: otp_shared::redis::send_budget::SendBudget,
     pub tokens: Arc<TokenIssuer>,
     pub settings: Arc<HandlerSettings>,
 }

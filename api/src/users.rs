@@ -6,9 +6,8 @@
 use std::time::Duration;
 
 use aws_lc_rs::digest;
-use otp_shared::keys::Keys;
-use otp_shared::redis_conn::RedisConn;
-use redis::AsyncCommands;
+use otp_shared::redis::sessions::AccessSessions;
+use otp_shared::redis::{Keys, RedisConn};
 use serde::Serialize;
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -65,7 +64,7 @@ impl UserError {
         match self {
             UserError::Db(e) => crate::db::is_outage(e),
             UserError::TimedOut(_) => true,
-            UserError::Redis(e) => otp_shared::redis_conn::is_outage(e),
+            UserError::Redis(e) => otp_shared::redis::is_outage(e),
             UserError::Random(_) => false,
         }
     }
@@ -74,11 +73,8 @@ impl UserError {
 #[derive(Clone)]
 pub struct UserStore {
     pool: PgPool,
-    redis: RedisConn,
-    keys: Keys,
+    access: AccessSessions,
     refresh_ttl: Duration,
-    /// Access tokens' lifetime: how long their sessions, and revocation marks, live.
-    access_ttl: Duration,
 }
 
 fn rfc3339(at: OffsetDateTime) -> String {
@@ -123,10 +119,8 @@ impl UserStore {
     ) -> Self {
         Self {
             pool,
-            redis,
-            keys,
+            access: AccessSessions::new(redis, keys, access_ttl),
             refresh_ttl,
-            access_ttl,
         }
     }
 
@@ -252,54 +246,29 @@ impl UserStore {
         self.mark_revoked(session_id).await
     }
 
-    /// Access tokens of `session_id` stop working: a mark that outlives the longest of
-    /// them.
+    /// Access tokens of `session_id` stop working.
     async fn mark_revoked(&self, session_id: Uuid) -> Result<(), UserError> {
-        let _: () = self
-            .redis
-            .clone()
-            .set_ex(
-                self.keys.revoked_session(session_id),
-                1,
-                self.access_ttl.as_secs().max(1),
-            )
-            .await?;
-        Ok(())
+        Ok(self.access.revoke_all(session_id).await?)
     }
 
     /// Records an access token's session (of refresh session `sid`) for its lifetime.
-    pub async fn open_access(&self, sid: Uuid, jti: &str, user_id: Uuid) -> Result<(), UserError> {
-        let _: () = self
-            .redis
-            .clone()
-            .set_ex(
-                self.keys.session(sid, jti),
-                user_id.to_string(),
-                self.access_ttl.as_secs().max(1),
-            )
-            .await?;
-        Ok(())
+    pub async fn open_access(&self, sid: Uuid, jti: Uuid, user_id: Uuid) -> Result<(), UserError> {
+        Ok(self.access.open(sid, jti, user_id).await?)
     }
 
     /// Whether the access session of `jti` is live, belongs to `user_id`, and its
     /// refresh session `sid` has not been ended. One round trip.
     pub async fn access_is_live(
         &self,
-        jti: &str,
-        user_id: &str,
         sid: Uuid,
+        jti: Uuid,
+        user_id: Uuid,
     ) -> Result<bool, UserError> {
-        let (owner, revoked): (Option<String>, Option<String>) = redis::cmd("MGET")
-            .arg(self.keys.session(sid, jti))
-            .arg(self.keys.revoked_session(sid))
-            .query_async(&mut self.redis.clone())
-            .await?;
-        Ok(owner.as_deref() == Some(user_id) && revoked.is_none())
+        Ok(self.access.is_live(sid, jti, user_id).await?)
     }
 
-    pub async fn close_access(&self, sid: Uuid, jti: &str) -> Result<(), UserError> {
-        let _: () = self.redis.clone().del(self.keys.session(sid, jti)).await?;
-        Ok(())
+    pub async fn close_access(&self, sid: Uuid, jti: Uuid) -> Result<(), UserError> {
+        Ok(self.access.close(sid, jti).await?)
     }
 }
 

@@ -11,8 +11,9 @@ use otp_api::config::Limits;
 use otp_api::phone::PhoneNumber;
 use otp_api::publisher::Publisher;
 use otp_api::store::{OtpStore, SendDecision, StorePolicy};
+use otp_shared::amqp::QueueNames;
 use otp_shared::job::SendJob;
-use otp_shared::keys::{Keys, QueueNames};
+use otp_shared::redis::keys::Keys;
 use otp_shared::seal::CodeSealer;
 use serde_json::{Value, json};
 
@@ -25,7 +26,7 @@ pub async fn run(
     phones: &[PhoneNumber],
     concurrency: usize,
 ) -> anyhow::Result<Value> {
-    let redis = otp_shared::redis_conn::connect(redis_url)
+    let redis = otp_shared::redis::conn::connect(redis_url)
         .await
         .context("redis")?;
     let publisher = Arc::new(

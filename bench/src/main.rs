@@ -462,7 +462,7 @@ mod cleanup {
         // the unlink; its master does it), and one command may not span slots there.
         let cluster = services.redis_url.contains(',');
         for node in services.redis_url.split(',') {
-            let Ok(mut redis) = otp_shared::redis_conn::connect(node).await else {
+            let Ok(mut redis) = otp_shared::redis::conn::connect(node).await else {
                 continue;
             };
             let mut cursor: u64 = 0;
@@ -489,7 +489,7 @@ mod cleanup {
             }
         }
         if let Ok(conn) = otp_shared::amqp::connect(&services.amqp_url, "otp-bench-cleanup").await {
-            let queues = otp_shared::keys::QueueNames::new(prefix);
+            let queues = otp_shared::amqp::QueueNames::new(prefix);
             if let Ok(channel) = conn.create_channel().await {
                 for name in [queues.send, queues.dead] {
                     let _ = channel

@@ -132,7 +132,7 @@ async fn final_statuses(
     sandbox: &Sandbox,
     accepted: usize,
 ) -> anyhow::Result<Value> {
-    let mut redis = otp_shared::redis_conn::connect(&settings.services.redis_url).await?;
+    let mut redis = otp_shared::redis::conn::connect(&settings.services.redis_url).await?;
     let started = Instant::now();
     let mut last_progress = Instant::now();
     let mut states = BTreeMap::new();
@@ -162,7 +162,7 @@ async fn final_statuses(
 
 /// How many sends of `prefix` are in each state.
 async fn count_states(
-    redis: &mut otp_shared::redis_conn::RedisConn,
+    redis: &mut otp_shared::redis::conn::RedisConn,
     prefix: &str,
 ) -> redis::RedisResult<BTreeMap<String, usize>> {
     let mut states = BTreeMap::new();
@@ -179,7 +179,7 @@ async fn count_states(
         if !keys.is_empty() {
             let mut pipe = redis::pipe();
             for key in &keys {
-                pipe.hget(key, otp_shared::records::status::STATE);
+                pipe.hget(key, otp_shared::redis::records::status::STATE);
             }
             let found: Vec<Option<String>> = pipe.query_async(redis).await?;
             for state in found.into_iter().flatten() {

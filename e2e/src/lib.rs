@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::Parser;
 use otp_api::config::{ApiArgs, ApiConfig};
 use otp_shared::budget::{Budgets, WatiApiVersion};
-use otp_shared::redis_conn::RedisConn;
+use otp_shared::redis::conn::RedisConn;
 use otp_worker::config::{WorkerArgs, WorkerConfig};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -86,8 +86,11 @@ where
 
 /// Connects to Redis at `url`, or fails the test saying Redis is down and how to start it.
 pub async fn redis_or_fail(url: &str) -> RedisConn {
-    let connected =
-        tokio::time::timeout(Duration::from_secs(5), otp_shared::redis_conn::connect(url)).await;
+    let connected = tokio::time::timeout(
+        Duration::from_secs(5),
+        otp_shared::redis::conn::connect(url),
+    )
+    .await;
     match connected {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => panic!(
@@ -242,7 +245,7 @@ impl TestEnv {
     pub async fn on_redis_cluster() -> Self {
         let reached = tokio::time::timeout(
             Duration::from_secs(5),
-            otp_shared::redis_conn::connect(CLUSTER_REDIS_URL),
+            otp_shared::redis::conn::connect(CLUSTER_REDIS_URL),
         )
         .await;
         if !matches!(reached, Ok(Ok(_))) {
@@ -682,12 +685,12 @@ impl TestEnv {
         self.amqp.create_channel().await.expect("open a channel")
     }
 
-    pub fn queues(&self) -> otp_shared::keys::QueueNames {
-        otp_shared::keys::QueueNames::new(&self.prefix)
+    pub fn queues(&self) -> otp_shared::amqp::QueueNames {
+        otp_shared::amqp::QueueNames::new(&self.prefix)
     }
 
-    pub fn keys(&self) -> otp_shared::keys::Keys {
-        otp_shared::keys::Keys::new(&self.prefix)
+    pub fn keys(&self) -> otp_shared::redis::keys::Keys {
+        otp_shared::redis::keys::Keys::new(&self.prefix)
     }
 
     /// Stores a new code for `phone` through the api's own store, as send-otp does, with
@@ -738,10 +741,11 @@ impl TestEnv {
     /// Takes the next WATI call slot of this test's budget, as another worker's call
     /// would, so that sends arriving now wait for the slot after it and share a call.
     pub async fn occupy_call_slot(&self, budgets: &Budgets) {
-        let budget = otp_worker::budget::Budget::new(self.redis.clone(), self.keys(), budgets);
+        let budget =
+            otp_shared::redis::wati_budget::Budget::new(self.redis.clone(), self.keys(), budgets);
         let claim = budget.claim(1).await.expect("claim a call slot");
         assert!(
-            matches!(claim, otp_worker::budget::Claim::Granted { .. }),
+            matches!(claim, otp_shared::redis::wati_budget::Claim::Granted { .. }),
             "the call slot was free: {claim:?}"
         );
     }
@@ -817,7 +821,7 @@ async fn drop_database(name: &str) {
 /// are spread over its masters; a replica refuses the delete, its master does it).
 async fn delete_keys(prefix: &str, redis_url: &str) {
     for node in redis_url.split(',') {
-        let Ok(mut conn) = otp_shared::redis_conn::connect(node).await else {
+        let Ok(mut conn) = otp_shared::redis::conn::connect(node).await else {
             continue;
         };
         let Ok(keys) = scan_keys(&mut conn, prefix).await else {
@@ -836,7 +840,7 @@ async fn delete_queues(prefix: &str, amqp_url: &str) {
     let Ok(conn) = otp_shared::amqp::connect(amqp_url, "otp-tests-cleanup").await else {
         return;
     };
-    let queues = otp_shared::keys::QueueNames::new(prefix);
+    let queues = otp_shared::amqp::QueueNames::new(prefix);
     for name in [queues.send, queues.dead] {
         if let Ok(channel) = conn.create_channel().await {
             let _ = channel

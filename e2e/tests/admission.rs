@@ -7,10 +7,10 @@
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use otp_api::admission::Reservation;
 use otp_api::store::SendKind;
 use otp_e2e::{DEADLINE, TestEnv, budgets, eventually};
 use otp_shared::budget::{Budgets, Capacity, WatiApiVersion};
+use otp_shared::redis::admission::Reservation;
 use serde_json::{Value, json};
 
 fn phone(n: usize) -> String {
@@ -192,7 +192,7 @@ async fn a_re_send_is_admitted_only_if_its_code_lives_long_enough_for_the_sends_
     let env = TestEnv::new().await;
     // 10 messages a second: a 10 s life fits 80, a 4 s life fits 20.
     let budgets = budgets(WatiApiVersion::V3, 0, 10, 1000);
-    let admission = otp_api::admission::Admission::new(
+    let admission = otp_shared::redis::admission::Admission::new(
         env.redis.clone(),
         &env.keys(),
         &budgets,

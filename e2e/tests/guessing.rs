@@ -161,7 +161,7 @@ async fn past_the_cap_of_wrong_guesses_across_codes_a_phones_codes_grow_and_nobo
         let mut redis = env.redis.clone();
         let expires_at: u64 = redis::cmd("HGET")
             .arg(&record)
-            .arg(otp_shared::records::code::EXPIRES_AT)
+            .arg(otp_shared::redis::records::code::EXPIRES_AT)
             .query_async(&mut redis)
             .await
             .expect("the code record");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use otp_e2e::prometheus::{parse, value};
 use otp_e2e::{DEADLINE, TestEnv, WEBHOOK_SECRET, budgets, eventually};
 use otp_shared::budget::WatiApiVersion;
-use otp_shared::status::{DeliveryState, StatusStore};
+use otp_shared::redis::status::{DeliveryState, StatusStore};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;

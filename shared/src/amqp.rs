@@ -8,8 +8,6 @@ use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties};
 
-use crate::keys::QueueNames;
-
 /// Header that carries why a message was dead-lettered.
 pub const DEAD_REASON_HEADER: &str = "x-otp-dead-reason";
 
@@ -214,5 +212,23 @@ fn mismatch(queue: &str, error: lapin::Error) -> DeclareError {
         queue: queue.to_owned(),
         setting,
         detail,
+    }
+}
+
+/// RabbitMQ queue names.
+#[derive(Clone, Debug)]
+pub struct QueueNames {
+    /// Send jobs.
+    pub send: String,
+    /// Jobs that failed permanently or could not be read.
+    pub dead: String,
+}
+
+impl QueueNames {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            send: format!("{prefix}.send"),
+            dead: format!("{prefix}.send.dead"),
+        }
     }
 }

@@ -1,20 +1,17 @@
-//! What the api and the worker agree on: the send job, the Redis key layout and record
-//! layouts, how a code is sealed, delivery status records, the WATI budgets, queue
-//! topology, telemetry set-up and the HTTP server both run.
+//! What the api and the worker agree on: the send job, the whole Redis layer (keys,
+//! records, scripts and their typed calls), how a code is sealed, the WATI budgets,
+//! queue topology, telemetry set-up and the HTTP server both run.
 
 pub mod amqp;
 pub mod budget;
 pub mod config;
 pub mod http;
 pub mod job;
-pub mod keys;
 pub mod metrics;
 pub mod phone;
-pub mod records;
-pub mod redis_conn;
+pub mod redis;
 pub mod seal;
 pub mod shutdown;
-pub mod status;
 pub mod telemetry;
 
 /// Milliseconds since the Unix epoch, by this machine's clock.

@@ -10,16 +10,16 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use otp_shared::phone::PhoneNumber;
-use otp_shared::redis_conn::RedisConn;
+use otp_shared::redis::conn::RedisConn;
 use otp_shared::seal::PlainCode;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::budget::{Budget, Claim, HOLD_WITHOUT_RETRY_AFTER};
 use crate::classify::{Trouble, Verdict, call_class, classify};
-use crate::lease::{self, Holding, Lease};
 use crate::wati::{Recipient, WatiClient};
+use otp_shared::redis::lease::{self, Holding, Lease};
+use otp_shared::redis::wati_budget::{Budget, Claim, HOLD_WITHOUT_RETRY_AFTER};
 
 /// Pause after Redis failed to answer the batcher, before it tries again.
 const REDIS_PAUSE: Duration = Duration::from_millis(200);

@@ -15,8 +15,8 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection};
 use otp_shared::amqp::DEAD_REASON_HEADER;
+use otp_shared::amqp::QueueNames;
 use otp_shared::job::SendJob;
-use otp_shared::keys::QueueNames;
 use tokio::sync::{Semaphore, watch};
 
 use crate::delivery::{Deliverer, Outcome};

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use otp_shared::job::SendJob;
-use otp_shared::keys::Keys;
-use otp_shared::redis_conn::RedisConn;
+use otp_shared::redis::conn::RedisConn;
+use otp_shared::redis::keys::Keys;
 use otp_shared::seal::CodeSealer;
 use secrecy::ExposeSecret;
 use tokio::sync::watch;
@@ -16,13 +16,13 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::batcher::{Batcher, BatcherSettings, CallResult, Outgoing, Skipped};
-use crate::budget::Budget;
 use crate::classify::Verdict;
 use crate::config::{RetryConfig, WorkerConfig};
-use crate::lease::Lease;
-use crate::ledger::{Ending, GONE_REASON, Ledger, Start};
 use crate::retry::RetrySchedule;
 use crate::wati::WatiClient;
+use otp_shared::redis::delivery::{Ending, GONE_REASON, Ledger, Start};
+use otp_shared::redis::lease::Lease;
+use otp_shared::redis::wati_budget::Budget;
 
 /// A lease outlasts one call to WATI by this much.
 const LEASE_MARGIN: Duration = Duration::from_secs(2);
@@ -49,7 +49,7 @@ impl Requeue {
     /// delivery limit.
     pub fn is_a_failure(&self) -> bool {
         match self {
-            Self::Redis(e) => !otp_shared::redis_conn::is_outage(e),
+            Self::Redis(e) => !otp_shared::redis::is_outage(e),
             Self::CopyInProgress | Self::LeaseLapsed | Self::Stopping => false,
         }
     }

@@ -3,13 +3,10 @@
 //! each code expires.
 
 pub mod batcher;
-pub mod budget;
 pub mod classify;
 pub mod config;
 pub mod consumer;
 pub mod delivery;
-pub mod lease;
-pub mod ledger;
 pub mod retry;
 pub mod wati;
 
@@ -17,7 +14,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use otp_shared::keys::QueueNames;
+use otp_shared::amqp::QueueNames;
 use tokio::sync::watch;
 
 use crate::config::WorkerConfig;
@@ -57,7 +54,7 @@ pub async fn run(
             &[("outcome", outcome)],
         );
     }
-    let redis = otp_shared::redis_conn::connect(&config.common.redis_url)
+    let redis = otp_shared::redis::conn::connect(&config.common.redis_url)
         .await
         .map_err(StartError::Redis)?;
     let settings = Arc::new(ConsumerSettings {

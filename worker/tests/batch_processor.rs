@@ -10,7 +10,7 @@ use otp_e2e::proxy::Proxy;
 use otp_e2e::{DEADLINE, TestEnv, budgets, eventually};
 use otp_shared::budget::{Budgets, WatiApiVersion};
 use otp_shared::job::SendJob;
-use otp_shared::status::{DeliveryState, StatusStore};
+use otp_shared::redis::status::{DeliveryState, StatusStore};
 use otp_worker::config::WorkerConfig;
 use otp_worker::delivery::{Deliverer, Outcome, Requeue};
 use redis::AsyncCommands;

@@ -13,10 +13,7 @@ pub async fn healthz() -> Json<Value> {
 
 /// Ready when Redis, RabbitMQ and PostgreSQL answer; the body says which one does not.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let redis_up = redis::cmd("PING")
-        .query_async::<String>(&mut state.redis.clone())
-        .await
-        .is_ok();
+    let redis_up = otp_shared::redis::conn::answers(&state.redis).await;
     let rabbitmq_up = state.publisher.is_connected().await;
     let postgres_up = sqlx::query("SELECT 1").execute(&state.db).await.is_ok();
     let word = |up: bool| if up { "up" } else { "down" };

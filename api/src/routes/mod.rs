@@ -7,7 +7,7 @@ mod otp;
 mod session;
 mod webhooks;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
@@ -183,16 +183,15 @@ where
     }
 }
 
-/// The key a request counts under for `IP_REQUESTS_PER_MINUTE` (see [`crate::client`]).
-fn client_key(req: &Request, trusted_proxies: &TrustedProxies) -> Option<String> {
+/// The client a request counts against for `IP_REQUESTS_PER_MINUTE` (see [`crate::client`]).
+fn client_of(req: &Request, trusted_proxies: &TrustedProxies) -> Option<IpAddr> {
     let ConnectInfo(peer) = req.extensions().get::<ConnectInfo<SocketAddr>>()?;
     let forwarded = req
         .headers()
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok());
-    let client = trusted_proxies.client(peer.ip(), forwarded);
-    Some(crate::client::limit_key(client))
+    Some(trusted_proxies.client(peer.ip(), forwarded))
 }
 
 /// Around the sign-in routes (send and verify): each counts as sign-in load while it
@@ -203,8 +202,8 @@ async fn sign_in_route(
     next: Next,
 ) -> Result<Response, ApiError> {
     let _sign_in = state.pressure.sign_in();
-    if let Some(addr) = client_key(&req, &state.settings.trusted_proxies)
-        && let Some(wait) = state.store.count_client_request(&addr).await?
+    if let Some(client) = client_of(&req, &state.settings.trusted_proxies)
+        && let Some(wait) = state.store.count_client_request(client).await?
     {
         metrics::counter!(otp_shared::metrics::RATE_LIMIT_REJECTIONS, "scope" => "client")
             .increment(1);
@@ -267,13 +266,14 @@ mod tests {
     }
 
     #[test]
-    fn the_key_is_the_peer_unless_a_trusted_proxy_names_the_client() {
+    fn the_client_is_the_peer_unless_a_trusted_proxy_names_another() {
         let lan: TrustedProxies = "10.0.0.0/8".parse().expect("networks");
         let none = TrustedProxies::default();
         let forged = request([198, 51, 100, 4], &["203.0.113.9"]);
-        assert_eq!(client_key(&forged, &lan).as_deref(), Some("198.51.100.4"));
+        let client = |req: &Request, proxies| client_of(req, proxies).map(|ip| ip.to_string());
+        assert_eq!(client(&forged, &lan).as_deref(), Some("198.51.100.4"));
         let proxied = request([10, 0, 0, 1], &["6.6.6.6, 203.0.113.9"]);
-        assert_eq!(client_key(&proxied, &lan).as_deref(), Some("203.0.113.9"));
-        assert_eq!(client_key(&proxied, &none).as_deref(), Some("10.0.0.1"));
+        assert_eq!(client(&proxied, &lan).as_deref(), Some("203.0.113.9"));
+        assert_eq!(client(&proxied, &none).as_deref(), Some("10.0.0.1"));
     }
 }

@@ -11,12 +11,12 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use super::ApiJson;
-use crate::admission::Reservation;
 use crate::error::ApiError;
 use crate::phone::{self, PhoneNumber};
-use crate::send_budget::Counted;
 use crate::state::AppState;
 use crate::store::{AcceptedSend, SendDecision, SendKind, VerifyOutcome};
+use otp_shared::redis::admission::Reservation;
+use otp_shared::redis::send_budget::Counted;
 
 /// Fields are loose JSON so that a missing, empty or mistyped value each gets its own
 /// spec error rather than a generic "invalid body".
@@ -314,7 +314,7 @@ async fn sign_in(state: &AppState, phone: &PhoneNumber) -> Result<SignedIn, ApiE
             .map_err(|e| ApiError::Internal(Box::new(e)))?;
         state
             .users
-            .open_access(claims.sid, &claims.jti, login.user.id)
+            .open_access(claims.sid, claims.jti, login.user.id)
             .await?;
         Ok::<_, ApiError>(token)
     }

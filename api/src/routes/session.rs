@@ -7,7 +7,6 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use super::ApiJson;
 use crate::error::ApiError;
@@ -38,7 +37,7 @@ impl FromRequestParts<AppState> for Authenticated {
         })?;
         if !state
             .users
-            .access_is_live(&claims.jti, &claims.sub, claims.sid)
+            .access_is_live(claims.sid, claims.jti, claims.sub)
             .await?
         {
             return Err(ApiError::Unauthorized);
@@ -62,8 +61,11 @@ pub async fn me(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
 ) -> Result<Json<Value>, ApiError> {
-    let id = Uuid::parse_str(&claims.sub).map_err(|_| ApiError::Unauthorized)?;
-    let user = state.users.get(id).await?.ok_or(ApiError::Unauthorized)?;
+    let user = state
+        .users
+        .get(claims.sub)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
     Ok(Json(json!({ "user": user })))
 }
 
@@ -72,7 +74,7 @@ pub async fn logout(
     Authenticated(claims): Authenticated,
 ) -> Result<StatusCode, ApiError> {
     state.users.end_session(claims.sid).await?;
-    state.users.close_access(claims.sid, &claims.jti).await?;
+    state.users.close_access(claims.sid, claims.jti).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -101,7 +103,7 @@ pub async fn refresh(
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
     state
         .users
-        .open_access(claims.sid, &claims.jti, pending.user_id)
+        .open_access(claims.sid, claims.jti, pending.user_id)
         .await?;
     let refresh_token = pending.commit().await?;
     Ok(Json(

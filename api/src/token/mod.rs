@@ -14,12 +14,12 @@ pub use keys::{JwtAlgorithm, KeyError, KeySet};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     /// User id.
-    pub sub: String,
+    pub sub: Uuid,
     pub phone: String,
     pub iat: u64,
     pub exp: u64,
     /// This access token's id; its session in Redis lives as long as it does.
-    pub jti: String,
+    pub jti: Uuid,
     pub iss: String,
     /// The refresh session it belongs to; logout ends it.
     pub sid: Uuid,
@@ -78,11 +78,11 @@ impl TokenIssuer {
     ) -> Result<(String, Claims), TokenError> {
         let iat = otp_shared::now_ms() / 1000;
         let claims = Claims {
-            sub: user_id.to_string(),
+            sub: user_id,
             phone: phone.to_owned(),
             iat,
             exp: iat + self.ttl.as_secs(),
-            jti: Uuid::new_v4().to_string(),
+            jti: Uuid::new_v4(),
             iss: self.issuer.clone(),
             sid,
         };

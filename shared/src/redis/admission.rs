@@ -3,20 +3,18 @@
 //! sorted set of the sends admitted and not yet finished by a worker, atomically, so a
 //! burst of any speed is admitted only as far as the budgets reach; the rest get 503
 //! at once. How much fits in a code's remaining life is `Budgets::capacity` (in
-//! `otp_shared::budget`): a re-send of a code with little life left fits less.
+//! `crate::budget`): a re-send of a code with little life left fits less.
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
-use otp_shared::budget::{Budgets, Capacity};
-use otp_shared::keys::Keys;
-use otp_shared::redis_conn::RedisConn;
-use redis::{FromRedisValue, ParsingError, Script, Value};
+use redis::{FromRedisValue, ParsingError, Value};
 use uuid::Uuid;
 
-use crate::store::SendKind;
-
-static ADMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/admit.lua")));
+use super::codes::SendKind;
+use super::conn::RedisConn;
+use super::keys::Keys;
+use super::scripts::ADMIT;
+use crate::budget::{Budgets, Capacity};
 
 /// What a reservation got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,7 +55,7 @@ pub struct Admission {
 impl Admission {
     pub fn new(redis: RedisConn, keys: &Keys, budgets: &Budgets, code_ttl: Duration) -> Self {
         if let Capacity::Sends { sends, .. } = budgets.capacity(code_ttl) {
-            metrics::gauge!(otp_shared::metrics::SEND_CAPACITY).set(sends as f64);
+            metrics::gauge!(crate::metrics::SEND_CAPACITY).set(sends as f64);
         }
         Self {
             redis,
@@ -94,7 +92,7 @@ impl Admission {
             .arg(life.as_millis() as u64)
             .invoke_async(&mut self.redis.clone())
             .await?;
-        metrics::gauge!(otp_shared::metrics::SEND_BACKLOG).set(answer.pending as f64);
+        metrics::gauge!(crate::metrics::SEND_BACKLOG).set(answer.pending as f64);
         Ok(if answer.admitted {
             Reservation::Admitted
         } else {

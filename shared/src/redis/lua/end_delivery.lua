@@ -9,13 +9,17 @@
 -- KEYS: 1 code record, 2 request status, 3 delivery lease
 -- ARGV: 1 code_id, 2 state, 3 reason, 4 info ('' for none), 5 calls to count,
 --       6 status ttl s, 7 lease owner, 8 'delete', 'expire' or 'keep'
+local retire = ARGV[8]
+if retire ~= 'delete' and retire ~= 'expire' and retire ~= 'keep' then
+  return redis.error_reply('end_delivery.lua: unknown way to retire ' .. retire)
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ours = redis.call('HGET', KEYS[1], {{code.code_id}}) == ARGV[1]
   and redis.call('HEXISTS', KEYS[1], {{code.delivered}}) == 0
-if ours and ARGV[8] == 'delete' then
+if ours and retire == 'delete' then
   redis.call('DEL', KEYS[1])
-elseif ours and ARGV[8] == 'expire' then
+elseif ours and retire == 'expire' then
   redis.call('HDEL', KEYS[1], {{code.mac}}, {{code.sealed}})
   if tonumber(redis.call('HGET', KEYS[1], {{code.expires_at}})) > now then
     redis.call('HSET', KEYS[1], {{code.expires_at}}, now)

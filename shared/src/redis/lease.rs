@@ -1,18 +1,17 @@
 //! The delivery lease, written once. A worker holds a per-request lease in Redis while
 //! it delivers, so that a copy of the job (redelivered after a broken link, or
 //! re-published) that reaches another worker goes back to the queue instead of calling
-//! WATI too. The start script takes it; [`Lease::keep_during`] keeps it alive while the
+//! WATI too. The start script (`delivery`) takes it; [`Lease::keep_during`] keeps it alive while the
 //! delivery waits (for budget, for its call, for a retry); the batcher confirms it in
 //! one pipeline right before each call ([`confirm_all`]).
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
-use otp_shared::redis_conn::RedisConn;
-use redis::{FromRedisValue, ParsingError, Script, Value};
+use redis::{FromRedisValue, ParsingError, Value};
 use uuid::Uuid;
 
-static HOLD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/hold_lease.lua")));
+use super::conn::RedisConn;
+use super::scripts::HOLD_LEASE;
 
 /// Who holds a lease, as the hold script finds it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,7 +40,7 @@ impl FromRedisValue for Holding {
 pub struct Lease {
     redis: RedisConn,
     key: String,
-    owner: String,
+    owner: Uuid,
     /// How long one hold lasts: longer than any one call to WATI.
     ttl: Duration,
 }
@@ -55,25 +54,25 @@ impl std::fmt::Debug for Lease {
 }
 
 impl Lease {
-    /// A lease not yet taken; `owner` is unique to this delivery.
-    pub fn new(redis: RedisConn, key: String, ttl: Duration) -> Self {
+    /// A lease on `key` not yet taken, with an owner unique to this delivery.
+    pub(crate) fn new(redis: RedisConn, key: String, ttl: Duration) -> Self {
         Self {
             redis,
             key,
-            owner: Uuid::new_v4().to_string(),
+            owner: Uuid::new_v4(),
             ttl,
         }
     }
 
-    pub fn key(&self) -> &str {
+    pub(crate) fn key(&self) -> &str {
         &self.key
     }
 
-    pub fn owner(&self) -> &str {
-        &self.owner
+    pub(crate) fn owner(&self) -> Uuid {
+        self.owner
     }
 
-    pub fn ttl(&self) -> Duration {
+    pub(crate) fn ttl(&self) -> Duration {
         self.ttl
     }
 
@@ -90,8 +89,9 @@ impl Lease {
     }
 
     async fn hold(&self, ttl: Duration) -> redis::RedisResult<Holding> {
-        HOLD.key(&self.key)
-            .arg(&self.owner)
+        HOLD_LEASE
+            .key(&self.key)
+            .arg(self.owner.to_string())
             .arg(ttl.as_millis() as u64)
             .invoke_async(&mut self.redis.clone())
             .await
@@ -126,8 +126,9 @@ pub async fn confirm_all(redis: &RedisConn, leases: &[&Lease]) -> Vec<redis::Red
     futures_util::future::join_all(leases.iter().map(|lease| {
         let mut redis = redis.clone();
         async move {
-            HOLD.key(&lease.key)
-                .arg(&lease.owner)
+            HOLD_LEASE
+                .key(&lease.key)
+                .arg(lease.owner.to_string())
                 .arg(lease.ttl.as_millis() as u64)
                 .invoke_async(&mut redis)
                 .await

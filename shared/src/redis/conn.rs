@@ -82,6 +82,14 @@ async fn connect_single(url: &str) -> redis::RedisResult<ConnectionManager> {
     client.get_connection_manager_with_config(config).await
 }
 
+/// Whether Redis answers a PING now (readiness).
+pub async fn answers(redis: &RedisConn) -> bool {
+    redis::cmd("PING")
+        .query_async::<String>(&mut redis.clone())
+        .await
+        .is_ok()
+}
+
 /// Whether a Redis error means Redis could not answer (an outage: retry later, a 503)
 /// rather than that it answered something our code did not expect (a bug: a 500).
 pub fn is_outage(error: &redis::RedisError) -> bool {

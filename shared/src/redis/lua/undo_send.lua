@@ -2,6 +2,9 @@
 -- failed request leaves no code without a job and costs the user no rate limit.
 -- KEYS: 1 code record, 2 cooldown, 3 phone's send times, 4 request status
 -- ARGV: 1 kind ('new' or 'resend'), 2 code_id, 3 request id
+if ARGV[1] ~= 'new' and ARGV[1] ~= 'resend' then
+  return redis.error_reply('undo_send.lua: unknown kind ' .. ARGV[1])
+end
 if redis.call('HGET', KEYS[1], {{code.code_id}}) == ARGV[2] then
   -- A new code is removed only if no re-send has used it meanwhile; that re-send's
   -- job is the code's job now.

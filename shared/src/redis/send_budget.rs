@@ -2,17 +2,14 @@
 //! fraud (pumping sends to many numbers someone is paid for). One Redis key, counted
 //! atomically; new codes leave a tenth of it to re-sends of codes already pending.
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
-use otp_shared::keys::Keys;
-use otp_shared::redis_conn::RedisConn;
-use redis::{FromRedisValue, ParsingError, Script, Value};
+use redis::{FromRedisValue, ParsingError, Value};
 
-use crate::store::SendKind;
-
-static COUNT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/sends_per_minute.lua")));
+use super::codes::SendKind;
+use super::conn::RedisConn;
+use super::keys::Keys;
+use super::scripts::SENDS_PER_MINUTE;
 
 /// What counting a send got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,7 +58,7 @@ impl SendBudget {
         if self.per_minute == 0 {
             return Ok(Counted::Unlimited);
         }
-        COUNT
+        SENDS_PER_MINUTE
             .key(&self.key)
             .arg(kind.share_of(u64::from(self.per_minute)))
             .invoke_async(&mut self.redis.clone())

@@ -2,18 +2,22 @@
 //! calls in any 10 s (calls evenly spaced) and at most `WHATSAPP_MESSAGES_PER_SECOND`
 //! recipients in any second. A call claims both just before it leaves.
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
-use otp_shared::budget::{Budgets, MESSAGE_WINDOW};
-use otp_shared::keys::Keys;
-use otp_shared::redis_conn::RedisConn;
-use redis::{FromRedisValue, ParsingError, Script, Value};
+use redis::{FromRedisValue, ParsingError, Value};
 
-static CLAIM: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/claim_budget.lua")));
-static HOLD_CALLS: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/hold_calls.lua")));
+use super::conn::RedisConn;
+use super::keys::Keys;
+use super::scripts::{CLAIM_BUDGET, HOLD_CALLS};
+use crate::budget::{Budgets, MESSAGE_WINDOW};
+
+/// The words the budget script exchanges with Rust.
+pub(crate) mod word {
+    pub const GRANTED: &str = "granted";
+    pub const WAIT: &str = "wait";
+    pub const CALLS: &str = "calls";
+    pub const MESSAGES: &str = "messages";
+}
 
 /// How long every worker holds its calls after a 429 that named no `Retry-After`.
 pub const HOLD_WITHOUT_RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -29,8 +33,8 @@ impl Limit {
     /// The `limit` label of the budget-wait counter.
     pub fn label(self) -> &'static str {
         match self {
-            Limit::Calls => "calls",
-            Limit::Messages => "messages",
+            Limit::Calls => word::CALLS,
+            Limit::Messages => word::MESSAGES,
         }
     }
 }
@@ -48,14 +52,14 @@ impl FromRedisValue for Claim {
     fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
         let (kind, amount, limit): (String, u64, String) = FromRedisValue::from_redis_value(v)?;
         match (kind.as_str(), limit.as_str()) {
-            ("granted", _) if amount > 0 => Ok(Claim::Granted {
+            (word::GRANTED, _) if amount > 0 => Ok(Claim::Granted {
                 recipients: u32::try_from(amount).map_err(|_| "too many recipients")?,
             }),
-            ("wait", "calls") => Ok(Claim::Wait {
+            (word::WAIT, word::CALLS) => Ok(Claim::Wait {
                 wait: Duration::from_micros(amount),
                 limit: Limit::Calls,
             }),
-            ("wait", "messages") => Ok(Claim::Wait {
+            (word::WAIT, word::MESSAGES) => Ok(Claim::Wait {
                 wait: Duration::from_micros(amount),
                 limit: Limit::Messages,
             }),
@@ -89,7 +93,7 @@ impl Budget {
         if self.call_interval.is_none() && self.messages_per_second == 0 {
             return Ok(Claim::Granted { recipients: wanted });
         }
-        CLAIM
+        CLAIM_BUDGET
             .key(self.keys.wati_calls())
             .key(self.keys.whatsapp_messages())
             .key(self.keys.whatsapp_messages_sum())

@@ -3,6 +3,9 @@
 -- KEYS: 1 code record
 -- ARGV: 1 claim token, 2 'spend' or 'release'
 -- Returns 1 if the claim was this request's, 0 if not (it lapsed and another took it).
+if ARGV[2] ~= 'spend' and ARGV[2] ~= 'release' then
+  return redis.error_reply('finish_verify.lua: unknown way ' .. ARGV[2])
+end
 if redis.call('HGET', KEYS[1], {{code.claim}}) ~= ARGV[1] then
   return 0
 end

@@ -1,5 +1,5 @@
-//! The Redis key layout and RabbitMQ names, all under one configurable prefix so that
-//! tests and tenants can share a server. Key builders take checked types, so a key is
+//! The Redis key layout, all under one configurable prefix so that tests and tenants
+//! can share a server. Key builders take checked types, so a key is
 //! never built from an unchecked string.
 //!
 //! On a Redis Cluster every script's keys must share a hash slot, which the part in
@@ -8,6 +8,8 @@
 //! its revocation carry the refresh session id; the worker's budgets share `{budget}`.
 //! What is global otherwise (admission, the minute budget, a client's requests) is one
 //! key per call.
+
+use std::net::{IpAddr, Ipv6Addr};
 
 use uuid::Uuid;
 
@@ -26,7 +28,7 @@ impl Keys {
         }
     }
 
-    /// The code record of a phone: a hash laid out in [`crate::records::code`]. It
+    /// The code record of a phone: a hash laid out in [`crate::redis::records::code`]. It
     /// outlives its `expires_at` by one TTL so that verify can answer "expired".
     pub fn otp(&self, phone: &PhoneNumber) -> String {
         format!("{}:{{{phone}}}:otp", self.prefix)
@@ -48,13 +50,20 @@ impl Keys {
         format!("{}:{{{phone}}}:sends", self.prefix)
     }
 
-    /// Requests of one client address in the current minute (counter with a TTL).
-    pub fn client_requests(&self, addr: &str) -> String {
-        format!("{}:ip:{addr}", self.prefix)
+    /// Requests of one client in the current minute (counter with a TTL): of an IPv4
+    /// address, or of an IPv6 /64, since one host commonly holds a whole /64.
+    pub fn client_requests(&self, client: IpAddr) -> String {
+        match client.to_canonical() {
+            IpAddr::V4(ip) => format!("{}:ip:{ip}", self.prefix),
+            IpAddr::V6(ip) => {
+                let network = Ipv6Addr::from_bits(ip.to_bits() >> 64 << 64);
+                format!("{}:ip:{network}/64", self.prefix)
+            }
+        }
     }
 
     /// Delivery status of one send request to `phone`: a hash laid out in
-    /// [`crate::records::status`].
+    /// [`crate::redis::records::status`].
     pub fn status(&self, phone: &PhoneNumber, request_id: Uuid) -> String {
         format!("{}:{{{phone}}}:status:{request_id}", self.prefix)
     }
@@ -111,26 +120,8 @@ impl Keys {
 
     /// A live access-token session of refresh session `session_id`, by the token's
     /// `jti`; logout deletes it.
-    pub fn session(&self, session_id: Uuid, jti: &str) -> String {
+    pub fn session(&self, session_id: Uuid, jti: Uuid) -> String {
         format!("{}:{{{session_id}}}:session:{jti}", self.prefix)
-    }
-}
-
-/// RabbitMQ queue names.
-#[derive(Clone, Debug)]
-pub struct QueueNames {
-    /// Send jobs.
-    pub send: String,
-    /// Jobs that failed permanently or could not be read.
-    pub dead: String,
-}
-
-impl QueueNames {
-    pub fn new(prefix: &str) -> Self {
-        Self {
-            send: format!("{prefix}.send"),
-            dead: format!("{prefix}.send.dead"),
-        }
     }
 }
 
@@ -161,6 +152,20 @@ mod tests {
             }
         }
         crc % 16384
+    }
+
+    #[test]
+    fn ipv6_clients_count_per_64() {
+        let keys = Keys::new("otp");
+        let key = |ip: &str| keys.client_requests(ip.parse().expect("an address"));
+        assert_eq!(
+            key("2001:db8:1:2:aaaa::1"),
+            key("2001:db8:1:2:ffff:ffff:ffff:ffff")
+        );
+        assert_eq!(key("2001:db8:1:2::9"), "otp:ip:2001:db8:1:2::/64");
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("203.0.113.9"), "otp:ip:203.0.113.9");
+        assert_eq!(key("::ffff:203.0.113.9"), "otp:ip:203.0.113.9");
     }
 
     #[test]
@@ -195,7 +200,10 @@ mod tests {
                 keys.whatsapp_messages_sum(),
             ],
             // The MGET of a bearer token's check.
-            vec![keys.session(session, "jti"), keys.revoked_session(session)],
+            vec![
+                keys.session(session, Uuid::new_v4()),
+                keys.revoked_session(session),
+            ],
         ];
         for group in groups {
             let first = slot(&group[0]);

@@ -2,32 +2,32 @@
 //! starts, then `sent`, `failed` or `expired`, with the calls made counted. Each step
 //! is one Lua script that also looks after the code record, the delivery lease and the
 //! api's admission count (a send leaves it when it is finished), so a status never
-//! disagrees with them. Field names come from `otp_shared::records`.
+//! disagrees with them.
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
-use otp_shared::job::SendJob;
-use otp_shared::keys::Keys;
-use otp_shared::records::{self, state};
-use otp_shared::redis_conn::RedisConn;
-use otp_shared::status::STATUS_TTL_SECONDS;
-use redis::{FromRedisValue, ParsingError, Script, Value};
+use redis::{FromRedisValue, ParsingError, Value};
 
-use crate::lease::Lease;
+use super::conn::RedisConn;
+use super::keys::Keys;
+use super::lease::Lease;
+use super::records::state;
+use super::scripts::{COUNT_CALL, END_DELIVERY, MARK_SENT, START_DELIVERY};
+use super::status::STATUS_TTL_SECONDS;
+use crate::job::SendJob;
 
-/// The worker's scripts, as templates (for the placeholder test) and loaded.
-pub const TEMPLATES: &[&str] = &[
-    include_str!("lua/start_delivery.lua"),
-    include_str!("lua/mark_sent.lua"),
-    include_str!("lua/end_delivery.lua"),
-    include_str!("lua/count_call.lua"),
-];
-
-static START: LazyLock<Script> = LazyLock::new(|| records::script(TEMPLATES[0]));
-static MARK_SENT: LazyLock<Script> = LazyLock::new(|| records::script(TEMPLATES[1]));
-static END: LazyLock<Script> = LazyLock::new(|| records::script(TEMPLATES[2]));
-static COUNT_CALL: LazyLock<Script> = LazyLock::new(|| records::script(TEMPLATES[3]));
+/// The words the delivery scripts exchange with Rust.
+pub(crate) mod word {
+    pub const DELIVERED: &str = "delivered";
+    pub const FAILED: &str = "failed";
+    pub const BUSY: &str = "busy";
+    pub const EXPIRED: &str = "expired";
+    pub const GONE: &str = "gone";
+    pub const PENDING: &str = "pending";
+    pub const DELETE: &str = "delete";
+    pub const EXPIRE: &str = "expire";
+    pub const KEEP: &str = "keep";
+}
 
 /// The reason a send that could not reach WATI before its code expired is given.
 pub const EXPIRED_REASON: &str = "Failed to send OTP";
@@ -62,14 +62,14 @@ impl FromRedisValue for Start {
         let kind = String::from_redis_value(items.next().ok_or("an empty reply")?)?;
         let mut next = || items.next().ok_or("a reply too short");
         Ok(match kind.as_str() {
-            "delivered" => Start::Delivered,
-            "failed" => Start::Failed {
+            word::DELIVERED => Start::Delivered,
+            word::FAILED => Start::Failed {
                 reason: String::from_redis_value(next()?)?,
             },
-            "busy" => Start::Busy,
-            "expired" => Start::Expired,
-            "gone" => Start::Gone,
-            "pending" => Start::Pending {
+            word::BUSY => Start::Busy,
+            word::EXPIRED => Start::Expired,
+            word::GONE => Start::Gone,
+            word::PENDING => Start::Pending {
                 sealed: Vec::<u8>::from_redis_value(next()?)?,
                 time_left: Duration::from_millis(u64::from_redis_value(next()?)?),
             },
@@ -126,14 +126,14 @@ impl Ledger {
     /// Checks the job against the records; if it can be sent, takes `lease` and moves
     /// the status to `sending`.
     pub async fn start(&self, job: &SendJob, lease: &Lease) -> redis::RedisResult<Start> {
-        START
+        START_DELIVERY
             .key(self.keys.otp(&job.phone))
             .key(self.keys.delivered(&job.phone, job.request_id))
             .key(self.keys.status(&job.phone, job.request_id))
             .key(lease.key())
             .arg(job.code_id.to_string())
             .arg(STATUS_TTL_SECONDS)
-            .arg(lease.owner())
+            .arg(lease.owner().to_string())
             .arg(lease.ttl().as_millis() as u64)
             .invoke_async(&mut self.redis.clone())
             .await
@@ -158,7 +158,7 @@ impl Ledger {
             .arg(self.delivered_ttl.as_secs().max(1))
             .arg(STATUS_TTL_SECONDS)
             .arg(job.code_id.to_string())
-            .arg(lease.owner())
+            .arg(lease.owner().to_string())
             .invoke_async(&mut self.redis.clone())
             .await?;
         self.no_longer_pending(job).await;
@@ -189,13 +189,16 @@ impl Ledger {
         calls: u32,
     ) -> redis::RedisResult<()> {
         let (state, reason, info, retire) = match ending {
-            Ending::Failed { reason, info } => {
-                (state::FAILED, reason.as_str(), info.as_deref(), "delete")
-            }
-            Ending::Expired => (state::EXPIRED, EXPIRED_REASON, None, "expire"),
-            Ending::Gone => (state::EXPIRED, GONE_REASON, None, "keep"),
+            Ending::Failed { reason, info } => (
+                state::FAILED,
+                reason.as_str(),
+                info.as_deref(),
+                word::DELETE,
+            ),
+            Ending::Expired => (state::EXPIRED, EXPIRED_REASON, None, word::EXPIRE),
+            Ending::Gone => (state::EXPIRED, GONE_REASON, None, word::KEEP),
         };
-        let () = END
+        let () = END_DELIVERY
             .key(self.keys.otp(&job.phone))
             .key(self.keys.status(&job.phone, job.request_id))
             .key(lease.key())
@@ -205,7 +208,7 @@ impl Ledger {
             .arg(info.unwrap_or(""))
             .arg(calls)
             .arg(STATUS_TTL_SECONDS)
-            .arg(lease.owner())
+            .arg(lease.owner().to_string())
             .arg(retire)
             .invoke_async(&mut self.redis.clone())
             .await?;
@@ -217,17 +220,6 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_script_names_only_known_fields() {
-        for template in TEMPLATES {
-            assert_eq!(
-                records::unknown_placeholders(template),
-                Vec::<String>::new(),
-                "{template}"
-            );
-        }
-    }
 
     #[test]
     fn an_unknown_start_reply_is_an_error_not_a_guess() {

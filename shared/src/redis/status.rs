@@ -1,14 +1,16 @@
 //! Delivery status of each send request, read by `GET /api/auth/otp-status/{requestId}`.
-//! The api's send script writes `queued`; the worker (its `ledger`) writes `sending`,
-//! `sent`, `failed` and `expired`; WATI's receipts (the api's `receipts`) write
-//! `delivered`, `read` and `failed`. The hash's layout is [`crate::records::status`].
+//! The send script writes `queued`; the worker's deliveries (`delivery`) write
+//! `sending`, `sent`, `failed` and `expired`; WATI's receipts (`receipts`) write
+//! `delivered`, `read` and `failed`. The hash's layout is [`super::records::status`].
 
-use crate::phone::PhoneNumber;
-use crate::redis_conn::RedisConn;
+use redis::ParsingError;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::records::{state, status as fields};
+use super::conn::RedisConn;
+use super::keys::Keys;
+use super::records::{state, status as fields};
+use crate::phone::PhoneNumber;
 
 /// How long a status stays readable after its last update.
 pub const STATUS_TTL_SECONDS: i64 = 24 * 3600;
@@ -86,11 +88,11 @@ type StoredFields = (
 #[derive(Clone)]
 pub struct StatusStore {
     redis: RedisConn,
-    keys: crate::keys::Keys,
+    keys: Keys,
 }
 
 impl StatusStore {
-    pub fn new(redis: RedisConn, keys: crate::keys::Keys) -> Self {
+    pub fn new(redis: RedisConn, keys: Keys) -> Self {
         Self { redis, keys }
     }
 
@@ -100,8 +102,15 @@ impl StatusStore {
             .arg(self.keys.request_phone(request_id))
             .query_async(&mut self.redis.clone())
             .await?;
-        // Only the api writes it, from a checked phone; anything else names no send.
-        Ok(phone.and_then(|digits| PhoneNumber::from_e164_digits(&digits).ok()))
+        // Only the api writes it, from a checked phone: anything else is a bug.
+        phone
+            .map(|digits| {
+                PhoneNumber::from_e164_digits(&digits).map_err(|_| {
+                    ParsingError::from(format!("the index of send {request_id} names no phone"))
+                        .into()
+                })
+            })
+            .transpose()
     }
 
     /// The status of a send request, found by its id alone (two round trips: its phone,
@@ -123,19 +132,24 @@ impl StatusStore {
                 .arg(fields::FAILED_CODE)
                 .query_async(&mut self.redis.clone())
                 .await?;
-        Ok(state
-            .as_deref()
-            .and_then(DeliveryState::parse)
-            .map(|state| StatusRecord {
-                state,
-                attempts: attempts.unwrap_or(0),
-                updated_at_ms: updated_at.unwrap_or(0),
-                reason,
-                info,
-                delivered_at_ms: delivered_at,
-                read_at_ms: read_at,
-                failed_code,
-            }))
+        let Some(state) = state else {
+            return Ok(None);
+        };
+        let state = DeliveryState::parse(&state).ok_or_else(|| {
+            ParsingError::from(format!(
+                "send {request_id} has the unknown status {state:?}"
+            ))
+        })?;
+        Ok(Some(StatusRecord {
+            state,
+            attempts: attempts.unwrap_or(0),
+            updated_at_ms: updated_at.unwrap_or(0),
+            reason,
+            info,
+            delivered_at_ms: delivered_at,
+            read_at_ms: read_at,
+            failed_code,
+        }))
     }
 }
 
@@ -148,7 +162,7 @@ mod tests {
         for state in DeliveryState::ALL {
             assert_eq!(DeliveryState::parse(state.as_str()), Some(state));
             assert!(
-                crate::records::state::RANKS
+                crate::redis::records::state::RANKS
                     .iter()
                     .any(|(name, _)| *name == state.as_str()),
                 "{state:?} has no rank"

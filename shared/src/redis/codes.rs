@@ -1,0 +1,367 @@
+//! A phone's code record: accepting a send (a new code, or the pending one again),
+//! taking a send back, checking a guess, and spending or releasing a right one. Each is
+//! one atomic script over the phone's keys, so the rules hold across api replicas.
+
+use std::time::Duration;
+
+use redis::{FromRedisValue, ParsingError, Value};
+use uuid::Uuid;
+
+use super::conn::RedisConn;
+use super::keys::Keys;
+use super::scripts::{FINISH_VERIFY, SEND, UNDO_SEND, VERIFY};
+use super::status::STATUS_TTL_SECONDS;
+use crate::phone::PhoneNumber;
+
+/// The words the code scripts exchange with Rust.
+pub(crate) mod word {
+    pub const NEW: &str = "new";
+    pub const RESEND: &str = "resend";
+    pub const LIMITED: &str = "limited";
+    pub const LONGER: &str = "longer";
+    pub const OK: &str = "ok";
+    pub const CLAIMED: &str = "claimed";
+    pub const NOT_FOUND: &str = "not_found";
+    pub const EXPIRED: &str = "expired";
+    pub const LOCKED: &str = "locked";
+    pub const WRONG: &str = "wrong";
+    pub const SPEND: &str = "spend";
+    pub const RELEASE: &str = "release";
+}
+
+/// Whether a send stored a new code or re-sends the pending one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendKind {
+    New,
+    Resend,
+}
+
+impl SendKind {
+    /// How much of a shared budget of `total` sends this kind may take: new codes leave
+    /// a tenth (rounded down) to re-sends of codes already pending, so that when a flood
+    /// of new numbers drains a budget, a user whose code has not come can still ask again.
+    pub fn share_of(self, total: u64) -> u64 {
+        match self {
+            SendKind::New => total - total / 10,
+            SendKind::Resend => total,
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            SendKind::New => word::NEW,
+            SendKind::Resend => word::RESEND,
+        }
+    }
+}
+
+/// The code a send would store if no code is pending.
+#[derive(Clone, Copy, Debug)]
+pub struct NewCode<'a> {
+    pub code_id: Uuid,
+    /// Keyed hash of phone and code: what guesses are compared with.
+    pub mac: &'a [u8],
+    /// The code encrypted for the worker.
+    pub sealed: &'a [u8],
+    /// How many digits it has.
+    pub digits: u32,
+}
+
+/// The per-phone rules a send is held to.
+#[derive(Clone, Copy, Debug)]
+pub struct SendRules {
+    /// A new code's life.
+    pub ttl: Duration,
+    /// The gap between two sends to a phone (zero: none).
+    pub resend_cooldown: Duration,
+    pub max_sends_per_code: u32,
+    pub phone_sends_per_hour: u32,
+    /// Wrong guesses for one phone across its codes before its new codes must have
+    /// `long_code_digits` digits; 0 is no cap.
+    pub wrong_guesses_per_phone: u32,
+    pub long_code_digits: u32,
+}
+
+/// What a send got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendReply {
+    /// Stored (`New`) or the pending code re-sent (`Resend`); the request is `queued`.
+    Accepted {
+        kind: SendKind,
+        code_id: Uuid,
+        /// What is left of the code's life.
+        expires_in: Duration,
+    },
+    Limited {
+        retry_after: Duration,
+    },
+    /// Nothing was stored: the phone has had too many wrong guesses, and a new code
+    /// for it must have `long_code_digits` digits.
+    NeedsLongerCode,
+}
+
+impl FromRedisValue for SendReply {
+    fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
+        let (kind, code_id, ms): (String, String, u64) = FromRedisValue::from_redis_value(v)?;
+        let accepted = |kind| -> Result<Self, ParsingError> {
+            Ok(SendReply::Accepted {
+                kind,
+                code_id: Uuid::parse_str(&code_id)
+                    .map_err(|e| format!("send.lua answered a code id that is not a UUID: {e}"))?,
+                expires_in: Duration::from_millis(ms),
+            })
+        };
+        match kind.as_str() {
+            word::LIMITED => Ok(SendReply::Limited {
+                retry_after: Duration::from_millis(ms),
+            }),
+            word::NEW => accepted(SendKind::New),
+            word::RESEND => accepted(SendKind::Resend),
+            word::LONGER => Ok(SendReply::NeedsLongerCode),
+            other => Err(format!("send.lua answered {other:?}").into()),
+        }
+    }
+}
+
+/// The rules a guess is held to.
+#[derive(Clone, Copy, Debug)]
+pub struct GuessRules {
+    /// Wrong guesses a code (or one send of it) takes before it locks.
+    pub max_attempts: u32,
+    /// How long a right guess holds its code while its login is written.
+    pub claim_for: Duration,
+    /// How long a phone's count of wrong guesses lives after the last one.
+    pub wrong_guesses_window: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VerifyOutcome {
+    /// Right: the code is claimed for this request until it spends or releases it.
+    Verified,
+    /// Right, but another request is logging in with this code right now.
+    Claimed,
+    NotFound,
+    Expired,
+    /// The attempt cap was reached earlier.
+    Locked,
+    Wrong {
+        remaining: u32,
+    },
+}
+
+impl FromRedisValue for VerifyOutcome {
+    fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
+        let (outcome, remaining): (String, u32) = FromRedisValue::from_redis_value(v)?;
+        Ok(match outcome.as_str() {
+            word::OK => VerifyOutcome::Verified,
+            word::CLAIMED => VerifyOutcome::Claimed,
+            word::NOT_FOUND => VerifyOutcome::NotFound,
+            word::EXPIRED => VerifyOutcome::Expired,
+            word::LOCKED => VerifyOutcome::Locked,
+            word::WRONG => VerifyOutcome::Wrong { remaining },
+            other => return Err(format!("verify.lua answered {other:?}").into()),
+        })
+    }
+}
+
+/// What becomes of a claimed code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finish {
+    /// Its login is written: the code is used up.
+    Spend,
+    /// Its login could not be written: the code is given back for another try.
+    Release,
+}
+
+/// Whether the claim was still the caller's when it finished.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finished {
+    Done,
+    /// The claim lapsed and another request took the code: nothing was done.
+    Lapsed,
+}
+
+impl FromRedisValue for Finished {
+    fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
+        match i64::from_redis_value(v)? {
+            1 => Ok(Finished::Done),
+            0 => Ok(Finished::Lapsed),
+            other => Err(format!("finish_verify.lua answered {other}").into()),
+        }
+    }
+}
+
+/// The code records of one prefix.
+#[derive(Clone)]
+pub struct CodeRecords {
+    redis: RedisConn,
+    keys: Keys,
+}
+
+impl CodeRecords {
+    pub fn new(redis: RedisConn, keys: Keys) -> Self {
+        Self { redis, keys }
+    }
+
+    /// Applies the per-phone limits and stores `code` for the send `request_id` unless
+    /// a code is pending, in which case that one is re-sent; marks the request `queued`.
+    pub async fn begin_send(
+        &self,
+        phone: &PhoneNumber,
+        request_id: Uuid,
+        code: &NewCode<'_>,
+        rules: &SendRules,
+    ) -> redis::RedisResult<SendReply> {
+        let ttl_ms = rules.ttl.as_millis() as u64;
+        SEND.key(self.keys.otp(phone))
+            .key(self.keys.cooldown(phone))
+            .key(self.keys.phone_sends(phone))
+            .key(self.keys.status(phone, request_id))
+            .key(self.keys.wrong_guesses(phone))
+            .arg(code.code_id.to_string())
+            .arg(code.mac)
+            .arg(code.sealed)
+            .arg(ttl_ms)
+            // The record outlives the code by one more life, so verify can say "expired".
+            .arg(ttl_ms)
+            .arg(rules.resend_cooldown.as_millis() as u64)
+            .arg(rules.max_sends_per_code)
+            .arg(rules.phone_sends_per_hour)
+            .arg(request_id.to_string())
+            .arg(STATUS_TTL_SECONDS)
+            .arg(phone.as_str())
+            .arg(code.digits)
+            .arg(rules.long_code_digits)
+            .arg(rules.wrong_guesses_per_phone)
+            .invoke_async(&mut self.redis.clone())
+            .await
+    }
+
+    /// Remembers which phone `request_id` is for, as long as its status lives, so its
+    /// status (kept in the phone's hash slot) can be found from the id alone.
+    pub async fn index_request(
+        &self,
+        phone: &PhoneNumber,
+        request_id: Uuid,
+    ) -> redis::RedisResult<()> {
+        // The worker renews the status's life as it goes, for up to a code's life and a
+        // few retries: the index outlives it by a day rather than a minute.
+        redis::cmd("SET")
+            .arg(self.keys.request_phone(request_id))
+            .arg(phone.as_str())
+            .arg("EX")
+            .arg(2 * STATUS_TTL_SECONDS)
+            .exec_async(&mut self.redis.clone())
+            .await
+    }
+
+    /// Takes back an accepted send whose job could not be published: its code (if no
+    /// re-send used it meanwhile), its place in the phone's limits, its status and index.
+    pub async fn undo_send(
+        &self,
+        phone: &PhoneNumber,
+        request_id: Uuid,
+        kind: SendKind,
+        code_id: Uuid,
+    ) -> redis::RedisResult<()> {
+        let undone: redis::RedisResult<()> = UNDO_SEND
+            .key(self.keys.otp(phone))
+            .key(self.keys.cooldown(phone))
+            .key(self.keys.phone_sends(phone))
+            .key(self.keys.status(phone, request_id))
+            .arg(kind.word())
+            .arg(code_id.to_string())
+            .arg(request_id.to_string())
+            .invoke_async(&mut self.redis.clone())
+            .await;
+        // The index goes whatever the script did (another slot on a Redis Cluster).
+        let unindexed = redis::cmd("DEL")
+            .arg(self.keys.request_phone(request_id))
+            .exec_async(&mut self.redis.clone())
+            .await;
+        undone?;
+        unindexed
+    }
+
+    /// Checks a guess (its `mac`), bound to the send `bound_to` or to none; a right one
+    /// claims the code for `claim`.
+    pub async fn verify(
+        &self,
+        phone: &PhoneNumber,
+        mac: &[u8],
+        bound_to: Option<Uuid>,
+        claim: Uuid,
+        rules: &GuessRules,
+    ) -> redis::RedisResult<VerifyOutcome> {
+        VERIFY
+            .key(self.keys.otp(phone))
+            .key(self.keys.wrong_guesses(phone))
+            .arg(mac)
+            .arg(rules.max_attempts)
+            .arg(claim.to_string())
+            .arg(rules.claim_for.as_millis() as u64)
+            .arg(bound_to.map(|id| id.to_string()).unwrap_or_default())
+            .arg(rules.wrong_guesses_window.as_millis() as u64)
+            .invoke_async(&mut self.redis.clone())
+            .await
+    }
+
+    /// Spends or releases the code `claim` holds.
+    pub async fn finish(
+        &self,
+        phone: &PhoneNumber,
+        claim: Uuid,
+        how: Finish,
+    ) -> redis::RedisResult<Finished> {
+        FINISH_VERIFY
+            .key(self.keys.otp(phone))
+            .arg(claim.to_string())
+            .arg(match how {
+                Finish::Spend => word::SPEND,
+                Finish::Release => word::RELEASE,
+            })
+            .invoke_async(&mut self.redis.clone())
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_codes_leave_a_tenth_of_a_budget_to_re_sends() {
+        assert_eq!(SendKind::New.share_of(100), 90);
+        assert_eq!(SendKind::New.share_of(28), 26);
+        assert_eq!(SendKind::New.share_of(9), 9);
+        assert_eq!(SendKind::New.share_of(0), 0);
+        assert_eq!(SendKind::Resend.share_of(28), 28);
+    }
+
+    fn bulk(items: &[&str]) -> Value {
+        Value::Array(
+            items
+                .iter()
+                .map(|i| Value::BulkString(i.as_bytes().to_vec()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn an_unknown_script_reply_is_an_error_not_a_guess() {
+        assert_eq!(
+            VerifyOutcome::from_redis_value(bulk(&["wrong", "2"])).ok(),
+            Some(VerifyOutcome::Wrong { remaining: 2 })
+        );
+        assert!(VerifyOutcome::from_redis_value(bulk(&["maybe", "0"])).is_err());
+        let id = Uuid::new_v4().to_string();
+        assert!(SendReply::from_redis_value(bulk(&["resend", &id, "1000"])).is_ok());
+        assert!(SendReply::from_redis_value(bulk(&["new", "not-a-uuid", "1000"])).is_err());
+        assert!(SendReply::from_redis_value(bulk(&["queued", &id, "1000"])).is_err());
+        assert_eq!(
+            Finished::from_redis_value(Value::Int(0)).ok(),
+            Some(Finished::Lapsed)
+        );
+        assert!(Finished::from_redis_value(Value::Int(2)).is_err());
+    }
+}

@@ -1,0 +1,272 @@
+//! Applying WATI's delivery receipts to a send's status (forward only; see
+//! `receipt.lua`), and to its code: a failure receipt retires a code no send of which
+//! reached the user.
+
+use std::time::Duration;
+
+use redis::{FromRedisValue, ParsingError, Value};
+use uuid::Uuid;
+
+use super::conn::RedisConn;
+use super::keys::Keys;
+use super::scripts::RECEIPT;
+use super::status::StatusStore;
+use crate::phone::PhoneNumber;
+
+/// The words the receipt script exchanges with Rust.
+pub(crate) mod word {
+    pub const SENT: &str = "sent";
+    pub const DELIVERED: &str = "delivered";
+    pub const READ: &str = "read";
+    pub const FAILED: &str = "failed";
+    pub const UNKNOWN: &str = "unknown";
+    pub const OTHER_PHONE: &str = "other_phone";
+    pub const UNCHANGED: &str = "unchanged";
+    pub const APPLIED: &str = "applied";
+}
+
+/// What WhatsApp did with a message, as far as a send's status follows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Happened<'a> {
+    Sent,
+    Delivered,
+    Read,
+    /// WhatsApp's error code, and its explanation.
+    Failed {
+        code: &'a str,
+        reason: &'a str,
+    },
+}
+
+impl Happened<'_> {
+    fn word(self) -> &'static str {
+        match self {
+            Happened::Sent => word::SENT,
+            Happened::Delivered => word::DELIVERED,
+            Happened::Read => word::READ,
+            Happened::Failed { .. } => word::FAILED,
+        }
+    }
+}
+
+/// One receipt about a send of ours.
+#[derive(Clone, Copy, Debug)]
+pub struct ReceiptUpdate<'a> {
+    pub request_id: Uuid,
+    /// The phone the receipt names (`waId`), where it named one that reads as a phone.
+    pub phone: Option<&'a PhoneNumber>,
+    pub happened: Happened<'a>,
+    /// When it happened (Unix ms).
+    pub at_ms: u64,
+}
+
+/// What applying a receipt did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// No send of ours has that id (another system's message, or a status expired).
+    UnknownSend,
+    /// Nothing changed: a repeat, or an event its send has gone past (a `sent` receipt
+    /// after the worker's own `sent`).
+    Unchanged,
+    Changed {
+        /// From acceptance to delivery, when this receipt made the send delivered.
+        first_delivery: Option<Duration>,
+        /// From delivery to reading, when this receipt made the send read.
+        first_read: Option<Duration>,
+    },
+}
+
+impl Applied {
+    /// Every value of [`Applied::label`].
+    pub const LABELS: [&'static str; 3] = ["unknown_send", "unchanged", "applied"];
+
+    /// The `outcome` label of the receipt counter.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Applied::UnknownSend => "unknown_send",
+            Applied::Unchanged => "unchanged",
+            Applied::Changed { .. } => "applied",
+        }
+    }
+}
+
+/// receipt.lua's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ScriptReply {
+    /// No status for that request.
+    Unknown,
+    /// The send is for another phone than the one asked with: nothing was done.
+    OtherPhone,
+    Unchanged,
+    Applied {
+        /// Unix ms, 0 when unknown.
+        accepted_at: u64,
+        delivered_at: u64,
+        first_delivery: bool,
+        first_read: bool,
+    },
+}
+
+impl FromRedisValue for ScriptReply {
+    fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
+        let (outcome, accepted_at, delivered_at, first_delivery, first_read): (
+            String,
+            u64,
+            u64,
+            u8,
+            u8,
+        ) = FromRedisValue::from_redis_value(v)?;
+        let flag = |value: u8| match value {
+            0 | 1 => Ok(value == 1),
+            other => Err(ParsingError::from(format!(
+                "receipt.lua answered a flag of {other}"
+            ))),
+        };
+        Ok(match outcome.as_str() {
+            word::UNKNOWN => ScriptReply::Unknown,
+            word::OTHER_PHONE => ScriptReply::OtherPhone,
+            word::UNCHANGED => ScriptReply::Unchanged,
+            word::APPLIED => ScriptReply::Applied {
+                accepted_at,
+                delivered_at,
+                first_delivery: flag(first_delivery)?,
+                first_read: flag(first_read)?,
+            },
+            other => return Err(format!("receipt.lua answered {other:?}").into()),
+        })
+    }
+}
+
+/// The sends receipts are applied to.
+#[derive(Clone)]
+pub struct ReceiptRecords {
+    redis: RedisConn,
+    keys: Keys,
+    statuses: StatusStore,
+}
+
+impl ReceiptRecords {
+    pub fn new(redis: RedisConn, keys: Keys) -> Self {
+        Self {
+            statuses: StatusStore::new(redis.clone(), keys.clone()),
+            redis,
+            keys,
+        }
+    }
+
+    /// Applies `update` to its send.
+    pub async fn apply(&self, update: &ReceiptUpdate<'_>) -> redis::RedisResult<Applied> {
+        // Most receipts name the phone (waId): one script call. Without it, or when it
+        // names no send of this id, the phone is looked up by the request id.
+        let by_wa_id = match update.phone {
+            Some(phone) => self.run(update, phone).await?,
+            None => ScriptReply::Unknown,
+        };
+        let reply = match by_wa_id {
+            ScriptReply::Unknown | ScriptReply::OtherPhone => {
+                let Some(phone) = self.statuses.phone_of(update.request_id).await? else {
+                    return Ok(Applied::UnknownSend);
+                };
+                if update.phone == Some(&phone) {
+                    // Already asked with this phone: the send is gone.
+                    return Ok(Applied::UnknownSend);
+                }
+                match self.run(update, &phone).await? {
+                    ScriptReply::OtherPhone => {
+                        return Err(ParsingError::from(
+                            "receipt.lua: the send's own phone is not its phone",
+                        )
+                        .into());
+                    }
+                    reply => reply,
+                }
+            }
+            reply => reply,
+        };
+        let since = |from: u64, to: u64| Duration::from_millis(to.saturating_sub(from));
+        Ok(match reply {
+            ScriptReply::Unknown | ScriptReply::OtherPhone => Applied::UnknownSend,
+            ScriptReply::Unchanged => Applied::Unchanged,
+            ScriptReply::Applied {
+                accepted_at,
+                delivered_at,
+                first_delivery,
+                first_read,
+            } => Applied::Changed {
+                first_delivery: (first_delivery && accepted_at > 0)
+                    .then(|| since(accepted_at, delivered_at)),
+                first_read: first_read.then(|| since(delivered_at, update.at_ms)),
+            },
+        })
+    }
+
+    /// Runs receipt.lua on the send `update.request_id`, as a send to `phone`.
+    async fn run(
+        &self,
+        update: &ReceiptUpdate<'_>,
+        phone: &PhoneNumber,
+    ) -> redis::RedisResult<ScriptReply> {
+        let (code, reason) = match update.happened {
+            Happened::Failed { code, reason } => (code, reason),
+            _ => ("", ""),
+        };
+        RECEIPT
+            .key(self.keys.status(phone, update.request_id))
+            .key(self.keys.otp(phone))
+            .arg(update.happened.word())
+            .arg(update.at_ms)
+            .arg(code)
+            .arg(reason)
+            .arg(phone.as_str())
+            .invoke_async(&mut self.redis.clone())
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(outcome: &str, flags: (i64, i64)) -> Result<ScriptReply, ParsingError> {
+        ScriptReply::from_redis_value(Value::Array(vec![
+            Value::BulkString(outcome.as_bytes().to_vec()),
+            Value::Int(10),
+            Value::Int(20),
+            Value::Int(flags.0),
+            Value::Int(flags.1),
+        ]))
+    }
+
+    #[test]
+    fn an_unknown_script_reply_is_an_error_not_a_guess() {
+        assert_eq!(
+            reply("applied", (1, 0)).ok(),
+            Some(ScriptReply::Applied {
+                accepted_at: 10,
+                delivered_at: 20,
+                first_delivery: true,
+                first_read: false
+            })
+        );
+        assert_eq!(
+            reply("other_phone", (0, 0)).ok(),
+            Some(ScriptReply::OtherPhone)
+        );
+        assert!(reply("applyed", (0, 0)).is_err());
+        assert!(reply("applied", (2, 0)).is_err());
+    }
+
+    #[test]
+    fn the_label_list_holds_every_variants_label() {
+        let applied = [
+            Applied::UnknownSend,
+            Applied::Unchanged,
+            Applied::Changed {
+                first_delivery: None,
+                first_read: None,
+            },
+        ];
+        let labels: Vec<&str> = applied.iter().map(Applied::label).collect();
+        assert_eq!(labels, Applied::LABELS);
+    }
+}

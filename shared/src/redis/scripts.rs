@@ -1,0 +1,245 @@
+//! Every Lua script of the service, each loaded once from its template (field names
+//! filled in by [`records::render`]), with the words it exchanges with Rust. The tests
+//! below read every script: each placeholder must be a known field, and each quoted
+//! lower-case literal must be one of the script's declared words, which the Rust side
+//! takes from the same constants when it writes arguments and reads replies.
+
+use std::ops::Deref;
+use std::sync::OnceLock;
+
+use redis::Script;
+
+use super::records;
+
+/// One script: its template, its words, and the script loaded from them on first use.
+/// (Its name and words are for the tests below, which read every script.)
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "name and words are read by the tests")
+)]
+pub(crate) struct Lua {
+    name: &'static str,
+    template: &'static str,
+    /// Reply kinds and argument values the script spells as literals.
+    words: &'static [&'static str],
+    loaded: OnceLock<Script>,
+}
+
+impl Lua {
+    const fn new(
+        name: &'static str,
+        template: &'static str,
+        words: &'static [&'static str],
+    ) -> Self {
+        Self {
+            name,
+            template,
+            words,
+            loaded: OnceLock::new(),
+        }
+    }
+}
+
+impl Deref for Lua {
+    type Target = Script;
+
+    fn deref(&self) -> &Script {
+        self.loaded.get_or_init(|| records::script(self.template))
+    }
+}
+
+macro_rules! lua {
+    ($name:ident, $file:literal, $words:expr) => {
+        pub(crate) static $name: Lua =
+            Lua::new($file, include_str!(concat!("lua/", $file)), $words);
+    };
+}
+
+use super::codes::word as code_word;
+use super::delivery::word as delivery_word;
+use super::receipts::word as receipt_word;
+use super::wati_budget::word as budget_word;
+
+// The api's: codes, limits and receipts.
+lua!(
+    SEND,
+    "send.lua",
+    &[
+        code_word::LIMITED,
+        code_word::NEW,
+        code_word::RESEND,
+        code_word::LONGER
+    ]
+);
+lua!(
+    UNDO_SEND,
+    "undo_send.lua",
+    &[code_word::NEW, code_word::RESEND]
+);
+lua!(
+    VERIFY,
+    "verify.lua",
+    &[
+        code_word::OK,
+        code_word::CLAIMED,
+        code_word::NOT_FOUND,
+        code_word::EXPIRED,
+        code_word::LOCKED,
+        code_word::WRONG,
+    ]
+);
+lua!(
+    FINISH_VERIFY,
+    "finish_verify.lua",
+    &[code_word::SPEND, code_word::RELEASE]
+);
+lua!(CLIENT_LIMIT, "client_limit.lua", &[]);
+lua!(ADMIT, "admit.lua", &[]);
+lua!(SENDS_PER_MINUTE, "sends_per_minute.lua", &[]);
+lua!(
+    RECEIPT,
+    "receipt.lua",
+    &[
+        receipt_word::SENT,
+        receipt_word::DELIVERED,
+        receipt_word::READ,
+        receipt_word::FAILED,
+        receipt_word::UNKNOWN,
+        receipt_word::OTHER_PHONE,
+        receipt_word::UNCHANGED,
+        receipt_word::APPLIED,
+    ]
+);
+// The worker's: deliveries, leases and WATI's budgets.
+lua!(
+    START_DELIVERY,
+    "start_delivery.lua",
+    &[
+        delivery_word::DELIVERED,
+        delivery_word::FAILED,
+        delivery_word::BUSY,
+        delivery_word::EXPIRED,
+        delivery_word::GONE,
+        delivery_word::PENDING,
+    ]
+);
+lua!(MARK_SENT, "mark_sent.lua", &[]);
+lua!(
+    END_DELIVERY,
+    "end_delivery.lua",
+    &[
+        delivery_word::DELETE,
+        delivery_word::EXPIRE,
+        delivery_word::KEEP,
+    ]
+);
+lua!(COUNT_CALL, "count_call.lua", &[]);
+lua!(HOLD_LEASE, "hold_lease.lua", &[]);
+lua!(
+    CLAIM_BUDGET,
+    "claim_budget.lua",
+    &[
+        budget_word::GRANTED,
+        budget_word::WAIT,
+        budget_word::CALLS,
+        budget_word::MESSAGES,
+    ]
+);
+lua!(HOLD_CALLS, "hold_calls.lua", &[]);
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    const ALL: &[&Lua] = &[
+        &SEND,
+        &UNDO_SEND,
+        &VERIFY,
+        &FINISH_VERIFY,
+        &CLIENT_LIMIT,
+        &ADMIT,
+        &SENDS_PER_MINUTE,
+        &RECEIPT,
+        &START_DELIVERY,
+        &MARK_SENT,
+        &END_DELIVERY,
+        &COUNT_CALL,
+        &HOLD_LEASE,
+        &CLAIM_BUDGET,
+        &HOLD_CALLS,
+    ];
+
+    /// Every script file in `lua/` is one of [`ALL`].
+    #[test]
+    fn every_script_file_is_registered() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/redis/lua");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .expect("the script folder")
+            .map(|entry| {
+                entry
+                    .expect("an entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        files.sort();
+        let mut registered: Vec<String> = ALL.iter().map(|lua| lua.name.to_owned()).collect();
+        registered.sort();
+        assert_eq!(files, registered);
+    }
+
+    #[test]
+    fn every_placeholder_is_a_known_field() {
+        for lua in ALL {
+            assert_eq!(
+                records::unknown_placeholders(lua.template),
+                Vec::<String>::new(),
+                "{}",
+                lua.name
+            );
+        }
+    }
+
+    /// The quoted literals of a script, comments left out.
+    fn literals(template: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for line in template.lines() {
+            let code = line.split("--").next().unwrap_or("");
+            assert!(
+                !code.contains('"'),
+                "double quotes in {line:?}: use single quotes"
+            );
+            let mut parts = code.split('\'');
+            parts.next();
+            while let Some(literal) = parts.next() {
+                found.push(literal.to_owned());
+                parts.next();
+            }
+        }
+        found
+    }
+
+    /// Lower-case words are what a script shares with Rust (field names are
+    /// placeholders); upper-case ones are Redis's own (commands, `PX`, `WITHSCORES`),
+    /// the rest formats and separators.
+    #[test]
+    fn every_word_a_script_spells_is_one_rust_reads_or_writes() {
+        for lua in ALL {
+            let spelled: BTreeSet<String> = literals(lua.template)
+                .into_iter()
+                .filter(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+                .collect();
+            let declared: BTreeSet<String> = lua.words.iter().map(|w| (*w).to_owned()).collect();
+            assert_eq!(spelled, declared, "{}: words spelled vs declared", lua.name);
+        }
+    }
+
+    #[test]
+    fn a_field_spelled_out_is_caught() {
+        let spelled = literals("redis.call('HSET', KEYS[1], 'status', 'sent') -- 'comment'");
+        assert_eq!(spelled, ["HSET", "status", "sent"]);
+    }
+}
