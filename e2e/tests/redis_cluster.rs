@@ -83,3 +83,32 @@ async fn the_whole_flow_and_the_abuse_limits_work_on_a_redis_cluster() {
         "{body}"
     );
 }
+
+/// A `REDIS_URL` that names one node of the cluster is taken as the cluster's seed: keys
+/// on every master answer, where one plain connection would get MOVED for most of them.
+#[tokio::test]
+async fn one_node_of_a_cluster_in_redis_url_connects_to_the_whole_cluster() {
+    let env = TestEnv::on_redis_cluster().await;
+    let mut redis = otp_shared::redis::connect("redis://127.0.0.1:7102")
+        .await
+        .expect("the cluster through one node");
+    assert!(matches!(redis, otp_shared::redis::RedisConn::Cluster(_)));
+    for phone in PHONES {
+        let phone = otp_shared::phone::PhoneNumber::from_e164_digits(phone).expect("a phone");
+        let key = env.keys().cooldown(&phone);
+        let () = redis::cmd("SET")
+            .arg(&key)
+            .arg(phone.as_str())
+            .arg("EX")
+            .arg(60)
+            .query_async(&mut redis)
+            .await
+            .expect("a write on the key's master");
+        let read: Option<String> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut redis)
+            .await
+            .expect("a read on the key's master");
+        assert_eq!(read.as_deref(), Some(phone.as_str()));
+    }
+}

@@ -51,8 +51,8 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long opening a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Connects to Redis: `urls` names one server, or several nodes of a Redis Cluster
-/// (comma-separated). Fails at once when it cannot be reached.
+/// Connects to Redis: `urls` names one server, or one or several nodes of a Redis
+/// Cluster (comma-separated). Fails at once when it cannot be reached.
 pub async fn connect(urls: &str) -> redis::RedisResult<RedisConn> {
     let nodes: Vec<&str> = urls
         .split(',')
@@ -60,16 +60,36 @@ pub async fn connect(urls: &str) -> redis::RedisResult<RedisConn> {
         .filter(|n| !n.is_empty())
         .collect();
     match nodes.as_slice() {
-        [one] => connect_single(one).await.map(RedisConn::Single),
-        several => {
-            let client = redis::cluster::ClusterClient::builder(several.to_vec())
-                .response_timeout(RESPONSE_TIMEOUT)
-                .connection_timeout(CONNECT_TIMEOUT)
-                .retries(2)
-                .build()?;
-            client.get_async_connection().await.map(RedisConn::Cluster)
+        [one] => {
+            let mut single = connect_single(one).await?;
+            // One node of a Redis Cluster would answer MOVED for most keys, for ever:
+            // it is taken as the cluster's seed instead.
+            if is_cluster_node(&mut single).await? {
+                tracing::info!(
+                    "REDIS_URL names a node of a Redis Cluster: connecting to the cluster"
+                );
+                connect_cluster(&nodes).await
+            } else {
+                Ok(RedisConn::Single(single))
+            }
         }
+        several => connect_cluster(several).await,
     }
+}
+
+async fn connect_cluster(nodes: &[&str]) -> redis::RedisResult<RedisConn> {
+    let client = redis::cluster::ClusterClient::builder(nodes.to_vec())
+        .response_timeout(RESPONSE_TIMEOUT)
+        .connection_timeout(CONNECT_TIMEOUT)
+        .retries(2)
+        .build()?;
+    client.get_async_connection().await.map(RedisConn::Cluster)
+}
+
+/// Whether the server runs in cluster mode (`INFO cluster` says `cluster_enabled:1`).
+async fn is_cluster_node(conn: &mut ConnectionManager) -> redis::RedisResult<bool> {
+    let info: String = redis::cmd("INFO").arg("cluster").query_async(conn).await?;
+    Ok(info.lines().any(|line| line.trim() == "cluster_enabled:1"))
 }
 
 async fn connect_single(url: &str) -> redis::RedisResult<ConnectionManager> {
