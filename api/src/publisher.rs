@@ -1,7 +1,8 @@
 //! Publishes send jobs: persistent messages on the durable send queue, each confirmed
 //! by the broker before the request is answered. Reconnects on the next publish after
 //! the connection is lost or stops answering, so the api recovers by itself when
-//! RabbitMQ returns; one reconnect runs at a time and other requests fail fast meanwhile.
+//! RabbitMQ returns; one reconnect runs at a time and other requests fail fast meanwhile,
+//! except a publish whose outcome is unknown, which waits for it to publish again.
 
 use std::time::Duration;
 
@@ -146,9 +147,37 @@ impl Publisher {
         Ok(u64::from(queue.message_count()))
     }
 
-    /// Publishes one job and waits for the broker's confirm.
+    /// Publishes one job and waits for the broker's confirm. When a publish is cut
+    /// after it left (the link broke or the confirm did not come), the job may be on the
+    /// queue or not: it is published once more on a fresh link, so that the answer is
+    /// certain. A copy the broker did keep is harmless: a worker that finds its send
+    /// delivered, or being delivered, leaves it.
     pub async fn publish(&self, job: &SendJob) -> Result<(), PublishError> {
         let channel = self.channel().await?;
+        match self.publish_on(&channel, job).await {
+            Err(PublishError::Broker(_) | PublishError::Timeout(_)) => {
+                tracing::warn!(request_id = %job.request_id, "publish outcome unknown; publishing the job again");
+                let channel = self.channel_within(BROKER_TIMEOUT).await?;
+                self.publish_on(&channel, job).await
+            }
+            done => done,
+        }
+    }
+
+    /// The live channel, waiting up to `limit` while another task reconnects.
+    async fn channel_within(&self, limit: Duration) -> Result<Channel, PublishError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match self.channel().await {
+                Err(PublishError::Reconnecting) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn publish_on(&self, channel: &Channel, job: &SendJob) -> Result<(), PublishError> {
         let properties = BasicProperties::default()
             .with_delivery_mode(PERSISTENT)
             .with_content_type("application/json".into())

@@ -97,3 +97,60 @@ async fn the_worker_rides_out_a_redis_outage_without_losing_the_job() {
     env.wait_for_messages(&phone(2), 1).await;
     env.wait_for_status(&request_id, "sent").await;
 }
+
+/// Messages in queue `name`, ready or held unacked by a consumer (rabbitmqctl, since a
+/// passive declare counts only the ready ones).
+fn messages_in(name: &str) -> u64 {
+    let output = std::process::Command::new("rabbitmqctl")
+        .args([
+            "list_queues",
+            "-q",
+            "--no-table-headers",
+            "name",
+            "messages",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("rabbitmqctl is not installed ({e}): RabbitMQ's own tool"));
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| {
+            let (queue, count) = line.split_once('\t')?;
+            (queue == name).then(|| count.trim().parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("queue {name} not listed by rabbitmqctl"))
+}
+
+/// The broker takes a job but its confirm is lost on the way back: the api cannot know
+/// whether the job is queued, so it publishes it again on a fresh link. The send is
+/// accepted, both copies are handled, the code goes out once, and it verifies. (Before,
+/// the api answered 503 and took the code back while the job still went out.)
+#[tokio::test]
+async fn a_publish_whose_confirm_is_lost_is_published_again_and_its_code_arrives_once() {
+    let mut env = TestEnv::new().await;
+    let proxy = Proxy::start("127.0.0.1:5672").await;
+    let mut config = env.api_config();
+    config.common.amqp_url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port());
+    let _api = env.start_api_with(config).await;
+    let send_queue = env.queues().send;
+
+    proxy.withhold_replies_on_open_links();
+    env.send_accepted(&phone(1)).await;
+    let copies = env
+        .queue_counts(&send_queue)
+        .await
+        .expect("the send queue")
+        .ready;
+    assert_eq!(
+        copies, 2,
+        "the lost-confirm copy and the one published again"
+    );
+
+    let _worker = env.start_worker().await;
+    let code = env.wait_for_messages(&phone(1), 1).await[0].code.clone();
+    eventually("both copies to be handled", DEADLINE, || async {
+        (messages_in(&send_queue) == 0).then_some(())
+    })
+    .await;
+    assert_eq!(env.sandbox.messages(&phone(1)).len(), 1, "sent once");
+    assert_eq!(env.verify(&phone(1), &code).await.0, 200);
+}

@@ -1,9 +1,10 @@
 //! On the local three-node RabbitMQ cluster (`scripts/cluster up`, which the test fails
 //! without): the node that leads the send queue is stopped in the middle of a
 //! 5,000-send burst. The api and the workers move to the other nodes by themselves;
-//! every send that got a 202 reaches WATI exactly once. (A send whose publish was cut
-//! before its confirm came back got a 503, yet its job may be on the queue and its code
-//! may go out: the outcome was unknown. The test counts those, and does not forbid them.)
+//! every send that got a 202 reaches WATI exactly once. (A publish cut before its
+//! confirm came back is published again on the new node; only if that fails too does
+//! the send get a 503 while its job may be on the queue and its code may go out. The
+//! test counts those, and does not forbid them.)
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -120,7 +121,7 @@ async fn stopping_the_send_queue_leader_mid_burst_loses_no_accepted_send_and_sen
         .count();
     eprintln!(
         "leader r{leader}@localhost stopped after {STOP_AFTER} answers: {} accepted, {} refused \
-         with 503 ({refused_yet_sent} of them sent all the same: publish outcome unknown)",
+         with 503 ({refused_yet_sent} of them sent all the same: publish outcome unknown twice)",
         accepted.len(),
         refused.len()
     );
