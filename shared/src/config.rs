@@ -117,13 +117,17 @@ impl CommonArgs {
         real_url_password("REDIS_URL", &self.redis_url, self.dev_mode)?;
         real_url_password("AMQP_URL", &self.amqp_url, self.dev_mode)?;
         let amqp_nodes: Vec<&str> = self.amqp_url.split(',').map(str::trim).collect();
-        if amqp_nodes
-            .iter()
-            .any(|node| !(node.starts_with("amqp://") || node.starts_with("amqps://")))
-        {
+        if amqp_nodes.iter().any(|node| node.starts_with("amqps://")) {
+            // lapin is built without TLS: such a URL would only fail at each connect.
             return Err(ConfigError::Invalid {
                 name: "AMQP_URL",
-                problem: "must be amqp:// or amqps:// URLs, comma-separated",
+                problem: "names amqps://, but TLS to RabbitMQ is not built in: use amqp:// on a private network, or a TLS tunnel (stunnel, a service mesh) beside the process",
+            });
+        }
+        if amqp_nodes.iter().any(|node| !node.starts_with("amqp://")) {
+            return Err(ConfigError::Invalid {
+                name: "AMQP_URL",
+                problem: "must be amqp:// URLs, comma-separated",
             });
         }
         if self.amqp_delivery_limit == 0 {
@@ -305,6 +309,35 @@ mod tests {
         ] {
             assert!(real_url_password("X", fine, false).is_ok(), "{fine}");
         }
+    }
+
+    #[test]
+    fn amqps_is_refused_at_start_rather_than_at_every_connect() {
+        #[derive(clap::Parser)]
+        struct Args {
+            #[command(flatten)]
+            common: CommonArgs,
+        }
+        let validate = |url: &str| {
+            <Args as clap::Parser>::try_parse_from([
+                "otp",
+                "--amqp-url",
+                url,
+                "--otp-secret",
+                "0123456789abcdef0123456789abcdef",
+            ])
+            .expect("arguments")
+            .common
+            .validate()
+        };
+        let refused = validate("amqp://otp:s3cr3t-Xy@a:5672/%2f,amqps://otp:s3cr3t-Xy@b:5671/%2f");
+        assert!(
+            matches!(&refused, Err(ConfigError::Invalid { name: "AMQP_URL", problem }) if problem.contains("TLS")),
+            "{refused:?}"
+        );
+        let fine = validate("amqp://otp:s3cr3t-Xy@a:5672/%2f,amqp://otp:s3cr3t-Xy@b:5672/%2f");
+        assert!(fine.is_ok(), "{:?}", fine.err());
+        assert!(validate("http://a").is_err());
     }
 
     #[test]
