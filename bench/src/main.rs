@@ -462,7 +462,7 @@ mod cleanup {
         // the unlink; its master does it), and one command may not span slots there.
         let cluster = services.redis_url.contains(',');
         for node in services.redis_url.split(',') {
-            let Ok(mut redis) = otp_shared::redis::conn::connect(node).await else {
+            let Ok(mut redis) = otp_shared::redis::conn::connect_node(node).await else {
                 continue;
             };
             let mut cursor: u64 = 0;

@@ -821,7 +821,7 @@ async fn drop_database(name: &str) {
 /// are spread over its masters; a replica refuses the delete, its master does it).
 async fn delete_keys(prefix: &str, redis_url: &str) {
     for node in redis_url.split(',') {
-        let Ok(mut conn) = otp_shared::redis::conn::connect(node).await else {
+        let Ok(mut conn) = otp_shared::redis::conn::connect_node(node).await else {
             continue;
         };
         let Ok(keys) = scan_keys(&mut conn, prefix).await else {

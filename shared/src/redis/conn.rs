@@ -64,17 +64,30 @@ pub async fn connect(urls: &str) -> redis::RedisResult<RedisConn> {
             let mut single = connect_single(one).await?;
             // One node of a Redis Cluster would answer MOVED for most keys, for ever:
             // it is taken as the cluster's seed instead.
-            if is_cluster_node(&mut single).await? {
-                tracing::info!(
-                    "REDIS_URL names a node of a Redis Cluster: connecting to the cluster"
-                );
-                connect_cluster(&nodes).await
-            } else {
-                Ok(RedisConn::Single(single))
+            match is_cluster_node(&mut single).await {
+                Ok(true) => {
+                    tracing::info!(
+                        "REDIS_URL names a node of a Redis Cluster: connecting to the cluster"
+                    );
+                    connect_cluster(&nodes).await
+                }
+                Ok(false) => Ok(RedisConn::Single(single)),
+                // A user without INFO (an ACL without @dangerous) still gets the server.
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot tell whether Redis runs as a cluster (INFO refused); using it as one server");
+                    Ok(RedisConn::Single(single))
+                }
             }
         }
         several => connect_cluster(several).await,
     }
+}
+
+/// Connects to the one server `url` names, even when it is a node of a cluster: for
+/// tools that walk a cluster node by node (a SCAN through a cluster connection would go
+/// to a different node at each step).
+pub async fn connect_node(url: &str) -> redis::RedisResult<RedisConn> {
+    connect_single(url.trim()).await.map(RedisConn::Single)
 }
 
 async fn connect_cluster(nodes: &[&str]) -> redis::RedisResult<RedisConn> {
