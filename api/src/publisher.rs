@@ -3,17 +3,18 @@
 //! the connection is lost or stops answering, so the api recovers by itself when
 //! RabbitMQ returns; one reconnect runs at a time and other requests fail fast meanwhile,
 //! except a publish whose outcome is unknown, which waits for it to publish again.
+//! A publish, a second try included, takes at most twice `BROKER_TIMEOUT`.
 
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
-use otp_shared::amqp::QueueNames;
-use otp_shared::amqp::QueueSettings;
+use otp_shared::amqp::{QueueNames, QueueSettings};
 use otp_shared::job::SendJob;
-use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::time::Instant;
 
 /// Longest wait for a connection, or for the broker to confirm one message.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -46,7 +47,15 @@ impl Drop for ReconnectGuard<'_> {
 struct Link {
     /// Kept so the connection lives as long as its channel.
     _connection: Connection,
+    live: Live,
+}
+
+/// The link's channel, and which link it is (so that a publish that failed on an old
+/// link does not drop a newer one).
+#[derive(Clone)]
+struct Live {
     channel: Channel,
+    generation: u64,
 }
 
 pub struct Publisher {
@@ -57,6 +66,8 @@ pub struct Publisher {
     link: RwLock<Option<Link>>,
     /// Set while one task reconnects.
     reconnecting: AtomicBool,
+    /// Links opened so far.
+    generations: AtomicU64,
 }
 
 impl Publisher {
@@ -72,8 +83,9 @@ impl Publisher {
             queue_settings,
             link: RwLock::new(None),
             reconnecting: AtomicBool::new(false),
+            generations: AtomicU64::new(0),
         };
-        publisher.channel().await?;
+        publisher.live().await?;
         Ok(publisher)
     }
 
@@ -83,27 +95,33 @@ impl Publisher {
 
     /// Whether the broker link is up now (for readiness).
     pub async fn is_connected(&self) -> bool {
-        self.channel().await.is_ok()
+        self.live().await.is_ok()
     }
 
     /// The live channel, if the link is up.
-    fn current(&self) -> Option<Channel> {
+    fn current(&self) -> Option<Live> {
         self.link
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .filter(|l| l.channel.status().connected())
-            .map(|l| l.channel.clone())
+            .filter(|l| l.live.channel.status().connected())
+            .map(|l| l.live.clone())
     }
 
-    /// Drops the link, so the next publish reconnects.
-    fn forget(&self) {
-        *self.link.write().unwrap_or_else(|e| e.into_inner()) = None;
+    /// Drops link `generation` if it is still the link, so the next publish reconnects.
+    fn forget(&self, generation: u64) {
+        let mut link = self.link.write().unwrap_or_else(|e| e.into_inner());
+        if link
+            .as_ref()
+            .is_some_and(|l| l.live.generation == generation)
+        {
+            *link = None;
+        }
     }
 
-    async fn channel(&self) -> Result<Channel, PublishError> {
-        if let Some(channel) = self.current() {
-            return Ok(channel);
+    async fn live(&self) -> Result<Live, PublishError> {
+        if let Some(live) = self.current() {
+            return Ok(live);
         }
         if self.reconnecting.swap(true, Ordering::AcqRel) {
             return Err(PublishError::Reconnecting);
@@ -112,9 +130,9 @@ impl Publisher {
         let fresh = tokio::time::timeout(BROKER_TIMEOUT, self.open())
             .await
             .map_err(|_| PublishError::Timeout(BROKER_TIMEOUT))??;
-        let channel = fresh.channel.clone();
+        let live = fresh.live.clone();
         *self.link.write().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
-        Ok(channel)
+        Ok(live)
     }
 
     async fn open(&self) -> Result<Link, PublishError> {
@@ -127,14 +145,19 @@ impl Publisher {
         tracing::info!(queue = %self.queues.send, "connected to rabbitmq");
         Ok(Link {
             _connection: connection,
-            channel,
+            live: Live {
+                channel,
+                generation: self.generations.fetch_add(1, Ordering::Relaxed),
+            },
         })
     }
 
     /// Jobs ready in the send queue (not counting those held by workers).
     pub async fn ready_jobs(&self) -> Result<u64, PublishError> {
-        let channel = self.channel().await?;
-        let queue = channel
+        let queue = self
+            .live()
+            .await?
+            .channel
             .queue_declare(
                 self.queues.send.as_str().into(),
                 QueueDeclareOptions {
@@ -147,29 +170,37 @@ impl Publisher {
         Ok(u64::from(queue.message_count()))
     }
 
-    /// Publishes one job and waits for the broker's confirm. When a publish is cut
-    /// after it left (the link broke or the confirm did not come), the job may be on the
-    /// queue or not: it is published once more on a fresh link, so that the answer is
-    /// certain. A copy the broker did keep is harmless: a worker that finds its send
-    /// delivered, or being delivered, leaves it.
+    /// Publishes one job and waits for the broker's confirm, within twice the broker
+    /// timeout. When a publish is cut after it left (the link broke, or the confirm did
+    /// not come in time), the job may be on the queue or not: it is published once more
+    /// on a fresh link, in the time left, so that the answer is certain. A copy the
+    /// broker did keep is left by the worker that meets it (the send is delivered, or
+    /// being delivered); at worst a failed send's dead letter is written twice.
     pub async fn publish(&self, job: &SendJob) -> Result<(), PublishError> {
-        let channel = self.channel().await?;
-        match self.publish_on(&channel, job).await {
-            Err(PublishError::Broker(_) | PublishError::Timeout(_)) => {
+        let deadline = Instant::now() + 2 * BROKER_TIMEOUT;
+        let live = self.live().await?;
+        match self
+            .publish_on(&live, job, BROKER_TIMEOUT.min(left(deadline)))
+            .await
+        {
+            Err(PublishError::Broker(_) | PublishError::Timeout(_))
+                if !left(deadline).is_zero() =>
+            {
                 tracing::warn!(request_id = %job.request_id, "publish outcome unknown; publishing the job again");
-                let channel = self.channel_within(BROKER_TIMEOUT).await?;
-                self.publish_on(&channel, job).await
+                let live = tokio::time::timeout(left(deadline), self.live_when_reconnected())
+                    .await
+                    .map_err(|_| PublishError::Timeout(BROKER_TIMEOUT))??;
+                self.publish_on(&live, job, left(deadline)).await
             }
             done => done,
         }
     }
 
-    /// The live channel, waiting up to `limit` while another task reconnects.
-    async fn channel_within(&self, limit: Duration) -> Result<Channel, PublishError> {
-        let deadline = tokio::time::Instant::now() + limit;
+    /// The live channel, waiting while another task reconnects.
+    async fn live_when_reconnected(&self) -> Result<Live, PublishError> {
         loop {
-            match self.channel().await {
-                Err(PublishError::Reconnecting) if tokio::time::Instant::now() < deadline => {
+            match self.live().await {
+                Err(PublishError::Reconnecting) => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 other => return other,
@@ -177,15 +208,21 @@ impl Publisher {
         }
     }
 
-    async fn publish_on(&self, channel: &Channel, job: &SendJob) -> Result<(), PublishError> {
+    /// Publishes on `live` and waits up to `limit` for the confirm.
+    async fn publish_on(
+        &self,
+        live: &Live,
+        job: &SendJob,
+        limit: Duration,
+    ) -> Result<(), PublishError> {
         let properties = BasicProperties::default()
             .with_delivery_mode(PERSISTENT)
             .with_content_type("application/json".into())
             .with_message_id(job.request_id.to_string().into());
         let payload = job.encode();
         let started = std::time::Instant::now();
-        let confirmed = tokio::time::timeout(BROKER_TIMEOUT, async {
-            channel
+        let confirmed = tokio::time::timeout(limit, async {
+            live.channel
                 .basic_publish(
                     "".into(),
                     self.queues.send.as_str().into(),
@@ -200,13 +237,13 @@ impl Publisher {
                 .await
         })
         .await
-        .map_err(|_| PublishError::Timeout(BROKER_TIMEOUT))
+        .map_err(|_| PublishError::Timeout(limit))
         .and_then(|r| r.map_err(PublishError::Broker));
         let confirm = match confirmed {
             Ok(confirm) => confirm,
             Err(e) => {
                 // A link that errs or stops answering is replaced on the next publish.
-                self.forget();
+                self.forget(live.generation);
                 return Err(e);
             }
         };
@@ -218,4 +255,9 @@ impl Publisher {
             Err(PublishError::Refused)
         }
     }
+}
+
+/// The time left until `deadline`.
+fn left(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
 }
