@@ -43,17 +43,21 @@ async function countsDown(page, selector) {
 try {
   const context = await browser.newContext({ viewport: { width: 520, height: 760 } });
   context.setDefaultTimeout(TIMEOUT);
-  const page = await context.newPage();
-  // Script errors and CSP violations (reported as console errors) fail the walk.
+  // Script errors and CSP violations (reported as console errors) on either page (the
+  // login page, the sandbox's inbox) fail the walk.
   const problems = [];
-  page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
-  page.on("console", (message) => {
-    // The API's own refusals (a wrong code's 401, a 429) are logged as failed loads;
-    // anything else (a CSP violation, a script error) is a problem.
-    if (message.type() === "error" && !message.text().startsWith("Failed to load resource")) {
-      problems.push(`console error: ${message.text()}`);
-    }
-  });
+  const watch = (watched, name) => {
+    watched.on("pageerror", (error) => problems.push(`${name}: page error: ${error.message}`));
+    watched.on("console", (message) => {
+      // The API's own refusals (a wrong code's 401, a 429) are logged as failed loads;
+      // anything else (a CSP violation, a script error) is a problem.
+      if (message.type() === "error" && !message.text().startsWith("Failed to load resource")) {
+        problems.push(`${name}: console error: ${message.text()}`);
+      }
+    });
+  };
+  const page = await context.newPage();
+  watch(page, "login page");
   const shot = (name) => page.screenshot({ path: `${SCREENSHOTS}/${name}.png` });
 
   console.log("1. the phone step");
@@ -78,6 +82,7 @@ try {
 
   console.log("3. the code, read from the sandbox's inbox page");
   const inbox = await context.newPage();
+  watch(inbox, "sandbox inbox");
   await inbox.goto(`${SANDBOX_URL}/sandbox/`);
   const latest = inbox.locator(`[data-phone="${PHONE}"] li:last-child [data-code]`);
   await latest.waitFor();

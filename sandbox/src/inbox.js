@@ -1,0 +1,157 @@
+'use strict';
+// Every caller-given string goes in through textContent or setAttribute, never as HTML:
+// phone numbers come from whoever calls the sandbox.
+
+const POLL_MS = 1000;
+// A hung sandbox must not stop the polling for good.
+const TIMEOUT_MS = 5000;
+
+const conversations = document.getElementById('conversations');
+const empty = document.getElementById('empty');
+const more = document.getElementById('more');
+const liveness = document.getElementById('status');
+
+// The body last drawn: redrawing an unchanged inbox would drop a selection in it.
+let drawn = null;
+// The messages last drawn, so newly arrived ones can be lit up; null before the first
+// draw, when nothing is new.
+let seen = null;
+
+function el(tag, attributes, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes || {})) {
+    node.setAttribute(name, String(value));
+  }
+  for (const child of children) {
+    node.append(typeof child === 'string' ? document.createTextNode(child) : child);
+  }
+  return node;
+}
+
+function plural(n, one, many) {
+  return n + ' ' + (n === 1 ? one : many);
+}
+
+function clock(ms) {
+  const at = new Date(ms);
+  const time = at.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  return at.toDateString() === new Date().toDateString()
+    ? time
+    : at.toLocaleDateString() + ' ' + time;
+}
+
+function key(phone, message) {
+  return [phone, message.callId, message.localMessageId, message.code].join('\u0000');
+}
+
+function bubble(phone, message, now) {
+  const code = String(message.code);
+  const item = el('li', {
+    class: 'bubble',
+    'data-call-id': message.callId,
+    title: 'call ' + message.callId +
+      (message.localMessageId ? ', local message id ' + message.localMessageId : ', v1') +
+      (message.broadcastName ? ', broadcast ' + message.broadcastName : ''),
+  },
+    // The text of WhatsApp's authentication template, with its "Copy code" button.
+    el('p', {},
+      el('code', { 'data-code': code }, code),
+      ' is your verification code. For your security, do not share this code.'),
+    el('time', { datetime: new Date(message.receivedAtMs).toISOString() }, clock(message.receivedAtMs)),
+    el('button', { type: 'button', 'data-copy': code }, 'Copy code'));
+  now.add(key(phone, message));
+  if (seen && !seen.has(key(phone, message))) {
+    item.classList.add('new');
+  }
+  return item;
+}
+
+function conversation(entry, now) {
+  const messages = entry.messages || [];
+  const last = messages[messages.length - 1];
+  const list = el('ol', {}, ...messages.map((m) => bubble(entry.phone, m, now)));
+  const chat = el('section', { class: 'chat', 'data-phone': entry.phone },
+    el('header', {},
+      el('span', { class: 'avatar', 'aria-hidden': 'true' }, '+'),
+      el('div', {},
+        el('h2', {}, '+' + entry.phone),
+        el('p', {}, plural(entry.totalMessages, 'message', 'messages') +
+          (last ? ', last at ' + clock(last.receivedAtMs) : '')))));
+  const hidden = entry.totalMessages - messages.length;
+  if (hidden > 0) {
+    chat.append(el('p', { class: 'earlier' }, plural(hidden, 'earlier message', 'earlier messages') + ' not shown'));
+  }
+  chat.append(list);
+  return chat;
+}
+
+function draw(inbox) {
+  const phones = inbox.phones || [];
+  const now = new Set();
+  conversations.replaceChildren(...phones.map((entry) => conversation(entry, now)));
+  // As a chat opens: scrolled to its latest message.
+  for (const list of conversations.querySelectorAll('ol')) {
+    list.scrollTop = list.scrollHeight;
+  }
+  seen = now;
+  empty.hidden = phones.length > 0;
+  more.hidden = inbox.totalPhones <= phones.length;
+  more.textContent = 'Showing the ' + phones.length + ' phones messaged last, of ' + inbox.totalPhones + '.';
+}
+
+function live(ok, why) {
+  liveness.className = ok ? 'live' : 'down';
+  liveness.textContent = ok
+    ? 'Live, checked ' + clock(Date.now())
+    : 'Cannot reach the sandbox (' + why + '); retrying';
+}
+
+async function poll() {
+  try {
+    const signal = AbortSignal.timeout ? AbortSignal.timeout(TIMEOUT_MS) : undefined;
+    const response = await fetch('inbox', { cache: 'no-store', signal });
+    if (!response.ok) {
+      throw new Error('HTTP ' + response.status);
+    }
+    const body = await response.text();
+    if (body !== drawn) {
+      draw(JSON.parse(body));
+      drawn = body;
+    }
+    live(true);
+  } catch (error) {
+    live(false, error && error.message ? error.message : String(error));
+  } finally {
+    setTimeout(poll, POLL_MS);
+  }
+}
+
+function select(node) {
+  const range = document.createRange();
+  range.selectNodeContents(node);
+  const selection = window.getSelection();
+  selection.removeAllRanges();
+  selection.addRange(range);
+}
+
+conversations.addEventListener('click', (event) => {
+  const button = event.target.closest('button[data-copy]');
+  if (!button) {
+    return;
+  }
+  const code = button.closest('li').querySelector('[data-code]');
+  const done = (label) => {
+    button.textContent = label;
+    setTimeout(() => { button.textContent = 'Copy code'; }, 1500);
+  };
+  // The clipboard is there only on localhost or https; elsewhere the code is selected
+  // for Ctrl+C.
+  const fallback = () => { select(code); done('Selected: press Ctrl+C'); };
+  if (navigator.clipboard && window.isSecureContext) {
+    navigator.clipboard.writeText(button.dataset.copy).then(() => done('Copied'), fallback);
+  } else {
+    fallback();
+  }
+});
+
+poll();
