@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use otp_shared::phone::PhoneNumber;
-use otp_shared::redis::conn::RedisConn;
 use otp_shared::seal::PlainCode;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -63,8 +62,6 @@ pub struct BatcherSettings {
     /// The budgets shared with every other worker.
     pub budget: Budget,
     pub wati: WatiClient,
-    /// For confirming leases.
-    pub redis: RedisConn,
     /// Most recipients in one call: `WATI_BATCH_MAX` for v3, 1 for v1.
     pub recipients_per_call: u32,
 }
@@ -234,7 +231,7 @@ async fn next_call(settings: &BatcherSettings, pool: &mut Pool) -> Next {
         }
         Claim::Granted { recipients } => {
             let batch = pool.take(recipients as usize);
-            let (calling, unchecked) = confirm(settings, batch).await;
+            let (calling, unchecked) = confirm(batch).await;
             // Confirming took a round trip: a code may have expired meanwhile.
             let calling = without_expired(calling, Instant::now());
             if !calling.is_empty() {
@@ -259,9 +256,9 @@ async fn next_call(settings: &BatcherSettings, pool: &mut Pool) -> Next {
 /// Confirms each send's lease for the call. Returns the sends still held by this
 /// worker (the others are answered), and those whose lease Redis could not check
 /// (their master is down or failing over), which wait for a later call.
-async fn confirm(settings: &BatcherSettings, batch: Vec<Waiting>) -> (Vec<Waiting>, Vec<Waiting>) {
+async fn confirm(batch: Vec<Waiting>) -> (Vec<Waiting>, Vec<Waiting>) {
     let leases: Vec<&Lease> = batch.iter().map(|w| &w.send.lease).collect();
-    let holdings = lease::confirm_all(&settings.redis, &leases).await;
+    let holdings = lease::confirm_all(&leases).await;
     let mut calling = Vec::with_capacity(batch.len());
     let mut unchecked = Vec::new();
     for (waiting, holding) in batch.into_iter().zip(holdings) {

@@ -95,7 +95,6 @@ impl Deliverer {
             BatcherSettings {
                 budget: Budget::new(redis.clone(), keys.clone(), budgets),
                 wati,
-                redis: redis.clone(),
                 recipients_per_call: budgets.recipients_per_call,
             },
             shutdown.clone(),

@@ -1,9 +1,9 @@
 //! The delivery lease, written once. A worker holds a per-request lease in Redis while
 //! it delivers, so that a copy of the job (redelivered after a broken link, or
 //! re-published) that reaches another worker goes back to the queue instead of calling
-//! WATI too. The start script (`delivery`) takes it; [`Lease::keep_during`] keeps it alive while the
-//! delivery waits (for budget, for its call, for a retry); the batcher confirms it in
-//! one pipeline right before each call ([`confirm_all`]).
+//! WATI too. The start script (`delivery`) takes it; [`Lease::keep_during`] keeps it
+//! alive while the delivery waits (for budget, for its call, for a retry); the batcher
+//! confirms every lease of a call at once right before it ([`confirm_all`]).
 
 use std::time::Duration;
 
@@ -122,17 +122,6 @@ impl Lease {
 /// Extends every lease for one call, all at once, and says who holds each, lease by
 /// lease. (One script call per lease, not a pipeline: on a Redis Cluster the leases live
 /// in many slots, and one master down must not hold up the others.)
-pub async fn confirm_all(redis: &RedisConn, leases: &[&Lease]) -> Vec<redis::RedisResult<Holding>> {
-    futures_util::future::join_all(leases.iter().map(|lease| {
-        let mut redis = redis.clone();
-        async move {
-            HOLD_LEASE
-                .key(&lease.key)
-                .arg(lease.owner.to_string())
-                .arg(lease.ttl.as_millis() as u64)
-                .invoke_async(&mut redis)
-                .await
-        }
-    }))
-    .await
+pub async fn confirm_all(leases: &[&Lease]) -> Vec<redis::RedisResult<Holding>> {
+    futures_util::future::join_all(leases.iter().map(|lease| lease.extend())).await
 }
