@@ -584,28 +584,35 @@ impl TestEnv {
     /// A copy of the next job on the send queue, which stays there (taken and handed
     /// back). Waits for one to arrive.
     pub async fn peek_send_queue(&self) -> Vec<u8> {
-        let channel = self.channel().await;
         let send = self.queues().send;
-        eventually("a job on the send queue", DEADLINE, || async {
-            let message = channel
-                .basic_get(
-                    send.as_str().into(),
-                    lapin::options::BasicGetOptions { no_ack: false },
-                )
-                .await
-                .ok()??;
-            let data = message.delivery.data.clone();
-            message
-                .delivery
-                .nack(lapin::options::BasicNackOptions {
-                    requeue: true,
-                    ..Default::default()
-                })
-                .await
-                .ok()?;
-            Some(data)
+        eventually("a job on the send queue", DEADLINE, || {
+            self.peek_queue(&send)
         })
         .await
+    }
+
+    /// A copy of the head of queue `name`, which stays there (taken and handed back);
+    /// `None` when it is empty or cannot be read.
+    pub async fn peek_queue(&self, name: &str) -> Option<Vec<u8>> {
+        // Held until the message is handed back: a channel dropped closes.
+        let channel = self.channel().await;
+        let message = channel
+            .basic_get(
+                name.into(),
+                lapin::options::BasicGetOptions { no_ack: false },
+            )
+            .await
+            .ok()??;
+        let data = message.delivery.data.clone();
+        message
+            .delivery
+            .nack(lapin::options::BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            })
+            .await
+            .ok()?;
+        Some(data)
     }
 
     /// Publishes `body` to the send queue, as if a producer had, and waits for the broker.

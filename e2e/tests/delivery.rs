@@ -376,7 +376,7 @@ async fn the_dead_letter_queue_keeps_only_its_newest_jobs_and_only_for_a_while()
     // empty" does not say that the third has been dead-lettered yet.
     eventually("the oldest dead letter to make way", DEADLINE, || async {
         let kept = env.queue_counts(&dead).await?.ready;
-        (kept == 2 && peek(&env, &dead).await? == b"not a job 1").then_some(())
+        (kept == 2 && env.peek_queue(&dead).await? == b"not a job 1").then_some(())
     })
     .await;
     worker.stop().await;
@@ -387,26 +387,6 @@ async fn the_dead_letter_queue_keeps_only_its_newest_jobs_and_only_for_a_while()
         Some(0),
         "at most two kept"
     );
-}
-
-/// A copy of the head of queue `name`, which stays there (taken and handed back).
-async fn peek(env: &TestEnv, name: &str) -> Option<Vec<u8>> {
-    // Held until the message is handed back: a channel dropped closes.
-    let channel = env.channel().await;
-    let message = channel
-        .basic_get(name.into(), BasicGetOptions { no_ack: false })
-        .await
-        .ok()??;
-    let data = message.delivery.data.clone();
-    message
-        .delivery
-        .nack(lapin::options::BasicNackOptions {
-            requeue: true,
-            ..Default::default()
-        })
-        .await
-        .ok()?;
-    Some(data)
 }
 
 #[tokio::test]
