@@ -1,8 +1,8 @@
 //! The layouts of the Redis hashes that Lua scripts of both processes touch, as one
 //! list. Scripts never spell a field or a status value themselves: they write
 //! `{{code.sealed}}` or `{{state.sent}}`, and [`script`] fills in the quoted name from
-//! here before the script is loaded, so Rust and Lua cannot drift apart. Each crate has
-//! a test that every placeholder in its scripts is known ([`unknown_placeholders`]).
+//! here before the script is loaded, so Rust and Lua cannot drift apart. The script
+//! registry (`scripts`) has a test that every placeholder in every script is known.
 //!
 //! A status only moves forward: `{{state.ranks}}` is a Lua table of each state's rank,
 //! and every script that writes a state writes it only over a lower rank.
@@ -135,7 +135,7 @@ const PLACEHOLDERS: &[(&str, &str)] = &[
 
 /// The script with every placeholder replaced by its quoted Lua string (and
 /// `{{state.ranks}}` by the rank table).
-pub fn render(template: &str) -> String {
+pub(crate) fn render(template: &str) -> String {
     PLACEHOLDERS
         .iter()
         .fold(template.to_owned(), |text, (placeholder, name)| {
@@ -145,12 +145,13 @@ pub fn render(template: &str) -> String {
 }
 
 /// A Redis script built from a template (see the module comment).
-pub fn script(template: &str) -> redis::Script {
+pub(crate) fn script(template: &str) -> redis::Script {
     redis::Script::new(&render(template))
 }
 
 /// Placeholders left in a rendered script: names the list above does not know.
-pub fn unknown_placeholders(template: &str) -> Vec<String> {
+#[cfg(test)]
+pub(crate) fn unknown_placeholders(template: &str) -> Vec<String> {
     let rendered = render(template);
     let mut unknown = Vec::new();
     let mut rest = rendered.as_str();
