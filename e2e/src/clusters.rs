@@ -14,7 +14,8 @@ pub fn run(args: &[&str]) -> String {
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
     assert!(
         output.status.success(),
-        "scripts/cluster {args:?} failed:\n{}{}",
+        "scripts/cluster {args:?} failed ({}):\n{}{}",
+        output.status,
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
