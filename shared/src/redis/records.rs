@@ -1,6 +1,6 @@
 //! The layouts of the Redis hashes that Lua scripts of both processes touch, as one
 //! list. Scripts never spell a field or a status value themselves: they write
-//! `{{code.sealed}}` or `{{state.sent}}`, and [`script`] fills in the quoted name from
+//! `{{code.sealed}}` or `{{state.sent}}`, and `script` fills in the quoted name from
 //! here before the script is loaded, so Rust and Lua cannot drift apart. The script
 //! registry (`scripts`) has a test that every placeholder in every script is known.
 //!
