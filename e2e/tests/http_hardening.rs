@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use otp_e2e::TestEnv;
+use otp_e2e::{DEADLINE, TestEnv};
 use otp_shared::http::TIMEOUTS;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -330,4 +330,49 @@ async fn a_client_still_writing_a_huge_body_reads_the_413_before_the_connection_
         "read {read:?} and {answer:?}"
     );
     assert!(answer.contains("PAYLOAD_TOO_LARGE"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_client_that_writes_its_whole_huge_body_reads_the_413_and_none_of_its_writes_fail() {
+    // Closing a socket with unread bytes makes the kernel reset the connection: the
+    // client's next write fails, and a client that then ends the connection (asyncio
+    // does) loses the 413 it had not read yet. The server must answer, shut its side,
+    // and read away what still comes (a lingering close), so that a client writing its
+    // whole body meets no error and reads the answer.
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    let length = 32usize << 20;
+    let stream = TcpStream::connect(host_port(&env.api_url))
+        .await
+        .expect("connect to the api");
+    let (mut reader, mut writer) = stream.into_split();
+    let writing = tokio::spawn(async move {
+        let head = format!(
+            "POST /api/auth/send-otp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: {length}\r\n\r\n"
+        );
+        writer.write_all(head.as_bytes()).await?;
+        let chunk = vec![b'9'; 64 * 1024];
+        for _ in 0..length / chunk.len() {
+            writer.write_all(&chunk).await?;
+        }
+        Ok::<_, std::io::Error>(writer)
+    });
+    let mut answer = Vec::new();
+    let ended = tokio::time::timeout(DEADLINE, reader.read_to_end(&mut answer))
+        .await
+        .expect("the server ends its side of the connection");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer:?}");
+    assert!(answer.contains("PAYLOAD_TOO_LARGE"), "{answer}");
+    assert!(ended.is_ok(), "ended with {ended:?}");
+    let written = tokio::time::timeout(DEADLINE, writing)
+        .await
+        .expect("the body is written in time")
+        .expect("the writing task");
+    assert!(
+        written.is_ok(),
+        "a write of the body failed: {:?}",
+        written.err()
+    );
 }

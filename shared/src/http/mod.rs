@@ -1,8 +1,8 @@
 //! The HTTP server of both processes' listeners, in place of `axum::serve`, which has no
 //! timeouts and no cap: HTTP/1 with deadlines for a request's head, an idle kept-alive
 //! connection, a whole body and a write the client does not read ([`Timeouts`]), a cap
-//! on open connections, and a graceful stop that lets requests in flight finish
-//! (within a grace period).
+//! on open connections, a lingering close after an answer that left a body unread, and
+//! a graceful stop that lets requests in flight finish (within a grace period).
 
 mod timeouts;
 
@@ -17,6 +17,7 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
@@ -38,6 +39,10 @@ pub const TIMEOUTS: Timeouts = Timeouts {
 const STOP_GRACE: Duration = Duration::from_secs(30);
 /// Pause after `accept` failed (out of file descriptors, say) before trying again.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
+/// A lingering close reads away at most this much of what a client still sends...
+const LINGER_BYTES: usize = 64 << 20;
+/// ...and stops when nothing has come for this long.
+const LINGER_QUIET: Duration = Duration::from_secs(2);
 
 /// File descriptors kept for what is not a client connection: the pools to Redis,
 /// RabbitMQ and PostgreSQL, the metrics listener, logs.
@@ -142,27 +147,28 @@ async fn serve_connection(
         let clock = clock.clone();
         move |request: hyper::Request<Incoming>| {
             clock.serving();
-            let mut request =
-                request.map(|body| axum::body::Body::new(DeadlineBody::new(body, timeouts.body)));
+            let mut request = request.map(|body| {
+                axum::body::Body::new(DeadlineBody::new(body, timeouts.body, clock.clone()))
+            });
             request.extensions_mut().insert(ConnectInfo(peer));
             let answer = app.clone().oneshot(request);
             let clock = clock.clone();
-            async move {
+            // Boxed: the connection is polled without its shutdown, which needs it Unpin.
+            Box::pin(async move {
                 let answer = answer.await;
                 clock.served();
                 answer
-            }
+            })
         }
     });
     let stream = GuardedIo::new(stream, clock.clone(), timeouts.write);
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(connection);
+    let mut connection = builder.serve_connection(TokioIo::new(stream), service);
     let overdue = clock.overdue(timeouts);
     tokio::pin!(overdue);
     let mut told_to_stop = false;
     let served = loop {
         tokio::select! {
-            served = connection.as_mut() => break served,
+            served = std::future::poll_fn(|cx| connection.poll_without_shutdown(cx)) => break served,
             why = overdue.as_mut() => {
                 // Dropping the connection closes it.
                 tracing::debug!(%peer, why, "connection closed");
@@ -171,18 +177,95 @@ async fn serve_connection(
             _ = stopping.wait_for(|stop| *stop), if !told_to_stop => {
                 told_to_stop = true;
                 // Finish the request in flight, if any, then close.
-                connection.as_mut().graceful_shutdown();
+                std::pin::Pin::new(&mut connection).graceful_shutdown();
             }
         }
     };
     if let Err(e) = served {
         tracing::debug!(error = %e, "connection ended");
+        return;
+    }
+    let stream = connection.into_parts().io.into_inner().into_inner();
+    close(stream, clock.body_left_unread(), timeouts.body).await;
+}
+
+/// Ends a connection whose last answer is written: shuts our side (the client reads the
+/// end of the answer), and if a request body was left unread, reads away what the client
+/// still sends, for at most `within`, before closing. Closing a socket with unread bytes
+/// makes the kernel reset the connection, and a client still writing its body would meet
+/// the reset, and may lose the answer it had not read yet (asyncio ends the whole
+/// connection when a write fails).
+async fn close<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    body_left_unread: bool,
+    within: Duration,
+) {
+    if stream.shutdown().await.is_err() || !body_left_unread {
+        return;
+    }
+    let until = tokio::time::Instant::now() + within;
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut drained = 0;
+    while drained < LINGER_BYTES {
+        let quiet = (tokio::time::Instant::now() + LINGER_QUIET).min(until);
+        match tokio::time::timeout_at(quiet, stream.read(&mut buffer)).await {
+            Ok(Ok(read)) if read > 0 => drained += read,
+            // The client closed, the connection failed, or it went quiet: done.
+            _ => return,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The far end of a closed connection: what it could still write, and whether it
+    /// saw our end of stream.
+    async fn client_writes_after_close(body_left_unread: bool, bytes: usize) -> (usize, bool) {
+        let (server, mut client) = tokio::io::duplex(64 * 1024);
+        let closing = tokio::spawn(close(server, body_left_unread, Duration::from_secs(10)));
+        let mut end = [0u8; 1];
+        let saw_end = client.read(&mut end).await.is_ok_and(|read| read == 0);
+        let chunk = vec![b'9'; 64 * 1024];
+        let mut written = 0;
+        while written < bytes && client.write_all(&chunk).await.is_ok() {
+            written += chunk.len();
+        }
+        drop(client);
+        let _ = closing.await;
+        (written, saw_end)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_body_left_unread_the_close_reads_what_still_comes() {
+        assert_eq!(
+            client_writes_after_close(true, 8 << 20).await,
+            (8 << 20, true),
+            "every byte of the body is taken"
+        );
+        let (written, saw_end) = client_writes_after_close(false, 8 << 20).await;
+        assert!(saw_end);
+        assert!(
+            written < 8 << 20,
+            "without a body left unread nothing is read"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_lingering_close_is_bounded_in_time_and_size() {
+        // A client that goes quiet is left after LINGER_QUIET.
+        let (server, _client) = tokio::io::duplex(1024);
+        let started = tokio::time::Instant::now();
+        close(server, true, Duration::from_secs(10)).await;
+        assert_eq!(started.elapsed(), LINGER_QUIET);
+        // One that keeps writing is left at LINGER_BYTES.
+        let (written, _) = client_writes_after_close(true, 2 * LINGER_BYTES).await;
+        assert!(
+            (LINGER_BYTES..LINGER_BYTES + (1 << 20)).contains(&written),
+            "{written}"
+        );
+    }
 
     #[test]
     fn the_open_files_limit_is_read_from_proc() {

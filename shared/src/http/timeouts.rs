@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -43,6 +43,9 @@ pub struct Clock {
     head_ms: AtomicU64,
     /// Tells the watchdog that something above changed.
     changes: Notify,
+    /// Set when a request's body was left partly unread (answered before it was read,
+    /// e.g. with 413): the connection then closes with a lingering close.
+    body_left_unread: AtomicBool,
 }
 
 const NO_HEAD: u64 = u64::MAX;
@@ -55,7 +58,13 @@ impl Clock {
             changed_ms: AtomicU64::new(0),
             head_ms: AtomicU64::new(NO_HEAD),
             changes: Notify::new(),
+            body_left_unread: AtomicBool::new(false),
         })
+    }
+
+    /// Whether a request's body was left partly unread on this connection.
+    pub fn body_left_unread(&self) -> bool {
+        self.body_left_unread.load(Ordering::Acquire)
     }
 
     fn now_ms(&self) -> u64 {
@@ -157,6 +166,11 @@ impl<S> GuardedIo<S> {
         }
     }
 
+    /// The connection inside.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
     /// What became of a write: progress resets the clock; waiting runs it.
     fn watch_write<T>(
         &mut self,
@@ -235,17 +249,28 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GuardedIo<S> {
 #[error("the request body did not arrive in time")]
 pub struct BodyTooSlow;
 
-/// A request body that fails once its deadline passes, however its bytes trickle in.
-pub struct DeadlineBody<B> {
+/// A request body that fails once its deadline passes, however its bytes trickle in,
+/// and tells its connection's clock if it was dropped before its end.
+pub struct DeadlineBody<B: Body> {
     inner: B,
     deadline: Pin<Box<Sleep>>,
+    clock: Arc<Clock>,
 }
 
-impl<B> DeadlineBody<B> {
-    pub fn new(inner: B, within: Duration) -> Self {
+impl<B: Body> DeadlineBody<B> {
+    pub fn new(inner: B, within: Duration, clock: Arc<Clock>) -> Self {
         Self {
             inner,
             deadline: Box::pin(tokio::time::sleep_until(Instant::now() + within)),
+            clock,
+        }
+    }
+}
+
+impl<B: Body> Drop for DeadlineBody<B> {
+    fn drop(&mut self) {
+        if !self.inner.is_end_stream() {
+            self.clock.body_left_unread.store(true, Ordering::Release);
         }
     }
 }
