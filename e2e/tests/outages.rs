@@ -62,6 +62,28 @@ async fn the_api_answers_503_without_redis_and_recovers() {
 }
 
 #[tokio::test]
+async fn send_otp_says_failed_to_send_without_redis_with_the_client_limit_on() {
+    // The per-address count is send-otp's first step on Redis: its outage is the same
+    // "Failed to send OTP" as any other step's, and verify-otp keeps its own words.
+    let mut env = TestEnv::new().await;
+    let proxy = Proxy::start("127.0.0.1:6379").await;
+    let mut config = env.api_config();
+    config.common.redis_url = format!("redis://127.0.0.1:{}", proxy.port());
+    config.limits.ip_requests_per_minute = 60;
+    let _api = env.start_api_with(config).await;
+    assert_eq!(env.send_otp(&phone(1)).await.0, 202);
+
+    proxy.cut();
+    let (status, body) = env.send_otp(&phone(2)).await;
+    assert_eq!((status, body), (503, failed_to_send()));
+    let (status, body) = env.verify(&phone(1), "123456").await;
+    assert_eq!(
+        (status, &body["message"]),
+        (503, &json!("Service temporarily unavailable"))
+    );
+}
+
+#[tokio::test]
 async fn the_worker_reconnects_to_rabbitmq_and_delivers_what_was_queued_meanwhile() {
     let mut env = TestEnv::new().await;
     let _api = env.start_api().await;

@@ -36,8 +36,23 @@ struct Route {
     path: &'static str,
     handler: MethodRouter<AppState>,
     /// A sign-in route: counts against `IP_REQUESTS_PER_MINUTE`, and as sign-in load.
-    sign_in: bool,
+    sign_in: Option<SignIn>,
 }
+
+/// A sign-in route, and what it answers when Redis cannot count its client's requests:
+/// the route's own outage error, so a send says "Failed to send OTP" whichever of its
+/// steps met the outage.
+#[derive(Clone, Copy)]
+struct SignIn {
+    outage: fn(crate::error::Cause) -> ApiError,
+}
+
+const SEND: Option<SignIn> = Some(SignIn {
+    outage: ApiError::SendUnavailable,
+});
+const VERIFY: Option<SignIn> = Some(SignIn {
+    outage: ApiError::Unavailable,
+});
 
 /// Every route, in one table: the router is built from it and the OpenAPI test reads it.
 fn route_table() -> Vec<Route> {
@@ -48,27 +63,32 @@ fn route_table() -> Vec<Route> {
         sign_in,
     };
     vec![
-        route("POST", "/api/auth/send-otp", post(otp::send_otp), true),
-        route("POST", "/api/auth/verify-otp", post(otp::verify_otp), true),
+        route("POST", "/api/auth/send-otp", post(otp::send_otp), SEND),
+        route(
+            "POST",
+            "/api/auth/verify-otp",
+            post(otp::verify_otp),
+            VERIFY,
+        ),
         route(
             "GET",
             "/api/auth/otp-status/{request_id}",
             get(otp::otp_status),
-            false,
+            None,
         ),
-        route("GET", "/api/auth/me", get(session::me), false),
-        route("POST", "/api/auth/refresh", post(session::refresh), false),
-        route("POST", "/api/auth/logout", post(session::logout), false),
-        route("GET", "/.well-known/jwks.json", get(session::jwks), false),
-        route("GET", "/", get(login_page::serve), false),
+        route("GET", "/api/auth/me", get(session::me), None),
+        route("POST", "/api/auth/refresh", post(session::refresh), None),
+        route("POST", "/api/auth/logout", post(session::logout), None),
+        route("GET", "/.well-known/jwks.json", get(session::jwks), None),
+        route("GET", "/", get(login_page::serve), None),
         route(
             "POST",
             "/api/webhooks/wati/{secret}",
             any(webhooks::wati),
-            false,
+            None,
         ),
-        route("GET", "/healthz", get(health::healthz), false),
-        route("GET", "/readyz", get(health::readyz), false),
+        route("GET", "/healthz", get(health::healthz), None),
+        route("GET", "/readyz", get(health::readyz), None),
     ]
 }
 
@@ -84,12 +104,12 @@ pub fn router(state: AppState) -> Router {
     let routes = route_table()
         .into_iter()
         .fold(Router::new(), |router, route| {
-            let handler = if route.sign_in {
-                route
-                    .handler
-                    .route_layer(middleware::from_fn_with_state(state.clone(), sign_in_route))
-            } else {
-                route.handler
+            let handler = match route.sign_in {
+                Some(sign_in) => route.handler.route_layer(middleware::from_fn_with_state(
+                    (state.clone(), sign_in),
+                    sign_in_route,
+                )),
+                None => route.handler,
             };
             router.route(route.path, handler)
         });
@@ -197,14 +217,20 @@ fn client_of(req: &Request, trusted_proxies: &TrustedProxies) -> Option<IpAddr> 
 /// Around the sign-in routes (send and verify): each counts as sign-in load while it
 /// runs (receipts yield to a burst of them) and against `IP_REQUESTS_PER_MINUTE`.
 async fn sign_in_route(
-    State(state): State<AppState>,
+    State((state, sign_in)): State<(AppState, SignIn)>,
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let _sign_in = state.pressure.sign_in();
-    if let Some(client) = client_of(&req, &state.settings.trusted_proxies)
-        && let Some(wait) = state.store.count_client_request(client).await?
-    {
+    let Some(client) = client_of(&req, &state.settings.trusted_proxies) else {
+        return Ok(next.run(req).await);
+    };
+    let counted = state
+        .store
+        .count_client_request(client)
+        .await
+        .map_err(|e| ApiError::from_store(e, sign_in.outage))?;
+    if let Some(wait) = counted {
         metrics::counter!(otp_shared::metrics::RATE_LIMIT_REJECTIONS, "scope" => "client")
             .increment(1);
         return Err(ApiError::RateLimited { retry_after: wait });
