@@ -6,8 +6,12 @@ use clap::Parser;
 use otp_shared::config::{CommonArgs, CommonConfig, ConfigError, real_secret, required_secret};
 use secrecy::SecretString;
 
+use otp_shared::locale::Locale;
+use otp_shared::phone::ByCountry;
+
 use crate::client::TrustedProxies;
 use crate::phone::AllowedCountries;
+use crate::review_phones::ReviewPhones;
 use crate::token::{JwtAlgorithm, KeySet};
 
 /// WhatsApp OTP gateway: HTTP api.
@@ -104,6 +108,15 @@ pub struct ApiArgs {
     /// without it.
     #[arg(long, env = "WATI_WEBHOOK_SECRET", hide_env_values = true)]
     pub wati_webhook_secret: Option<String>,
+    /// The language codes go out in by the phone's calling code, where the app gives
+    /// none (or one without a template): `55=pt_BR,91=hi`.
+    #[arg(long, env = "COUNTRY_LOCALES", default_value = "")]
+    pub country_locales: String,
+    /// Review phones with fixed codes, `phone=code,…` (4 to 15 digits): app-store
+    /// reviewers and an app's own tests log in with them; no message is sent and no
+    /// budget spent. Each is a standing way in for whoever knows its code.
+    #[arg(long, env = "TEST_PHONES", default_value = "", hide_env_values = true)]
+    pub test_phones: String,
     /// Proxies (comma-separated networks, e.g. `10.0.0.0/8,fd00::/8`) whose
     /// `X-Forwarded-For` names the client; from any other peer it is ignored.
     #[arg(long, env = "TRUSTED_PROXIES", default_value = "")]
@@ -147,6 +160,10 @@ pub struct ApiConfig {
     /// The webhook path's secret; `None` turns receipts off.
     pub wati_webhook_secret: Option<SecretString>,
     pub allowed_countries: AllowedCountries,
+    /// `COUNTRY_LOCALES`: the language of a country's codes, unless the app names one.
+    pub country_locales: ByCountry<Locale>,
+    /// `TEST_PHONES`: phones that log in with a fixed code and get no message.
+    pub review_phones: ReviewPhones,
 }
 
 impl ApiArgs {
@@ -277,6 +294,19 @@ impl ApiArgs {
                     problem: "must be calling codes separated by commas, such as 91,44",
                 }
             })?,
+            country_locales: ByCountry::parse(&self.country_locales, Locale::parse).map_err(
+                |_| ConfigError::Invalid {
+                    name: "COUNTRY_LOCALES",
+                    problem: "must be calling code=locale pairs separated by commas, such as 55=pt_BR,91=hi",
+                },
+            )?,
+            review_phones: self
+                .test_phones
+                .parse()
+                .map_err(|e: crate::review_phones::InvalidReviewPhone| ConfigError::Unusable {
+                    name: "TEST_PHONES",
+                    detail: e.to_string(),
+                })?,
         })
     }
 }

@@ -20,6 +20,8 @@ pub enum ApiError {
     PhoneInvalid,
     #[error("country not allowed")]
     PhoneNotAllowed,
+    #[error("locale invalid")]
+    LocaleInvalid,
     #[error("code missing")]
     CodeRequired,
     #[error("no code for phone")]
@@ -70,6 +72,7 @@ impl ApiError {
         match self {
             ApiError::PhoneRequired
             | ApiError::PhoneInvalid
+            | ApiError::LocaleInvalid
             | ApiError::CodeRequired
             | ApiError::InvalidBody
             | ApiError::UnsupportedMediaType
@@ -118,6 +121,7 @@ impl ApiError {
                 "PHONE_NOT_ALLOWED",
                 "Sending to this country is not enabled",
             ),
+            LocaleInvalid => (StatusCode::BAD_REQUEST, "LOCALE_INVALID", "Invalid locale"),
             CodeRequired => (
                 StatusCode::BAD_REQUEST,
                 "CODE_REQUIRED",

@@ -6,12 +6,15 @@ pub mod code;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod login;
 pub mod phone;
 pub mod pressure;
 pub mod publisher;
 pub mod queue_depth;
 pub mod receipts;
+pub mod review_phones;
 pub mod routes;
+pub mod send;
 pub mod state;
 pub mod store;
 pub mod token;
@@ -116,6 +119,8 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
             allowed_countries: config.allowed_countries.clone(),
             webhook_secret: config.wati_webhook_secret.clone(),
             resend_after_seconds: config.limits.resend_cooldown_seconds,
+            country_locales: config.country_locales.clone(),
+            review_phones: config.review_phones.clone(),
             login_page: config
                 .login_page
                 .then(|| routes::LoginPage::render(config.login_page_inbox_url.as_deref())),
@@ -167,6 +172,13 @@ pub async fn run(
     let receipts_linked = config.wati_webhook_secret.is_some()
         && config.common.budgets.api_version == otp_shared::budget::WatiApiVersion::V3;
     metrics::gauge!(otp_shared::metrics::RECEIPTS_LINKED).set(f64::from(u8::from(receipts_linked)));
+    if !config.review_phones.is_empty() {
+        tracing::warn!(
+            review_phones = config.review_phones.len(),
+            "TEST_PHONES is set: these phones log in with a fixed code and get no message; \
+             keep the list short and the codes secret"
+        );
+    }
     let queues = state.publisher.queues();
     let Listeners {
         http: listener,

@@ -14,6 +14,7 @@ fn read_settings() -> Result<ApiConfig, ConfigError> {
         ("redis_url", "REDIS_URL"),
         ("amqp_url", "AMQP_URL"),
         ("database_url", "DATABASE_URL"),
+        ("test_phones", "TEST_PHONES"),
     ])?
     .validate()
 }

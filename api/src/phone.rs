@@ -2,6 +2,7 @@
 //! normalised to E.164 digits without `+`, so every way of writing a number is one
 //! identity.
 
+use otp_shared::phone::{CallingCode, InvalidCallingCode, calling_codes};
 pub use otp_shared::phone::{InvalidPhone, PhoneNumber};
 
 /// Longer input is refused before parsing: no real number needs it.
@@ -31,40 +32,21 @@ pub fn parse(input: &str) -> Result<PhoneNumber, InvalidPhone> {
 }
 
 /// `ALLOWED_COUNTRY_CODES`: the calling codes codes may be sent to; empty allows all.
-/// Calling codes are a prefix code (no code begins another), so a number is in a
-/// country exactly when its E.164 digits start with that country's code.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AllowedCountries(Vec<String>);
+pub struct AllowedCountries(Vec<CallingCode>);
 
 impl std::str::FromStr for AllowedCountries {
     type Err = InvalidCallingCode;
 
     /// A comma-separated list such as `91,44,1`.
     fn from_str(list: &str) -> Result<Self, Self::Err> {
-        list.split(',')
-            .map(str::trim)
-            .filter(|code| !code.is_empty())
-            .map(|code| {
-                let code = code.trim_start_matches('+');
-                let shaped = (1..=3).contains(&code.len())
-                    && code.bytes().all(|b| b.is_ascii_digit())
-                    && !code.starts_with('0');
-                shaped
-                    .then(|| code.to_owned())
-                    .ok_or_else(|| InvalidCallingCode(code.to_owned()))
-            })
-            .collect::<Result<_, _>>()
-            .map(Self)
+        calling_codes(list).map(Self)
     }
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("not a calling code: {0:?}")]
-pub struct InvalidCallingCode(String);
-
 impl AllowedCountries {
     pub fn allow(&self, phone: &PhoneNumber) -> bool {
-        self.0.is_empty() || self.0.iter().any(|code| phone.as_str().starts_with(code))
+        self.0.is_empty() || self.0.iter().any(|code| code.holds(phone))
     }
 }
 

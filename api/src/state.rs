@@ -23,6 +23,10 @@ pub struct HandlerSettings {
     pub webhook_secret: Option<SecretString>,
     /// `RESEND_COOLDOWN_SECONDS`, told to clients with each accepted send.
     pub resend_after_seconds: u64,
+    /// `COUNTRY_LOCALES`: the language of a country's codes, unless the app names one.
+    pub country_locales: otp_shared::phone::ByCountry<otp_shared::locale::Locale>,
+    /// `TEST_PHONES`: phones that log in with a fixed code and get no message.
+    pub review_phones: crate::review_phones::ReviewPhones,
     /// The login page at `/`, rendered once at start; `None` when `LOGIN_PAGE` is off.
     pub login_page: Option<crate::routes::LoginPage>,
 }

@@ -141,26 +141,32 @@ impl OtpStore {
                 kind,
                 code_id,
                 expires_in,
-            } => {
-                let send = AcceptedSend {
-                    kind,
-                    request_id,
-                    code_id,
-                    expires_in,
-                };
-                if let Err(e) = self.records.index_request(phone, request_id).await {
-                    // Without it the send's status could not be found: take it back.
-                    if let Err(undo) = self.undo_send(phone, &send).await {
-                        tracing::warn!(error = %undo, "could not take back a send");
-                    }
-                    return Err(e.into());
-                }
-                SendDecision::Accepted(send)
-            }
+            } => SendDecision::Accepted(AcceptedSend {
+                kind,
+                request_id,
+                code_id,
+                expires_in,
+            }),
         })
     }
 
-    /// Takes back an accepted send whose job could not be published.
+    /// Remembers which phone `request_id` is for, so its status can be found from the
+    /// id alone.
+    pub async fn index_request(
+        &self,
+        phone: &PhoneNumber,
+        request_id: Uuid,
+    ) -> Result<(), StoreError> {
+        Ok(self.records.index_request(phone, request_id).await?)
+    }
+
+    /// Forgets the index of a send taken back.
+    pub async fn unindex_request(&self, request_id: Uuid) -> Result<(), StoreError> {
+        Ok(self.records.unindex_request(request_id).await?)
+    }
+
+    /// Takes back an accepted send whose job could not be published (its index is
+    /// the caller's to remove).
     pub async fn undo_send(
         &self,
         phone: &PhoneNumber,

@@ -50,6 +50,7 @@ fn secrets_on_the_command_line_are_refused() {
         ("--redis-url", "REDIS_URL"),
         ("--amqp-url", "AMQP_URL"),
         ("--database-url", "DATABASE_URL"),
+        ("--test-phones", "TEST_PHONES"),
     ] {
         assert_eq!(
             api_stderr_with_args(&[flag, secret], &[]),
@@ -104,6 +105,8 @@ fn help_lists_every_setting() {
         "SENDS_PER_MINUTE",
         "ALLOWED_COUNTRY_CODES",
         "HTTP_MAX_CONNECTIONS",
+        "COUNTRY_LOCALES",
+        "TEST_PHONES",
     ] {
         assert!(help.contains(name), "--help names {name}");
     }

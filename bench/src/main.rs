@@ -384,7 +384,6 @@ pub(crate) async fn start_sandbox(
 ) -> anyhow::Result<(Sandbox, String)> {
     let sandbox = Sandbox::new(SandboxConfig {
         api_key: WATI_KEY.into(),
-        template_name: "login_otp".into(),
         latency,
         calls_per_10s,
         ..SandboxConfig::default()

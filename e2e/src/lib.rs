@@ -285,7 +285,6 @@ impl TestEnv {
         let database_url = database_or_fail(&prefix).await;
         let sandbox = Sandbox::new(SandboxConfig {
             api_key: WATI_KEY.into(),
-            template_name: "login_otp".into(),
             latency: Duration::ZERO,
             calls_per_10s,
             ..SandboxConfig::default()
@@ -725,6 +724,10 @@ impl TestEnv {
         let otp_api::store::SendDecision::Accepted(send) = decision else {
             panic!("the store refused a send for {phone}");
         };
+        store
+            .index_request(&phone, send.request_id)
+            .await
+            .expect("the store indexes the send");
         otp_shared::job::SendJob::new(send.request_id, send.code_id, phone, otp_shared::now_ms())
     }
 
@@ -740,8 +743,9 @@ impl TestEnv {
         tokio::sync::watch::Sender<bool>,
     ) {
         let (stop, stopping) = tokio::sync::watch::channel(false);
-        let (deliverer, _batcher) = otp_worker::delivery::Deliverer::start(config, redis, stopping)
-            .expect("the WATI client builds");
+        let wati = otp_worker::wati::WatiClient::new(&config.wati).expect("the WATI client builds");
+        let (deliverer, _batcher) =
+            otp_worker::delivery::Deliverer::start(config, wati, redis, stopping);
         (deliverer, stop)
     }
 

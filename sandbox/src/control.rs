@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{Sandbox, ScriptedReply};
+use crate::{Sandbox, ScriptedReply, Template};
 
 #[derive(Deserialize)]
 pub(crate) struct PhoneQuery {
@@ -62,6 +62,19 @@ pub(crate) async fn add_script(
     Json(body): Json<ScriptBody>,
 ) -> StatusCode {
     sandbox.script(&body.phone, body.replies);
+    StatusCode::NO_CONTENT
+}
+
+pub(crate) async fn list_templates(State(sandbox): State<Sandbox>) -> Json<Value> {
+    Json(json!({ "templates": sandbox.templates() }))
+}
+
+/// Replaces the tenant's templates, e.g. to pause one as Meta would.
+pub(crate) async fn set_templates(
+    State(sandbox): State<Sandbox>,
+    Json(templates): Json<Vec<Template>>,
+) -> StatusCode {
+    sandbox.set_templates(templates);
     StatusCode::NO_CONTENT
 }
 

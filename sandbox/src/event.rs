@@ -32,14 +32,16 @@ pub(crate) struct MessageFacts {
     pub id: String,
     pub whatsapp_message_id: String,
     pub phone: String,
-    pub code: String,
+    pub template: String,
+    /// The rendered message, code included.
+    pub text: String,
     pub accepted_at_ms: u64,
 }
 
 impl MessageFacts {
     /// The event's body, stamped with `now_ms`; built once and posted as is, so repeats
     /// and retries of one event are byte for byte the same, as WATI's are.
-    pub(crate) fn body(&self, kind: &EventKind, template_name: &str, now_ms: u64) -> Bytes {
+    pub(crate) fn body(&self, kind: &EventKind, now_ms: u64) -> Bytes {
         let mut body = json!({
             "eventType": kind.event_type(),
             "localMessageId": self.local_message_id,
@@ -53,9 +55,9 @@ impl MessageFacts {
             // cope with a secret in its input and keep it out of its logs.
             EventKind::Sent => json!({
                 "statusString": "SENT",
-                "templateName": template_name,
+                "templateName": self.template,
                 "created": iso8601_utc(self.accepted_at_ms),
-                "text": format!("Your login code is {}", self.code),
+                "text": self.text,
                 "sourceType": "API",
             }),
             EventKind::Delivered => json!({
@@ -70,7 +72,7 @@ impl MessageFacts {
             }),
             EventKind::Failed { code, detail } => json!({
                 "statusString": "Failed",
-                "templateName": template_name,
+                "templateName": self.template,
                 "failedCode": code,
                 "failedDetail": detail,
             }),
@@ -84,7 +86,7 @@ impl MessageFacts {
 }
 
 /// `2026-11-25T10:00:00.000Z`, the form of WATI's `created`.
-fn iso8601_utc(unix_ms: u64) -> String {
+pub(crate) fn iso8601_utc(unix_ms: u64) -> String {
     let secs = unix_ms / 1_000;
     let (year, month, day) = civil_from_days(secs / 86_400);
     let in_day = secs % 86_400;
@@ -128,13 +130,14 @@ mod tests {
             id: "6744a1b2c3d4e5f600000001".into(),
             whatsapp_message_id: "wamid.ABC".into(),
             phone: "919876543210".into(),
-            code: "123456".into(),
+            template: "login_otp".into(),
+            text: "123456 is your verification code.".into(),
             accepted_at_ms: 1_795_580_000_123,
         }
     }
 
     fn body(kind: &EventKind) -> Value {
-        let bytes = facts().body(kind, "login_otp", 1_795_580_001_999);
+        let bytes = facts().body(kind, 1_795_580_001_999);
         serde_json::from_slice(&bytes).expect("JSON")
     }
 
@@ -160,7 +163,7 @@ mod tests {
                 "created": "2026-11-25T04:13:20.123Z",
                 "timestamp": "1795580001",
                 "waId": "919876543210",
-                "text": "Your login code is 123456",
+                "text": "123456 is your verification code.",
                 "sourceType": "API",
             })
         );

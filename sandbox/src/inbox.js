@@ -44,21 +44,38 @@ function key(phone, message) {
   return [phone, message.callId, message.localMessageId, message.code].join('\u0000');
 }
 
+// The message as the phone shows it: the template's body with the code set apart, its
+// footer, and its "Copy code" button.
+function body(message, code) {
+  const text = String(message.text || '');
+  const at = code ? text.indexOf(code) : -1;
+  if (at < 0) {
+    return el('p', {}, text);
+  }
+  return el('p', {},
+    text.slice(0, at),
+    el('code', { 'data-code': code }, code),
+    text.slice(at + code.length));
+}
+
 function bubble(phone, message, now) {
   const code = String(message.code);
   const item = el('li', {
     class: 'bubble',
     'data-call-id': message.callId,
+    'data-template': message.template || '',
     title: 'call ' + message.callId +
+      (message.template ? ', template ' + message.template : '') +
       (message.localMessageId ? ', local message id ' + message.localMessageId : ', v1') +
       (message.broadcastName ? ', broadcast ' + message.broadcastName : ''),
-  },
-    // The text of WhatsApp's authentication template, with its "Copy code" button.
-    el('p', {},
-      el('code', { 'data-code': code }, code),
-      ' is your verification code. For your security, do not share this code.'),
-    el('time', { datetime: new Date(message.receivedAtMs).toISOString() }, clock(message.receivedAtMs)),
-    el('button', { type: 'button', 'data-copy': code }, 'Copy code'));
+  }, body(message, code));
+  if (message.footer) {
+    item.append(el('small', { class: 'footer' }, String(message.footer)));
+  }
+  item.append(el('time', { datetime: new Date(message.receivedAtMs).toISOString() }, clock(message.receivedAtMs)));
+  if (message.button) {
+    item.append(el('button', { type: 'button', 'data-copy': code }, String(message.button)));
+  }
   now.add(key(phone, message));
   if (seen && !seen.has(key(phone, message))) {
     item.classList.add('new');
@@ -140,9 +157,10 @@ conversations.addEventListener('click', (event) => {
     return;
   }
   const code = button.closest('li').querySelector('[data-code]');
-  const done = (label) => {
-    button.textContent = label;
-    setTimeout(() => { button.textContent = 'Copy code'; }, 1500);
+  const label = button.textContent;
+  const done = (shown) => {
+    button.textContent = shown;
+    setTimeout(() => { button.textContent = label; }, 1500);
   };
   // The clipboard is there only on localhost or https; elsewhere the code is selected
   // for Ctrl+C.

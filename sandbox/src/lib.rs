@@ -1,8 +1,10 @@
-//! A local stand-in for WATI's template send API (v1 `sendTemplateMessage` and the v3
-//! batched `messageTemplates/send`): checks the key, the template and the `otp`
-//! parameter like WATI, enforces WATI's plan limit if asked, records every message so a
-//! person or a test can read the code sent to a number, can be told to be slow or to
-//! fail for a number, and posts delivery receipts to a webhook as WATI does.
+//! A local stand-in for WATI's template API (v1 `sendTemplateMessage` and the v3
+//! batched `messageTemplates/send`, and both template lists): keeps the tenant's
+//! templates (`templates`) and checks each send against them as WATI does (the key,
+//! the template, its status and its parameters by name), enforces WATI's plan limit if
+//! asked, records every message so a person or a test can read the code sent to a
+//! number, can be told to be slow or to fail for a number, and posts delivery receipts
+//! to a webhook as WATI does.
 //!
 //! `GET /sandbox/` is an inbox page for a person following the login flow in a browser:
 //! each phone's messages as its WhatsApp would show them, refreshed every second from
@@ -14,10 +16,12 @@ pub mod http1;
 mod ids;
 mod inbox;
 mod limit;
+mod listing;
 mod receipt;
 mod record;
 mod script;
 mod send;
+pub mod templates;
 mod v1;
 mod v3;
 mod webhook;
@@ -34,6 +38,7 @@ pub use inbox::{INBOX_MESSAGES, INBOX_PHONES};
 pub use receipt::ReceiptSettings;
 pub use record::{Api, Call, CallRecord, Conversation, Inbox, Message, ReceiptRecord};
 pub use script::{AnswerShape, ScriptedReply};
+pub use templates::Template;
 
 /// The sandbox binary's settings.
 #[derive(clap::Parser, Debug)]
@@ -54,9 +59,15 @@ pub struct SandboxArgs {
         hide_env_values = true
     )]
     pub api_key: String,
-    /// The one template the sandbox knows.
-    #[arg(long, env = "WATI_TEMPLATE_NAME", default_value = "login_otp")]
-    pub template_name: String,
+    /// The tenant's templates, `name:language:category:status:param|param`,
+    /// comma-separated; by default one approved authentication template, `login_otp`,
+    /// whose parameter is `1`.
+    #[arg(
+        long,
+        env = "SANDBOX_TEMPLATES",
+        default_value = "login_otp:en_US:AUTHENTICATION:APPROVED:1"
+    )]
+    pub templates: String,
     /// Delay before every answer, in milliseconds.
     #[arg(long, env = "SANDBOX_LATENCY_MS", default_value_t = 0)]
     pub latency_ms: u64,
@@ -91,10 +102,11 @@ pub struct SandboxArgs {
 }
 
 impl SandboxArgs {
-    pub fn into_config(self) -> SandboxConfig {
-        SandboxConfig {
+    /// The settings, checked; an error names the one that does not read.
+    pub fn into_config(self) -> Result<SandboxConfig, String> {
+        Ok(SandboxConfig {
             api_key: self.api_key,
-            template_name: self.template_name,
+            templates: templates::parse(&self.templates)?,
             latency: Duration::from_millis(self.latency_ms),
             calls_per_10s: self.calls_per_10s,
             receipts: ReceiptSettings {
@@ -105,7 +117,7 @@ impl SandboxArgs {
                 repeat: self.receipt_repeat,
                 reorder: self.receipt_reorder,
             },
-        }
+        })
     }
 }
 
@@ -114,8 +126,8 @@ impl SandboxArgs {
 pub struct SandboxConfig {
     /// The key a caller must send as `Authorization: Bearer <key>`.
     pub api_key: String,
-    /// The one template it knows.
-    pub template_name: String,
+    /// The tenant's templates at start; [`Sandbox::set_templates`] changes them later.
+    pub templates: Vec<Template>,
     /// Delay before every unscripted answer.
     pub latency: Duration,
     /// Send calls (v1 and v3 together) admitted per sliding 10 s, like WATI's plan
@@ -126,12 +138,12 @@ pub struct SandboxConfig {
 }
 
 impl Default for SandboxConfig {
-    /// The binary's defaults: key `sandbox-key`, template `login_otp`, no delay, no limit,
-    /// no receipts.
+    /// The binary's defaults: key `sandbox-key`, one approved authentication template
+    /// `login_otp` with the parameter `1`, no delay, no limit, no receipts.
     fn default() -> Self {
         Self {
             api_key: "sandbox-key".into(),
-            template_name: "login_otp".into(),
+            templates: templates::defaults(),
             latency: Duration::ZERO,
             calls_per_10s: 0,
             receipts: ReceiptSettings::default(),
@@ -146,13 +158,28 @@ pub struct Sandbox {
     recorded: Arc<Mutex<record::Recorded>>,
     /// The receipt settings in force; each accepted message takes a snapshot.
     receipts: Arc<Mutex<Arc<ReceiptSettings>>>,
+    /// The tenant's templates, and how the list answers: kept across [`Sandbox::reset`].
+    registry: Arc<Mutex<Registry>>,
     webhook: Arc<webhook::Webhook>,
+}
+
+#[derive(Default)]
+struct Registry {
+    templates: Vec<Template>,
+    /// A status the template lists answer with instead of the list (403, 5xx).
+    listing_failure: Option<axum::http::StatusCode>,
+    /// Template list requests that passed the key check, answered or failed.
+    list_requests: u64,
 }
 
 impl Sandbox {
     pub fn new(config: SandboxConfig) -> Self {
         Self {
             receipts: Arc::new(Mutex::new(Arc::new(config.receipts.clone()))),
+            registry: Arc::new(Mutex::new(Registry {
+                templates: config.templates.clone(),
+                ..Registry::default()
+            })),
             config: Arc::new(config),
             recorded: Arc::default(),
             webhook: Arc::new(webhook::Webhook::new()),
@@ -162,6 +189,48 @@ impl Sandbox {
     fn recorded(&self) -> MutexGuard<'_, record::Recorded> {
         // A panic while holding the lock leaves plain data behind; keep serving it.
         self.recorded.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The tenant's templates, as WATI would list them.
+    pub fn templates(&self) -> Vec<Template> {
+        self.registry().templates.clone()
+    }
+
+    /// The template named `name`, if the tenant has one.
+    pub fn template(&self, name: &str) -> Option<Template> {
+        self.registry()
+            .templates
+            .iter()
+            .find(|t| t.name == name)
+            .cloned()
+    }
+
+    /// Replaces the tenant's templates (a template paused by Meta, a new language).
+    pub fn set_templates(&self, templates: Vec<Template>) {
+        self.registry().templates = templates;
+    }
+
+    /// Makes the template lists answer `status` (403 for a key without the read scope,
+    /// 5xx for an outage) until called with `None`.
+    pub fn fail_listing(&self, status: Option<u16>) {
+        self.registry().listing_failure =
+            status.and_then(|s| axum::http::StatusCode::from_u16(s).ok());
+    }
+
+    /// Counts a list request that passed the key check; the failure it gets, if any.
+    fn list_request(&self) -> Option<axum::http::StatusCode> {
+        let mut registry = self.registry();
+        registry.list_requests += 1;
+        registry.listing_failure
+    }
+
+    /// Template list requests that passed the key check, answered or failed.
+    pub fn list_requests(&self) -> u64 {
+        self.registry().list_requests
     }
 
     fn receipt_settings_now(&self) -> Arc<ReceiptSettings> {
@@ -258,11 +327,17 @@ impl Sandbox {
             .route("/sandbox/script", post(control::add_script))
             .route("/sandbox/reset", post(control::reset))
             .route("/sandbox/stats", get(control::stats))
+            .route(
+                "/sandbox/templates",
+                get(control::list_templates).put(control::set_templates),
+            )
             // 10,000 recipients with a few parameters each outgrow axum's 2 MB default;
             // a full batch should meet WATI's checks, not a 413.
             .route(
                 "/{*path}",
-                post(send::send).layer(DefaultBodyLimit::max(send::MAX_BODY_BYTES)),
+                post(send::send)
+                    .layer(DefaultBodyLimit::max(send::MAX_BODY_BYTES))
+                    .get(listing::list),
             )
             .with_state(self.clone())
     }

@@ -17,7 +17,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     tracing::info!(addr = %args.addr, "wati sandbox listening");
-    let sandbox = Sandbox::new(args.into_config());
+    let sandbox = Sandbox::new(args.into_config().map_err(anyhow::Error::msg)?);
     wati_sandbox::serve(sandbox, listener, async {
         let _ = tokio::signal::ctrl_c().await;
     })

@@ -77,7 +77,9 @@ impl ReceiptPlan {
 /// A message just recorded as accepted, owed its receipts.
 pub(crate) struct AcceptedMessage {
     pub phone: String,
-    pub code: String,
+    pub template: String,
+    /// The rendered message (it holds the code), as WATI's `sent` event carries it.
+    pub text: String,
     pub local_message_id: Option<String>,
     pub plan: ReceiptPlan,
     /// The sandbox's life it was accepted in: its receipts are not recorded after a reset.
@@ -107,7 +109,8 @@ pub(crate) fn schedule(sandbox: &Sandbox, accepted: Vec<AcceptedMessage>) {
             id: ids::object_id(),
             whatsapp_message_id: ids::wamid(),
             phone: message.phone,
-            code: message.code,
+            template: message.template,
+            text: message.text,
             accepted_at_ms,
         };
         let sandbox = sandbox.clone();
@@ -116,7 +119,7 @@ pub(crate) fn schedule(sandbox: &Sandbox, accepted: Vec<AcceptedMessage>) {
         tokio::spawn(async move {
             for (after, kind) in events {
                 tokio::time::sleep_until((accepted_at + after).into()).await;
-                let body = facts.body(&kind, &sandbox.config.template_name, now_ms());
+                let body = facts.body(&kind, now_ms());
                 for _ in 0..copies {
                     // One copy at a time, retries included, so a message's events
                     // reach the receiver in the planned order (`reorder` plans read first).

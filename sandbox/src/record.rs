@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::limit::Window;
 use crate::receipt::{AcceptedMessage, ReceiptPlan};
 use crate::script::ScriptedReply;
+use crate::templates::Rendered;
 
 /// Which WATI endpoint a call came to.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -22,12 +23,22 @@ pub enum Api {
     V3,
 }
 
-/// One message the sandbox accepted.
+/// One message the sandbox accepted, as the phone shows it.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
     pub phone: String,
     pub code: String,
+    /// The template it went out in.
+    #[serde(default)]
+    pub template: String,
+    /// What the phone shows: the body, its footer and its button.
+    #[serde(default)]
+    pub text: String,
+    #[serde(default)]
+    pub footer: Option<String>,
+    #[serde(default)]
+    pub button: Option<String>,
     pub broadcast_name: String,
     pub received_at_ms: u64,
     /// The recipient's `local_message_id` (v3 only).
@@ -90,6 +101,9 @@ pub struct CallRecord {
     /// The phones the call named, in order (as far as a rejected body could be read).
     pub recipients: Vec<String>,
     pub broadcast_name: String,
+    /// The template the call named (empty when its body could not be read that far).
+    #[serde(default)]
+    pub template_name: String,
     /// The path before the endpoint: a tenant id, or whatever the caller's base URL
     /// carries (tests give each worker its own, to tell their calls apart).
     pub path_prefix: String,
@@ -127,8 +141,14 @@ pub(crate) struct Ticket {
 pub(crate) struct Sent {
     pub phone: String,
     pub code: String,
+    /// What its phone would show.
+    pub rendered: Rendered,
     pub local_message_id: Option<String>,
+    /// WATI took it (it counts, and gets receipts).
     pub accepted: bool,
+    /// It reaches the phone's inbox (not one Meta fails at once, such as a message
+    /// without its parameters).
+    pub reaches_phone: bool,
     /// The receipts it gets if accepted.
     pub receipts: ReceiptPlan,
 }
@@ -306,6 +326,7 @@ impl Recorded {
         ticket: Ticket,
         status: u16,
         broadcast_name: String,
+        template_name: String,
         recipients: Vec<String>,
     ) {
         if ticket.generation == self.generation {
@@ -317,6 +338,7 @@ impl Recorded {
                 status,
                 recipients,
                 broadcast_name,
+                template_name,
                 path_prefix,
             });
         }
@@ -331,6 +353,7 @@ impl Recorded {
         ticket: Ticket,
         status: u16,
         broadcast_name: String,
+        template_name: String,
         sent: Vec<Sent>,
     ) -> Vec<AcceptedMessage> {
         if ticket.generation != self.generation {
@@ -350,23 +373,30 @@ impl Recorded {
             });
             if one.accepted {
                 self.accepted += 1;
-                let thread = self.messages.entry(one.phone.clone()).or_default();
-                if thread.last != 0 {
-                    self.recent.remove(&thread.last);
+                if one.reaches_phone {
+                    let thread = self.messages.entry(one.phone.clone()).or_default();
+                    if thread.last != 0 {
+                        self.recent.remove(&thread.last);
+                    }
+                    thread.last = self.accepted;
+                    self.recent.insert(self.accepted, one.phone.clone());
+                    thread.messages.push(Message {
+                        phone: one.phone.clone(),
+                        code: one.code.clone(),
+                        template: template_name.clone(),
+                        text: one.rendered.text.clone(),
+                        footer: one.rendered.footer.clone(),
+                        button: one.rendered.button.clone(),
+                        broadcast_name: broadcast_name.clone(),
+                        received_at_ms: ticket.received_at_ms,
+                        local_message_id: one.local_message_id.clone(),
+                        call_id: ticket.call_id,
+                    });
                 }
-                thread.last = self.accepted;
-                self.recent.insert(self.accepted, one.phone.clone());
-                thread.messages.push(Message {
-                    phone: one.phone.clone(),
-                    code: one.code.clone(),
-                    broadcast_name: broadcast_name.clone(),
-                    received_at_ms: ticket.received_at_ms,
-                    local_message_id: one.local_message_id.clone(),
-                    call_id: ticket.call_id,
-                });
                 accepted.push(AcceptedMessage {
                     phone: one.phone.clone(),
-                    code: one.code,
+                    template: template_name.clone(),
+                    text: one.rendered.text,
                     local_message_id: one.local_message_id,
                     plan: one.receipts,
                     generation: self.generation,
@@ -374,7 +404,7 @@ impl Recorded {
             }
             recipients.push(one.phone);
         }
-        self.log_call(ticket, status, broadcast_name, recipients);
+        self.log_call(ticket, status, broadcast_name, template_name, recipients);
         accepted
     }
 }

@@ -26,7 +26,8 @@ pub struct ScriptedReply {
     /// Wait this long before answering (longer than the caller's timeout = a hang).
     #[serde(default)]
     pub delay_ms: Option<u64>,
-    /// v3: `false` marks this recipient `isValidWhatsAppNumber: false`; nothing is sent.
+    /// v3: `false` marks this recipient as no WhatsApp number (`isValidWhatsAppNumber:
+    /// false` in the v2 shape, an error in the documented one); nothing is sent.
     #[serde(default, rename = "validWhatsAppNumber")]
     pub valid_whatsapp_number: Option<bool>,
     /// v3: errors WATI reports for this recipient; any error means nothing is sent.
@@ -50,12 +51,17 @@ pub struct ScriptedReply {
     pub no_receipts: Option<bool>,
 }
 
-/// The two shapes WATI's v3 send answers 200 with.
+/// The shapes WATI's v3 send answers 200 with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AnswerShape {
-    /// `{"result":true,"receivers":[…]}`: one entry per recipient.
+    /// `{"success":true,"broadcast_id":…,"error":null,"recipients":[{local_message_id,
+    /// phone_number, errors}]}`: the shape docs.wati.io documents for v3.
     #[default]
+    Recipients,
+    /// `{"result":true,"receivers":[{localMessageId, waId, isValidWhatsAppNumber,
+    /// errors}]}`: the v2 shape WATI also answers with (docs.wati.io "track template
+    /// messages using webhooks").
     Receivers,
     /// `{"success":true,"error":null}`: no per-recipient answer, every recipient sent.
     Success,

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::limit::retry_after_secs;
 use crate::{Api, Sandbox, v1, v3};
@@ -82,6 +82,20 @@ pub(crate) fn now_ms() -> u64 {
 
 pub(crate) fn wati_answer(status: StatusCode, result: bool, info: &str) -> Response {
     (status, Json(json!({"result": result, "info": info}))).into_response()
+}
+
+/// WATI's error body for a refused v3 request (`InvalidRequestResponse` and its kin in
+/// WATI's reference): `{code, message, timestamp}`.
+pub(crate) fn v3_error(status: StatusCode, message: &str) -> Response {
+    (status, Json(v3_error_body(status, message))).into_response()
+}
+
+pub(crate) fn v3_error_body(status: StatusCode, message: &str) -> Value {
+    json!({
+        "code": status.as_u16(),
+        "message": message,
+        "timestamp": crate::event::iso8601_utc(now_ms()),
+    })
 }
 
 pub(crate) fn with_retry_after(mut response: Response, secs: Option<u64>) -> Response {

@@ -1,5 +1,8 @@
-//! `POST …/api/v1/sendTemplateMessage?whatsappNumber=…`: one recipient a call, one
-//! scripted reply popped a call.
+//! `POST …/api/v1/sendTemplateMessage?whatsappNumber=…`: one recipient a call, checked
+//! against the tenant's templates (`templates`): an unknown or unapproved template, or
+//! parameters WATI cannot match, get `200 {"result": false, "info": …}` (WATI's
+//! reported text for a parameter: "Check your template, it cannot have typos or blank
+//! text"); then one scripted reply is popped.
 
 use std::time::Duration;
 
@@ -12,6 +15,7 @@ use serde_json::{Value, json};
 use crate::receipt::{self, ReceiptPlan};
 use crate::record::{Sent, Ticket};
 use crate::send::{wati_answer, with_retry_after};
+use crate::templates::{self, ParamCheck};
 use crate::{Sandbox, ScriptedReply};
 
 #[derive(Deserialize)]
@@ -30,42 +34,68 @@ pub(crate) async fn send(
         .whatsapp_number
         .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
     let parsed = serde_json::from_slice::<Value>(body).ok();
-    let broadcast_name = parsed
-        .as_ref()
-        .and_then(|b| b["broadcast_name"].as_str())
-        .unwrap_or_default()
-        .to_owned();
-    let reject = |status: StatusCode, info: &str| {
+    let text_of = |field: &str| {
+        parsed
+            .as_ref()
+            .and_then(|b| b[field].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let broadcast_name = text_of("broadcast_name");
+    let template_name = text_of("template_name");
+    // A refusal before anything is sent: logged, answered with `result: false`.
+    let refuse = |status: StatusCode, info: &str| {
         sandbox.recorded().log_call(
             ticket,
             status.as_u16(),
             broadcast_name.clone(),
+            template_name.clone(),
             phone.iter().cloned().collect(),
         );
         wati_answer(status, false, info)
     };
     let Some(phone) = phone.clone() else {
-        return reject(StatusCode::BAD_REQUEST, "whatsappNumber is required");
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "Whatsapp number should not be null or empty",
+        );
     };
     let Some(body) = parsed.as_ref() else {
-        return reject(StatusCode::BAD_REQUEST, "Invalid JSON body");
+        return refuse(StatusCode::BAD_REQUEST, "Invalid JSON body");
     };
-    if body["template_name"].as_str() != Some(sandbox.config.template_name.as_str()) {
-        return reject(StatusCode::NOT_FOUND, "Template not found");
+    let template = match sandbox.template(&template_name) {
+        Some(template) if template.approved() => template,
+        Some(t) => {
+            let info = format!("Template {} is not approved (status {})", t.name, t.status);
+            return refuse(StatusCode::OK, &info);
+        }
+        None => return refuse(StatusCode::OK, "Template not found"),
+    };
+    let params: Vec<(String, Option<String>)> = body["parameters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap_or_default().to_owned(),
+                p["value"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    let check = template.check_params(&params);
+    if check == ParamCheck::Mismatched {
+        return refuse(StatusCode::OK, templates::CHECK_YOUR_TEMPLATE);
     }
-    let code = body["parameters"].as_array().and_then(|params| {
-        params
-            .iter()
-            .find(|p| p["name"] == "otp")
-            .and_then(|p| p["value"].as_str())
-            .map(str::to_owned)
-    });
-    let Some(code) = code else {
-        return reject(StatusCode::BAD_REQUEST, "Parameter otp is required");
-    };
 
     let scripted = sandbox.recorded().pop_script(&phone);
-    let receipts = ReceiptPlan::from_script(scripted.as_ref());
+    let receipts = match &check {
+        // Taken, and failed by Meta: it has no parameters.
+        ParamCheck::Missing => ReceiptPlan::Failed {
+            code: templates::PARAM_COUNT_MISMATCH_CODE.to_owned(),
+            detail: templates::PARAM_COUNT_MISMATCH_DETAIL.to_owned(),
+        },
+        _ => ReceiptPlan::from_script(scripted.as_ref()),
+    };
     let reply = scripted.unwrap_or_else(|| ScriptedReply {
         delay_ms: Some(sandbox.config.latency.as_millis() as u64),
         ..ScriptedReply::default()
@@ -78,15 +108,28 @@ pub(crate) async fn send(
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::OK);
     let result = reply.result.unwrap_or(status.is_success());
+    let value_of = |name: &str| {
+        params
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.clone())
+    };
+    let code = match &check {
+        ParamCheck::Filled { code } => code.clone(),
+        _ => String::new(),
+    };
     let accepted = sandbox.recorded().record(
         ticket,
         status.as_u16(),
         broadcast_name,
+        template.name.clone(),
         vec![Sent {
             phone,
             code,
+            rendered: template.render(value_of),
             local_message_id: None,
             accepted: status.is_success() && result,
+            reaches_phone: check != ParamCheck::Missing,
             receipts,
         }],
     );

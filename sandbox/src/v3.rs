@@ -1,5 +1,10 @@
-//! `POST …/api/ext/v3/messageTemplates/send`: a batch of recipients a call. Each
-//! recipient pops its own scripted reply; together they decide the call's answer.
+//! `POST …/api/ext/v3/messageTemplates/send`: a batch of recipients a call, in one
+//! template, each with its own parameters. The body is checked as WATI's reference
+//! says (400 `{code, message, timestamp}` for a broken body, a recipient without a
+//! number, or more than 10,000 recipients); the template and each recipient's
+//! parameters against the tenant's registry (`templates`); then each recipient pops its
+//! own scripted reply, and together they decide the call's answer, by default in the
+//! shape docs.wati.io documents: `{success, broadcast_id, error, recipients}`.
 
 use std::time::Duration;
 
@@ -11,11 +16,14 @@ use serde_json::{Value, json};
 
 use crate::receipt::{self, ReceiptPlan};
 use crate::record::{Sent, Ticket};
-use crate::send::{wati_answer, with_retry_after};
-use crate::{AnswerShape, Sandbox, ScriptedReply};
+use crate::send::{v3_error, v3_error_body, with_retry_after};
+use crate::templates::{self, ParamCheck, Template};
+use crate::{AnswerShape, Sandbox, ScriptedReply, ids};
 
 /// WATI's cap on recipients in one call.
 pub(crate) const MAX_RECIPIENTS: usize = 10_000;
+/// What a recipient scripted as no WhatsApp number is told in the documented shape.
+const NOT_ON_WHATSAPP: &str = "Invalid WhatsApp number";
 
 #[derive(Deserialize)]
 struct SendBody {
@@ -50,11 +58,17 @@ struct Param {
     value: Value,
 }
 
-/// A recipient that passed the body checks.
+/// A recipient that passed the body checks, with what its parameters came to.
 struct Recipient {
     phone: String,
-    code: String,
     local_message_id: Option<String>,
+    params: Vec<(String, Option<String>)>,
+    check: ParamCheck,
+}
+
+/// A 200 that refuses the whole request: "a 200 can report a failed request".
+fn refused_body(error: &str) -> Value {
+    json!({"success": false, "broadcast_id": null, "error": error, "recipients": []})
 }
 
 pub(crate) async fn send(sandbox: &Sandbox, ticket: Ticket, body: &[u8]) -> Response {
@@ -64,25 +78,61 @@ pub(crate) async fn send(sandbox: &Sandbox, ticket: Ticket, body: &[u8]) -> Resp
         .ok()
         .and_then(|b| b.broadcast_name.clone())
         .unwrap_or_default();
-    let recipients = match &parsed {
-        Ok(body) => check(body, &sandbox.config.template_name),
-        Err(e) => Err((StatusCode::BAD_REQUEST, format!("Invalid JSON body: {e}"))),
+    let phones_named = || -> Vec<String> {
+        parsed
+            .iter()
+            .flat_map(|b| b.recipients.iter().flatten())
+            .filter_map(|r| r.phone().map(str::to_owned))
+            .collect()
     };
-    let recipients = match recipients {
+    // What WATI checks before any recipient: the body, then the template.
+    let checked = match &parsed {
+        Ok(body) => check_body(body),
+        Err(e) => Err(format!("Invalid JSON body: {e}")),
+    };
+    let recipients = match checked {
         Ok(recipients) => recipients,
-        Err((status, info)) => {
+        Err(message) => {
             // Log what could be read of a refused body, so a test can see what was tried.
-            let phones = parsed
-                .iter()
-                .flat_map(|b| b.recipients.iter().flatten())
-                .filter_map(|r| r.phone().map(str::to_owned))
-                .collect();
-            sandbox
-                .recorded()
-                .log_call(ticket, status.as_u16(), broadcast_name, phones);
-            return wati_answer(status, false, &info);
+            sandbox.recorded().log_call(
+                ticket,
+                StatusCode::BAD_REQUEST.as_u16(),
+                broadcast_name,
+                String::new(),
+                phones_named(),
+            );
+            return v3_error(StatusCode::BAD_REQUEST, &message);
         }
     };
+    let template_name = parsed
+        .as_ref()
+        .ok()
+        .and_then(|b| b.template_name.clone())
+        .unwrap_or_default();
+    let template = match sandbox.template(&template_name) {
+        Some(template) if template.approved() => template,
+        known => {
+            let error = match known {
+                Some(t) => format!("Template {} is not approved (status {})", t.name, t.status),
+                None => "Template not found".to_owned(),
+            };
+            sandbox.recorded().log_call(
+                ticket,
+                StatusCode::OK.as_u16(),
+                broadcast_name,
+                template_name,
+                phones_named(),
+            );
+            return (StatusCode::OK, Json(refused_body(&error))).into_response();
+        }
+    };
+    let recipients: Vec<Recipient> = recipients
+        .into_iter()
+        .map(|mut r| {
+            r.check = template.check_params(&r.params);
+            r
+        })
+        .collect();
 
     let scripts: Vec<Option<ScriptedReply>> = {
         let mut recorded = sandbox.recorded();
@@ -99,32 +149,33 @@ pub(crate) async fn send(sandbox: &Sandbox, ticket: Ticket, body: &[u8]) -> Resp
     let (status, answer, accepted): (StatusCode, Value, Vec<bool>) = match resolution.answer {
         Answer::Failed { status, info } => (
             status,
-            json!({"result": false, "info": info}),
+            v3_error_body(status, &info),
             vec![false; recipients.len()],
         ),
         Answer::Refused { info } => (
             StatusCode::OK,
-            json!({"result": false, "error": info, "info": info}),
+            refused_body(&info),
             vec![false; recipients.len()],
         ),
         Answer::Success => (
             StatusCode::OK,
             json!({"success": true, "error": null}),
-            vec![true; recipients.len()],
-        ),
-        Answer::Receivers(outcomes) => {
-            let receivers: Vec<Value> = recipients
+            recipients
                 .iter()
-                .zip(&outcomes)
-                .filter_map(|(r, outcome)| {
-                    outcome.as_ref().map(|o| {
-                        json!({
-                            "localMessageId": r.local_message_id,
-                            "waId": r.phone,
-                            "isValidWhatsAppNumber": o.valid,
-                            "errors": o.errors,
-                        })
-                    })
+                .map(|r| r.check != ParamCheck::Mismatched)
+                .collect(),
+        ),
+        Answer::PerRecipient { shape, outcomes } => {
+            // A parameter WATI cannot match refuses its recipient, whatever was scripted.
+            let outcomes: Vec<Option<Receiver>> = outcomes
+                .into_iter()
+                .zip(&recipients)
+                .map(|(outcome, r)| match (outcome, &r.check) {
+                    (Some(_), ParamCheck::Mismatched) => Some(Receiver {
+                        valid: true,
+                        errors: vec![templates::CHECK_YOUR_TEMPLATE.to_owned()],
+                    }),
+                    (outcome, _) => outcome,
                 })
                 .collect();
             let accepted = outcomes
@@ -133,13 +184,7 @@ pub(crate) async fn send(sandbox: &Sandbox, ticket: Ticket, body: &[u8]) -> Resp
                 .collect();
             (
                 StatusCode::OK,
-                json!({
-                    "result": true,
-                    "error": null,
-                    "templateName": sandbox.config.template_name,
-                    "receivers": receivers,
-                    "parameters": [],
-                }),
+                per_recipient(shape, &template, &recipients, &outcomes),
                 accepted,
             )
         }
@@ -148,17 +193,15 @@ pub(crate) async fn send(sandbox: &Sandbox, ticket: Ticket, body: &[u8]) -> Resp
         .into_iter()
         .zip(accepted)
         .zip(&scripts)
-        .map(|((r, accepted), script)| Sent {
-            phone: r.phone,
-            code: r.code,
-            local_message_id: r.local_message_id,
-            accepted,
-            receipts: ReceiptPlan::from_script(script.as_ref()),
-        })
+        .map(|((r, accepted), script)| sent(&template, r, accepted, script.as_ref()))
         .collect();
-    let accepted = sandbox
-        .recorded()
-        .record(ticket, status.as_u16(), broadcast_name, sent);
+    let accepted = sandbox.recorded().record(
+        ticket,
+        status.as_u16(),
+        broadcast_name,
+        template.name.clone(),
+        sent,
+    );
     receipt::schedule(sandbox, accepted);
     with_retry_after(
         (status, Json(answer)).into_response(),
@@ -166,20 +209,91 @@ pub(crate) async fn send(sandbox: &Sandbox, ticket: Ticket, body: &[u8]) -> Resp
     )
 }
 
-/// Checks the body like WATI: any fault refuses the whole call.
-fn check(body: &SendBody, template_name: &str) -> Result<Vec<Recipient>, (StatusCode, String)> {
-    let bad = |info: String| Err((StatusCode::BAD_REQUEST, info));
-    if body.template_name.as_deref() != Some(template_name) {
-        return Err((StatusCode::NOT_FOUND, "Template not found".to_owned()));
+/// A recipient's outcome, to record: what its phone shows, and the receipts it gets. A
+/// message without its parameters is taken, and Meta fails it (132000).
+fn sent(template: &Template, r: Recipient, accepted: bool, script: Option<&ScriptedReply>) -> Sent {
+    let value_of = |name: &str| {
+        r.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.clone())
+    };
+    let (code, receipts, reaches_phone) = match &r.check {
+        ParamCheck::Missing => (
+            String::new(),
+            ReceiptPlan::Failed {
+                code: templates::PARAM_COUNT_MISMATCH_CODE.to_owned(),
+                detail: templates::PARAM_COUNT_MISMATCH_DETAIL.to_owned(),
+            },
+            false,
+        ),
+        ParamCheck::Filled { code } => (code.clone(), ReceiptPlan::from_script(script), true),
+        ParamCheck::Mismatched => (String::new(), ReceiptPlan::from_script(script), false),
+    };
+    Sent {
+        phone: r.phone,
+        code,
+        rendered: template.render(value_of),
+        local_message_id: r.local_message_id,
+        accepted,
+        reaches_phone,
+        receipts,
     }
+}
+
+/// The 200 body that answers each recipient, in `shape`.
+fn per_recipient(
+    shape: AnswerShape,
+    template: &Template,
+    recipients: &[Recipient],
+    outcomes: &[Option<Receiver>],
+) -> Value {
+    let listed = recipients
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(r, outcome)| outcome.as_ref().map(|o| (r, o)));
+    match shape {
+        AnswerShape::Receivers => json!({
+            "result": true,
+            "error": null,
+            "templateName": template.name,
+            "receivers": listed.map(|(r, o)| json!({
+                "localMessageId": r.local_message_id,
+                "waId": r.phone,
+                "isValidWhatsAppNumber": o.valid,
+                "errors": o.errors,
+            })).collect::<Vec<_>>(),
+            "parameters": [],
+        }),
+        AnswerShape::Recipients | AnswerShape::Success => json!({
+            "success": true,
+            "broadcast_id": ids::uuid(),
+            "error": null,
+            "recipients": listed.map(|(r, o)| {
+                let mut errors = o.errors.clone();
+                if !o.valid {
+                    errors.insert(0, NOT_ON_WHATSAPP.to_owned());
+                }
+                json!({
+                    "local_message_id": r.local_message_id,
+                    "phone_number": r.phone,
+                    "errors": errors,
+                })
+            }).collect::<Vec<_>>(),
+        }),
+    }
+}
+
+/// Checks the body like WATI's reference: any fault refuses the whole call.
+fn check_body(body: &SendBody) -> Result<Vec<Recipient>, String> {
     let Some(recipients) = &body.recipients else {
-        return bad("recipients is required".to_owned());
+        return Err("recipients is required".to_owned());
     };
     if recipients.is_empty() {
-        return bad("recipients is empty".to_owned());
+        return Err("recipients is empty".to_owned());
     }
     if recipients.len() > MAX_RECIPIENTS {
-        return bad(format!(
+        return Err(format!(
             "at most {MAX_RECIPIENTS} recipients a call, got {}",
             recipients.len()
         ));
@@ -187,26 +301,25 @@ fn check(body: &SendBody, template_name: &str) -> Result<Vec<Recipient>, (Status
     let mut checked = Vec::with_capacity(recipients.len());
     for (i, r) in recipients.iter().enumerate() {
         let Some(phone) = r.phone() else {
-            return bad(format!("recipients[{i}]: phone_number is required"));
+            return Err(format!(
+                "recipients[{i}]: phone_number or target is required"
+            ));
         };
         // Digits only, as v1 asks: a `+` or spaces would file the message under a
         // number a test does not look up.
         if !phone.bytes().all(|b| b.is_ascii_digit()) {
-            return bad(format!("recipients[{i}]: phone_number must be digits only"));
+            return Err(format!("recipients[{i}]: phone_number must be digits only"));
         }
-        let code = r
-            .custom_params
-            .iter()
-            .flatten()
-            .find(|p| p.name == "otp")
-            .and_then(|p| p.value.as_str());
-        let Some(code) = code else {
-            return bad(format!("recipients[{i}]: parameter otp is required"));
-        };
         checked.push(Recipient {
             phone: phone.to_owned(),
-            code: code.to_owned(),
             local_message_id: r.local_message_id.clone(),
+            params: r
+                .custom_params
+                .iter()
+                .flatten()
+                .map(|p| (p.name.clone(), p.value.as_str().map(str::to_owned)))
+                .collect(),
+            check: ParamCheck::Missing,
         });
     }
     Ok(checked)
@@ -224,12 +337,15 @@ struct Resolution {
 enum Answer {
     /// A non-2xx status: the whole call failed.
     Failed { status: StatusCode, info: String },
-    /// 200 with `result: false`: WATI refused the whole call.
+    /// 200 with `success: false`: WATI refused the whole call.
     Refused { info: String },
     /// 200 `{"success":true}`: every recipient sent, none listed.
     Success,
-    /// 200 with `receivers`: per recipient, in order; `None` is left out of the list.
-    Receivers(Vec<Option<Receiver>>),
+    /// 200 with a list: per recipient, in order; `None` is left out of the list.
+    PerRecipient {
+        shape: AnswerShape,
+        outcomes: Vec<Option<Receiver>>,
+    },
 }
 
 #[derive(Debug, PartialEq)]
@@ -246,8 +362,9 @@ impl Receiver {
 
 /// Combines the popped scripts (one per recipient, `None` = unscripted), in this order:
 /// the longest scripted delay (else `latency`); the first non-2xx status fails the call;
-/// else a `result: false` refuses it; else a `success` shape answers without receivers;
-/// else each recipient's script shapes its receiver.
+/// else a `result: false` refuses it; else a `success` shape answers without a list;
+/// else each recipient's script shapes its entry, in the v2 `receivers` shape if any
+/// script asks for it, else in the documented `recipients` one.
 fn resolve(scripts: &[Option<ScriptedReply>], latency: Duration) -> Resolution {
     let popped = || scripts.iter().flatten();
     let delay = popped()
@@ -289,8 +406,13 @@ fn resolve(scripts: &[Option<ScriptedReply>], latency: Duration) -> Resolution {
     let answer = if popped().any(|s| s.shape == Some(AnswerShape::Success)) {
         Answer::Success
     } else {
-        Answer::Receivers(
-            scripts
+        Answer::PerRecipient {
+            shape: if popped().any(|s| s.shape == Some(AnswerShape::Receivers)) {
+                AnswerShape::Receivers
+            } else {
+                AnswerShape::Recipients
+            },
+            outcomes: scripts
                 .iter()
                 .map(|s| match s {
                     Some(s) if s.omit == Some(true) => None,
@@ -304,7 +426,7 @@ fn resolve(scripts: &[Option<ScriptedReply>], latency: Duration) -> Resolution {
                     }),
                 })
                 .collect(),
-        )
+        }
     };
     Resolution {
         delay,
@@ -338,7 +460,10 @@ mod tests {
             r,
             Resolution {
                 delay: LATENCY,
-                answer: Answer::Receivers(vec![ok(), ok()]),
+                answer: Answer::PerRecipient {
+                    shape: AnswerShape::Recipients,
+                    outcomes: vec![ok(), ok()]
+                },
                 retry_after: None,
             }
         );
@@ -415,6 +540,21 @@ mod tests {
     }
 
     #[test]
+    fn one_script_asking_for_the_v2_shape_answers_the_call_in_it() {
+        let r = resolve(
+            &[None, script(|s| s.shape = Some(AnswerShape::Receivers))],
+            LATENCY,
+        );
+        assert!(matches!(
+            r.answer,
+            Answer::PerRecipient {
+                shape: AnswerShape::Receivers,
+                ..
+            }
+        ));
+    }
+
+    #[test]
     fn per_recipient_scripts_shape_only_their_own_receiver() {
         let r = resolve(
             &[
@@ -425,7 +565,11 @@ mod tests {
             ],
             LATENCY,
         );
-        let Answer::Receivers(receivers) = r.answer else {
+        let Answer::PerRecipient {
+            outcomes: receivers,
+            ..
+        } = r.answer
+        else {
             panic!("expected receivers, got {:?}", r.answer);
         };
         let sent: Vec<Option<bool>> = receivers

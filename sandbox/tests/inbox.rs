@@ -25,7 +25,7 @@ fn recipient(phone: &str, code: &str) -> Value {
     json!({
         "phone_number": phone,
         "local_message_id": format!("id-{phone}-{code}"),
-        "custom_params": [{"name": "otp", "value": code}],
+        "custom_params": [{"name": "1", "value": code}],
     })
 }
 
@@ -59,7 +59,7 @@ impl Served {
             .json(&json!({
                 "template_name": "login_otp",
                 "broadcast_name": format!("v1-{phone}"),
-                "parameters": [{"name": "otp", "value": code}],
+                "parameters": [{"name": "1", "value": code}],
             }))
             .send()
             .await
@@ -176,7 +176,10 @@ async fn the_page_is_self_contained_html_under_a_strict_policy() {
         assert!(!page.contains(parsed), "the page uses {parsed}");
     }
     assert!(page.contains("No messages yet. Ask the api for a code and it shows up here."));
-    assert!(page.contains("is your verification code. For your security, do not share this code."));
+    // The message as the phone shows it comes from the sandbox's template registry.
+    for rendered in ["message.text", "message.footer", "message.button"] {
+        assert!(page.contains(rendered), "the page shows {rendered}");
+    }
     // What a browser test is told to select on.
     for selector in [
         r#"[data-phone="919876543210"] li:last-child [data-code]"#,
@@ -225,7 +228,7 @@ async fn the_inbox_lists_phones_messaged_last_first_with_their_codes_oldest_firs
         .json(&json!({
             "template_name": "login_otp",
             "broadcast_name": "refused",
-            "parameters": [{"name": "otp", "value": "444444"}],
+            "parameters": [{"name": "1", "value": "444444"}],
         }))
         .send()
         .await

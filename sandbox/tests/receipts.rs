@@ -117,7 +117,7 @@ fn recipient(phone: &str, code: &str) -> Value {
     json!({
         "phone_number": phone,
         "local_message_id": format!("id-{phone}"),
-        "custom_params": [{"name": "otp", "value": code}],
+        "custom_params": [{"name": "1", "value": code}],
     })
 }
 
@@ -151,7 +151,7 @@ impl Served {
             .json(&json!({
                 "template_name": "login_otp",
                 "broadcast_name": "receipts",
-                "parameters": [{"name": "otp", "value": code}],
+                "parameters": [{"name": "1", "value": code}],
             }))
             .send()
             .await
@@ -268,7 +268,7 @@ async fn a_scripted_failed_code_gets_sent_then_failed_and_no_delivered_or_read()
         ])
         .await;
     // WATI took the message: its failure shows only in the receipts.
-    assert_eq!(answer["receivers"][0]["isValidWhatsAppNumber"], true);
+    assert_eq!(answer["recipients"][0]["errors"], json!([]));
     assert_eq!(s.sandbox.messages("911111111111").len(), 1);
 
     // The other message is read after the failure is due, and the sandbox records a
@@ -532,8 +532,10 @@ fn the_binary_flags_set_the_receipts() {
     if std::env::vars().all(|(name, _)| !name.starts_with("SANDBOX_")) {
         let defaults = wati_sandbox::SandboxArgs::try_parse_from(["wati-sandbox"])
             .expect("no flags are needed")
-            .into_config();
+            .into_config()
+            .expect("the defaults are valid");
         assert_eq!(defaults.receipts, ReceiptSettings::default());
+        assert_eq!(defaults.templates, wati_sandbox::templates::defaults());
     }
     let args = wati_sandbox::SandboxArgs::try_parse_from([
         "wati-sandbox",
@@ -550,7 +552,7 @@ fn the_binary_flags_set_the_receipts() {
     ])
     .expect("the flags parse");
     assert_eq!(
-        args.into_config().receipts,
+        args.into_config().expect("valid").receipts,
         ReceiptSettings {
             webhook_url: Some("http://127.0.0.1:9/hook".into()),
             delivered_after: Duration::from_millis(20),
@@ -588,4 +590,32 @@ async fn a_send_is_answered_while_the_webhook_hangs() {
     s.v1("913333333333", "333333").await;
     assert_eq!(s.sandbox.accepted(), 3);
     assert_eq!(s.sandbox.receipts_posted(), 0);
+}
+
+#[tokio::test]
+async fn a_message_without_its_parameter_is_taken_then_failed_by_meta_with_132000() {
+    let (url, heard) = receiver(0).await;
+    let s = serve().await;
+    s.sandbox.set_receipts(quick(&url));
+    let answer = s
+        .v3(vec![
+            json!({"phone_number": "911111111111", "local_message_id": "id-bare"}),
+        ])
+        .await;
+    // WATI takes it; the phone never shows it; Meta's failure comes back as a receipt.
+    assert_eq!(answer["recipients"][0]["errors"], json!([]));
+    assert_eq!(s.sandbox.accepted(), 1);
+    assert!(s.sandbox.messages("911111111111").is_empty());
+    wait_until("the failure is recorded", || {
+        s.sandbox.receipts_posted() == 2
+    })
+    .await;
+    assert_eq!(heard.events_for("911111111111"), [SENT, FAILED]);
+    let failed = &heard.taken_for("911111111111")[1];
+    assert_eq!(failed["failedCode"], "132000");
+    assert_eq!(
+        failed["failedDetail"],
+        "(#132000) Number of parameters does not match the expected number of params"
+    );
+    assert_eq!(failed["templateName"], "login_otp");
 }

@@ -41,7 +41,7 @@ fn recipient(phone: &str, code: &str) -> Value {
     json!({
         "phone_number": phone,
         "local_message_id": format!("id-{phone}"),
-        "custom_params": [{"name": "otp", "value": code}],
+        "custom_params": [{"name": "1", "value": code}],
     })
 }
 
@@ -76,7 +76,7 @@ impl Served {
             .json(&json!({
                 "template_name": "login_otp",
                 "broadcast_name": format!("v1-{phone}"),
-                "parameters": [{"name": "otp", "value": code}],
+                "parameters": [{"name": "1", "value": code}],
             }))
             .send()
             .await
@@ -137,22 +137,20 @@ async fn a_batch_answers_each_recipient_and_sends_only_to_valid_error_free_ones(
         .await;
 
     assert_eq!(status, StatusCode::OK);
+    // The shape docs.wati.io documents for v3.
+    assert_eq!(body["success"], true);
+    assert_eq!(body["error"], Value::Null);
+    assert!(body["broadcast_id"].is_string(), "{body}");
     assert_eq!(
-        body,
-        json!({
-            "result": true,
-            "error": null,
-            "templateName": "login_otp",
-            "receivers": [
-                {"localMessageId": "id-911111111111", "waId": "911111111111",
-                 "isValidWhatsAppNumber": false, "errors": []},
-                {"localMessageId": "id-912222222222", "waId": "912222222222",
-                 "isValidWhatsAppNumber": true, "errors": ["Contact blocked"]},
-                {"localMessageId": "id-913333333333", "waId": "913333333333",
-                 "isValidWhatsAppNumber": true, "errors": []},
-            ],
-            "parameters": [],
-        })
+        body["recipients"],
+        json!([
+            {"local_message_id": "id-911111111111", "phone_number": "911111111111",
+             "errors": ["Invalid WhatsApp number"]},
+            {"local_message_id": "id-912222222222", "phone_number": "912222222222",
+             "errors": ["Contact blocked"]},
+            {"local_message_id": "id-913333333333", "phone_number": "913333333333",
+             "errors": []},
+        ])
     );
     assert_eq!(s.sandbox.accepted(), 1);
     assert!(s.sandbox.messages("911111111111").is_empty());
@@ -199,11 +197,11 @@ async fn an_omitted_recipient_is_left_out_of_receivers_and_not_sent() {
         ))
         .await;
     assert_eq!(status, StatusCode::OK);
-    let wa_ids: Vec<&str> = body["receivers"]
+    let wa_ids: Vec<&str> = body["recipients"]
         .as_array()
-        .expect("receivers")
+        .expect("recipients")
         .iter()
-        .filter_map(|r| r["waId"].as_str())
+        .filter_map(|r| r["phone_number"].as_str())
         .collect();
     assert_eq!(wa_ids, ["915555555555"]);
     assert!(s.sandbox.messages("914444444444").is_empty());
@@ -232,7 +230,10 @@ async fn a_scripted_500_for_one_recipient_fails_the_whole_call_and_sends_nothing
         .await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(retry_after, Some(3));
-    assert_eq!(body, json!({"result": false, "info": "Request failed"}));
+    assert_eq!(
+        (&body["code"], &body["message"]),
+        (&json!(500), &json!("Request failed"))
+    );
     assert_eq!(s.sandbox.accepted(), 0);
     assert!(s.sandbox.messages("911111111111").is_empty());
     assert_eq!(s.sandbox.calls("911111111111")[0].status, 500);
@@ -270,7 +271,7 @@ async fn a_scripted_false_result_refuses_the_whole_call_with_200() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         body,
-        json!({"result": false, "error": "Insufficient credit", "info": "Insufficient credit"})
+        json!({"success": false, "broadcast_id": null, "error": "Insufficient credit", "recipients": []})
     );
     assert_eq!(s.sandbox.accepted(), 0);
 }
@@ -325,9 +326,12 @@ async fn scripts_with_the_new_fields_can_be_queued_over_http() {
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     let one = || batch("b", vec![recipient("911111111111", "111111")]);
     let (_, _, first) = s.v3(&one()).await;
-    assert_eq!(first["receivers"][0]["isValidWhatsAppNumber"], false);
+    assert_eq!(
+        first["recipients"][0]["errors"],
+        json!(["Invalid WhatsApp number"])
+    );
     let (_, _, second) = s.v3(&one()).await;
-    assert_eq!(second["receivers"][0]["errors"], json!(["x"]));
+    assert_eq!(second["recipients"][0]["errors"], json!(["x"]));
     let (_, _, third) = s.v3(&one()).await;
     assert_eq!(third, json!({"success": true, "error": null}));
 }
@@ -390,9 +394,9 @@ async fn a_call_without_recipients_is_refused_with_400_and_logged() {
     let s = serve(0).await;
     let (status, _, body) = s.v3(&batch("b-empty", vec![])).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["result"], false);
+    assert_eq!(body["code"], 400);
     assert!(
-        body["info"]
+        body["message"]
             .as_str()
             .is_some_and(|i| i.contains("recipients"))
     );
@@ -417,55 +421,151 @@ async fn a_call_without_recipients_is_refused_with_400_and_logged() {
 }
 
 #[tokio::test]
-async fn a_recipient_without_an_otp_refuses_the_whole_call_with_400() {
+async fn a_recipient_whose_parameter_names_do_not_match_is_refused_on_its_own() {
     let s = serve(0).await;
-    s.sandbox.script(
-        "911111111111",
-        vec![ScriptedReply {
-            status: Some(503),
-            ..Default::default()
-        }],
-    );
     let (status, _, body) = s
         .v3(&batch(
-            "b-no-otp",
+            "b-mismatch",
             vec![
                 recipient("911111111111", "111111"),
                 json!({
                     "phone_number": "912222222222",
+                    "local_message_id": "id-912222222222",
                     "custom_params": [{"name": "name", "value": "A"}],
+                }),
+                json!({
+                    "phone_number": "913333333333",
+                    "local_message_id": "id-913333333333",
+                    "custom_params": [{"name": "1", "value": " "}],
                 }),
             ],
         ))
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(status, StatusCode::OK);
+    let errors: Vec<&Value> = body["recipients"]
+        .as_array()
+        .expect("recipients")
+        .iter()
+        .map(|r| &r["errors"])
+        .collect();
+    let check = json!(["Check your template, it cannot have typos or blank text"]);
+    assert_eq!(errors, [&json!([]), &check, &check]);
+    assert_eq!(s.sandbox.accepted(), 1);
+    assert!(s.sandbox.messages("912222222222").is_empty());
+    assert!(s.sandbox.messages("913333333333").is_empty());
+}
+
+#[tokio::test]
+async fn the_old_otp_parameter_fails_against_an_authentication_template_as_wati_fails_it() {
+    let s = serve(0).await;
+    // v1: WATI's reported answer to a parameter it cannot match.
+    let response = s
+        .http
+        .post(format!("{}/api/v1/sendTemplateMessage", s.base))
+        .query(&[("whatsappNumber", "911111111111")])
+        .bearer_auth(KEY)
+        .json(
+            &json!({"template_name": "login_otp", "broadcast_name": "old",
+                      "parameters": [{"name": "otp", "value": "123456"}]}),
+        )
+        .send()
+        .await
+        .expect("the sandbox answers");
+    let (status, _, body) = answer(response).await;
+    assert_eq!(status, StatusCode::OK);
     assert_eq!(
         body,
-        json!({"result": false, "info": "recipients[1]: parameter otp is required"})
+        json!({"result": false, "info": "Check your template, it cannot have typos or blank text"})
+    );
+    // v3: the recipient is refused with the same words.
+    let old = json!({"phone_number": "912222222222", "local_message_id": "x",
+                     "custom_params": [{"name": "otp", "value": "123456"}]});
+    let (status, _, body) = s.v3(&batch("old", vec![old])).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body["recipients"][0]["errors"],
+        json!(["Check your template, it cannot have typos or blank text"])
     );
     assert_eq!(s.sandbox.accepted(), 0);
-    assert!(s.sandbox.calls("911111111111").is_empty());
-    // The refused call popped no script: the 503 is still queued.
-    let (status, _, _) = s
-        .v3(&batch("b", vec![recipient("911111111111", "111111")]))
+}
+
+#[tokio::test]
+async fn an_unapproved_template_is_refused_by_both_apis_with_its_status() {
+    let s = serve(0).await;
+    s.sandbox.set_templates(vec![wati_sandbox::Template {
+        status: "PAUSED".into(),
+        ..wati_sandbox::Template::authentication("login_otp", "en_US")
+    }]);
+    let (status, _, body) = s.v1("911111111111", "111111").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({"result": false, "info": "Template login_otp is not approved (status PAUSED)"})
+    );
+    let (status, _, body) = s
+        .v3(&batch("b", vec![recipient("912222222222", "222222")]))
         .await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["success"], false);
+    assert_eq!(
+        body["error"],
+        "Template login_otp is not approved (status PAUSED)"
+    );
+    assert_eq!(s.sandbox.accepted(), 0);
+    let log = s.sandbox.call_log();
+    assert_eq!(log.len(), 2, "both calls are logged: {log:?}");
+    assert!(log.iter().all(|c| c.template_name == "login_otp"));
+}
+
+#[tokio::test]
+async fn each_message_is_shown_as_its_template_renders_it() {
+    let s = serve(0).await;
+    s.sandbox.set_templates(vec![
+        wati_sandbox::Template::authentication("login_otp", "en_US"),
+        wati_sandbox::Template {
+            security_line: false,
+            expiry_minutes: None,
+            ..wati_sandbox::Template::authentication("login_otp_pt", "pt_BR")
+        },
+    ]);
+    s.v1("911111111111", "111111").await;
+    let mut pt = batch("b", vec![recipient("911111111111", "222222")]);
+    pt["template_name"] = json!("login_otp_pt");
+    s.v3(&pt).await;
+    let messages = s.sandbox.messages("911111111111");
+    assert_eq!(
+        (messages[0].template.as_str(), messages[0].text.as_str()),
+        (
+            "login_otp",
+            "111111 is your verification code. For your security, do not share this code."
+        )
+    );
+    assert_eq!(
+        messages[0].footer.as_deref(),
+        Some("This code expires in 5 minutes.")
+    );
+    assert_eq!(messages[0].button.as_deref(), Some("Copy code"));
+    assert_eq!(
+        (messages[1].template.as_str(), messages[1].text.as_str()),
+        ("login_otp_pt", "222222 is your verification code.")
+    );
+    assert_eq!(messages[1].footer, None);
 }
 
 #[tokio::test]
 async fn a_recipient_without_a_number_is_refused_but_target_stands_in_for_phone_number() {
     let s = serve(0).await;
-    let no_number = json!({"custom_params": [{"name": "otp", "value": "1"}]});
+    let no_number = json!({"custom_params": [{"name": "1", "value": "1"}]});
     assert_eq!(
         s.v3(&batch("b", vec![no_number])).await.0,
         StatusCode::BAD_REQUEST
     );
     let by_target =
-        json!({"target": "916666666666", "custom_params": [{"name": "otp", "value": "666666"}]});
+        json!({"target": "916666666666", "custom_params": [{"name": "1", "value": "666666"}]});
     let (status, _, body) = s.v3(&batch("b", vec![by_target])).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["receivers"][0]["waId"], "916666666666");
-    assert_eq!(body["receivers"][0]["localMessageId"], Value::Null);
+    assert_eq!(body["recipients"][0]["phone_number"], "916666666666");
+    assert_eq!(body["recipients"][0]["local_message_id"], Value::Null);
     assert_eq!(s.sandbox.messages("916666666666")[0].code, "666666");
 }
 
@@ -475,8 +575,13 @@ async fn an_unknown_template_or_a_broken_body_refuses_the_call() {
     let mut other = batch("b", vec![recipient("911111111111", "111111")]);
     other["template_name"] = json!("marketing");
     let (status, _, body) = s.v3(&other).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(body, json!({"result": false, "info": "Template not found"}));
+    // "A 200 can report a failed request" (docs.wati.io); the text is the sandbox's.
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({"success": false, "broadcast_id": null, "error": "Template not found", "recipients": []})
+    );
+    assert_eq!(s.sandbox.accepted(), 0);
 
     let response = s
         .http

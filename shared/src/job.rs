@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::locale::Locale;
 use crate::phone::PhoneNumber;
 
 /// The job version this build writes and reads.
@@ -23,6 +24,11 @@ pub struct SendJob {
     pub phone: PhoneNumber,
     /// When the api accepted the request, Unix milliseconds.
     pub accepted_at_ms: u64,
+    /// The languages to send the code in, most wanted first (the app's `locale`, then
+    /// the phone's country's); the worker takes the first it has a template for. Left
+    /// out when empty, so a job without one reads the same to a worker of any version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub locales: Vec<Locale>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +57,13 @@ impl SendJob {
             code_id,
             phone,
             accepted_at_ms,
+            locales: Vec::new(),
         }
+    }
+
+    /// The same job, to be sent in the first of `locales` the worker has a template for.
+    pub fn in_locales(self, locales: Vec<Locale>) -> Self {
+        Self { locales, ..self }
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -80,6 +92,27 @@ mod tests {
     fn a_job_survives_the_round_trip() {
         let job = SendJob::new(Uuid::new_v4(), Uuid::new_v4(), phone(), 42);
         assert_eq!(SendJob::decode(&job.encode()).ok(), Some(job));
+    }
+
+    #[test]
+    fn locales_travel_only_when_there_are_some() {
+        let job = SendJob::new(Uuid::new_v4(), Uuid::new_v4(), phone(), 42);
+        let plain = String::from_utf8(job.encode()).expect("utf-8");
+        assert!(!plain.contains("locales"), "{plain}");
+        let locales = vec![
+            Locale::parse("pt_BR").expect("a locale"),
+            Locale::parse("hi").expect("a locale"),
+        ];
+        let job = job.in_locales(locales.clone());
+        let decoded = SendJob::decode(&job.encode()).expect("decodes");
+        assert_eq!(decoded.locales, locales);
+        let bad = String::from_utf8(job.encode())
+            .expect("utf-8")
+            .replace("pt_BR", "<script>");
+        assert!(matches!(
+            SendJob::decode(bad.as_bytes()),
+            Err(JobError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod budget;
 pub mod config;
 pub mod http;
 pub mod job;
+pub mod locale;
 pub mod metrics;
 pub mod phone;
 pub mod redis;

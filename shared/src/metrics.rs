@@ -72,6 +72,11 @@ pub const BUDGET_LIMITED: &str = "otp_wati_budget_limited_total";
 pub const DELIVERY_RECORDS_LOST: &str = "otp_delivery_records_lost_total";
 /// Age of the job a worker received last: the head of the queue, as FIFO goes.
 pub const QUEUE_HEAD_AGE: &str = "otp_queue_head_age_seconds";
+/// 1 when a configured `template` can carry codes (listed, APPROVED, with the code's
+/// parameter) at the last check, else 0.
+pub const WATI_TEMPLATE_USABLE: &str = "otp_wati_template_usable";
+/// Template checks by `result`: ok, unusable, list_failed.
+pub const WATI_TEMPLATE_CHECKS: &str = "otp_wati_template_checks_total";
 
 /// Every metric name above, for tests that check dashboards and rules against the code.
 pub const ALL: &[&str] = &[
@@ -102,6 +107,8 @@ pub const ALL: &[&str] = &[
     BUDGET_LIMITED,
     DELIVERY_RECORDS_LOST,
     QUEUE_HEAD_AGE,
+    WATI_TEMPLATE_USABLE,
+    WATI_TEMPLATE_CHECKS,
 ];
 
 /// Buckets for request-scale latencies (seconds).

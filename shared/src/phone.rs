@@ -55,9 +55,142 @@ impl From<PhoneNumber> for String {
     }
 }
 
+/// A country calling code (`91`, `44`, `1`). Calling codes are a prefix code (no code
+/// begins another), so a number is in a country exactly when its E.164 digits start
+/// with that country's code.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallingCode(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a calling code: {0:?}")]
+pub struct InvalidCallingCode(pub String);
+
+impl std::str::FromStr for CallingCode {
+    type Err = InvalidCallingCode;
+
+    /// One to three digits, not starting with 0, with or without a `+`.
+    fn from_str(code: &str) -> Result<Self, Self::Err> {
+        let code = code.trim();
+        let digits = code.strip_prefix('+').unwrap_or(code);
+        let shaped = (1..=3).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0');
+        shaped
+            .then(|| Self(digits.to_owned()))
+            .ok_or_else(|| InvalidCallingCode(code.chars().take(16).collect()))
+    }
+}
+
+impl CallingCode {
+    /// Whether `phone` is in this country.
+    pub fn holds(&self, phone: &PhoneNumber) -> bool {
+        phone.as_str().starts_with(&self.0)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Calling codes from a comma-separated setting such as `91,44,1` (empty entries are
+/// skipped).
+pub fn calling_codes(list: &str) -> Result<Vec<CallingCode>, InvalidCallingCode> {
+    list.split(',')
+        .filter(|code| !code.trim().is_empty())
+        .map(str::parse)
+        .collect()
+}
+
+/// A value per country, from a setting such as `55=pt_BR,91=hi`: what a phone's country
+/// says, if it says anything.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ByCountry<T>(Vec<(CallingCode, T)>);
+
+impl<T> Default for ByCountry<T> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+/// A `code=value` entry that does not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a `calling code=value` pair: {0:?}")]
+pub struct InvalidCountryEntry(pub String);
+
+impl<T> ByCountry<T> {
+    /// Reads `code=value` pairs, comma-separated, each value with `value`.
+    pub fn parse<E>(
+        list: &str,
+        value: impl Fn(&str) -> Result<T, E>,
+    ) -> Result<Self, InvalidCountryEntry> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                let bad = || InvalidCountryEntry(entry.chars().take(32).collect());
+                let (code, text) = entry.split_once('=').ok_or_else(bad)?;
+                let code = code.parse().map_err(|_| bad())?;
+                let value = value(text.trim()).map_err(|_| bad())?;
+                Ok((code, value))
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    /// The value of `phone`'s country, if it has one.
+    pub fn of(&self, phone: &PhoneNumber) -> Option<&T> {
+        self.0
+            .iter()
+            .find(|(code, _)| code.holds(phone))
+            .map(|(_, value)| value)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calling_codes_read_with_or_without_a_plus_and_match_by_prefix() {
+        let codes = calling_codes("91, +44,,1").expect("codes");
+        let phone = |digits| PhoneNumber::from_e164_digits(digits).expect("a phone");
+        assert!(codes[0].holds(&phone("919876543210")));
+        assert!(codes[1].holds(&phone("447911123456")));
+        assert!(!codes[1].holds(&phone("919876543210")));
+        for bad in ["0", "1234", "9x", "+"] {
+            assert!(bad.parse::<CallingCode>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_value_per_country_is_found_by_the_phones_calling_code() {
+        let phone = |digits| PhoneNumber::from_e164_digits(digits).expect("a phone");
+        let map =
+            ByCountry::parse("55=pt_BR, 91 = hi", |v| Ok::<_, ()>(v.to_owned())).expect("pairs");
+        assert_eq!(
+            map.of(&phone("5511987654321")).map(String::as_str),
+            Some("pt_BR")
+        );
+        assert_eq!(
+            map.of(&phone("919876543210")).map(String::as_str),
+            Some("hi")
+        );
+        assert_eq!(map.of(&phone("14155552671")), None);
+        for bad in ["55", "x=pt", "55=", "55=pt,91"] {
+            let parsed = ByCountry::parse(bad, |v| {
+                if v.is_empty() {
+                    Err(())
+                } else {
+                    Ok(v.to_owned())
+                }
+            });
+            assert!(parsed.is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn only_e164_digits_pass() {

@@ -1,12 +1,15 @@
 //! The batcher, one per worker: every send the worker is delivering waits here for its
-//! call. When the shared budget lets a call leave, the call carries every waiting send,
-//! earliest expiry first, up to the batch size; a lone send goes out at once, and
-//! batches form only while calls wait for budget. Right before a call, the leases of
+//! call. A call carries one template, so sends wait by template. When the shared budget
+//! lets a call leave, it takes the template of the send whose code expires first, and
+//! carries every waiting send of that template, earliest expiry first, up to the batch
+//! size: sends of every template are served in the order their codes expire, so a rare
+//! language never starves behind a busy one. A lone send goes out at once, and batches
+//! form only while calls wait for budget. Right before a call, the leases of
 //! its sends are confirmed in one round trip, and a send whose code expired meanwhile
 //! is left out. Each call runs in its own task, so the next call never waits for WATI's
 //! answer; a 429 holds every worker's calls for WATI's `Retry-After`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use otp_shared::phone::PhoneNumber;
@@ -16,6 +19,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::classify::{Trouble, Verdict, call_class, classify};
+use crate::templates::TemplateName;
 use crate::wati::{Recipient, WatiClient};
 use otp_shared::redis::lease::{self, Holding, Lease};
 use otp_shared::redis::wati_budget::{Budget, Claim, HOLD_WITHOUT_RETRY_AFTER};
@@ -26,6 +30,8 @@ const REDIS_PAUSE: Duration = Duration::from_millis(200);
 /// A send ready for its call.
 #[derive(Debug)]
 pub struct Outgoing {
+    /// The template it goes out in: only sends of one template share a call.
+    pub template: TemplateName,
     pub request_id: Uuid,
     pub phone: PhoneNumber,
     pub code: PlainCode,
@@ -116,50 +122,87 @@ impl Batcher {
     }
 }
 
-/// Sends waiting for a call, earliest expiry first.
+/// Sends waiting for a call, by template, each template's earliest expiry first.
 #[derive(Default)]
 struct Pool {
-    waiting: BTreeMap<(Instant, u64), Waiting>,
+    by_template: HashMap<TemplateName, BTreeMap<(Instant, u64), Waiting>>,
     arrivals: u64,
+    len: usize,
 }
 
 impl Pool {
     fn add(&mut self, waiting: Waiting) {
         self.arrivals += 1;
-        self.waiting
+        self.len += 1;
+        self.by_template
+            .entry(waiting.send.template.clone())
+            .or_default()
             .insert((waiting.send.deadline, self.arrivals), waiting);
     }
 
     fn len(&self) -> usize {
-        self.waiting.len()
+        self.len
+    }
+
+    /// The template of the send whose code expires first, and how many of its sends wait.
+    fn most_urgent(&self) -> Option<(TemplateName, usize)> {
+        self.by_template
+            .iter()
+            .filter_map(|(template, waiting)| {
+                waiting
+                    .keys()
+                    .next()
+                    .map(|first| (*first, template, waiting.len()))
+            })
+            .min_by_key(|(first, ..)| *first)
+            .map(|(_, template, count)| (template.clone(), count))
     }
 
     fn earliest_deadline(&self) -> Option<Instant> {
-        self.waiting.keys().next().map(|(deadline, _)| *deadline)
+        self.by_template
+            .values()
+            .filter_map(|waiting| waiting.keys().next().map(|(deadline, _)| *deadline))
+            .min()
     }
 
-    fn take(&mut self, n: usize) -> Vec<Waiting> {
-        std::iter::from_fn(|| self.waiting.pop_first().map(|(_, w)| w))
+    /// The `n` sends of `template` whose codes expire first.
+    fn take(&mut self, template: &TemplateName, n: usize) -> Vec<Waiting> {
+        let Some(waiting) = self.by_template.get_mut(template) else {
+            return Vec::new();
+        };
+        let taken: Vec<Waiting> = std::iter::from_fn(|| waiting.pop_first().map(|(_, w)| w))
             .take(n)
-            .collect()
+            .collect();
+        if waiting.is_empty() {
+            self.by_template.remove(template);
+        }
+        self.len -= taken.len();
+        taken
     }
 
     /// Answers every send whose code has expired by `now`.
     fn expire_overdue(&mut self, now: Instant) {
-        while let Some(entry) = self.waiting.first_entry() {
-            if entry.key().0 > now {
-                break;
+        for waiting in self.by_template.values_mut() {
+            while let Some(entry) = waiting.first_entry() {
+                if entry.key().0 > now {
+                    break;
+                }
+                self.len -= 1;
+                entry
+                    .remove()
+                    .answer(CallResult::NotCalled(Skipped::Expired));
             }
-            entry
-                .remove()
-                .answer(CallResult::NotCalled(Skipped::Expired));
         }
+        self.by_template.retain(|_, waiting| !waiting.is_empty());
     }
 
     fn stop_all(&mut self) {
-        for waiting in self.take(usize::MAX) {
-            waiting.answer(CallResult::NotCalled(Skipped::Stopping));
+        for (_, waiting) in self.by_template.drain() {
+            for (_, one) in waiting {
+                one.answer(CallResult::NotCalled(Skipped::Stopping));
+            }
         }
+        self.len = 0;
     }
 }
 
@@ -213,7 +256,10 @@ async fn run(
 
 /// Claims budget for a call and launches it, or says how long to wait.
 async fn next_call(settings: &BatcherSettings, pool: &mut Pool) -> Next {
-    let wanted = pool.len().min(settings.recipients_per_call as usize) as u32;
+    let Some((template, waiting)) = pool.most_urgent() else {
+        return Next::Continue;
+    };
+    let wanted = waiting.min(settings.recipients_per_call as usize) as u32;
     let claim = match settings.budget.claim(wanted).await {
         Ok(claim) => claim,
         Err(e) => {
@@ -230,7 +276,7 @@ async fn next_call(settings: &BatcherSettings, pool: &mut Pool) -> Next {
             Next::WaitUntil(pool.earliest_deadline().map_or(slot, |d| d.min(slot)))
         }
         Claim::Granted { recipients } => {
-            let batch = pool.take(recipients as usize);
+            let batch = pool.take(&template, recipients as usize);
             let (calling, unchecked) = confirm(batch).await;
             // Confirming took a round trip: a code may have expired meanwhile.
             let calling = without_expired(calling, Instant::now());
@@ -238,6 +284,7 @@ async fn next_call(settings: &BatcherSettings, pool: &mut Pool) -> Next {
                 tokio::spawn(call(
                     settings.wati.clone(),
                     settings.budget.clone(),
+                    template,
                     calling,
                 ));
             }
@@ -287,8 +334,8 @@ fn without_expired(batch: Vec<Waiting>, now: Instant) -> Vec<Waiting> {
     alive
 }
 
-/// Makes one call to WATI and answers each of its sends.
-async fn call(wati: WatiClient, budget: Budget, batch: Vec<Waiting>) {
+/// Makes one call to WATI in `template` and answers each of its sends.
+async fn call(wati: WatiClient, budget: Budget, template: TemplateName, batch: Vec<Waiting>) {
     let now = Instant::now();
     for waiting in &batch {
         metrics::histogram!(otp_shared::metrics::BUDGET_WAIT).record(now - waiting.joined);
@@ -310,7 +357,7 @@ async fn call(wati: WatiClient, budget: Budget, batch: Vec<Waiting>) {
         })
         .collect();
     let started = std::time::Instant::now();
-    let answer = wati.send(&recipients, time_left).await;
+    let answer = wati.send(&template, &recipients, time_left).await;
     let class = call_class(&answer);
     metrics::histogram!(otp_shared::metrics::WATI_DURATION).record(started.elapsed());
     metrics::counter!(otp_shared::metrics::WATI_REQUESTS, "result" => class).increment(1);

@@ -9,6 +9,8 @@ use otp_shared::budget::WatiApiVersion;
 use otp_shared::config::{CommonArgs, CommonConfig, ConfigError, required};
 use secrecy::SecretString;
 
+use crate::templates::Templates;
+
 /// Jobs in flight per worker in v1 mode, where each call carries one.
 const V1_CONCURRENCY: u16 = 64;
 
@@ -16,6 +18,8 @@ const V1_CONCURRENCY: u16 = 64;
 #[derive(Parser, Debug)]
 #[command(name = "worker", version, about)]
 pub struct WorkerArgs {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     #[command(flatten)]
     pub common: CommonArgs,
     /// WATI API base URL: `https://live-mt-server.wati.io` for v3, with the tenant id
@@ -25,10 +29,29 @@ pub struct WorkerArgs {
     /// WATI API key, sent as `Authorization: Bearer <key>`.
     #[arg(long, env = "WATI_API_KEY", hide_env_values = true)]
     pub wati_api_key: Option<String>,
-    /// Approved template with one parameter named `otp`.
+    /// The default template: an approved AUTHENTICATION template whose one parameter is
+    /// the code.
     #[arg(long, env = "WATI_TEMPLATE_NAME", default_value = "login_otp")]
     pub wati_template_name: String,
-    /// The WhatsApp number v3 sends from (`channel_number`); WATI's default channel if unset.
+    /// The name of that parameter as WATI lists it: `1` for Meta's fixed authentication
+    /// body `{{1}} is your verification code.`
+    #[arg(long, env = "WATI_TEMPLATE_PARAM", default_value = "1")]
+    pub wati_template_param: String,
+    /// More templates, one per language, `locale=template` comma-separated:
+    /// `pt_BR=login_otp_pt,hi=login_otp_hi`.
+    #[arg(long, env = "WATI_LOCALE_TEMPLATES", default_value = "")]
+    pub wati_locale_templates: String,
+    /// The template check at start: `on` refuses to start when a configured template is
+    /// missing, not APPROVED or lacks WATI_TEMPLATE_PARAM; `warn` logs it and starts;
+    /// `off` skips it (for keys without the template-read scope).
+    #[arg(long, env = "WATI_PREFLIGHT", value_enum, default_value = "on")]
+    pub wati_preflight: Preflight,
+    /// How often the worker checks its templates again (Meta pauses and disables
+    /// templates), in seconds; 0 checks only at start.
+    #[arg(long, env = "WATI_TEMPLATE_CHECK_SECONDS", default_value_t = 600)]
+    pub wati_template_check_seconds: u64,
+    /// The WhatsApp number codes go out from (`channel_number`, v3 and v1); WATI's
+    /// default channel if unset.
     #[arg(long, env = "WATI_CHANNEL_NUMBER")]
     pub wati_channel_number: Option<String>,
     /// Longest wait for one WATI call, in milliseconds.
@@ -61,16 +84,40 @@ pub struct WorkerArgs {
     pub dead_letter_ttl_seconds: u64,
 }
 
+/// What the worker can do besides delivering.
+#[derive(clap::Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Check the configured templates against WATI's template list, print what was
+    /// found for each, and exit 0 when every one can carry the code (1 otherwise).
+    /// Needs only the WATI settings.
+    CheckWati,
+}
+
+/// Whether the worker checks its templates at start (`WATI_PREFLIGHT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preflight {
+    /// Refuse to start when a template cannot carry the code.
+    On,
+    /// Log what is wrong and start.
+    Warn,
+    /// Do not read the template list.
+    Off,
+}
+
 /// How to reach WATI.
 #[derive(Clone, Debug)]
 pub struct WatiConfig {
     pub base_url: String,
     pub api_key: SecretString,
-    pub template_name: String,
-    /// v3's `channel_number`; `None` sends from WATI's default channel.
+    /// The templates codes go out in, by language, and the parameter that carries it.
+    pub templates: Templates,
+    /// `channel_number`; `None` sends from WATI's default channel.
     pub channel_number: Option<String>,
     pub timeout: Duration,
     pub api_version: WatiApiVersion,
+    pub preflight: Preflight,
+    /// How often the templates are checked again; `None` only at start.
+    pub recheck_every: Option<Duration>,
 }
 
 /// Delays between attempts after a transient failure.
@@ -105,9 +152,9 @@ fn is_loopback(url: &reqwest::Url) -> bool {
 }
 
 impl WorkerArgs {
-    pub fn validate(self) -> Result<WorkerConfig, ConfigError> {
-        let common = self.common.validate()?;
-        let base_url = required("WATI_BASE_URL", self.wati_base_url)?;
+    /// The WATI settings alone, checked: what `check-wati` needs.
+    pub fn wati(&self) -> Result<WatiConfig, ConfigError> {
+        let base_url = required("WATI_BASE_URL", self.wati_base_url.clone())?;
         let parsed = reqwest::Url::parse(&base_url).map_err(|_| ConfigError::Invalid {
             name: "WATI_BASE_URL",
             problem: "is not a URL",
@@ -116,7 +163,7 @@ impl WorkerArgs {
             "https" => {}
             // Codes travel in the clear over http: only to this machine (a sandbox), or
             // to a sandbox container in development.
-            "http" if common.dev_mode || is_loopback(&parsed) => {}
+            "http" if self.common.dev_mode || is_loopback(&parsed) => {}
             "http" => {
                 return Err(ConfigError::Invalid {
                     name: "WATI_BASE_URL",
@@ -130,7 +177,31 @@ impl WorkerArgs {
                 });
             }
         }
-        let api_key = required("WATI_API_KEY", self.wati_api_key)?;
+        let api_key = required("WATI_API_KEY", self.wati_api_key.clone())?;
+        let templates = Templates::new(
+            &self.wati_template_name,
+            &self.wati_template_param,
+            &self.wati_locale_templates,
+        )?;
+        Ok(WatiConfig {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            api_key: SecretString::from(api_key),
+            templates,
+            channel_number: self
+                .wati_channel_number
+                .clone()
+                .filter(|c| !c.trim().is_empty()),
+            timeout: Duration::from_millis(self.wati_timeout_ms.max(1)),
+            api_version: self.common.budgets.wati_api_version,
+            preflight: self.wati_preflight,
+            recheck_every: (self.wati_template_check_seconds > 0)
+                .then(|| Duration::from_secs(self.wati_template_check_seconds)),
+        })
+    }
+
+    pub fn validate(self) -> Result<WorkerConfig, ConfigError> {
+        let common = self.common.clone().validate()?;
+        let wati = self.wati()?;
         for (name, value) in [
             (
                 "DEAD_LETTER_MAX_LENGTH",
@@ -179,14 +250,7 @@ impl WorkerArgs {
         }
         Ok(WorkerConfig {
             common,
-            wati: WatiConfig {
-                base_url: base_url.trim_end_matches('/').to_owned(),
-                api_key: SecretString::from(api_key),
-                template_name: self.wati_template_name,
-                channel_number: self.wati_channel_number.filter(|c| !c.trim().is_empty()),
-                timeout: Duration::from_millis(self.wati_timeout_ms.max(1)),
-                api_version: budgets.api_version,
-            },
+            wati,
             retry: RetryConfig {
                 base_delay: Duration::from_millis(self.retry_base_delay_ms),
                 max_delay: Duration::from_millis(self.retry_max_delay_ms),
@@ -239,7 +303,9 @@ mod tests {
         ])
         .expect("valid");
         assert_eq!(config.wati.base_url, "https://live-mt-server.wati.io/12345");
-        assert_eq!(config.wati.template_name, "login_otp");
+        assert_eq!(config.wati.templates.default_name(), "login_otp");
+        assert_eq!(config.wati.templates.param(), "1");
+        assert_eq!(config.wati.preflight, Preflight::On);
         assert_eq!(config.metrics_addr.port(), 9101);
         assert!(
             config.metrics_addr.ip().is_loopback(),

@@ -19,6 +19,7 @@ use crate::batcher::{Batcher, BatcherSettings, CallResult, Outgoing, Skipped};
 use crate::classify::Verdict;
 use crate::config::{RetryConfig, WorkerConfig};
 use crate::retry::RetrySchedule;
+use crate::templates::Templates;
 use crate::wati::WatiClient;
 use otp_shared::redis::delivery::{Ending, GONE_REASON, Ledger, Start};
 use otp_shared::redis::lease::Lease;
@@ -76,6 +77,8 @@ pub struct Deliverer {
     batcher: Batcher,
     sealer: Arc<CodeSealer>,
     retry: RetryConfig,
+    /// Which template each send goes out in.
+    templates: Templates,
     /// Becomes `true` when the worker is stopping: waits between attempts end early.
     shutdown: watch::Receiver<bool>,
 }
@@ -85,12 +88,12 @@ impl Deliverer {
     /// `shutdown`; the batcher's task is returned, to be watched.
     pub fn start(
         config: &WorkerConfig,
+        wati: WatiClient,
         redis: RedisConn,
         shutdown: watch::Receiver<bool>,
-    ) -> Result<(Self, tokio::task::JoinHandle<()>), reqwest::Error> {
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let keys = Keys::new(&config.common.key_prefix);
         let budgets = &config.common.budgets;
-        let wati = WatiClient::new(&config.wati)?;
         let (batcher, batcher_task) = Batcher::start(
             BatcherSettings {
                 budget: Budget::new(redis.clone(), keys.clone(), budgets),
@@ -111,9 +114,10 @@ impl Deliverer {
                 config.common.otp_secret.expose_secret().as_bytes(),
             )),
             retry: config.retry.clone(),
+            templates: config.wati.templates.clone(),
             shutdown,
         };
-        Ok((deliverer, batcher_task))
+        (deliverer, batcher_task)
     }
 
     pub async fn deliver(&self, job: &SendJob) -> Outcome {
@@ -167,12 +171,14 @@ impl Deliverer {
             let ending = Ending::Failed { reason, info: None };
             return self.end(job, lease, ending, 0).await;
         };
+        let template = self.templates.pick(&job.locales).clone();
         let mut schedule = RetrySchedule::new(&self.retry);
         let mut attempt = 0u32;
         loop {
             attempt += 1;
             tracing::Span::current().record("attempt", attempt);
             let outgoing = Outgoing {
+                template: template.clone(),
                 request_id: job.request_id,
                 phone: job.phone.clone(),
                 code: code.clone(),

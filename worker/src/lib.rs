@@ -8,6 +8,8 @@ pub mod config;
 pub mod consumer;
 pub mod delivery;
 pub mod retry;
+pub mod template_check;
+pub mod templates;
 pub mod wati;
 
 use std::future::Future;
@@ -20,6 +22,7 @@ use tokio::sync::watch;
 use crate::config::WorkerConfig;
 use crate::consumer::ConsumerSettings;
 use crate::delivery::Deliverer;
+use crate::wati::WatiClient;
 
 /// Why the worker could not start, or stopped other than by shutdown.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +39,8 @@ pub enum StartError {
     RabbitMqTimeout,
     #[error("cannot build the WATI client: {0}")]
     Http(#[source] reqwest::Error),
+    #[error(transparent)]
+    Templates(#[from] template_check::CheckError),
 }
 
 /// Runs the worker until `shutdown` completes, then drains the jobs in flight (within
@@ -53,6 +58,20 @@ pub async fn run(
             otp_shared::metrics::DELIVERIES,
             &[("outcome", outcome)],
         );
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    {
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+    }
+    let wati = WatiClient::new(&config.wati).map_err(StartError::Http)?;
+    // No job is taken before the templates are known to carry the code.
+    if !template_check::at_start(&wati, &config.wati, stop_rx.clone()).await? {
+        return Ok(());
     }
     let redis = otp_shared::redis::conn::connect(&config.common.redis_url)
         .await
@@ -74,17 +93,18 @@ pub async fn run(
             ) => StartError::Queue(mismatch),
             other => StartError::RabbitMq(other),
         })?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stop_tx = Arc::new(stop_tx);
-    {
-        let stop_tx = stop_tx.clone();
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
+    if let (Some(every), true) = (
+        config.wati.recheck_every,
+        config.wati.preflight != config::Preflight::Off,
+    ) {
+        tokio::spawn(template_check::recheck(
+            wati.clone(),
+            config.wati.templates.clone(),
+            every,
+            stop_rx.clone(),
+        ));
     }
-    let (deliverer, mut batcher) =
-        Deliverer::start(&config, redis, stop_rx.clone()).map_err(StartError::Http)?;
+    let (deliverer, mut batcher) = Deliverer::start(&config, wati, redis, stop_rx.clone());
     let budgets = &config.common.budgets;
     tracing::info!(
         send_queue = %settings.queues.send,

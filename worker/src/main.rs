@@ -1,24 +1,34 @@
-//! Starts the worker: read settings, set up logs, consume until SIGTERM or Ctrl-C.
+//! Starts the worker: read settings, set up logs, consume until SIGTERM or Ctrl-C; or,
+//! with `check-wati`, check the templates on WATI and exit.
 
 use std::process::ExitCode;
 
 use otp_shared::config::{ConfigError, parse_keeping_secrets_off_the_command_line};
-use otp_worker::config::{WorkerArgs, WorkerConfig};
+use otp_worker::config::{Command, WorkerArgs};
 
 /// The settings, from flags and the environment; secrets from the environment only.
-fn read_settings() -> Result<WorkerConfig, ConfigError> {
+fn read_args() -> Result<WorkerArgs, ConfigError> {
     parse_keeping_secrets_off_the_command_line::<WorkerArgs>(&[
         ("otp_secret", "OTP_SECRET"),
         ("wati_api_key", "WATI_API_KEY"),
         ("redis_url", "REDIS_URL"),
         ("amqp_url", "AMQP_URL"),
-    ])?
-    .validate()
+    ])
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = match read_settings() {
+    let args = match read_args() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.command == Some(Command::CheckWati) {
+        return check_wati(&args).await;
+    }
+    let config = match args.validate() {
         Ok(config) => config,
         Err(e) => {
             eprintln!("{e}");
@@ -37,6 +47,31 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `worker check-wati`: what an operator runs before going live. Prints each configured
+/// template as WATI lists it, and exits 0 only when every one can carry the code.
+async fn check_wati(args: &WorkerArgs) -> ExitCode {
+    let outcome = async {
+        let wati_config = args.wati().map_err(|e| e.to_string())?;
+        let client = otp_worker::wati::WatiClient::new(&wati_config)
+            .map_err(|e| format!("cannot build the WATI client: {e}"))?;
+        let listed = client.list_templates().await.map_err(|e| e.to_string())?;
+        let findings = otp_worker::template_check::check(&wati_config.templates, &listed);
+        println!(
+            "{}",
+            otp_worker::template_check::report(&findings, wati_config.templates.param())
+        );
+        Ok::<bool, String>(findings.iter().all(|f| f.usable()))
+    };
+    match outcome.await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
             eprintln!("{e}");
             ExitCode::FAILURE
         }

@@ -8,7 +8,8 @@ use otp_shared::budget::WatiApiVersion;
 use otp_shared::phone::PhoneNumber;
 use otp_shared::seal::{CodeSealer, PlainCode};
 use otp_worker::classify::{Refusal, Trouble, Verdict, classify};
-use otp_worker::config::WatiConfig;
+use otp_worker::config::{Preflight, WatiConfig};
+use otp_worker::templates::Templates;
 use otp_worker::wati::answer::WatiAnswer;
 use otp_worker::wati::{Recipient, WatiClient};
 use secrecy::SecretString;
@@ -59,10 +60,12 @@ fn config(base_url: String, version: WatiApiVersion, timeout: Duration) -> WatiC
     WatiConfig {
         base_url,
         api_key: SecretString::from("key-1"),
-        template_name: "login_otp".into(),
+        templates: Templates::new("login_otp", "1", "").expect("templates"),
         channel_number: None,
         timeout,
         api_version: version,
+        preflight: Preflight::On,
+        recheck_every: None,
     }
 }
 
@@ -91,6 +94,7 @@ async fn v1_answer(template: ResponseTemplate) -> (WatiAnswer, Send) {
     let one = send("919876543210", "123456");
     let answer = v1_client(&server, Duration::from_secs(2))
         .send(
+            "login_otp",
             &recipients(std::slice::from_ref(&one)),
             Duration::from_secs(60),
         )
@@ -113,7 +117,7 @@ async fn a_v3_call_carries_every_recipient_with_its_own_code_and_request_id() {
         send("14155552671", "222222"),
     ];
     let answer = v3_client(&server)
-        .send(&recipients(&sends), Duration::from_secs(60))
+        .send("login_otp", &recipients(&sends), Duration::from_secs(60))
         .await;
     assert_eq!(
         verdicts(&answer, &sends),
@@ -132,9 +136,9 @@ async fn a_v3_call_carries_every_recipient_with_its_own_code_and_request_id() {
         body["recipients"],
         json!([
             {"phone_number": "919876543210", "local_message_id": sends[0].request_id.to_string(),
-             "custom_params": [{"name": "otp", "value": "111111"}]},
+             "custom_params": [{"name": "1", "value": "111111"}]},
             {"phone_number": "14155552671", "local_message_id": sends[1].request_id.to_string(),
-             "custom_params": [{"name": "otp", "value": "222222"}]},
+             "custom_params": [{"name": "1", "value": "222222"}]},
         ])
     );
 }
@@ -166,7 +170,7 @@ async fn a_v3_answer_decides_each_recipient_by_its_receivers_entry() {
         .mount(&server)
         .await;
     let answer = v3_client(&server)
-        .send(&recipients(&sends), Duration::from_secs(60))
+        .send("login_otp", &recipients(&sends), Duration::from_secs(60))
         .await;
     assert_eq!(
         verdicts(&answer, &sends),
@@ -204,7 +208,7 @@ async fn a_v3_success_false_refuses_every_recipient_with_watis_words() {
         send("14155552671", "222222"),
     ];
     let answer = v3_client(&server)
-        .send(&recipients(&sends), Duration::from_secs(60))
+        .send("login_otp", &recipients(&sends), Duration::from_secs(60))
         .await;
     let refused = Verdict::Permanent {
         refusal: Refusal::Refused,
@@ -224,7 +228,7 @@ async fn the_v1_request_has_the_shape_wati_expects() {
         .and(body_json(json!({
             "template_name": "login_otp",
             "broadcast_name": format!("otp_{}", one.request_id.simple()),
-            "parameters": [{"name": "otp", "value": "123456"}],
+            "parameters": [{"name": "1", "value": "123456"}],
         })))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": true})))
         .expect(1)
@@ -232,11 +236,242 @@ async fn the_v1_request_has_the_shape_wati_expects() {
         .await;
     let answer = v1_client(&server, Duration::from_secs(2))
         .send(
+            "login_otp",
             &recipients(std::slice::from_ref(&one)),
             Duration::from_secs(60),
         )
         .await;
     assert_eq!(verdicts(&answer, &[one]), [Verdict::Accepted]);
+}
+
+/// A client whose templates carry the code in `param`, sending from `channel_number`.
+fn client_with(
+    server: &MockServer,
+    version: WatiApiVersion,
+    param: &str,
+    channel_number: Option<&str>,
+) -> WatiClient {
+    let base = match version {
+        WatiApiVersion::V1 => format!("{}/12345", server.uri()),
+        WatiApiVersion::V3 => server.uri(),
+    };
+    let mut config = config(base, version, Duration::from_secs(2));
+    config.templates = Templates::new("login_otp", param, "").expect("templates");
+    config.channel_number = channel_number.map(str::to_owned);
+    WatiClient::new(&config).expect("client")
+}
+
+#[tokio::test]
+async fn wati_template_param_names_the_parameter_in_v1_and_v3_and_v1_sends_from_the_channel() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": true})))
+        .mount(&server)
+        .await;
+    let one = send("919876543210", "123456");
+    for version in [WatiApiVersion::V1, WatiApiVersion::V3] {
+        client_with(&server, version, "otp_code", Some("15550001111"))
+            .send(
+                "login_otp_pt",
+                &recipients(std::slice::from_ref(&one)),
+                Duration::from_secs(60),
+            )
+            .await;
+    }
+    let requests = server.received_requests().await.expect("recorded");
+    let v1: Value = requests[0].body_json().expect("json");
+    assert_eq!(requests[0].url.path(), V1_PATH);
+    assert_eq!(v1["template_name"], "login_otp_pt");
+    assert_eq!(v1["channel_number"], "15550001111");
+    assert_eq!(
+        v1["parameters"],
+        json!([{"name": "otp_code", "value": "123456"}])
+    );
+    let v3: Value = requests[1].body_json().expect("json");
+    assert_eq!(requests[1].url.path(), V3_PATH);
+    assert_eq!(v3["template_name"], "login_otp_pt");
+    assert_eq!(v3["channel_number"], "15550001111");
+    assert_eq!(
+        v3["recipients"][0]["custom_params"],
+        json!([{"name": "otp_code", "value": "123456"}])
+    );
+}
+
+#[tokio::test]
+async fn without_a_channel_number_v1_leaves_the_field_out() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": true})))
+        .mount(&server)
+        .await;
+    let one = send("919876543210", "123456");
+    client_with(&server, WatiApiVersion::V1, "1", None)
+        .send(
+            "login_otp",
+            &recipients(std::slice::from_ref(&one)),
+            Duration::from_secs(60),
+        )
+        .await;
+    let requests = server.received_requests().await.expect("recorded");
+    let v1: Value = requests[0].body_json().expect("json");
+    assert!(v1.get("channel_number").is_none(), "{v1}");
+}
+
+#[tokio::test]
+async fn the_documented_v3_answer_decides_each_recipient_by_its_recipients_entry() {
+    // docs.wati.io (messagetemplate_sendtemplatemessages): `{success, broadcast_id, error,
+    // recipients[{local_message_id, phone_number, errors}]}`; "even when success is true,
+    // recipients can contain errors or requested recipients can be absent".
+    let server = MockServer::start().await;
+    let sends = [
+        send("919876543210", "111111"),
+        send("14155552671", "222222"),
+        send("447700900123", "333333"),
+    ];
+    Mock::given(method("POST"))
+        .and(path(V3_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "success": true, "broadcast_id": "b-1", "error": null,
+            "recipients": [
+                {"local_message_id": sends[0].request_id.to_string(), "phone_number": "919876543210", "errors": []},
+                {"local_message_id": sends[1].request_id.to_string(), "phone_number": "14155552671",
+                 "errors": ["Check your template, it cannot have typos or blank text"]},
+            ],
+        })))
+        .mount(&server)
+        .await;
+    let answer = v3_client(&server)
+        .send("login_otp", &recipients(&sends), Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        verdicts(&answer, &sends),
+        [
+            Verdict::Accepted,
+            Verdict::Permanent {
+                refusal: Refusal::RecipientError,
+                info: Some("Check your template, it cannot have typos or blank text".into())
+            },
+            Verdict::Permanent {
+                refusal: Refusal::NotListed,
+                info: None
+            },
+        ]
+    );
+}
+
+/// The template list answers of a v3 tenant: two pages, as WATI pages them.
+async fn v3_template_pages(server: &MockServer) {
+    let template = |i: usize| {
+        json!({"name": format!("t{i}"), "category": "MARKETING", "status": "APPROVED",
+               "custom_params": [], "language_option": {"key": "English", "value": "en", "text": "English"}})
+    };
+    let first: Vec<Value> = (0..100).map(template).collect();
+    Mock::given(method("GET"))
+        .and(path("/api/ext/v3/messageTemplates"))
+        .and(query_param("page_number", "1"))
+        .and(query_param("page_size", "100"))
+        .and(header("authorization", "Bearer key-1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"templates": first, "page_number": 1, "page_size": 100, "total": 101}),
+        ))
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/ext/v3/messageTemplates"))
+        .and(query_param("page_number", "2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "templates": [{"name": "login_otp", "category": "AUTHENTICATION", "status": "APPROVED",
+                           "custom_params": [{"name": "1", "value": "123456"}],
+                           "language_option": {"key": "English (US)", "value": "en_US", "text": "English (US)"}}],
+            "page_number": 2, "page_size": 100, "total": 101
+        })))
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn the_template_list_is_read_page_by_page() {
+    let server = MockServer::start().await;
+    v3_template_pages(&server).await;
+    let listed = v3_client(&server).list_templates().await.expect("a list");
+    assert_eq!(listed.len(), 101);
+    let login = listed.last().expect("the last");
+    assert_eq!(login.name, "login_otp");
+    assert_eq!(login.params, ["1"]);
+    assert_eq!(login.language.as_deref(), Some("en_US"));
+    assert_eq!(server.received_requests().await.map(|r| r.len()), Some(2));
+}
+
+#[tokio::test]
+async fn listing_failures_say_what_to_fix() {
+    for (status, body, expected, transient) in [
+        (
+            401,
+            None,
+            "WATI refused the API key (HTTP 401): check WATI_API_KEY",
+            false,
+        ),
+        (
+            403,
+            Some(json!({"code": 403, "message": "Forbidden", "timestamp": "2026-12-05T00:00:00Z"})),
+            "WATI would not list the templates (HTTP 403): give the key the template-read scope (messagetemplatev3:read), or set WATI_PREFLIGHT=off",
+            false,
+        ),
+        (
+            503,
+            None,
+            "WATI could not list the templates now (HTTP 503); the worker tries again",
+            true,
+        ),
+        (
+            200,
+            Some(json!({"success": true})),
+            "WATI's template list could not be read (not the JSON WATI documents)",
+            false,
+        ),
+    ] {
+        let server = MockServer::start().await;
+        let mut answer = ResponseTemplate::new(status);
+        if let Some(body) = body {
+            answer = answer.set_body_json(body);
+        }
+        Mock::given(method("GET"))
+            .respond_with(answer)
+            .mount(&server)
+            .await;
+        let error = v3_client(&server)
+            .list_templates()
+            .await
+            .expect_err("a failure");
+        assert_eq!(error.to_string(), expected);
+        assert_eq!(error.is_transient(), transient, "{status}");
+    }
+}
+
+#[tokio::test]
+async fn a_v1_tenant_lists_its_templates_under_its_tenant_path() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/12345/api/v1/getMessageTemplates"))
+        .and(query_param("pageNumber", "1"))
+        .and(query_param("pageSize", "100"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "result": "success",
+            "messageTemplates": [{"elementName": "login_otp", "category": "AUTHENTICATION",
+                "status": "APPROVED", "language": {"key": "English", "value": "en", "text": "English"},
+                "customParams": [{"paramName": "1", "paramValue": "123456"}]}],
+            "link": {"total": 1}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let listed = v1_client(&server, Duration::from_secs(2))
+        .list_templates()
+        .await
+        .expect("a list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].name, "login_otp");
+    assert_eq!(listed[0].params, ["1"]);
 }
 
 #[tokio::test]
@@ -312,7 +547,7 @@ async fn a_redirect_is_never_followed() {
         .await;
     let sends = [send("919876543210", "111111")];
     let answer = v3_client(&server)
-        .send(&recipients(&sends), Duration::from_secs(60))
+        .send("login_otp", &recipients(&sends), Duration::from_secs(60))
         .await;
     assert_eq!(
         verdicts(&answer, &sends),
@@ -336,7 +571,7 @@ async fn an_answer_longer_than_a_batch_can_need_is_not_read() {
         .await;
     let sends = [send("919876543210", "111111")];
     let answer = v3_client(&server)
-        .send(&recipients(&sends), Duration::from_secs(60))
+        .send("login_otp", &recipients(&sends), Duration::from_secs(60))
         .await;
     assert!(matches!(
         answer,
@@ -365,6 +600,7 @@ async fn a_slow_answer_is_a_timeout() {
     let one = send("919876543210", "123456");
     let answer = v1_client(&server, Duration::from_millis(200))
         .send(
+            "login_otp",
             &recipients(std::slice::from_ref(&one)),
             Duration::from_secs(60),
         )
@@ -373,6 +609,7 @@ async fn a_slow_answer_is_a_timeout() {
     // The code's remaining life bounds the wait as well.
     let answer = v1_client(&server, Duration::from_secs(10))
         .send(
+            "login_otp",
             &recipients(std::slice::from_ref(&one)),
             Duration::from_millis(200),
         )
@@ -392,7 +629,7 @@ async fn an_unreachable_wati_is_a_connection_error() {
         WatiClient::new(&config(base, WatiApiVersion::V3, Duration::from_secs(1))).expect("client");
     let sends = [send("919876543210", "123456")];
     let answer = wati
-        .send(&recipients(&sends), Duration::from_secs(60))
+        .send("login_otp", &recipients(&sends), Duration::from_secs(60))
         .await;
     assert_eq!(answer, WatiAnswer::Connection);
     assert!(matches!(

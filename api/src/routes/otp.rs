@@ -1,9 +1,9 @@
-//! Sending a code, verifying it, and reading a send's delivery status.
+//! The routes of sending a code, verifying it, and reading a send's delivery status:
+//! JSON in and out, and the request metrics; the sagas live in `send` and `login`.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use otp_shared::job::SendJob;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -12,17 +12,20 @@ use uuid::Uuid;
 
 use super::ApiJson;
 use crate::error::ApiError;
+use crate::login::SignedIn;
 use crate::phone::{self, PhoneNumber};
+use crate::send::{Accepted, SendRequest};
 use crate::state::AppState;
-use crate::store::{AcceptedSend, SendDecision, SendKind, VerifyOutcome};
-use otp_shared::redis::admission::Reservation;
-use otp_shared::redis::send_budget::Counted;
+use crate::store::SendKind;
+use otp_shared::locale::Locale;
 
 /// Fields are loose JSON so that a missing, empty or mistyped value each gets its own
 /// spec error rather than a generic "invalid body".
 #[derive(Deserialize)]
 pub struct SendOtpBody {
     phone: Option<Value>,
+    /// The language the app wants the code in (`pt_BR`, `hi`), if any.
+    locale: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -52,6 +55,16 @@ fn bound_send(value: Option<Value>) -> Result<Option<Uuid>, ApiError> {
             .map(Some)
             .map_err(|_| ApiError::OtpNotFound),
         Some(_) => Err(ApiError::InvalidBody),
+    }
+}
+
+fn optional_locale(value: Option<Value>) -> Result<Option<Locale>, ApiError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Locale::parse(&s)
+            .map(Some)
+            .map_err(|_| ApiError::LocaleInvalid),
+        Some(_) => Err(ApiError::LocaleInvalid),
     }
 }
 
@@ -89,17 +102,19 @@ pub async fn send_otp(
 
 async fn accept_send(state: &AppState, body: SendOtpBody) -> Result<(SendKind, Value), ApiError> {
     let phone = required_phone(body.phone)?;
+    let locale = optional_locale(body.locale)?;
     if !state.settings.allowed_countries.allow(&phone) {
         return Err(ApiError::PhoneNotAllowed);
     }
-    let code = crate::code::generate(state.settings.otp_length)
-        .map_err(|e| ApiError::Internal(Box::new(e)))?;
-    // Its own task: if the client hangs up, hyper drops this handler, and a send cut
-    // between storing the code and publishing its job would leave a code without a job.
-    let send = tokio::spawn(store_and_queue(state.clone(), phone.clone(), code))
-        .await
-        .map_err(|e| ApiError::Internal(Box::new(e)))??;
-    tracing::info!(request_id = %send.request_id, kind = ?send.kind, "send accepted");
+    let Accepted { send, channel } = crate::send::accept(
+        state,
+        SendRequest {
+            phone: phone.clone(),
+            locale,
+        },
+    )
+    .await?;
+    tracing::info!(request_id = %send.request_id, kind = ?send.kind, channel = channel.as_str(), "send accepted");
     let expires_in = send.expires_in.as_secs_f64().round() as u64;
     Ok((
         send.kind,
@@ -109,129 +124,11 @@ async fn accept_send(state: &AppState, body: SendOtpBody) -> Result<(SendKind, V
             "phone": phone.as_str(),
             "expiresIn": describe_duration(expires_in),
             "expiresInSeconds": expires_in,
+            "channel": channel.as_str(),
             // When a client may ask again (the resend cooldown), for its countdown.
             "resendAfterSeconds": state.settings.resend_after_seconds,
         }),
     ))
-}
-
-/// What a send took that must be given back if it is not queued after all.
-#[derive(Default)]
-struct Taken {
-    /// Counted against `SENDS_PER_MINUTE` in this minute.
-    minute: Option<u64>,
-    /// Holds room with WATI's budgets.
-    admitted: bool,
-}
-
-/// Stores the code (or finds the pending one), counts the send against the budget of
-/// sends per minute, reserves room with WATI for what is left of the code's life, and
-/// publishes its job. Whatever fails takes back what was done before it, so no code is
-/// left without a job and nothing is counted or held for a send that was not queued.
-async fn store_and_queue(
-    state: AppState,
-    phone: PhoneNumber,
-    code: String,
-) -> Result<AcceptedSend, ApiError> {
-    let request_id = Uuid::new_v4();
-    let begin = |code: String| {
-        let (store, phone) = (&state.store, &phone);
-        async move {
-            store
-                .begin_send(phone, &code, request_id)
-                .await
-                .map_err(|e| ApiError::from_store(e, ApiError::SendUnavailable))
-        }
-    };
-    let mut decision = begin(code).await?;
-    if let SendDecision::NeedsLongerCode = decision {
-        let code = crate::code::generate(crate::store::LONG_CODE_DIGITS)
-            .map_err(|e| ApiError::Internal(Box::new(e)))?;
-        decision = begin(code).await?;
-    }
-    let send = match decision {
-        SendDecision::Limited { retry_after } => {
-            metrics::counter!(otp_shared::metrics::RATE_LIMIT_REJECTIONS, "scope" => "phone")
-                .increment(1);
-            return Err(ApiError::RateLimited { retry_after });
-        }
-        SendDecision::Accepted(send) => send,
-        SendDecision::NeedsLongerCode => {
-            return Err(ApiError::Internal(
-                "send.lua asked for a longer code than the longest".into(),
-            ));
-        }
-    };
-    let mut taken = Taken::default();
-    let queued = queue(&state, &phone, &send, &mut taken).await;
-    if queued.is_err() {
-        give_back(&state, &phone, &send, taken).await;
-    }
-    queued.map(|()| send)
-}
-
-/// The steps after the code is stored; what each took is noted in `taken`.
-async fn queue(
-    state: &AppState,
-    phone: &PhoneNumber,
-    send: &AcceptedSend,
-    taken: &mut Taken,
-) -> Result<(), ApiError> {
-    let outage = |e: redis::RedisError| {
-        ApiError::from_store(
-            crate::store::StoreError::Redis(e),
-            ApiError::SendUnavailable,
-        )
-    };
-    match state.send_budget.count(send.kind).await.map_err(outage)? {
-        Counted::In { minute } => taken.minute = Some(minute),
-        Counted::Unlimited => {}
-        Counted::Over { retry_after } => {
-            metrics::counter!(otp_shared::metrics::RATE_LIMIT_REJECTIONS, "scope" => "global")
-                .increment(1);
-            return Err(ApiError::RateLimited { retry_after });
-        }
-    }
-    match state
-        .admission
-        .reserve(send.request_id, send.expires_in, send.kind)
-        .await
-        .map_err(outage)?
-    {
-        Reservation::Admitted => taken.admitted = true,
-        Reservation::Unlimited => {}
-        Reservation::Full { retry_after } => return Err(ApiError::OverCapacity { retry_after }),
-    }
-    let job = SendJob::new(
-        send.request_id,
-        send.code_id,
-        phone.clone(),
-        otp_shared::now_ms(),
-    );
-    state
-        .publisher
-        .publish(&job)
-        .await
-        .map_err(|e| ApiError::SendUnavailable(Box::new(e)))
-}
-
-/// Takes back a send that was not queued: its code (unless a re-send uses it), its
-/// count and its room.
-async fn give_back(state: &AppState, phone: &PhoneNumber, send: &AcceptedSend, taken: Taken) {
-    let request_id = send.request_id;
-    if let Err(undo_error) = state.store.undo_send(phone, send).await {
-        tracing::error!(%request_id, %undo_error, "could not undo a send that was not queued");
-    }
-    if let Some(minute) = taken.minute
-        && let Err(e) = state.send_budget.give_back(minute).await
-    {
-        tracing::warn!(%request_id, error = %e, "could not give back the count of a send that was not queued");
-    }
-    if taken.admitted
-        && let Err(e) = state.admission.release(request_id).await
-    {
-        tracing::warn!(%request_id, error = %e, "could not give back the room of a send that was not queued");
-    }
 }
 
 pub async fn verify_otp(
@@ -251,40 +148,13 @@ async fn check_code(state: &AppState, body: VerifyOtpBody) -> Result<Value, ApiE
     let phone = required_phone(body.phone)?;
     let code = required_code(body.code)?;
     let bound_to = bound_send(body.request_id)?;
-    let claim = Uuid::new_v4();
-    match state.store.verify(&phone, &code, bound_to, claim).await? {
-        VerifyOutcome::Verified => {}
-        // Another request is logging in with this very code: it verifies only once.
-        VerifyOutcome::NotFound | VerifyOutcome::Claimed => return Err(ApiError::OtpNotFound),
-        VerifyOutcome::Expired => return Err(ApiError::OtpExpired),
-        VerifyOutcome::Locked => return Err(ApiError::TooManyAttempts),
-        VerifyOutcome::Wrong { remaining } => return Err(ApiError::OtpInvalid { remaining }),
-    }
-    // The code is spent only once the login is written and its access token recorded:
-    // if PostgreSQL or Redis cannot take them, the code goes back, and the same code
-    // works on the next try.
-    let login = match sign_in(state, &phone).await {
-        Ok(login) => login,
-        Err(e) => {
-            if let Err(release_error) = state.store.release(&phone, claim).await {
-                tracing::warn!(error = %release_error, "could not give back a claimed code; it frees itself in seconds");
-            }
-            return Err(e);
-        }
-    };
-    if !state.store.spend(&phone, claim).await? {
-        // The claim lapsed and another request logged in with the code meanwhile.
-        state.users.end_session(login.session_id).await?;
-        return Err(ApiError::OtpNotFound);
-    }
     let SignedIn {
         user,
         is_new,
         token,
         refresh_token,
         ..
-    } = login;
-    tracing::info!(user_id = %user.id, is_new, "code verified");
+    } = crate::login::log_in(state, &phone, &code, bound_to).await?;
     Ok(json!({
         "status": "success",
         "verified": true,
@@ -293,48 +163,6 @@ async fn check_code(state: &AppState, body: VerifyOtpBody) -> Result<Value, ApiE
         "isNewUser": is_new,
         "user": { "id": user.id, "phone": user.phone, "createdAt": user.created_at },
     }))
-}
-
-/// A login that holds: the user and a refresh session in PostgreSQL, and an access
-/// token recorded in Redis.
-struct SignedIn {
-    user: crate::users::User,
-    is_new: bool,
-    session_id: Uuid,
-    token: String,
-    refresh_token: String,
-}
-
-async fn sign_in(state: &AppState, phone: &PhoneNumber) -> Result<SignedIn, ApiError> {
-    let login = state.users.login(phone).await?;
-    let recorded = async {
-        let (token, claims) = state
-            .tokens
-            .issue(login.user.id, &login.user.phone, login.session_id)
-            .map_err(|e| ApiError::Internal(Box::new(e)))?;
-        state
-            .users
-            .open_access(claims.sid, claims.jti, login.user.id)
-            .await?;
-        Ok::<_, ApiError>(token)
-    }
-    .await;
-    match recorded {
-        Ok(token) => Ok(SignedIn {
-            user: login.user,
-            is_new: login.is_new,
-            session_id: login.session_id,
-            token,
-            refresh_token: login.refresh_token,
-        }),
-        Err(e) => {
-            // The session was written for nothing: end it (it would expire anyway).
-            if let Err(end_error) = state.users.end_session(login.session_id).await {
-                tracing::warn!(error = %end_error, "could not end a session whose login failed");
-            }
-            Err(e)
-        }
-    }
 }
 
 pub async fn otp_status(
@@ -353,6 +181,7 @@ pub async fn otp_status(
         "status": record.state,
         "attempts": record.attempts,
         "updatedAt": updated_at,
+        "channel": record.channel.as_str(),
     });
     if let Some(reason) = record.reason {
         body["reason"] = json!(reason);

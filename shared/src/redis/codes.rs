@@ -255,8 +255,17 @@ impl CodeRecords {
             .await
     }
 
+    /// Forgets which phone `request_id` is for (a send taken back).
+    pub async fn unindex_request(&self, request_id: Uuid) -> redis::RedisResult<()> {
+        redis::cmd("DEL")
+            .arg(self.keys.request_phone(request_id))
+            .exec_async(&mut self.redis.clone())
+            .await
+    }
+
     /// Takes back an accepted send whose job could not be published: its code (if no
-    /// re-send used it meanwhile), its place in the phone's limits, its status and index.
+    /// re-send used it meanwhile), its place in the phone's limits and its status. Its
+    /// index lives in another slot of a Redis Cluster: [`CodeRecords::unindex_request`].
     pub async fn undo_send(
         &self,
         phone: &PhoneNumber,
@@ -264,7 +273,7 @@ impl CodeRecords {
         kind: SendKind,
         code_id: Uuid,
     ) -> redis::RedisResult<()> {
-        let undone: redis::RedisResult<()> = UNDO_SEND
+        UNDO_SEND
             .key(self.keys.otp(phone))
             .key(self.keys.cooldown(phone))
             .key(self.keys.phone_sends(phone))
@@ -273,14 +282,7 @@ impl CodeRecords {
             .arg(code_id.to_string())
             .arg(request_id.to_string())
             .invoke_async(&mut self.redis.clone())
-            .await;
-        // The index goes whatever the script did (another slot on a Redis Cluster).
-        let unindexed = redis::cmd("DEL")
-            .arg(self.keys.request_phone(request_id))
-            .exec_async(&mut self.redis.clone())
-            .await;
-        undone?;
-        unindexed
+            .await
     }
 
     /// Checks a guess (its `mac`), bound to the send `bound_to` or to none; a right one

@@ -62,6 +62,16 @@ pub mod status {
     pub const READ_AT: &str = "read_at";
     /// WhatsApp's error code of a failure receipt.
     pub const FAILED_CODE: &str = "failed_code";
+    /// How the code went out: one of the [`channel`](super::channel) values; absent
+    /// means WhatsApp.
+    pub const CHANNEL: &str = "channel";
+}
+
+/// The values of [`status::CHANNEL`].
+pub mod channel {
+    pub const WHATSAPP: &str = "whatsapp";
+    /// A review phone's send, which reaches no provider.
+    pub const TEST: &str = "test";
 }
 
 /// The values of [`status::STATE`].

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::conn::RedisConn;
 use super::keys::Keys;
-use super::records::{state, status as fields};
+use super::records::{channel, state, status as fields};
 use crate::phone::PhoneNumber;
 
 /// How long a status stays readable after its last update.
@@ -55,6 +55,30 @@ impl DeliveryState {
     }
 }
 
+/// How a send's code went out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Whatsapp,
+    /// A review phone (`TEST_PHONES`): no provider was called.
+    Test,
+}
+
+impl Channel {
+    const ALL: [Channel; 2] = [Channel::Whatsapp, Channel::Test];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Whatsapp => channel::WHATSAPP,
+            Channel::Test => channel::TEST,
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
 /// One request's status as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatusRecord {
@@ -70,6 +94,7 @@ pub struct StatusRecord {
     pub read_at_ms: Option<u64>,
     /// WhatsApp's error code, for a failure receipt.
     pub failed_code: Option<String>,
+    pub channel: Channel,
 }
 
 /// The status hash's fields as HMGET returns them.
@@ -82,9 +107,10 @@ type StoredFields = (
     Option<u64>,
     Option<u64>,
     Option<String>,
+    Option<String>,
 );
 
-/// Reads status records.
+/// Reads status records (and settles review phones' sends, which no worker sees).
 #[derive(Clone)]
 pub struct StatusStore {
     redis: RedisConn,
@@ -94,6 +120,29 @@ pub struct StatusStore {
 impl StatusStore {
     pub fn new(redis: RedisConn, keys: Keys) -> Self {
         Self { redis, keys }
+    }
+
+    /// Records a send to a review phone as `sent` on the channel `test`: nothing goes
+    /// to a provider, and its fixed code verifies as soon as the send is accepted.
+    pub async fn settle_review_send(
+        &self,
+        phone: &PhoneNumber,
+        request_id: Uuid,
+    ) -> redis::RedisResult<()> {
+        let key = self.keys.status(phone, request_id);
+        redis::pipe()
+            .atomic()
+            .hset_multiple(
+                &key,
+                &[
+                    (fields::STATE, state::SENT.to_owned()),
+                    (fields::CHANNEL, channel::TEST.to_owned()),
+                    (fields::UPDATED_AT, crate::now_ms().to_string()),
+                ],
+            )
+            .expire(&key, STATUS_TTL_SECONDS)
+            .exec_async(&mut self.redis.clone())
+            .await
     }
 
     /// The phone a send request was for, while its status lives.
@@ -119,19 +168,29 @@ impl StatusStore {
         let Some(phone) = self.phone_of(request_id).await? else {
             return Ok(None);
         };
-        let (state, attempts, updated_at, reason, info, delivered_at, read_at, failed_code): StoredFields =
-            redis::cmd("HMGET")
-                .arg(self.keys.status(&phone, request_id))
-                .arg(fields::STATE)
-                .arg(fields::ATTEMPTS)
-                .arg(fields::UPDATED_AT)
-                .arg(fields::REASON)
-                .arg(fields::INFO)
-                .arg(fields::DELIVERED_AT)
-                .arg(fields::READ_AT)
-                .arg(fields::FAILED_CODE)
-                .query_async(&mut self.redis.clone())
-                .await?;
+        let (
+            state,
+            attempts,
+            updated_at,
+            reason,
+            info,
+            delivered_at,
+            read_at,
+            failed_code,
+            channel,
+        ): StoredFields = redis::cmd("HMGET")
+            .arg(self.keys.status(&phone, request_id))
+            .arg(fields::STATE)
+            .arg(fields::ATTEMPTS)
+            .arg(fields::UPDATED_AT)
+            .arg(fields::REASON)
+            .arg(fields::INFO)
+            .arg(fields::DELIVERED_AT)
+            .arg(fields::READ_AT)
+            .arg(fields::FAILED_CODE)
+            .arg(fields::CHANNEL)
+            .query_async(&mut self.redis.clone())
+            .await?;
         let Some(state) = state else {
             return Ok(None);
         };
@@ -140,8 +199,17 @@ impl StatusStore {
                 "send {request_id} has the unknown status {state:?}"
             ))
         })?;
+        let channel = match channel {
+            None => Channel::Whatsapp,
+            Some(name) => Channel::parse(&name).ok_or_else(|| {
+                ParsingError::from(format!(
+                    "send {request_id} has the unknown channel {name:?}"
+                ))
+            })?,
+        };
         Ok(Some(StatusRecord {
             state,
+            channel,
             attempts: attempts.unwrap_or(0),
             updated_at_ms: updated_at.unwrap_or(0),
             reason,
@@ -169,5 +237,13 @@ mod tests {
             );
         }
         assert_eq!(DeliveryState::parse("bounced"), None);
+    }
+
+    #[test]
+    fn every_channel_reads_back_as_itself() {
+        for channel in Channel::ALL {
+            assert_eq!(Channel::parse(channel.as_str()), Some(channel));
+        }
+        assert_eq!(Channel::parse("pigeon"), None);
     }
 }

@@ -36,7 +36,8 @@ pub struct AnswerBody {
     pub ok: Option<bool>,
     /// `info`, or `error` or `message` when it is a text.
     pub info: Option<String>,
-    /// v3's per-recipient list, when the answer carries one.
+    /// v3's per-recipient list, when the answer carries one: `recipients` in the shape
+    /// WATI documents, `receivers` in the v2 shape it also answers with.
     pub receivers: Option<Vec<Receiver>>,
 }
 
@@ -98,9 +99,9 @@ impl AnswerBody {
                 .and_then(Value::as_bool)
                 .or_else(|| object.get("success").and_then(Value::as_bool)),
             info,
-            receivers: object
-                .get("receivers")
-                .and_then(Value::as_array)
+            receivers: ["recipients", "receivers"]
+                .iter()
+                .find_map(|field| object.get(*field).and_then(Value::as_array))
                 .map(|list| list.iter().map(receiver).collect()),
         })
     }
@@ -130,6 +131,23 @@ mod tests {
             receivers[2].errors,
             ["Template param missing", "blocked", r#"{"code":7}"#]
         );
+    }
+
+    #[test]
+    fn the_documented_v3_shape_gives_each_recipient() {
+        let body = AnswerBody::parse(
+            br#"{"success":true,"broadcast_id":"b-1","error":null,"recipients":[
+                {"local_message_id":"a","phone_number":"919876543210","errors":[]},
+                {"local_message_id":"b","phone_number":"14155552671","errors":["Invalid number"]}
+            ]}"#,
+        )
+        .expect("parses");
+        assert_eq!(body.ok, Some(true));
+        let recipients = body.receivers.expect("a list");
+        assert_eq!(recipients[1].local_message_id.as_deref(), Some("b"));
+        assert_eq!(recipients[1].wa_id.as_deref(), Some("14155552671"));
+        assert_eq!(recipients[1].valid_number, None);
+        assert_eq!(recipients[1].errors, ["Invalid number"]);
     }
 
     #[test]

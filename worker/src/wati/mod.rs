@@ -1,9 +1,11 @@
-//! The WATI client: one struct with its endpoint, key, template and timeout set once.
-//! v3 sends a batch of recipients in one call; v1 sends one code per call. It never
-//! follows a redirect (a redirect would carry codes to another host) and never reads
-//! more of an answer than a batch of that size can need.
+//! The WATI client: one struct with its endpoint, key, parameter, sending number and
+//! timeout set once. v3 sends a batch of recipients in one call, all in one template;
+//! v1 sends one code per call. It never follows a redirect (a redirect would carry codes
+//! to another host) and never reads more of an answer than a batch of that size can
+//! need. It also reads WATI's template list (`listing`).
 
 pub mod answer;
+pub mod listing;
 
 use std::time::Duration;
 
@@ -29,7 +31,7 @@ pub struct Recipient<'a> {
 
 #[derive(Serialize)]
 struct Param<'a> {
-    name: &'static str,
+    name: &'a str,
     value: &'a str,
 }
 
@@ -52,6 +54,8 @@ struct V3Body<'a> {
 struct V1Body<'a> {
     template_name: &'a str,
     broadcast_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel_number: Option<&'a str>,
     parameters: [Param<'a>; 1],
 }
 
@@ -59,9 +63,11 @@ struct V1Body<'a> {
 pub struct WatiClient {
     http: reqwest::Client,
     version: WatiApiVersion,
+    base_url: String,
     send_url: String,
     auth_header: String,
-    template_name: String,
+    /// The template parameter that carries the code.
+    param: String,
     channel_number: Option<String>,
     timeout: Duration,
 }
@@ -88,9 +94,10 @@ impl WatiClient {
         Ok(Self {
             http,
             version: config.api_version,
+            base_url: config.base_url.clone(),
             send_url: format!("{}{path}", config.base_url),
             auth_header: format!("Bearer {}", config.api_key.expose_secret()),
-            template_name: config.template_name.clone(),
+            param: config.templates.param().to_owned(),
             channel_number: config.channel_number.clone(),
             timeout: config.timeout,
         })
@@ -101,17 +108,22 @@ impl WatiClient {
         self.timeout
     }
 
-    /// Sends the template to `recipients` in one call, waiting at most the configured
+    /// Sends `template` to `recipients` in one call, waiting at most the configured
     /// timeout or `time_left`, whichever is shorter. In v1 a call carries exactly one
     /// recipient; the batcher never gives it more.
-    pub async fn send(&self, recipients: &[Recipient<'_>], time_left: Duration) -> WatiAnswer {
+    pub async fn send(
+        &self,
+        template: &str,
+        recipients: &[Recipient<'_>],
+        time_left: Duration,
+    ) -> WatiAnswer {
         let request = match (self.version, recipients) {
-            (WatiApiVersion::V1, [one]) => self.v1_request(one),
+            (WatiApiVersion::V1, [one]) => self.v1_request(template, one),
             (WatiApiVersion::V1, _) => {
                 debug_assert!(false, "a v1 call carries exactly one recipient");
                 return WatiAnswer::Connection;
             }
-            (WatiApiVersion::V3, _) => self.v3_request(recipients),
+            (WatiApiVersion::V3, _) => self.v3_request(template, recipients),
         };
         let limit = BASE_ANSWER_BYTES + BYTES_PER_RECIPIENT * recipients.len();
         let response = request
@@ -143,12 +155,13 @@ impl WatiClient {
         }
     }
 
-    fn v1_request(&self, recipient: &Recipient<'_>) -> reqwest::RequestBuilder {
+    fn v1_request(&self, template: &str, recipient: &Recipient<'_>) -> reqwest::RequestBuilder {
         let body = V1Body {
-            template_name: &self.template_name,
+            template_name: template,
             broadcast_name: format!("otp_{}", recipient.request_id.simple()),
+            channel_number: self.channel_number.as_deref(),
             parameters: [Param {
-                name: "otp",
+                name: &self.param,
                 value: recipient.code.expose(),
             }],
         };
@@ -158,9 +171,9 @@ impl WatiClient {
             .json(&body)
     }
 
-    fn v3_request(&self, recipients: &[Recipient<'_>]) -> reqwest::RequestBuilder {
+    fn v3_request(&self, template: &str, recipients: &[Recipient<'_>]) -> reqwest::RequestBuilder {
         let body = V3Body {
-            template_name: &self.template_name,
+            template_name: template,
             // Unique per call: WATI lists each call as a broadcast under this name.
             broadcast_name: format!("otp_{}", Uuid::new_v4().simple()),
             channel_number: self.channel_number.as_deref(),
@@ -170,7 +183,7 @@ impl WatiClient {
                     phone_number: r.phone.as_str(),
                     local_message_id: r.request_id.to_string(),
                     custom_params: [Param {
-                        name: "otp",
+                        name: &self.param,
                         value: r.code.expose(),
                     }],
                 })

@@ -1,0 +1,91 @@
+//! The login saga: check a guess, and on a right one claim the code, write the login
+//! (the user and a refresh session in PostgreSQL, an access token recorded in Redis),
+//! then spend the code. If the login cannot be written, the code is given back, and
+//! the same code works on the next try; if the claim lapsed meanwhile and another
+//! request logged in with the code, this login is ended.
+
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::phone::PhoneNumber;
+use crate::state::AppState;
+use crate::store::VerifyOutcome;
+use crate::users::User;
+
+/// A login that holds: the user and a refresh session in PostgreSQL, and an access
+/// token recorded in Redis.
+pub struct SignedIn {
+    pub user: User,
+    pub is_new: bool,
+    pub session_id: Uuid,
+    pub token: String,
+    pub refresh_token: String,
+}
+
+/// Logs `phone` in with `code`, a guess bound to the send `bound_to` or to none.
+pub async fn log_in(
+    state: &AppState,
+    phone: &PhoneNumber,
+    code: &str,
+    bound_to: Option<Uuid>,
+) -> Result<SignedIn, ApiError> {
+    let claim = Uuid::new_v4();
+    match state.store.verify(phone, code, bound_to, claim).await? {
+        VerifyOutcome::Verified => {}
+        // Another request is logging in with this very code: it verifies only once.
+        VerifyOutcome::NotFound | VerifyOutcome::Claimed => return Err(ApiError::OtpNotFound),
+        VerifyOutcome::Expired => return Err(ApiError::OtpExpired),
+        VerifyOutcome::Locked => return Err(ApiError::TooManyAttempts),
+        VerifyOutcome::Wrong { remaining } => return Err(ApiError::OtpInvalid { remaining }),
+    }
+    // The code is spent only once the login is written and its access token recorded.
+    let login = match sign_in(state, phone).await {
+        Ok(login) => login,
+        Err(e) => {
+            if let Err(release_error) = state.store.release(phone, claim).await {
+                tracing::warn!(error = %release_error, "could not give back a claimed code; it frees itself in seconds");
+            }
+            return Err(e);
+        }
+    };
+    if !state.store.spend(phone, claim).await? {
+        // The claim lapsed and another request logged in with the code meanwhile.
+        state.users.end_session(login.session_id).await?;
+        return Err(ApiError::OtpNotFound);
+    }
+    tracing::info!(user_id = %login.user.id, is_new = login.is_new, "code verified");
+    Ok(login)
+}
+
+/// Writes the login: the user and a refresh session, and the access token's session.
+async fn sign_in(state: &AppState, phone: &PhoneNumber) -> Result<SignedIn, ApiError> {
+    let login = state.users.login(phone).await?;
+    let recorded = async {
+        let (token, claims) = state
+            .tokens
+            .issue(login.user.id, &login.user.phone, login.session_id)
+            .map_err(|e| ApiError::Internal(Box::new(e)))?;
+        state
+            .users
+            .open_access(claims.sid, claims.jti, login.user.id)
+            .await?;
+        Ok::<_, ApiError>(token)
+    }
+    .await;
+    match recorded {
+        Ok(token) => Ok(SignedIn {
+            user: login.user,
+            is_new: login.is_new,
+            session_id: login.session_id,
+            token,
+            refresh_token: login.refresh_token,
+        }),
+        Err(e) => {
+            // The session was written for nothing: end it (it would expire anyway).
+            if let Err(end_error) = state.users.end_session(login.session_id).await {
+                tracing::warn!(error = %end_error, "could not end a session whose login failed");
+            }
+            Err(e)
+        }
+    }
+}

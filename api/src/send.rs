@@ -1,0 +1,227 @@
+//! The send saga: store a code for a phone (or find its pending one), index the send,
+//! count it against the budget of sends per minute, reserve room with WATI's budgets
+//! for what is left of the code's life, and publish its job. Each step that fails takes
+//! back every step before it, so a refused send leaves no code without a job, no index
+//! without a status, and nothing counted or held for a send that was not queued.
+
+use std::time::Duration;
+
+use otp_shared::job::SendJob;
+use otp_shared::locale::Locale;
+use otp_shared::redis::admission::Reservation;
+use otp_shared::redis::send_budget::Counted;
+use otp_shared::redis::status::Channel;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::phone::PhoneNumber;
+use crate::state::AppState;
+use crate::store::{AcceptedSend, SendDecision, StoreError};
+
+/// What to send: a code to a phone, in a language if the app names one.
+#[derive(Clone, Debug)]
+pub struct SendRequest {
+    pub phone: PhoneNumber,
+    /// The app's `locale`, if it gave one.
+    pub locale: Option<Locale>,
+}
+
+/// A send that was taken: stored, and queued for a worker (or, for a review phone,
+/// settled at once).
+#[derive(Clone, Debug)]
+pub struct Accepted {
+    pub send: AcceptedSend,
+    pub channel: Channel,
+}
+
+/// How long a review phone past its cap of wrong guesses is refused: its code is fixed,
+/// so it cannot grow the way other phones' codes do, and someone is guessing at it.
+const REVIEW_PHONE_UNDER_ATTACK_WAIT: Duration = Duration::from_secs(3600);
+
+/// Accepts a send of a code, or says why not. It runs in its own task: if the client
+/// hangs up, hyper drops the handler, and a send cut between storing the code and
+/// publishing its job would leave a code without a job.
+pub async fn accept(state: &AppState, request: SendRequest) -> Result<Accepted, ApiError> {
+    let code = match state.settings.review_phones.code_of(&request.phone) {
+        Some(fixed) => fixed.to_owned(),
+        None => crate::code::generate(state.settings.otp_length)
+            .map_err(|e| ApiError::Internal(Box::new(e)))?,
+    };
+    tokio::spawn(run(state.clone(), request, code))
+        .await
+        .map_err(|e| ApiError::Internal(Box::new(e)))?
+}
+
+/// The languages a send's code may go out in, most wanted first: the app's, then the
+/// phone's country's (`COUNTRY_LOCALES`). Which of them has a template is the worker's
+/// to know.
+fn locales(state: &AppState, request: &SendRequest) -> Vec<Locale> {
+    let country = state.settings.country_locales.of(&request.phone);
+    let mut locales: Vec<Locale> = request.locale.iter().chain(country).cloned().collect();
+    locales.dedup();
+    locales
+}
+
+/// What a send took so far, given back in reverse if a later step fails.
+#[derive(Default)]
+struct Taken {
+    /// The code record's send (its code, its place in the phone's limits, its status).
+    stored: Option<AcceptedSend>,
+    /// Counted against `SENDS_PER_MINUTE` in this minute.
+    minute: Option<u64>,
+    /// Holds room with WATI's budgets.
+    admitted: bool,
+}
+
+async fn run(state: AppState, request: SendRequest, code: String) -> Result<Accepted, ApiError> {
+    let request_id = Uuid::new_v4();
+    let mut taken = Taken::default();
+    let sent = steps(&state, &request, request_id, code, &mut taken).await;
+    if sent.is_err() {
+        give_back(&state, &request.phone, request_id, taken).await;
+    }
+    sent
+}
+
+/// A store error on the send path: an outage is "Failed to send OTP".
+fn store_error(e: StoreError) -> ApiError {
+    ApiError::from_store(e, ApiError::SendUnavailable)
+}
+
+fn redis_error(e: redis::RedisError) -> ApiError {
+    store_error(StoreError::Redis(e))
+}
+
+/// Every step of a send, each noting in `taken` what it took.
+async fn steps(
+    state: &AppState,
+    request: &SendRequest,
+    request_id: Uuid,
+    code: String,
+    taken: &mut Taken,
+) -> Result<Accepted, ApiError> {
+    let phone = &request.phone;
+    let review_phone = state.settings.review_phones.code_of(phone).is_some();
+    let mut decision = state
+        .store
+        .begin_send(phone, &code, request_id)
+        .await
+        .map_err(store_error)?;
+    if let (SendDecision::NeedsLongerCode, true) = (&decision, review_phone) {
+        tracing::warn!(
+            %request_id,
+            "a review phone has had too many wrong guesses; its sends are refused (change its code)"
+        );
+        return Err(ApiError::RateLimited {
+            retry_after: REVIEW_PHONE_UNDER_ATTACK_WAIT,
+        });
+    }
+    if let SendDecision::NeedsLongerCode = decision {
+        let code = crate::code::generate(crate::store::LONG_CODE_DIGITS)
+            .map_err(|e| ApiError::Internal(Box::new(e)))?;
+        decision = state
+            .store
+            .begin_send(phone, &code, request_id)
+            .await
+            .map_err(store_error)?;
+    }
+    let send = match decision {
+        SendDecision::Limited { retry_after } => {
+            metrics::counter!(otp_shared::metrics::RATE_LIMIT_REJECTIONS, "scope" => "phone")
+                .increment(1);
+            return Err(ApiError::RateLimited { retry_after });
+        }
+        SendDecision::Accepted(send) => send,
+        SendDecision::NeedsLongerCode => {
+            return Err(ApiError::Internal(
+                "send.lua asked for a longer code than the longest".into(),
+            ));
+        }
+    };
+    taken.stored = Some(send.clone());
+    // Without the index the send's status could not be found from its id.
+    state
+        .store
+        .index_request(phone, request_id)
+        .await
+        .map_err(store_error)?;
+    if review_phone {
+        // Nothing goes out: no budget is spent and no job is published.
+        state
+            .statuses
+            .settle_review_send(phone, request_id)
+            .await
+            .map_err(redis_error)?;
+        return Ok(Accepted {
+            send,
+            channel: Channel::Test,
+        });
+    }
+    match state
+        .send_budget
+        .count(send.kind)
+        .await
+        .map_err(redis_error)?
+    {
+        Counted::In { minute } => taken.minute = Some(minute),
+        Counted::Unlimited => {}
+        Counted::Over { retry_after } => {
+            metrics::counter!(otp_shared::metrics::RATE_LIMIT_REJECTIONS, "scope" => "global")
+                .increment(1);
+            return Err(ApiError::RateLimited { retry_after });
+        }
+    }
+    match state
+        .admission
+        .reserve(request_id, send.expires_in, send.kind)
+        .await
+        .map_err(redis_error)?
+    {
+        Reservation::Admitted => taken.admitted = true,
+        Reservation::Unlimited => {}
+        Reservation::Full { retry_after } => return Err(ApiError::OverCapacity { retry_after }),
+    }
+    let job = SendJob::new(
+        request_id,
+        send.code_id,
+        phone.clone(),
+        otp_shared::now_ms(),
+    )
+    .in_locales(locales(state, request));
+    state
+        .publisher
+        .publish(&job)
+        .await
+        .map_err(|e| ApiError::SendUnavailable(Box::new(e)))?;
+    Ok(Accepted {
+        send,
+        channel: Channel::Whatsapp,
+    })
+}
+
+/// Takes back what a send that was not queued took: its code (unless a re-send uses
+/// it), its index, its count and its room.
+async fn give_back(state: &AppState, phone: &PhoneNumber, request_id: Uuid, taken: Taken) {
+    if let Some(send) = &taken.stored
+        && let Err(undo_error) = state.store.undo_send(phone, send).await
+    {
+        tracing::error!(%request_id, %undo_error, "could not undo a send that was not queued");
+    }
+    // The index goes with the stored send, written or not: a write may have landed
+    // although its answer did not.
+    if taken.stored.is_some()
+        && let Err(e) = state.store.unindex_request(request_id).await
+    {
+        tracing::warn!(%request_id, error = %e, "could not remove the index of a send that was not queued");
+    }
+    if let Some(minute) = taken.minute
+        && let Err(e) = state.send_budget.give_back(minute).await
+    {
+        tracing::warn!(%request_id, error = %e, "could not give back the count of a send that was not queued");
+    }
+    if taken.admitted
+        && let Err(e) = state.admission.release(request_id).await
+    {
+        tracing::warn!(%request_id, error = %e, "could not give back the room of a send that was not queued");
+    }
+}
