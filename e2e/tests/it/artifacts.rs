@@ -1,7 +1,7 @@
-//! The files we ship for operators stay true to the code: every metric the dashboard
-//! and the alert rules name is exported; docker-compose and Prometheus agree with the
-//! settings the binaries read and the addresses they serve; the OpenAPI document and
-//! the Postman collection list exactly the routes the api serves.
+//! The files we ship for operators stay true to the code, one fact a test: every metric
+//! the dashboard and the alert rules name is exported; docker-compose and Prometheus
+//! agree with the settings the binaries read and the addresses they serve; the OpenAPI
+//! document and the Postman collection list exactly the routes the api serves.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -256,11 +256,41 @@ fn port_of(addr: &str) -> &str {
     addr.rsplit(':').next().expect("a port")
 }
 
+/// The compose file, read once per test.
+struct Compose {
+    file: Yaml,
+}
+
+impl Compose {
+    fn read() -> Self {
+        Self {
+            file: yaml("docker-compose.yml"),
+        }
+    }
+
+    fn names(&self) -> BTreeSet<&str> {
+        self.file["services"]
+            .as_hash()
+            .expect("services")
+            .keys()
+            .filter_map(Yaml::as_str)
+            .collect()
+    }
+
+    fn service(&self, name: &str) -> &Yaml {
+        &self.file["services"][name]
+    }
+
+    /// A service's environment, merge keys applied.
+    fn env(&self, name: &str) -> BTreeMap<String, String> {
+        environment(self.service(name))
+    }
+}
+
 #[test]
-fn docker_compose_and_prometheus_agree_with_the_code() {
-    let compose = yaml("docker-compose.yml");
-    let services = compose["services"].as_hash().expect("services");
-    let names: BTreeSet<&str> = services.keys().filter_map(Yaml::as_str).collect();
+fn the_stack_has_its_services_each_healthy_before_its_dependents_start() {
+    let compose = Compose::read();
+    let names = compose.names();
     assert_eq!(
         names,
         BTreeSet::from([
@@ -274,48 +304,56 @@ fn docker_compose_and_prometheus_agree_with_the_code() {
             "grafana"
         ])
     );
-    let service = |name: &str| &compose["services"][name];
     for name in &names {
+        let service = compose.service(name);
         assert!(
-            !service(name)["healthcheck"]["test"].is_badvalue(),
+            !service["healthcheck"]["test"].is_badvalue(),
             "{name} has a health check"
         );
-        if let Some(deps) = service(name)["depends_on"].as_hash() {
+        if let Some(deps) = service["depends_on"].as_hash() {
             for dep in deps.keys() {
                 let dep = dep.as_str().expect("name");
                 assert!(names.contains(dep), "{name} depends on unknown {dep}");
                 assert_eq!(
-                    service(name)["depends_on"][dep]["condition"].as_str(),
+                    service["depends_on"][dep]["condition"].as_str(),
                     Some("service_healthy")
                 );
             }
         }
     }
-    assert_eq!(service("worker")["deploy"]["replicas"].as_i64(), Some(2));
+    assert_eq!(
+        compose.service("worker")["deploy"]["replicas"].as_i64(),
+        Some(2)
+    );
+}
 
-    let api = environment(service("api"));
-    let worker = environment(service("worker"));
-    let sandbox = environment(service("wati-sandbox"));
-    for (who, env, known) in [
-        ("api", &api, env_names(otp_api::config::ApiArgs::command())),
+#[test]
+fn every_variable_the_compose_file_sets_is_one_its_binary_reads() {
+    let compose = Compose::read();
+    for (who, known) in [
+        ("api", env_names(otp_api::config::ApiArgs::command())),
         (
             "worker",
-            &worker,
             env_names(otp_worker::config::WorkerArgs::command()),
         ),
         (
             "wati-sandbox",
-            &sandbox,
             env_names(wati_sandbox::SandboxArgs::command()),
         ),
     ] {
-        for name in env.keys() {
+        for name in compose.env(who).keys() {
             assert!(
                 known.contains(name),
                 "{who} sets {name}, which it does not read"
             );
         }
     }
+}
+
+#[test]
+fn the_api_and_the_workers_get_every_required_setting_and_one_otp_secret() {
+    let compose = Compose::read();
+    let (api, worker) = (compose.env("api"), compose.env("worker"));
     for required in [
         "JWT_SECRET",
         "OTP_SECRET",
@@ -325,42 +363,6 @@ fn docker_compose_and_prometheus_agree_with_the_code() {
     ] {
         assert!(api.contains_key(required), "api needs {required}");
     }
-    // Both declare the send queue: they must agree on its type, and RabbitMQ must be
-    // new enough for quorum queues with at-least-once dead-lettering (3.10).
-    for env in [&api, &worker] {
-        assert_eq!(
-            env.get("AMQP_QUEUE_TYPE").map(String::as_str),
-            Some("quorum")
-        );
-    }
-    let image = service("rabbitmq")["image"].as_str().expect("an image");
-    let version: Vec<u32> = image
-        .trim_start_matches("rabbitmq:")
-        .split(['.', '-'])
-        .take(2)
-        .filter_map(|part| part.parse().ok())
-        .collect();
-    assert!(
-        version >= vec![3, 10],
-        "{image} has no at-least-once dead-lettering"
-    );
-    // The api logs in to the database the postgres service makes, as its user, and
-    // waits for it; the users it holds live on a named volume.
-    let postgres = environment(service("postgres"));
-    assert_eq!(
-        api["DATABASE_URL"],
-        format!(
-            "postgres://{}:{}@postgres:5432/{}",
-            postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"], postgres["POSTGRES_DB"]
-        )
-    );
-    assert!(!service("api")["depends_on"]["postgres"].is_badvalue());
-    assert!(
-        service("postgres")["volumes"][0]
-            .as_str()
-            .is_some_and(|v| v.ends_with(":/var/lib/postgresql/data")),
-        "PostgreSQL keeps its data on a volume"
-    );
     for required in [
         "OTP_SECRET",
         "WATI_BASE_URL",
@@ -375,6 +377,63 @@ fn docker_compose_and_prometheus_agree_with_the_code() {
         "api and worker share OTP_SECRET"
     );
     assert!(api["OTP_SECRET"].len() >= 32 && api["JWT_SECRET"].len() >= 32);
+}
+
+#[test]
+fn the_queues_are_quorum_queues_on_a_rabbitmq_that_dead_letters_at_least_once() {
+    let compose = Compose::read();
+    // Both declare the send queue: they must agree on its type, and RabbitMQ must be
+    // new enough for quorum queues with at-least-once dead-lettering (3.10).
+    for who in ["api", "worker"] {
+        assert_eq!(
+            compose.env(who).get("AMQP_QUEUE_TYPE").map(String::as_str),
+            Some("quorum"),
+            "{who}"
+        );
+    }
+    let image = compose.service("rabbitmq")["image"]
+        .as_str()
+        .expect("an image");
+    let version: Vec<u32> = image
+        .trim_start_matches("rabbitmq:")
+        .split(['.', '-'])
+        .take(2)
+        .filter_map(|part| part.parse().ok())
+        .collect();
+    assert!(
+        version >= vec![3, 10],
+        "{image} has no at-least-once dead-lettering"
+    );
+}
+
+#[test]
+fn the_api_logs_in_to_the_postgres_service_which_keeps_its_data_on_a_volume() {
+    let compose = Compose::read();
+    let (api, postgres) = (compose.env("api"), compose.env("postgres"));
+    assert_eq!(
+        api["DATABASE_URL"],
+        format!(
+            "postgres://{}:{}@postgres:5432/{}",
+            postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"], postgres["POSTGRES_DB"]
+        )
+    );
+    assert!(!compose.service("api")["depends_on"]["postgres"].is_badvalue());
+    assert!(
+        compose.service("postgres")["volumes"][0]
+            .as_str()
+            .is_some_and(|v| v.ends_with(":/var/lib/postgresql/data")),
+        "PostgreSQL keeps its data on a volume"
+    );
+}
+
+#[test]
+fn the_workers_reach_the_sandbox_and_the_sandbox_posts_receipts_to_the_api() {
+    let compose = Compose::read();
+    let (api, worker, sandbox) = (
+        compose.env("api"),
+        compose.env("worker"),
+        compose.env("wati-sandbox"),
+    );
     assert_eq!(worker["WATI_API_KEY"], sandbox["WATI_API_KEY"]);
     assert!(
         worker["WATI_BASE_URL"].starts_with(&format!(
@@ -383,7 +442,42 @@ fn docker_compose_and_prometheus_agree_with_the_code() {
         )),
         "the worker reaches the sandbox"
     );
-    // Admission (api) and delivery (workers) must count with the same budgets.
+    assert!(api["WATI_WEBHOOK_SECRET"].len() >= 32);
+    assert_eq!(
+        sandbox["SANDBOX_WEBHOOK_URL"],
+        format!(
+            "http://api:{}/api/webhooks/wati/{}",
+            port_of(&api["API_ADDR"]),
+            api["WATI_WEBHOOK_SECRET"]
+        ),
+        "the sandbox posts its receipts to the api's webhook"
+    );
+}
+
+#[test]
+fn the_workers_template_is_one_the_sandbox_has_approved_with_its_parameter() {
+    let compose = Compose::read();
+    let (worker, sandbox) = (compose.env("worker"), compose.env("wati-sandbox"));
+    let templates = wati_sandbox::templates::parse(&sandbox["SANDBOX_TEMPLATES"])
+        .expect("the sandbox's templates");
+    let name = &worker["WATI_TEMPLATE_NAME"];
+    let template = templates
+        .iter()
+        .find(|t| t.name == *name)
+        .unwrap_or_else(|| panic!("the sandbox has no template {name}"));
+    assert!(template.approved());
+    assert_eq!(template.category, "AUTHENTICATION");
+    assert_eq!(template.params, [worker["WATI_TEMPLATE_PARAM"].clone()]);
+}
+
+#[test]
+fn admission_and_delivery_count_with_the_same_budgets() {
+    let compose = Compose::read();
+    let (api, worker, sandbox) = (
+        compose.env("api"),
+        compose.env("worker"),
+        compose.env("wati-sandbox"),
+    );
     for budget in [
         "WATI_API_VERSION",
         "WATI_CALLS_PER_10S",
@@ -397,38 +491,32 @@ fn docker_compose_and_prometheus_agree_with_the_code() {
         sandbox["SANDBOX_CALLS_PER_10S"], worker["WATI_CALLS_PER_10S"],
         "the sandbox enforces the plan the workers keep to"
     );
-    assert!(api["WATI_WEBHOOK_SECRET"].len() >= 32);
-    assert_eq!(
-        sandbox["SANDBOX_WEBHOOK_URL"],
-        format!(
-            "http://api:{}/api/webhooks/wati/{}",
-            port_of(&api["API_ADDR"]),
-            api["WATI_WEBHOOK_SECRET"]
-        ),
-        "the sandbox posts its receipts to the api's webhook"
-    );
     let concurrency: u32 = worker["WORKER_CONCURRENCY"].parse().expect("a number");
     let batch: u32 = worker["WATI_BATCH_MAX"].parse().expect("a number");
     assert!(
         concurrency >= batch,
         "a worker holds enough jobs to fill a call"
     );
+}
 
-    // Only the api is published, and Grafana on loopback: Redis, RabbitMQ, PostgreSQL,
-    // Prometheus, the metrics ports and the sandbox (which hands out every code) stay
-    // inside the stack's network.
-    let published: BTreeMap<&str, Vec<&str>> = names
-        .iter()
+#[test]
+fn only_the_api_is_published_and_grafana_on_loopback() {
+    // Redis, RabbitMQ, PostgreSQL, Prometheus, the metrics ports and the sandbox (which
+    // hands out every code) stay inside the stack's network.
+    let compose = Compose::read();
+    let published: BTreeMap<&str, Vec<&str>> = compose
+        .names()
+        .into_iter()
         .filter_map(|name| {
-            let ports: Vec<&str> = service(name)["ports"]
+            let ports: Vec<&str> = compose.service(name)["ports"]
                 .as_vec()?
                 .iter()
                 .filter_map(Yaml::as_str)
                 .collect();
-            Some((*name, ports))
+            Some((name, ports))
         })
         .collect();
-    let api_port = port_of(&api["API_ADDR"]);
+    let api_port = port_of(&compose.env("api")["API_ADDR"]).to_owned();
     assert_eq!(
         published,
         BTreeMap::from([
@@ -436,10 +524,12 @@ fn docker_compose_and_prometheus_agree_with_the_code() {
             ("grafana", vec!["127.0.0.1:3000:3000"]),
         ])
     );
+}
 
-    // Every backing service asks for a password, and the processes give the right one;
-    // none is a default one.
-    let redis_command: Vec<&str> = service("redis")["command"]
+#[test]
+fn every_backing_service_has_a_password_the_processes_know_and_none_is_a_default() {
+    let compose = Compose::read();
+    let redis_command: Vec<&str> = compose.service("redis")["command"]
         .as_vec()
         .expect("redis command")
         .iter()
@@ -450,8 +540,9 @@ fn docker_compose_and_prometheus_agree_with_the_code() {
         .position(|arg| *arg == "--requirepass")
         .and_then(|i| redis_command.get(i + 1))
         .expect("Redis requires a password");
-    let rabbitmq = environment(service("rabbitmq"));
-    for env in [&api, &worker] {
+    let rabbitmq = compose.env("rabbitmq");
+    for who in ["api", "worker"] {
+        let env = compose.env(who);
         assert_eq!(
             env["REDIS_URL"],
             format!("redis://:{redis_password}@redis:6379")
@@ -465,22 +556,26 @@ fn docker_compose_and_prometheus_agree_with_the_code() {
         );
     }
     assert_ne!(rabbitmq["RABBITMQ_DEFAULT_USER"], "guest");
-    let grafana = environment(service("grafana"));
-    assert_ne!(grafana["GF_SECURITY_ADMIN_PASSWORD"], "admin");
+    assert_ne!(
+        compose.env("grafana")["GF_SECURITY_ADMIN_PASSWORD"],
+        "admin"
+    );
+}
 
-    // A stack with the sandbox is a development stack: DEV_MODE says so (it lets the
-    // placeholder secrets and plain HTTP to the sandbox through).
+#[test]
+fn a_stack_with_the_sandbox_is_a_development_stack() {
+    // DEV_MODE lets the placeholder secrets and plain HTTP to the sandbox through.
+    let compose = Compose::read();
+    let (api, worker) = (compose.env("api"), compose.env("worker"));
     assert!(worker["WATI_BASE_URL"].starts_with("http://wati-sandbox:"));
     assert_eq!(api["DEV_MODE"], "true");
     assert_eq!(worker["DEV_MODE"], "true");
+}
 
-    // The production image has no sandbox; the sandbox has its own build target.
-    let target = |name: &str| service(name)["build"]["target"].as_str().map(str::to_owned);
-    assert_eq!(target("api").as_deref(), Some("runtime"));
-    assert_eq!(target("worker").as_deref(), Some("runtime"));
-    assert_eq!(target("wati-sandbox").as_deref(), Some("sandbox"));
-    assert!(repo_file("rabbitmq/enabled_plugins").contains("rabbitmq_prometheus"));
-
+#[test]
+fn prometheus_scrapes_what_the_processes_serve_and_loads_the_rules() {
+    let compose = Compose::read();
+    let (api, worker) = (compose.env("api"), compose.env("worker"));
     let prometheus = yaml("prometheus/prometheus.yml");
     let jobs: BTreeMap<&str, &Yaml> = prometheus["scrape_configs"]
         .as_vec()
@@ -506,16 +601,30 @@ fn docker_compose_and_prometheus_agree_with_the_code() {
         jobs["rabbitmq"]["static_configs"][0]["targets"][0].as_str(),
         Some("rabbitmq:15692")
     );
+    assert!(repo_file("rabbitmq/enabled_plugins").contains("rabbitmq_prometheus"));
     assert_eq!(
         prometheus["rule_files"][0].as_str(),
         Some("/etc/prometheus/alerts.yml")
     );
+    let prometheus_volumes: Vec<&str> = compose.service("prometheus")["volumes"]
+        .as_vec()
+        .expect("volumes")
+        .iter()
+        .filter_map(Yaml::as_str)
+        .collect();
+    assert!(prometheus_volumes.contains(&"./prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro"));
+}
 
-    // Every mounted file exists, every named volume is declared, and the rules land
-    // where Prometheus loads them.
-    let declared = compose["volumes"].as_hash();
-    for name in &names {
-        for volume in service(name)["volumes"].as_vec().into_iter().flatten() {
+#[test]
+fn every_mounted_file_exists_and_every_named_volume_is_declared() {
+    let compose = Compose::read();
+    let declared = compose.file["volumes"].as_hash();
+    for name in compose.names() {
+        for volume in compose.service(name)["volumes"]
+            .as_vec()
+            .into_iter()
+            .flatten()
+        {
             let volume = volume.as_str().expect("volume");
             let source = volume.split(':').next().expect("source");
             let Some(source) = source.strip_prefix("./") else {
@@ -531,16 +640,19 @@ fn docker_compose_and_prometheus_agree_with_the_code() {
             assert!(path.exists(), "{name} mounts missing {source}");
         }
     }
-    let prometheus_volumes: Vec<&str> = service("prometheus")["volumes"]
-        .as_vec()
-        .expect("volumes")
-        .iter()
-        .filter_map(Yaml::as_str)
-        .collect();
-    assert!(prometheus_volumes.contains(&"./prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro"));
+}
 
-    // Each image has the binaries its services run, and the production image (the
-    // default target, last in the file) has no sandbox.
+#[test]
+fn each_image_has_the_binaries_its_services_run_and_production_has_no_sandbox() {
+    let compose = Compose::read();
+    let target = |name: &str| {
+        compose.service(name)["build"]["target"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    assert_eq!(target("api").as_deref(), Some("runtime"));
+    assert_eq!(target("worker").as_deref(), Some("runtime"));
+    assert_eq!(target("wati-sandbox").as_deref(), Some("sandbox"));
     let dockerfile = repo_file("Dockerfile");
     let stages: BTreeMap<&str, &str> = dockerfile
         .split("\nFROM ")
@@ -559,7 +671,7 @@ fn docker_compose_and_prometheus_agree_with_the_code() {
         "runtime is the default (last) target"
     );
     for name in ["api", "worker", "wati-sandbox"] {
-        assert_eq!(service(name)["command"][0].as_str(), Some(name));
+        assert_eq!(compose.service(name)["command"][0].as_str(), Some(name));
         assert!(
             dockerfile.contains(&format!("target/release/{name}")),
             "the build stage builds {name}"
