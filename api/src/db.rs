@@ -19,9 +19,9 @@ pub const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
 /// Why PostgreSQL could not be used at start.
 #[derive(Debug, thiserror::Error)]
 pub enum DbStartError {
-    #[error("cannot reach PostgreSQL: {0}")]
+    #[error("cannot reach PostgreSQL")]
     Connect(#[source] sqlx::Error),
-    #[error("PostgreSQL migration failed: {0}")]
+    #[error("PostgreSQL migration failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use otp_shared::telemetry::error_chain;
 use serde_json::json;
 
 /// What went wrong below the api, kept for the log line.
@@ -93,9 +94,9 @@ impl ApiError {
         }
     }
 
-    /// A store error: a 503 when Redis could not answer, a 500 when it answered
-    /// something our code did not expect.
-    pub fn from_store(error: crate::store::StoreError, outage: fn(Cause) -> ApiError) -> Self {
+    /// A dependency's error: `outage` (a 503) when it could not answer, a 500 when it
+    /// answered something our code did not expect.
+    pub fn from_dependency<E: DependencyError>(error: E, outage: fn(Cause) -> ApiError) -> Self {
         if error.is_outage() {
             outage(Box::new(error))
         } else {
@@ -211,10 +212,10 @@ impl IntoResponse for ApiError {
         let (status, code, message) = self.parts();
         match &self {
             ApiError::SendUnavailable(cause) | ApiError::Unavailable(cause) => {
-                tracing::warn!(cause = %chain(cause.as_ref()), "dependency unavailable")
+                tracing::warn!(cause = %error_chain(cause.as_ref()), "dependency unavailable")
             }
             ApiError::Internal(cause) => {
-                tracing::error!(cause = %chain(cause.as_ref()), "internal error")
+                tracing::error!(cause = %error_chain(cause.as_ref()), "internal error")
             }
             _ => {}
         }
@@ -240,47 +241,35 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// An error and its causes on one line: "send not possible: redis: timed out". A cause
-/// that an error already prints in its own text is not repeated.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+/// An error of something the api depends on (Redis, PostgreSQL) that can tell an
+/// outage (it did not answer: a 503) from a bug (it answered what our code did not
+/// expect: a 500).
+pub trait DependencyError: std::error::Error + Send + Sync + 'static {
+    fn is_outage(&self) -> bool;
 }
 
-impl From<redis::RedisError> for ApiError {
-    fn from(e: redis::RedisError) -> Self {
-        if otp_shared::redis::is_outage(&e) {
-            ApiError::Unavailable(Box::new(e))
-        } else {
-            ApiError::Internal(Box::new(e))
-        }
+impl DependencyError for redis::RedisError {
+    fn is_outage(&self) -> bool {
+        otp_shared::redis::is_outage(self)
     }
 }
 
-impl From<crate::users::UserError> for ApiError {
-    fn from(e: crate::users::UserError) -> Self {
-        if e.is_outage() {
-            ApiError::Unavailable(Box::new(e))
-        } else {
-            ApiError::Internal(Box::new(e))
+/// Outside the send path, a dependency's outage is "Service temporarily unavailable".
+macro_rules! unavailable_on_outage {
+    ($($error:ty),+) => {$(
+        impl From<$error> for ApiError {
+            fn from(e: $error) -> Self {
+                ApiError::from_dependency(e, ApiError::Unavailable)
+            }
         }
-    }
+    )+};
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
-        ApiError::from_store(e, ApiError::Unavailable)
-    }
-}
+unavailable_on_outage!(
+    redis::RedisError,
+    crate::users::UserError,
+    crate::store::StoreError
+);
 
 #[cfg(test)]
 mod tests {
@@ -314,7 +303,7 @@ mod tests {
     fn the_log_line_keeps_the_cause() {
         let outage = redis::RedisError::from(std::io::Error::other("connection reset"));
         let error = ApiError::SendUnavailable(Box::new(outage));
-        assert_eq!(chain(&error), "send not possible: connection reset");
+        assert_eq!(error_chain(&error), "send not possible: connection reset");
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod login;
+pub mod login_page;
 pub mod phone;
 pub mod pressure;
 pub mod publisher;
@@ -43,15 +44,15 @@ use crate::users::UserStore;
 /// Why the api could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot reach Redis: {0}")]
+    #[error("cannot reach Redis")]
     Redis(#[source] redis::RedisError),
-    #[error("cannot reach RabbitMQ: {0}")]
+    #[error("cannot reach RabbitMQ")]
     RabbitMq(#[source] publisher::PublishError),
-    #[error("{0}")]
-    Queue(#[source] otp_shared::amqp::DeclareError),
-    #[error("{0}")]
+    #[error(transparent)]
+    Queue(otp_shared::amqp::DeclareError),
+    #[error(transparent)]
     Postgres(#[from] db::DbStartError),
-    #[error("http server failed: {0}")]
+    #[error("http server failed")]
     Serve(#[source] std::io::Error),
 }
 
@@ -123,7 +124,7 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
             review_phones: config.review_phones.clone(),
             login_page: config
                 .login_page
-                .then(|| routes::LoginPage::render(config.login_page_inbox_url.as_deref())),
+                .then(|| login_page::LoginPage::render(config.login_page_inbox_url.as_deref())),
         }),
     }))
 }

@@ -34,7 +34,7 @@ async fn main() -> ExitCode {
         Ok(listeners) => otp_api::run(config, listeners, otp_shared::shutdown::signal())
             .await
             .err()
-            .map(|e| e.to_string()),
+            .map(|e| otp_shared::telemetry::error_chain(&e)),
         Err(e) => Some(format!(
             "cannot listen on {} and {}: {e}",
             config.api_addr, config.metrics_addr

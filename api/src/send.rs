@@ -13,10 +13,10 @@ use otp_shared::redis::send_budget::Counted;
 use otp_shared::redis::status::Channel;
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, DependencyError};
 use crate::phone::PhoneNumber;
 use crate::state::AppState;
-use crate::store::{AcceptedSend, SendDecision, StoreError};
+use crate::store::{AcceptedSend, SendDecision};
 
 /// What to send: a code to a phone, in a language if the app names one.
 #[derive(Clone, Debug)]
@@ -83,13 +83,9 @@ async fn run(state: AppState, request: SendRequest, code: String) -> Result<Acce
     sent
 }
 
-/// A store error on the send path: an outage is "Failed to send OTP".
-fn store_error(e: StoreError) -> ApiError {
-    ApiError::from_store(e, ApiError::SendUnavailable)
-}
-
-fn redis_error(e: redis::RedisError) -> ApiError {
-    store_error(StoreError::Redis(e))
+/// An error on the send path: an outage is "Failed to send OTP".
+fn send_error<E: DependencyError>(e: E) -> ApiError {
+    ApiError::from_dependency(e, ApiError::SendUnavailable)
 }
 
 /// Every step of a send, each noting in `taken` what it took.
@@ -106,7 +102,7 @@ async fn steps(
         .store
         .begin_send(phone, &code, request_id)
         .await
-        .map_err(store_error)?;
+        .map_err(send_error)?;
     if let (SendDecision::NeedsLongerCode, true) = (&decision, review_phone) {
         tracing::warn!(
             %request_id,
@@ -123,7 +119,7 @@ async fn steps(
             .store
             .begin_send(phone, &code, request_id)
             .await
-            .map_err(store_error)?;
+            .map_err(send_error)?;
     }
     let send = match decision {
         SendDecision::Limited { retry_after } => {
@@ -144,14 +140,14 @@ async fn steps(
         .store
         .index_request(phone, request_id)
         .await
-        .map_err(store_error)?;
+        .map_err(send_error)?;
     if review_phone {
         // Nothing goes out: no budget is spent and no job is published.
         state
             .statuses
             .settle_review_send(phone, request_id)
             .await
-            .map_err(redis_error)?;
+            .map_err(send_error)?;
         return Ok(Accepted {
             send,
             channel: Channel::Test,
@@ -161,7 +157,7 @@ async fn steps(
         .send_budget
         .count(send.kind)
         .await
-        .map_err(redis_error)?
+        .map_err(send_error)?
     {
         Counted::In { minute } => taken.minute = Some(minute),
         Counted::Unlimited => {}
@@ -175,7 +171,7 @@ async fn steps(
         .admission
         .reserve(request_id, send.expires_in, send.kind)
         .await
-        .map_err(redis_error)?
+        .map_err(send_error)?
     {
         Reservation::Admitted => taken.admitted = true,
         Reservation::Unlimited => {}

@@ -28,7 +28,7 @@ pub struct HandlerSettings {
     /// `TEST_PHONES`: phones that log in with a fixed code and get no message.
     pub review_phones: crate::review_phones::ReviewPhones,
     /// The login page at `/`, rendered once at start; `None` when `LOGIN_PAGE` is off.
-    pub login_page: Option<crate::routes::LoginPage>,
+    pub login_page: Option<crate::login_page::LoginPage>,
 }
 
 /// What every handler can reach, behind one `Arc`: axum clones the state for every

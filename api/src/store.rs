@@ -60,9 +60,8 @@ pub enum StoreError {
     Seal(#[from] otp_shared::seal::SealError),
 }
 
-impl StoreError {
-    /// Whether Redis could not answer (rather than our code going wrong).
-    pub fn is_outage(&self) -> bool {
+impl crate::error::DependencyError for StoreError {
+    fn is_outage(&self) -> bool {
         match self {
             StoreError::Redis(e) => otp_shared::redis::is_outage(e),
             StoreError::Seal(_) => false,

@@ -58,9 +58,8 @@ pub enum UserError {
     Random(#[from] getrandom::Error),
 }
 
-impl UserError {
-    /// Whether a store could not answer (rather than our code going wrong).
-    pub fn is_outage(&self) -> bool {
+impl crate::error::DependencyError for UserError {
+    fn is_outage(&self) -> bool {
         match self {
             UserError::Db(e) => crate::db::is_outage(e),
             UserError::TimedOut(_) => true,

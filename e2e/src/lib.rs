@@ -415,7 +415,7 @@ impl TestEnv {
             })
             .await
             {
-                panic!("api failed: {e}");
+                panic!("api failed: {}", otp_shared::telemetry::error_chain(&e));
             }
         });
         running.metrics_url = metrics_url;
@@ -484,7 +484,7 @@ impl TestEnv {
             })
             .await
             {
-                panic!("worker failed: {e}");
+                panic!("worker failed: {}", otp_shared::telemetry::error_chain(&e));
             }
         });
         running.metrics_url = metrics_url;

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 
 /// WATI's call limit is per 10 seconds.
 pub const CALL_WINDOW: Duration = Duration::from_secs(10);

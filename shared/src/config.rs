@@ -5,9 +5,6 @@ use secrecy::SecretString;
 
 use crate::budget::{BudgetArgs, Budgets};
 
-/// Shortest accepted key for `JWT_SECRET` and `OTP_SECRET`, in bytes.
-pub const MIN_SECRET_BYTES: usize = 32;
-
 /// Settings shared by the api and the worker, flattened into each process's arguments.
 #[derive(clap::Args, Clone, Debug)]
 pub struct CommonArgs {
@@ -60,22 +57,7 @@ pub struct CommonArgs {
     pub budgets: BudgetArgs,
 }
 
-/// A setting that is missing or wrong; its message is the one line a process prints.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ConfigError {
-    #[error("{0} not configured")]
-    Missing(&'static str),
-    #[error("{0} must be at least {MIN_SECRET_BYTES} bytes")]
-    SecretTooShort(&'static str),
-    #[error("{name} {problem}")]
-    Invalid {
-        name: &'static str,
-        problem: &'static str,
-    },
-    /// A setting that names something unusable, e.g. a key file that cannot be read.
-    #[error("{name} {detail}")]
-    Unusable { name: &'static str, detail: String },
-}
+pub use crate::config_error::{ConfigError, MIN_SECRET_BYTES};
 
 /// Settings shared by both processes, checked.
 #[derive(Clone, Debug)]

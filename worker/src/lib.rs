@@ -29,15 +29,15 @@ use crate::wati::WatiClient;
 pub enum StartError {
     #[error("the batcher stopped unexpectedly; this worker can deliver nothing")]
     BatcherStopped,
-    #[error("cannot reach Redis: {0}")]
+    #[error("cannot reach Redis")]
     Redis(#[source] redis::RedisError),
-    #[error("cannot reach RabbitMQ: {0}")]
+    #[error("cannot reach RabbitMQ")]
     RabbitMq(#[source] consumer::LinkError),
-    #[error("{0}")]
-    Queue(#[source] otp_shared::amqp::DeclareError),
+    #[error(transparent)]
+    Queue(otp_shared::amqp::DeclareError),
     #[error("cannot reach RabbitMQ: no answer within 10 s")]
     RabbitMqTimeout,
-    #[error("cannot build the WATI client: {0}")]
+    #[error("cannot build the WATI client")]
     Http(#[source] reqwest::Error),
     #[error(transparent)]
     Templates(#[from] template_check::CheckError),

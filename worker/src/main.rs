@@ -46,8 +46,9 @@ async fn main() -> ExitCode {
     match otp_worker::run(config, metrics_listener, otp_shared::shutdown::signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("{e}");
+            let line = otp_shared::telemetry::error_chain(&e);
+            tracing::error!("{line}");
+            eprintln!("{line}");
             ExitCode::FAILURE
         }
     }

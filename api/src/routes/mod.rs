@@ -2,7 +2,6 @@
 //! the answers for unknown routes and methods.
 
 mod health;
-mod login_page;
 mod otp;
 mod session;
 mod webhooks;
@@ -24,8 +23,6 @@ use tower_http::trace::TraceLayer;
 use crate::client::TrustedProxies;
 use crate::error::ApiError;
 use crate::state::AppState;
-
-pub use login_page::LoginPage;
 
 /// Largest accepted request body; the real ones are well under 1 KiB.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -80,7 +77,7 @@ fn route_table() -> Vec<Route> {
         route("POST", "/api/auth/refresh", post(session::refresh), None),
         route("POST", "/api/auth/logout", post(session::logout), None),
         route("GET", "/.well-known/jwks.json", get(session::jwks), None),
-        route("GET", "/", get(login_page::serve), None),
+        route("GET", "/", get(login_page), None),
         route(
             "POST",
             "/api/webhooks/wati/{secret}",
@@ -137,6 +134,14 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(middleware::map_request(drop_unfit_request_id))
         .with_state(state)
+}
+
+/// `GET /`: the login page, or the unknown-route answer when it is off.
+async fn login_page(State(state): State<AppState>) -> Response {
+    match &state.settings.login_page {
+        Some(page) => page.response(),
+        None => ApiError::RouteNotFound.into_response(),
+    }
 }
 
 /// Longest client-given `X-Request-Id` kept.
@@ -229,7 +234,7 @@ async fn sign_in_route(
         .store
         .count_client_request(client)
         .await
-        .map_err(|e| ApiError::from_store(e, sign_in.outage))?;
+        .map_err(|e| ApiError::from_dependency(e, sign_in.outage))?;
     if let Some(wait) = counted {
         metrics::counter!(otp_shared::metrics::RATE_LIMIT_REJECTIONS, "scope" => "client")
             .increment(1);

@@ -3,14 +3,10 @@
 //! style are inline and allowed by hash, so the page loads nothing from anywhere else.
 
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-
-use crate::error::ApiError;
-use crate::state::AppState;
 
 const TEMPLATE: &str = include_str!("login_page/index.html");
 const SCRIPT: &str = include_str!("login_page/page.js");
@@ -51,22 +47,21 @@ impl LoginPage {
     }
 }
 
-/// `GET /`: the page, or the unknown-route answer when it is off.
-pub async fn serve(State(state): State<AppState>) -> Response {
-    let Some(page) = &state.settings.login_page else {
-        return ApiError::RouteNotFound.into_response();
-    };
-    (
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CONTENT_SECURITY_POLICY, page.csp.as_str()),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::REFERRER_POLICY, "no-referrer"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        page.html.clone(),
-    )
-        .into_response()
+impl LoginPage {
+    /// The page with its policy, as `GET /` answers it.
+    pub fn response(&self) -> Response {
+        (
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CONTENT_SECURITY_POLICY, self.csp.as_str()),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                (header::REFERRER_POLICY, "no-referrer"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            self.html.clone(),
+        )
+            .into_response()
+    }
 }
 
 /// A CSP source that allows exactly this inline text.
