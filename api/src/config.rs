@@ -112,7 +112,7 @@ pub struct ApiArgs {
     /// none (or one without a template): `55=pt_BR,91=hi`.
     #[arg(long, env = "COUNTRY_LOCALES", default_value = "")]
     pub country_locales: String,
-    /// Review phones with fixed codes, `phone=code,…` (4 to 15 digits): app-store
+    /// Review phones with fixed codes, `phone=code,…` (10 to 15 digits): app-store
     /// reviewers and an app's own tests log in with them; no message is sent and no
     /// budget spent. Each is a standing way in for whoever knows its code.
     #[arg(long, env = "TEST_PHONES", default_value = "", hide_env_values = true)]

@@ -4,8 +4,6 @@
 //! back every step before it, so a refused send leaves no code without a job, no index
 //! without a status, and nothing counted or held for a send that was not queued.
 
-use std::time::Duration;
-
 use otp_shared::job::SendJob;
 use otp_shared::locale::Locale;
 use otp_shared::redis::admission::Reservation;
@@ -33,10 +31,6 @@ pub struct Accepted {
     pub send: AcceptedSend,
     pub channel: Channel,
 }
-
-/// How long a review phone past its cap of wrong guesses is refused: its code is fixed,
-/// so it cannot grow the way other phones' codes do, and someone is guessing at it.
-const REVIEW_PHONE_UNDER_ATTACK_WAIT: Duration = Duration::from_secs(3600);
 
 /// Accepts a send of a code, or says why not. It runs in its own task: if the client
 /// hangs up, hyper drops the handler, and a send cut between storing the code and
@@ -103,16 +97,11 @@ async fn steps(
         .begin_send(phone, &code, request_id)
         .await
         .map_err(send_error)?;
-    if let (SendDecision::NeedsLongerCode, true) = (&decision, review_phone) {
-        tracing::warn!(
-            %request_id,
-            "a review phone has had too many wrong guesses; its sends are refused (change its code)"
-        );
-        return Err(ApiError::RateLimited {
-            retry_after: REVIEW_PHONE_UNDER_ATTACK_WAIT,
-        });
-    }
-    if let SendDecision::NeedsLongerCode = decision {
+    // A review phone's code is long already (TEST_PHONES takes no shorter one): it is
+    // never asked to grow, and is never swapped for a random one.
+    if let SendDecision::NeedsLongerCode = decision
+        && !review_phone
+    {
         let code = crate::code::generate(crate::store::LONG_CODE_DIGITS)
             .map_err(|e| ApiError::Internal(Box::new(e)))?;
         decision = state
@@ -130,7 +119,8 @@ async fn steps(
         SendDecision::Accepted(send) => send,
         SendDecision::NeedsLongerCode => {
             return Err(ApiError::Internal(
-                "send.lua asked for a longer code than the longest".into(),
+                "send.lua asked for a longer code than the longest, or a review phone's to grow"
+                    .into(),
             ));
         }
     };

@@ -11,6 +11,9 @@ use wati_sandbox::ScriptedReply;
 
 const PHONE: &str = "919876543210";
 const OTHER: &str = "14155552671";
+/// A review phone (`TEST_PHONES`), and its fixed code.
+const REVIEW: &str = "447911123456";
+const REVIEW_CODE: &str = "4242424242";
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -42,6 +45,9 @@ async fn a_full_flow_logs_no_code_token_key_or_secret() {
     let mut config = env.api_config();
     // Ten digits: six could turn up by chance in a timestamp's microseconds (it did).
     config.otp_length = 10;
+    config.review_phones = format!("{REVIEW}={REVIEW_CODE}")
+        .parse()
+        .expect("review phones");
     let _api = env.start_api_with(config).await;
     let _worker = env.start_worker().await;
     env.enable_receipts(
@@ -73,6 +79,8 @@ async fn a_full_flow_logs_no_code_token_key_or_secret() {
     );
     let body = env.send_accepted(OTHER).await;
     env.wait_for_status(&body, "failed").await;
+    env.send_accepted(REVIEW).await;
+    assert_eq!(env.verify(REVIEW, REVIEW_CODE).await.0, 200);
 
     let logs =
         String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
@@ -88,6 +96,7 @@ async fn a_full_flow_logs_no_code_token_key_or_secret() {
     let token_signature = token.rsplit('.').next().expect("signature");
     for (what, secret) in [
         ("the code", code.as_str()),
+        ("the review phone's code", REVIEW_CODE),
         ("the token", token.as_str()),
         ("the token's signature", token_signature),
         ("JWT_SECRET", otp_e2e::JWT_SECRET),

@@ -200,13 +200,31 @@ impl Sandbox {
         self.registry().templates.clone()
     }
 
-    /// The template named `name`, if the tenant has one.
-    pub fn template(&self, name: &str) -> Option<Template> {
+    /// The templates of `channel` (`None`: the default one), as WATI lists them.
+    pub fn templates_of(&self, channel: Option<&str>) -> Vec<Template> {
         self.registry()
             .templates
             .iter()
-            .find(|t| t.name == name)
+            .filter(|t| t.channel.as_deref() == channel)
             .cloned()
+            .collect()
+    }
+
+    /// The template a send from `channel` names, or WATI's words for why it cannot be
+    /// sent (unknown there, or not approved).
+    fn template_for_send(&self, name: &str, channel: Option<&str>) -> Result<Template, String> {
+        match self
+            .templates_of(channel)
+            .into_iter()
+            .find(|t| t.name == name)
+        {
+            Some(template) if template.approved() => Ok(template),
+            Some(t) => Err(format!(
+                "Template {} is not approved (status {})",
+                t.name, t.status
+            )),
+            None => Err("Template not found".to_owned()),
+        }
     }
 
     /// Replaces the tenant's templates (a template paused by Meta, a new language).

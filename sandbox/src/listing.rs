@@ -24,10 +24,14 @@ const V1_DEFAULT_PAGE_SIZE: usize = 10;
 pub(crate) struct PageQuery {
     page_number: Option<usize>,
     page_size: Option<usize>,
+    /// v3: the channel's name or number; none for the default channel.
+    channel: Option<String>,
     #[serde(rename = "pageNumber")]
     v1_page_number: Option<usize>,
     #[serde(rename = "pageSize")]
     v1_page_size: Option<usize>,
+    #[serde(rename = "channelPhoneNumber")]
+    v1_channel: Option<String>,
 }
 
 /// Page `number` (from 1) of `size` templates, each as `entry` lists it.
@@ -40,7 +44,7 @@ fn page(
     templates
         .iter()
         .enumerate()
-        .skip((number - 1) * size)
+        .skip((number - 1).saturating_mul(size))
         .take(size)
         .map(|(i, t)| entry(t, i))
         .collect()
@@ -76,7 +80,12 @@ pub(crate) async fn list(
         };
         return v3_error(status, message);
     }
-    let templates = sandbox.templates();
+    let channel = query
+        .channel
+        .as_deref()
+        .or(query.v1_channel.as_deref())
+        .filter(|c| !c.is_empty());
+    let templates = sandbox.templates_of(channel);
     if v3 {
         let (Some(number), Some(size)) = (query.page_number, query.page_size) else {
             return v3_error(

@@ -19,10 +19,15 @@
 //!   have typos or blank text"), and Meta's 132000 "Number of parameters does not match
 //!   the expected number of params" for a message that goes out without them.
 //!
+//! - Channels: a tenant with several numbers has templates per number; the lists take
+//!   the number (v3 `channel`, v1 `channelPhoneNumber`) and a send its `channel_number`.
+//!
 //! Not confirmed by WATI's documentation, and chosen here: the texts for an unknown or
 //! unapproved template (WATI documents only that "a 200 can report a failed request"),
-//! that a wrong parameter name is refused per recipient while a missing one fails later
-//! by receipt, and the status strings other than `APPROVED`.
+//! that a wrong parameter name is refused per recipient while a message without any
+//! parameter is taken and then failed by receipt (the issue asked for that receipt; Meta's
+//! guidance calls 132000 usually a synchronous rejection), and the status strings other
+//! than `APPROVED`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -53,6 +58,9 @@ pub struct Template {
     /// An authentication template's footer, "This code expires in N minutes."
     #[serde(default)]
     pub expiry_minutes: Option<u32>,
+    /// The sending number it belongs to; `None` for the tenant's default channel.
+    #[serde(default)]
+    pub channel: Option<String>,
 }
 
 fn yes() -> bool {
@@ -70,6 +78,7 @@ impl Template {
             params: vec!["1".into()],
             security_line: true,
             expiry_minutes: Some(5),
+            channel: None,
         }
     }
 
@@ -171,18 +180,26 @@ pub fn defaults() -> Vec<Template> {
     vec![Template::authentication("login_otp", "en_US")]
 }
 
-/// Reads `SANDBOX_TEMPLATES`: `name:language:category:status:param|param`, comma-separated
-/// (e.g. `login_otp:en_US:AUTHENTICATION:APPROVED:1,promo:en:MARKETING:APPROVED:`).
+/// Reads `SANDBOX_TEMPLATES`: `name:language:category:status:param|param[:channel]`,
+/// comma-separated (e.g. `login_otp:en_US:AUTHENTICATION:APPROVED:1,promo:en:MARKETING:APPROVED:`).
 pub fn parse(list: &str) -> Result<Vec<Template>, String> {
     list.split(',')
         .map(str::trim)
         .filter(|entry| !entry.is_empty())
         .map(|entry| {
             let fields: Vec<&str> = entry.split(':').collect();
-            let [name, language, category, status, params] = fields[..] else {
-                return Err(format!(
-                    "SANDBOX_TEMPLATES entry {entry:?} is not name:language:category:status:params"
-                ));
+            let (name, language, category, status, params, channel) = match fields[..] {
+                [name, language, category, status, params] => {
+                    (name, language, category, status, params, None)
+                }
+                [name, language, category, status, params, channel] => {
+                    (name, language, category, status, params, Some(channel.to_owned()))
+                }
+                _ => {
+                    return Err(format!(
+                        "SANDBOX_TEMPLATES entry {entry:?} is not name:language:category:status:params[:channel]"
+                    ));
+                }
             };
             Ok(Template {
                 category: category.to_ascii_uppercase(),
@@ -192,6 +209,7 @@ pub fn parse(list: &str) -> Result<Vec<Template>, String> {
                     .filter(|p| !p.is_empty())
                     .map(str::to_owned)
                     .collect(),
+                channel,
                 ..Template::authentication(name, language)
             })
         })
@@ -209,18 +227,24 @@ pub enum ParamCheck {
     Missing,
 }
 
+/// A send's parameters, `(name, value)`; a value that is not a text is `None`.
+pub type Params = [(String, Option<String>)];
+
+/// The value a send gives the parameter `name`.
+pub fn value_of(params: &Params, name: &str) -> Option<String> {
+    params
+        .iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, v)| v.clone())
+}
+
 impl Template {
     /// Checks a send's `(name, value)` parameters.
-    pub fn check_params(&self, given: &[(String, Option<String>)]) -> ParamCheck {
+    pub fn check_params(&self, given: &Params) -> ParamCheck {
         if given.is_empty() && !self.params.is_empty() {
             return ParamCheck::Missing;
         }
-        let value_of = |name: &str| {
-            given
-                .iter()
-                .find(|(n, _)| n == name)
-                .and_then(|(_, v)| v.clone())
-        };
+        let value_of = |name: &str| value_of(given, name);
         let all_filled = self
             .params
             .iter()

@@ -63,13 +63,10 @@ pub(crate) async fn send(
     let Some(body) = parsed.as_ref() else {
         return refuse(StatusCode::BAD_REQUEST, "Invalid JSON body");
     };
-    let template = match sandbox.template(&template_name) {
-        Some(template) if template.approved() => template,
-        Some(t) => {
-            let info = format!("Template {} is not approved (status {})", t.name, t.status);
-            return refuse(StatusCode::OK, &info);
-        }
-        None => return refuse(StatusCode::OK, "Template not found"),
+    let channel = body["channel_number"].as_str().filter(|c| !c.is_empty());
+    let template = match sandbox.template_for_send(&template_name, channel) {
+        Ok(template) => template,
+        Err(info) => return refuse(StatusCode::OK, &info),
     };
     let params: Vec<(String, Option<String>)> = body["parameters"]
         .as_array()
@@ -108,12 +105,6 @@ pub(crate) async fn send(
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::OK);
     let result = reply.result.unwrap_or(status.is_success());
-    let value_of = |name: &str| {
-        params
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| v.clone())
-    };
     let code = match &check {
         ParamCheck::Filled { code } => code.clone(),
         _ => String::new(),
@@ -126,7 +117,7 @@ pub(crate) async fn send(
         vec![Sent {
             phone,
             code,
-            rendered: template.render(value_of),
+            rendered: template.render(|name| templates::value_of(&params, name)),
             local_message_id: None,
             accepted: status.is_success() && result,
             reaches_phone: check != ParamCheck::Missing,

@@ -29,6 +29,8 @@ const NOT_ON_WHATSAPP: &str = "Invalid WhatsApp number";
 struct SendBody {
     template_name: Option<String>,
     broadcast_name: Option<String>,
+    /// The sending number; `null` for the default channel.
+    channel_number: Option<String>,
     recipients: Option<Vec<RecipientBody>>,
 }
 
@@ -109,13 +111,14 @@ pub(crate) async fn send(sandbox: &Sandbox, ticket: Ticket, body: &[u8]) -> Resp
         .ok()
         .and_then(|b| b.template_name.clone())
         .unwrap_or_default();
-    let template = match sandbox.template(&template_name) {
-        Some(template) if template.approved() => template,
-        known => {
-            let error = match known {
-                Some(t) => format!("Template {} is not approved (status {})", t.name, t.status),
-                None => "Template not found".to_owned(),
-            };
+    let channel = parsed
+        .as_ref()
+        .ok()
+        .and_then(|b| b.channel_number.as_deref())
+        .filter(|c| !c.is_empty());
+    let template = match sandbox.template_for_send(&template_name, channel) {
+        Ok(template) => template,
+        Err(error) => {
             sandbox.recorded().log_call(
                 ticket,
                 StatusCode::OK.as_u16(),
@@ -212,12 +215,6 @@ pub(crate) async fn send(sandbox: &Sandbox, ticket: Ticket, body: &[u8]) -> Resp
 /// A recipient's outcome, to record: what its phone shows, and the receipts it gets. A
 /// message without its parameters is taken, and Meta fails it (132000).
 fn sent(template: &Template, r: Recipient, accepted: bool, script: Option<&ScriptedReply>) -> Sent {
-    let value_of = |name: &str| {
-        r.params
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| v.clone())
-    };
     let (code, receipts, reaches_phone) = match &r.check {
         ParamCheck::Missing => (
             String::new(),
@@ -233,7 +230,7 @@ fn sent(template: &Template, r: Recipient, accepted: bool, script: Option<&Scrip
     Sent {
         phone: r.phone,
         code,
-        rendered: template.render(value_of),
+        rendered: template.render(|name| templates::value_of(&r.params, name)),
         local_message_id: r.local_message_id,
         accepted,
         reaches_phone,

@@ -152,3 +152,64 @@ async fn templates_can_be_read_and_replaced_over_http() {
     assert_eq!(listed["templates"][0]["securityLine"], true);
     assert_eq!(s.sandbox.templates()[0].language, "hi");
 }
+
+#[tokio::test]
+async fn each_sending_number_has_its_own_templates() {
+    let s = serve().await;
+    s.sandbox.set_templates(vec![Template {
+        channel: Some("15550001111".into()),
+        ..Template::authentication("login_otp", "en_US")
+    }]);
+    let names = |body: Option<Value>, list: &str| -> Vec<String> {
+        body.expect("JSON")[list]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .filter_map(|t| t["name"].as_str().or(t["elementName"].as_str()))
+            .map(str::to_owned)
+            .collect()
+    };
+    let v3 = "/api/ext/v3/messageTemplates?page_number=1&page_size=100";
+    assert!(names(s.list(v3, Some(KEY)).await.1, "templates").is_empty());
+    let (_, on_channel) = s
+        .list(&format!("{v3}&channel=15550001111"), Some(KEY))
+        .await;
+    assert_eq!(names(on_channel, "templates"), ["login_otp"]);
+    let (_, v1) = s
+        .list(
+            "/api/v1/getMessageTemplates?channelPhoneNumber=15550001111",
+            Some(KEY),
+        )
+        .await;
+    assert_eq!(names(v1, "messageTemplates"), ["login_otp"]);
+    // A send finds the template only from its number.
+    let send = |channel: Value| {
+        json!({"template_name": "login_otp", "broadcast_name": "b", "channel_number": channel,
+               "recipients": [{"phone_number": "911111111111", "custom_params": [{"name": "1", "value": "123456"}]}]})
+    };
+    let post = |body: Value| {
+        s.http
+            .post(format!(
+                "{}/tenant-1/api/ext/v3/messageTemplates/send",
+                s.root
+            ))
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+    };
+    let default: Value = post(send(Value::Null))
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(default["error"], "Template not found");
+    let numbered: Value = post(send(json!("15550001111")))
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(numbered["success"], true, "{numbered}");
+    assert_eq!(s.sandbox.messages("911111111111").len(), 1);
+}

@@ -106,10 +106,8 @@ impl Budgets {
     /// at once, and each worker's last call of a burst is partial). Messages sent in the
     /// last second still count against the next one (one second fewer).
     pub fn capacity(&self, ttl: Duration) -> Capacity {
-        let margin = (ttl / 20).max(Duration::from_secs(1));
-        let usable = ttl.saturating_sub(margin);
-        let by_calls = self.call_interval().map(|interval| {
-            let calls = (usable.as_micros() / interval.as_micros()).saturating_sub(1) as u64;
+        let usable = usable(ttl);
+        let by_calls = self.calls_in(usable).map(|calls| {
             let per_call = match self.api_version {
                 WatiApiVersion::V1 => 1,
                 WatiApiVersion::V3 => u64::from(self.recipients_per_call / 2).max(1),
@@ -127,6 +125,38 @@ impl Budgets {
                 usable,
             },
         }
+    }
+}
+
+/// What of a code's life the budgets count on: all but a twentieth (at least a second).
+fn usable(ttl: Duration) -> Duration {
+    let margin = (ttl / 20).max(Duration::from_secs(1));
+    ttl.saturating_sub(margin)
+}
+
+impl Budgets {
+    /// Calls that can leave within `usable`: evenly spaced, the slot just before maybe
+    /// taken; `None` when calls are not limited.
+    fn calls_in(&self, usable: Duration) -> Option<u64> {
+        self.call_interval()
+            .map(|interval| (usable.as_micros() / interval.as_micros()).saturating_sub(1) as u64)
+    }
+
+    /// The calls of a code's life that admission leaves for partly filled ones: all of
+    /// them, less those its admitted sends would take in full calls. A v3 burst takes one
+    /// partly filled call per worker and template (each worker's last call of each
+    /// template), so this bounds workers × templates. `None` when calls are not limited
+    /// or each carries one send (v1).
+    pub fn partial_call_room(&self, ttl: Duration) -> Option<u64> {
+        if self.api_version == WatiApiVersion::V1 {
+            return None;
+        }
+        let calls = self.calls_in(usable(ttl))?;
+        let admitted = match self.capacity(ttl) {
+            Capacity::Sends { sends, .. } => sends,
+            Capacity::Unlimited => return None,
+        };
+        Some(calls.saturating_sub(admitted.div_ceil(u64::from(self.recipients_per_call))))
     }
 }
 
@@ -209,6 +239,29 @@ mod tests {
         // v3 with 10 per call is counted as 5 per call.
         let b = budgets(WatiApiVersion::V3, 20, 0, 10);
         assert_eq!(sends(b.capacity(Duration::from_secs(6))), 40);
+    }
+
+    #[test]
+    fn the_room_for_partly_filled_calls_is_what_full_calls_leave() {
+        // 30 calls per 10 s, 300 s codes: 833 calls; messages bind at 22,720 sends, 23
+        // full calls of 1,000.
+        let b = budgets(WatiApiVersion::V3, 30, 80, 1000);
+        assert_eq!(
+            b.partial_call_room(Duration::from_secs(300)),
+            Some(833 - 23)
+        );
+        // When calls bind, about half of them are left (the half-full count): 10 s codes,
+        // 9 s usable, 7 calls, 28 sends admitted, 4 full calls of 8.
+        let b = budgets(WatiApiVersion::V3, 10, 0, 8);
+        assert_eq!(b.partial_call_room(Duration::from_secs(10)), Some(7 - 4));
+        assert_eq!(
+            budgets(WatiApiVersion::V1, 30, 80, 1000).partial_call_room(Duration::from_secs(300)),
+            None
+        );
+        assert_eq!(
+            budgets(WatiApiVersion::V3, 0, 80, 1000).partial_call_room(Duration::from_secs(300)),
+            None
+        );
     }
 
     #[test]

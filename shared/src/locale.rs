@@ -1,9 +1,14 @@
 //! A template language as WhatsApp names them (`en`, `en_US`, `pt_BR`, `fil`): the
-//! language a code is sent in. Apps may write it the BCP 47 way (`pt-BR`, `pt-br`);
-//! every spelling is read into WhatsApp's one form, language lowercase and region
-//! uppercase, joined by `_`.
+//! language a code is sent in. Apps send what their platform calls the device's locale,
+//! the BCP 47 way (`pt-BR`, `es-419`, `zh-Hant-TW`, `sr-Latn-RS`, `en-US-u-ca-gregory`):
+//! every spelling is read into WhatsApp's one form, the language lowercase and a
+//! two-letter region uppercase, joined by `_`; a script, a numeric region and whatever
+//! follows are left out, as WhatsApp's languages have none.
 
 use serde::{Deserialize, Serialize};
+
+/// Longer input is not a locale.
+const MAX_INPUT_CHARS: usize = 35;
 
 /// A language (two or three letters) with an optional region (two letters).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -18,22 +23,30 @@ impl Locale {
     pub fn parse(input: &str) -> Result<Self, InvalidLocale> {
         let invalid = || InvalidLocale(input.chars().take(16).collect());
         let input = input.trim();
-        let mut parts = input.split(['_', '-']);
-        let language = parts.next().unwrap_or_default();
-        let region = parts.next();
-        if parts.next().is_some()
-            || !(2..=3).contains(&language.len())
-            || !language.bytes().all(|b| b.is_ascii_alphabetic())
+        if input.len() > MAX_INPUT_CHARS {
+            return Err(invalid());
+        }
+        let mut subtags = input.split(['_', '-']);
+        let language = subtags.next().unwrap_or_default();
+        if !(2..=3).contains(&language.len()) || !language.bytes().all(|b| b.is_ascii_alphabetic())
         {
             return Err(invalid());
         }
         let mut normal = language.to_ascii_lowercase();
-        if let Some(region) = region {
-            if region.len() != 2 || !region.bytes().all(|b| b.is_ascii_alphabetic()) {
-                return Err(invalid());
+        for subtag in subtags {
+            let letters = subtag.bytes().all(|b| b.is_ascii_alphabetic());
+            match subtag.len() {
+                // A script (`Hant`): WhatsApp's languages name none.
+                4 if letters => continue,
+                2 if letters => {
+                    normal.push('_');
+                    normal.push_str(&subtag.to_ascii_uppercase());
+                }
+                // A region of digits (`419`), a variant or an extension: the language
+                // (and the region so far) is what a template can match.
+                _ => {}
             }
-            normal.push('_');
-            normal.push_str(&region.to_ascii_uppercase());
+            break;
         }
         Ok(Self(normal))
     }
@@ -84,6 +97,13 @@ mod tests {
             ("EN", "en"),
             ("fil", "fil"),
             ("zh_hk", "zh_HK"),
+            // What devices report.
+            ("es-419", "es"),
+            ("zh-Hant-TW", "zh_TW"),
+            ("sr-Latn-RS", "sr_RS"),
+            ("en-US-u-ca-gregory", "en_US"),
+            ("de-DE-1996", "de_DE"),
+            ("pt_BR_x", "pt_BR"),
         ] {
             assert_eq!(
                 Locale::parse(input).map(String::from).as_deref(),
@@ -94,19 +114,8 @@ mod tests {
     }
 
     #[test]
-    fn anything_else_is_refused() {
-        for bad in [
-            "",
-            "p",
-            "portuguese",
-            "pt_BRA",
-            "pt_B",
-            "pt_BR_x",
-            "1n",
-            "pt_1R",
-            "pt__BR",
-            "<b>",
-        ] {
+    fn no_language_no_locale() {
+        for bad in ["", "p", "portuguese", "1n", "<b>", "-BR", &"en-".repeat(20)] {
             assert!(Locale::parse(bad).is_err(), "{bad}");
         }
     }

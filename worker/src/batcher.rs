@@ -127,42 +127,40 @@ impl Batcher {
 struct Pool {
     by_template: HashMap<TemplateName, BTreeMap<(Instant, u64), Waiting>>,
     arrivals: u64,
-    len: usize,
+}
+
+/// The template whose send expires first, when that is, and how many of its sends wait.
+struct Urgent {
+    template: TemplateName,
+    deadline: Instant,
+    waiting: usize,
 }
 
 impl Pool {
     fn add(&mut self, waiting: Waiting) {
         self.arrivals += 1;
-        self.len += 1;
         self.by_template
             .entry(waiting.send.template.clone())
             .or_default()
             .insert((waiting.send.deadline, self.arrivals), waiting);
     }
 
-    fn len(&self) -> usize {
-        self.len
+    fn is_empty(&self) -> bool {
+        self.by_template.is_empty()
     }
 
-    /// The template of the send whose code expires first, and how many of its sends wait.
-    fn most_urgent(&self) -> Option<(TemplateName, usize)> {
+    fn most_urgent(&self) -> Option<Urgent> {
         self.by_template
             .iter()
             .filter_map(|(template, waiting)| {
-                waiting
-                    .keys()
-                    .next()
-                    .map(|first| (*first, template, waiting.len()))
+                let (first, _) = waiting.keys().next()?;
+                Some(Urgent {
+                    template: template.clone(),
+                    deadline: *first,
+                    waiting: waiting.len(),
+                })
             })
-            .min_by_key(|(first, ..)| *first)
-            .map(|(_, template, count)| (template.clone(), count))
-    }
-
-    fn earliest_deadline(&self) -> Option<Instant> {
-        self.by_template
-            .values()
-            .filter_map(|waiting| waiting.keys().next().map(|(deadline, _)| *deadline))
-            .min()
+            .min_by_key(|urgent| urgent.deadline)
     }
 
     /// The `n` sends of `template` whose codes expire first.
@@ -170,13 +168,12 @@ impl Pool {
         let Some(waiting) = self.by_template.get_mut(template) else {
             return Vec::new();
         };
-        let taken: Vec<Waiting> = std::iter::from_fn(|| waiting.pop_first().map(|(_, w)| w))
+        let taken = std::iter::from_fn(|| waiting.pop_first().map(|(_, w)| w))
             .take(n)
             .collect();
         if waiting.is_empty() {
             self.by_template.remove(template);
         }
-        self.len -= taken.len();
         taken
     }
 
@@ -187,7 +184,6 @@ impl Pool {
                 if entry.key().0 > now {
                     break;
                 }
-                self.len -= 1;
                 entry
                     .remove()
                     .answer(CallResult::NotCalled(Skipped::Expired));
@@ -202,7 +198,6 @@ impl Pool {
                 one.answer(CallResult::NotCalled(Skipped::Stopping));
             }
         }
-        self.len = 0;
     }
 }
 
@@ -224,7 +219,7 @@ async fn run(
         if *shutdown.borrow() {
             break;
         }
-        if pool.len() == 0 {
+        if pool.is_empty() {
             tokio::select! {
                 waiting = incoming.recv() => match waiting {
                     Some(waiting) => pool.add(waiting),
@@ -237,7 +232,7 @@ async fn run(
             pool.add(waiting);
         }
         pool.expire_overdue(Instant::now());
-        if pool.len() == 0 {
+        if pool.is_empty() {
             continue;
         }
         if let Next::WaitUntil(until) = next_call(&settings, &mut pool).await {
@@ -256,10 +251,10 @@ async fn run(
 
 /// Claims budget for a call and launches it, or says how long to wait.
 async fn next_call(settings: &BatcherSettings, pool: &mut Pool) -> Next {
-    let Some((template, waiting)) = pool.most_urgent() else {
+    let Some(urgent) = pool.most_urgent() else {
         return Next::Continue;
     };
-    let wanted = waiting.min(settings.recipients_per_call as usize) as u32;
+    let wanted = urgent.waiting.min(settings.recipients_per_call as usize) as u32;
     let claim = match settings.budget.claim(wanted).await {
         Ok(claim) => claim,
         Err(e) => {
@@ -271,12 +266,11 @@ async fn next_call(settings: &BatcherSettings, pool: &mut Pool) -> Next {
         Claim::Wait { wait, limit } => {
             metrics::counter!(otp_shared::metrics::BUDGET_LIMITED, "limit" => limit.label())
                 .increment(1);
-            let slot = Instant::now() + wait;
             // Wake for the earliest expiry too: that send leaves without a call then.
-            Next::WaitUntil(pool.earliest_deadline().map_or(slot, |d| d.min(slot)))
+            Next::WaitUntil(urgent.deadline.min(Instant::now() + wait))
         }
         Claim::Granted { recipients } => {
-            let batch = pool.take(&template, recipients as usize);
+            let batch = pool.take(&urgent.template, recipients as usize);
             let (calling, unchecked) = confirm(batch).await;
             // Confirming took a round trip: a code may have expired meanwhile.
             let calling = without_expired(calling, Instant::now());
@@ -284,7 +278,7 @@ async fn next_call(settings: &BatcherSettings, pool: &mut Pool) -> Next {
                 tokio::spawn(call(
                     settings.wati.clone(),
                     settings.budget.clone(),
-                    template,
+                    urgent.template,
                     calling,
                 ));
             }

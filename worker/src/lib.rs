@@ -68,11 +68,38 @@ pub async fn run(
             let _ = stop_tx.send(true);
         });
     }
+    // Served from the start: `/healthz` answers, and the template check's failures are
+    // counted where they can be seen, while the worker waits to take jobs.
+    let metrics_server = {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(otp_shared::metrics::serve(
+            metrics_listener,
+            metrics,
+            async move {
+                let _ = stop.wait_for(|stopping| *stopping).await;
+            },
+        ))
+    };
+    let outcome = deliver(config, stop_tx.clone(), stop_rx).await;
+    // However it ended, the metrics server ends with it.
+    let _ = stop_tx.send(true);
+    let _ = metrics_server.await;
+    tracing::info!("worker stopped");
+    outcome
+}
+
+/// Checks the templates, connects, and delivers until the worker stops.
+async fn deliver(
+    config: WorkerConfig,
+    stop_tx: Arc<watch::Sender<bool>>,
+    stop_rx: watch::Receiver<bool>,
+) -> Result<(), StartError> {
     let wati = WatiClient::new(&config.wati).map_err(StartError::Http)?;
     // No job is taken before the templates are known to carry the code.
     if !template_check::at_start(&wati, &config.wati, stop_rx.clone()).await? {
         return Ok(());
     }
+    log_template_room(&config);
     let redis = otp_shared::redis::conn::connect(&config.common.redis_url)
         .await
         .map_err(StartError::Redis)?;
@@ -116,20 +143,10 @@ pub async fn run(
         messages_per_second = budgets.messages_per_second,
         "worker started"
     );
-    let metrics_server = {
-        let mut stop = stop_rx.clone();
-        tokio::spawn(otp_shared::metrics::serve(
-            metrics_listener,
-            metrics,
-            async move {
-                let _ = stop.wait_for(|stopping| *stopping).await;
-            },
-        ))
-    };
     let stopping = stop_rx.clone();
     let consumed = consumer::run(settings, Arc::new(deliverer), link, stop_rx);
     tokio::pin!(consumed);
-    let outcome = tokio::select! {
+    tokio::select! {
         () = &mut consumed => Ok(()),
         _ = &mut batcher => {
             if *stopping.borrow() {
@@ -144,8 +161,21 @@ pub async fn run(
                 Err(StartError::BatcherStopped)
             }
         }
-    };
-    let _ = metrics_server.await;
-    tracing::info!("worker stopped");
-    outcome
+    }
+}
+
+/// Says how many workers a burst that mixes every template can have before admission's
+/// promise may break: the api counts calls half full, which leaves room for one partly
+/// filled call per worker and template in a code's life; calls carry one template each.
+fn log_template_room(config: &WorkerConfig) {
+    let ttl = Duration::from_secs(config.common.otp_ttl_seconds);
+    let templates = config.wati.templates.configured().len() as u64;
+    if let Some(room) = config.common.budgets.partial_call_room(ttl) {
+        tracing::info!(
+            room_for_partial_calls = room,
+            templates,
+            workers = room / templates.max(1),
+            "admission holds its promise in a burst over every template for up to this many workers"
+        );
+    }
 }

@@ -61,8 +61,9 @@ async fn check_wati(args: &WorkerArgs) -> ExitCode {
         let wati_config = args.wati().map_err(|e| e.to_string())?;
         let client = otp_worker::wati::WatiClient::new(&wati_config)
             .map_err(|e| format!("cannot build the WATI client: {e}"))?;
-        let listed = client.list_templates().await.map_err(|e| e.to_string())?;
-        let findings = otp_worker::template_check::check(&wati_config.templates, &listed);
+        let findings = otp_worker::template_check::inspect(&client, &wati_config.templates)
+            .await
+            .map_err(|e| e.to_string())?;
         println!(
             "{}",
             otp_worker::template_check::report(&findings, wati_config.templates.param())

@@ -30,6 +30,8 @@ pub enum Problem {
     NotApproved { status: Option<String> },
     /// Approved, but without the parameter the worker fills.
     NoParam { param: String, has: Vec<String> },
+    /// It has parameters the worker does not fill: every send in it fails.
+    OtherParams { params: Vec<String> },
 }
 
 /// What may go wrong with a template that can carry the code.
@@ -38,8 +40,6 @@ pub enum Warning {
     /// Meta takes codes only in AUTHENTICATION templates; others are refused or
     /// re-categorised.
     NotAuthentication { category: Option<String> },
-    /// It has parameters the worker does not fill.
-    OtherParams { params: Vec<String> },
     /// A language maps to it, but it is in another language.
     OtherLanguage { locale: String, language: String },
 }
@@ -77,6 +77,11 @@ impl std::fmt::Display for Problem {
                 "has no parameter named {param:?} (it has {}); set WATI_TEMPLATE_PARAM",
                 quoted(has)
             ),
+            Problem::OtherParams { params } => write!(
+                f,
+                "has parameters the worker does not fill ({}): WATI refuses or Meta fails every send in it",
+                quoted(params)
+            ),
         }
     }
 }
@@ -88,11 +93,6 @@ impl std::fmt::Display for Warning {
                 f,
                 "its category is {}, not AUTHENTICATION: Meta refuses or re-categorises codes in other templates",
                 category.as_deref().unwrap_or("unknown")
-            ),
-            Warning::OtherParams { params } => write!(
-                f,
-                "it has parameters the worker does not fill ({}): Meta fails such messages",
-                quoted(params)
             ),
             Warning::OtherLanguage { locale, language } => {
                 write!(f, "it is in {language}, but {locale} codes go out in it")
@@ -124,7 +124,7 @@ fn judge(template: Configured, param: &str, listed: &[ListedTemplate]) -> Findin
     // A name may be listed more than once (a language each): judge the best entry.
     let verdicts = same_name.iter().map(|entry| {
         let problems = problems_of(entry, param);
-        let warnings = warnings_of(entry, &template, param);
+        let warnings = warnings_of(entry, &template);
         (*entry, problems, warnings)
     });
     let best = verdicts.min_by_key(|(_, problems, warnings)| (problems.len(), warnings.len()));
@@ -155,16 +155,24 @@ fn problems_of(entry: &ListedTemplate, param: &str) -> Vec<Problem> {
             status: entry.status.clone(),
         });
     }
-    if !entry.params.iter().any(|p| p == param) {
+    let others: Vec<String> = entry
+        .params
+        .iter()
+        .filter(|p| *p != param)
+        .cloned()
+        .collect();
+    if others.len() == entry.params.len() {
         problems.push(Problem::NoParam {
             param: param.to_owned(),
             has: entry.params.clone(),
         });
+    } else if !others.is_empty() {
+        problems.push(Problem::OtherParams { params: others });
     }
     problems
 }
 
-fn warnings_of(entry: &ListedTemplate, template: &Configured, param: &str) -> Vec<Warning> {
+fn warnings_of(entry: &ListedTemplate, template: &Configured) -> Vec<Warning> {
     let mut warnings = Vec::new();
     if !entry
         .category
@@ -174,15 +182,6 @@ fn warnings_of(entry: &ListedTemplate, template: &Configured, param: &str) -> Ve
         warnings.push(Warning::NotAuthentication {
             category: entry.category.clone(),
         });
-    }
-    let others: Vec<String> = entry
-        .params
-        .iter()
-        .filter(|p| *p != param)
-        .cloned()
-        .collect();
-    if !others.is_empty() && entry.params.iter().any(|p| p == param) {
-        warnings.push(Warning::OtherParams { params: others });
     }
     if let Some(language) = &entry.language {
         for locale in &template.locales {
@@ -326,9 +325,18 @@ fn log(findings: &[Finding], preflight: Preflight) {
     }
 }
 
-/// The check at start, as `WATI_PREFLIGHT` says. While WATI cannot list the templates
-/// for a passing reason (5xx, 429, a timeout), it waits and tries again, taking no
-/// traffic meanwhile; it returns `Ok(false)` if the worker began stopping first.
+/// Reads WATI's list and judges every configured template: what `worker check-wati`
+/// prints, and what the worker checks at start and now and then.
+pub async fn inspect(wati: &WatiClient, templates: &Templates) -> Result<Vec<Finding>, ListError> {
+    let listed = wati.list_templates().await?;
+    Ok(check(templates, &listed))
+}
+
+/// The check at start, as `WATI_PREFLIGHT` says. With `on`, while WATI cannot list the
+/// templates for a passing reason (5xx, 429, a timeout) the worker waits and tries
+/// again, taking no traffic meanwhile; it returns `Ok(false)` if the worker began
+/// stopping first. With `warn`, a list it cannot read is logged, and the worker starts
+/// (the periodic check tells later).
 pub async fn at_start(
     wati: &WatiClient,
     config: &WatiConfig,
@@ -339,31 +347,27 @@ pub async fn at_start(
         return Ok(true);
     }
     let mut wait = FIRST_RETRY;
-    let listed = loop {
-        match wati.list_templates().await {
-            Ok(listed) => break listed,
-            Err(e) if e.is_transient() => {
-                metrics::counter!(otp_shared::metrics::WATI_TEMPLATE_CHECKS, "result" => "list_failed")
-                    .increment(1);
-                tracing::warn!(error = %e, wait_ms = wait.as_millis() as u64, "cannot check the WATI templates yet; taking no jobs until it can");
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    _ = shutdown.wait_for(|stopping| *stopping) => return Ok(false),
-                }
-                wait = (wait * 2).min(LONGEST_RETRY);
-            }
-            Err(e) => {
-                metrics::counter!(otp_shared::metrics::WATI_TEMPLATE_CHECKS, "result" => "list_failed")
-                    .increment(1);
-                if config.preflight == Preflight::Warn {
-                    tracing::error!(error = %e, "cannot check the WATI templates (WATI_PREFLIGHT=warn: starting anyway)");
-                    return Ok(true);
-                }
-                return Err(CheckError::List(e));
-            }
+    let findings = loop {
+        let failure = match inspect(wati, &config.templates).await {
+            Ok(findings) => break findings,
+            Err(e) => e,
+        };
+        metrics::counter!(otp_shared::metrics::WATI_TEMPLATE_CHECKS, "result" => "list_failed")
+            .increment(1);
+        if config.preflight == Preflight::Warn {
+            tracing::error!(error = %failure, "cannot check the WATI templates (WATI_PREFLIGHT=warn: starting anyway)");
+            return Ok(true);
         }
+        if !failure.is_transient() {
+            return Err(CheckError::List(failure));
+        }
+        tracing::warn!(error = %failure, wait_ms = wait.as_millis() as u64, "cannot check the WATI templates yet; taking no jobs until it can");
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = shutdown.wait_for(|stopping| *stopping) => return Ok(false),
+        }
+        wait = (wait * 2).min(LONGEST_RETRY);
     };
-    let findings = check(&config.templates, &listed);
     record(&findings);
     log(&findings, config.preflight);
     match (problems_line(&findings), config.preflight) {
@@ -386,9 +390,8 @@ pub async fn recheck(
             () = tokio::time::sleep(every) => {}
             _ = shutdown.wait_for(|stopping| *stopping) => return,
         }
-        match wati.list_templates().await {
-            Ok(listed) => {
-                let findings = check(&templates, &listed);
+        match inspect(&wati, &templates).await {
+            Ok(findings) => {
                 record(&findings);
                 let problems = problems_line(&findings);
                 if problems != last_problems {
@@ -487,16 +490,10 @@ mod tests {
     }
 
     #[test]
-    fn another_category_extra_parameters_and_another_language_only_warn() {
+    fn another_category_and_another_language_only_warn() {
         let findings = check(
             &templates("hi=login_otp"),
-            &[listed(
-                "login_otp",
-                "APPROVED",
-                "UTILITY",
-                &["1", "2"],
-                "en_US",
-            )],
+            &[listed("login_otp", "APPROVED", "UTILITY", &["1"], "en_US")],
         );
         assert!(findings[0].usable());
         assert_eq!(
@@ -505,14 +502,31 @@ mod tests {
                 Warning::NotAuthentication {
                     category: Some("UTILITY".into())
                 },
-                Warning::OtherParams {
-                    params: vec!["2".into()]
-                },
                 Warning::OtherLanguage {
                     locale: "hi".into(),
                     language: "en_US".into()
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn parameters_the_worker_does_not_fill_make_a_template_unusable() {
+        let findings = check(
+            &templates(""),
+            &[listed(
+                "login_otp",
+                "APPROVED",
+                "AUTHENTICATION",
+                &["1", "2"],
+                "en",
+            )],
+        );
+        assert_eq!(
+            findings[0].problems,
+            [Problem::OtherParams {
+                params: vec!["2".into()]
+            }]
         );
     }
 

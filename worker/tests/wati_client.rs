@@ -420,7 +420,7 @@ async fn listing_failures_say_what_to_fix() {
         (
             503,
             None,
-            "WATI could not list the templates now (HTTP 503); the worker tries again",
+            "WATI could not list the templates now (HTTP 503)",
             true,
         ),
         (
@@ -446,6 +446,60 @@ async fn listing_failures_say_what_to_fix() {
         assert_eq!(error.to_string(), expected);
         assert_eq!(error.is_transient(), transient, "{status}");
     }
+}
+
+#[tokio::test]
+async fn the_templates_listed_are_those_of_the_sending_number() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/ext/v3/messageTemplates"))
+        .and(query_param("channel", "15550001111"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"templates": [], "total": 0})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/12345/api/v1/getMessageTemplates"))
+        .and(query_param("channelPhoneNumber", "15550001111"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"messageTemplates": []})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    for version in [WatiApiVersion::V3, WatiApiVersion::V1] {
+        let listed = client_with(&server, version, "1", Some("15550001111"))
+            .list_templates()
+            .await
+            .expect("a list");
+        assert!(listed.is_empty(), "{version:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_full_page_is_followed_by_the_next_though_an_entry_has_no_name() {
+    let server = MockServer::start().await;
+    let mut first: Vec<Value> = (0..99)
+        .map(|i| json!({"name": format!("t{i}"), "status": "APPROVED"}))
+        .collect();
+    first.push(json!({"status": "APPROVED"}));
+    Mock::given(method("GET"))
+        .and(query_param("page_number", "1"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"templates": first, "total": 101})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(query_param("page_number", "2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"templates": [{"name": "login_otp", "status": "APPROVED"}], "total": 101}),
+        ))
+        .mount(&server)
+        .await;
+    let listed = v3_client(&server).list_templates().await.expect("a list");
+    assert_eq!(listed.len(), 100);
+    assert_eq!(listed.last().map(|t| t.name.as_str()), Some("login_otp"));
 }
 
 #[tokio::test]

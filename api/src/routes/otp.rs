@@ -18,6 +18,7 @@ use crate::send::{Accepted, SendRequest};
 use crate::state::AppState;
 use crate::store::SendKind;
 use otp_shared::locale::Locale;
+use otp_shared::redis::status::Channel;
 
 /// Fields are loose JSON so that a missing, empty or mistyped value each gets its own
 /// spec error rather than a generic "invalid body".
@@ -58,12 +59,12 @@ fn bound_send(value: Option<Value>) -> Result<Option<Uuid>, ApiError> {
     }
 }
 
+/// The app's locale, read as devices write them; a text that names no language is no
+/// locale (the code goes out in the default language rather than not at all).
 fn optional_locale(value: Option<Value>) -> Result<Option<Locale>, ApiError> {
     match value {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Locale::parse(&s)
-            .map(Some)
-            .map_err(|_| ApiError::LocaleInvalid),
+        Some(Value::String(s)) => Ok(Locale::parse(&s).ok()),
         Some(_) => Err(ApiError::LocaleInvalid),
     }
 }
@@ -92,15 +93,20 @@ pub async fn send_otp(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let result = accept_send(&state, body).await;
     let outcome = match &result {
-        Ok((SendKind::New, _)) => "accepted",
-        Ok((SendKind::Resend, _)) => "resent",
+        // A review phone's send is no delivery to wait for (nor to page about).
+        Ok((_, Channel::Test, _)) => "review",
+        Ok((SendKind::New, _, _)) => "accepted",
+        Ok((SendKind::Resend, _, _)) => "resent",
         Err(e) => e.label(),
     };
     metrics::counter!(otp_shared::metrics::SEND_REQUESTS, "outcome" => outcome).increment(1);
-    result.map(|(_, body)| (StatusCode::ACCEPTED, Json(body)))
+    result.map(|(_, _, body)| (StatusCode::ACCEPTED, Json(body)))
 }
 
-async fn accept_send(state: &AppState, body: SendOtpBody) -> Result<(SendKind, Value), ApiError> {
+async fn accept_send(
+    state: &AppState,
+    body: SendOtpBody,
+) -> Result<(SendKind, Channel, Value), ApiError> {
     let phone = required_phone(body.phone)?;
     let locale = optional_locale(body.locale)?;
     if !state.settings.allowed_countries.allow(&phone) {
@@ -118,6 +124,7 @@ async fn accept_send(state: &AppState, body: SendOtpBody) -> Result<(SendKind, V
     let expires_in = send.expires_in.as_secs_f64().round() as u64;
     Ok((
         send.kind,
+        channel,
         json!({
             "status": "success",
             "requestId": send.request_id,

@@ -156,6 +156,34 @@ async fn while_wati_cannot_list_the_templates_the_worker_waits_then_starts() {
 }
 
 #[tokio::test]
+async fn with_warn_a_list_wati_cannot_give_is_logged_and_the_worker_starts() {
+    let env = TestEnv::new().await;
+    env.sandbox.fail_listing(Some(503));
+    let mut config = worker(&env, WatiApiVersion::V3);
+    config.wati.preflight = Preflight::Warn;
+    assert_eq!(start_outcome(&env, config).await, None);
+}
+
+#[tokio::test]
+async fn the_check_and_the_sends_use_the_templates_of_the_sending_number() {
+    let mut env = TestEnv::new().await;
+    env.sandbox.set_templates(vec![Template {
+        channel: Some("15550001111".into()),
+        ..authentication("login_otp", "en_US")
+    }]);
+    // From the default channel the template is not there.
+    assert_eq!(
+        start_outcome(&env, env.worker_config()).await.as_deref(),
+        Some("WATI template \"login_otp\" (default): not in WATI's template list")
+    );
+    let _api = env.start_api().await;
+    let mut config = env.worker_config();
+    config.wati.channel_number = Some("15550001111".into());
+    let _worker = env.start_worker_with(config).await;
+    assert_eq!(env.log_in(UK).await["verified"], true);
+}
+
+#[tokio::test]
 async fn the_old_otp_parameter_fails_on_the_sandbox_the_way_wati_fails_it_and_1_delivers() {
     let mut env = TestEnv::new().await;
     let _api = env.start_api().await;
@@ -258,6 +286,8 @@ async fn locales_pick_templates_in_the_documented_order() {
         (numbered(UK, 4), Some("hi_IN"), "login_otp_hi"), // no hi_IN: its language alone
         (numbered(UK, 5), Some("fr"), "login_otp"), // nothing: the default
         (numbered(IN, 6), None, "login_otp_hi"),
+        (numbered(UK, 7), Some("hi-Deva-IN"), "login_otp_hi"), // as a device writes it
+        (numbered(BR, 8), Some("portuguese"), "login_otp_pt"), // no locale: the country's
     ];
     for (phone, locale, _) in &cases {
         let (status, body) = env
@@ -275,7 +305,7 @@ async fn locales_pick_templates_in_the_documented_order() {
     let (status, body) = env
         .post(
             "/api/auth/send-otp",
-            json!({"phone": numbered(UK, 7), "locale": "portuguese"}),
+            json!({"phone": numbered(UK, 9), "locale": 42}),
         )
         .await;
     assert_eq!(
@@ -287,8 +317,9 @@ async fn locales_pick_templates_in_the_documented_order() {
 #[tokio::test]
 async fn a_mixed_burst_never_mixes_templates_in_a_call_and_every_language_is_served() {
     let mut env = TestEnv::new().await;
-    // One call a second: sends wait for calls together, and batches form.
-    let one_call_a_second = budgets(WatiApiVersion::V3, 10, 0, otp_e2e::TEST_BATCH_MAX);
+    // One call a second of at most four: sends wait for calls together, batches form,
+    // and the default template's sends outnumber a call for many seconds.
+    let one_call_a_second = budgets(WatiApiVersion::V3, 10, 0, 4);
     let _running = in_three_languages(&mut env, one_call_a_second).await;
     env.occupy_call_slot(&one_call_a_second).await;
     // 40 sends: mostly the default, a few in Portuguese, one in Hindi.
@@ -332,13 +363,24 @@ async fn a_mixed_burst_never_mixes_templates_in_a_call_and_every_language_is_ser
         log.iter().any(|c| c.recipients.len() > 1),
         "batches formed: {log:?}"
     );
+    // Served in the order the codes expire: the Hindi send (the 22nd) went before the
+    // default sends that came after it, though they always filled a call.
+    let call_of = |phone: &str| {
+        log.iter()
+            .find(|c| c.recipients.iter().any(|r| r == phone))
+            .map(|c| c.call_id)
+            .expect("a call")
+    };
+    let hindi = call_of(&numbered(UK, 21));
+    let last_default = call_of(&numbered(UK, 39));
+    assert!(hindi < last_default, "call {hindi} vs {last_default}");
 }
 
 #[tokio::test]
 async fn review_phones_reach_no_provider_spend_no_budget_and_their_code_verifies() {
     let mut env = TestEnv::new().await;
     let mut api = env.api_config();
-    api.review_phones = "+44 7911 123456=424242".parse().expect("review phones");
+    api.review_phones = "+44 7911 123456=4242424242".parse().expect("review phones");
     api.limits.sends_per_minute = 1;
     let _api = env.start_api_with(api).await;
     let _worker = env.start_worker().await;
@@ -354,7 +396,7 @@ async fn review_phones_reach_no_provider_spend_no_budget_and_their_code_verifies
         assert_eq!(status["channel"], "test");
         assert_eq!(status["attempts"], 0);
     }
-    let (status, body) = env.verify(review, "424242").await;
+    let (status, body) = env.verify(review, "4242424242").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["user"]["phone"], review);
     // Nothing went to WATI, and the minute's one send is still there for a real phone.

@@ -10,9 +10,12 @@
 //!   {key, value, text}` and `customParams [{paramName, paramValue}]` (these v1 field
 //!   names come from public integrations; WATI's page did not show them).
 //!
-//! Both are read leniently (either spelling of each field), a page at a time until one
-//! comes back short or `total` is reached. 401, 403 (the key lacks the template-read
-//! scope) and 5xx say what to do about them.
+//! Both are read leniently (either spelling of each field), a page at a time until
+//! `total` is reached (or, without one, a page comes back short), for the channel codes
+//! go out from (v3 `channel`, v1 `channelPhoneNumber`) when `WATI_CHANNEL_NUMBER` names
+//! one. An authentication template listed without parameters has them read from its
+//! body's `{{…}}` placeholders (public integrations do the same). 401, 403 (the key
+//! lacks the template-read scope) and 5xx say what to do about them.
 
 use std::time::Duration;
 
@@ -31,6 +34,8 @@ const MAX_PAGES: usize = 100;
 const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 /// The longest a page may take.
 const PAGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Template names are Meta's, at most 512 characters; they are compared whole.
+const MAX_NAME_CHARS: usize = 512;
 
 /// One template as WATI lists it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -65,13 +70,11 @@ pub enum ListError {
     Redirected { status: u16 },
     #[error("WATI refused the template list request (HTTP {status}{detail})")]
     Rejected { status: u16, detail: String },
-    #[error("WATI could not list the templates now (HTTP {status}); the worker tries again")]
+    #[error("WATI could not list the templates now (HTTP {status})")]
     Unavailable { status: u16 },
-    #[error(
-        "WATI did not answer the template list within {PAGE_TIMEOUT:?}; the worker tries again"
-    )]
+    #[error("WATI did not answer the template list within {PAGE_TIMEOUT:?}")]
     Timeout,
-    #[error("WATI could not be reached at {base_url}; the worker tries again")]
+    #[error("WATI could not be reached at {base_url}")]
     Unreachable { base_url: String },
     #[error("WATI's template list could not be read (not the JSON WATI documents)")]
     Unreadable,
@@ -88,15 +91,20 @@ impl ListError {
 }
 
 impl WatiClient {
-    /// Every template of the tenant.
+    /// Every template of the tenant's sending channel.
     pub async fn list_templates(&self) -> Result<Vec<ListedTemplate>, ListError> {
         let mut all = Vec::new();
+        let mut listed = 0;
         for page in 1..=MAX_PAGES {
             let body = self.list_page(page).await?;
-            let (entries, total) = read_page(self.version, &body).ok_or(ListError::Unreadable)?;
-            let short = entries.len() < PAGE_SIZE;
-            all.extend(entries);
-            if short || total.is_some_and(|total| all.len() >= total) {
+            let page = read_page(self.version, &body).ok_or(ListError::Unreadable)?;
+            listed += page.listed;
+            all.extend(page.templates);
+            let done = match page.total {
+                Some(total) => listed >= total || page.listed == 0,
+                None => page.listed < PAGE_SIZE,
+            };
+            if done {
                 break;
             }
         }
@@ -116,10 +124,18 @@ impl WatiClient {
             WatiApiVersion::V1 => ("pageNumber", "pageSize"),
         };
         let url = self.list_url();
+        let channel = self
+            .channel_number
+            .as_deref()
+            .map(|number| match self.version {
+                WatiApiVersion::V3 => ("channel", number),
+                WatiApiVersion::V1 => ("channelPhoneNumber", number),
+            });
         let response = self
             .http
             .get(&url)
             .query(&[(number, page), (size, PAGE_SIZE)])
+            .query(&channel.into_iter().collect::<Vec<_>>())
             .header(AUTHORIZATION, &self.auth_header)
             .timeout(PAGE_TIMEOUT)
             .send()
@@ -163,12 +179,17 @@ impl WatiClient {
     }
 }
 
-/// A page's templates and, where WATI says, how many there are in all; `None` when the
-/// body is not a template list.
-fn read_page(
-    version: WatiApiVersion,
-    body: &Value,
-) -> Option<(Vec<ListedTemplate>, Option<usize>)> {
+/// One page of the list.
+struct Page {
+    templates: Vec<ListedTemplate>,
+    /// Entries on the page, read or not (one without a name is skipped).
+    listed: usize,
+    /// How many there are in all, where WATI says.
+    total: Option<usize>,
+}
+
+/// A page of the list; `None` when the body is not a template list.
+fn read_page(version: WatiApiVersion, body: &Value) -> Option<Page> {
     let list_field = match version {
         WatiApiVersion::V3 => "templates",
         WatiApiVersion::V1 => "messageTemplates",
@@ -179,13 +200,38 @@ fn read_page(
         .or_else(|| body.get("link").and_then(|l| l.get("total")))
         .and_then(Value::as_u64)
         .map(|t| t as usize);
-    Some((entries.iter().filter_map(template).collect(), total))
+    Some(Page {
+        templates: entries.iter().filter_map(template).collect(),
+        listed: entries.len(),
+        total,
+    })
+}
+
+/// The `{{…}}` placeholders of a template's text, in order, each once.
+fn placeholders(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        let after = &rest[open + 2..];
+        let Some(close) = after.find("}}") else {
+            break;
+        };
+        let name = clip(after[..close].trim());
+        if !name.is_empty() && !names.contains(&name) {
+            names.push(name);
+        }
+        rest = &after[close + 2..];
+    }
+    names
 }
 
 /// One entry, in either API's spelling; `None` without a name.
 fn template(entry: &Value) -> Option<ListedTemplate> {
     let text = |value: Option<&Value>| value.and_then(Value::as_str).map(clip);
-    let name = text(entry.get("name")).or_else(|| text(entry.get("elementName")))?;
+    let name = ["name", "elementName"]
+        .iter()
+        .find_map(|field| entry.get(*field).and_then(Value::as_str))
+        .map(|name| name.chars().take(MAX_NAME_CHARS).collect::<String>())?;
     let language =
         ["language_option", "language"]
             .iter()
@@ -194,16 +240,32 @@ fn template(entry: &Value) -> Option<ListedTemplate> {
                 Some(object) => text(object.get("value")),
                 None => None,
             });
-    let params = ["custom_params", "customParams"]
+    let mut params: Vec<String> = ["custom_params", "customParams"]
         .iter()
         .filter_map(|field| entry.get(*field).and_then(Value::as_array))
         .flatten()
         .filter_map(|param| text(param.get("name")).or_else(|| text(param.get("paramName"))))
         .collect();
+    let category = text(entry.get("category"));
+    if params.is_empty() && category.as_deref() == Some("AUTHENTICATION") {
+        // Meta writes an authentication body itself; WATI may list its parameter only
+        // as the body's placeholder.
+        params = [
+            "body_original",
+            "bodyOriginal",
+            "body",
+            "hsm_original",
+            "hsm",
+        ]
+        .iter()
+        .find_map(|field| entry.get(*field).and_then(Value::as_str))
+        .map(placeholders)
+        .unwrap_or_default();
+    }
     Some(ListedTemplate {
         name,
         language,
-        category: text(entry.get("category")),
+        category,
         status: text(entry.get("status")),
         params,
     })
@@ -231,11 +293,15 @@ mod tests {
             ],
             "page_number": 1, "page_size": 100, "total": 3
         });
-        let (templates, total) = read_page(WatiApiVersion::V3, &body).expect("a page");
-        assert_eq!(total, Some(3));
-        assert_eq!(templates.len(), 2, "an entry without a name is skipped");
+        let page = read_page(WatiApiVersion::V3, &body).expect("a page");
+        assert_eq!((page.total, page.listed), (Some(3), 3));
         assert_eq!(
-            templates[1],
+            page.templates.len(),
+            2,
+            "an entry without a name is skipped"
+        );
+        assert_eq!(
+            page.templates[1],
             ListedTemplate {
                 name: "login_otp".into(),
                 language: Some("pt_BR".into()),
@@ -257,11 +323,39 @@ mod tests {
             ],
             "link": {"prevPage": null, "nextPage": null, "total": 1}
         });
-        let (templates, total) = read_page(WatiApiVersion::V1, &body).expect("a page");
-        assert_eq!(total, Some(1));
-        assert_eq!(templates[0].name, "login_otp");
-        assert_eq!(templates[0].language.as_deref(), Some("en"));
-        assert_eq!(templates[0].params, ["1"]);
+        let page = read_page(WatiApiVersion::V1, &body).expect("a page");
+        assert_eq!(page.total, Some(1));
+        assert_eq!(page.templates[0].name, "login_otp");
+        assert_eq!(page.templates[0].language.as_deref(), Some("en"));
+        assert_eq!(page.templates[0].params, ["1"]);
+    }
+
+    #[test]
+    fn an_authentication_template_listed_without_parameters_has_its_bodys() {
+        let body = json!({"templates": [
+            {"name": "login_otp", "category": "AUTHENTICATION", "status": "APPROVED",
+             "custom_params": [], "body_original": "*{{1}}* is your verification code."},
+            {"name": "promo", "category": "MARKETING", "status": "APPROVED",
+             "custom_params": [], "body": "Hello {{name}}"},
+        ], "total": 2});
+        let page = read_page(WatiApiVersion::V3, &body).expect("a page");
+        assert_eq!(page.templates[0].params, ["1"]);
+        assert!(
+            page.templates[1].params.is_empty(),
+            "only for authentication"
+        );
+        assert_eq!(
+            placeholders("{{ 1 }} and {{2}}, {{1}}, {{broken"),
+            ["1", "2"]
+        );
+    }
+
+    #[test]
+    fn a_long_name_is_kept_whole() {
+        let name = "t".repeat(400);
+        let body = json!({"templates": [{"name": name}], "total": 1});
+        let page = read_page(WatiApiVersion::V3, &body).expect("a page");
+        assert_eq!(page.templates[0].name, name);
     }
 
     #[test]
