@@ -31,12 +31,11 @@ async fn stopping_the_send_queue_leader_mid_burst_loses_no_accepted_send_and_sen
     let first = env.start_worker().await;
     let second = env.start_worker().await;
     env.wait_for_a_consumer().await;
-    let leader = clusters::run(&["rabbit-leader", &env.queues().send]);
+    let leader = clusters::rabbit_leader(&env.queues().send).await;
 
     let answered = Arc::new(AtomicUsize::new(0));
     let stopper = {
         let answered = answered.clone();
-        let leader = leader.clone();
         tokio::spawn(async move {
             eventually(
                 "the burst to reach the stop point",
@@ -47,11 +46,7 @@ async fn stopping_the_send_queue_leader_mid_burst_loses_no_accepted_send_and_sen
                 },
             )
             .await;
-            let restart = tokio::task::spawn_blocking(move || {
-                Restart::stop(&["rabbit-stop", &leader], &["rabbit-start", &leader])
-            })
-            .await
-            .expect("the stop ran");
+            let restart = Restart::rabbit(leader).await;
             (restart, answered.load(Ordering::Relaxed))
         })
     };
@@ -120,10 +115,10 @@ async fn stopping_the_send_queue_leader_mid_burst_loses_no_accepted_send_and_sen
         .filter(|(phone, _)| !env.sandbox.messages(phone).is_empty())
         .count();
     eprintln!(
-        "leader r{leader}@localhost stopped after {STOP_AFTER} answers: {} accepted, {} refused \
+        "leader {leader} stopped after {STOP_AFTER} answers: {} accepted, {} refused \
          with 503 ({refused_yet_sent} of them sent all the same: publish outcome unknown twice)",
         accepted.len(),
         refused.len()
     );
-    drop(restart);
+    restart.start().await;
 }

@@ -16,22 +16,15 @@ async fn a_master_lost_mid_burst_is_replaced_and_the_service_recovers_by_itself(
     let _api = env.start_api().await;
     let _worker = env.start_worker().await;
     let phone = otp_shared::phone::PhoneNumber::from_e164_digits("919876543210").expect("a phone");
-    let master = clusters::run(&["redis-master-of", &env.keys().otp(&phone)]);
+    let master = clusters::redis_master_of(&env.keys().otp(&phone)).await;
 
     let env = Arc::new(env);
     let started = Instant::now();
     let stop_at = Duration::from_secs(3);
     let run_for = stop_at + Duration::from_secs(25);
-    let stopper = tokio::spawn({
-        let master = master.clone();
-        async move {
-            tokio::time::sleep(stop_at).await;
-            tokio::task::spawn_blocking(move || {
-                Restart::stop(&["redis-stop", &master], &["redis-start", &master])
-            })
-            .await
-            .expect("the stop ran")
-        }
+    let stopper = tokio::spawn(async move {
+        tokio::time::sleep(stop_at).await;
+        Restart::redis(master).await
     });
     // Sends to ever new phones, spread over every slot, until `run_for` has passed.
     let answers: Vec<(Duration, u16, String)> = futures_util::stream::iter(0..)
@@ -88,12 +81,12 @@ async fn a_master_lost_mid_burst_is_replaced_and_the_service_recovers_by_itself(
         refused.len(),
         last_refusal.saturating_sub(stop_at)
     );
-    let now_master = clusters::run(&["redis-master-of", &env.keys().otp(&phone)]);
+    let now_master = clusters::redis_master_of(&env.keys().otp(&phone)).await;
     assert_ne!(
         now_master, master,
         "a replica took the stopped master's slots"
     );
-    drop(restart);
+    restart.start().await;
     // The service keeps working with the old master back as a replica.
     eventually("a send after the node rejoined", DEADLINE, || async {
         (env.send_otp("919811100011").await.0 == 202).then_some(())
