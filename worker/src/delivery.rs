@@ -1,7 +1,8 @@
 //! One send, from start to final outcome: start it in the ledger, hand it to the
-//! batcher, and decide on each answer (sent, failed for good, or retry after a delay
-//! until the code expires). Knows nothing of the broker, so it can be tested with
-//! Redis and a WATI sandbox alone.
+//! batcher, and act on each answer (record it sent, end it failed for good or expired,
+//! or retry after a delay). What to do on each answer is decided by a pure function,
+//! `step::next_step`, unit-tested without I/O; this module does the I/O around it.
+//! Knows nothing of the broker, so it can be tested with Redis and a WATI sandbox alone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::batcher::{Batcher, BatcherSettings, CallResult, Outgoing, Skipped};
+use crate::batcher::{Batcher, BatcherSettings, CallResult, Outgoing};
 use crate::classify::Verdict;
 use crate::config::{RetryConfig, WorkerConfig};
 use crate::retry::RetrySchedule;
@@ -24,6 +25,10 @@ use crate::wati::WatiClient;
 use otp_shared::redis::delivery::{Ending, GONE_REASON, Ledger, Start};
 use otp_shared::redis::lease::Lease;
 use otp_shared::redis::wati_budget::Budget;
+
+mod step;
+
+use step::{Step, TooLate, next_step};
 
 /// A lease outlasts one call to WATI by this much.
 const LEASE_MARGIN: Duration = Duration::from_secs(2);
@@ -157,7 +162,8 @@ impl Deliverer {
         outcome
     }
 
-    /// Hands the send to the batcher until its outcome is final.
+    /// Hands the send to the batcher until its outcome is final. The policy is
+    /// [`next_step`]'s; this is the I/O around it.
     async fn send_until_final(
         &self,
         job: &SendJob,
@@ -185,58 +191,58 @@ impl Deliverer {
                 deadline,
                 lease: lease.clone(),
             };
-            let verdict = match self.batcher.send(outgoing).await {
-                CallResult::Called(verdict) => verdict,
-                CallResult::NotCalled(skipped) => return self.skipped(job, lease, skipped).await,
-            };
-            let (trouble, retry_after) = match verdict {
-                Verdict::Accepted => {
-                    self.record_sent(job, lease).await;
-                    return Ok(Outcome::Sent);
-                }
-                Verdict::Permanent { refusal, info } => {
-                    let ending = Ending::Failed {
-                        reason: refusal.reason(),
-                        info,
-                    };
-                    return self.end(job, lease, ending, 1).await;
-                }
-                Verdict::Transient {
-                    trouble,
-                    retry_after,
-                } => (trouble, retry_after),
-            };
-            self.ledger.count_call(job).await?;
+            let result = self.batcher.send(outgoing).await;
+            if matches!(result, CallResult::Called(Verdict::Transient { .. })) {
+                // The records that settle a send count its call; a call that leaves it
+                // open is counted now, and before the clock is read: the time this
+                // takes is taken from the code's life.
+                self.ledger.count_call(job).await?;
+            }
             let time_left = deadline.saturating_duration_since(Instant::now());
-            let reason = trouble.reason();
-            let Some(delay) = schedule.next_delay(retry_after, time_left) else {
-                tracing::warn!(%reason, "giving up: the code expires before the next attempt");
-                return self.end(job, lease, Ending::Expired, 0).await;
-            };
-            tracing::warn!(%reason, delay_ms = delay.as_millis() as u64, "transient failure, will retry");
-            metrics::counter!(otp_shared::metrics::RETRIES).increment(1);
-            if !self.pause(delay).await {
-                return Ok(Outcome::Requeue(Requeue::Stopping));
+            let step = next_step(result, &mut schedule, time_left);
+            if let Some(outcome) = self.take(job, lease, step).await? {
+                return Ok(outcome);
             }
         }
     }
 
-    async fn skipped(
+    /// Does what `step` says; `Some` once the send's outcome is final, `None` to go on
+    /// with the next attempt.
+    async fn take(
         &self,
         job: &SendJob,
         lease: &Lease,
-        skipped: Skipped,
-    ) -> redis::RedisResult<Outcome> {
-        match skipped {
-            Skipped::Expired => {
-                tracing::warn!("giving up: no WATI budget before the code expires");
-                self.end(job, lease, Ending::Expired, 0).await
+        step: Step,
+    ) -> redis::RedisResult<Option<Outcome>> {
+        match step {
+            Step::RecordSent => {
+                self.record_sent(job, lease).await;
+                Ok(Some(Outcome::Sent))
             }
-            Skipped::LeaseTaken => Ok(Outcome::Dropped {
-                why: "another worker took over",
-            }),
-            Skipped::LeaseLapsed => Ok(Outcome::Requeue(Requeue::LeaseLapsed)),
-            Skipped::Stopping => Ok(Outcome::Requeue(Requeue::Stopping)),
+            Step::Fail { reason, info } => {
+                let ending = Ending::Failed { reason, info };
+                self.end(job, lease, ending, 1).await.map(Some)
+            }
+            Step::Expire(too_late) => {
+                match too_late {
+                    TooLate::ForRetry(trouble) => {
+                        let reason = trouble.reason();
+                        tracing::warn!(%reason, "giving up: the code expires before the next attempt");
+                    }
+                    TooLate::ForBudget => {
+                        tracing::warn!("giving up: no WATI budget before the code expires");
+                    }
+                }
+                self.end(job, lease, Ending::Expired, 0).await.map(Some)
+            }
+            Step::Retry { delay, trouble } => {
+                let reason = trouble.reason();
+                tracing::warn!(%reason, delay_ms = delay.as_millis() as u64, "transient failure, will retry");
+                metrics::counter!(otp_shared::metrics::RETRIES).increment(1);
+                let stopped = !self.pause(delay).await;
+                Ok(stopped.then_some(Outcome::Requeue(Requeue::Stopping)))
+            }
+            Step::Done(outcome) => Ok(Some(outcome)),
         }
     }
 
