@@ -209,13 +209,6 @@ enum Disposition {
     Reject,
 }
 
-/// Every `outcome` of the deliveries counter.
-pub const DELIVERY_OUTCOMES: [&str; 4] = ["sent", "failed", "expired", "dropped"];
-
-fn count_delivery(outcome: &'static str) {
-    metrics::counter!(otp_shared::metrics::DELIVERIES, "outcome" => outcome).increment(1);
-}
-
 async fn handle(
     delivery: Delivery,
     deliverer: &Deliverer,
@@ -235,24 +228,17 @@ async fn handle(
         Ok(job) => {
             let age_ms = otp_shared::now_ms().saturating_sub(job.accepted_at_ms);
             metrics::gauge!(otp_shared::metrics::QUEUE_HEAD_AGE).set(age_ms as f64 / 1000.0);
-            match deliverer.deliver(&job).await {
-                Outcome::Sent => {
-                    count_delivery("sent");
-                    Disposition::Ack
-                }
-                Outcome::Expired => {
-                    count_delivery("expired");
-                    Disposition::Ack
-                }
+            let outcome = deliverer.deliver(&job).await;
+            if let Some(label) = outcome.label() {
+                metrics::counter!(otp_shared::metrics::DELIVERIES, "outcome" => label).increment(1);
+            }
+            match outcome {
+                Outcome::Sent | Outcome::Expired => Disposition::Ack,
                 Outcome::Dropped { why } => {
                     tracing::info!(request_id = %job.request_id, why, "job dropped");
-                    count_delivery("dropped");
                     Disposition::Ack
                 }
-                Outcome::Failed { reason } => {
-                    count_delivery("failed");
-                    Disposition::DeadLetter(reason, "permanent_failure")
-                }
+                Outcome::Failed { reason } => Disposition::DeadLetter(reason, "permanent_failure"),
                 Outcome::Requeue(why) => {
                     let failed = why.is_a_failure();
                     let why: &(dyn std::error::Error + 'static) = &why;

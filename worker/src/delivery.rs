@@ -76,6 +76,28 @@ pub enum Outcome {
     Requeue(Requeue),
 }
 
+impl Outcome {
+    /// Every `outcome` label of the deliveries counter, each written here only: the
+    /// worker starts them all at zero, so that the acceptance ratio and the alerts
+    /// read them from the first delivery on.
+    pub const LABELS: [&'static str; 4] = ["sent", "failed", "expired", "dropped"];
+
+    /// The `outcome` label the job is counted under, or `None` for a job handed back
+    /// to the queue: it is not over, and is counted when a later delivery ends it.
+    pub fn label(&self) -> Option<&'static str> {
+        // By position, so that a label added to LABELS fails to compile here until
+        // it is given to an outcome.
+        let [sent, failed, expired, dropped] = Self::LABELS;
+        match self {
+            Outcome::Sent => Some(sent),
+            Outcome::Failed { .. } => Some(failed),
+            Outcome::Expired => Some(expired),
+            Outcome::Dropped { .. } => Some(dropped),
+            Outcome::Requeue(_) => None,
+        }
+    }
+}
+
 /// Everything delivering a send needs.
 pub struct Deliverer {
     ledger: Ledger,
@@ -299,5 +321,99 @@ impl Deliverer {
             () = tokio::time::sleep(delay) => true,
             _ = shutdown.wait_for(|stopping| *stopping) => false,
         }
+    }
+}
+
+/// One of each outcome, for the tests of what is made of it here and in the consumer.
+#[cfg(test)]
+pub(crate) mod samples {
+    use super::{GONE_REASON, Outcome, Requeue};
+
+    /// A Redis error of an outage: the connection refused.
+    pub(crate) fn outage() -> redis::RedisError {
+        std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into()
+    }
+
+    /// A Redis error of a bug: a script answered something unexpected.
+    pub(crate) fn bug() -> redis::RedisError {
+        (
+            redis::ErrorKind::UnexpectedReturnType,
+            "a script answered nonsense",
+        )
+            .into()
+    }
+
+    /// Every outcome, with every reason to requeue (a Redis error both ways). The
+    /// match has no catch-all arm, so a new variant fails to compile here until it
+    /// is listed.
+    pub(crate) fn every_outcome() -> Vec<Outcome> {
+        let all = vec![
+            Outcome::Sent,
+            Outcome::Failed {
+                reason: "WATI template not found".into(),
+            },
+            Outcome::Expired,
+            Outcome::Dropped { why: GONE_REASON },
+            Outcome::Requeue(Requeue::Redis(outage())),
+            Outcome::Requeue(Requeue::Redis(bug())),
+            Outcome::Requeue(Requeue::CopyInProgress),
+            Outcome::Requeue(Requeue::LeaseLapsed),
+            Outcome::Requeue(Requeue::Stopping),
+        ];
+        for outcome in &all {
+            match outcome {
+                Outcome::Sent
+                | Outcome::Failed { .. }
+                | Outcome::Expired
+                | Outcome::Dropped { .. }
+                | Outcome::Requeue(
+                    Requeue::Redis(_)
+                    | Requeue::CopyInProgress
+                    | Requeue::LeaseLapsed
+                    | Requeue::Stopping,
+                ) => {}
+            }
+        }
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::samples::{bug, every_outcome, outage};
+    use super::*;
+
+    #[test]
+    fn the_labels_are_unique_and_each_is_given_to_an_outcome() {
+        let listed: HashSet<&str> = Outcome::LABELS.into_iter().collect();
+        assert_eq!(listed.len(), Outcome::LABELS.len(), "{:?}", Outcome::LABELS);
+        let given: HashSet<&str> = every_outcome().iter().filter_map(Outcome::label).collect();
+        assert_eq!(given, listed);
+    }
+
+    #[test]
+    fn a_job_over_is_counted_under_its_label_and_one_handed_back_is_not_counted() {
+        for outcome in every_outcome() {
+            let expected = match &outcome {
+                // The words the dashboards and alerts read.
+                Outcome::Sent => Some("sent"),
+                Outcome::Failed { .. } => Some("failed"),
+                Outcome::Expired => Some("expired"),
+                Outcome::Dropped { .. } => Some("dropped"),
+                Outcome::Requeue(_) => None,
+            };
+            assert_eq!(outcome.label(), expected, "{outcome:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_redis_error_that_is_no_outage_is_a_failure() {
+        assert!(Requeue::Redis(bug()).is_a_failure());
+        assert!(!Requeue::Redis(outage()).is_a_failure());
+        assert!(!Requeue::CopyInProgress.is_a_failure());
+        assert!(!Requeue::LeaseLapsed.is_a_failure());
+        assert!(!Requeue::Stopping.is_a_failure());
     }
 }
