@@ -1,6 +1,8 @@
 //! The consumer loop: receives jobs with a bounded number in flight, hands each to the
 //! deliverer, acks only final outcomes, dead-letters what cannot succeed, drains on
-//! shutdown, and reconnects with capped backoff when RabbitMQ goes away.
+//! shutdown, and reconnects with capped backoff when RabbitMQ goes away. What becomes
+//! of each message is decided by a pure function (`disposition`); this module settles
+//! the message as it says.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +22,10 @@ use otp_shared::job::SendJob;
 use tokio::sync::{Semaphore, watch};
 
 use crate::delivery::{Deliverer, Outcome};
+
+mod disposition;
+
+use disposition::{Disposition, disposition, unreadable};
 
 /// Pause before a job that hit a Redis error goes back to the queue the first time, so
 /// an outage does not turn into a tight redelivery loop; it doubles with each earlier
@@ -196,26 +202,8 @@ async fn consume(
     Ok(())
 }
 
-/// What to do with a message once its job is over.
-enum Disposition {
-    Ack,
-    /// With the reason for the header and the `kind` label of the metric.
-    DeadLetter(String, &'static str),
-    /// Not now (an outage, a copy in progress, stopping): back to the queue with
-    /// `basic.nack`, which RabbitMQ 4.3 and later do not count against the delivery limit.
-    Requeue,
-    /// Handling it failed in a way that may fail again: back to the queue with
-    /// `basic.reject`, which counts, so a poison job ends in the dead-letter queue.
-    Reject,
-}
-
-/// Every `outcome` of the deliveries counter.
-pub const DELIVERY_OUTCOMES: [&str; 4] = ["sent", "failed", "expired", "dropped"];
-
-fn count_delivery(outcome: &'static str) {
-    metrics::counter!(otp_shared::metrics::DELIVERIES, "outcome" => outcome).increment(1);
-}
-
+/// Hands one message's job to the deliverer, then settles the message as its
+/// disposition says.
 async fn handle(
     delivery: Delivery,
     deliverer: &Deliverer,
@@ -226,50 +214,20 @@ async fn handle(
     let disposition = match SendJob::decode(&delivery.data) {
         Err(e) => {
             tracing::warn!(reason = e.reason(), "unreadable message");
-            let kind = match e {
-                otp_shared::job::JobError::Malformed(_) => "malformed",
-                otp_shared::job::JobError::UnknownVersion(_) => "unknown_version",
-            };
-            Disposition::DeadLetter(e.reason().to_owned(), kind)
+            unreadable(&e)
         }
         Ok(job) => {
             let age_ms = otp_shared::now_ms().saturating_sub(job.accepted_at_ms);
             metrics::gauge!(otp_shared::metrics::QUEUE_HEAD_AGE).set(age_ms as f64 / 1000.0);
-            match deliverer.deliver(&job).await {
-                Outcome::Sent => {
-                    count_delivery("sent");
-                    Disposition::Ack
-                }
-                Outcome::Expired => {
-                    count_delivery("expired");
-                    Disposition::Ack
-                }
-                Outcome::Dropped { why } => {
-                    tracing::info!(request_id = %job.request_id, why, "job dropped");
-                    count_delivery("dropped");
-                    Disposition::Ack
-                }
-                Outcome::Failed { reason } => {
-                    count_delivery("failed");
-                    Disposition::DeadLetter(reason, "permanent_failure")
-                }
-                Outcome::Requeue(why) => {
-                    let failed = why.is_a_failure();
-                    let why: &(dyn std::error::Error + 'static) = &why;
-                    if failed {
-                        tracing::error!(request_id = %job.request_id, why, "job failed; it returns to the queue, counted");
-                        Disposition::Reject
-                    } else {
-                        tracing::warn!(request_id = %job.request_id, why, "job returns to the queue");
-                        Disposition::Requeue
-                    }
-                }
-            }
+            let outcome = deliverer.deliver(&job).await;
+            let disposition = disposition(&outcome);
+            account(&job, &outcome, &disposition);
+            disposition
         }
     };
     let settled = match disposition {
         Disposition::Ack => delivery.ack(BasicAckOptions::default()).await,
-        Disposition::DeadLetter(reason, kind) => {
+        Disposition::DeadLetter { reason, kind } => {
             match dead_letter(dead_letters, dead_queue, &delivery, &reason).await {
                 Ok(()) => {
                     metrics::counter!(otp_shared::metrics::DEAD_LETTERS, "kind" => kind)
@@ -291,6 +249,28 @@ async fn handle(
     if let Err(e) = settled {
         // The link broke: the broker gives the message to another consumer.
         tracing::warn!(error = %e, "could not settle a message");
+    }
+}
+
+/// Counts a job that is over under its label, and logs one dropped or handed back
+/// (at error level when it counts toward the dead-letter queue).
+fn account(job: &SendJob, outcome: &Outcome, disposition: &Disposition) {
+    if let Some(label) = outcome.label() {
+        metrics::counter!(otp_shared::metrics::DELIVERIES, "outcome" => label).increment(1);
+    }
+    match outcome {
+        Outcome::Dropped { why } => {
+            tracing::info!(request_id = %job.request_id, why, "job dropped");
+        }
+        Outcome::Requeue(why) => {
+            let why: &(dyn std::error::Error + 'static) = why;
+            if *disposition == Disposition::Reject {
+                tracing::error!(request_id = %job.request_id, why, "job failed; it returns to the queue, counted");
+            } else {
+                tracing::warn!(request_id = %job.request_id, why, "job returns to the queue");
+            }
+        }
+        Outcome::Sent | Outcome::Failed { .. } | Outcome::Expired => {}
     }
 }
 

@@ -1,7 +1,8 @@
 //! One send, from start to final outcome: start it in the ledger, hand it to the
-//! batcher, and decide on each answer (sent, failed for good, or retry after a delay
-//! until the code expires). Knows nothing of the broker, so it can be tested with
-//! Redis and a WATI sandbox alone.
+//! batcher, and act on each answer (record it sent, end it failed for good or expired,
+//! or retry after a delay). What to do on each answer is decided by a pure function,
+//! `step::next_step`, unit-tested without I/O; this module does the I/O around it.
+//! Knows nothing of the broker, so it can be tested with Redis and a WATI sandbox alone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::batcher::{Batcher, BatcherSettings, CallResult, Outgoing, Skipped};
+use crate::batcher::{Batcher, BatcherSettings, CallResult, Outgoing};
 use crate::classify::Verdict;
 use crate::config::{RetryConfig, WorkerConfig};
 use crate::retry::RetrySchedule;
@@ -24,6 +25,10 @@ use crate::wati::WatiClient;
 use otp_shared::redis::delivery::{Ending, GONE_REASON, Ledger, Start};
 use otp_shared::redis::lease::Lease;
 use otp_shared::redis::wati_budget::Budget;
+
+mod step;
+
+use step::{Step, TooLate, next_step};
 
 /// A lease outlasts one call to WATI by this much.
 const LEASE_MARGIN: Duration = Duration::from_secs(2);
@@ -69,6 +74,28 @@ pub enum Outcome {
     Dropped { why: &'static str },
     /// Not finished: give the message back to the queue.
     Requeue(Requeue),
+}
+
+impl Outcome {
+    /// Every `outcome` label of the deliveries counter, each written here only: the
+    /// worker starts them all at zero, so that the acceptance ratio and the alerts
+    /// read them from the first delivery on.
+    pub const LABELS: [&'static str; 4] = ["sent", "failed", "expired", "dropped"];
+
+    /// The `outcome` label the job is counted under, or `None` for a job handed back
+    /// to the queue: it is not over, and is counted when a later delivery ends it.
+    pub fn label(&self) -> Option<&'static str> {
+        // By position, so that a label added to LABELS fails to compile here until
+        // it is given to an outcome.
+        let [sent, failed, expired, dropped] = Self::LABELS;
+        match self {
+            Outcome::Sent => Some(sent),
+            Outcome::Failed { .. } => Some(failed),
+            Outcome::Expired => Some(expired),
+            Outcome::Dropped { .. } => Some(dropped),
+            Outcome::Requeue(_) => None,
+        }
+    }
 }
 
 /// Everything delivering a send needs.
@@ -157,7 +184,8 @@ impl Deliverer {
         outcome
     }
 
-    /// Hands the send to the batcher until its outcome is final.
+    /// Hands the send to the batcher until its outcome is final. The policy is
+    /// [`next_step`]'s; this is the I/O around it.
     async fn send_until_final(
         &self,
         job: &SendJob,
@@ -185,58 +213,58 @@ impl Deliverer {
                 deadline,
                 lease: lease.clone(),
             };
-            let verdict = match self.batcher.send(outgoing).await {
-                CallResult::Called(verdict) => verdict,
-                CallResult::NotCalled(skipped) => return self.skipped(job, lease, skipped).await,
-            };
-            let (trouble, retry_after) = match verdict {
-                Verdict::Accepted => {
-                    self.record_sent(job, lease).await;
-                    return Ok(Outcome::Sent);
-                }
-                Verdict::Permanent { refusal, info } => {
-                    let ending = Ending::Failed {
-                        reason: refusal.reason(),
-                        info,
-                    };
-                    return self.end(job, lease, ending, 1).await;
-                }
-                Verdict::Transient {
-                    trouble,
-                    retry_after,
-                } => (trouble, retry_after),
-            };
-            self.ledger.count_call(job).await?;
+            let result = self.batcher.send(outgoing).await;
+            if matches!(result, CallResult::Called(Verdict::Transient { .. })) {
+                // The records that settle a send count its call; a call that leaves it
+                // open is counted now, and before the clock is read: the time this
+                // takes is taken from the code's life.
+                self.ledger.count_call(job).await?;
+            }
             let time_left = deadline.saturating_duration_since(Instant::now());
-            let reason = trouble.reason();
-            let Some(delay) = schedule.next_delay(retry_after, time_left) else {
-                tracing::warn!(%reason, "giving up: the code expires before the next attempt");
-                return self.end(job, lease, Ending::Expired, 0).await;
-            };
-            tracing::warn!(%reason, delay_ms = delay.as_millis() as u64, "transient failure, will retry");
-            metrics::counter!(otp_shared::metrics::RETRIES).increment(1);
-            if !self.pause(delay).await {
-                return Ok(Outcome::Requeue(Requeue::Stopping));
+            let step = next_step(result, &mut schedule, time_left);
+            if let Some(outcome) = self.take(job, lease, step).await? {
+                return Ok(outcome);
             }
         }
     }
 
-    async fn skipped(
+    /// Does what `step` says; `Some` once the send's outcome is final, `None` to go on
+    /// with the next attempt.
+    async fn take(
         &self,
         job: &SendJob,
         lease: &Lease,
-        skipped: Skipped,
-    ) -> redis::RedisResult<Outcome> {
-        match skipped {
-            Skipped::Expired => {
-                tracing::warn!("giving up: no WATI budget before the code expires");
-                self.end(job, lease, Ending::Expired, 0).await
+        step: Step,
+    ) -> redis::RedisResult<Option<Outcome>> {
+        match step {
+            Step::RecordSent => {
+                self.record_sent(job, lease).await;
+                Ok(Some(Outcome::Sent))
             }
-            Skipped::LeaseTaken => Ok(Outcome::Dropped {
-                why: "another worker took over",
-            }),
-            Skipped::LeaseLapsed => Ok(Outcome::Requeue(Requeue::LeaseLapsed)),
-            Skipped::Stopping => Ok(Outcome::Requeue(Requeue::Stopping)),
+            Step::Fail { reason, info } => {
+                let ending = Ending::Failed { reason, info };
+                self.end(job, lease, ending, 1).await.map(Some)
+            }
+            Step::Expire(too_late) => {
+                match too_late {
+                    TooLate::ForRetry(trouble) => {
+                        let reason = trouble.reason();
+                        tracing::warn!(%reason, "giving up: the code expires before the next attempt");
+                    }
+                    TooLate::ForBudget => {
+                        tracing::warn!("giving up: no WATI budget before the code expires");
+                    }
+                }
+                self.end(job, lease, Ending::Expired, 0).await.map(Some)
+            }
+            Step::Retry { delay, trouble } => {
+                let reason = trouble.reason();
+                tracing::warn!(%reason, delay_ms = delay.as_millis() as u64, "transient failure, will retry");
+                metrics::counter!(otp_shared::metrics::RETRIES).increment(1);
+                let stopped = !self.pause(delay).await;
+                Ok(stopped.then_some(Outcome::Requeue(Requeue::Stopping)))
+            }
+            Step::Done(outcome) => Ok(Some(outcome)),
         }
     }
 
@@ -293,5 +321,99 @@ impl Deliverer {
             () = tokio::time::sleep(delay) => true,
             _ = shutdown.wait_for(|stopping| *stopping) => false,
         }
+    }
+}
+
+/// One of each outcome, for the tests of what is made of it here and in the consumer.
+#[cfg(test)]
+pub(crate) mod samples {
+    use super::{GONE_REASON, Outcome, Requeue};
+
+    /// A Redis error of an outage: the connection refused.
+    pub(crate) fn outage() -> redis::RedisError {
+        std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into()
+    }
+
+    /// A Redis error of a bug: a script answered something unexpected.
+    pub(crate) fn bug() -> redis::RedisError {
+        (
+            redis::ErrorKind::UnexpectedReturnType,
+            "a script answered nonsense",
+        )
+            .into()
+    }
+
+    /// Every outcome, with every reason to requeue (a Redis error both ways). The
+    /// match has no catch-all arm, so a new variant fails to compile here until it
+    /// is listed.
+    pub(crate) fn every_outcome() -> Vec<Outcome> {
+        let all = vec![
+            Outcome::Sent,
+            Outcome::Failed {
+                reason: "WATI template not found".into(),
+            },
+            Outcome::Expired,
+            Outcome::Dropped { why: GONE_REASON },
+            Outcome::Requeue(Requeue::Redis(outage())),
+            Outcome::Requeue(Requeue::Redis(bug())),
+            Outcome::Requeue(Requeue::CopyInProgress),
+            Outcome::Requeue(Requeue::LeaseLapsed),
+            Outcome::Requeue(Requeue::Stopping),
+        ];
+        for outcome in &all {
+            match outcome {
+                Outcome::Sent
+                | Outcome::Failed { .. }
+                | Outcome::Expired
+                | Outcome::Dropped { .. }
+                | Outcome::Requeue(
+                    Requeue::Redis(_)
+                    | Requeue::CopyInProgress
+                    | Requeue::LeaseLapsed
+                    | Requeue::Stopping,
+                ) => {}
+            }
+        }
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::samples::{bug, every_outcome, outage};
+    use super::*;
+
+    #[test]
+    fn the_labels_are_unique_and_each_is_given_to_an_outcome() {
+        let listed: HashSet<&str> = Outcome::LABELS.into_iter().collect();
+        assert_eq!(listed.len(), Outcome::LABELS.len(), "{:?}", Outcome::LABELS);
+        let given: HashSet<&str> = every_outcome().iter().filter_map(Outcome::label).collect();
+        assert_eq!(given, listed);
+    }
+
+    #[test]
+    fn a_job_over_is_counted_under_its_label_and_one_handed_back_is_not_counted() {
+        for outcome in every_outcome() {
+            let expected = match &outcome {
+                // The words the dashboards and alerts read.
+                Outcome::Sent => Some("sent"),
+                Outcome::Failed { .. } => Some("failed"),
+                Outcome::Expired => Some("expired"),
+                Outcome::Dropped { .. } => Some("dropped"),
+                Outcome::Requeue(_) => None,
+            };
+            assert_eq!(outcome.label(), expected, "{outcome:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_redis_error_that_is_no_outage_is_a_failure() {
+        assert!(Requeue::Redis(bug()).is_a_failure());
+        assert!(!Requeue::Redis(outage()).is_a_failure());
+        assert!(!Requeue::CopyInProgress.is_a_failure());
+        assert!(!Requeue::LeaseLapsed.is_a_failure());
+        assert!(!Requeue::Stopping.is_a_failure());
     }
 }

@@ -53,7 +53,7 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let metrics = otp_shared::metrics::install();
     // The acceptance ratio and the alerts read these from the first delivery on.
-    for outcome in consumer::DELIVERY_OUTCOMES {
+    for outcome in delivery::Outcome::LABELS {
         otp_shared::metrics::start_at_zero(
             otp_shared::metrics::DELIVERIES,
             &[("outcome", outcome)],

@@ -1,5 +1,7 @@
-//! When to try again after a transient failure: exponential backoff with jitter, at
-//! least as long as WATI's `Retry-After`, and never past the code's expiry.
+//! When to try again after a transient failure: exponential backoff with jitter, or
+//! WATI's `Retry-After` when it gives one. Whether to try again at all (not past the
+//! code's expiry) is the delivery policy's call (`delivery::step`), which asks the
+//! schedule for the next delay.
 
 use std::time::Duration;
 
@@ -15,30 +17,37 @@ pub struct RetrySchedule {
 
 impl RetrySchedule {
     pub fn new(config: &RetryConfig) -> Self {
-        let backoff = ExponentialBuilder::new()
+        Self::build(config, true)
+    }
+
+    /// The same schedule without jitter, so that a test can name each delay.
+    #[cfg(test)]
+    pub(crate) fn steady(config: &RetryConfig) -> Self {
+        Self::build(config, false)
+    }
+
+    fn build(config: &RetryConfig, jitter: bool) -> Self {
+        let mut builder = ExponentialBuilder::new()
             .with_min_delay(config.base_delay)
             .with_max_delay(config.max_delay)
             .with_factor(2.0)
-            .with_jitter()
-            .without_max_times()
-            .build();
+            .without_max_times();
+        if jitter {
+            builder = builder.with_jitter();
+        }
         Self {
-            backoff,
+            backoff: builder.build(),
             max_delay: config.max_delay,
         }
     }
 
-    /// The wait before the next attempt, or `None` if that attempt would start at or
-    /// after the deadline (`time_left` is what remains of the code's life).
-    pub fn next_delay(
-        &mut self,
-        retry_after: Option<Duration>,
-        time_left: Duration,
-    ) -> Option<Duration> {
+    /// The wait before the next attempt: WATI's `retry_after` where it gave one, else
+    /// the next step of the backoff.
+    pub fn next_delay(&mut self, retry_after: Option<Duration>) -> Duration {
         let backoff = self.backoff.next().unwrap_or(self.max_delay);
-        // WATI's own wait wins when it gives one; the schedule still advances.
-        let delay = retry_after.unwrap_or(backoff);
-        (delay < time_left).then_some(delay)
+        // WATI's own wait wins when it gives one; the schedule still advances, so a
+        // later attempt without one does not fall back to the shortest wait.
+        retry_after.unwrap_or(backoff)
     }
 }
 
@@ -46,22 +55,17 @@ impl RetrySchedule {
 mod tests {
     use super::*;
 
-    fn schedule() -> RetrySchedule {
-        RetrySchedule::new(&RetryConfig {
+    fn config() -> RetryConfig {
+        RetryConfig {
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(2),
-        })
+        }
     }
 
     #[test]
     fn delays_grow_and_stay_capped() {
-        let mut s = schedule();
-        let delays: Vec<Duration> = (0..8)
-            .map(|_| {
-                s.next_delay(None, Duration::from_secs(3600))
-                    .expect("time left")
-            })
-            .collect();
+        let mut s = RetrySchedule::new(&config());
+        let delays: Vec<Duration> = (0..8).map(|_| s.next_delay(None)).collect();
         assert!(delays[0] >= Duration::from_millis(100));
         assert!(delays[3] >= Duration::from_millis(800), "{delays:?}");
         // Jitter may add up to one more cap.
@@ -73,20 +77,29 @@ mod tests {
 
     #[test]
     fn retry_after_is_honoured() {
-        let mut s = schedule();
-        let delay = s
-            .next_delay(Some(Duration::from_secs(2)), Duration::from_secs(60))
-            .expect("time left");
+        let mut s = RetrySchedule::new(&config());
+        let delay = s.next_delay(Some(Duration::from_secs(2)));
         assert_eq!(delay, Duration::from_secs(2));
     }
 
+    /// A delay in whole milliseconds: the backoff multiplies in `f32`, so a doubled
+    /// delay can be a few nanoseconds off.
+    fn ms(delay: Duration) -> u64 {
+        (delay.as_secs_f64() * 1000.0).round() as u64
+    }
+
     #[test]
-    fn no_attempt_past_the_deadline() {
-        let mut s = schedule();
-        assert_eq!(
-            s.next_delay(Some(Duration::from_secs(5)), Duration::from_secs(4)),
-            None
-        );
-        assert_eq!(s.next_delay(None, Duration::ZERO), None);
+    fn retry_after_still_advances_the_backoff() {
+        let mut s = RetrySchedule::steady(&config());
+        assert_eq!(ms(s.next_delay(None)), 100);
+        assert_eq!(ms(s.next_delay(Some(Duration::from_millis(10)))), 10);
+        assert_eq!(ms(s.next_delay(None)), 400);
+    }
+
+    #[test]
+    fn the_steady_schedule_doubles_up_to_the_cap() {
+        let mut s = RetrySchedule::steady(&config());
+        let delays: Vec<u64> = (0..7).map(|_| ms(s.next_delay(None))).collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1600, 2000, 2000]);
     }
 }
