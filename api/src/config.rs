@@ -1,6 +1,7 @@
 //! The api's settings, read once at start from flags or environment and checked.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::Parser;
 use otp_shared::config::{CommonArgs, CommonConfig, ConfigError, real_secret, required_secret};
@@ -126,7 +127,8 @@ pub struct ApiArgs {
 /// Abuse limits, all enforced in Redis so they hold across api replicas.
 #[derive(Clone, Debug)]
 pub struct Limits {
-    pub resend_cooldown_seconds: u64,
+    /// The least gap between two sends to one phone.
+    pub resend_cooldown: Duration,
     pub max_sends_per_code: u32,
     pub phone_sends_per_hour: u32,
     pub ip_requests_per_minute: u32,
@@ -149,11 +151,13 @@ pub struct ApiConfig {
     pub otp_length: u32,
     /// The keys access tokens are signed and checked with.
     pub token_keys: KeySet,
-    pub jwt_ttl_seconds: u64,
+    /// An access token's life.
+    pub jwt_ttl: Duration,
     pub login_page: bool,
     /// Where the login page links for the sandbox's inbox (development only).
     pub login_page_inbox_url: Option<String>,
-    pub refresh_ttl_seconds: u64,
+    /// A refresh session's life.
+    pub refresh_ttl: Duration,
     pub database_url: String,
     pub jwt_issuer: String,
     pub limits: Limits,
@@ -170,10 +174,7 @@ impl ApiArgs {
     pub fn validate(self) -> Result<ApiConfig, ConfigError> {
         let common = self.common.validate()?;
         // Refuse budgets that could not deliver a single code before it expires.
-        common
-            .budgets
-            .capacity(std::time::Duration::from_secs(common.otp_ttl_seconds))
-            .check()?;
+        common.budgets.capacity(common.otp_ttl).check()?;
         otp_shared::config::real_url_password("DATABASE_URL", &self.database_url, common.dev_mode)?;
         let token_keys = match self.jwt_algorithm {
             JwtAlgorithm::Hs256 => KeySet::hs256(&real_secret(
@@ -253,14 +254,14 @@ impl ApiArgs {
             metrics_addr: self.metrics_addr,
             http_max_connections: self.http_max_connections,
             http_timeouts: otp_shared::http::Timeouts {
-                idle: std::time::Duration::from_secs(self.http_idle_timeout_seconds),
+                idle: Duration::from_secs(self.http_idle_timeout_seconds),
                 ..otp_shared::http::TIMEOUTS
             },
             otp_max_attempts: self.otp_max_attempts,
             wrong_guesses_per_phone: self.wrong_guesses_per_phone,
             otp_length: self.otp_length,
             token_keys,
-            jwt_ttl_seconds: self.jwt_ttl_seconds,
+            jwt_ttl: Duration::from_secs(self.jwt_ttl_seconds),
             login_page: self.login_page,
             login_page_inbox_url: match self.login_page_inbox_url.filter(|u| !u.is_empty()) {
                 Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
@@ -271,11 +272,11 @@ impl ApiArgs {
                 }
                 url => url,
             },
-            refresh_ttl_seconds: self.refresh_ttl_seconds,
+            refresh_ttl: Duration::from_secs(self.refresh_ttl_seconds),
             database_url: self.database_url,
             jwt_issuer: self.jwt_issuer,
             limits: Limits {
-                resend_cooldown_seconds: self.resend_cooldown_seconds,
+                resend_cooldown: Duration::from_secs(self.resend_cooldown_seconds),
                 max_sends_per_code: self.max_sends_per_code,
                 phone_sends_per_hour: self.phone_sends_per_hour,
                 ip_requests_per_minute: self.ip_requests_per_minute,
@@ -339,11 +340,11 @@ mod tests {
         let config = parse(&["--jwt-secret", SECRET]).expect("valid");
         assert_eq!(config.otp_length, 6);
         assert_eq!(config.otp_max_attempts, 3);
-        assert_eq!(config.common.otp_ttl_seconds, 300);
-        assert_eq!(config.jwt_ttl_seconds, 900);
-        assert_eq!(config.refresh_ttl_seconds, 2_592_000);
+        assert_eq!(config.common.otp_ttl, Duration::from_secs(300));
+        assert_eq!(config.jwt_ttl, Duration::from_secs(900));
+        assert_eq!(config.refresh_ttl, Duration::from_secs(2_592_000));
         assert!(config.database_url.ends_with("/otp_gateway"));
-        assert_eq!(config.limits.resend_cooldown_seconds, 30);
+        assert_eq!(config.limits.resend_cooldown, Duration::from_secs(30));
         assert_eq!(config.limits.max_sends_per_code, 5);
         assert_eq!(config.limits.phone_sends_per_hour, 10);
         assert_eq!(config.limits.ip_requests_per_minute, 60);

@@ -23,7 +23,6 @@ pub mod users;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use otp_shared::amqp::QueueNames;
 use otp_shared::redis::keys::Keys;
@@ -77,12 +76,12 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
         config.common.otp_secret.expose_secret().as_bytes(),
     ));
     let policy = StorePolicy {
-        ttl: Duration::from_secs(config.common.otp_ttl_seconds),
+        ttl: config.common.otp_ttl,
         max_attempts: config.otp_max_attempts,
         wrong_guesses_per_phone: config.wrong_guesses_per_phone,
         limits: config.limits.clone(),
     };
-    let ttl = Duration::from_secs(config.common.otp_ttl_seconds);
+    let ttl = config.common.otp_ttl;
     Ok(AppState::new(Handlers {
         admission: Arc::new(admission::Admission::new(
             redis.clone(),
@@ -100,8 +99,8 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
             db.clone(),
             redis.clone(),
             keys.clone(),
-            Duration::from_secs(config.refresh_ttl_seconds),
-            Duration::from_secs(config.jwt_ttl_seconds),
+            config.refresh_ttl,
+            config.jwt_ttl,
         ),
         db,
         statuses: StatusStore::new(redis.clone(), keys.clone()),
@@ -112,14 +111,14 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
         tokens: Arc::new(TokenIssuer::new(
             config.token_keys.clone(),
             &config.jwt_issuer,
-            Duration::from_secs(config.jwt_ttl_seconds),
+            config.jwt_ttl,
         )),
         settings: Arc::new(HandlerSettings {
             otp_length: config.otp_length,
             trusted_proxies: config.limits.trusted_proxies.clone(),
             allowed_countries: config.allowed_countries.clone(),
             webhook_secret: config.wati_webhook_secret.clone(),
-            resend_after_seconds: config.limits.resend_cooldown_seconds,
+            resend_after_seconds: config.limits.resend_cooldown.as_secs(),
             country_locales: config.country_locales.clone(),
             review_phones: config.review_phones.clone(),
             login_page: config

@@ -99,7 +99,7 @@ impl OtpStore {
             sealer,
             send_rules: SendRules {
                 ttl: policy.ttl,
-                resend_cooldown: Duration::from_secs(limits.resend_cooldown_seconds),
+                resend_cooldown: limits.resend_cooldown,
                 max_sends_per_code: limits.max_sends_per_code,
                 phone_sends_per_hour: limits.phone_sends_per_hour,
                 wrong_guesses_per_phone: policy.wrong_guesses_per_phone,

@@ -50,7 +50,7 @@ pub async fn run(
             max_attempts: 3,
             wrong_guesses_per_phone: 100,
             limits: Limits {
-                resend_cooldown_seconds: 0,
+                resend_cooldown: std::time::Duration::ZERO,
                 max_sends_per_code: 5,
                 phone_sends_per_hour: 10,
                 ip_requests_per_minute: 0,

@@ -36,7 +36,7 @@ async fn a_real_flow_moves_every_metric() {
         panic!("a budget gives a capacity");
     };
     let mut api_config = env.api_config();
-    api_config.limits.resend_cooldown_seconds = 30;
+    api_config.limits.resend_cooldown = std::time::Duration::from_secs(30);
     api_config.common.budgets = budgets;
     let api = env.start_api_with(api_config).await;
     let mut worker_config = env.worker_config();

@@ -28,7 +28,7 @@ async fn the_whole_flow_and_the_abuse_limits_work_on_a_redis_cluster() {
         "the phones cover every master: {masters:?}"
     );
     let mut config = env.api_config();
-    config.limits.resend_cooldown_seconds = 30;
+    config.limits.resend_cooldown = std::time::Duration::from_secs(30);
     let _api = env.start_api_with(config).await;
     let _worker = env.start_worker().await;
 

@@ -66,7 +66,8 @@ pub struct CommonConfig {
     pub amqp_url: String,
     /// How the queues are declared (`AMQP_QUEUE_TYPE`, `AMQP_DELIVERY_LIMIT`).
     pub queue: crate::amqp::QueueSettings,
-    pub otp_ttl_seconds: u64,
+    /// A code's life (`OTP_TTL_SECONDS`).
+    pub otp_ttl: std::time::Duration,
     pub key_prefix: String,
     pub queue_prefix: String,
     pub otp_secret: SecretString,
@@ -125,7 +126,7 @@ impl CommonArgs {
                 queue_type: self.amqp_queue_type,
                 delivery_limit: self.amqp_delivery_limit,
             },
-            otp_ttl_seconds: self.otp_ttl_seconds,
+            otp_ttl: std::time::Duration::from_secs(self.otp_ttl_seconds),
             key_prefix: self.key_prefix,
             queue_prefix: self.queue_prefix,
             otp_secret: real_secret(

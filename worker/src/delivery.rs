@@ -133,7 +133,7 @@ impl Deliverer {
             ledger: Ledger::new(
                 redis,
                 keys,
-                Duration::from_secs(config.common.otp_ttl_seconds),
+                config.common.otp_ttl,
                 config.wati.timeout + LEASE_MARGIN,
             ),
             batcher,

@@ -168,7 +168,7 @@ async fn deliver(
 /// promise may break: the api counts calls half full, which leaves room for one partly
 /// filled call per worker and template in a code's life; calls carry one template each.
 fn log_template_room(config: &WorkerConfig) {
-    let ttl = Duration::from_secs(config.common.otp_ttl_seconds);
+    let ttl = config.common.otp_ttl;
     let templates = config.wati.templates.configured().len() as u64;
     if let Some(room) = config.common.budgets.partial_call_room(ttl) {
         tracing::info!(

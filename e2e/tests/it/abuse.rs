@@ -25,7 +25,7 @@ fn assert_rate_limited(got: &(u16, Value)) -> u64 {
 async fn the_resend_cooldown_holds_across_two_api_instances() {
     let env = TestEnv::new().await;
     let mut config = env.api_config();
-    config.limits.resend_cooldown_seconds = 30;
+    config.limits.resend_cooldown = std::time::Duration::from_secs(30);
     let (_a, a) = env.spawn_api(config.clone()).await;
     let (_b, b) = env.spawn_api(config).await;
     assert_eq!(
@@ -46,7 +46,7 @@ async fn sends_per_minute_hold_over_all_phones_across_two_api_instances_with_roo
     let env = TestEnv::new().await;
     let mut config = env.api_config();
     config.limits.sends_per_minute = 10;
-    config.limits.resend_cooldown_seconds = 0;
+    config.limits.resend_cooldown = std::time::Duration::from_secs(0);
     config.limits.ip_requests_per_minute = 0;
     let (_a, a) = env.spawn_api(config.clone()).await;
     let (_b, b) = env.spawn_api(config).await;

@@ -72,7 +72,7 @@ fn sends(budgets: &Budgets, ttl_seconds: u64) -> usize {
 async fn burst_then_deliver(budgets: Budgets, ttl_seconds: u64, requests: usize, workers: usize) {
     let mut env = TestEnv::with_wati_limit(budgets.calls_per_10s).await;
     let mut api_config = env.api_config();
-    api_config.common.otp_ttl_seconds = ttl_seconds;
+    api_config.common.otp_ttl = std::time::Duration::from_secs(ttl_seconds);
     api_config.common.budgets = budgets;
     let _api = env.start_api_with(api_config).await;
     // New codes leave a tenth of the room to re-sends.
@@ -170,7 +170,7 @@ async fn with_the_worker_delivering_during_the_burst_every_202_still_arrives_in_
     let budgets = budgets(WatiApiVersion::V3, 100, 10, 1000);
     let mut env = TestEnv::with_wati_limit(100).await;
     let mut api_config = env.api_config();
-    api_config.common.otp_ttl_seconds = 10;
+    api_config.common.otp_ttl = std::time::Duration::from_secs(10);
     api_config.common.budgets = budgets;
     let _api = env.start_api_with(api_config).await;
     let _worker = env.start_worker_with(worker_config(&env, budgets)).await;
@@ -228,7 +228,7 @@ async fn room_comes_back_as_sends_are_handed_to_wati() {
     let mut env = TestEnv::new().await;
     let budgets = budgets(WatiApiVersion::V1, 20, 0, 1000);
     let mut api_config = env.api_config();
-    api_config.common.otp_ttl_seconds = 6;
+    api_config.common.otp_ttl = std::time::Duration::from_secs(6);
     api_config.common.budgets = budgets;
     let _api = env.start_api_with(api_config).await;
     let (answers, _) = burst(&env, 20).await;
@@ -249,7 +249,7 @@ async fn a_send_refused_by_a_phone_limit_takes_no_room() {
     let mut env = TestEnv::new().await;
     let mut api_config = env.api_config();
     api_config.common.budgets = budgets(WatiApiVersion::V3, 30, 80, 1000);
-    api_config.limits.resend_cooldown_seconds = 30;
+    api_config.limits.resend_cooldown = std::time::Duration::from_secs(30);
     let _api = env.start_api_with(api_config).await;
     let pending = || async {
         let count: u64 = redis::cmd("ZCARD")
@@ -274,9 +274,9 @@ async fn re_sends_of_pending_codes_get_the_room_new_codes_leave() {
     let capacity = sends(&budgets, 60);
     assert_eq!(capacity, 112);
     let mut api_config = env.api_config();
-    api_config.common.otp_ttl_seconds = 60;
+    api_config.common.otp_ttl = std::time::Duration::from_secs(60);
     api_config.common.budgets = budgets;
-    api_config.limits.resend_cooldown_seconds = 0;
+    api_config.limits.resend_cooldown = std::time::Duration::from_secs(0);
     let _api = env.start_api_with(api_config).await;
     let (answers, _) = burst(&env, 150).await;
     let mut admitted: Vec<&Answer> = answers.iter().filter(|a| a.status == 202).collect();

@@ -132,7 +132,7 @@ async fn the_message_budget_holds_across_two_workers() {
 async fn a_send_whose_code_expires_while_waiting_for_budget_never_calls_wati() {
     let mut env = TestEnv::new().await;
     let mut api_config = env.api_config();
-    api_config.common.otp_ttl_seconds = 2;
+    api_config.common.otp_ttl = std::time::Duration::from_secs(2);
     // Admission off, so that more is queued than the workers' budget can deliver.
     let _api = env.start_api_with(api_config).await;
     let mut request_ids = Vec::new();

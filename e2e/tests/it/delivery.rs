@@ -181,7 +181,7 @@ async fn wati_hanging_past_expiry_ends_expired_without_another_call() {
     for version in VERSIONS {
         let mut env = TestEnv::new().await;
         let mut config = api_config(&env, version);
-        config.common.otp_ttl_seconds = 2;
+        config.common.otp_ttl = std::time::Duration::from_secs(2);
         let _api = env.start_api_with(config).await;
         let mut worker_config = worker_config(&env, version);
         worker_config.wati.timeout = Duration::from_secs(30);
@@ -248,7 +248,7 @@ async fn permanent_failures_delete_the_code_dead_letter_the_job_and_say_why() {
 async fn a_code_that_cannot_be_delivered_before_expiry_ends_expired_with_no_late_call() {
     let mut env = TestEnv::new().await;
     let mut config = api_config(&env, WatiApiVersion::V3);
-    config.common.otp_ttl_seconds = 2;
+    config.common.otp_ttl = std::time::Duration::from_secs(2);
     let _api = env.start_api_with(config).await;
     let _worker = env.start_worker().await;
     env.sandbox.script(PHONE, vec![reply(500); 200]);

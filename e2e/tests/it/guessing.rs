@@ -29,7 +29,7 @@ async fn started(
 ) -> (TestEnv, otp_e2e::Running, otp_e2e::Running) {
     let mut env = TestEnv::new().await;
     let mut config = env.api_config();
-    config.limits.resend_cooldown_seconds = 0;
+    config.limits.resend_cooldown = std::time::Duration::from_secs(0);
     config.limits.ip_requests_per_minute = 0;
     adjust(&mut config);
     let api = env.start_api_with(config).await;
@@ -139,7 +139,7 @@ async fn a_request_id_that_is_not_a_send_of_this_code_is_not_found() {
 async fn past_the_cap_of_wrong_guesses_across_codes_a_phones_codes_grow_and_nobody_is_locked_out() {
     let (env, _api, _worker) = started(|config| {
         config.wrong_guesses_per_phone = 5;
-        config.common.otp_ttl_seconds = 2;
+        config.common.otp_ttl = std::time::Duration::from_secs(2);
         config.limits.max_sends_per_code = 10;
     })
     .await;

@@ -245,7 +245,7 @@ async fn concurrent_wrong_guesses_cannot_pass_the_cap() {
 async fn an_expired_code_answers_410() {
     let mut env = TestEnv::new().await;
     let mut config = env.api_config();
-    config.common.otp_ttl_seconds = 1;
+    config.common.otp_ttl = std::time::Duration::from_secs(1);
     // The poll below guesses wrong until the code expires; let it guess enough.
     config.otp_max_attempts = 100_000;
     let _api = env.start_api_with(config).await;
@@ -280,7 +280,7 @@ async fn asking_again_re_sends_the_same_code() {
 async fn the_resend_cooldown_answers_429_with_retry_after() {
     let mut env = TestEnv::new().await;
     let mut config = env.api_config();
-    config.limits.resend_cooldown_seconds = 30;
+    config.limits.resend_cooldown = std::time::Duration::from_secs(30);
     let _api = env.start_api_with(config).await;
     assert_eq!(env.send_otp(PHONE).await.0, 202);
     let response = env

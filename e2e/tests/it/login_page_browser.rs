@@ -49,7 +49,7 @@ async fn the_login_page_walks_through_in_chromium() {
         env.api_config_with(&["--login-page", "true", "--login-page-inbox-url", &inbox]);
     // The page's countdowns need a cooldown to count, long enough that the last step's
     // send is still inside it however slowly the machine runs the steps before.
-    config.limits.resend_cooldown_seconds = 300;
+    config.limits.resend_cooldown = std::time::Duration::from_secs(300);
     let _api = env.start_api_with(config).await;
     let _worker = env.start_worker().await;
 
