@@ -11,23 +11,8 @@ use super::conn::RedisConn;
 use super::keys::Keys;
 use super::scripts::{FINISH_VERIFY, SEND, UNDO_SEND, VERIFY};
 use super::status::STATUS_TTL_SECONDS;
+use super::words::codes as word;
 use crate::phone::PhoneNumber;
-
-/// The words the code scripts exchange with Rust.
-pub(crate) mod word {
-    pub const NEW: &str = "new";
-    pub const RESEND: &str = "resend";
-    pub const LIMITED: &str = "limited";
-    pub const LONGER: &str = "longer";
-    pub const OK: &str = "ok";
-    pub const CLAIMED: &str = "claimed";
-    pub const NOT_FOUND: &str = "not_found";
-    pub const EXPIRED: &str = "expired";
-    pub const LOCKED: &str = "locked";
-    pub const WRONG: &str = "wrong";
-    pub const SPEND: &str = "spend";
-    pub const RELEASE: &str = "release";
-}
 
 /// Whether a send stored a new code or re-sends the pending one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

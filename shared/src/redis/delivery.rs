@@ -14,20 +14,8 @@ use super::lease::Lease;
 use super::records::state;
 use super::scripts::{COUNT_CALL, END_DELIVERY, MARK_SENT, START_DELIVERY};
 use super::status::STATUS_TTL_SECONDS;
+use super::words::delivery as word;
 use crate::job::SendJob;
-
-/// The words the delivery scripts exchange with Rust.
-pub(crate) mod word {
-    pub const DELIVERED: &str = "delivered";
-    pub const FAILED: &str = "failed";
-    pub const BUSY: &str = "busy";
-    pub const EXPIRED: &str = "expired";
-    pub const GONE: &str = "gone";
-    pub const PENDING: &str = "pending";
-    pub const DELETE: &str = "delete";
-    pub const EXPIRE: &str = "expire";
-    pub const KEEP: &str = "keep";
-}
 
 /// The reason a send that could not reach WATI before its code expired is given.
 pub const EXPIRED_REASON: &str = "Failed to send OTP";

@@ -11,19 +11,8 @@ use super::conn::RedisConn;
 use super::keys::Keys;
 use super::scripts::RECEIPT;
 use super::status::StatusStore;
+use super::words::receipts as word;
 use crate::phone::PhoneNumber;
-
-/// The words the receipt script exchanges with Rust.
-pub(crate) mod word {
-    pub const SENT: &str = "sent";
-    pub const DELIVERED: &str = "delivered";
-    pub const READ: &str = "read";
-    pub const FAILED: &str = "failed";
-    pub const UNKNOWN: &str = "unknown";
-    pub const OTHER_PHONE: &str = "other_phone";
-    pub const UNCHANGED: &str = "unchanged";
-    pub const APPLIED: &str = "applied";
-}
 
 /// What WhatsApp did with a message, as far as a send's status follows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,8 +1,9 @@
 //! Every Lua script of the service, each loaded once from its template (field names
-//! filled in by [`records::render`]), with the words it exchanges with Rust. The tests
-//! below read every script: each placeholder must be a known field, and each quoted
-//! lower-case literal must be one of the script's declared words, which the Rust side
-//! takes from the same constants when it writes arguments and reads replies.
+//! filled in by [`records::render`]), with the words it exchanges with Rust (from
+//! `words`, which the typed calls read too). The tests below read every script: each
+//! placeholder must be a known field, and each quoted lower-case literal must be one of
+//! the script's declared words, which the Rust side takes from the same constants when
+//! it writes arguments and reads replies.
 
 use std::ops::Deref;
 use std::sync::OnceLock;
@@ -10,6 +11,10 @@ use std::sync::OnceLock;
 use redis::Script;
 
 use super::records;
+use super::words::codes as code_word;
+use super::words::delivery as delivery_word;
+use super::words::receipts as receipt_word;
+use super::words::wati_budget as budget_word;
 
 /// One script: its template, its words, and the script loaded from them on first use.
 /// (Its name and words are for the tests below, which read every script.)
@@ -54,11 +59,6 @@ macro_rules! lua {
             Lua::new($file, include_str!(concat!("lua/", $file)), $words);
     };
 }
-
-use super::codes::word as code_word;
-use super::delivery::word as delivery_word;
-use super::receipts::word as receipt_word;
-use super::wati_budget::word as budget_word;
 
 // The api's: codes, limits and receipts.
 lua!(

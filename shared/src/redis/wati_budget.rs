@@ -9,15 +9,8 @@ use redis::{FromRedisValue, ParsingError, Value};
 use super::conn::RedisConn;
 use super::keys::Keys;
 use super::scripts::{CLAIM_BUDGET, HOLD_CALLS};
+use super::words::wati_budget as word;
 use crate::budget::{Budgets, MESSAGE_WINDOW};
-
-/// The words the budget script exchanges with Rust.
-pub(crate) mod word {
-    pub const GRANTED: &str = "granted";
-    pub const WAIT: &str = "wait";
-    pub const CALLS: &str = "calls";
-    pub const MESSAGES: &str = "messages";
-}
 
 /// How long every worker holds its calls after a 429 that named no `Retry-After`.
 pub const HOLD_WITHOUT_RETRY_AFTER: Duration = Duration::from_secs(1);
