@@ -203,6 +203,19 @@ mod tests {
         }
     }
 
+    /// Redis's clock is written once, as `{{now_ms}}` (or `{{now_us}}`) in `records`:
+    /// a script that reads `TIME` itself has a copy that may drift from the others.
+    #[test]
+    fn no_script_reads_the_clock_itself() {
+        for lua in ALL {
+            assert!(
+                !lua.template.contains("TIME"),
+                "{}: read the clock with {{{{now_ms}}}}",
+                lua.name
+            );
+        }
+    }
+
     /// The quoted literals of a script, comments left out.
     fn literals(template: &str) -> Vec<String> {
         let mut found = Vec::new();
