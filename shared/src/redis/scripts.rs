@@ -1,14 +1,15 @@
 //! Every Lua script of the service, each loaded once from its template (field names
 //! filled in by [`records::render`]), with the words it exchanges with Rust (from
-//! `words`, which the typed calls read too). The tests below read every script: each
-//! placeholder must be a known field, and each quoted lower-case literal must be one of
-//! the script's declared words, which the Rust side takes from the same constants when
-//! it writes arguments and reads replies.
+//! `words`, which the typed calls read too), and the one way to call it: a typed
+//! arguments struct per script ([`ScriptArgs`]), the one place the order of its ARGV is
+//! written, as a mini-redis command owns the order of its frame. The tests below read
+//! every script: each placeholder must be a known field, and each quoted lower-case
+//! literal must be one of the script's declared words, which the Rust side takes from
+//! the same constants when it writes arguments and reads replies.
 
-use std::ops::Deref;
 use std::sync::OnceLock;
 
-use redis::Script;
+use redis::{Script, ScriptInvocation, ToSingleRedisArg};
 
 use super::records;
 use super::words::codes as code_word;
@@ -17,7 +18,8 @@ use super::words::receipts as receipt_word;
 use super::words::wati_budget as budget_word;
 
 /// One script: its template, its words, and the script loaded from them on first use.
-/// (Its name and words are for the tests below, which read every script.)
+/// (Its name and words are for the tests below, which read every script.) It is called
+/// only through its [`ScriptArgs`], so no caller writes its ARGV by position.
 #[cfg_attr(
     not(test),
     expect(dead_code, reason = "name and words are read by the tests")
@@ -43,13 +45,46 @@ impl Lua {
             loaded: OnceLock::new(),
         }
     }
+
+    fn script(&self) -> &Script {
+        self.loaded.get_or_init(|| records::script(self.template))
+    }
 }
 
-impl Deref for Lua {
-    type Target = Script;
+/// A script's arguments as one typed value: its fields are named, and [`write`] pushes
+/// them in the script's ARGV order, the one place that order is written (a reorder
+/// between a caller and its script was a silent bug). Callers fill the struct by field
+/// name and add the keys.
+///
+/// [`write`]: ScriptArgs::write
+pub(crate) trait ScriptArgs {
+    /// The script these are the arguments of.
+    fn script() -> &'static Lua;
 
-    fn deref(&self) -> &Script {
-        self.loaded.get_or_init(|| records::script(self.template))
+    /// Pushes the arguments, `ARGV[1]` first.
+    fn write(&self, argv: &mut Argv);
+
+    /// A call of the script with these arguments; the caller adds its keys.
+    fn invocation(&self) -> ScriptInvocation<'static> {
+        let mut argv = Argv::default();
+        self.write(&mut argv);
+        let mut call = Self::script().script().prepare_invoke();
+        call.arg(argv.0);
+        call
+    }
+}
+
+/// The ARGV of one call, as a [`ScriptArgs`] writes it.
+#[derive(Default)]
+pub(crate) struct Argv(Vec<Vec<u8>>);
+
+impl Argv {
+    /// Appends the next argument. Only a value that is one Redis argument is taken (an
+    /// `Option` or a list would move every argument after it), so each push is one
+    /// `ARGV[n]`.
+    pub(crate) fn push(&mut self, value: impl ToSingleRedisArg) -> &mut Self {
+        value.write_redis_args(&mut self.0);
+        self
     }
 }
 
