@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::codes::SendKind;
 use super::conn::RedisConn;
 use super::keys::Keys;
-use super::scripts::ADMIT;
+use super::scripts::{ADMIT, Argv, Lua, ScriptArgs};
 use crate::budget::{Budgets, Capacity};
 
 /// What a reservation got.
@@ -43,6 +43,33 @@ impl FromRedisValue for Admitted {
             }),
             other => Err(format!("admit.lua answered {other}").into()),
         }
+    }
+}
+
+/// admit.lua's arguments.
+pub(crate) struct AdmitArgs {
+    /// The sends that may be waiting, this one included, for it to be admitted.
+    pub capacity: u64,
+    pub request_id: Uuid,
+    /// What is left of the send's code's life: how long it counts.
+    pub life: Duration,
+}
+
+impl ScriptArgs for AdmitArgs {
+    fn script() -> &'static Lua {
+        &ADMIT
+    }
+
+    fn write(&self, argv: &mut Argv) {
+        // Every field by name, so a field added here and not written does not compile.
+        let Self {
+            capacity,
+            request_id,
+            life,
+        } = self;
+        argv.push(*capacity)
+            .push(request_id.to_string())
+            .push(life.as_millis() as u64);
     }
 }
 
@@ -85,13 +112,15 @@ impl Admission {
             }
             Capacity::Sends { sends, .. } => sends,
         };
-        let answer: Admitted = ADMIT
-            .key(&self.key)
-            .arg(kind.share_of(sends))
-            .arg(request_id.to_string())
-            .arg(life.as_millis() as u64)
-            .invoke_async(&mut self.redis.clone())
-            .await?;
+        let answer: Admitted = AdmitArgs {
+            capacity: kind.share_of(sends),
+            request_id,
+            life,
+        }
+        .invocation()
+        .key(&self.key)
+        .invoke_async(&mut self.redis.clone())
+        .await?;
         metrics::gauge!(crate::metrics::SEND_BACKLOG).set(answer.pending as f64);
         Ok(if answer.admitted {
             Reservation::Admitted

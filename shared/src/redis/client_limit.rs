@@ -6,9 +6,27 @@ use std::time::Duration;
 
 use super::conn::RedisConn;
 use super::keys::Keys;
-use super::scripts::CLIENT_LIMIT;
+use super::scripts::{Argv, CLIENT_LIMIT, Lua, ScriptArgs};
 
 const WINDOW: Duration = Duration::from_secs(60);
+
+/// client_limit.lua's arguments: the limit, and the window, always [`WINDOW`].
+pub(crate) struct ClientLimitArgs {
+    /// Requests a client may make in one window.
+    pub limit: u32,
+}
+
+impl ScriptArgs for ClientLimitArgs {
+    fn script() -> &'static Lua {
+        &CLIENT_LIMIT
+    }
+
+    fn write(&self, argv: &mut Argv) {
+        // Every field by name, so a field added here and not written does not compile.
+        let Self { limit } = self;
+        argv.push(*limit).push(WINDOW.as_millis() as u64);
+    }
+}
 
 #[derive(Clone)]
 pub struct ClientLimit {
@@ -32,12 +50,13 @@ impl ClientLimit {
         if self.per_minute == 0 {
             return Ok(None);
         }
-        let wait_ms: u64 = CLIENT_LIMIT
-            .key(self.keys.client_requests(client))
-            .arg(self.per_minute)
-            .arg(WINDOW.as_millis() as u64)
-            .invoke_async(&mut self.redis.clone())
-            .await?;
+        let wait_ms: u64 = ClientLimitArgs {
+            limit: self.per_minute,
+        }
+        .invocation()
+        .key(self.keys.client_requests(client))
+        .invoke_async(&mut self.redis.clone())
+        .await?;
         Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms)))
     }
 }

@@ -9,25 +9,10 @@ use uuid::Uuid;
 
 use super::conn::RedisConn;
 use super::keys::Keys;
-use super::scripts::{FINISH_VERIFY, SEND, UNDO_SEND, VERIFY};
+use super::scripts::{Argv, FINISH_VERIFY, Lua, SEND, ScriptArgs, UNDO_SEND, VERIFY};
 use super::status::STATUS_TTL_SECONDS;
+use super::words::codes as word;
 use crate::phone::PhoneNumber;
-
-/// The words the code scripts exchange with Rust.
-pub(crate) mod word {
-    pub const NEW: &str = "new";
-    pub const RESEND: &str = "resend";
-    pub const LIMITED: &str = "limited";
-    pub const LONGER: &str = "longer";
-    pub const OK: &str = "ok";
-    pub const CLAIMED: &str = "claimed";
-    pub const NOT_FOUND: &str = "not_found";
-    pub const EXPIRED: &str = "expired";
-    pub const LOCKED: &str = "locked";
-    pub const WRONG: &str = "wrong";
-    pub const SPEND: &str = "spend";
-    pub const RELEASE: &str = "release";
-}
 
 /// Whether a send stored a new code or re-sends the pending one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -191,6 +176,150 @@ impl FromRedisValue for Finished {
     }
 }
 
+/// send.lua's arguments.
+pub(crate) struct SendArgs<'a> {
+    /// The new code, stored if no code is pending.
+    pub code_id: Uuid,
+    pub mac: &'a [u8],
+    pub sealed: &'a [u8],
+    /// The new code's life.
+    pub ttl: Duration,
+    /// How much longer than its code a new record lives.
+    pub record_grace: Duration,
+    /// The gap before the phone's next send (zero: none).
+    pub cooldown: Duration,
+    pub max_sends_per_code: u32,
+    pub phone_sends_per_hour: u32,
+    /// The send being accepted, and its phone (written into its status).
+    pub request_id: Uuid,
+    pub phone: &'a PhoneNumber,
+    /// The new code's digits, and the digits a new code needs once the phone has had
+    /// `wrong_guesses_per_phone` wrong guesses (0: never).
+    pub digits: u32,
+    pub long_code_digits: u32,
+    pub wrong_guesses_per_phone: u32,
+}
+
+impl ScriptArgs for SendArgs<'_> {
+    fn script() -> &'static Lua {
+        &SEND
+    }
+
+    fn write(&self, argv: &mut Argv) {
+        // Every field by name, so a field added here and not written does not compile.
+        let Self {
+            code_id,
+            mac,
+            sealed,
+            ttl,
+            record_grace,
+            cooldown,
+            max_sends_per_code,
+            phone_sends_per_hour,
+            request_id,
+            phone,
+            digits,
+            long_code_digits,
+            wrong_guesses_per_phone,
+        } = self;
+        argv.push(code_id.to_string())
+            .push(*mac)
+            .push(*sealed)
+            .push(ttl.as_millis() as u64)
+            .push(record_grace.as_millis() as u64)
+            .push(cooldown.as_millis() as u64)
+            .push(*max_sends_per_code)
+            .push(*phone_sends_per_hour)
+            .push(request_id.to_string())
+            .push(STATUS_TTL_SECONDS)
+            .push(phone.as_str())
+            .push(*digits)
+            .push(*long_code_digits)
+            .push(*wrong_guesses_per_phone);
+    }
+}
+
+/// undo_send.lua's arguments.
+pub(crate) struct UndoSendArgs {
+    /// What the send did: a new code is removed, a re-send only uncounted.
+    pub kind: SendKind,
+    pub code_id: Uuid,
+    pub request_id: Uuid,
+}
+
+impl ScriptArgs for UndoSendArgs {
+    fn script() -> &'static Lua {
+        &UNDO_SEND
+    }
+
+    fn write(&self, argv: &mut Argv) {
+        let Self {
+            kind,
+            code_id,
+            request_id,
+        } = self;
+        argv.push(kind.word())
+            .push(code_id.to_string())
+            .push(request_id.to_string());
+    }
+}
+
+/// verify.lua's arguments.
+pub(crate) struct VerifyArgs<'a> {
+    /// The guess's mac.
+    pub mac: &'a [u8],
+    pub max_attempts: u32,
+    /// The request that claims the code if the guess is right, and for how long.
+    pub claim: Uuid,
+    pub claim_for: Duration,
+    /// The send the guess is bound to, if any (written as `''` when none).
+    pub bound_to: Option<Uuid>,
+    pub wrong_guesses_window: Duration,
+}
+
+impl ScriptArgs for VerifyArgs<'_> {
+    fn script() -> &'static Lua {
+        &VERIFY
+    }
+
+    fn write(&self, argv: &mut Argv) {
+        let Self {
+            mac,
+            max_attempts,
+            claim,
+            claim_for,
+            bound_to,
+            wrong_guesses_window,
+        } = self;
+        argv.push(*mac)
+            .push(*max_attempts)
+            .push(claim.to_string())
+            .push(claim_for.as_millis() as u64)
+            .push(bound_to.map(|id| id.to_string()).unwrap_or_default())
+            .push(wrong_guesses_window.as_millis() as u64);
+    }
+}
+
+/// finish_verify.lua's arguments.
+pub(crate) struct FinishVerifyArgs {
+    pub claim: Uuid,
+    pub how: Finish,
+}
+
+impl ScriptArgs for FinishVerifyArgs {
+    fn script() -> &'static Lua {
+        &FINISH_VERIFY
+    }
+
+    fn write(&self, argv: &mut Argv) {
+        let Self { claim, how } = self;
+        argv.push(claim.to_string()).push(match how {
+            Finish::Spend => word::SPEND,
+            Finish::Release => word::RELEASE,
+        });
+    }
+}
+
 /// The code records of one prefix.
 #[derive(Clone)]
 pub struct CodeRecords {
@@ -212,29 +341,30 @@ impl CodeRecords {
         code: &NewCode<'_>,
         rules: &SendRules,
     ) -> redis::RedisResult<SendReply> {
-        let ttl_ms = rules.ttl.as_millis() as u64;
-        SEND.key(self.keys.otp(phone))
-            .key(self.keys.cooldown(phone))
-            .key(self.keys.phone_sends(phone))
-            .key(self.keys.status(phone, request_id))
-            .key(self.keys.wrong_guesses(phone))
-            .arg(code.code_id.to_string())
-            .arg(code.mac)
-            .arg(code.sealed)
-            .arg(ttl_ms)
+        SendArgs {
+            code_id: code.code_id,
+            mac: code.mac,
+            sealed: code.sealed,
+            ttl: rules.ttl,
             // The record outlives the code by one more life, so verify can say "expired".
-            .arg(ttl_ms)
-            .arg(rules.resend_cooldown.as_millis() as u64)
-            .arg(rules.max_sends_per_code)
-            .arg(rules.phone_sends_per_hour)
-            .arg(request_id.to_string())
-            .arg(STATUS_TTL_SECONDS)
-            .arg(phone.as_str())
-            .arg(code.digits)
-            .arg(rules.long_code_digits)
-            .arg(rules.wrong_guesses_per_phone)
-            .invoke_async(&mut self.redis.clone())
-            .await
+            record_grace: rules.ttl,
+            cooldown: rules.resend_cooldown,
+            max_sends_per_code: rules.max_sends_per_code,
+            phone_sends_per_hour: rules.phone_sends_per_hour,
+            request_id,
+            phone,
+            digits: code.digits,
+            long_code_digits: rules.long_code_digits,
+            wrong_guesses_per_phone: rules.wrong_guesses_per_phone,
+        }
+        .invocation()
+        .key(self.keys.otp(phone))
+        .key(self.keys.cooldown(phone))
+        .key(self.keys.phone_sends(phone))
+        .key(self.keys.status(phone, request_id))
+        .key(self.keys.wrong_guesses(phone))
+        .invoke_async(&mut self.redis.clone())
+        .await
     }
 
     /// Remembers which phone `request_id` is for, as long as its status lives, so its
@@ -273,16 +403,18 @@ impl CodeRecords {
         kind: SendKind,
         code_id: Uuid,
     ) -> redis::RedisResult<()> {
-        UNDO_SEND
-            .key(self.keys.otp(phone))
-            .key(self.keys.cooldown(phone))
-            .key(self.keys.phone_sends(phone))
-            .key(self.keys.status(phone, request_id))
-            .arg(kind.word())
-            .arg(code_id.to_string())
-            .arg(request_id.to_string())
-            .invoke_async(&mut self.redis.clone())
-            .await
+        UndoSendArgs {
+            kind,
+            code_id,
+            request_id,
+        }
+        .invocation()
+        .key(self.keys.otp(phone))
+        .key(self.keys.cooldown(phone))
+        .key(self.keys.phone_sends(phone))
+        .key(self.keys.status(phone, request_id))
+        .invoke_async(&mut self.redis.clone())
+        .await
     }
 
     /// Checks a guess (its `mac`), bound to the send `bound_to` or to none; a right one
@@ -295,17 +427,19 @@ impl CodeRecords {
         claim: Uuid,
         rules: &GuessRules,
     ) -> redis::RedisResult<VerifyOutcome> {
-        VERIFY
-            .key(self.keys.otp(phone))
-            .key(self.keys.wrong_guesses(phone))
-            .arg(mac)
-            .arg(rules.max_attempts)
-            .arg(claim.to_string())
-            .arg(rules.claim_for.as_millis() as u64)
-            .arg(bound_to.map(|id| id.to_string()).unwrap_or_default())
-            .arg(rules.wrong_guesses_window.as_millis() as u64)
-            .invoke_async(&mut self.redis.clone())
-            .await
+        VerifyArgs {
+            mac,
+            max_attempts: rules.max_attempts,
+            claim,
+            claim_for: rules.claim_for,
+            bound_to,
+            wrong_guesses_window: rules.wrong_guesses_window,
+        }
+        .invocation()
+        .key(self.keys.otp(phone))
+        .key(self.keys.wrong_guesses(phone))
+        .invoke_async(&mut self.redis.clone())
+        .await
     }
 
     /// Spends or releases the code `claim` holds.
@@ -315,13 +449,9 @@ impl CodeRecords {
         claim: Uuid,
         how: Finish,
     ) -> redis::RedisResult<Finished> {
-        FINISH_VERIFY
+        FinishVerifyArgs { claim, how }
+            .invocation()
             .key(self.keys.otp(phone))
-            .arg(claim.to_string())
-            .arg(match how {
-                Finish::Spend => word::SPEND,
-                Finish::Release => word::RELEASE,
-            })
             .invoke_async(&mut self.redis.clone())
             .await
     }

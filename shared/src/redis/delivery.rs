@@ -7,27 +7,15 @@
 use std::time::Duration;
 
 use redis::{FromRedisValue, ParsingError, Value};
+use uuid::Uuid;
 
 use super::conn::RedisConn;
 use super::keys::Keys;
 use super::lease::Lease;
-use super::records::state;
-use super::scripts::{COUNT_CALL, END_DELIVERY, MARK_SENT, START_DELIVERY};
-use super::status::STATUS_TTL_SECONDS;
+use super::scripts::{Argv, COUNT_CALL, END_DELIVERY, Lua, MARK_SENT, START_DELIVERY, ScriptArgs};
+use super::status::{DeliveryState, STATUS_TTL_SECONDS};
+use super::words::delivery as word;
 use crate::job::SendJob;
-
-/// The words the delivery scripts exchange with Rust.
-pub(crate) mod word {
-    pub const DELIVERED: &str = "delivered";
-    pub const FAILED: &str = "failed";
-    pub const BUSY: &str = "busy";
-    pub const EXPIRED: &str = "expired";
-    pub const GONE: &str = "gone";
-    pub const PENDING: &str = "pending";
-    pub const DELETE: &str = "delete";
-    pub const EXPIRE: &str = "expire";
-    pub const KEEP: &str = "keep";
-}
 
 /// The reason a send that could not reach WATI before its code expired is given.
 pub const EXPIRED_REASON: &str = "Failed to send OTP";
@@ -93,6 +81,142 @@ pub enum Ending {
     Gone,
 }
 
+/// What end_delivery.lua does with the code record.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Retire {
+    /// Drops it: verify then answers "not found".
+    Delete,
+    /// Keeps the record without the code and ends its life now: verify answers
+    /// "expired".
+    Expire,
+    /// Leaves it alone: the code is no longer this send's.
+    Keep,
+}
+
+impl Retire {
+    fn word(self) -> &'static str {
+        match self {
+            Retire::Delete => word::DELETE,
+            Retire::Expire => word::EXPIRE,
+            Retire::Keep => word::KEEP,
+        }
+    }
+}
+
+/// start_delivery.lua's arguments (and the status's life, always
+/// [`STATUS_TTL_SECONDS`]).
+pub(crate) struct StartDeliveryArgs {
+    /// The job's code: anything else in the record means the job is gone.
+    pub code_id: Uuid,
+    /// The lease to take, and for how long.
+    pub lease_owner: Uuid,
+    pub lease_for: Duration,
+}
+
+impl ScriptArgs for StartDeliveryArgs {
+    fn script() -> &'static Lua {
+        &START_DELIVERY
+    }
+
+    fn write(&self, argv: &mut Argv) {
+        // Every field by name, so a field added here and not written does not compile.
+        let Self {
+            code_id,
+            lease_owner,
+            lease_for,
+        } = self;
+        argv.push(code_id.to_string())
+            .push(STATUS_TTL_SECONDS)
+            .push(lease_owner.to_string())
+            .push(lease_for.as_millis() as u64);
+    }
+}
+
+/// count_call.lua's argument: the status's life, always [`STATUS_TTL_SECONDS`].
+pub(crate) struct CountCallArgs;
+
+impl ScriptArgs for CountCallArgs {
+    fn script() -> &'static Lua {
+        &COUNT_CALL
+    }
+
+    fn write(&self, argv: &mut Argv) {
+        argv.push(STATUS_TTL_SECONDS);
+    }
+}
+
+/// mark_sent.lua's arguments (and the status's life, always [`STATUS_TTL_SECONDS`]).
+pub(crate) struct MarkSentArgs {
+    /// How long the delivered mark lives (whole seconds, at least one).
+    pub delivered_for: Duration,
+    /// The code the send was for: the record is marked delivered only if it still
+    /// holds it.
+    pub code_id: Uuid,
+    /// The lease to release, if still this delivery's.
+    pub lease_owner: Uuid,
+}
+
+impl ScriptArgs for MarkSentArgs {
+    fn script() -> &'static Lua {
+        &MARK_SENT
+    }
+
+    fn write(&self, argv: &mut Argv) {
+        let Self {
+            delivered_for,
+            code_id,
+            lease_owner,
+        } = self;
+        argv.push(delivered_for.as_secs().max(1))
+            .push(STATUS_TTL_SECONDS)
+            .push(code_id.to_string())
+            .push(lease_owner.to_string());
+    }
+}
+
+/// end_delivery.lua's arguments (and the status's life, always
+/// [`STATUS_TTL_SECONDS`]).
+pub(crate) struct EndDeliveryArgs<'a> {
+    /// The code the send was for: only that one is retired.
+    pub code_id: Uuid,
+    /// The final status, and why.
+    pub state: DeliveryState,
+    pub reason: &'a str,
+    /// WATI's own explanation, where it gave one.
+    pub info: Option<&'a str>,
+    /// Calls made just now, to count.
+    pub calls: u32,
+    /// The lease to release, if still this delivery's.
+    pub lease_owner: Uuid,
+    pub retire: Retire,
+}
+
+impl ScriptArgs for EndDeliveryArgs<'_> {
+    fn script() -> &'static Lua {
+        &END_DELIVERY
+    }
+
+    fn write(&self, argv: &mut Argv) {
+        let Self {
+            code_id,
+            state,
+            reason,
+            info,
+            calls,
+            lease_owner,
+            retire,
+        } = self;
+        argv.push(code_id.to_string())
+            .push(state.as_str())
+            .push(*reason)
+            .push(info.unwrap_or(""))
+            .push(*calls)
+            .push(STATUS_TTL_SECONDS)
+            .push(lease_owner.to_string())
+            .push(retire.word());
+    }
+}
+
 /// The worker's access to the records of a send.
 #[derive(Clone)]
 pub struct Ledger {
@@ -126,41 +250,43 @@ impl Ledger {
     /// Checks the job against the records; if it can be sent, takes `lease` and moves
     /// the status to `sending`.
     pub async fn start(&self, job: &SendJob, lease: &Lease) -> redis::RedisResult<Start> {
-        START_DELIVERY
-            .key(self.keys.otp(&job.phone))
-            .key(self.keys.delivered(&job.phone, job.request_id))
-            .key(self.keys.status(&job.phone, job.request_id))
-            .key(lease.key())
-            .arg(job.code_id.to_string())
-            .arg(STATUS_TTL_SECONDS)
-            .arg(lease.owner().to_string())
-            .arg(lease.ttl().as_millis() as u64)
-            .invoke_async(&mut self.redis.clone())
-            .await
+        StartDeliveryArgs {
+            code_id: job.code_id,
+            lease_owner: lease.owner(),
+            lease_for: lease.ttl(),
+        }
+        .invocation()
+        .key(self.keys.otp(&job.phone))
+        .key(self.keys.delivered(&job.phone, job.request_id))
+        .key(self.keys.status(&job.phone, job.request_id))
+        .key(lease.key())
+        .invoke_async(&mut self.redis.clone())
+        .await
     }
 
     /// Counts a call that did not end the send.
     pub async fn count_call(&self, job: &SendJob) -> redis::RedisResult<()> {
-        COUNT_CALL
+        CountCallArgs
+            .invocation()
             .key(self.keys.status(&job.phone, job.request_id))
-            .arg(STATUS_TTL_SECONDS)
             .invoke_async(&mut self.redis.clone())
             .await
     }
 
     /// Marks the send `sent` (its call counted) and remembers that WATI took it.
     pub async fn mark_sent(&self, job: &SendJob, lease: &Lease) -> redis::RedisResult<()> {
-        let () = MARK_SENT
-            .key(self.keys.delivered(&job.phone, job.request_id))
-            .key(self.keys.status(&job.phone, job.request_id))
-            .key(lease.key())
-            .key(self.keys.otp(&job.phone))
-            .arg(self.delivered_ttl.as_secs().max(1))
-            .arg(STATUS_TTL_SECONDS)
-            .arg(job.code_id.to_string())
-            .arg(lease.owner().to_string())
-            .invoke_async(&mut self.redis.clone())
-            .await?;
+        let () = MarkSentArgs {
+            delivered_for: self.delivered_ttl,
+            code_id: job.code_id,
+            lease_owner: lease.owner(),
+        }
+        .invocation()
+        .key(self.keys.delivered(&job.phone, job.request_id))
+        .key(self.keys.status(&job.phone, job.request_id))
+        .key(lease.key())
+        .key(self.keys.otp(&job.phone))
+        .invoke_async(&mut self.redis.clone())
+        .await?;
         self.no_longer_pending(job).await;
         Ok(())
     }
@@ -190,28 +316,29 @@ impl Ledger {
     ) -> redis::RedisResult<()> {
         let (state, reason, info, retire) = match ending {
             Ending::Failed { reason, info } => (
-                state::FAILED,
+                DeliveryState::Failed,
                 reason.as_str(),
                 info.as_deref(),
-                word::DELETE,
+                Retire::Delete,
             ),
-            Ending::Expired => (state::EXPIRED, EXPIRED_REASON, None, word::EXPIRE),
-            Ending::Gone => (state::EXPIRED, GONE_REASON, None, word::KEEP),
+            Ending::Expired => (DeliveryState::Expired, EXPIRED_REASON, None, Retire::Expire),
+            Ending::Gone => (DeliveryState::Expired, GONE_REASON, None, Retire::Keep),
         };
-        let () = END_DELIVERY
-            .key(self.keys.otp(&job.phone))
-            .key(self.keys.status(&job.phone, job.request_id))
-            .key(lease.key())
-            .arg(job.code_id.to_string())
-            .arg(state)
-            .arg(reason)
-            .arg(info.unwrap_or(""))
-            .arg(calls)
-            .arg(STATUS_TTL_SECONDS)
-            .arg(lease.owner().to_string())
-            .arg(retire)
-            .invoke_async(&mut self.redis.clone())
-            .await?;
+        let () = EndDeliveryArgs {
+            code_id: job.code_id,
+            state,
+            reason,
+            info,
+            calls,
+            lease_owner: lease.owner(),
+            retire,
+        }
+        .invocation()
+        .key(self.keys.otp(&job.phone))
+        .key(self.keys.status(&job.phone, job.request_id))
+        .key(lease.key())
+        .invoke_async(&mut self.redis.clone())
+        .await?;
         self.no_longer_pending(job).await;
         Ok(())
     }

@@ -11,7 +11,7 @@ use redis::{FromRedisValue, ParsingError, Value};
 use uuid::Uuid;
 
 use super::conn::RedisConn;
-use super::scripts::HOLD_LEASE;
+use super::scripts::{Argv, HOLD_LEASE, Lua, ScriptArgs};
 
 /// Who holds a lease, as the hold script finds it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +32,26 @@ impl FromRedisValue for Holding {
             -1 => Ok(Holding::Lapsed),
             other => Err(format!("hold_lease.lua answered {other}").into()),
         }
+    }
+}
+
+/// hold_lease.lua's arguments.
+pub(crate) struct HoldLeaseArgs {
+    /// Who must hold the lease for anything to change.
+    pub owner: Uuid,
+    /// How long from now it is held; zero releases it.
+    pub ttl: Duration,
+}
+
+impl ScriptArgs for HoldLeaseArgs {
+    fn script() -> &'static Lua {
+        &HOLD_LEASE
+    }
+
+    fn write(&self, argv: &mut Argv) {
+        // Every field by name, so a field added here and not written does not compile.
+        let Self { owner, ttl } = self;
+        argv.push(owner.to_string()).push(ttl.as_millis() as u64);
     }
 }
 
@@ -89,12 +109,14 @@ impl Lease {
     }
 
     async fn hold(&self, ttl: Duration) -> redis::RedisResult<Holding> {
-        HOLD_LEASE
-            .key(&self.key)
-            .arg(self.owner.to_string())
-            .arg(ttl.as_millis() as u64)
-            .invoke_async(&mut self.redis.clone())
-            .await
+        HoldLeaseArgs {
+            owner: self.owner,
+            ttl,
+        }
+        .invocation()
+        .key(&self.key)
+        .invoke_async(&mut self.redis.clone())
+        .await
     }
 
     /// Runs `work`, extending the lease every third of its life meanwhile, so a long

@@ -19,6 +19,7 @@ pub mod send_budget;
 pub mod sessions;
 pub mod status;
 pub mod wati_budget;
+mod words;
 
 pub use conn::{RedisConn, connect, is_outage};
 pub use keys::Keys;

@@ -9,21 +9,10 @@ use uuid::Uuid;
 
 use super::conn::RedisConn;
 use super::keys::Keys;
-use super::scripts::RECEIPT;
+use super::scripts::{Argv, Lua, RECEIPT, ScriptArgs};
 use super::status::StatusStore;
+use super::words::receipts as word;
 use crate::phone::PhoneNumber;
-
-/// The words the receipt script exchanges with Rust.
-pub(crate) mod word {
-    pub const SENT: &str = "sent";
-    pub const DELIVERED: &str = "delivered";
-    pub const READ: &str = "read";
-    pub const FAILED: &str = "failed";
-    pub const UNKNOWN: &str = "unknown";
-    pub const OTHER_PHONE: &str = "other_phone";
-    pub const UNCHANGED: &str = "unchanged";
-    pub const APPLIED: &str = "applied";
-}
 
 /// What WhatsApp did with a message, as far as a send's status follows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,6 +126,41 @@ impl FromRedisValue for ScriptReply {
     }
 }
 
+/// receipt.lua's arguments.
+pub(crate) struct ReceiptArgs<'a> {
+    /// The event, with WhatsApp's error code and reason for a failure (written as
+    /// `''` for any other event).
+    pub happened: Happened<'a>,
+    /// When it happened (Unix ms).
+    pub at_ms: u64,
+    /// The phone whose code record the call names: the send must be for it.
+    pub phone: &'a PhoneNumber,
+}
+
+impl ScriptArgs for ReceiptArgs<'_> {
+    fn script() -> &'static Lua {
+        &RECEIPT
+    }
+
+    fn write(&self, argv: &mut Argv) {
+        // Every field by name, so a field added here and not written does not compile.
+        let Self {
+            happened,
+            at_ms,
+            phone,
+        } = self;
+        let (code, reason) = match happened {
+            Happened::Failed { code, reason } => (*code, *reason),
+            _ => ("", ""),
+        };
+        argv.push(happened.word())
+            .push(*at_ms)
+            .push(code)
+            .push(reason)
+            .push(phone.as_str());
+    }
+}
+
 /// The sends receipts are applied to.
 #[derive(Clone)]
 pub struct ReceiptRecords {
@@ -206,20 +230,16 @@ impl ReceiptRecords {
         update: &ReceiptUpdate<'_>,
         phone: &PhoneNumber,
     ) -> redis::RedisResult<ScriptReply> {
-        let (code, reason) = match update.happened {
-            Happened::Failed { code, reason } => (code, reason),
-            _ => ("", ""),
-        };
-        RECEIPT
-            .key(self.keys.status(phone, update.request_id))
-            .key(self.keys.otp(phone))
-            .arg(update.happened.word())
-            .arg(update.at_ms)
-            .arg(code)
-            .arg(reason)
-            .arg(phone.as_str())
-            .invoke_async(&mut self.redis.clone())
-            .await
+        ReceiptArgs {
+            happened: update.happened,
+            at_ms: update.at_ms,
+            phone,
+        }
+        .invocation()
+        .key(self.keys.status(phone, update.request_id))
+        .key(self.keys.otp(phone))
+        .invoke_async(&mut self.redis.clone())
+        .await
     }
 }
 

@@ -6,6 +6,10 @@
 //!
 //! A status only moves forward: `{{state.ranks}}` is a Lua table of each state's rank,
 //! and every script that writes a state writes it only over a lower rank.
+//!
+//! The times in these records are Redis's clock, never a process's: `{{now_ms}}` is
+//! that clock in Unix ms, as a Lua expression, written once here for every script that
+//! reads the time (`{{now_us}}` in µs, for the WATI budgets' spacing).
 
 /// The code record of a phone (`Keys::otp`).
 pub mod code {
@@ -108,6 +112,22 @@ fn lua_ranks() -> String {
     format!("{{{}}}", entries.join(", "))
 }
 
+/// `{{now_ms}}` and `{{now_us}}`: Redis's clock as a Lua expression that calls `TIME`
+/// where the script reads it. (A function called at once: the expression needs the one
+/// reply of `TIME` twice, its seconds and its µs, and only a function can name it.)
+const CLOCK: &[(&str, &str)] = &[
+    (
+        "{{now_ms}}",
+        "(function() local t = redis.call('TIME') \
+         return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) end)()",
+    ),
+    (
+        "{{now_us}}",
+        "(function() local t = redis.call('TIME') \
+         return tonumber(t[1]) * 1000000 + tonumber(t[2]) end)()",
+    ),
+];
+
 /// Every placeholder a script may use, and what it stands for.
 const PLACEHOLDERS: &[(&str, &str)] = &[
     ("{{code.code_id}}", code::CODE_ID),
@@ -144,14 +164,17 @@ const PLACEHOLDERS: &[(&str, &str)] = &[
 ];
 
 /// The script with every placeholder replaced by its quoted Lua string (and
-/// `{{state.ranks}}` by the rank table).
+/// `{{state.ranks}}` by the rank table, the clock by its expression).
 pub(crate) fn render(template: &str) -> String {
-    PLACEHOLDERS
+    let named = PLACEHOLDERS
         .iter()
         .fold(template.to_owned(), |text, (placeholder, name)| {
             text.replace(placeholder, &format!("'{name}'"))
         })
-        .replace("{{state.ranks}}", &lua_ranks())
+        .replace("{{state.ranks}}", &lua_ranks());
+    CLOCK.iter().fold(named, |text, (placeholder, expression)| {
+        text.replace(placeholder, expression)
+    })
 }
 
 /// A Redis script built from a template (see the module comment).
@@ -193,6 +216,19 @@ mod tests {
         assert!(rendered.ends_with("['read'] = 4}"));
         for (name, _) in state::RANKS {
             assert!(rendered.contains(&format!("['{name}']")), "{name}");
+        }
+    }
+
+    #[test]
+    fn the_clock_becomes_one_call_of_time() {
+        for placeholder in ["{{now_ms}}", "{{now_us}}"] {
+            let rendered = render(&format!("local now = {placeholder}"));
+            assert_eq!(
+                rendered.matches("redis.call('TIME')").count(),
+                1,
+                "{rendered}"
+            );
+            assert!(!rendered.contains("{{"), "{rendered}");
         }
     }
 

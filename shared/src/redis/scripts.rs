@@ -1,18 +1,26 @@
 //! Every Lua script of the service, each loaded once from its template (field names
-//! filled in by [`records::render`]), with the words it exchanges with Rust. The tests
-//! below read every script: each placeholder must be a known field, and each quoted
-//! lower-case literal must be one of the script's declared words, which the Rust side
-//! takes from the same constants when it writes arguments and reads replies.
+//! filled in by [`records::render`]), with the words it exchanges with Rust (from
+//! `words`, which the typed calls read too), and the one way to call it: a typed
+//! arguments struct per script ([`ScriptArgs`]), the one place the order of its ARGV is
+//! written, as a mini-redis command owns the order of its frame. The tests below read
+//! every script: each placeholder must be a known field, each quoted lower-case literal
+//! must be one of the script's declared words, which the Rust side takes from the same
+//! constants when it writes arguments and reads replies, and the `ARGV[n]` a script
+//! reads must be exactly the arguments its struct writes.
 
-use std::ops::Deref;
 use std::sync::OnceLock;
 
-use redis::Script;
+use redis::{Script, ScriptInvocation, ToSingleRedisArg};
 
 use super::records;
+use super::words::codes as code_word;
+use super::words::delivery as delivery_word;
+use super::words::receipts as receipt_word;
+use super::words::wati_budget as budget_word;
 
 /// One script: its template, its words, and the script loaded from them on first use.
-/// (Its name and words are for the tests below, which read every script.)
+/// (Its name and words are for the tests below, which read every script.) It is called
+/// only through its [`ScriptArgs`], so no caller writes its ARGV by position.
 #[cfg_attr(
     not(test),
     expect(dead_code, reason = "name and words are read by the tests")
@@ -38,13 +46,46 @@ impl Lua {
             loaded: OnceLock::new(),
         }
     }
+
+    fn script(&self) -> &Script {
+        self.loaded.get_or_init(|| records::script(self.template))
+    }
 }
 
-impl Deref for Lua {
-    type Target = Script;
+/// A script's arguments as one typed value: its fields are named, and [`write`] pushes
+/// them in the script's ARGV order, the one place that order is written (a reorder
+/// between a caller and its script was a silent bug). Callers fill the struct by field
+/// name and add the keys.
+///
+/// [`write`]: ScriptArgs::write
+pub(crate) trait ScriptArgs {
+    /// The script these are the arguments of.
+    fn script() -> &'static Lua;
 
-    fn deref(&self) -> &Script {
-        self.loaded.get_or_init(|| records::script(self.template))
+    /// Pushes the arguments, `ARGV[1]` first.
+    fn write(&self, argv: &mut Argv);
+
+    /// A call of the script with these arguments; the caller adds its keys.
+    fn invocation(&self) -> ScriptInvocation<'static> {
+        let mut argv = Argv::default();
+        self.write(&mut argv);
+        let mut call = Self::script().script().prepare_invoke();
+        call.arg(argv.0);
+        call
+    }
+}
+
+/// The ARGV of one call, as a [`ScriptArgs`] writes it.
+#[derive(Default)]
+pub(crate) struct Argv(Vec<Vec<u8>>);
+
+impl Argv {
+    /// Appends the next argument. Only a value that is one Redis argument is taken (an
+    /// `Option` or a list would move every argument after it), so each push is one
+    /// `ARGV[n]`.
+    pub(crate) fn push(&mut self, value: impl ToSingleRedisArg) -> &mut Self {
+        value.write_redis_args(&mut self.0);
+        self
     }
 }
 
@@ -54,11 +95,6 @@ macro_rules! lua {
             Lua::new($file, include_str!(concat!("lua/", $file)), $words);
     };
 }
-
-use super::codes::word as code_word;
-use super::delivery::word as delivery_word;
-use super::receipts::word as receipt_word;
-use super::wati_budget::word as budget_word;
 
 // The api's: codes, limits and receipts.
 lua!(
@@ -150,8 +186,25 @@ lua!(HOLD_CALLS, "hold_calls.lua", &[]);
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use uuid::Uuid;
 
     use super::*;
+    use crate::phone::PhoneNumber;
+    use crate::redis::admission::AdmitArgs;
+    use crate::redis::client_limit::ClientLimitArgs;
+    use crate::redis::codes::{
+        Finish, FinishVerifyArgs, SendArgs, SendKind, UndoSendArgs, VerifyArgs,
+    };
+    use crate::redis::delivery::{
+        CountCallArgs, EndDeliveryArgs, MarkSentArgs, Retire, StartDeliveryArgs,
+    };
+    use crate::redis::lease::HoldLeaseArgs;
+    use crate::redis::receipts::{Happened, ReceiptArgs};
+    use crate::redis::send_budget::SendsPerMinuteArgs;
+    use crate::redis::status::DeliveryState;
+    use crate::redis::wati_budget::{ClaimBudgetArgs, HoldCallsArgs};
 
     const ALL: &[&Lua] = &[
         &SEND,
@@ -203,6 +256,19 @@ mod tests {
         }
     }
 
+    /// Redis's clock is written once, as `{{now_ms}}` (or `{{now_us}}`) in `records`:
+    /// a script that reads `TIME` itself has a copy that may drift from the others.
+    #[test]
+    fn no_script_reads_the_clock_itself() {
+        for lua in ALL {
+            assert!(
+                !lua.template.contains("TIME"),
+                "{}: read the clock with {{{{now_ms}}}}",
+                lua.name
+            );
+        }
+    }
+
     /// The quoted literals of a script, comments left out.
     fn literals(template: &str) -> Vec<String> {
         let mut found = Vec::new();
@@ -235,6 +301,154 @@ mod tests {
             let declared: BTreeSet<String> = lua.words.iter().map(|w| (*w).to_owned()).collect();
             assert_eq!(spelled, declared, "{}: words spelled vs declared", lua.name);
         }
+    }
+
+    /// The `ARGV[n]` a script reads, comments left out. Only literal indices can be
+    /// checked against its arguments struct, so any other use of `ARGV` fails here.
+    fn argv_read(template: &str) -> BTreeSet<usize> {
+        let mut read = BTreeSet::new();
+        for line in template.lines() {
+            let code = line.split("--").next().unwrap_or("");
+            for (at, _) in code.match_indices("ARGV") {
+                let rest = &code[at + "ARGV".len()..];
+                let index = rest
+                    .strip_prefix('[')
+                    .and_then(|inner| inner.split_once(']'))
+                    .and_then(|(digits, _)| digits.parse().ok());
+                match index {
+                    Some(n) => read.insert(n),
+                    None => panic!("ARGV not read as ARGV[<digits>] in {line:?}"),
+                };
+            }
+        }
+        read
+    }
+
+    /// The script an arguments struct is for, and how many arguments it writes.
+    fn written<A: ScriptArgs>(args: &A) -> (&'static str, usize) {
+        let mut argv = Argv::default();
+        args.write(&mut argv);
+        (A::script().name, argv.0.len())
+    }
+
+    /// One value of every arguments struct. The values do not matter: each push is one
+    /// argument (`Argv::push` takes nothing else) and no struct pushes conditionally.
+    fn every_args_struct() -> Vec<(&'static str, usize)> {
+        let phone = PhoneNumber::from_e164_digits("15550100000").expect("a phone");
+        let id = Uuid::nil();
+        let ms = Duration::from_millis(1);
+        vec![
+            written(&SendArgs {
+                code_id: id,
+                mac: b"mac",
+                sealed: b"sealed",
+                ttl: ms,
+                record_grace: ms,
+                cooldown: ms,
+                max_sends_per_code: 1,
+                phone_sends_per_hour: 1,
+                request_id: id,
+                phone: &phone,
+                digits: 6,
+                long_code_digits: 8,
+                wrong_guesses_per_phone: 1,
+            }),
+            written(&UndoSendArgs {
+                kind: SendKind::New,
+                code_id: id,
+                request_id: id,
+            }),
+            written(&VerifyArgs {
+                mac: b"mac",
+                max_attempts: 1,
+                claim: id,
+                claim_for: ms,
+                bound_to: None,
+                wrong_guesses_window: ms,
+            }),
+            written(&FinishVerifyArgs {
+                claim: id,
+                how: Finish::Spend,
+            }),
+            written(&ClientLimitArgs { limit: 1 }),
+            written(&AdmitArgs {
+                capacity: 1,
+                request_id: id,
+                life: ms,
+            }),
+            written(&SendsPerMinuteArgs { limit: 1 }),
+            written(&ReceiptArgs {
+                happened: Happened::Sent,
+                at_ms: 1,
+                phone: &phone,
+            }),
+            written(&StartDeliveryArgs {
+                code_id: id,
+                lease_owner: id,
+                lease_for: ms,
+            }),
+            written(&MarkSentArgs {
+                delivered_for: ms,
+                code_id: id,
+                lease_owner: id,
+            }),
+            written(&EndDeliveryArgs {
+                code_id: id,
+                state: DeliveryState::Failed,
+                reason: "reason",
+                info: None,
+                calls: 0,
+                lease_owner: id,
+                retire: Retire::Delete,
+            }),
+            written(&CountCallArgs),
+            written(&HoldLeaseArgs { owner: id, ttl: ms }),
+            written(&ClaimBudgetArgs {
+                call_interval: None,
+                messages_per_second: 0,
+                wanted: 1,
+            }),
+            written(&HoldCallsArgs { hold: ms }),
+        ]
+    }
+
+    /// A script reads `ARGV[1]` to `ARGV[n]`, each of them, and nothing above, where `n`
+    /// is what its arguments struct writes: an argument added or removed on one side
+    /// only fails here.
+    #[test]
+    fn every_script_reads_exactly_the_arguments_its_struct_writes() {
+        let structs = every_args_struct();
+        let mut covered: Vec<&str> = structs.iter().map(|(name, _)| *name).collect();
+        covered.sort();
+        let mut registered: Vec<&str> = ALL.iter().map(|lua| lua.name).collect();
+        registered.sort();
+        assert_eq!(covered, registered, "one arguments struct per script");
+        for (name, count) in structs {
+            let lua = ALL
+                .iter()
+                .find(|lua| lua.name == name)
+                .expect("a registered script");
+            let expected: BTreeSet<usize> = (1..=count).collect();
+            assert_eq!(
+                argv_read(lua.template),
+                expected,
+                "{name}: the ARGV it reads vs the {count} its struct writes"
+            );
+        }
+    }
+
+    #[test]
+    fn argv_indices_are_read_from_code_only() {
+        assert_eq!(
+            argv_read("local a = ARGV[2] -- not ARGV[9]\nreturn ARGV[10] .. ARGV[2]"),
+            BTreeSet::from([2, 10])
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "ARGV not read as ARGV[<digits>]")]
+    fn argv_read_by_a_computed_index_is_refused() {
+        argv_read("return ARGV[i]");
     }
 
     #[test]

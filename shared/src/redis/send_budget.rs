@@ -9,7 +9,7 @@ use redis::{FromRedisValue, ParsingError, Value};
 use super::codes::SendKind;
 use super::conn::RedisConn;
 use super::keys::Keys;
-use super::scripts::SENDS_PER_MINUTE;
+use super::scripts::{Argv, Lua, SENDS_PER_MINUTE, ScriptArgs};
 
 /// What counting a send got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +36,24 @@ impl FromRedisValue for Counted {
     }
 }
 
+/// sends_per_minute.lua's argument.
+pub(crate) struct SendsPerMinuteArgs {
+    /// The budget for this kind of send (new codes leave a tenth to re-sends).
+    pub limit: u64,
+}
+
+impl ScriptArgs for SendsPerMinuteArgs {
+    fn script() -> &'static Lua {
+        &SENDS_PER_MINUTE
+    }
+
+    fn write(&self, argv: &mut Argv) {
+        // Every field by name, so a field added here and not written does not compile.
+        let Self { limit } = self;
+        argv.push(*limit);
+    }
+}
+
 #[derive(Clone)]
 pub struct SendBudget {
     redis: RedisConn,
@@ -58,11 +76,13 @@ impl SendBudget {
         if self.per_minute == 0 {
             return Ok(Counted::Unlimited);
         }
-        SENDS_PER_MINUTE
-            .key(&self.key)
-            .arg(kind.share_of(u64::from(self.per_minute)))
-            .invoke_async(&mut self.redis.clone())
-            .await
+        SendsPerMinuteArgs {
+            limit: kind.share_of(u64::from(self.per_minute)),
+        }
+        .invocation()
+        .key(&self.key)
+        .invoke_async(&mut self.redis.clone())
+        .await
     }
 
     /// Takes back a send counted in `minute` that was not queued after all.

@@ -8,16 +8,9 @@ use redis::{FromRedisValue, ParsingError, Value};
 
 use super::conn::RedisConn;
 use super::keys::Keys;
-use super::scripts::{CLAIM_BUDGET, HOLD_CALLS};
+use super::scripts::{Argv, CLAIM_BUDGET, HOLD_CALLS, Lua, ScriptArgs};
+use super::words::wati_budget as word;
 use crate::budget::{Budgets, MESSAGE_WINDOW};
-
-/// The words the budget script exchanges with Rust.
-pub(crate) mod word {
-    pub const GRANTED: &str = "granted";
-    pub const WAIT: &str = "wait";
-    pub const CALLS: &str = "calls";
-    pub const MESSAGES: &str = "messages";
-}
 
 /// How long every worker holds its calls after a 429 that named no `Retry-After`.
 pub const HOLD_WITHOUT_RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -68,6 +61,52 @@ impl FromRedisValue for Claim {
     }
 }
 
+/// claim_budget.lua's arguments (and the message window, always [`MESSAGE_WINDOW`]).
+pub(crate) struct ClaimBudgetArgs {
+    /// The gap between two calls (`None`: no call limit, written as 0).
+    pub call_interval: Option<Duration>,
+    /// Recipients per message window (0: no limit).
+    pub messages_per_second: u32,
+    /// Recipients the call would carry.
+    pub wanted: u32,
+}
+
+impl ScriptArgs for ClaimBudgetArgs {
+    fn script() -> &'static Lua {
+        &CLAIM_BUDGET
+    }
+
+    fn write(&self, argv: &mut Argv) {
+        // Every field by name, so a field added here and not written does not compile.
+        let Self {
+            call_interval,
+            messages_per_second,
+            wanted,
+        } = self;
+        argv.push(call_interval.map_or(0, |i| i.as_micros() as u64))
+            .push(*messages_per_second)
+            .push(MESSAGE_WINDOW.as_micros() as u64)
+            .push(*wanted);
+    }
+}
+
+/// hold_calls.lua's argument.
+pub(crate) struct HoldCallsArgs {
+    /// How long from now no call leaves.
+    pub hold: Duration,
+}
+
+impl ScriptArgs for HoldCallsArgs {
+    fn script() -> &'static Lua {
+        &HOLD_CALLS
+    }
+
+    fn write(&self, argv: &mut Argv) {
+        let Self { hold } = self;
+        argv.push(hold.as_micros() as u64);
+    }
+}
+
 /// The shared budgets of one prefix.
 #[derive(Clone)]
 pub struct Budget {
@@ -93,16 +132,17 @@ impl Budget {
         if self.call_interval.is_none() && self.messages_per_second == 0 {
             return Ok(Claim::Granted { recipients: wanted });
         }
-        CLAIM_BUDGET
-            .key(self.keys.wati_calls())
-            .key(self.keys.whatsapp_messages())
-            .key(self.keys.whatsapp_messages_sum())
-            .arg(self.call_interval.map_or(0, |i| i.as_micros() as u64))
-            .arg(self.messages_per_second)
-            .arg(MESSAGE_WINDOW.as_micros() as u64)
-            .arg(wanted)
-            .invoke_async(&mut self.redis.clone())
-            .await
+        ClaimBudgetArgs {
+            call_interval: self.call_interval,
+            messages_per_second: self.messages_per_second,
+            wanted,
+        }
+        .invocation()
+        .key(self.keys.wati_calls())
+        .key(self.keys.whatsapp_messages())
+        .key(self.keys.whatsapp_messages_sum())
+        .invoke_async(&mut self.redis.clone())
+        .await
     }
 
     /// WATI answered 429: no worker makes a call for `hold` (WATI's `Retry-After`), so
@@ -113,9 +153,9 @@ impl Budget {
         if self.call_interval.is_none() {
             return Ok(());
         }
-        HOLD_CALLS
+        HoldCallsArgs { hold }
+            .invocation()
             .key(self.keys.wati_calls())
-            .arg(hold.as_micros() as u64)
             .invoke_async::<i64>(&mut self.redis.clone())
             .await
             .map(drop)

@@ -5,8 +5,7 @@
 -- KEYS: 1 pending sends (sorted set: request id scored by the Unix ms it stops counting)
 -- ARGV: 1 capacity for this send's code, 2 request id, 3 ms left of the code's life
 -- Returns {1, pending} when admitted (counting this one), {0, pending} when full.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = {{now_ms}}
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local pending = redis.call('ZCARD', KEYS[1])
 if pending >= tonumber(ARGV[1]) then

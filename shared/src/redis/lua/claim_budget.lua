@@ -8,8 +8,7 @@
 -- ARGV: 1 call interval µs (0: no call limit), 2 messages per window (0: no limit),
 --       3 message window µs, 4 recipients wanted
 -- Returns {'granted', recipients} or {'wait', µs, 'calls' or 'messages'}.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = {{now_us}}
 local interval = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])

@@ -1,8 +1,7 @@
 -- Counts a call to WATI that did not end the send (a transient failure).
 -- KEYS: 1 request status
 -- ARGV: 1 status ttl s
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = {{now_ms}}
 redis.call('HINCRBY', KEYS[1], {{status.attempts}}, 1)
 redis.call('HSET', KEYS[1], {{status.updated_at}}, now)
 redis.call('EXPIRE', KEYS[1], ARGV[1])

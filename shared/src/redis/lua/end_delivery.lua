@@ -13,8 +13,7 @@ local retire = ARGV[8]
 if retire ~= 'delete' and retire ~= 'expire' and retire ~= 'keep' then
   return redis.error_reply('end_delivery.lua: unknown way to retire ' .. retire)
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = {{now_ms}}
 local ours = redis.call('HGET', KEYS[1], {{code.code_id}}) == ARGV[1]
   and redis.call('HEXISTS', KEYS[1], {{code.delivered}}) == 0
 if ours and retire == 'delete' then

@@ -2,8 +2,7 @@
 -- call time of the shared budget (claim_budget.lua) later, never earlier.
 -- KEYS: 1 next call time (µs)
 -- ARGV: 1 hold µs
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = {{now_us}}
 local hold = tonumber(ARGV[1])
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if now + hold > current then

@@ -5,8 +5,7 @@
 -- of the api's admission count, a global key in another slot of a Redis Cluster.)
 -- KEYS: 1 delivered mark, 2 request status, 3 delivery lease, 4 code record
 -- ARGV: 1 delivered mark ttl s, 2 status ttl s, 3 code_id, 4 lease owner
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = {{now_ms}}
 redis.call('SET', KEYS[1], 1, 'EX', ARGV[1])
 local RANK = {{state.ranks}}
 local current = redis.call('HGET', KEYS[2], {{status.state}})

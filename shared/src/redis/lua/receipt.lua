@@ -12,8 +12,7 @@
 -- nothing done, call again with its own), 'unchanged' (nothing changed) or 'applied';
 -- the times in Unix ms (0 if unknown); first_* 1 when this receipt made the send
 -- delivered or read.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = {{now_ms}}
 local RANK = {{state.ranks}}
 local function rank(name)
   return RANK[name] or 0

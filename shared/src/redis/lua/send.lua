@@ -10,8 +10,7 @@
 --       7 max sends per code, 8 sends per phone per hour, 9 request id, 10 status ttl s,
 --       11 phone, 12 digits of the new code, 13 digits after too many wrong guesses,
 --       14 wrong guesses per phone before codes grow (0: never)
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = {{now_ms}}
 local hour_ms = 3600000
 
 local wait = redis.call('PTTL', KEYS[2])

@@ -4,8 +4,7 @@
 -- KEYS: 1 counts (hash: minute number -> sends)
 -- ARGV: 1 the limit for this kind of send (new codes leave a tenth to re-sends)
 -- Returns {1, minute} when counted (the minute to give it back to), {0, ms to wait}.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = {{now_ms}}
 local minute = math.floor(now / 60000)
 local into = (now % 60000) / 60000
 local current = tonumber(redis.call('HGET', KEYS[1], minute) or '0')

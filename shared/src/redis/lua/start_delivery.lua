@@ -8,8 +8,7 @@
 -- ARGV: 1 code_id, 2 status ttl s, 3 lease owner, 4 lease ms
 -- Returns {'delivered'}, {'failed', reason}, {'gone'}, {'expired'}, {'busy'} or
 -- {'pending', sealed, ms left}.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = {{now_ms}}
 if redis.call('EXISTS', KEYS[2]) == 1 then
   return {'delivered'}
 end

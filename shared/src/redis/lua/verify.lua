@@ -12,8 +12,7 @@
 -- ARGV: 1 mac of the guess, 2 max attempts, 3 claim token, 4 claim ms,
 --       5 request id of the send the guess is bound to ('' for none),
 --       6 ms the phone's count lives after its last wrong guess
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = {{now_ms}}
 local max = tonumber(ARGV[2])
 local rec = redis.call('HMGET', KEYS[1], {{code.mac}}, {{code.expires_at}}, {{code.locked}})
 if not rec[2] then
