@@ -16,9 +16,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
+use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
 
@@ -91,10 +92,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(max_connections.max(1)));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    // The connection's own reads bound the head and idle waits (GuardedIo).
-    builder.header_read_timeout(None);
-    let builder = Arc::new(builder);
+    let builder = Arc::new(connection_builder());
     tokio::pin!(shutdown);
     loop {
         // A permit first: past the cap, new connections wait in the listen backlog.
@@ -134,14 +132,27 @@ pub async fn serve(
     Ok(())
 }
 
-async fn serve_connection(
-    builder: &hyper::server::conn::http1::Builder,
-    stream: TcpStream,
+/// How every connection is served: HTTP/1, without hyper's own head timeout.
+fn connection_builder() -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    // The connection's own reads bound the head and idle waits (GuardedIo).
+    builder.header_read_timeout(None);
+    builder
+}
+
+/// Serves the requests of one connection (a `TcpStream`, or an in-memory stream in
+/// tests) until the client closes it, a wait runs past its timeout, or `stopping`
+/// turns true and the request in flight, if any, is answered.
+async fn serve_connection<S>(
+    builder: &http1::Builder,
+    stream: S,
     peer: SocketAddr,
     app: Router,
     timeouts: Timeouts,
     mut stopping: watch::Receiver<bool>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let clock = Clock::new();
     let service = hyper::service::service_fn({
         let clock = clock.clone();
