@@ -146,6 +146,9 @@ pub struct ApiConfig {
     pub http_max_connections: usize,
     /// The public listener's waits (`HTTP_IDLE_TIMEOUT_SECONDS` for an idle connection).
     pub http_timeouts: otp_shared::http::Timeouts,
+    /// The metrics listener's waits: always [`otp_shared::http::TIMEOUTS`], but a field,
+    /// so that tests can shorten them as they do the public listener's.
+    pub metrics_timeouts: otp_shared::http::Timeouts,
     pub otp_max_attempts: u32,
     pub wrong_guesses_per_phone: u32,
     pub otp_length: u32,
@@ -257,6 +260,7 @@ impl ApiArgs {
                 idle: Duration::from_secs(self.http_idle_timeout_seconds),
                 ..otp_shared::http::TIMEOUTS
             },
+            metrics_timeouts: otp_shared::http::TIMEOUTS,
             otp_max_attempts: self.otp_max_attempts,
             wrong_guesses_per_phone: self.wrong_guesses_per_phone,
             otp_length: self.otp_length,

@@ -200,6 +200,7 @@ pub async fn run(
         tokio::spawn(otp_shared::metrics::serve(
             metrics_listener,
             metrics,
+            config.metrics_timeouts,
             async move {
                 let _ = stop.wait_for(|stopping| *stopping).await;
             },

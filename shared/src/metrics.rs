@@ -177,10 +177,12 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
-/// Serves `/metrics` (Prometheus text) and `/healthz` on `listener` until `shutdown`.
+/// Serves `/metrics` (Prometheus text) and `/healthz` on `listener`, with `timeouts`
+/// (the processes pass [`crate::http::TIMEOUTS`]; tests, shorter ones), until `shutdown`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     handle: PrometheusHandle,
+    timeouts: crate::http::Timeouts,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let upkeep = {
@@ -196,14 +198,8 @@ pub async fn serve(
     let app = Router::new()
         .route("/metrics", get(move || async move { handle.render() }))
         .route("/healthz", get(|| async { "ok" }));
-    let served = crate::http::serve(
-        listener,
-        app,
-        METRICS_MAX_CONNECTIONS,
-        crate::http::TIMEOUTS,
-        shutdown,
-    )
-    .await;
+    let served =
+        crate::http::serve(listener, app, METRICS_MAX_CONNECTIONS, timeouts, shutdown).await;
     upkeep.abort();
     served
 }

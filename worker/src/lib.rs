@@ -75,6 +75,7 @@ pub async fn run(
         tokio::spawn(otp_shared::metrics::serve(
             metrics_listener,
             metrics,
+            otp_shared::http::TIMEOUTS,
             async move {
                 let _ = stop.wait_for(|stopping| *stopping).await;
             },

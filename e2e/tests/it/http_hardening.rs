@@ -1,12 +1,15 @@
 //! Slow and greedy clients against the real api: a request head or body that does not
 //! arrive in time, or a keep-alive connection left idle, is closed within the timeout
 //! while `/healthz` keeps answering; connections are capped; and a body far over the
-//! limit gets a 413 the client can read while it is still writing.
+//! limit gets a 413 the client can read while it is still writing. The timeout tests
+//! run the api with short timeouts ([`SHORT`]): the same code, smaller numbers;
+//! `otp_shared::http`'s unit tests check each wait to the millisecond with paused time.
 
 use std::time::{Duration, Instant};
 
+use otp_api::config::ApiConfig;
 use otp_e2e::{DEADLINE, TestEnv};
-use otp_shared::http::TIMEOUTS;
+use otp_shared::http::{TIMEOUTS, Timeouts};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -15,6 +18,26 @@ use tokio::net::TcpStream;
 const SLOW: usize = 40;
 /// How much later than its timeout a slow connection may be closed.
 const GRACE: Duration = Duration::from_secs(3);
+/// The waits of the api under the timeout tests: those of production, a fifth as long,
+/// so that each test waits 2 s instead of 10.
+const SHORT: Timeouts = Timeouts {
+    head: Duration::from_secs(2),
+    body: Duration::from_secs(2),
+    write: Duration::from_secs(2),
+    ..TIMEOUTS
+};
+/// How much earlier than its timeout a connection may be seen closed, because the
+/// server's clock starts a little before the test's: a tenth of the timeout, as 1 s was
+/// of the production timeouts.
+const EARLY: Duration = Duration::from_millis(200);
+
+/// The api's settings for this test with [`SHORT`] waits on both its listeners.
+fn with_short_timeouts(env: &TestEnv) -> ApiConfig {
+    let mut config = env.api_config();
+    config.http_timeouts = SHORT;
+    config.metrics_timeouts = SHORT;
+    config
+}
 
 fn host_port(url: &str) -> String {
     url.trim_start_matches("http://").to_owned()
@@ -64,7 +87,7 @@ async fn healthz_answers_at_once(env: &TestEnv, base: &str) {
 #[tokio::test]
 async fn slow_heads_and_bodies_are_cut_off_in_time_and_healthz_keeps_answering() {
     let mut env = TestEnv::new().await;
-    let api = env.start_api().await;
+    let api = env.start_api_with(with_short_timeouts(&env)).await;
     let opened = Instant::now();
     let mut heads = Vec::new();
     let mut bodies = Vec::new();
@@ -92,7 +115,7 @@ async fn slow_heads_and_bodies_are_cut_off_in_time_and_healthz_keeps_answering()
     healthz_answers_at_once(&env, &env.api_url).await;
     healthz_answers_at_once(&env, &api.metrics_url).await;
 
-    let head_deadline = opened + TIMEOUTS.head + GRACE;
+    let head_deadline = opened + SHORT.head + GRACE;
     // A new connection owes its first head within the head timeout, bytes or not.
     for stream in heads
         .iter_mut()
@@ -103,14 +126,14 @@ async fn slow_heads_and_bodies_are_cut_off_in_time_and_healthz_keeps_answering()
         assert!(
             answer.is_some(),
             "a trickled head still open after {:?}",
-            TIMEOUTS.head
+            SHORT.head
         );
     }
-    let body_deadline = opened + TIMEOUTS.body + GRACE;
+    let body_deadline = opened + SHORT.body + GRACE;
     for stream in &mut bodies {
         let answer = closed_by(stream, body_deadline)
             .await
-            .unwrap_or_else(|| panic!("a trickled body still open after {:?}", TIMEOUTS.body));
+            .unwrap_or_else(|| panic!("a trickled body still open after {:?}", SHORT.body));
         assert!(
             answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
             "a trickled body gets a client error, if anything: {answer}"
@@ -122,9 +145,9 @@ async fn slow_heads_and_bodies_are_cut_off_in_time_and_healthz_keeps_answering()
 #[tokio::test]
 async fn an_idle_kept_alive_connection_lasts_the_idle_timeout_then_closes() {
     let mut env = TestEnv::new().await;
-    let mut config = env.api_config();
+    let mut config = with_short_timeouts(&env);
     // Longer than the head timeout, to tell the two apart.
-    let idle = TIMEOUTS.head + Duration::from_secs(2);
+    let idle = SHORT.head + Duration::from_secs(2);
     config.http_timeouts.idle = idle;
     let _api = env.start_api_with(config).await;
     let mut stream = stalled(&env.api_url, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
@@ -135,7 +158,7 @@ async fn an_idle_kept_alive_connection_lasts_the_idle_timeout_then_closes() {
     // Past the head timeout, the idle connection is still there...
     let still_open = closed_by(
         &mut stream,
-        answered + TIMEOUTS.head + Duration::from_millis(500),
+        answered + SHORT.head + Duration::from_millis(500),
     )
     .await;
     assert!(still_open.is_none(), "closed before the idle timeout");
@@ -156,13 +179,13 @@ async fn an_idle_kept_alive_connection_lasts_the_idle_timeout_then_closes() {
             .is_some(),
         "the idle connection closed"
     );
-    assert!(answered.elapsed() >= idle - Duration::from_secs(1));
+    assert!(answered.elapsed() >= idle - EARLY);
 }
 
 #[tokio::test]
 async fn a_body_trickled_byte_by_byte_is_cut_off_at_the_body_timeout() {
     let mut env = TestEnv::new().await;
-    let _api = env.start_api().await;
+    let _api = env.start_api_with(with_short_timeouts(&env)).await;
     let mut stream = stalled(
         &env.api_url,
         "POST /api/auth/send-otp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
@@ -170,7 +193,7 @@ async fn a_body_trickled_byte_by_byte_is_cut_off_at_the_body_timeout() {
     )
     .await;
     let started = Instant::now();
-    let deadline = started + TIMEOUTS.body + GRACE;
+    let deadline = started + SHORT.body + GRACE;
     // A byte every half second: each chunk comes well within any per-chunk timeout.
     let mut closed = false;
     while Instant::now() < deadline {
@@ -186,25 +209,21 @@ async fn a_body_trickled_byte_by_byte_is_cut_off_at_the_body_timeout() {
             break;
         }
     }
-    assert!(
-        closed,
-        "a trickled body still open after {:?}",
-        TIMEOUTS.body
-    );
-    assert!(started.elapsed() >= TIMEOUTS.body - Duration::from_secs(1));
+    assert!(closed, "a trickled body still open after {:?}", SHORT.body);
+    assert!(started.elapsed() >= SHORT.body - EARLY);
 }
 
 #[tokio::test]
 async fn a_client_that_reads_none_of_its_answers_is_cut_off() {
     let mut env = TestEnv::new().await;
-    let _api = env.start_api().await;
+    let _api = env.start_api_with(with_short_timeouts(&env)).await;
     let stream = stalled(&env.api_url, "").await;
     let (_reader, mut writer) = stream.into_split();
     let started = Instant::now();
     // Pipelined requests, and never a read: the answers pile up until the server's
     // writes stall, and then it must let go.
     let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".repeat(64);
-    let written = tokio::time::timeout(TIMEOUTS.write + GRACE + Duration::from_secs(10), async {
+    let written = tokio::time::timeout(SHORT.write + GRACE + Duration::from_secs(10), async {
         while writer.write_all(&request).await.is_ok() {}
     })
     .await;
@@ -212,7 +231,7 @@ async fn a_client_that_reads_none_of_its_answers_is_cut_off() {
         written.is_ok(),
         "the server still took requests from a client that reads nothing"
     );
-    assert!(started.elapsed() >= TIMEOUTS.write - Duration::from_secs(1));
+    assert!(started.elapsed() >= SHORT.write - EARLY);
     healthz_answers_at_once(&env, &env.api_url).await;
 }
 

@@ -16,9 +16,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
+use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
 
@@ -91,10 +92,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(max_connections.max(1)));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    // The connection's own reads bound the head and idle waits (GuardedIo).
-    builder.header_read_timeout(None);
-    let builder = Arc::new(builder);
+    let builder = Arc::new(connection_builder());
     tokio::pin!(shutdown);
     loop {
         // A permit first: past the cap, new connections wait in the listen backlog.
@@ -134,14 +132,27 @@ pub async fn serve(
     Ok(())
 }
 
-async fn serve_connection(
-    builder: &hyper::server::conn::http1::Builder,
-    stream: TcpStream,
+/// How every connection is served: HTTP/1, without hyper's own head timeout.
+fn connection_builder() -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    // The connection's own reads bound the head and idle waits (GuardedIo).
+    builder.header_read_timeout(None);
+    builder
+}
+
+/// Serves the requests of one connection (a `TcpStream`, or an in-memory stream in
+/// tests) until the client closes it, a wait runs past its timeout, or `stopping`
+/// turns true and the request in flight, if any, is answered.
+async fn serve_connection<S>(
+    builder: &http1::Builder,
+    stream: S,
     peer: SocketAddr,
     app: Router,
     timeouts: Timeouts,
     mut stopping: watch::Receiver<bool>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let clock = Clock::new();
     let service = hyper::service::service_fn({
         let clock = clock.clone();
@@ -218,6 +229,9 @@ async fn close<S: AsyncRead + AsyncWrite + Unpin>(
 
 #[cfg(test)]
 mod tests {
+    use axum::routing::{get, post};
+    use tokio::io::{DuplexStream, WriteHalf};
+
     use super::*;
 
     /// The far end of a closed connection: what it could still write, and whether it
@@ -265,6 +279,179 @@ mod tests {
             (LINGER_BYTES..LINGER_BYTES + (1 << 20)).contains(&written),
             "{written}"
         );
+    }
+
+    /// Distinct waits, so that a test can tell which one ended a connection.
+    const T: Timeouts = Timeouts {
+        head: Duration::from_secs(10),
+        idle: Duration::from_secs(60),
+        body: Duration::from_secs(7),
+        write: Duration::from_secs(5),
+    };
+    const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    /// The client's end of a connection served by `serve_connection` over an in-memory
+    /// stream, and the sender of its stop signal.
+    fn connect() -> (DuplexStream, watch::Sender<bool>) {
+        let app = Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/echo", post(|body: String| async move { body }))
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(20)).await;
+                    "done"
+                }),
+            );
+        let (server, client) = tokio::io::duplex(64 * 1024);
+        let (stop, stopping) = watch::channel(false);
+        let peer = SocketAddr::from(([127, 0, 0, 1], 40000));
+        tokio::spawn(async move {
+            serve_connection(&connection_builder(), server, peer, app, T, stopping).await;
+        });
+        (client, stop)
+    }
+
+    /// Sends `bytes` over and over, a byte a second (the first at once), until the server
+    /// stops taking them.
+    fn trickle(mut writer: WriteHalf<DuplexStream>, bytes: &'static [u8]) {
+        tokio::spawn(async move {
+            for byte in bytes.iter().cycle() {
+                if writer.write_all(&[*byte]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+
+    /// Reads one answer whose body is `ending`.
+    async fn answer(client: &mut (impl AsyncRead + Unpin), ending: &str) -> String {
+        let mut read = Vec::new();
+        let mut buffer = [0u8; 1024];
+        while !read.ends_with(ending.as_bytes()) {
+            let n = client.read(&mut buffer).await.expect("an answer");
+            assert!(
+                n > 0,
+                "closed in an answer: {}",
+                String::from_utf8_lossy(&read)
+            );
+            read.extend_from_slice(&buffer[..n]);
+        }
+        String::from_utf8_lossy(&read).into_owned()
+    }
+
+    /// Reads until the server closes the connection; what came before. Fails if it is
+    /// still open after ten minutes.
+    async fn closed(client: &mut (impl AsyncRead + Unpin)) -> String {
+        let mut read = Vec::new();
+        let reading = tokio::time::timeout(Duration::from_secs(600), client.read_to_end(&mut read));
+        assert!(reading.await.is_ok(), "still open after ten minutes");
+        String::from_utf8_lossy(&read).into_owned()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_trickled_byte_by_byte_is_cut_at_the_head_timeout() {
+        let (client, _stop) = connect();
+        let started = tokio::time::Instant::now();
+        let (mut reader, writer) = tokio::io::split(client);
+        trickle(
+            writer,
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaa",
+        );
+        assert_eq!(closed(&mut reader).await, "", "no answer");
+        assert_eq!(started.elapsed(), T.head);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_kept_alive_connection_is_cut_at_the_idle_timeout_not_the_head_one() {
+        let (mut client, _stop) = connect();
+        client.write_all(HEALTHZ).await.expect("send a request");
+        assert!(answer(&mut client, "ok").await.starts_with("HTTP/1.1 200"));
+        // Past the head timeout the connection is still there, and takes a request.
+        tokio::time::sleep(T.head + Duration::from_secs(1)).await;
+        client.write_all(HEALTHZ).await.expect("send a request");
+        assert!(answer(&mut client, "ok").await.starts_with("HTTP/1.1 200"));
+        let answered = tokio::time::Instant::now();
+        assert_eq!(closed(&mut client).await, "");
+        assert_eq!(answered.elapsed(), T.idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_kept_alive_connection_owes_its_next_head_within_the_head_timeout_of_its_first_byte()
+    {
+        let (mut client, _stop) = connect();
+        client.write_all(HEALTHZ).await.expect("send a request");
+        assert!(answer(&mut client, "ok").await.starts_with("HTTP/1.1 200"));
+        tokio::time::sleep(T.idle - Duration::from_secs(5)).await;
+        let first_byte = tokio::time::Instant::now();
+        let (mut reader, writer) = tokio::io::split(client);
+        trickle(
+            writer,
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaa",
+        );
+        assert_eq!(closed(&mut reader).await, "");
+        assert_eq!(first_byte.elapsed(), T.head);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_trickled_byte_by_byte_is_cut_at_the_body_timeout() {
+        let (mut client, _stop) = connect();
+        client
+            .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+            .await
+            .expect("send a request");
+        let started = tokio::time::Instant::now();
+        let (mut reader, writer) = tokio::io::split(client);
+        trickle(writer, b" ");
+        let answer = closed(&mut reader).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.ends_with("did not arrive in time"), "{answer}");
+        assert_eq!(started.elapsed(), T.body);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_reads_none_of_its_answers_is_cut_at_the_write_timeout() {
+        let (client, _stop) = connect();
+        let started = tokio::time::Instant::now();
+        let (_reader, mut writer) = tokio::io::split(client);
+        let requests = HEALTHZ.repeat(64);
+        let writing = tokio::time::timeout(Duration::from_secs(600), async {
+            while writer.write_all(&requests).await.is_ok() {}
+        });
+        assert!(
+            writing.await.is_ok(),
+            "still taking requests after ten minutes"
+        );
+        assert_eq!(started.elapsed(), T.write);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_lets_the_request_in_flight_finish_then_closes() {
+        let (mut client, stop) = connect();
+        client
+            .write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("send a request");
+        let started = tokio::time::Instant::now();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stop.send(true).expect("the connection listens");
+        let answer = closed(&mut client).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains("connection: close"), "{answer}");
+        assert!(answer.ends_with("done"), "{answer}");
+        assert_eq!(started.elapsed(), Duration::from_secs(20));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_closes_an_idle_connection_at_once() {
+        let (mut client, stop) = connect();
+        client.write_all(HEALTHZ).await.expect("send a request");
+        assert!(answer(&mut client, "ok").await.starts_with("HTTP/1.1 200"));
+        let stopped = tokio::time::Instant::now();
+        stop.send(true).expect("the connection listens");
+        assert_eq!(closed(&mut client).await, "");
+        assert_eq!(stopped.elapsed(), Duration::ZERO);
     }
 
     #[test]

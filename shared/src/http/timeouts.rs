@@ -304,3 +304,234 @@ where
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    /// Distinct waits, so that a test can tell which one ended a connection.
+    const T: Timeouts = Timeouts {
+        head: Duration::from_secs(10),
+        idle: Duration::from_secs(60),
+        body: Duration::from_secs(7),
+        write: Duration::from_secs(5),
+    };
+
+    /// When `clock`'s connection is overdue, and why.
+    fn watchdog(clock: &Arc<Clock>) -> tokio::task::JoinHandle<(Instant, &'static str)> {
+        let clock = clock.clone();
+        tokio::spawn(async move {
+            let why = clock.overdue(T).await;
+            (Instant::now(), why)
+        })
+    }
+
+    /// The server's side of a connection, read through `clock`, and the client's.
+    fn connection(clock: &Arc<Clock>) -> (GuardedIo<DuplexStream>, DuplexStream) {
+        let (server, client) = tokio::io::duplex(1024);
+        (GuardedIo::new(server, clock.clone(), T.write), client)
+    }
+
+    /// The client sends `bytes` and the server reads them.
+    async fn send(server: &mut GuardedIo<DuplexStream>, client: &mut DuplexStream, bytes: &[u8]) {
+        client.write_all(bytes).await.expect("send");
+        let mut read = vec![0; bytes.len()];
+        server.read_exact(&mut read).await.expect("receive");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_connection_owes_its_whole_first_head_within_the_head_timeout() {
+        let clock = Clock::new();
+        let started = Instant::now();
+        let overdue = watchdog(&clock);
+        let (mut server, mut client) = connection(&clock);
+        // A byte a second: every read comes well within any per-read timeout.
+        for byte in b"GET / HTTP/1.1\r\nHo" {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            send(&mut server, &mut client, &[*byte]).await;
+            if overdue.is_finished() {
+                break;
+            }
+        }
+        let (at, why) = overdue.await.expect("the watchdog");
+        assert_eq!(at - started, T.head);
+        assert_eq!(why, "no whole request head in time");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_new_connection_is_cut_at_the_head_timeout() {
+        let clock = Clock::new();
+        let started = Instant::now();
+        assert_eq!(clock.overdue(T).await, "no whole request head in time");
+        assert_eq!(started.elapsed(), T.head);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_kept_alive_idle_connection_is_cut_at_the_idle_timeout() {
+        let clock = Clock::new();
+        clock.serving();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        clock.served();
+        let answered = Instant::now();
+        assert_eq!(clock.overdue(T).await, "idle for too long");
+        assert_eq!(answered.elapsed(), T.idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_byte_of_a_next_head_starts_the_head_timeout() {
+        let clock = Clock::new();
+        let (mut server, mut client) = connection(&clock);
+        clock.serving();
+        clock.served();
+        let overdue = watchdog(&clock);
+        tokio::time::sleep(T.idle - Duration::from_secs(5)).await;
+        send(&mut server, &mut client, b"G").await;
+        let first_byte = Instant::now();
+        // Later bytes do not move the deadline.
+        for byte in b"ET / HTTP/1.1\r\n" {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            send(&mut server, &mut client, &[*byte]).await;
+        }
+        let (at, why) = overdue.await.expect("the watchdog");
+        assert_eq!(at - first_byte, T.head, "not the idle timeout's end");
+        assert_eq!(why, "no whole request head in time");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_with_the_service_holds_no_deadline() {
+        let clock = Clock::new();
+        let (mut server, mut client) = connection(&clock);
+        clock.serving();
+        // Its body's bytes do not start a head either.
+        send(&mut server, &mut client, b"{\"phone\":").await;
+        let waited = tokio::time::timeout(10 * T.idle, clock.overdue(T)).await;
+        assert!(waited.is_err(), "cut while the service had the request");
+        // Once it is answered, the idle timeout runs.
+        clock.served();
+        let answered = Instant::now();
+        assert_eq!(clock.overdue(T).await, "idle for too long");
+        assert_eq!(answered.elapsed(), T.idle);
+    }
+
+    /// A request body whose chunks come from a channel, as a client sends them.
+    struct Trickled(mpsc::Receiver<Bytes>);
+
+    impl Body for Trickled {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            self.0
+                .poll_recv(cx)
+                .map(|chunk| chunk.map(|chunk| Ok(Frame::data(chunk))))
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.0.is_closed() && self.0.is_empty()
+        }
+    }
+
+    /// A body that gets a byte every `every`, `bytes` of them, then ends.
+    fn trickled(every: Duration, bytes: usize) -> Trickled {
+        let (tx, rx) = mpsc::channel(1);
+        tokio::spawn(async move {
+            for _ in 0..bytes {
+                tokio::time::sleep(every).await;
+                if tx.send(Bytes::from_static(b" ")).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Trickled(rx)
+    }
+
+    /// The bytes read from `body` before it ended, and how it ended.
+    async fn read_all<B: Body<Data = Bytes> + Unpin>(mut body: B) -> (usize, Result<(), B::Error>) {
+        let mut read = 0;
+        loop {
+            match std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+                None => return (read, Ok(())),
+                Some(Err(e)) => return (read, Err(e)),
+                Some(Ok(frame)) => read += frame.into_data().map_or(0, |data| data.len()),
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_trickled_byte_by_byte_fails_at_the_body_timeout() {
+        let clock = Clock::new();
+        let started = Instant::now();
+        let body = DeadlineBody::new(
+            trickled(Duration::from_secs(1), 1000),
+            T.body,
+            clock.clone(),
+        );
+        let (read, ended) = read_all(body).await;
+        assert!(ended.is_err_and(|e| e.is::<BodyTooSlow>()));
+        assert_eq!(started.elapsed(), T.body);
+        assert_eq!(read, 6, "the bytes that came in time were read");
+        assert!(clock.body_left_unread());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_whole_within_the_body_timeout_is_read_to_its_end() {
+        let clock = Clock::new();
+        let body = DeadlineBody::new(trickled(Duration::from_secs(1), 6), T.body, clock.clone());
+        let (read, ended) = read_all(body).await;
+        assert!(ended.is_ok());
+        assert_eq!(read, 6);
+        assert!(!clock.body_left_unread());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_dropped_before_its_end_is_left_unread() {
+        let clock = Clock::new();
+        drop(DeadlineBody::new(
+            trickled(Duration::from_secs(1), 6),
+            T.body,
+            clock.clone(),
+        ));
+        assert!(clock.body_left_unread());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_that_makes_no_progress_fails_at_the_write_timeout() {
+        let clock = Clock::new();
+        let (mut server, _client) = connection(&clock);
+        let started = Instant::now();
+        let written = server.write_all(&[b'x'; 4096]).await;
+        assert!(written.is_err_and(|e| e.kind() == std::io::ErrorKind::TimedOut));
+        assert_eq!(started.elapsed(), T.write);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_that_progresses_slowly_does_not_fail() {
+        let clock = Clock::new();
+        let (mut server, mut client) = connection(&clock);
+        // The client takes 256 bytes at a time, each a little before the write timeout.
+        let reading = tokio::spawn(async move {
+            let mut chunk = [0; 256];
+            let mut read = 0;
+            loop {
+                tokio::time::sleep(T.write - Duration::from_millis(1)).await;
+                match client.read(&mut chunk).await.expect("receive") {
+                    0 => return read,
+                    n => read += n,
+                }
+            }
+        });
+        let started = Instant::now();
+        server.write_all(&[b'x'; 4096]).await.expect("the write");
+        assert!(started.elapsed() > 2 * T.write, "the write took long");
+        server.shutdown().await.expect("the end");
+        assert_eq!(reading.await.expect("the reader"), 4096);
+    }
+}
