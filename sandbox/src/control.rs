@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{Sandbox, ScriptedReply, Template};
+use crate::{Population, Sandbox, ScriptedReply, Template};
 
 #[derive(Deserialize)]
 pub(crate) struct PhoneQuery {
@@ -76,6 +76,27 @@ pub(crate) async fn set_templates(
 ) -> StatusCode {
     sandbox.set_templates(templates);
     StatusCode::NO_CONTENT
+}
+
+pub(crate) async fn population(State(sandbox): State<Sandbox>) -> Json<Population> {
+    Json(sandbox.population())
+}
+
+/// Replaces the shares of numbers not on WhatsApp, failed and without receipts.
+pub(crate) async fn set_population(
+    State(sandbox): State<Sandbox>,
+    Json(population): Json<Population>,
+) -> Response {
+    match sandbox.set_population(population) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response(),
+    }
+}
+
+/// What the population makes of one number.
+pub(crate) async fn fate(State(sandbox): State<Sandbox>, Path(phone): Path<String>) -> Json<Value> {
+    let fate = sandbox.population().fate(&phone);
+    Json(json!({ "phone": phone, "fate": fate }))
 }
 
 pub(crate) async fn reset(State(sandbox): State<Sandbox>) -> StatusCode {

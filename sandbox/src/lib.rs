@@ -17,6 +17,7 @@ mod ids;
 mod inbox;
 mod limit;
 mod listing;
+mod population;
 mod receipt;
 mod record;
 mod script;
@@ -35,6 +36,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 pub use inbox::{INBOX_MESSAGES, INBOX_PHONES};
+pub use population::{Fate, Population};
 pub use receipt::ReceiptSettings;
 pub use record::{Api, Call, CallRecord, Conversation, Inbox, Message, ReceiptRecord};
 pub use script::{AnswerShape, ScriptedReply};
@@ -99,11 +101,26 @@ pub struct SandboxArgs {
         action = clap::ArgAction::Set
     )]
     pub receipt_reorder: bool,
+    /// Percent of numbers not on WhatsApp, chosen by a hash of the number.
+    #[arg(long, env = "SANDBOX_NOT_ON_WHATSAPP_PERCENT", default_value_t = 0.0)]
+    pub not_on_whatsapp_percent: f64,
+    /// Percent of numbers whose messages are accepted, then fail (131026).
+    #[arg(long, env = "SANDBOX_FAILED_RECEIPT_PERCENT", default_value_t = 0.0)]
+    pub failed_receipt_percent: f64,
+    /// Percent of numbers whose messages are accepted and get no receipt.
+    #[arg(long, env = "SANDBOX_NO_RECEIPT_PERCENT", default_value_t = 0.0)]
+    pub no_receipt_percent: f64,
 }
 
 impl SandboxArgs {
     /// The settings, checked; an error names the one that does not read.
     pub fn into_config(self) -> Result<SandboxConfig, String> {
+        let population = Population {
+            not_on_whatsapp_percent: self.not_on_whatsapp_percent,
+            failed_receipt_percent: self.failed_receipt_percent,
+            no_receipt_percent: self.no_receipt_percent,
+        };
+        population.check()?;
         Ok(SandboxConfig {
             api_key: self.api_key,
             templates: templates::parse(&self.templates)?,
@@ -117,6 +134,7 @@ impl SandboxArgs {
                 repeat: self.receipt_repeat,
                 reorder: self.receipt_reorder,
             },
+            population,
         })
     }
 }
@@ -135,11 +153,14 @@ pub struct SandboxConfig {
     pub calls_per_10s: u32,
     /// Delivery receipts at start; [`Sandbox::set_receipts`] changes them later.
     pub receipts: ReceiptSettings,
+    /// The numbers' fates at start; [`Sandbox::set_population`] changes them later.
+    pub population: Population,
 }
 
 impl Default for SandboxConfig {
     /// The binary's defaults: key `sandbox-key`, one approved authentication template
-    /// `login_otp` with the parameter `1`, no delay, no limit, no receipts.
+    /// `login_otp` with the parameter `1`, no delay, no limit, no receipts, every number
+    /// on WhatsApp.
     fn default() -> Self {
         Self {
             api_key: "sandbox-key".into(),
@@ -147,6 +168,7 @@ impl Default for SandboxConfig {
             latency: Duration::ZERO,
             calls_per_10s: 0,
             receipts: ReceiptSettings::default(),
+            population: Population::default(),
         }
     }
 }
@@ -160,6 +182,8 @@ pub struct Sandbox {
     receipts: Arc<Mutex<Arc<ReceiptSettings>>>,
     /// The tenant's templates, and how the list answers: kept across [`Sandbox::reset`].
     registry: Arc<Mutex<Registry>>,
+    /// The numbers' fates in force: kept across [`Sandbox::reset`].
+    population: Arc<Mutex<Population>>,
     webhook: Arc<webhook::Webhook>,
 }
 
@@ -180,6 +204,7 @@ impl Sandbox {
                 templates: config.templates.clone(),
                 ..Registry::default()
             })),
+            population: Arc::new(Mutex::new(config.population)),
             config: Arc::new(config),
             recorded: Arc::default(),
             webhook: Arc::new(webhook::Webhook::new()),
@@ -266,6 +291,19 @@ impl Sandbox {
         ReceiptSettings::clone(&self.receipt_settings_now())
     }
 
+    /// Changes the shares of numbers not on WhatsApp, failed and without receipts, for
+    /// calls from now on; refuses shares that are not percentages adding up to at most 100.
+    pub fn set_population(&self, population: Population) -> Result<(), String> {
+        population.check()?;
+        *self.population.lock().unwrap_or_else(|e| e.into_inner()) = population;
+        Ok(())
+    }
+
+    /// The shares in force.
+    pub fn population(&self) -> Population {
+        *self.population.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Every receipt posting that ended (answered 2xx or given up), in the order they
     /// ended.
     pub fn receipts(&self) -> Vec<ReceiptRecord> {
@@ -343,6 +381,11 @@ impl Sandbox {
             .route("/sandbox/last-code/{phone}", get(control::last_code))
             .route("/sandbox/receipts", get(control::list_receipts))
             .route("/sandbox/script", post(control::add_script))
+            .route(
+                "/sandbox/population",
+                get(control::population).put(control::set_population),
+            )
+            .route("/sandbox/fate/{phone}", get(control::fate))
             .route("/sandbox/reset", post(control::reset))
             .route("/sandbox/stats", get(control::stats))
             .route(
