@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{Population, Sandbox, ScriptedReply, Template};
+use crate::{Population, Sandbox, ScriptedReply, ScriptedSms, Template};
 
 #[derive(Deserialize)]
 pub(crate) struct PhoneQuery {
@@ -65,6 +65,39 @@ pub(crate) async fn add_script(
     StatusCode::NO_CONTENT
 }
 
+#[derive(Deserialize)]
+pub(crate) struct SmsScriptBody {
+    phone: String,
+    replies: Vec<ScriptedSms>,
+}
+
+pub(crate) async fn add_sms_script(
+    State(sandbox): State<Sandbox>,
+    Json(body): Json<SmsScriptBody>,
+) -> StatusCode {
+    sandbox.script_sms(&body.phone, body.replies);
+    StatusCode::NO_CONTENT
+}
+
+/// The SMS accepted for a phone, oldest first, each `text` the `Body` as sent.
+pub(crate) async fn sms_messages(
+    State(sandbox): State<Sandbox>,
+    Path(phone): Path<String>,
+) -> Json<Value> {
+    Json(json!({ "messages": sandbox.sms_messages(&phone) }))
+}
+
+pub(crate) async fn sms_calls(
+    State(sandbox): State<Sandbox>,
+    Query(q): Query<PhoneQuery>,
+) -> Json<Value> {
+    Json(json!({ "calls": sandbox.sms_calls(&q.phone) }))
+}
+
+pub(crate) async fn sms_callbacks(State(sandbox): State<Sandbox>) -> Json<Value> {
+    Json(json!({ "callbacks": sandbox.sms_callbacks() }))
+}
+
 pub(crate) async fn list_templates(State(sandbox): State<Sandbox>) -> Json<Value> {
     Json(json!({ "templates": sandbox.templates() }))
 }
@@ -113,5 +146,9 @@ pub(crate) async fn stats(State(sandbox): State<Sandbox>) -> Json<Value> {
         "rateLimited": recorded.rate_limited(),
         "receiptsPosted": recorded.receipts_posted(),
         "receiptsFailed": recorded.receipts_failed(),
+        "smsCalls": recorded.sms.calls_logged(),
+        "smsAccepted": recorded.sms.accepted(),
+        "smsCallbacksPosted": recorded.sms.callbacks_posted(),
+        "smsCallbacksFailed": recorded.sms.callbacks_failed(),
     }))
 }
