@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{Sandbox, ScriptedReply, Template};
+use crate::{Population, Sandbox, ScriptedReply, ScriptedSms, Template};
 
 #[derive(Deserialize)]
 pub(crate) struct PhoneQuery {
@@ -65,6 +65,39 @@ pub(crate) async fn add_script(
     StatusCode::NO_CONTENT
 }
 
+#[derive(Deserialize)]
+pub(crate) struct SmsScriptBody {
+    phone: String,
+    replies: Vec<ScriptedSms>,
+}
+
+pub(crate) async fn add_sms_script(
+    State(sandbox): State<Sandbox>,
+    Json(body): Json<SmsScriptBody>,
+) -> StatusCode {
+    sandbox.script_sms(&body.phone, body.replies);
+    StatusCode::NO_CONTENT
+}
+
+/// The SMS accepted for a phone, oldest first, each `text` the `Body` as sent.
+pub(crate) async fn sms_messages(
+    State(sandbox): State<Sandbox>,
+    Path(phone): Path<String>,
+) -> Json<Value> {
+    Json(json!({ "messages": sandbox.sms_messages(&phone) }))
+}
+
+pub(crate) async fn sms_calls(
+    State(sandbox): State<Sandbox>,
+    Query(q): Query<PhoneQuery>,
+) -> Json<Value> {
+    Json(json!({ "calls": sandbox.sms_calls(&q.phone) }))
+}
+
+pub(crate) async fn sms_callbacks(State(sandbox): State<Sandbox>) -> Json<Value> {
+    Json(json!({ "callbacks": sandbox.sms_callbacks() }))
+}
+
 pub(crate) async fn list_templates(State(sandbox): State<Sandbox>) -> Json<Value> {
     Json(json!({ "templates": sandbox.templates() }))
 }
@@ -76,6 +109,27 @@ pub(crate) async fn set_templates(
 ) -> StatusCode {
     sandbox.set_templates(templates);
     StatusCode::NO_CONTENT
+}
+
+pub(crate) async fn population(State(sandbox): State<Sandbox>) -> Json<Population> {
+    Json(sandbox.population())
+}
+
+/// Replaces the shares of numbers not on WhatsApp, failed and without receipts.
+pub(crate) async fn set_population(
+    State(sandbox): State<Sandbox>,
+    Json(population): Json<Population>,
+) -> Response {
+    match sandbox.set_population(population) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response(),
+    }
+}
+
+/// What the population makes of one number.
+pub(crate) async fn fate(State(sandbox): State<Sandbox>, Path(phone): Path<String>) -> Json<Value> {
+    let fate = sandbox.population().fate(&phone);
+    Json(json!({ "phone": phone, "fate": fate }))
 }
 
 pub(crate) async fn reset(State(sandbox): State<Sandbox>) -> StatusCode {
@@ -92,5 +146,9 @@ pub(crate) async fn stats(State(sandbox): State<Sandbox>) -> Json<Value> {
         "rateLimited": recorded.rate_limited(),
         "receiptsPosted": recorded.receipts_posted(),
         "receiptsFailed": recorded.receipts_failed(),
+        "smsCalls": recorded.sms.calls_logged(),
+        "smsAccepted": recorded.sms.accepted(),
+        "smsCallbacksPosted": recorded.sms.callbacks_posted(),
+        "smsCallbacksFailed": recorded.sms.callbacks_failed(),
     }))
 }

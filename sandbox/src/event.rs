@@ -101,7 +101,7 @@ pub(crate) fn iso8601_utc(unix_ms: u64) -> String {
 
 /// The calendar date `days` after 1970-01-01 (Howard Hinnant's `civil_from_days`, for
 /// dates on or after the epoch), so the crate needs no date library for one field.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
+pub(crate) fn civil_from_days(days: u64) -> (u64, u64, u64) {
     // Count from 0000-03-01 so a leap day ends its year; eras are 400 years long.
     let days = days + 719_468;
     let era = days / 146_097;

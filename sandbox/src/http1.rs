@@ -1,8 +1,8 @@
-//! A minimal HTTP/1.1 keep-alive client, for the sandbox's receipts and the benchmark's
-//! load. Both share a 2-core machine with the system they exercise, so they must be
-//! cheap: a general-purpose client (reqwest) cost about 125 µs of CPU a request here,
-//! more than the api itself; this one writes the request bytes and reads one response
-//! by its `Content-Length`, as wrk does. Plain `http://` only.
+//! A minimal HTTP/1.1 keep-alive client, for the sandbox's receipts and status callbacks
+//! and the benchmark's load. Both share a 2-core machine with the system they exercise,
+//! so they must be cheap: a general-purpose client (reqwest) cost about 125 µs of CPU a
+//! request here, more than the api itself; this one writes the request bytes and reads
+//! one response by its `Content-Length`, as wrk does. Plain `http://` only.
 
 use std::io;
 use std::net::SocketAddr;
@@ -48,11 +48,29 @@ impl Connection {
 
     /// POSTs a JSON body and returns the response status, once the whole response is read.
     pub async fn post_json(&mut self, path: &str, body: &str) -> io::Result<u16> {
-        let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        self.post(path, "application/json", &[], body).await
+    }
+
+    /// POSTs `body` as `content_type`, with `headers` (names and values written as
+    /// given: the caller keeps CR and LF out of them), and returns the response status,
+    /// once the whole response is read.
+    pub async fn post(
+        &mut self,
+        path: &str,
+        content_type: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> io::Result<u16> {
+        let mut request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
             self.host,
             body.len()
         );
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        request.push_str(body);
         self.stream.write_all(request.as_bytes()).await?;
         let header_end = loop {
             if let Some(end) = find(&self.buffer, b"\r\n\r\n") {

@@ -1,5 +1,5 @@
 //! Ids WATI makes up for a message: its own id, the WhatsApp message id, and a
-//! `localMessageId` when the sender gave none (v1).
+//! `localMessageId` when the sender gave none (v1); and Twilio's Message SID.
 //!
 //! They need to be unique and unrelated to anything a receiver knows, not secret, so
 //! std's randomly keyed SipHash over a counter serves and the crate needs no RNG.
@@ -38,6 +38,11 @@ pub(crate) fn wamid() -> String {
     format!("wamid.{:016X}{:016X}", random_u64(), random_u64())
 }
 
+/// `SM` and 32 hex digits, the form of a Twilio Message SID.
+pub(crate) fn message_sid() -> String {
+    format!("SM{:016x}{:016x}", random_u64(), random_u64())
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
@@ -61,5 +66,8 @@ mod tests {
         assert_eq!(object_id.len(), 24);
         assert!(object_id.bytes().all(|b| b.is_ascii_hexdigit()));
         assert_eq!(wamid().len(), "wamid.".len() + 32);
+        let sid = message_sid();
+        assert_eq!(sid.len(), 34);
+        assert!(sid.starts_with("SM") && sid[2..].bytes().all(|b| b.is_ascii_hexdigit()));
     }
 }

@@ -41,7 +41,8 @@ function clock(ms) {
 }
 
 function key(phone, message) {
-  return [phone, message.callId, message.localMessageId, message.code].join('\u0000');
+  return [phone, message.channel, message.callId, message.localMessageId, message.sid, message.code]
+    .join('\u0000');
 }
 
 // The message as the phone shows it: the template's body with the code set apart, its
@@ -58,10 +59,38 @@ function body(message, code) {
     text.slice(at + code.length));
 }
 
+function seenOrNew(phone, message, item, now) {
+  now.add(key(phone, message));
+  if (seen && !seen.has(key(phone, message))) {
+    item.classList.add('new');
+  }
+  return item;
+}
+
+// An SMS as the phone's messages app shows it: its body as sent, under an "SMS" label
+// with its sender, in a bubble of its own look.
+function smsBubble(phone, message, now) {
+  const from = message.from ? String(message.from) : '';
+  const item = el('li', {
+    class: 'bubble sms',
+    'data-channel': 'sms',
+    'data-sid': message.sid || '',
+    title: 'SMS ' + (message.sid || '') + (from ? ', from ' + from : ''),
+  },
+    el('span', { class: 'label' }, 'SMS', from ? el('span', { class: 'from' }, from) : ''),
+    el('p', { 'data-sms-body': '' }, String(message.text || '')),
+    el('time', { datetime: new Date(message.receivedAtMs).toISOString() }, clock(message.receivedAtMs)));
+  return seenOrNew(phone, message, item, now);
+}
+
 function bubble(phone, message, now) {
+  if (message.channel === 'sms') {
+    return smsBubble(phone, message, now);
+  }
   const code = String(message.code);
   const item = el('li', {
     class: 'bubble',
+    'data-channel': 'whatsapp',
     'data-call-id': message.callId,
     'data-template': message.template || '',
     title: 'call ' + message.callId +
@@ -76,11 +105,7 @@ function bubble(phone, message, now) {
   if (message.button) {
     item.append(el('button', { type: 'button', 'data-copy': code }, String(message.button)));
   }
-  now.add(key(phone, message));
-  if (seen && !seen.has(key(phone, message))) {
-    item.classList.add('new');
-  }
-  return item;
+  return seenOrNew(phone, message, item, now);
 }
 
 function conversation(entry, now) {

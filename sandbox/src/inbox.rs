@@ -1,6 +1,6 @@
-//! The inbox page, `GET /sandbox/`: every phone's messages as its WhatsApp would show
-//! them, for a person following the login flow in a browser, and the JSON it polls,
-//! `GET /sandbox/inbox`.
+//! The inbox page, `GET /sandbox/`: every phone's messages as it would show them
+//! (WhatsApp templates, and SMS in bubbles of their own), for a person following the
+//! login flow in a browser, and the JSON it polls, `GET /sandbox/inbox`.
 
 use std::sync::LazyLock;
 

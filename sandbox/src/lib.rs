@@ -3,25 +3,40 @@
 //! templates (`templates`) and checks each send against them as WATI does (the key,
 //! the template, its status and its parameters by name), enforces WATI's plan limit if
 //! asked, records every message so a person or a test can read the code sent to a
-//! number, can be told to be slow or to fail for a number, and posts delivery receipts
-//! to a webhook as WATI does.
+//! number, can be told to be slow or to fail for a number, models a population in which
+//! some numbers are not on WhatsApp or never get their message (`population`), and posts
+//! delivery receipts to a webhook as WATI does.
+//!
+//! It also stands in for Twilio Programmable Messaging's send (`sms`, with Twilio's
+//! answers in `twilio`, scripts in `sms_script`, signed status callbacks in
+//! `sms_callback` and `signature`), modelled on Twilio's documentation, which those
+//! modules cite.
 //!
 //! `GET /sandbox/` is an inbox page for a person following the login flow in a browser:
-//! each phone's messages as its WhatsApp would show them, refreshed every second from
-//! `GET /sandbox/inbox`, so the code can be read (and copied) without curl.
+//! each phone's messages as its WhatsApp (and its SMS app) would show them, refreshed
+//! every second from `GET /sandbox/inbox`, so the code can be read (and copied) without
+//! curl.
 
 mod control;
 mod event;
+mod form;
 pub mod http1;
 mod ids;
 mod inbox;
 mod limit;
 mod listing;
+mod population;
 mod receipt;
 mod record;
 mod script;
 mod send;
+mod signature;
+mod sms;
+mod sms_callback;
+mod sms_record;
+mod sms_script;
 pub mod templates;
+mod twilio;
 mod v1;
 mod v3;
 mod webhook;
@@ -35,9 +50,15 @@ use axum::{Json, Router};
 use serde_json::json;
 
 pub use inbox::{INBOX_MESSAGES, INBOX_PHONES};
+pub use population::{Fate, Population};
 pub use receipt::ReceiptSettings;
-pub use record::{Api, Call, CallRecord, Conversation, Inbox, Message, ReceiptRecord};
+pub use record::{Api, Call, CallRecord, Channel, Conversation, Inbox, Message, ReceiptRecord};
 pub use script::{AnswerShape, ScriptedReply};
+pub use signature::twilio_signature;
+pub use sms::{DEFAULT_TWILIO_ACCOUNT_SID, DEFAULT_TWILIO_AUTH_TOKEN, TwilioAccount};
+pub use sms_callback::SmsSettings;
+pub use sms_record::{SmsCall, SmsCallbackRecord};
+pub use sms_script::{ScriptedSms, SmsOutcome};
 pub use templates::Template;
 
 /// The sandbox binary's settings.
@@ -45,7 +66,7 @@ pub use templates::Template;
 #[command(
     name = "wati-sandbox",
     version,
-    about = "A local stand-in for WATI's sendTemplateMessage API."
+    about = "A local stand-in for WATI's template API and Twilio's Messages API."
 )]
 pub struct SandboxArgs {
     /// Listen address.
@@ -99,11 +120,45 @@ pub struct SandboxArgs {
         action = clap::ArgAction::Set
     )]
     pub receipt_reorder: bool,
+    /// The Twilio Account SID callers must name in the path and authenticate as.
+    #[arg(
+        long,
+        env = "TWILIO_ACCOUNT_SID",
+        default_value = sms::DEFAULT_TWILIO_ACCOUNT_SID
+    )]
+    pub twilio_account_sid: String,
+    /// The Twilio Auth Token: the basic-auth password, and the key of every status
+    /// callback's `X-Twilio-Signature`.
+    #[arg(
+        long,
+        env = "TWILIO_AUTH_TOKEN",
+        default_value = sms::DEFAULT_TWILIO_AUTH_TOKEN,
+        hide_env_values = true
+    )]
+    pub twilio_auth_token: String,
+    /// From an SMS's `sent` callback to its final one, in milliseconds.
+    #[arg(long, env = "SANDBOX_SMS_DELIVERED_AFTER_MS", default_value_t = 300)]
+    pub sms_delivered_after_ms: u64,
+    /// Percent of numbers not on WhatsApp, chosen by a hash of the number.
+    #[arg(long, env = "SANDBOX_NOT_ON_WHATSAPP_PERCENT", default_value_t = 0.0)]
+    pub not_on_whatsapp_percent: f64,
+    /// Percent of numbers whose messages are accepted, then fail (131026).
+    #[arg(long, env = "SANDBOX_FAILED_RECEIPT_PERCENT", default_value_t = 0.0)]
+    pub failed_receipt_percent: f64,
+    /// Percent of numbers whose messages are accepted and get no receipt.
+    #[arg(long, env = "SANDBOX_NO_RECEIPT_PERCENT", default_value_t = 0.0)]
+    pub no_receipt_percent: f64,
 }
 
 impl SandboxArgs {
     /// The settings, checked; an error names the one that does not read.
     pub fn into_config(self) -> Result<SandboxConfig, String> {
+        let population = Population {
+            not_on_whatsapp_percent: self.not_on_whatsapp_percent,
+            failed_receipt_percent: self.failed_receipt_percent,
+            no_receipt_percent: self.no_receipt_percent,
+        };
+        population.check()?;
         Ok(SandboxConfig {
             api_key: self.api_key,
             templates: templates::parse(&self.templates)?,
@@ -116,6 +171,14 @@ impl SandboxArgs {
                 read_after: Duration::from_millis(self.read_after_ms),
                 repeat: self.receipt_repeat,
                 reorder: self.receipt_reorder,
+            },
+            population,
+            twilio: TwilioAccount {
+                account_sid: self.twilio_account_sid,
+                auth_token: self.twilio_auth_token,
+            },
+            sms: SmsSettings {
+                delivered_after: Duration::from_millis(self.sms_delivered_after_ms),
             },
         })
     }
@@ -135,11 +198,19 @@ pub struct SandboxConfig {
     pub calls_per_10s: u32,
     /// Delivery receipts at start; [`Sandbox::set_receipts`] changes them later.
     pub receipts: ReceiptSettings,
+    /// The numbers' fates at start; [`Sandbox::set_population`] changes them later.
+    pub population: Population,
+    /// The Twilio account the Messages endpoint answers to.
+    pub twilio: TwilioAccount,
+    /// SMS status callbacks at start; [`Sandbox::set_sms_settings`] changes them later.
+    pub sms: SmsSettings,
 }
 
 impl Default for SandboxConfig {
     /// The binary's defaults: key `sandbox-key`, one approved authentication template
-    /// `login_otp` with the parameter `1`, no delay, no limit, no receipts.
+    /// `login_otp` with the parameter `1`, no delay, no limit, no receipts, every number
+    /// on WhatsApp; Twilio account [`DEFAULT_TWILIO_ACCOUNT_SID`] with token
+    /// `sandbox-token`, SMS delivered 300 ms after they are sent.
     fn default() -> Self {
         Self {
             api_key: "sandbox-key".into(),
@@ -147,6 +218,9 @@ impl Default for SandboxConfig {
             latency: Duration::ZERO,
             calls_per_10s: 0,
             receipts: ReceiptSettings::default(),
+            population: Population::default(),
+            twilio: TwilioAccount::default(),
+            sms: SmsSettings::default(),
         }
     }
 }
@@ -160,6 +234,10 @@ pub struct Sandbox {
     receipts: Arc<Mutex<Arc<ReceiptSettings>>>,
     /// The tenant's templates, and how the list answers: kept across [`Sandbox::reset`].
     registry: Arc<Mutex<Registry>>,
+    /// The numbers' fates in force: kept across [`Sandbox::reset`].
+    population: Arc<Mutex<Population>>,
+    /// The SMS callback settings in force: kept across [`Sandbox::reset`].
+    sms: Arc<Mutex<SmsSettings>>,
     webhook: Arc<webhook::Webhook>,
 }
 
@@ -180,6 +258,8 @@ impl Sandbox {
                 templates: config.templates.clone(),
                 ..Registry::default()
             })),
+            population: Arc::new(Mutex::new(config.population)),
+            sms: Arc::new(Mutex::new(config.sms.clone())),
             config: Arc::new(config),
             recorded: Arc::default(),
             webhook: Arc::new(webhook::Webhook::new()),
@@ -266,6 +346,19 @@ impl Sandbox {
         ReceiptSettings::clone(&self.receipt_settings_now())
     }
 
+    /// Changes the shares of numbers not on WhatsApp, failed and without receipts, for
+    /// calls from now on; refuses shares that are not percentages adding up to at most 100.
+    pub fn set_population(&self, population: Population) -> Result<(), String> {
+        population.check()?;
+        *self.population.lock().unwrap_or_else(|e| e.into_inner()) = population;
+        Ok(())
+    }
+
+    /// The shares in force.
+    pub fn population(&self) -> Population {
+        *self.population.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Every receipt posting that ended (answered 2xx or given up), in the order they
     /// ended.
     pub fn receipts(&self) -> Vec<ReceiptRecord> {
@@ -324,8 +417,58 @@ impl Sandbox {
         self.recorded().script(phone, replies);
     }
 
-    /// Forgets messages, calls, scripts, receipts, counters and the plan window; keeps the
-    /// receipt settings. Receipts of messages accepted before still go out but are not
+    /// Queues answers for the next SMS sends to `phone` (its digits; a `+` is ignored),
+    /// one per send.
+    pub fn script_sms(&self, phone: &str, replies: Vec<ScriptedSms>) {
+        self.recorded().sms.script(&sms::digits(phone), replies);
+    }
+
+    /// The SMS accepted for `phone` (its digits; a `+` is ignored), oldest first; each
+    /// [`Message::text`] is the `Body` as sent.
+    pub fn sms_messages(&self, phone: &str) -> Vec<Message> {
+        self.recorded().sms_messages(&sms::digits(phone))
+    }
+
+    /// Every request to the Messages endpoint for `phone` that passed the credentials
+    /// check, whatever was answered, oldest first.
+    pub fn sms_calls(&self, phone: &str) -> Vec<SmsCall> {
+        self.recorded().sms.calls(&sms::digits(phone))
+    }
+
+    /// SMS accepted in all.
+    pub fn sms_accepted(&self) -> u64 {
+        self.recorded().sms.accepted()
+    }
+
+    /// Every status callback whose posting ended (answered, or given up), in the order
+    /// they ended.
+    pub fn sms_callbacks(&self) -> Vec<SmsCallbackRecord> {
+        self.recorded().sms.callbacks()
+    }
+
+    /// Status callbacks the receiver answered with 2xx.
+    pub fn sms_callbacks_posted(&self) -> u64 {
+        self.recorded().sms.callbacks_posted()
+    }
+
+    /// Status callbacks answered otherwise, or never.
+    pub fn sms_callbacks_failed(&self) -> u64 {
+        self.recorded().sms.callbacks_failed()
+    }
+
+    /// Changes how SMS callbacks are paced, for messages accepted from now on.
+    pub fn set_sms_settings(&self, settings: SmsSettings) {
+        *self.sms.lock().unwrap_or_else(|e| e.into_inner()) = settings;
+    }
+
+    /// The SMS callback settings in force.
+    pub fn sms_settings(&self) -> SmsSettings {
+        self.sms.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Forgets messages, calls, scripts, receipts, callbacks, counters and the plan
+    /// window (of both WATI and Twilio); keeps the settings, templates and population.
+    /// Receipts and callbacks of messages accepted before still go out but are not
     /// recorded.
     pub fn reset(&self) {
         self.recorded().reset();
@@ -343,6 +486,15 @@ impl Sandbox {
             .route("/sandbox/last-code/{phone}", get(control::last_code))
             .route("/sandbox/receipts", get(control::list_receipts))
             .route("/sandbox/script", post(control::add_script))
+            .route("/sandbox/script-sms", post(control::add_sms_script))
+            .route("/sandbox/sms/{phone}", get(control::sms_messages))
+            .route("/sandbox/sms-calls", get(control::sms_calls))
+            .route("/sandbox/sms-callbacks", get(control::sms_callbacks))
+            .route(
+                "/sandbox/population",
+                get(control::population).put(control::set_population),
+            )
+            .route("/sandbox/fate/{phone}", get(control::fate))
             .route("/sandbox/reset", post(control::reset))
             .route("/sandbox/stats", get(control::stats))
             .route(

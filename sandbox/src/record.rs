@@ -1,6 +1,7 @@
-//! What the sandbox remembers: messages sent, calls answered, scripts queued, the plan
-//! window, a log of calls in arrival order, and the receipts posted to the webhook; and
-//! which phones got a message last, for the inbox page.
+//! What the sandbox remembers: messages sent (WhatsApp and SMS, filed together per
+//! phone), calls answered, scripts queued, the plan window, a log of calls in arrival
+//! order, and the receipts posted to the webhook; the SMS side's own log (`sms_record`);
+//! and which phones got a message last, for the inbox page.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::limit::Window;
 use crate::receipt::{AcceptedMessage, ReceiptPlan};
 use crate::script::ScriptedReply;
+use crate::sms_record::{SmsCall, SmsCallbackRecord, SmsLog};
 use crate::templates::Rendered;
 
 /// Which WATI endpoint a call came to.
@@ -23,12 +25,28 @@ pub enum Api {
     V3,
 }
 
+/// How a message reached the phone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    /// A WhatsApp template, through WATI.
+    #[default]
+    WhatsApp,
+    /// An SMS, through Twilio's Messages endpoint.
+    Sms,
+}
+
 /// One message the sandbox accepted, as the phone shows it.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
+    /// Digits only (an SMS's `To` without its `+`).
     pub phone: String,
+    /// The code the template carried (WhatsApp); empty for an SMS, whose `text` is its
+    /// `Body` as sent.
     pub code: String,
+    #[serde(default)]
+    pub channel: Channel,
     /// The template it went out in.
     #[serde(default)]
     pub template: String,
@@ -44,9 +62,16 @@ pub struct Message {
     /// The recipient's `local_message_id` (v3 only).
     #[serde(default)]
     pub local_message_id: Option<String>,
-    /// The HTTP call that carried it (see [`CallRecord::call_id`]).
+    /// The HTTP call that carried it (see [`CallRecord::call_id`]; for an SMS,
+    /// [`SmsCall::call_id`]).
     #[serde(default)]
     pub call_id: u64,
+    /// An SMS's `MessageSid`.
+    #[serde(default)]
+    pub sid: Option<String>,
+    /// An SMS's sender: `From`, or the `MessagingServiceSid` it went through.
+    #[serde(default)]
+    pub from: Option<String>,
 }
 
 /// The phones that got a message most recently, each with its latest messages: what the
@@ -153,10 +178,10 @@ pub(crate) struct Sent {
     pub receipts: ReceiptPlan,
 }
 
-/// One phone's messages, with when it last got one.
+/// One phone's messages, both channels, with when it last got one.
 #[derive(Default)]
 struct Thread {
-    /// The [`Recorded::accepted`] count at its latest message: its key in
+    /// The [`Recorded::filed`] count at its latest message: its key in
     /// [`Recorded::recent`].
     last: u64,
     messages: Vec<Message>,
@@ -168,6 +193,8 @@ pub(crate) struct Recorded {
     /// Each phone once, under its thread's `last`: the inbox reads the latest phones
     /// from the end without scanning the benchmarks' tens of thousands under the lock.
     recent: BTreeMap<u64, String>,
+    /// Messages filed so far, both channels: it orders the phones in [`Recorded::recent`].
+    filed: u64,
     calls: HashMap<String, Vec<Call>>,
     scripts: HashMap<String, VecDeque<ScriptedReply>>,
     log: Vec<CallRecord>,
@@ -182,14 +209,66 @@ pub(crate) struct Recorded {
     receipts: Vec<ReceiptRecord>,
     receipts_posted: u64,
     receipts_failed: u64,
+    pub sms: SmsLog,
 }
 
 impl Recorded {
+    /// The WhatsApp messages of `phone`, oldest first.
     pub fn messages(&self, phone: &str) -> Vec<Message> {
+        self.messages_on(phone, Channel::WhatsApp)
+    }
+
+    /// The SMS of `phone`, oldest first.
+    pub fn sms_messages(&self, phone: &str) -> Vec<Message> {
+        self.messages_on(phone, Channel::Sms)
+    }
+
+    fn messages_on(&self, phone: &str, channel: Channel) -> Vec<Message> {
         self.messages
             .get(phone)
-            .map(|t| t.messages.clone())
-            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|t| &t.messages)
+            .filter(|m| m.channel == channel)
+            .cloned()
+            .collect()
+    }
+
+    /// Files a message the phone got, and makes its phone the one messaged last.
+    fn file(&mut self, message: Message) {
+        self.filed += 1;
+        let thread = self.messages.entry(message.phone.clone()).or_default();
+        if thread.last != 0 {
+            self.recent.remove(&thread.last);
+        }
+        thread.last = self.filed;
+        self.recent.insert(self.filed, message.phone.clone());
+        thread.messages.push(message);
+    }
+
+    /// The sandbox's life now: what is admitted now is recorded only while it lasts.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Logs an SMS request answered, and files its message if it was accepted, unless
+    /// the sandbox was reset since the request arrived. Answers whether it was recorded.
+    pub fn record_sms(&mut self, generation: u64, call: SmsCall, message: Option<Message>) -> bool {
+        if generation != self.generation {
+            return false;
+        }
+        self.sms.log_call(call);
+        if let Some(message) = message {
+            self.file(message);
+        }
+        true
+    }
+
+    /// Records a status callback's posting unless the sandbox was reset since its
+    /// message was accepted.
+    pub fn record_sms_callback(&mut self, generation: u64, callback: SmsCallbackRecord) {
+        if generation == self.generation {
+            self.sms.record_callback(callback);
+        }
     }
 
     /// The `max_phones` phones messaged last, latest first, each with its last
@@ -374,15 +453,10 @@ impl Recorded {
             if one.accepted {
                 self.accepted += 1;
                 if one.reaches_phone {
-                    let thread = self.messages.entry(one.phone.clone()).or_default();
-                    if thread.last != 0 {
-                        self.recent.remove(&thread.last);
-                    }
-                    thread.last = self.accepted;
-                    self.recent.insert(self.accepted, one.phone.clone());
-                    thread.messages.push(Message {
+                    self.file(Message {
                         phone: one.phone.clone(),
                         code: one.code.clone(),
+                        channel: Channel::WhatsApp,
                         template: template_name.clone(),
                         text: one.rendered.text.clone(),
                         footer: one.rendered.footer.clone(),
@@ -391,6 +465,8 @@ impl Recorded {
                         received_at_ms: ticket.received_at_ms,
                         local_message_id: one.local_message_id.clone(),
                         call_id: ticket.call_id,
+                        sid: None,
+                        from: None,
                     });
                 }
                 accepted.push(AcceptedMessage {

@@ -4,11 +4,11 @@ use serde::{Deserialize, Serialize};
 
 /// An answer scripted for a number, used once, in order, before normal service resumes.
 ///
-/// A v1 call pops one and reads `status`, `result`, `info`, `retryAfter` and `delayMs`.
-/// A v3 call pops one per recipient and combines them (the rules are on `resolve` in
-/// `v3.rs`); only v3 reads `validWhatsAppNumber`, `errors`, `omit` and `shape`. Both read
+/// A v1 call pops one and reads `status`, `result`, `info`, `retryAfter`, `delayMs` and
+/// `validWhatsAppNumber`. A v3 call pops one per recipient and combines them (the rules
+/// are on `resolve` in `v3.rs`); only v3 reads `errors`, `omit` and `shape`. Both read
 /// `failedCode`, `failedDetail` and `noReceipts`, which shape the delivery receipts of a
-/// message the call accepts.
+/// message the call accepts. A script wins over the number's fate in the population.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScriptedReply {
@@ -26,8 +26,9 @@ pub struct ScriptedReply {
     /// Wait this long before answering (longer than the caller's timeout = a hang).
     #[serde(default)]
     pub delay_ms: Option<u64>,
-    /// v3: `false` marks this recipient as no WhatsApp number (`isValidWhatsAppNumber:
-    /// false` in the v2 shape, an error in the documented one); nothing is sent.
+    /// `false` marks this recipient as no WhatsApp number (v3: `isValidWhatsAppNumber:
+    /// false` in the v2 shape, an error in the documented one; v1: `result: false`,
+    /// `validWhatsAppNumber: false`); nothing is sent.
     #[serde(default, rename = "validWhatsAppNumber")]
     pub valid_whatsapp_number: Option<bool>,
     /// v3: errors WATI reports for this recipient; any error means nothing is sent.

@@ -1,5 +1,6 @@
-//! The send endpoints' common front door: which API the path names, the key, and the
-//! plan limit, in WATI's order; then v1 or v3 reads the body.
+//! The send endpoints' common front door: which API the path names (Twilio's, under
+//! `/2010-04-01/`, goes to `sms`), the key, and the plan limit, in WATI's order; then v1
+//! or v3 reads the body.
 
 use std::time::Instant;
 
@@ -26,6 +27,9 @@ pub(crate) async fn send(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    if let Some(twilio) = crate::sms::twilio_path(&path) {
+        return crate::sms::handle(sandbox, twilio, &headers, body).await;
+    }
     let (api, path_prefix) = if let Some(prefix) = path.strip_suffix(V1_SUFFIX) {
         (Api::V1, prefix)
     } else if let Some(prefix) = path.strip_suffix(V3_SUFFIX) {

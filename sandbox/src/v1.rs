@@ -2,7 +2,10 @@
 //! against the tenant's templates (`templates`): an unknown or unapproved template, or
 //! parameters WATI cannot match, get `200 {"result": false, "info": …}` (WATI's
 //! reported text for a parameter: "Check your template, it cannot have typos or blank
-//! text"); then one scripted reply is popped.
+//! text"); then one scripted reply is popped (or, without one, the number's fate in the
+//! population: `population.rs`). A number scripted or fated as not on WhatsApp gets
+//! `200 {"result": false, "info": "Invalid WhatsApp number", "validWhatsAppNumber": false}`
+//! and nothing is sent.
 
 use std::time::Duration;
 
@@ -17,6 +20,9 @@ use crate::record::{Sent, Ticket};
 use crate::send::{wati_answer, with_retry_after};
 use crate::templates::{self, ParamCheck};
 use crate::{Sandbox, ScriptedReply};
+
+/// What v1 says of a number without WhatsApp.
+const NOT_ON_WHATSAPP: &str = "Invalid WhatsApp number";
 
 #[derive(Deserialize)]
 pub(crate) struct SendQuery {
@@ -84,19 +90,23 @@ pub(crate) async fn send(
         return refuse(StatusCode::OK, templates::CHECK_YOUR_TEMPLATE);
     }
 
-    let scripted = sandbox.recorded().pop_script(&phone);
+    // A number's own script, else its fate in the population; either way the configured
+    // latency unless the script names a delay.
+    let reply = match sandbox.recorded().pop_script(&phone) {
+        Some(scripted) => scripted,
+        None => ScriptedReply {
+            delay_ms: Some(sandbox.config.latency.as_millis() as u64),
+            ..sandbox.population().script_for(&phone).unwrap_or_default()
+        },
+    };
     let receipts = match &check {
         // Taken, and failed by Meta: it has no parameters.
         ParamCheck::Missing => ReceiptPlan::Failed {
             code: templates::PARAM_COUNT_MISMATCH_CODE.to_owned(),
             detail: templates::PARAM_COUNT_MISMATCH_DETAIL.to_owned(),
         },
-        _ => ReceiptPlan::from_script(scripted.as_ref()),
+        _ => ReceiptPlan::from_script(Some(&reply)),
     };
-    let reply = scripted.unwrap_or_else(|| ScriptedReply {
-        delay_ms: Some(sandbox.config.latency.as_millis() as u64),
-        ..ScriptedReply::default()
-    });
     if let Some(delay) = reply.delay_ms.filter(|d| *d > 0) {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
@@ -104,7 +114,8 @@ pub(crate) async fn send(
         .status
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::OK);
-    let result = reply.result.unwrap_or(status.is_success());
+    let on_whatsapp = reply.valid_whatsapp_number != Some(false);
+    let result = reply.result.unwrap_or(status.is_success() && on_whatsapp);
     let code = match &check {
         ParamCheck::Filled { code } => code.clone(),
         _ => String::new(),
@@ -119,14 +130,16 @@ pub(crate) async fn send(
             code,
             rendered: template.render(|name| templates::value_of(&params, name)),
             local_message_id: None,
-            accepted: status.is_success() && result,
+            accepted: status.is_success() && result && on_whatsapp,
             reaches_phone: check != ParamCheck::Missing,
             receipts,
         }],
     );
     receipt::schedule(sandbox, accepted);
     let info = reply.info.unwrap_or_else(|| {
-        if result {
+        if !on_whatsapp {
+            NOT_ON_WHATSAPP
+        } else if result {
             "Message sent"
         } else {
             "Message not sent"
@@ -135,7 +148,7 @@ pub(crate) async fn send(
     });
     let answer = (
         status,
-        Json(json!({"result": result, "info": info, "validWhatsAppNumber": true})),
+        Json(json!({"result": result, "info": info, "validWhatsAppNumber": on_whatsapp})),
     )
         .into_response();
     with_retry_after(answer, reply.retry_after)

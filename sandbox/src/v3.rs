@@ -3,7 +3,8 @@
 //! says (400 `{code, message, timestamp}` for a broken body, a recipient without a
 //! number, or more than 10,000 recipients); the template and each recipient's
 //! parameters against the tenant's registry (`templates`); then each recipient pops its
-//! own scripted reply, and together they decide the call's answer, by default in the
+//! own scripted reply (or, without one, takes its fate in the population:
+//! `population.rs`), and together they decide the call's answer, by default in the
 //! shape docs.wati.io documents: `{success, broadcast_id, error, recipients}`.
 
 use std::time::Duration;
@@ -137,11 +138,17 @@ pub(crate) async fn send(sandbox: &Sandbox, ticket: Ticket, body: &[u8]) -> Resp
         })
         .collect();
 
+    // Each recipient's own script, else its fate in the population.
     let scripts: Vec<Option<ScriptedReply>> = {
+        let population = sandbox.population();
         let mut recorded = sandbox.recorded();
         recipients
             .iter()
-            .map(|r| recorded.pop_script(&r.phone))
+            .map(|r| {
+                recorded
+                    .pop_script(&r.phone)
+                    .or_else(|| population.script_for(&r.phone))
+            })
             .collect()
     };
     let resolution = resolve(&scripts, sandbox.config.latency);

@@ -1,7 +1,8 @@
 //! Posting receipts to the webhook: keep-alive connections kept for reuse, a cap on
-//! posts in flight, WATI's retries, and a record of each post's outcome for tests. The
-//! posts use the lean HTTP/1.1 client: in a benchmark the sandbox stands in for WATI's
-//! servers but runs on the cores of the system under test, so it must cost little.
+//! posts in flight, WATI's retries, and a record of each post's outcome for tests. Twilio's
+//! status callbacks (`sms_callback`) share the connections and the cap. The posts use the
+//! lean HTTP/1.1 client: in a benchmark the sandbox stands in for WATI's servers but runs
+//! on the cores of the system under test, so it must cost little.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -53,20 +54,20 @@ impl Webhook {
     }
 
     /// One attempt: when it started (once there was room), and the receiver's status, or
-    /// `None` if it never answered.
-    async fn attempt(&self, url: &str, body: &Bytes) -> (u64, Option<u16>) {
+    /// `None` if it never answered within [`POST_TIMEOUT`].
+    pub(crate) async fn attempt(&self, url: &str, payload: &Payload) -> (u64, Option<u16>) {
         // Never closed, so this waits for room and does not fail.
         let permit = self.in_flight.acquire().await;
         let started_at_ms = now_ms();
         let status = match (permit, target(url)) {
             (Ok(_permit), Some((host, path))) => {
-                tokio::time::timeout(POST_TIMEOUT, self.post(host, path, body))
+                tokio::time::timeout(POST_TIMEOUT, self.post(host, path, payload))
                     .await
                     .ok()
                     .flatten()
             }
             (_, None) => {
-                tracing::warn!("the webhook URL is not http://host:port/…; receipts fail");
+                tracing::warn!("a callback URL is not http://host:port/…; its posts fail");
                 None
             }
             (Err(_), _) => None,
@@ -76,30 +77,63 @@ impl Webhook {
 
     /// Posts over an idle connection to `host` if there is one, else a new one; the
     /// connection is kept for the next post only after a whole answer.
-    async fn post(&self, host: &str, path: &str, body: &Bytes) -> Option<u16> {
+    async fn post(&self, host: &str, path: &str, payload: &Payload) -> Option<u16> {
         let reused = {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             let found = idle.iter().position(|(to, _)| to == host);
             found.map(|i| idle.swap_remove(i).1)
         };
-        let body = std::str::from_utf8(body).ok()?;
+        let body = std::str::from_utf8(&payload.body).ok()?;
+        let headers: Vec<(&str, &str)> = payload
+            .headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
+        let was_reused = reused.is_some();
         let mut connection = match reused {
             Some(connection) => connection,
             None => Connection::open_host(host).await.ok()?,
         };
-        let status = match connection.post_json(path, body).await {
+        let status = match connection
+            .post(path, payload.content_type, &headers, body)
+            .await
+        {
             Ok(status) => status,
-            // An idle connection the receiver closed meanwhile: try once on a new one.
-            Err(_) => {
+            // An idle connection the receiver closed meanwhile: try once on a new one. A
+            // new connection that fails is the attempt's failure, for the caller's retry
+            // policy to judge.
+            Err(_) if was_reused => {
                 connection = Connection::open_host(host).await.ok()?;
-                connection.post_json(path, body).await.ok()?
+                connection
+                    .post(path, payload.content_type, &headers, body)
+                    .await
+                    .ok()?
             }
+            Err(_) => return None,
         };
         self.idle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push((host.to_owned(), connection));
         Some(status)
+    }
+}
+
+/// What one post carries.
+pub(crate) struct Payload {
+    pub content_type: &'static str,
+    /// Headers of its own, such as `X-Twilio-Signature`.
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Bytes,
+}
+
+impl Payload {
+    pub(crate) fn json(body: Bytes) -> Self {
+        Self {
+            content_type: "application/json",
+            headers: Vec::new(),
+            body,
+        }
     }
 }
 
@@ -117,9 +151,10 @@ pub(crate) struct Post {
 pub(crate) async fn deliver(sandbox: &Sandbox, post: Post) {
     let mut attempts = 0;
     let mut delays = sandbox.webhook.retry_delays.iter();
+    let payload = Payload::json(post.body);
     let (posted_at_ms, status) = loop {
         attempts += 1;
-        let (posted_at_ms, status) = sandbox.webhook.attempt(&post.url, &post.body).await;
+        let (posted_at_ms, status) = sandbox.webhook.attempt(&post.url, &payload).await;
         match delays.next() {
             Some(delay) if !is_2xx(status) => tokio::time::sleep(*delay).await,
             _ => break (posted_at_ms, status),
@@ -150,7 +185,7 @@ pub(crate) async fn deliver(sandbox: &Sandbox, post: Post) {
 }
 
 /// A receiver that answered 2xx has taken the event.
-fn is_2xx(status: Option<u16>) -> bool {
+pub(crate) fn is_2xx(status: Option<u16>) -> bool {
     status.is_some_and(|s| (200..300).contains(&s))
 }
 

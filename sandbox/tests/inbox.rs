@@ -328,3 +328,133 @@ async fn the_inbox_keeps_to_its_bounds_and_reset_empties_it() {
         owned(&[("910000000003", &["123456"])])
     );
 }
+
+impl Served {
+    /// Sends an SMS through Twilio's Messages endpoint, with the default account.
+    async fn sms(&self, to: &str, body: &str) {
+        let form = reqwest::Url::parse_with_params(
+            "http://form.invalid/",
+            &[("To", to), ("From", "+15005550006"), ("Body", body)],
+        )
+        .expect("a form")
+        .query()
+        .unwrap_or_default()
+        .to_owned();
+        let response = self
+            .http
+            .post(format!(
+                "{}/2010-04-01/Accounts/{}/Messages.json",
+                self.root,
+                wati_sandbox::DEFAULT_TWILIO_ACCOUNT_SID
+            ))
+            .basic_auth(
+                wati_sandbox::DEFAULT_TWILIO_ACCOUNT_SID,
+                Some(wati_sandbox::DEFAULT_TWILIO_AUTH_TOKEN),
+            )
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .expect("the sandbox answers");
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+}
+
+/// The text between `open` and the next `close` in `page`.
+fn between<'a>(page: &'a str, open: &str, close: &str) -> &'a str {
+    let start = page.find(open).expect("the opening tag") + open.len();
+    let end = start + page[start..].find(close).expect("the closing tag");
+    &page[start..end]
+}
+
+fn sha256_source(text: &str) -> String {
+    use base64::Engine;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    format!(
+        "'sha256-{}'",
+        base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
+    )
+}
+
+#[tokio::test]
+async fn the_page_draws_sms_in_bubbles_of_their_own_under_its_hashed_policy() {
+    let s = serve().await;
+    let response = s.get("/sandbox/").await;
+    let csp = header(&response, CONTENT_SECURITY_POLICY);
+    let page = response.text().await.expect("a body");
+    // The served script and style are exactly what the policy's hashes allow.
+    let script = between(&page, "<script>", "</script>");
+    let style = between(&page, "<style>", "</style>");
+    assert!(
+        csp.contains(&format!("script-src {}", sha256_source(script))),
+        "{csp}"
+    );
+    assert!(
+        csp.contains(&format!("style-src {}", sha256_source(style))),
+        "{csp}"
+    );
+    // An SMS is drawn apart from a WhatsApp message: its own bubble, an "SMS" label, its
+    // body as sent (in a text node), and no code to copy.
+    for drawn in [
+        "message.channel === 'sms'",
+        "class: 'bubble sms'",
+        "'data-channel': 'sms'",
+        "'data-channel': 'whatsapp'",
+        "class: 'label' }, 'SMS'",
+        "'data-sms-body': ''",
+        "String(message.text || '')",
+    ] {
+        assert!(script.contains(drawn), "the script has {drawn}");
+    }
+    for look in [
+        "li.bubble.sms {",
+        "background: var(--sms)",
+        "li.bubble.sms .label",
+    ] {
+        assert!(style.contains(look), "the style has {look}");
+    }
+    assert!(page.contains(r#"[data-phone="919876543210"] [data-channel="sms"] [data-sms-body]"#));
+    assert!(page.contains("SMS through Twilio"));
+}
+
+#[tokio::test]
+async fn an_sms_joins_its_phones_conversation_next_to_the_whatsapp_messages() {
+    let s = serve().await;
+    s.v1("447700900123", "111111").await;
+    s.v1("919876543210", "222222").await;
+    s.sms(
+        "+447700900123",
+        "Your code is 333333\n\n@example.com #333333",
+    )
+    .await;
+
+    let inbox = s.inbox().await;
+    // The SMS made its phone the one messaged last.
+    assert_eq!(inbox["phones"][0]["phone"], "447700900123");
+    assert_eq!(inbox["phones"][0]["totalMessages"], 2);
+    assert_eq!(inbox["totalPhones"], 2);
+    let messages = inbox["phones"][0]["messages"].as_array().expect("messages");
+    assert_eq!(messages[0]["channel"], "whatsapp");
+    assert_eq!(messages[0]["code"], "111111");
+    assert_eq!(messages[1]["channel"], "sms");
+    assert_eq!(
+        messages[1]["text"],
+        "Your code is 333333\n\n@example.com #333333"
+    );
+    assert_eq!(messages[1]["from"], "+15005550006");
+    assert!(
+        messages[1]["sid"]
+            .as_str()
+            .is_some_and(|sid| sid.starts_with("SM"))
+    );
+    // WhatsApp's own readers still see only WhatsApp.
+    assert_eq!(s.sandbox.messages("447700900123").len(), 1);
+    let last_code: Value = s
+        .get("/sandbox/last-code/447700900123")
+        .await
+        .json()
+        .await
+        .expect("a JSON body");
+    assert_eq!(last_code["code"], "111111");
+    assert_eq!(s.sandbox.sms_messages("447700900123").len(), 1);
+}

@@ -619,3 +619,62 @@ async fn a_message_without_its_parameter_is_taken_then_failed_by_meta_with_13200
     );
     assert_eq!(failed["templateName"], "login_otp");
 }
+
+#[tokio::test]
+async fn the_population_fails_some_messages_and_silences_others_unless_scripted() {
+    const MESSAGES: usize = 200;
+    let (url, heard) = receiver(0).await;
+    let s = serve().await;
+    s.sandbox.set_receipts(quick(&url));
+    let population = wati_sandbox::Population {
+        not_on_whatsapp_percent: 0.0,
+        failed_receipt_percent: 10.0,
+        no_receipt_percent: 10.0,
+    };
+    s.sandbox.set_population(population).expect("valid shares");
+    let phones: Vec<String> = (0..MESSAGES).map(|i| format!("91{i:010}")).collect();
+    let fates: Vec<wati_sandbox::Fate> = phones.iter().map(|p| population.fate(p)).collect();
+    let count = |fate| fates.iter().filter(|f| **f == fate).count();
+    let (failed, silent) = (
+        count(wati_sandbox::Fate::FailedReceipt),
+        count(wati_sandbox::Fate::NoReceipt),
+    );
+    assert!(failed > 0 && silent > 0, "{failed} failed, {silent} silent");
+    // One fated to fail is scripted otherwise: its script wins.
+    let scripted = fates
+        .iter()
+        .position(|f| *f == wati_sandbox::Fate::FailedReceipt)
+        .expect("one fails");
+    s.sandbox
+        .script(&phones[scripted], vec![ScriptedReply::default()]);
+    let answer = s
+        .v3(phones.iter().map(|p| recipient(p, "123456")).collect())
+        .await;
+    // Every one of them was accepted.
+    assert!(
+        answer["recipients"]
+            .as_array()
+            .expect("recipients")
+            .iter()
+            .all(|r| r["errors"] == json!([]))
+    );
+    assert_eq!(s.sandbox.accepted(), MESSAGES as u64);
+
+    let expected_posts = 3 * (MESSAGES - failed - silent + 1) + 2 * (failed - 1);
+    wait_up_to(BURST_PATIENCE, "every receipt is recorded", || {
+        s.sandbox.receipts_posted() == expected_posts as u64
+    })
+    .await;
+    for (i, (phone, fate)) in phones.iter().zip(&fates).enumerate() {
+        let events = heard.events_for(phone);
+        match fate {
+            _ if i == scripted => assert_eq!(events, [SENT, DELIVERED, READ], "{phone}"),
+            wati_sandbox::Fate::FailedReceipt => {
+                assert_eq!(events, [SENT, FAILED], "{phone}");
+                assert_eq!(heard.taken_for(phone)[1]["failedCode"], "131026");
+            }
+            wati_sandbox::Fate::NoReceipt => assert!(events.is_empty(), "{phone}"),
+            _ => assert_eq!(events, [SENT, DELIVERED, READ], "{phone}"),
+        }
+    }
+}
