@@ -56,6 +56,12 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("route not found")]
     RouteNotFound,
+    /// A webhook whose signature is wrong or missing.
+    #[error("bad webhook signature")]
+    BadSignature,
+    /// SMS asked for where SMS is off, or to a country without it.
+    #[error("sms not allowed")]
+    ChannelNotAllowed,
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("internal error")]
@@ -83,6 +89,8 @@ impl ApiError {
             }
             ApiError::OtpExpired => "expired",
             ApiError::PhoneNotAllowed => "country_not_allowed",
+            ApiError::ChannelNotAllowed => "channel_not_allowed",
+            ApiError::BadSignature => "bad_signature",
             ApiError::OtpInvalid { .. } => "invalid_code",
             ApiError::TooManyAttempts => "locked",
             ApiError::RateLimited { .. } => "rate_limited",
@@ -192,6 +200,12 @@ impl ApiError {
                 "Request body too large",
             ),
             RouteNotFound => (StatusCode::NOT_FOUND, "NOT_FOUND", "Route not found"),
+            BadSignature => (StatusCode::FORBIDDEN, "FORBIDDEN", "Invalid signature"),
+            ChannelNotAllowed => (
+                StatusCode::BAD_REQUEST,
+                "CHANNEL_NOT_ALLOWED",
+                "SMS to this country is not enabled",
+            ),
             MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "METHOD_NOT_ALLOWED",

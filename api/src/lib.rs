@@ -10,35 +10,38 @@ pub mod login;
 pub mod login_page;
 pub mod phone;
 pub mod pressure;
-pub mod publisher;
 pub mod queue_depth;
 pub mod receipts;
 pub mod review_phones;
 pub mod routes;
 pub mod send;
+pub mod sms;
 pub mod state;
 pub mod store;
 pub mod token;
+pub mod twilio_signature;
 pub mod users;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use otp_shared::amqp::QueueNames;
+use otp_shared::redis::fallback::Fallbacks;
 use otp_shared::redis::keys::Keys;
 use otp_shared::redis::status::StatusStore;
 use otp_shared::redis::{admission, send_budget};
 use otp_shared::seal::CodeSealer;
+use otp_shared::sms_fallback::SmsFallback;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::ApiConfig;
-use crate::publisher::Publisher;
 use crate::state::{AppState, HandlerSettings, Handlers};
 use crate::store::{OtpStore, StorePolicy};
 use crate::token::TokenIssuer;
 use crate::users::UserStore;
+use otp_shared::publisher::{Publisher, Target};
 
 /// Why the api could not start.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +49,7 @@ pub enum StartError {
     #[error("cannot reach Redis")]
     Redis(#[source] redis::RedisError),
     #[error("cannot reach RabbitMQ")]
-    RabbitMq(#[source] publisher::PublishError),
+    RabbitMq(#[source] otp_shared::publisher::PublishError),
     #[error(transparent)]
     Queue(otp_shared::amqp::DeclareError),
     #[error(transparent)]
@@ -63,15 +66,42 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
         .map_err(StartError::Redis)?;
     let db = db::connect(&config.database_url).await?;
     let queues = QueueNames::new(&config.common.queue_prefix);
-    let publisher = Publisher::connect(&config.common.amqp_url, queues, config.common.queue)
-        .await
-        .map_err(|e| match e {
-            publisher::PublishError::Declare(
-                mismatch @ otp_shared::amqp::DeclareError::Mismatch { .. },
-            ) => StartError::Queue(mismatch),
-            other => StartError::RabbitMq(other),
-        })?;
+    // The api publishes WhatsApp sends, and SMS sends when SMS is on.
+    let targets: &[Target] = if config.common.sms.is_some() {
+        &[Target::Send, Target::Sms]
+    } else {
+        &[Target::Send]
+    };
+    let publisher = Publisher::connect(
+        &config.common.amqp_url,
+        "otp-api",
+        queues,
+        config.common.queue,
+        targets,
+    )
+    .await
+    .map_err(|e| match e {
+        otp_shared::publisher::PublishError::Declare(
+            mismatch @ otp_shared::amqp::DeclareError::Mismatch { .. },
+        ) => StartError::Queue(mismatch),
+        other => StartError::RabbitMq(other),
+    })?;
     let keys = Keys::new(&config.common.key_prefix);
+    let publisher = Arc::new(publisher);
+    let sms = config.common.sms.as_ref().map(|settings| {
+        metrics::gauge!(otp_shared::metrics::SMS_BUDGET).set(f64::from(settings.sends_per_minute));
+        let budget = send_budget::SendBudget::sms(redis.clone(), &keys, settings.sends_per_minute);
+        sms::SmsApi {
+            settings: settings.clone(),
+            budget: budget.clone(),
+            fallback: SmsFallback::new(
+                settings.clone(),
+                budget,
+                Fallbacks::new(redis.clone(), keys.clone()),
+                publisher.clone(),
+            ),
+        }
+    });
     let sealer = Arc::new(CodeSealer::new(
         config.common.otp_secret.expose_secret().as_bytes(),
     ));
@@ -106,7 +136,8 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
         statuses: StatusStore::new(redis.clone(), keys.clone()),
         receipts: receipts::ReceiptStore::new(redis.clone(), keys),
         redis,
-        publisher: Arc::new(publisher),
+        publisher,
+        sms,
         pressure: Arc::default(),
         tokens: Arc::new(TokenIssuer::new(
             config.token_keys.clone(),
@@ -131,14 +162,27 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
 /// The counters the dashboard's ratios and the alerts read, shown at 0 from the start.
 fn start_counters_at_zero() {
     use otp_shared::metrics::{
-        RECEIPTS, SEND_REQUESTS, VERIFY_REQUESTS, WHATSAPP_DELIVERED, start_at_zero,
+        RECEIPTS, SEND_REQUESTS, SMS_DELIVERED, VERIFY_REQUESTS, WHATSAPP_DELIVERED, start_at_zero,
     };
     start_at_zero(SEND_REQUESTS, &[("outcome", "accepted")]);
-    start_at_zero(VERIFY_REQUESTS, &[("outcome", "verified")]);
+    for channel in ["whatsapp", "sms"] {
+        start_at_zero(
+            VERIFY_REQUESTS,
+            &[("outcome", "verified"), ("channel", channel)],
+        );
+    }
     start_at_zero(WHATSAPP_DELIVERED, &[]);
+    start_at_zero(SMS_DELIVERED, &[]);
     for event in receipts::Event::LABELS {
         for outcome in receipts::Applied::LABELS {
-            start_at_zero(RECEIPTS, &[("event", event), ("outcome", outcome)]);
+            start_at_zero(
+                RECEIPTS,
+                &[
+                    ("event", event),
+                    ("outcome", outcome),
+                    ("channel", "whatsapp"),
+                ],
+            );
         }
     }
 }

@@ -4,6 +4,7 @@
 //! the same code works on the next try; if the claim lapsed meanwhile and another
 //! request logged in with the code, this login is ended.
 
+use otp_shared::redis::status::Channel;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -20,6 +21,8 @@ pub struct SignedIn {
     pub session_id: Uuid,
     pub token: String,
     pub refresh_token: String,
+    /// How the code came: `sms` when an SMS carried it, else `whatsapp`.
+    pub channel: Channel,
 }
 
 /// Logs `phone` in with `code`, a guess bound to the send `bound_to` or to none.
@@ -30,16 +33,17 @@ pub async fn log_in(
     bound_to: Option<Uuid>,
 ) -> Result<SignedIn, ApiError> {
     let claim = Uuid::new_v4();
-    match state.store.verify(phone, code, bound_to, claim).await? {
-        VerifyOutcome::Verified => {}
+    let channel = match state.store.verify(phone, code, bound_to, claim).await? {
+        VerifyOutcome::Verified { by_sms: true } => Channel::Sms,
+        VerifyOutcome::Verified { by_sms: false } => Channel::Whatsapp,
         // Another request is logging in with this very code: it verifies only once.
         VerifyOutcome::NotFound | VerifyOutcome::Claimed => return Err(ApiError::OtpNotFound),
         VerifyOutcome::Expired => return Err(ApiError::OtpExpired),
         VerifyOutcome::Locked => return Err(ApiError::TooManyAttempts),
         VerifyOutcome::Wrong { remaining } => return Err(ApiError::OtpInvalid { remaining }),
-    }
+    };
     // The code is spent only once the login is written and its access token recorded.
-    let login = match sign_in(state, phone).await {
+    let login = match sign_in(state, phone, channel).await {
         Ok(login) => login,
         Err(e) => {
             if let Err(release_error) = state.store.release(phone, claim).await {
@@ -58,7 +62,11 @@ pub async fn log_in(
 }
 
 /// Writes the login: the user and a refresh session, and the access token's session.
-async fn sign_in(state: &AppState, phone: &PhoneNumber) -> Result<SignedIn, ApiError> {
+async fn sign_in(
+    state: &AppState,
+    phone: &PhoneNumber,
+    channel: Channel,
+) -> Result<SignedIn, ApiError> {
     let login = state.users.login(phone).await?;
     let recorded = async {
         let (token, claims) = state
@@ -79,6 +87,7 @@ async fn sign_in(state: &AppState, phone: &PhoneNumber) -> Result<SignedIn, ApiE
             session_id: login.session_id,
             token,
             refresh_token: login.refresh_token,
+            channel,
         }),
         Err(e) => {
             // The session was written for nothing: end it (it would expire anyway).

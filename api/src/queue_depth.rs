@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::publisher::Publisher;
+use otp_shared::publisher::Publisher;
 
 /// How often the queue depth is read.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);

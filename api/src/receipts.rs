@@ -1,8 +1,9 @@
 //! WATI's delivery receipts (webhook events): what an event says, read defensively, and
-//! applying it to its send (`otp_shared::redis::receipts`). An event's `text` holds the
+//! applying it (or a Twilio status callback) to its send (`otp_shared::redis::receipts`). An event's `text` holds the
 //! rendered message, and so the code: it is never read.
 
 use otp_shared::phone::PhoneNumber;
+use otp_shared::redis::keys::Delivery;
 pub use otp_shared::redis::receipts::Applied;
 use otp_shared::redis::receipts::{Happened, ReceiptRecords, ReceiptUpdate};
 use otp_shared::redis::{Keys, RedisConn};
@@ -10,6 +11,8 @@ use serde_json::Value as Json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
+
+use crate::sms::SmsReceipt;
 
 /// WhatsApp's texts are kept to this many characters.
 const MAX_TEXT_CHARS: usize = 256;
@@ -170,26 +173,53 @@ impl ReceiptStore {
         }
     }
 
-    /// Applies `receipt` to its send, if it names one of ours and an event it follows.
-    pub async fn apply(&self, receipt: &Receipt) -> redis::RedisResult<Applied> {
-        let happened = match &receipt.event {
-            Event::Sent => Happened::Sent,
-            Event::Delivered => Happened::Delivered,
-            Event::Read => Happened::Read,
-            Event::Failed { code, reason } => Happened::Failed { code, reason },
-            Event::Other => return Ok(Applied::UnknownSend),
-        };
-        let Some(request_id) = receipt.request_id else {
+    /// Applies WATI's `receipt` to its send, if it names one of ours and an event it
+    /// follows. With `keep_code`, a failure leaves the code for the caller, which sends
+    /// it by SMS or retires it.
+    pub async fn apply(&self, receipt: &Receipt, keep_code: bool) -> redis::RedisResult<Applied> {
+        let (Some(happened), Some(request_id)) = (happened(&receipt.event), receipt.request_id)
+        else {
             return Ok(Applied::UnknownSend);
         };
         self.records
             .apply(&ReceiptUpdate {
                 request_id,
+                delivery: Delivery::First,
+                keep_code,
                 phone: receipt.phone.as_ref(),
                 happened,
                 at_ms: receipt.at_ms,
             })
             .await
+    }
+
+    /// Applies a Twilio status callback to the SMS delivery it names. Twilio's
+    /// callbacks carry no time of their own: the event is taken as happening now.
+    pub async fn apply_sms(&self, receipt: &SmsReceipt) -> redis::RedisResult<Applied> {
+        let Some(happened) = happened(&receipt.event) else {
+            return Ok(Applied::UnknownSend);
+        };
+        self.records
+            .apply(&ReceiptUpdate {
+                request_id: receipt.request_id,
+                delivery: receipt.delivery,
+                keep_code: false,
+                phone: receipt.phone.as_ref(),
+                happened,
+                at_ms: otp_shared::now_ms(),
+            })
+            .await
+    }
+}
+
+/// What an event means for its send, if it is one this service follows.
+fn happened(event: &Event) -> Option<Happened<'_>> {
+    match event {
+        Event::Sent => Some(Happened::Sent),
+        Event::Delivered => Some(Happened::Delivered),
+        Event::Read => Some(Happened::Read),
+        Event::Failed { code, reason } => Some(Happened::Failed { code, reason }),
+        Event::Other => None,
     }
 }
 

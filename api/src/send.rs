@@ -1,10 +1,11 @@
 //! The send saga: store a code for a phone (or find its pending one), index the send,
 //! count it against the budget of sends per minute, reserve room with WATI's budgets
-//! for what is left of the code's life, and publish its job. Each step that fails takes
+//! for what is left of the code's life (or, for an SMS, count it against the SMS
+//! budget), and publish its job. Each step that fails takes
 //! back every step before it, so a refused send leaves no code without a job, no index
 //! without a status, and nothing counted or held for a send that was not queued.
 
-use otp_shared::job::SendJob;
+use otp_shared::job::{JobChannel, SendJob};
 use otp_shared::locale::Locale;
 use otp_shared::redis::admission::Reservation;
 use otp_shared::redis::send_budget::Counted;
@@ -22,6 +23,8 @@ pub struct SendRequest {
     pub phone: PhoneNumber,
     /// The app's `locale`, if it gave one.
     pub locale: Option<Locale>,
+    /// WhatsApp, or SMS where the app asked for it (and it is allowed: the route checks).
+    pub channel: JobChannel,
 }
 
 /// A send that was taken: stored, and queued for a worker (or, for a review phone,
@@ -63,6 +66,8 @@ struct Taken {
     stored: Option<AcceptedSend>,
     /// Counted against `SENDS_PER_MINUTE` in this minute.
     minute: Option<u64>,
+    /// Counted against `SMS_SENDS_PER_MINUTE` in this minute.
+    sms_minute: Option<u64>,
     /// Holds room with WATI's budgets.
     admitted: bool,
 }
@@ -92,9 +97,10 @@ async fn steps(
 ) -> Result<Accepted, ApiError> {
     let phone = &request.phone;
     let review_phone = state.settings.review_phones.code_of(phone).is_some();
+    let by_sms = request.channel == JobChannel::Sms;
     let mut decision = state
         .store
-        .begin_send(phone, &code, request_id)
+        .begin_send(phone, &code, request_id, by_sms)
         .await
         .map_err(send_error)?;
     // A review phone's code is long already (TEST_PHONES takes no shorter one): it is
@@ -106,7 +112,7 @@ async fn steps(
             .map_err(|e| ApiError::Internal(Box::new(e)))?;
         decision = state
             .store
-            .begin_send(phone, &code, request_id)
+            .begin_send(phone, &code, request_id, by_sms)
             .await
             .map_err(send_error)?;
     }
@@ -157,15 +163,21 @@ async fn steps(
             return Err(ApiError::RateLimited { retry_after });
         }
     }
-    match state
-        .admission
-        .reserve(request_id, send.expires_in, send.kind)
-        .await
-        .map_err(send_error)?
-    {
-        Reservation::Admitted => taken.admitted = true,
-        Reservation::Unlimited => {}
-        Reservation::Full { retry_after } => return Err(ApiError::OverCapacity { retry_after }),
+    if by_sms {
+        count_sms(state, &send, taken).await?;
+    } else {
+        match state
+            .admission
+            .reserve(request_id, send.expires_in, send.kind)
+            .await
+            .map_err(send_error)?
+        {
+            Reservation::Admitted => taken.admitted = true,
+            Reservation::Unlimited => {}
+            Reservation::Full { retry_after } => {
+                return Err(ApiError::OverCapacity { retry_after });
+            }
+        }
     }
     let job = SendJob::new(
         request_id,
@@ -174,15 +186,45 @@ async fn steps(
         otp_shared::now_ms(),
     )
     .in_locales(locales(state, request));
+    let job = if by_sms { job.by_sms(false) } else { job };
     state
         .publisher
         .publish(&job)
         .await
         .map_err(|e| ApiError::SendUnavailable(Box::new(e)))?;
+    if by_sms {
+        metrics::counter!(otp_shared::metrics::SMS_BUDGET_USED).increment(1);
+    }
     Ok(Accepted {
         send,
-        channel: Channel::Whatsapp,
+        channel: if by_sms {
+            Channel::Sms
+        } else {
+            Channel::Whatsapp
+        },
     })
+}
+
+/// Counts an SMS the app asked for against `SMS_SENDS_PER_MINUTE`: SMS is where
+/// pumping costs money. (WATI's admission is no SMS's business.)
+async fn count_sms(
+    state: &AppState,
+    send: &AcceptedSend,
+    taken: &mut Taken,
+) -> Result<(), ApiError> {
+    let Some(sms) = &state.sms else {
+        return Err(ApiError::ChannelNotAllowed);
+    };
+    match sms.budget.count(send.kind).await.map_err(send_error)? {
+        Counted::In { minute } => taken.sms_minute = Some(minute),
+        Counted::Unlimited => {}
+        Counted::Over { retry_after } => {
+            metrics::counter!(otp_shared::metrics::RATE_LIMIT_REJECTIONS, "scope" => "sms")
+                .increment(1);
+            return Err(ApiError::RateLimited { retry_after });
+        }
+    }
+    Ok(())
 }
 
 /// Takes back what a send that was not queued took: its code (unless a re-send uses
@@ -204,6 +246,11 @@ async fn give_back(state: &AppState, phone: &PhoneNumber, request_id: Uuid, take
         && let Err(e) = state.send_budget.give_back(minute).await
     {
         tracing::warn!(%request_id, error = %e, "could not give back the count of a send that was not queued");
+    }
+    if let (Some(minute), Some(sms)) = (taken.sms_minute, &state.sms)
+        && let Err(e) = sms.budget.give_back(minute).await
+    {
+        tracing::warn!(%request_id, error = %e, "could not give back the SMS count of a send that was not queued");
     }
     if taken.admitted
         && let Err(e) = state.admission.release(request_id).await

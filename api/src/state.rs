@@ -6,10 +6,10 @@ use otp_shared::redis::conn::RedisConn;
 use otp_shared::redis::status::StatusStore;
 use secrecy::SecretString;
 
-use crate::publisher::Publisher;
 use crate::store::OtpStore;
 use crate::token::TokenIssuer;
 use crate::users::UserStore;
+use otp_shared::publisher::Publisher;
 use otp_shared::redis::admission::Admission;
 
 /// Handler settings that are not owned by a store.
@@ -64,6 +64,8 @@ pub struct Handlers {
     pub pressure: Arc<crate::pressure::Pressure>,
     pub admission: Arc<Admission>,
     pub send_budget: otp_shared::redis::send_budget::SendBudget,
+    /// SMS (`SMS_PROVIDER`), when it is on.
+    pub sms: Option<crate::sms::SmsApi>,
     pub tokens: Arc<TokenIssuer>,
     pub settings: Arc<HandlerSettings>,
 }

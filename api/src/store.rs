@@ -120,6 +120,7 @@ impl OtpStore {
         phone: &PhoneNumber,
         code: &str,
         request_id: Uuid,
+        by_sms: bool,
     ) -> Result<SendDecision, StoreError> {
         let mac = self.sealer.mac(phone, code);
         let sealed = self.sealer.seal(phone, code)?;
@@ -131,7 +132,7 @@ impl OtpStore {
         };
         let reply = self
             .records
-            .begin_send(phone, request_id, &new_code, &self.send_rules)
+            .begin_send(phone, request_id, &new_code, &self.send_rules, by_sms)
             .await?;
         Ok(match reply {
             SendReply::Limited { retry_after } => SendDecision::Limited { retry_after },

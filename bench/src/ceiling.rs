@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use otp_api::config::Limits;
 use otp_api::phone::PhoneNumber;
-use otp_api::publisher::Publisher;
 use otp_api::store::{OtpStore, SendDecision, StorePolicy};
 use otp_shared::amqp::QueueNames;
 use otp_shared::job::SendJob;
+use otp_shared::publisher::Publisher;
 use otp_shared::redis::keys::Keys;
 use otp_shared::seal::CodeSealer;
 use serde_json::{Value, json};
@@ -32,11 +32,13 @@ pub async fn run(
     let publisher = Arc::new(
         Publisher::connect(
             amqp_url,
+            "otp-bench",
             QueueNames::new(prefix),
             otp_shared::amqp::QueueSettings {
                 queue_type: otp_shared::amqp::QueueType::Quorum,
                 delivery_limit: 20,
             },
+            &[otp_shared::publisher::Target::Send],
         )
         .await
         .context("rabbitmq")?,
@@ -80,7 +82,7 @@ pub async fn run(
                     let ok = async {
                         let code = otp_api::code::generate(6).ok()?;
                         let SendDecision::Accepted(send) = store
-                            .begin_send(phone, &code, uuid::Uuid::new_v4())
+                            .begin_send(phone, &code, uuid::Uuid::new_v4(), false)
                             .await
                             .ok()?
                         else {

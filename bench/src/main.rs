@@ -490,10 +490,8 @@ mod cleanup {
         if let Ok(conn) = otp_shared::amqp::connect(&services.amqp_url, "otp-bench-cleanup").await {
             let queues = otp_shared::amqp::QueueNames::new(prefix);
             if let Ok(channel) = conn.create_channel().await {
-                for name in [queues.send, queues.dead] {
-                    let _ = channel
-                        .queue_delete(name.as_str().into(), Default::default())
-                        .await;
+                for name in queues.all() {
+                    let _ = channel.queue_delete(name.into(), Default::default()).await;
                 }
             }
             let _ = conn.close(200, "done".into()).await;

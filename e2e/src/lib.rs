@@ -55,6 +55,38 @@ pub fn budgets(version: WatiApiVersion, calls: u32, messages: u32, batch: u32) -
 }
 
 /// A listener on a free loopback port.
+/// The worker's checked settings from its flags.
+fn worker_config(args: Vec<String>) -> WorkerConfig {
+    WorkerArgs::try_parse_from(args)
+        .expect("worker arguments parse")
+        .validate()
+        .expect("worker settings are valid")
+}
+
+/// The number the tests' SMS come from.
+pub const TWILIO_FROM: &str = "+15005550006";
+
+/// The api's Twilio callback route under `api_url`.
+pub fn twilio_callback_url(api_url: &str) -> String {
+    format!("{api_url}/api/webhooks/twilio")
+}
+
+/// The SMS settings both processes share, as flags.
+fn sms_args(callback_url: &str, countries: &str) -> Vec<String> {
+    [
+        "--sms-provider",
+        "twilio",
+        "--twilio-auth-token",
+        wati_sandbox::DEFAULT_TWILIO_AUTH_TOKEN,
+        "--twilio-status-callback-url",
+        callback_url,
+        "--sms-allowed-country-codes",
+        countries,
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 async fn bind_loopback() -> tokio::net::TcpListener {
     tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -375,6 +407,11 @@ impl TestEnv {
     /// The worker's settings for this test: WATI is the sandbox, behind a tenant path
     /// (v3 needs none, but a base URL with a path prefix must work for both).
     pub fn worker_config(&self) -> WorkerConfig {
+        worker_config(self.worker_args())
+    }
+
+    /// The worker's flags for this test (see [`TestEnv::worker_config`]).
+    fn worker_args(&self) -> Vec<String> {
         let base_url = format!("{}{WATI_TENANT}", self.sandbox_url);
         let mut args = self.common_args("worker");
         args.extend(
@@ -394,20 +431,24 @@ impl TestEnv {
             ]
             .map(str::to_owned),
         );
-        WorkerArgs::try_parse_from(args)
-            .expect("worker arguments parse")
-            .validate()
-            .expect("worker settings are valid")
+        args
     }
 
     /// Starts an api with `config` on port 0, waits until it answers, and returns it
     /// with its base URL. Several may run side by side on the same prefix.
     pub async fn spawn_api(&self, config: ApiConfig) -> (Running, String) {
+        self.spawn_api_on(|_| config).await
+    }
+
+    /// Like [`TestEnv::spawn_api`], with the settings made from the api's own base URL
+    /// (for settings that name it, such as Twilio's callback URL).
+    pub async fn spawn_api_on(&self, config: impl FnOnce(&str) -> ApiConfig) -> (Running, String) {
         let listeners = otp_api::Listeners {
             http: bind_loopback().await,
             metrics: bind_loopback().await,
         };
         let url = url_of(&listeners.http);
+        let config = config(&url);
         let metrics_url = url_of(&listeners.metrics);
         let mut running = Running::spawn(move |stopped| async move {
             if let Err(e) = otp_api::run(config, listeners, async {
@@ -437,6 +478,45 @@ impl TestEnv {
         let (running, url) = self.spawn_api(config).await;
         self.api_url = url;
         running
+    }
+
+    /// Starts the api the request helpers talk to with SMS on: SMS may go to the
+    /// calling codes in `countries`, and Twilio's callbacks come to this api.
+    pub async fn start_sms_api(&mut self, countries: &str, extra: &[&str]) -> Running {
+        let (running, url) = self
+            .spawn_api_on(|url| {
+                let mut args = sms_args(&twilio_callback_url(url), countries);
+                args.extend(extra.iter().map(|&arg| arg.to_owned()));
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                self.api_config_with(&args)
+            })
+            .await;
+        self.api_url = url;
+        running
+    }
+
+    /// The worker's settings with SMS on, through the sandbox's Twilio: SMS may go to
+    /// `countries`, status callbacks go to the api the request helpers talk to, and a
+    /// WhatsApp send without a delivered receipt goes by SMS after `fallback_after`
+    /// (zero: only on a failure).
+    pub fn sms_worker_config(&self, countries: &str, fallback_after: Duration) -> WorkerConfig {
+        let mut args = self.worker_args();
+        args.extend(sms_args(&twilio_callback_url(&self.api_url), countries));
+        let after = fallback_after.as_secs().to_string();
+        args.extend(
+            [
+                "--twilio-base-url",
+                &self.sandbox_url,
+                "--twilio-account-sid",
+                wati_sandbox::DEFAULT_TWILIO_ACCOUNT_SID,
+                "--twilio-from",
+                TWILIO_FROM,
+                "--fallback-after-seconds",
+                &after,
+            ]
+            .map(str::to_owned),
+        );
+        worker_config(args)
     }
 
     pub async fn start_api(&mut self) -> Running {
@@ -718,7 +798,7 @@ impl TestEnv {
         let phone = otp_shared::phone::PhoneNumber::from_e164_digits(phone).expect("a phone");
         let code = otp_api::code::generate(6).expect("a code");
         let decision = store
-            .begin_send(&phone, &code, uuid::Uuid::new_v4())
+            .begin_send(&phone, &code, uuid::Uuid::new_v4(), false)
             .await
             .expect("the store takes the send");
         let otp_api::store::SendDecision::Accepted(send) = decision else {
@@ -852,11 +932,9 @@ async fn delete_queues(prefix: &str, amqp_url: &str) {
         return;
     };
     let queues = otp_shared::amqp::QueueNames::new(prefix);
-    for name in [queues.send, queues.dead] {
+    for name in queues.all() {
         if let Ok(channel) = conn.create_channel().await {
-            let _ = channel
-                .queue_delete(name.as_str().into(), Default::default())
-                .await;
+            let _ = channel.queue_delete(name.into(), Default::default()).await;
         }
     }
     let _ = conn.close(200, "done".into()).await;

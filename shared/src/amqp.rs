@@ -1,6 +1,9 @@
-//! RabbitMQ connection and topology: the durable send queue (quorum by default, with a
-//! delivery limit and at-least-once dead-lettering) and its bounded dead-letter queue,
-//! reached through any node of a cluster.
+//! RabbitMQ connection and topology, reached through any node of a cluster: the durable
+//! job queues (quorum by default, with a delivery limit and at-least-once
+//! dead-lettering): WhatsApp sends, and SMS sends in a queue of their own so that they
+//! never wait behind a WhatsApp backlog; their bounded dead-letter queue; and the
+//! fallback timer: a queue nobody consumes, whose jobs expire after
+//! `FALLBACK_AFTER_SECONDS` into the queue of fallback checks.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -106,31 +109,79 @@ pub async fn declare_send_queue(
     queues: &QueueNames,
     settings: QueueSettings,
 ) -> Result<(), DeclareError> {
+    declare_job_queue(channel, &queues.send, queues, settings).await
+}
+
+/// Declares the SMS queue, like the send queue.
+pub async fn declare_sms_queue(
+    channel: &Channel,
+    queues: &QueueNames,
+    settings: QueueSettings,
+) -> Result<(), DeclareError> {
+    declare_job_queue(channel, &queues.sms, queues, settings).await
+}
+
+/// Declares the fallback timer: the queue of fallback checks (a job queue like the
+/// others) and the queue the checks wait in, which nobody consumes: a job published
+/// there with an expiration dead-letters into the checks when it expires. Every job in
+/// it has the same wait, so the one at its head is always the next to expire.
+pub async fn declare_fallback_queues(
+    channel: &Channel,
+    queues: &QueueNames,
+    settings: QueueSettings,
+) -> Result<(), DeclareError> {
+    declare_job_queue(channel, &queues.fallback, queues, settings).await?;
+    let mut arguments = FieldTable::default();
+    if settings.queue_type == QueueType::Quorum {
+        quorum(&mut arguments);
+        at_least_once(&mut arguments);
+    }
+    dead_letters_to(&mut arguments, &queues.fallback);
+    declare(channel, &queues.fallback_wait, arguments).await
+}
+
+/// A queue of jobs: durable; quorum, a job past the delivery limit is dead-lettered, at
+/// least once, to the dead-letter queue.
+async fn declare_job_queue(
+    channel: &Channel,
+    name: &str,
+    queues: &QueueNames,
+    settings: QueueSettings,
+) -> Result<(), DeclareError> {
     let mut arguments = FieldTable::default();
     if settings.queue_type == QueueType::Quorum {
         quorum(&mut arguments);
         let limit = i32::try_from(settings.delivery_limit).unwrap_or(i32::MAX);
         arguments.insert("x-delivery-limit".into(), AMQPValue::LongInt(limit));
-        arguments.insert(
-            "x-dead-letter-exchange".into(),
-            AMQPValue::LongString("".into()),
-        );
-        arguments.insert(
-            "x-dead-letter-routing-key".into(),
-            AMQPValue::LongString(queues.dead.as_str().into()),
-        );
-        arguments.insert(
-            "x-dead-letter-strategy".into(),
-            AMQPValue::LongString("at-least-once".into()),
-        );
-        // At-least-once dead-lettering needs it (without it RabbitMQ silently falls back
-        // to at-most-once); the send queue has no length limit, so it never rejects.
-        arguments.insert(
-            "x-overflow".into(),
-            AMQPValue::LongString("reject-publish".into()),
-        );
+        dead_letters_to(&mut arguments, &queues.dead);
+        at_least_once(&mut arguments);
     }
-    declare(channel, &queues.send, arguments).await
+    declare(channel, name, arguments).await
+}
+
+fn dead_letters_to(arguments: &mut FieldTable, queue: &str) {
+    arguments.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString("".into()),
+    );
+    arguments.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString(queue.into()),
+    );
+}
+
+/// A quorum queue's dead-lettering, at least once.
+fn at_least_once(arguments: &mut FieldTable) {
+    arguments.insert(
+        "x-dead-letter-strategy".into(),
+        AMQPValue::LongString("at-least-once".into()),
+    );
+    // At-least-once dead-lettering needs it (without it RabbitMQ silently falls back to
+    // at-most-once); the queues have no length limit, so they never reject.
+    arguments.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
 }
 
 /// Declares the dead-letter queue, durable, bounded and classic. Only the worker, which
@@ -218,8 +269,14 @@ fn mismatch(queue: &str, error: lapin::Error) -> DeclareError {
 /// RabbitMQ queue names.
 #[derive(Clone, Debug)]
 pub struct QueueNames {
-    /// Send jobs.
+    /// WhatsApp send jobs.
     pub send: String,
+    /// SMS send jobs.
+    pub sms: String,
+    /// WhatsApp sends waiting for their delivery receipt (`FALLBACK_AFTER_SECONDS`).
+    pub fallback_wait: String,
+    /// Sends whose wait is over: a worker checks whether to send them by SMS.
+    pub fallback: String,
     /// Jobs that failed permanently or could not be read.
     pub dead: String,
 }
@@ -228,7 +285,21 @@ impl QueueNames {
     pub fn new(prefix: &str) -> Self {
         Self {
             send: format!("{prefix}.send"),
+            sms: format!("{prefix}.sms"),
+            fallback_wait: format!("{prefix}.fallback.wait"),
+            fallback: format!("{prefix}.fallback"),
             dead: format!("{prefix}.send.dead"),
         }
+    }
+
+    /// Every queue, for whoever removes them (tests).
+    pub fn all(&self) -> [&str; 5] {
+        [
+            &self.send,
+            &self.sms,
+            &self.fallback_wait,
+            &self.fallback,
+            &self.dead,
+        ]
     }
 }

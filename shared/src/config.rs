@@ -55,6 +55,8 @@ pub struct CommonArgs {
     pub dev_mode: bool,
     #[command(flatten)]
     pub budgets: BudgetArgs,
+    #[command(flatten)]
+    pub sms: crate::sms::SmsArgs,
 }
 
 pub use crate::config_error::{ConfigError, MIN_SECRET_BYTES};
@@ -76,6 +78,8 @@ pub struct CommonConfig {
     pub budgets: Budgets,
     /// `DEV_MODE`: placeholder secrets and plain HTTP to a sandbox are accepted.
     pub dev_mode: bool,
+    /// SMS (`SMS_PROVIDER`), when it is on.
+    pub sms: Option<crate::sms::SmsSettings>,
 }
 
 impl CommonArgs {
@@ -136,6 +140,7 @@ impl CommonArgs {
             )?,
             log_format: self.log_format,
             budgets: self.budgets.validate()?,
+            sms: self.sms.validate(self.dev_mode)?,
             dev_mode: self.dev_mode,
         })
     }

@@ -29,6 +29,38 @@ pub struct SendJob {
     /// out when empty, so a job without one reads the same to a worker of any version.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub locales: Vec<Locale>,
+    /// How the code goes out: WhatsApp (left out) or SMS.
+    #[serde(default, skip_serializing_if = "JobChannel::is_whatsapp")]
+    pub channel: JobChannel,
+    /// An SMS sent because WhatsApp could not deliver this request: its delivery is
+    /// the request's second, kept apart from the first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fallback: bool,
+}
+
+/// The channel a job's code goes out on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobChannel {
+    #[default]
+    Whatsapp,
+    Sms,
+}
+
+impl JobChannel {
+    pub const ALL: [JobChannel; 2] = [JobChannel::Whatsapp, JobChannel::Sms];
+
+    fn is_whatsapp(&self) -> bool {
+        *self == JobChannel::Whatsapp
+    }
+
+    /// A metric's `channel` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            JobChannel::Whatsapp => "whatsapp",
+            JobChannel::Sms => "sms",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +90,18 @@ impl SendJob {
             phone,
             accepted_at_ms,
             locales: Vec::new(),
+            channel: JobChannel::Whatsapp,
+            fallback: false,
+        }
+    }
+
+    /// The same request, to go out by SMS (`fallback`: after WhatsApp could not deliver
+    /// it).
+    pub fn by_sms(self, fallback: bool) -> Self {
+        Self {
+            channel: JobChannel::Sms,
+            fallback,
+            ..self
         }
     }
 
@@ -113,6 +157,20 @@ mod tests {
             SendJob::decode(bad.as_bytes()),
             Err(JobError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn a_whatsapp_job_reads_as_before_and_an_sms_job_says_so() {
+        let job = SendJob::new(Uuid::new_v4(), Uuid::new_v4(), phone(), 42);
+        let plain = String::from_utf8(job.encode()).expect("utf-8");
+        assert!(
+            !plain.contains("channel") && !plain.contains("fallback"),
+            "{plain}"
+        );
+        let sms = job.by_sms(true);
+        let text = String::from_utf8(sms.encode()).expect("utf-8");
+        assert!(text.contains(r#""channel":"sms""#) && text.contains(r#""fallback":true"#));
+        assert_eq!(SendJob::decode(sms.encode().as_slice()).ok(), Some(sms));
     }
 
     #[test]

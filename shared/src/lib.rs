@@ -11,9 +11,12 @@ pub mod job;
 pub mod locale;
 pub mod metrics;
 pub mod phone;
+pub mod publisher;
 pub mod redis;
 pub mod seal;
 pub mod shutdown;
+pub mod sms;
+pub mod sms_fallback;
 pub mod telemetry;
 
 /// Milliseconds since the Unix epoch, by this machine's clock.

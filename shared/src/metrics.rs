@@ -14,9 +14,10 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 // api
 /// send-otp requests by `outcome`.
 pub const SEND_REQUESTS: &str = "otp_send_requests_total";
-/// verify-otp requests by `outcome`.
+/// verify-otp requests by `outcome` and `channel` (of a login: `whatsapp`, or `sms`
+/// when an SMS carried its code; `none` for a refusal).
 pub const VERIFY_REQUESTS: &str = "otp_verify_requests_total";
-/// Requests refused by a rate limit, by `scope` (`phone` or `client`).
+/// Requests refused by a rate limit, by `scope` (`phone`, `client`, `global`, `sms`).
 pub const RATE_LIMIT_REJECTIONS: &str = "otp_rate_limit_rejections_total";
 /// HTTP request latency by `route`, `method` and `status`.
 pub const HTTP_DURATION: &str = "otp_http_request_duration_seconds";
@@ -28,8 +29,8 @@ pub const QUEUE_READY_JOBS: &str = "otp_queue_ready_jobs";
 pub const SEND_BACKLOG: &str = "otp_send_backlog";
 /// How many sends may wait for WATI at once (from the budgets and the code's life).
 pub const SEND_CAPACITY: &str = "otp_send_capacity";
-/// WATI's receipts by `event` (sent, delivered, read, failed, other) and `outcome`
-/// (applied, unchanged, unknown_send).
+/// Receipts by `event` (sent, delivered, read, failed, other), `outcome` (applied,
+/// unchanged, unknown_send) and `channel` (whatsapp: WATI's; sms: Twilio's callbacks).
 pub const RECEIPTS: &str = "otp_receipts_total";
 /// Failure receipts by WhatsApp's `failed_code` (known codes; the rest are `other`).
 pub const RECEIPT_FAILURES: &str = "otp_receipt_failures_total";
@@ -44,7 +45,8 @@ pub const DELIVERED_TO_READ: &str = "otp_delivered_to_read_seconds";
 pub const RECEIPTS_LINKED: &str = "otp_receipts_linked";
 
 // worker
-/// Jobs by final `outcome`: sent, failed, expired, dropped.
+/// Jobs by final `outcome` (sent, failed, expired, dropped) and `channel` (whatsapp,
+/// sms).
 pub const DELIVERIES: &str = "otp_deliveries_total";
 /// Calls to WATI by `result` class.
 pub const WATI_REQUESTS: &str = "otp_wati_requests_total";
@@ -78,6 +80,21 @@ pub const WATI_TEMPLATE_USABLE: &str = "otp_wati_template_usable";
 /// Template checks by `result`: ok, unusable, list_failed.
 pub const WATI_TEMPLATE_CHECKS: &str = "otp_wati_template_checks_total";
 
+// SMS (both processes)
+/// SMS fallbacks by `trigger` (refused, receipt, timer), `result` (sms, not_allowed,
+/// over_budget, needless) and `country` (an allowed calling code, or `other`).
+pub const FALLBACKS: &str = "otp_fallbacks_total";
+/// SMS counted against `SMS_SENDS_PER_MINUTE` and sent on: fallbacks and SMS asked for.
+pub const SMS_BUDGET_USED: &str = "otp_sms_budget_used_total";
+/// `SMS_SENDS_PER_MINUTE` (0: no limit), for the alert on SMS spend.
+pub const SMS_BUDGET: &str = "otp_sms_budget_per_minute";
+/// Sends Twilio's status callbacks say were delivered (each counted once).
+pub const SMS_DELIVERED: &str = "otp_sms_delivered_total";
+/// Calls to Twilio's Messages API by `result` class.
+pub const TWILIO_REQUESTS: &str = "otp_twilio_requests_total";
+/// How long Twilio took to answer.
+pub const TWILIO_DURATION: &str = "otp_twilio_request_duration_seconds";
+
 /// Every metric name above, for tests that check dashboards and rules against the code.
 pub const ALL: &[&str] = &[
     SEND_REQUESTS,
@@ -109,6 +126,12 @@ pub const ALL: &[&str] = &[
     QUEUE_HEAD_AGE,
     WATI_TEMPLATE_USABLE,
     WATI_TEMPLATE_CHECKS,
+    FALLBACKS,
+    SMS_BUDGET_USED,
+    SMS_BUDGET,
+    SMS_DELIVERED,
+    TWILIO_REQUESTS,
+    TWILIO_DURATION,
 ];
 
 /// Buckets for request-scale latencies (seconds).
@@ -153,6 +176,7 @@ pub fn install() -> PrometheusHandle {
                 (HTTP_DURATION, FAST_BUCKETS),
                 (PUBLISH_DURATION, FAST_BUCKETS),
                 (WATI_DURATION, FAST_BUCKETS),
+                (TWILIO_DURATION, FAST_BUCKETS),
                 (ACCEPTED_TO_SENT, SLOW_BUCKETS),
                 (BUDGET_WAIT, SLOW_BUCKETS),
                 (ACCEPTED_TO_DELIVERED, SLOW_BUCKETS),

@@ -62,20 +62,37 @@ pub enum Trouble {
     },
 }
 
+/// Who gave the answer: reasons name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Provider {
+    Wati,
+    Twilio,
+}
+
+impl Provider {
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Wati => "WATI",
+            Provider::Twilio => "Twilio",
+        }
+    }
+}
+
 impl Refusal {
     /// The reason a status and a dead letter give.
-    pub fn reason(self) -> String {
+    pub fn reason(self, provider: Provider) -> String {
+        let name = provider.name();
         match self {
             Refusal::InvalidNumber => "Not a valid WhatsApp number".into(),
-            Refusal::RecipientError => "WATI refused the recipient".into(),
-            Refusal::NotListed => "not accepted by WATI".into(),
-            Refusal::Refused => "WATI refused the message".into(),
-            Refusal::AuthFailed => "WATI API authentication failed".into(),
-            Refusal::TemplateNotFound => "WATI template not found".into(),
+            Refusal::RecipientError => format!("{name} refused the recipient"),
+            Refusal::NotListed => format!("not accepted by {name}"),
+            Refusal::Refused => format!("{name} refused the message"),
+            Refusal::AuthFailed => format!("{name} API authentication failed"),
+            Refusal::TemplateNotFound => format!("{name} template not found"),
             Refusal::Redirected { status } => {
-                format!("WATI redirected the request (HTTP {status})")
+                format!("{name} redirected the request (HTTP {status})")
             }
-            Refusal::Rejected { status } => format!("WATI rejected the request (HTTP {status})"),
+            Refusal::Rejected { status } => format!("{name} rejected the request (HTTP {status})"),
         }
     }
 
@@ -95,14 +112,15 @@ impl Refusal {
 }
 
 impl Trouble {
-    pub fn reason(self) -> String {
+    pub fn reason(self, provider: Provider) -> String {
+        let name = provider.name();
         match self {
-            Trouble::Timeout => "WATI did not answer in time".into(),
-            Trouble::Unreachable => "WATI could not be reached".into(),
-            Trouble::Unreadable => "WATI answered without a result".into(),
-            Trouble::RateLimited => "WATI rate limited the request".into(),
-            Trouble::Unavailable => "WATI is unavailable".into(),
-            Trouble::ServerError { status } => format!("WATI failed (HTTP {status})"),
+            Trouble::Timeout => format!("{name} did not answer in time"),
+            Trouble::Unreachable => format!("{name} could not be reached"),
+            Trouble::Unreadable => format!("{name} answered without a result"),
+            Trouble::RateLimited => format!("{name} rate limited the request"),
+            Trouble::Unavailable => format!("{name} is unavailable"),
+            Trouble::ServerError { status } => format!("{name} failed (HTTP {status})"),
         }
     }
 }
@@ -117,11 +135,11 @@ impl Verdict {
         }
     }
 
-    fn permanent(refusal: Refusal, info: Option<String>) -> Self {
+    pub(crate) fn permanent(refusal: Refusal, info: Option<String>) -> Self {
         Verdict::Permanent { refusal, info }
     }
 
-    fn transient(trouble: Trouble, retry_after: Option<Duration>) -> Self {
+    pub(crate) fn transient(trouble: Trouble, retry_after: Option<Duration>) -> Self {
         Verdict::Transient {
             trouble,
             retry_after,
@@ -281,7 +299,7 @@ mod tests {
     #[test]
     fn client_errors_are_permanent_with_the_spec_reasons() {
         let reason = |status| match single(&http(status, None)) {
-            Verdict::Permanent { refusal, .. } => refusal.reason(),
+            Verdict::Permanent { refusal, .. } => refusal.reason(Provider::Wati),
             other => panic!("{status}: {other:?}"),
         };
         assert_eq!(reason(401), "WATI API authentication failed");
@@ -375,7 +393,14 @@ mod tests {
                 info: None
             }
         );
-        assert_eq!(Refusal::NotListed.reason(), "not accepted by WATI");
+        assert_eq!(
+            Refusal::NotListed.reason(Provider::Wati),
+            "not accepted by WATI"
+        );
+        assert_eq!(
+            Refusal::Rejected { status: 400 }.reason(Provider::Twilio),
+            "Twilio rejected the request (HTTP 400)"
+        );
     }
 
     #[test]

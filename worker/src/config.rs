@@ -9,7 +9,10 @@ use otp_shared::budget::WatiApiVersion;
 use otp_shared::config::{CommonArgs, CommonConfig, ConfigError, required};
 use secrecy::SecretString;
 
+use crate::sms::text::SmsText;
+use crate::sms::twilio::{Sender, TwilioConfig};
 use crate::templates::Templates;
+use otp_shared::sms::SmsSettings;
 
 /// Jobs in flight per worker in v1 mode, where each call carries one.
 const V1_CONCURRENCY: u16 = 64;
@@ -82,6 +85,106 @@ pub struct WorkerArgs {
     /// How long a dead letter is kept, in seconds (each holds a phone number).
     #[arg(long, env = "DEAD_LETTER_TTL_SECONDS", default_value_t = 604_800)]
     pub dead_letter_ttl_seconds: u64,
+    #[command(flatten)]
+    pub twilio: TwilioArgs,
+}
+
+/// How the worker sends SMS (with `SMS_PROVIDER=twilio`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct TwilioArgs {
+    /// Twilio's REST host (a sandbox in tests).
+    #[arg(
+        long,
+        env = "TWILIO_BASE_URL",
+        default_value = "https://api.twilio.com"
+    )]
+    pub twilio_base_url: String,
+    /// The account sid (`AC…`): the user of the Messages API's basic auth.
+    #[arg(long, env = "TWILIO_ACCOUNT_SID")]
+    pub twilio_account_sid: Option<String>,
+    /// A sender number (`+1…`) or a Messaging Service sid (`MG…`).
+    #[arg(long, env = "TWILIO_FROM")]
+    pub twilio_from: Option<String>,
+    /// A WhatsApp send with no delivered receipt this long after WATI accepted it goes
+    /// by SMS (receipts must be on); 0 sends by SMS only on a failure.
+    #[arg(long, env = "FALLBACK_AFTER_SECONDS", default_value_t = 30)]
+    pub fallback_after_seconds: u64,
+    /// The SMS body: `{code}` and `{minutes}` are filled in.
+    #[arg(
+        long,
+        env = "SMS_TEXT",
+        default_value = "{code} is your verification code. Do not share it."
+    )]
+    pub sms_text: String,
+    /// Adds the origin-bound last line `@<domain> #<code>` (WebOTP, iOS and Android
+    /// autofill offer the code on that site only).
+    #[arg(long, env = "SMS_WEBOTP_DOMAIN")]
+    pub sms_webotp_domain: Option<String>,
+}
+
+/// Longest wait for one call to Twilio.
+const TWILIO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How the worker sends SMS, when SMS is on.
+#[derive(Clone, Debug)]
+pub struct SmsConfig {
+    /// What both processes know: countries, budget, token, callback URL.
+    pub settings: SmsSettings,
+    pub twilio: TwilioConfig,
+    pub text: SmsText,
+    /// `FALLBACK_AFTER_SECONDS`; `None` falls back only on a failure.
+    pub fallback_after: Option<Duration>,
+}
+
+impl TwilioArgs {
+    fn validate(
+        self,
+        settings: Option<SmsSettings>,
+        dev_mode: bool,
+    ) -> Result<Option<SmsConfig>, ConfigError> {
+        let Some(settings) = settings else {
+            return Ok(None);
+        };
+        let account_sid = required("TWILIO_ACCOUNT_SID", self.twilio_account_sid)?;
+        if !(account_sid.starts_with("AC") && account_sid.len() == 34) {
+            return Err(ConfigError::Invalid {
+                name: "TWILIO_ACCOUNT_SID",
+                problem: "must be an account sid: AC and 32 hex digits",
+            });
+        }
+        let from = required("TWILIO_FROM", self.twilio_from)?;
+        let from = Sender::parse(&from).ok_or(ConfigError::Invalid {
+            name: "TWILIO_FROM",
+            problem: "must be a number such as +14155552671 or a Messaging Service sid (MG and 32 hex digits)",
+        })?;
+        let base_url = self.twilio_base_url.trim_end_matches('/').to_owned();
+        let scheme_ok = match reqwest::Url::parse(&base_url) {
+            Ok(url) if url.scheme() == "https" => true,
+            // Codes travel in the clear over http: only to a sandbox.
+            Ok(url) if url.scheme() == "http" => dev_mode || is_loopback(&url),
+            _ => false,
+        };
+        if !scheme_ok {
+            return Err(ConfigError::Invalid {
+                name: "TWILIO_BASE_URL",
+                problem: "must be https (http only to this machine, or with DEV_MODE=true)",
+            });
+        }
+        Ok(Some(SmsConfig {
+            twilio: TwilioConfig {
+                base_url,
+                account_sid,
+                auth_token: settings.auth_token.clone(),
+                from,
+                status_callback_url: settings.status_callback_url.clone(),
+                timeout: TWILIO_TIMEOUT,
+            },
+            text: SmsText::new(&self.sms_text, self.sms_webotp_domain.as_deref())?,
+            fallback_after: (self.fallback_after_seconds > 0)
+                .then(|| Duration::from_secs(self.fallback_after_seconds)),
+            settings,
+        }))
+    }
 }
 
 /// What the worker can do besides delivering.
@@ -137,6 +240,8 @@ pub struct WorkerConfig {
     pub concurrency: u16,
     pub shutdown_grace: Duration,
     pub dead_letters: DeadLetterBounds,
+    /// SMS (`SMS_PROVIDER`), when it is on.
+    pub sms: Option<SmsConfig>,
 }
 
 /// Whether `url` names this machine: `localhost`, 127.0.0.0/8 or ::1.
@@ -248,6 +353,10 @@ impl WorkerArgs {
                 problem: "must be at least RETRY_BASE_DELAY_MS, which must be at least 1",
             });
         }
+        let sms = self
+            .twilio
+            .clone()
+            .validate(common.sms.clone(), common.dev_mode)?;
         Ok(WorkerConfig {
             common,
             wati,
@@ -262,6 +371,7 @@ impl WorkerArgs {
                 max_length: self.dead_letter_max_length,
                 ttl: Duration::from_secs(self.dead_letter_ttl_seconds),
             },
+            sms,
         })
     }
 }

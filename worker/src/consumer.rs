@@ -1,9 +1,11 @@
-//! The consumer loop: receives jobs with a bounded number in flight, hands each to the
-//! deliverer, acks only final outcomes, dead-letters what cannot succeed, drains on
+//! The consumer loop of one job queue (WhatsApp sends, SMS sends, or fallback checks):
+//! receives jobs with a bounded number in flight, hands each to its handler, acks only
+//! final outcomes, dead-letters what cannot succeed, drains on
 //! shutdown, and reconnects with capped backoff when RabbitMQ goes away. What becomes
 //! of each message is decided by a pure function (`disposition`); this module settles
 //! the message as it says.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +23,7 @@ use otp_shared::amqp::QueueNames;
 use otp_shared::job::SendJob;
 use tokio::sync::{Semaphore, watch};
 
-use crate::delivery::{Deliverer, Outcome};
+use crate::delivery::{Courier, Deliverer, Outcome};
 
 mod disposition;
 
@@ -51,9 +53,49 @@ pub enum LinkError {
     DeadLetterRefused,
 }
 
-/// What the consumer needs besides the deliverer.
+/// What handles a queue's jobs.
+pub trait Handler: Send + Sync + 'static {
+    /// Takes one job to its outcome.
+    fn handle(&self, job: &SendJob) -> impl Future<Output = Outcome> + Send;
+
+    /// Whether its outcomes are deliveries, counted in `otp_deliveries_total`.
+    fn delivers(&self) -> bool {
+        true
+    }
+}
+
+impl<C: Courier> Handler for Deliverer<C> {
+    async fn handle(&self, job: &SendJob) -> Outcome {
+        self.deliver(job).await
+    }
+}
+
+/// The queue a consumer takes its jobs from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobQueue {
+    /// WhatsApp sends.
+    Send,
+    /// SMS sends.
+    Sms,
+    /// WhatsApp sends whose fallback timer ran out.
+    Fallback,
+}
+
+impl JobQueue {
+    fn name(self, queues: &QueueNames) -> &str {
+        match self {
+            JobQueue::Send => &queues.send,
+            JobQueue::Sms => &queues.sms,
+            JobQueue::Fallback => &queues.fallback,
+        }
+    }
+}
+
+/// What the consumer needs besides its handler.
 pub struct ConsumerSettings {
     pub amqp_url: String,
+    /// The queue it consumes.
+    pub queue: JobQueue,
     pub queues: QueueNames,
     pub queue_settings: otp_shared::amqp::QueueSettings,
     pub dead_letters: otp_shared::amqp::DeadLetterBounds,
@@ -71,10 +113,18 @@ pub struct Link {
 pub async fn connect(settings: &ConsumerSettings) -> Result<Link, LinkError> {
     let connection = otp_shared::amqp::connect(&settings.amqp_url, "otp-worker").await?;
     let jobs = connection.create_channel().await?;
-    // The dead-letter queue first: the send queue dead-letters into it.
-    otp_shared::amqp::declare_dead_letter_queue(&jobs, &settings.queues, settings.dead_letters)
-        .await?;
-    otp_shared::amqp::declare_send_queue(&jobs, &settings.queues, settings.queue_settings).await?;
+    // The dead-letter queue first: the job queues dead-letter into it.
+    let (queues, queue_settings) = (&settings.queues, settings.queue_settings);
+    otp_shared::amqp::declare_dead_letter_queue(&jobs, queues, settings.dead_letters).await?;
+    match settings.queue {
+        JobQueue::Send => {
+            otp_shared::amqp::declare_send_queue(&jobs, queues, queue_settings).await?
+        }
+        JobQueue::Sms => otp_shared::amqp::declare_sms_queue(&jobs, queues, queue_settings).await?,
+        JobQueue::Fallback => {
+            otp_shared::amqp::declare_fallback_queues(&jobs, queues, queue_settings).await?;
+        }
+    }
     jobs.basic_qos(settings.concurrency, BasicQosOptions::default())
         .await?;
     let dead_letters = connection.create_channel().await?;
@@ -89,9 +139,9 @@ pub async fn connect(settings: &ConsumerSettings) -> Result<Link, LinkError> {
 }
 
 /// Consumes until `shutdown` turns true, reconnecting whenever the link drops.
-pub async fn run(
+pub async fn run<H: Handler>(
     settings: Arc<ConsumerSettings>,
-    deliverer: Arc<Deliverer>,
+    handler: Arc<H>,
     first_link: Link,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -111,7 +161,7 @@ pub async fn run(
     loop {
         if let Some(live) = link.take() {
             delays = reconnect_delays();
-            match consume(&settings, &deliverer, live, &in_flight, &mut shutdown).await {
+            match consume(&settings, &handler, live, &in_flight, &mut shutdown).await {
                 Ok(()) => return,
                 Err(e) => tracing::warn!(error = %e, "lost the link to rabbitmq; reconnecting"),
             }
@@ -138,9 +188,9 @@ pub async fn run(
 }
 
 /// One session on one link. `Ok` when stopped by shutdown, `Err` when the link broke.
-async fn consume(
+async fn consume<H: Handler>(
     settings: &ConsumerSettings,
-    deliverer: &Arc<Deliverer>,
+    handler: &Arc<H>,
     link: Link,
     in_flight: &Arc<Semaphore>,
     shutdown: &mut watch::Receiver<bool>,
@@ -148,13 +198,13 @@ async fn consume(
     let mut consumer = link
         .jobs
         .basic_consume(
-            settings.queues.send.as_str().into(),
+            settings.queue.name(&settings.queues).into(),
             "".into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )
         .await?;
-    tracing::info!(queue = %settings.queues.send, "consuming");
+    tracing::info!(queue = settings.queue.name(&settings.queues), "consuming");
     let broken = loop {
         let permit = tokio::select! {
             permit = in_flight.clone().acquire_owned() => match permit {
@@ -170,12 +220,12 @@ async fn consume(
         match delivery {
             Some(Ok(delivery)) => {
                 metrics::gauge!(otp_shared::metrics::JOBS_IN_FLIGHT).increment(1.0);
-                let deliverer = deliverer.clone();
+                let handler = handler.clone();
                 let dead_letters = link.dead_letters.clone();
                 let dead_queue = settings.queues.dead.clone();
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
-                    handle(delivery, &deliverer, &dead_letters, &dead_queue, &shutdown).await;
+                    handle(delivery, &*handler, &dead_letters, &dead_queue, &shutdown).await;
                     metrics::gauge!(otp_shared::metrics::JOBS_IN_FLIGHT).decrement(1.0);
                     drop(permit);
                 });
@@ -202,11 +252,11 @@ async fn consume(
     Ok(())
 }
 
-/// Hands one message's job to the deliverer, then settles the message as its
+/// Hands one message's job to the handler, then settles the message as its
 /// disposition says.
-async fn handle(
+async fn handle<H: Handler>(
     delivery: Delivery,
-    deliverer: &Deliverer,
+    handler: &H,
     dead_letters: &Channel,
     dead_queue: &str,
     shutdown: &watch::Receiver<bool>,
@@ -217,11 +267,9 @@ async fn handle(
             unreadable(&e)
         }
         Ok(job) => {
-            let age_ms = otp_shared::now_ms().saturating_sub(job.accepted_at_ms);
-            metrics::gauge!(otp_shared::metrics::QUEUE_HEAD_AGE).set(age_ms as f64 / 1000.0);
-            let outcome = deliverer.deliver(&job).await;
+            let outcome = handler.handle(&job).await;
             let disposition = disposition(&outcome);
-            account(&job, &outcome, &disposition);
+            account(&job, &outcome, &disposition, handler.delivers());
             disposition
         }
     };
@@ -252,11 +300,18 @@ async fn handle(
     }
 }
 
-/// Counts a job that is over under its label, and logs one dropped or handed back
-/// (at error level when it counts toward the dead-letter queue).
-fn account(job: &SendJob, outcome: &Outcome, disposition: &Disposition) {
-    if let Some(label) = outcome.label() {
-        metrics::counter!(otp_shared::metrics::DELIVERIES, "outcome" => label).increment(1);
+/// Counts a delivery that is over under its label and channel, and logs a job dropped
+/// or handed back (at error level when it counts toward the dead-letter queue).
+fn account(job: &SendJob, outcome: &Outcome, disposition: &Disposition, delivers: bool) {
+    if let Some(label) = outcome.label()
+        && delivers
+    {
+        metrics::counter!(
+            otp_shared::metrics::DELIVERIES,
+            "outcome" => label,
+            "channel" => job.channel.label()
+        )
+        .increment(1);
     }
     match outcome {
         Outcome::Dropped { why } => {

@@ -1,23 +1,28 @@
-//! One send, from start to final outcome: start it in the ledger, hand it to the
-//! batcher, and act on each answer (record it sent, end it failed for good or expired,
-//! or retry after a delay). What to do on each answer is decided by a pure function,
-//! `step::next_step`, unit-tested without I/O; this module does the I/O around it.
-//! Knows nothing of the broker, so it can be tested with Redis and a WATI sandbox alone.
+//! One send, from start to final outcome: start it in the ledger, hand it to its
+//! courier (WhatsApp's batcher, or Twilio), and act on each answer (record it sent, end
+//! it failed for good or expired, or retry after a delay). What to do on each answer is
+//! decided by a pure function, `step::next_step`, unit-tested without I/O; this module
+//! does the I/O around it. A WhatsApp send that fails for good, or that no receipt
+//! confirms in time, may fall back to SMS. Knows nothing of the broker's consumers, so
+//! it can be tested with Redis and the sandbox alone.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use otp_shared::job::SendJob;
+use otp_shared::job::{JobChannel, SendJob};
+use otp_shared::publisher::PublishError;
 use otp_shared::redis::conn::RedisConn;
 use otp_shared::redis::keys::Keys;
-use otp_shared::seal::CodeSealer;
+use otp_shared::seal::{CodeSealer, PlainCode};
+use otp_shared::sms_fallback::{FallbackError, FellBack, SmsFallback, Trigger};
 use secrecy::ExposeSecret;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::batcher::{Batcher, BatcherSettings, CallResult, Outgoing};
-use crate::classify::Verdict;
+use crate::classify::{Provider, Verdict};
 use crate::config::{RetryConfig, WorkerConfig};
 use crate::retry::RetrySchedule;
 use crate::templates::Templates;
@@ -26,7 +31,7 @@ use otp_shared::redis::delivery::{Ending, GONE_REASON, Ledger, Start};
 use otp_shared::redis::lease::Lease;
 use otp_shared::redis::wati_budget::Budget;
 
-mod step;
+pub(crate) mod step;
 
 use step::{Step, TooLate, next_step};
 
@@ -46,6 +51,8 @@ pub enum Requeue {
     LeaseLapsed,
     #[error("the worker is stopping")]
     Stopping,
+    #[error("the SMS job could not be published: {0}")]
+    Broker(#[from] PublishError),
 }
 
 impl Requeue {
@@ -56,7 +63,7 @@ impl Requeue {
     pub fn is_a_failure(&self) -> bool {
         match self {
             Self::Redis(e) => !otp_shared::redis::is_outage(e),
-            Self::CopyInProgress | Self::LeaseLapsed | Self::Stopping => false,
+            Self::CopyInProgress | Self::LeaseLapsed | Self::Stopping | Self::Broker(_) => false,
         }
     }
 }
@@ -64,10 +71,11 @@ impl Requeue {
 /// How a job ended, which decides what the consumer does with its message.
 #[derive(Debug)]
 pub enum Outcome {
-    /// WATI accepted the message. Ack.
+    /// The provider accepted the message. Ack.
     Sent,
-    /// WATI refused for good; the code is deleted. Dead-letter, then ack.
-    Failed { reason: String },
+    /// The provider refused for good. Without an SMS to carry its code, the code is
+    /// deleted and the job dead-lettered, then acked; with one (`by_sms`), acked.
+    Failed { reason: String, by_sms: bool },
     /// The code expired before it could be handed to WATI. Ack.
     Expired,
     /// Nothing to do (already delivered, code gone, another worker took over). Ack.
@@ -98,21 +106,70 @@ impl Outcome {
     }
 }
 
-/// Everything delivering a send needs.
-pub struct Deliverer {
-    ledger: Ledger,
+/// Hands a send over to its provider.
+pub trait Courier: Send + Sync + 'static {
+    /// Whose answers these are: reasons name it.
+    const PROVIDER: Provider;
+
+    /// Hands `parcel` over once: what came of it.
+    fn carry(&self, parcel: Parcel<'_>) -> impl Future<Output = CallResult> + Send;
+}
+
+/// One attempt at a send.
+pub struct Parcel<'a> {
+    pub job: &'a SendJob,
+    pub code: &'a PlainCode,
+    /// When the code expires: no call starts later.
+    pub deadline: Instant,
+    /// The delivery's lease, to be confirmed right before the call.
+    pub lease: &'a Lease,
+}
+
+/// WhatsApp, through the batcher: the send goes out in its locale's template.
+pub struct WhatsApp {
     batcher: Batcher,
+    templates: Templates,
+}
+
+impl Courier for WhatsApp {
+    const PROVIDER: Provider = Provider::Wati;
+
+    async fn carry(&self, parcel: Parcel<'_>) -> CallResult {
+        let outgoing = Outgoing {
+            template: self.templates.pick(&parcel.job.locales).clone(),
+            request_id: parcel.job.request_id,
+            phone: parcel.job.phone.clone(),
+            code: parcel.code.clone(),
+            deadline: parcel.deadline,
+            lease: parcel.lease.clone(),
+        };
+        self.batcher.send(outgoing).await
+    }
+}
+
+/// What a WhatsApp send does when WhatsApp cannot deliver it.
+#[derive(Clone)]
+pub struct Fallback {
+    pub sms: SmsFallback,
+    /// `FALLBACK_AFTER_SECONDS`: the wait for a delivered receipt, if there is one.
+    pub after: Option<Duration>,
+}
+
+/// Everything delivering a send needs.
+pub struct Deliverer<C: Courier = WhatsApp> {
+    ledger: Ledger,
+    courier: C,
     sealer: Arc<CodeSealer>,
     retry: RetryConfig,
-    /// Which template each send goes out in.
-    templates: Templates,
+    /// SMS for WhatsApp sends that fail, where SMS is on.
+    fallback: Option<Fallback>,
     /// Becomes `true` when the worker is stopping: waits between attempts end early.
     shutdown: watch::Receiver<bool>,
 }
 
-impl Deliverer {
-    /// Builds the deliverer of one worker and starts its batcher, which stops with
-    /// `shutdown`; the batcher's task is returned, to be watched.
+impl Deliverer<WhatsApp> {
+    /// Builds the WhatsApp deliverer of one worker and starts its batcher, which stops
+    /// with `shutdown`; the batcher's task is returned, to be watched.
     pub fn start(
         config: &WorkerConfig,
         wati: WatiClient,
@@ -129,25 +186,54 @@ impl Deliverer {
             },
             shutdown.clone(),
         );
-        let deliverer = Self {
+        let courier = WhatsApp {
+            batcher,
+            templates: config.wati.templates.clone(),
+        };
+        let deliverer = Self::new(config, courier, config.wati.timeout, redis, shutdown);
+        (deliverer, batcher_task)
+    }
+
+    /// Sends the codes WhatsApp cannot deliver by SMS.
+    pub fn with_fallback(self, fallback: Fallback) -> Self {
+        Self {
+            fallback: Some(fallback),
+            ..self
+        }
+    }
+}
+
+impl<C: Courier> Deliverer<C> {
+    /// A deliverer through `courier`, whose calls take at most `call_timeout`.
+    pub fn new(
+        config: &WorkerConfig,
+        courier: C,
+        call_timeout: Duration,
+        redis: RedisConn,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
             ledger: Ledger::new(
                 redis,
-                keys,
+                Keys::new(&config.common.key_prefix),
                 config.common.otp_ttl,
-                config.wati.timeout + LEASE_MARGIN,
+                call_timeout + LEASE_MARGIN,
             ),
-            batcher,
+            courier,
             sealer: Arc::new(CodeSealer::new(
                 config.common.otp_secret.expose_secret().as_bytes(),
             )),
             retry: config.retry.clone(),
-            templates: config.wati.templates.clone(),
+            fallback: None,
             shutdown,
-        };
-        (deliverer, batcher_task)
+        }
     }
 
     pub async fn deliver(&self, job: &SendJob) -> Outcome {
+        if job.channel == JobChannel::Whatsapp {
+            let age_ms = otp_shared::now_ms().saturating_sub(job.accepted_at_ms);
+            metrics::gauge!(otp_shared::metrics::QUEUE_HEAD_AGE).set(age_ms as f64 / 1000.0);
+        }
         let span = tracing::info_span!("job", request_id = %job.request_id, attempt = tracing::field::Empty);
         async {
             match self.start_and_send(job).await {
@@ -167,7 +253,12 @@ impl Deliverer {
                     why: "already delivered",
                 });
             }
-            Start::Failed { reason } => return Ok(Outcome::Failed { reason }),
+            Start::Failed { reason } => {
+                return Ok(Outcome::Failed {
+                    reason,
+                    by_sms: false,
+                });
+            }
             Start::Busy => return Ok(Outcome::Requeue(Requeue::CopyInProgress)),
             Start::Expired => return self.end(job, &lease, Ending::Expired, 0).await,
             Start::Gone => return self.end(job, &lease, Ending::Gone, 0).await,
@@ -199,21 +290,18 @@ impl Deliverer {
             let ending = Ending::Failed { reason, info: None };
             return self.end(job, lease, ending, 0).await;
         };
-        let template = self.templates.pick(&job.locales).clone();
         let mut schedule = RetrySchedule::new(&self.retry);
         let mut attempt = 0u32;
         loop {
             attempt += 1;
             tracing::Span::current().record("attempt", attempt);
-            let outgoing = Outgoing {
-                template: template.clone(),
-                request_id: job.request_id,
-                phone: job.phone.clone(),
-                code: code.clone(),
+            let parcel = Parcel {
+                job,
+                code: &code,
                 deadline,
-                lease: lease.clone(),
+                lease,
             };
-            let result = self.batcher.send(outgoing).await;
+            let result = self.courier.carry(parcel).await;
             if matches!(result, CallResult::Called(Verdict::Transient { .. })) {
                 // The records that settle a send count its call; a call that leaves it
                 // open is counted now, and before the clock is read: the time this
@@ -239,28 +327,48 @@ impl Deliverer {
         match step {
             Step::RecordSent => {
                 self.record_sent(job, lease).await;
+                self.start_timer(job).await;
                 Ok(Some(Outcome::Sent))
             }
-            Step::Fail { reason, info } => {
+            Step::Fail { refusal, info } => {
+                let reason = refusal.reason(C::PROVIDER);
+                // The SMS job goes first: should it not publish, the job comes back and
+                // is still a send to make, not a failure on record.
+                let by_sms = match self.fall_back(job).await {
+                    Ok(by_sms) => by_sms,
+                    Err(FallbackError::Redis(e)) => return Err(e),
+                    Err(FallbackError::Publish(e)) => {
+                        return Ok(Some(Outcome::Requeue(Requeue::Broker(e))));
+                    }
+                };
                 let ending = Ending::Failed { reason, info };
-                self.end(job, lease, ending, 1).await.map(Some)
+                let mut outcome = self.end(job, lease, ending, 1).await?;
+                if let Outcome::Failed {
+                    by_sms: carried, ..
+                } = &mut outcome
+                {
+                    *carried = by_sms;
+                }
+                Ok(Some(outcome))
             }
             Step::Expire(too_late) => {
                 match too_late {
                     TooLate::ForRetry(trouble) => {
-                        let reason = trouble.reason();
+                        let reason = trouble.reason(C::PROVIDER);
                         tracing::warn!(%reason, "giving up: the code expires before the next attempt");
                     }
                     TooLate::ForBudget => {
-                        tracing::warn!("giving up: no WATI budget before the code expires");
+                        tracing::warn!("giving up: no budget before the code expires");
                     }
                 }
                 self.end(job, lease, Ending::Expired, 0).await.map(Some)
             }
             Step::Retry { delay, trouble } => {
-                let reason = trouble.reason();
+                let reason = trouble.reason(C::PROVIDER);
                 tracing::warn!(%reason, delay_ms = delay.as_millis() as u64, "transient failure, will retry");
-                metrics::counter!(otp_shared::metrics::RETRIES).increment(1);
+                if C::PROVIDER == Provider::Wati {
+                    metrics::counter!(otp_shared::metrics::RETRIES).increment(1);
+                }
                 let stopped = !self.pause(delay).await;
                 Ok(stopped.then_some(Outcome::Requeue(Requeue::Stopping)))
             }
@@ -268,7 +376,42 @@ impl Deliverer {
         }
     }
 
-    /// Records a delivery WATI accepted. Never hands the job back: a requeued copy
+    /// Sends the code of a WhatsApp send WATI refused by SMS, where SMS is on; whether
+    /// an SMS carries it now.
+    async fn fall_back(&self, job: &SendJob) -> Result<bool, FallbackError> {
+        let Some(fallback) = &self.fallback else {
+            return Ok(false);
+        };
+        if job.channel != JobChannel::Whatsapp {
+            return Ok(false);
+        }
+        let fell_back = fallback.sms.fall_back(job, Trigger::Refused).await?;
+        Ok(matches!(
+            fell_back,
+            FellBack::BySms | FellBack::Needless(otp_shared::redis::fallback::Begun::Taken)
+        ))
+    }
+
+    /// Sets the fallback timer of a WhatsApp send WATI accepted: if no delivered
+    /// receipt has come when it runs out, the code goes by SMS. Best effort: without
+    /// it, only a failure sends the code by SMS.
+    async fn start_timer(&self, job: &SendJob) {
+        let Some(Fallback {
+            sms,
+            after: Some(after),
+        }) = &self.fallback
+        else {
+            return;
+        };
+        if job.channel != JobChannel::Whatsapp || !sms.allows(job) {
+            return;
+        }
+        if let Err(e) = sms.start_timer(job, *after).await {
+            tracing::warn!(error = %e, "could not set the fallback timer; only a failure sends this code by SMS");
+        }
+    }
+
+    /// Records a delivery the provider accepted. Never hands the job back: a requeued copy
     /// would send the code again, so a Redis failure here is retried, then given up.
     async fn record_sent(&self, job: &SendJob, lease: &Lease) {
         let since_accepted = otp_shared::now_ms().saturating_sub(job.accepted_at_ms);
@@ -288,7 +431,7 @@ impl Deliverer {
         }
         metrics::counter!(otp_shared::metrics::DELIVERY_RECORDS_LOST).increment(1);
         tracing::error!(
-            "could not record a delivery WATI accepted; a copy of this job would send again"
+            "could not record a delivery the provider accepted; a copy of this job would send again"
         );
     }
 
@@ -304,7 +447,10 @@ impl Deliverer {
         Ok(match ending {
             Ending::Failed { reason, .. } => {
                 tracing::warn!(%reason, "delivery failed for good");
-                Outcome::Failed { reason }
+                Outcome::Failed {
+                    reason,
+                    by_sms: false,
+                }
             }
             Ending::Expired => Outcome::Expired,
             Ending::Gone => Outcome::Dropped { why: GONE_REASON },
@@ -327,7 +473,7 @@ impl Deliverer {
 /// One of each outcome, for the tests of what is made of it here and in the consumer.
 #[cfg(test)]
 pub(crate) mod samples {
-    use super::{GONE_REASON, Outcome, Requeue};
+    use super::{GONE_REASON, Outcome, PublishError, Requeue};
 
     /// A Redis error of an outage: the connection refused.
     pub(crate) fn outage() -> redis::RedisError {
@@ -351,6 +497,11 @@ pub(crate) mod samples {
             Outcome::Sent,
             Outcome::Failed {
                 reason: "WATI template not found".into(),
+                by_sms: false,
+            },
+            Outcome::Failed {
+                reason: "Not a valid WhatsApp number".into(),
+                by_sms: true,
             },
             Outcome::Expired,
             Outcome::Dropped { why: GONE_REASON },
@@ -359,6 +510,7 @@ pub(crate) mod samples {
             Outcome::Requeue(Requeue::CopyInProgress),
             Outcome::Requeue(Requeue::LeaseLapsed),
             Outcome::Requeue(Requeue::Stopping),
+            Outcome::Requeue(Requeue::Broker(PublishError::Reconnecting)),
         ];
         for outcome in &all {
             match outcome {
@@ -370,7 +522,8 @@ pub(crate) mod samples {
                     Requeue::Redis(_)
                     | Requeue::CopyInProgress
                     | Requeue::LeaseLapsed
-                    | Requeue::Stopping,
+                    | Requeue::Stopping
+                    | Requeue::Broker(_),
                 ) => {}
             }
         }
@@ -415,5 +568,6 @@ mod tests {
         assert!(!Requeue::CopyInProgress.is_a_failure());
         assert!(!Requeue::LeaseLapsed.is_a_failure());
         assert!(!Requeue::Stopping.is_a_failure());
+        assert!(!Requeue::Broker(PublishError::Reconnecting).is_a_failure());
     }
 }

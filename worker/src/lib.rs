@@ -1,13 +1,17 @@
 //! The worker process: consumes send jobs from RabbitMQ and delivers the codes through
 //! WATI in batched calls within the shared budgets, retrying transient failures until
-//! each code expires.
+//! each code expires; with SMS on, it also sends the SMS queue's codes through Twilio
+//! and checks the sends whose fallback timer ran out.
 
 pub mod batcher;
 pub mod classify;
 pub mod config;
 pub mod consumer;
 pub mod delivery;
+pub mod fallback_check;
+pub mod http_client;
 pub mod retry;
+pub mod sms;
 pub mod template_check;
 pub mod templates;
 pub mod wati;
@@ -17,11 +21,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use otp_shared::amqp::QueueNames;
+use otp_shared::publisher::{Publisher, Target};
+use otp_shared::redis::fallback::Fallbacks;
+use otp_shared::redis::keys::Keys;
+use otp_shared::redis::send_budget::SendBudget;
+use otp_shared::sms_fallback::SmsFallback;
 use tokio::sync::watch;
 
 use crate::config::WorkerConfig;
-use crate::consumer::ConsumerSettings;
+use crate::consumer::{ConsumerSettings, JobQueue};
 use crate::delivery::Deliverer;
+use crate::sms::twilio::TwilioClient;
 use crate::wati::WatiClient;
 
 /// Why the worker could not start, or stopped other than by shutdown.
@@ -39,6 +49,10 @@ pub enum StartError {
     RabbitMqTimeout,
     #[error("cannot build the WATI client")]
     Http(#[source] reqwest::Error),
+    #[error("cannot build the Twilio client")]
+    TwilioHttp(#[source] reqwest::Error),
+    #[error("cannot reach RabbitMQ to publish SMS jobs")]
+    Publisher(#[source] otp_shared::publisher::PublishError),
     #[error(transparent)]
     Templates(#[from] template_check::CheckError),
 }
@@ -56,8 +70,14 @@ pub async fn run(
     for outcome in delivery::Outcome::LABELS {
         otp_shared::metrics::start_at_zero(
             otp_shared::metrics::DELIVERIES,
-            &[("outcome", outcome)],
+            &[("outcome", outcome), ("channel", "whatsapp")],
         );
+        if config.sms.is_some() {
+            otp_shared::metrics::start_at_zero(
+                otp_shared::metrics::DELIVERIES,
+                &[("outcome", outcome), ("channel", "sms")],
+            );
+        }
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
@@ -104,23 +124,19 @@ async fn deliver(
     let redis = otp_shared::redis::conn::connect(&config.common.redis_url)
         .await
         .map_err(StartError::Redis)?;
-    let settings = Arc::new(ConsumerSettings {
-        amqp_url: config.common.amqp_url.clone(),
-        queues: QueueNames::new(&config.common.queue_prefix),
-        queue_settings: config.common.queue,
-        dead_letters: config.dead_letters,
-        concurrency: config.concurrency,
-        shutdown_grace: config.shutdown_grace,
-    });
-    let link = tokio::time::timeout(Duration::from_secs(10), consumer::connect(&settings))
-        .await
-        .map_err(|_| StartError::RabbitMqTimeout)?
-        .map_err(|e| match e {
-            consumer::LinkError::Declare(
-                mismatch @ otp_shared::amqp::DeclareError::Mismatch { .. },
-            ) => StartError::Queue(mismatch),
-            other => StartError::RabbitMq(other),
-        })?;
+    let settings = |queue| {
+        Arc::new(ConsumerSettings {
+            amqp_url: config.common.amqp_url.clone(),
+            queue,
+            queues: QueueNames::new(&config.common.queue_prefix),
+            queue_settings: config.common.queue,
+            dead_letters: config.dead_letters,
+            concurrency: config.concurrency,
+            shutdown_grace: config.shutdown_grace,
+        })
+    };
+    let send_settings = settings(JobQueue::Send);
+    let link = first_link(&send_settings).await?;
     if let (Some(every), true) = (
         config.wati.recheck_every,
         config.wati.preflight != config::Preflight::Off,
@@ -132,20 +148,32 @@ async fn deliver(
             stop_rx.clone(),
         ));
     }
-    let (deliverer, mut batcher) = Deliverer::start(&config, wati, redis, stop_rx.clone());
+    let (mut deliverer, mut batcher) =
+        Deliverer::start(&config, wati, redis.clone(), stop_rx.clone());
+    // With SMS on, two more consumers: SMS sends, and fallback checks.
+    let mut sms_consumers = Vec::new();
+    if let Some(sms) = &config.sms {
+        let (fallback, consumers) = start_sms(&config, sms, &redis, &settings, &stop_rx).await?;
+        deliverer = deliverer.with_fallback(fallback);
+        sms_consumers = consumers;
+    }
     let budgets = &config.common.budgets;
     tracing::info!(
-        send_queue = %settings.queues.send,
-        dead_letter_queue = %settings.queues.dead,
+        send_queue = %send_settings.queues.send,
+        dead_letter_queue = %send_settings.queues.dead,
         concurrency = config.concurrency,
         wati_api_version = ?budgets.api_version,
         recipients_per_call = budgets.recipients_per_call,
         calls_per_10s = budgets.calls_per_10s,
         messages_per_second = budgets.messages_per_second,
+        sms = config.sms.is_some(),
         "worker started"
     );
     let stopping = stop_rx.clone();
-    let consumed = consumer::run(settings, Arc::new(deliverer), link, stop_rx);
+    let consumed = async {
+        let whatsapp = consumer::run(send_settings, Arc::new(deliverer), link, stop_rx);
+        futures_util::future::join(whatsapp, futures_util::future::join_all(sms_consumers)).await;
+    };
     tokio::pin!(consumed);
     tokio::select! {
         () = &mut consumed => Ok(()),
@@ -163,6 +191,88 @@ async fn deliver(
             }
         }
     }
+}
+
+/// A consumer's first link, within 10 s: a mismatched queue is its own error.
+async fn first_link(settings: &ConsumerSettings) -> Result<consumer::Link, StartError> {
+    tokio::time::timeout(Duration::from_secs(10), consumer::connect(settings))
+        .await
+        .map_err(|_| StartError::RabbitMqTimeout)?
+        .map_err(|e| match e {
+            consumer::LinkError::Declare(
+                mismatch @ otp_shared::amqp::DeclareError::Mismatch { .. },
+            ) => StartError::Queue(mismatch),
+            other => StartError::RabbitMq(other),
+        })
+}
+
+/// A consumer running until the worker stops.
+type Consumer = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Starts what SMS needs: the fallback WhatsApp sends use (its publisher of SMS jobs
+/// and timers), and the consumers of the SMS queue and of the fallback checks.
+async fn start_sms(
+    config: &WorkerConfig,
+    sms: &config::SmsConfig,
+    redis: &otp_shared::redis::conn::RedisConn,
+    settings: &impl Fn(JobQueue) -> Arc<ConsumerSettings>,
+    stop_rx: &watch::Receiver<bool>,
+) -> Result<(delivery::Fallback, Vec<Consumer>), StartError> {
+    let keys = Keys::new(&config.common.key_prefix);
+    let publisher = Publisher::connect(
+        &config.common.amqp_url,
+        "otp-worker",
+        QueueNames::new(&config.common.queue_prefix),
+        config.common.queue,
+        &[Target::Sms, Target::FallbackTimer],
+    )
+    .await
+    .map_err(StartError::Publisher)?;
+    metrics::gauge!(otp_shared::metrics::SMS_BUDGET).set(f64::from(sms.settings.sends_per_minute));
+    let fallback = SmsFallback::new(
+        sms.settings.clone(),
+        SendBudget::sms(redis.clone(), &keys, sms.settings.sends_per_minute),
+        Fallbacks::new(redis.clone(), keys),
+        Arc::new(publisher),
+    );
+    let twilio = TwilioClient::new(&sms.twilio).map_err(StartError::TwilioHttp)?;
+    let sms_deliverer = Deliverer::new(
+        config,
+        sms::Sms::new(twilio, sms.text.clone()),
+        sms.twilio.timeout,
+        redis.clone(),
+        stop_rx.clone(),
+    );
+    let sms_settings = settings(JobQueue::Sms);
+    let sms_link = first_link(&sms_settings).await?;
+    let check_settings = settings(JobQueue::Fallback);
+    let check_link = first_link(&check_settings).await?;
+    let consumers: Vec<Consumer> = vec![
+        Box::pin(consumer::run(
+            sms_settings,
+            Arc::new(sms_deliverer),
+            sms_link,
+            stop_rx.clone(),
+        )),
+        Box::pin(consumer::run(
+            check_settings,
+            Arc::new(fallback_check::FallbackCheck::new(fallback.clone())),
+            check_link,
+            stop_rx.clone(),
+        )),
+    ];
+    tracing::info!(
+        fallback_after_seconds = sms.fallback_after.map_or(0, |d| d.as_secs()),
+        sms_sends_per_minute = sms.settings.sends_per_minute,
+        "SMS on"
+    );
+    Ok((
+        delivery::Fallback {
+            sms: fallback,
+            after: sms.fallback_after,
+        },
+        consumers,
+    ))
 }
 
 /// Says how many workers a burst that mixes every template can have before admission's

@@ -7,7 +7,7 @@ use std::time::Duration;
 use otp_shared::budget::WatiApiVersion;
 use otp_shared::phone::PhoneNumber;
 use otp_shared::seal::{CodeSealer, PlainCode};
-use otp_worker::classify::{Refusal, Trouble, Verdict, classify};
+use otp_worker::classify::{Provider, Refusal, Trouble, Verdict, classify};
 use otp_worker::config::{Preflight, WatiConfig};
 use otp_worker::templates::Templates;
 use otp_worker::wati::answer::WatiAnswer;
@@ -554,7 +554,7 @@ async fn auth_and_template_errors_are_permanent() {
         let (answer, one) = v1_answer(ResponseTemplate::new(status)).await;
         let verdict = verdicts(&answer, &[one]).remove(0);
         assert!(
-            matches!(&verdict, Verdict::Permanent { refusal, .. } if refusal.reason() == reason),
+            matches!(&verdict, Verdict::Permanent { refusal, .. } if refusal.reason(Provider::Wati) == reason),
             "{status}: {verdict:?}"
         );
     }

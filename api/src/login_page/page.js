@@ -98,8 +98,10 @@ function describe(result) {
       return "That is not a phone number we can send to. Include the country code, e.g. +91 98765 43210.";
     case "PHONE_NOT_ALLOWED":
       return "Codes cannot be sent to numbers in this country.";
+    case "CHANNEL_NOT_ALLOWED":
+      return "Codes cannot be sent by SMS to numbers in this country.";
     case "CODE_REQUIRED":
-      return "Enter the code you received on WhatsApp.";
+      return "Enter the code you received.";
     case "OTP_INVALID": {
       const left = data.attemptsRemaining;
       if (left === 0) return "That code is wrong, and that was the last attempt. Ask for a new code.";
@@ -148,11 +150,13 @@ function refused(result, button, what) {
   }
 }
 
-async function sendCode(phone, button) {
+// Asks for a code on `channel` ("whatsapp", or "sms" when the user asks for SMS).
+async function sendCode(phone, button, channel) {
   clearMessages();
   button.disabled = true;
   const asked = generation;
-  const result = await call("POST", "/api/auth/send-otp", { phone });
+  const body = channel === "sms" ? { phone, channel } : { phone };
+  const result = await call("POST", "/api/auth/send-otp", body);
   button.disabled = false;
   if (asked !== generation) return; // the user moved on meanwhile
   if (result.status !== 202) {
@@ -160,14 +164,19 @@ async function sendCode(phone, button) {
     return;
   }
   const sent = result.data;
-  send = { phone: sent.phone, requestId: sent.requestId };
+  send = { phone: sent.phone, requestId: sent.requestId, smsAvailable: sent.smsAvailable };
   $("sent-to").textContent =
-    "We sent a code to +" + sent.phone + " on WhatsApp. It expires in " + sent.expiresIn + ".";
+    "We sent a code to +" + sent.phone + (sent.channel === "sms" ? " by SMS" : " on WhatsApp") +
+    ". It expires in " + sent.expiresIn + ".";
   show("step-code");
   $("code").value = "";
   $("code").focus();
   const resend = $("resend");
+  // SMS is offered only where the server allows it, and not again once the code went so.
+  const bySms = $("by-sms");
+  bySms.hidden = !sent.smsAvailable || sent.channel === "sms";
   resend.disabled = true;
+  bySms.disabled = true;
   countdown(
     "resend",
     sent.resendAfterSeconds || 0,
@@ -175,19 +184,34 @@ async function sendCode(phone, button) {
     () => {
       resend.textContent = "Resend code";
       resend.disabled = false;
+      bySms.disabled = false;
     },
   );
   watchDelivery(sent.requestId, sent.expiresInSeconds);
 }
 
-const DELIVERY = {
-  queued: "Waiting to be sent…",
-  sending: "Sending to WhatsApp…",
-  sent: "Sent to WhatsApp.",
-  delivered: "Delivered to your phone.",
-  read: "Read on your phone.",
-  expired: "The code expired before it could be sent. Ask for a new one.",
-};
+// What a status says, on the channel of the newest delivery.
+function deliveryText(data) {
+  const by = data.channel === "sms" ? "by SMS" : "on WhatsApp";
+  switch (data.status) {
+    case "queued":
+      return "Waiting to be sent…";
+    case "sending":
+      return data.channel === "sms" ? "Sending by SMS…" : "Sending to WhatsApp…";
+    case "sent":
+      return data.channel === "sms" ? "Sent by SMS." : "Sent to WhatsApp.";
+    case "delivered":
+      return "Delivered to your phone " + by + ".";
+    case "read":
+      return "Read on your phone.";
+    case "expired":
+      return "The code expired before it could be sent. Ask for a new one.";
+    case "failed":
+      return (data.channel === "sms" ? "The SMS" : "WhatsApp") + " could not deliver the code" +
+        (data.reason ? " (" + data.reason + ")" : "") + ". Ask for a new one.";
+  }
+  return "";
+}
 
 // Shows what WhatsApp did with the code, until it is read, can no longer arrive, or
 // expires (a phone with read receipts off never reports "read").
@@ -204,14 +228,12 @@ function watchDelivery(requestId, expiresInSeconds) {
     polling = false;
     if (result.status !== 200 || !send || send.requestId !== requestId) return;
     const status = result.data.status;
-    const text =
-      status === "failed"
-        ? "WhatsApp could not deliver the code" +
-          (result.data.reason ? " (" + result.data.reason + ")" : "") +
-          ". Ask for a new one."
-        : DELIVERY[status] || "";
-    say("delivery", text);
-    if (["read", "failed", "expired"].includes(status)) stop("delivery");
+    // A code WhatsApp could not deliver may come by SMS instead: say so.
+    const fellBack = result.data.channel === "sms" && (result.data.deliveries || []).length > 1;
+    say("delivery", (fellBack ? "WhatsApp could not deliver it; it comes by SMS. " : "") + deliveryText(result.data));
+    // A WhatsApp failure may still be followed by an SMS, where SMS is available.
+    const over = status === "failed" && (result.data.channel === "sms" || !send.smsAvailable);
+    if (status === "read" || status === "expired" || over) stop("delivery");
   };
   poll();
   timers.delivery = setInterval(poll, 1500);
@@ -323,17 +345,19 @@ $("phone-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const phone = $("phone").value.trim();
   if (!phone) return say("error", "Enter your phone number.");
-  sendCode(phone, $("send"));
+  sendCode(phone, $("send"), "whatsapp");
 });
 
 $("code-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const code = $("code").value.replace(/\s+/g, "");
-  if (!code) return say("error", "Enter the code you received on WhatsApp.");
+  if (!code) return say("error", "Enter the code you received.");
   verify(code, $("verify"));
 });
 
 $("resend").addEventListener("click", () => sendCode(send ? send.phone : $("phone").value.trim(), $("resend")));
+
+$("by-sms").addEventListener("click", () => sendCode(send ? send.phone : $("phone").value.trim(), $("by-sms"), "sms"));
 
 $("change-phone").addEventListener("click", () => {
   leaveCodeStep();

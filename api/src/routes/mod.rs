@@ -84,6 +84,7 @@ fn route_table() -> Vec<Route> {
             any(webhooks::wati),
             None,
         ),
+        route("POST", "/api/webhooks/twilio", post(webhooks::twilio), None),
         route("GET", "/healthz", get(health::healthz), None),
         route("GET", "/readyz", get(health::readyz), None),
     ]

@@ -17,6 +17,7 @@ use crate::phone::{self, PhoneNumber};
 use crate::send::{Accepted, SendRequest};
 use crate::state::AppState;
 use crate::store::SendKind;
+use otp_shared::job::JobChannel;
 use otp_shared::locale::Locale;
 use otp_shared::redis::status::Channel;
 
@@ -27,6 +28,8 @@ pub struct SendOtpBody {
     phone: Option<Value>,
     /// The language the app wants the code in (`pt_BR`, `hi`), if any.
     locale: Option<Value>,
+    /// `whatsapp` (the default) or `sms`.
+    channel: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -69,6 +72,27 @@ fn optional_locale(value: Option<Value>) -> Result<Option<Locale>, ApiError> {
     }
 }
 
+/// The channel the app asks for: WhatsApp unless it says `sms`.
+fn requested_channel(value: Option<Value>) -> Result<JobChannel, ApiError> {
+    match value {
+        None | Some(Value::Null) => Ok(JobChannel::Whatsapp),
+        Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+            "whatsapp" => Ok(JobChannel::Whatsapp),
+            "sms" => Ok(JobChannel::Sms),
+            _ => Err(ApiError::InvalidBody),
+        },
+        Some(_) => Err(ApiError::InvalidBody),
+    }
+}
+
+/// Whether a code may go to `phone` by SMS here.
+fn sms_allowed(state: &AppState, phone: &PhoneNumber) -> bool {
+    state
+        .sms
+        .as_ref()
+        .is_some_and(|sms| sms.settings.allows(phone))
+}
+
 fn required_code(value: Option<Value>) -> Result<String, ApiError> {
     match value {
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
@@ -109,14 +133,20 @@ async fn accept_send(
 ) -> Result<(SendKind, Channel, Value), ApiError> {
     let phone = required_phone(body.phone)?;
     let locale = optional_locale(body.locale)?;
+    let requested = requested_channel(body.channel)?;
     if !state.settings.allowed_countries.allow(&phone) {
         return Err(ApiError::PhoneNotAllowed);
+    }
+    let sms_available = sms_allowed(state, &phone);
+    if requested == JobChannel::Sms && !sms_available {
+        return Err(ApiError::ChannelNotAllowed);
     }
     let Accepted { send, channel } = crate::send::accept(
         state,
         SendRequest {
             phone: phone.clone(),
             locale,
+            channel: requested,
         },
     )
     .await?;
@@ -132,6 +162,8 @@ async fn accept_send(
             "expiresIn": describe_duration(expires_in),
             "expiresInSeconds": expires_in,
             "channel": channel.as_str(),
+            // Whether the app may offer "send by SMS instead" for this phone.
+            "smsAvailable": sms_available,
             // When a client may ask again (the resend cooldown), for its countdown.
             "resendAfterSeconds": state.settings.resend_after_seconds,
         }),
@@ -143,15 +175,17 @@ pub async fn verify_otp(
     ApiJson(body): ApiJson<VerifyOtpBody>,
 ) -> Result<Json<Value>, ApiError> {
     let result = check_code(&state, body).await;
-    let outcome = match &result {
-        Ok(_) => "verified",
-        Err(e) => e.label(),
+    // A login counts under the channel that carried its code: conversion per channel.
+    let (outcome, channel) = match &result {
+        Ok((channel, _)) => ("verified", channel.as_str()),
+        Err(e) => (e.label(), "none"),
     };
-    metrics::counter!(otp_shared::metrics::VERIFY_REQUESTS, "outcome" => outcome).increment(1);
-    result.map(Json)
+    metrics::counter!(otp_shared::metrics::VERIFY_REQUESTS, "outcome" => outcome, "channel" => channel)
+        .increment(1);
+    result.map(|(_, body)| Json(body))
 }
 
-async fn check_code(state: &AppState, body: VerifyOtpBody) -> Result<Value, ApiError> {
+async fn check_code(state: &AppState, body: VerifyOtpBody) -> Result<(Channel, Value), ApiError> {
     let phone = required_phone(body.phone)?;
     let code = required_code(body.code)?;
     let bound_to = bound_send(body.request_id)?;
@@ -160,16 +194,20 @@ async fn check_code(state: &AppState, body: VerifyOtpBody) -> Result<Value, ApiE
         is_new,
         token,
         refresh_token,
+        channel,
         ..
     } = crate::login::log_in(state, &phone, &code, bound_to).await?;
-    Ok(json!({
-        "status": "success",
-        "verified": true,
-        "token": token,
-        "refreshToken": refresh_token,
-        "isNewUser": is_new,
-        "user": { "id": user.id, "phone": user.phone, "createdAt": user.created_at },
-    }))
+    Ok((
+        channel,
+        json!({
+            "status": "success",
+            "verified": true,
+            "token": token,
+            "refreshToken": refresh_token,
+            "isNewUser": is_new,
+            "user": { "id": user.id, "phone": user.phone, "createdAt": user.created_at },
+        }),
+    ))
 }
 
 pub async fn otp_status(
@@ -182,31 +220,47 @@ pub async fn otp_status(
         .get(request_id)
         .await?
         .ok_or(ApiError::StatusNotFound)?;
-    let updated_at = rfc3339(record.updated_at_ms);
+    // The top level speaks of the newest delivery; `deliveries` of each one tried.
+    let latest = record.latest();
     let mut body = json!({
         "requestId": request_id,
-        "status": record.state,
-        "attempts": record.attempts,
-        "updatedAt": updated_at,
-        "channel": record.channel.as_str(),
+        "status": latest.state,
+        "attempts": latest.attempts,
+        "updatedAt": rfc3339(latest.updated_at_ms),
+        "channel": latest.channel.as_str(),
     });
-    if let Some(reason) = record.reason {
+    if let Some(reason) = &latest.reason {
         body["reason"] = json!(reason);
     }
-    if let Some(info) = record.info {
+    if let Some(info) = &latest.info {
         body["info"] = json!(info);
     }
     for (field, at) in [
-        ("deliveredAt", record.delivered_at_ms),
-        ("readAt", record.read_at_ms),
+        ("deliveredAt", latest.delivered_at_ms),
+        ("readAt", latest.read_at_ms),
     ] {
         if let Some(at) = at {
             body[field] = json!(rfc3339(at));
         }
     }
-    if let Some(code) = record.failed_code.filter(|c| !c.is_empty()) {
+    if let Some(code) = latest.failed_code.as_ref().filter(|c| !c.is_empty()) {
         body["failedCode"] = json!(code);
     }
+    let deliveries: Vec<Value> = std::iter::once(&record.first)
+        .chain(record.fallback.as_ref())
+        .map(|delivery| {
+            let mut entry = json!({
+                "channel": delivery.channel.as_str(),
+                "status": delivery.state,
+                "at": rfc3339(delivery.updated_at_ms),
+            });
+            if let Some(code) = delivery.failed_code.as_ref().filter(|c| !c.is_empty()) {
+                entry["failedCode"] = json!(code);
+            }
+            entry
+        })
+        .collect();
+    body["deliveries"] = json!(deliveries);
     Ok(Json(body))
 }
 

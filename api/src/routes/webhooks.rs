@@ -1,8 +1,10 @@
-//! WATI's receipts: `POST /api/webhooks/wati/{secret}`. WATI signs nothing, so the
-//! secret in the path is the authentication: compared in constant time before the
+//! Delivery receipts. WATI's: `POST /api/webhooks/wati/{secret}`. WATI signs nothing, so
+//! the secret in the path is the authentication: compared in constant time before the
 //! method or the body is looked at, so a wrong one is answered exactly like any unknown
 //! route, whatever the request. Every well-formed event gets 200 at once, known or not,
-//! repeated or not (WATI retries anything else for a day).
+//! repeated or not (WATI retries anything else for a day). A failure receipt sends the
+//! code by SMS where SMS is on. Twilio's status callbacks: `POST /api/webhooks/twilio`,
+//! signed with `X-Twilio-Signature`, checked in constant time before anything changes.
 
 use axum::Json;
 use axum::extract::{Request, State};
@@ -10,8 +12,13 @@ use axum::http::Method;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
+use otp_shared::job::SendJob;
+use otp_shared::redis::status::Channel;
+use otp_shared::sms_fallback::{FellBack, Trigger};
+
 use crate::error::ApiError;
 use crate::receipts::{Applied, Event, Receipt, failed_code_label};
+use crate::sms::SmsReceipt;
 use crate::state::AppState;
 
 /// The route's path with its secret left out, for logs and labels.
@@ -58,20 +65,103 @@ pub async fn wati(
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?;
     let receipt = Receipt::parse(&body).map_err(|_| ApiError::InvalidBody)?;
-    let applied = state.receipts.apply(&receipt).await?;
-    record(&receipt, applied);
+    // With SMS on, a failure keeps the code for its SMS (or retires it below).
+    let keep_code = state.sms.is_some() && matches!(receipt.event, Event::Failed { .. });
+    let applied = state.receipts.apply(&receipt, keep_code).await?;
+    if let Applied::Changed {
+        kept: Some(job), ..
+    } = &applied
+    {
+        fall_back(&state, job).await;
+    }
+    record(
+        Channel::Whatsapp,
+        &receipt.event,
+        receipt.request_id,
+        &applied,
+    );
     Ok(Json(json!({"status": "ok"})))
 }
 
-fn record(receipt: &Receipt, applied: Applied) {
+/// Sends the code of a WhatsApp send whose failure receipt kept it by SMS; retires it
+/// where it goes by no SMS, as a failure without SMS does. Whatever happens, WATI gets
+/// its 200: the receipt is recorded, and a retry of it would change nothing.
+async fn fall_back(state: &AppState, job: &SendJob) {
+    let Some(sms) = &state.sms else { return };
+    let retire = match sms.fallback.fall_back(job, Trigger::Receipt).await {
+        Ok(FellBack::BySms | FellBack::Needless(_)) => false,
+        Ok(FellBack::NotAllowed | FellBack::OverBudget) => true,
+        Err(e) => {
+            tracing::warn!(request_id = %job.request_id, error = %e, "could not send a failed code by SMS; retiring it");
+            true
+        }
+    };
+    if retire && let Err(e) = sms.fallback.retire_code(job).await {
+        tracing::warn!(request_id = %job.request_id, error = %e, "could not retire a failed code; it lapses at its expiry");
+    }
+}
+
+/// Twilio's status callbacks. Without SMS, or without a callback URL to check their
+/// signature against, the route does not exist.
+pub async fn twilio(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    let Some((sms, callback_url)) = state
+        .sms
+        .as_ref()
+        .and_then(|sms| Some((sms, sms.settings.status_callback_url.as_deref()?)))
+    else {
+        return Err(ApiError::RouteNotFound);
+    };
+    let query = request.uri().query().unwrap_or_default().to_owned();
+    let signature = request
+        .headers()
+        .get("x-twilio-signature")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = axum::body::to_bytes(request.into_body(), super::MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge)?;
+    let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    // Twilio signs the URL it was given: ours, with the query the worker added.
+    let url = if query.is_empty() {
+        callback_url.to_owned()
+    } else {
+        format!("{callback_url}?{query}")
+    };
+    let token = sms.settings.auth_token.expose_secret().as_bytes();
+    let signed = signature
+        .is_some_and(|signature| crate::twilio_signature::verify(token, &url, &params, &signature));
+    if !signed {
+        return Err(ApiError::BadSignature);
+    }
+    // Signed, but for no send of ours (another app's callback URL): nothing to do.
+    let Ok(receipt) = SmsReceipt::parse(&query, &params) else {
+        return Ok(Json(json!({"status": "ok"})));
+    };
+    let applied = state.receipts.apply_sms(&receipt).await?;
+    record(
+        Channel::Sms,
+        &receipt.event,
+        Some(receipt.request_id),
+        &applied,
+    );
+    Ok(Json(json!({"status": "ok"})))
+}
+
+/// Counts a receipt of `channel`, and the delivery and reading it may have made.
+fn record(channel: Channel, event: &Event, request_id: Option<uuid::Uuid>, applied: &Applied) {
     metrics::counter!(
         otp_shared::metrics::RECEIPTS,
-        "event" => receipt.event.label(),
+        "event" => event.label(),
         "outcome" => applied.label(),
+        "channel" => channel.as_str(),
     )
     .increment(1);
-    if let Event::Failed { code, .. } = &receipt.event
+    if let Event::Failed { code, .. } = event
         && matches!(applied, Applied::Changed { .. })
+        && channel == Channel::Whatsapp
     {
         metrics::counter!(otp_shared::metrics::RECEIPT_FAILURES, "failed_code" => failed_code_label(code))
             .increment(1);
@@ -79,19 +169,26 @@ fn record(receipt: &Receipt, applied: Applied) {
     if let Applied::Changed {
         first_delivery,
         first_read,
+        ..
     } = applied
     {
         if let Some(wait) = first_delivery {
-            metrics::counter!(otp_shared::metrics::WHATSAPP_DELIVERED).increment(1);
-            metrics::histogram!(otp_shared::metrics::ACCEPTED_TO_DELIVERED).record(wait);
+            let delivered = match channel {
+                Channel::Sms => otp_shared::metrics::SMS_DELIVERED,
+                Channel::Whatsapp | Channel::Test => otp_shared::metrics::WHATSAPP_DELIVERED,
+            };
+            metrics::counter!(delivered).increment(1);
+            metrics::histogram!(otp_shared::metrics::ACCEPTED_TO_DELIVERED, "channel" => channel.as_str())
+                .record(*wait);
         }
         if let Some(wait) = first_read {
-            metrics::histogram!(otp_shared::metrics::DELIVERED_TO_READ).record(wait);
+            metrics::histogram!(otp_shared::metrics::DELIVERED_TO_READ).record(*wait);
         }
     }
     tracing::debug!(
-        request_id = ?receipt.request_id,
-        event = receipt.event.label(),
+        ?request_id,
+        channel = channel.as_str(),
+        event = event.label(),
         outcome = applied.label(),
         "receipt"
     );

@@ -683,8 +683,9 @@ fn each_image_has_the_binaries_its_services_run_and_production_has_no_sandbox() 
     assert!(stages["sandbox"].contains("/out/sandbox/"));
 }
 
-/// `/a/{x}/b` and `/a/{{var}}/b` both become `/a/{}/b`.
+/// `/a/{x}/b` and `/a/{{var}}/b?q=1` both become `/a/{}/b`.
 fn normalise(path: &str) -> String {
+    let path = path.split('?').next().unwrap_or_default();
     path.split('/')
         .map(|segment| {
             if segment.starts_with('{') {
@@ -746,8 +747,8 @@ fn the_postman_collection_covers_every_served_route_and_nothing_else() {
 #[tokio::test]
 async fn every_documented_route_is_answered_by_the_running_api() {
     let mut env = TestEnv::new().await;
-    let config = env.api_config_with(&["--login-page", "true"]);
-    let _api = env.start_api_with(config).await;
+    // SMS on: Twilio's callback route exists only then.
+    let _api = env.start_sms_api("44", &["--login-page", "true"]).await;
     for (method, path) in documented() {
         // The webhook's parameter is its secret (any other is an unknown route).
         let parameter = if path.starts_with("/api/webhooks/") {

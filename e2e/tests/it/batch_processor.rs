@@ -42,7 +42,7 @@ async fn state(env: &TestEnv, job: &SendJob) -> Option<DeliveryState> {
         .get(job.request_id)
         .await
         .expect("redis")
-        .map(|record| record.state)
+        .map(|record| record.first.state)
 }
 
 /// Starts delivering `job` in its own task, and waits until its lease is taken (its
@@ -221,9 +221,9 @@ async fn a_code_that_expires_while_waiting_for_budget_ends_expired_without_a_cal
         .await
         .expect("redis")
         .expect("a status");
-    assert_eq!(record.state, DeliveryState::Expired);
-    assert_eq!(record.attempts, 0);
-    assert_eq!(record.reason.as_deref(), Some("Failed to send OTP"));
+    assert_eq!(record.first.state, DeliveryState::Expired);
+    assert_eq!(record.first.attempts, 0);
+    assert_eq!(record.first.reason.as_deref(), Some("Failed to send OTP"));
 }
 
 #[tokio::test]

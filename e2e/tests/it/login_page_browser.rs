@@ -1,6 +1,7 @@
 //! The login page in a real browser: Debian's chromium, driven by playwright-core
 //! (`e2e/browser/login_page.mjs`), walks the whole flow against a running api, worker
-//! and sandbox. Screenshots go to `target/browser-screenshots/` (CI keeps them). A
+//! and sandbox, and the "Send by SMS instead" walk with SMS on (`login_page_sms.mjs`).
+//! Screenshots go to `target/browser-screenshots/` (CI keeps them). A
 //! missing chromium, node or playwright-core fails the test, naming what to install.
 
 use std::path::{Path, PathBuf};
@@ -9,6 +10,10 @@ use std::time::Duration;
 use otp_e2e::TestEnv;
 
 const PHONE: &str = "919811122233";
+/// A number of the country the SMS walk allows SMS to.
+const SMS_PHONE: &str = "447911123457";
+/// The screenshots the whole walk writes.
+const SHOTS: [&str; 5] = ["1-phone", "2-code", "4-wrong-code", "5-signed-in", "6-wait"];
 /// The whole walk takes a few seconds; this bounds a browser that hangs.
 const WALK_DEADLINE: Duration = Duration::from_secs(120);
 
@@ -20,8 +25,9 @@ fn require(what: &str, present: bool, install: &str) {
     assert!(present, "{what} is missing: {install} (.ci/run does)");
 }
 
-#[tokio::test]
-async fn the_login_page_walks_through_in_chromium() {
+/// Checks that chromium and playwright-core are there (failing, naming what to install,
+/// when not); the folder of the walks, and of their screenshots.
+fn browser_ready() -> (PathBuf, PathBuf) {
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
     require(
         "chromium",
@@ -39,26 +45,19 @@ async fn the_login_page_walks_through_in_chromium() {
         .unwrap_or_else(|_| {
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/browser-screenshots")
         });
+    (browser_dir, screenshots)
+}
 
-    // A screenshot from an earlier run must not stand in for this one's.
-    let _ = std::fs::remove_dir_all(&screenshots);
-
-    let mut env = TestEnv::new().await;
-    let inbox = format!("{}/sandbox/", env.sandbox_url);
-    let mut config =
-        env.api_config_with(&["--login-page", "true", "--login-page-inbox-url", &inbox]);
-    // The page's countdowns need a cooldown to count, long enough that the last step's
-    // send is still inside it however slowly the machine runs the steps before.
-    config.limits.resend_cooldown = std::time::Duration::from_secs(300);
-    let _api = env.start_api_with(config).await;
-    let _worker = env.start_worker().await;
-
+/// Runs the walk `script` with `vars` (and the api's and sandbox's URLs, the
+/// screenshots' folder and the browser) against `env`; fails the test if it fails.
+async fn walk(env: &TestEnv, script: &str, vars: &[(&str, &str)]) {
+    let (browser_dir, screenshots) = browser_ready();
     let walk = tokio::process::Command::new("node")
-        .arg("login_page.mjs")
+        .arg(script)
         .current_dir(&browser_dir)
         .env("API_URL", &env.api_url)
         .env("SANDBOX_URL", &env.sandbox_url)
-        .env("PHONE", PHONE)
+        .envs(vars.iter().copied())
         .env("SCREENSHOTS", &screenshots)
         .env("CHROMIUM", chromium())
         .kill_on_drop(true)
@@ -73,9 +72,55 @@ async fn the_login_page_walks_through_in_chromium() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(output.status.success(), "the walk failed:\n{text}");
-    for shot in ["1-phone", "2-code", "4-wrong-code", "5-signed-in", "6-wait"] {
-        let file = screenshots.join(format!("{shot}.png"));
-        let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-        assert!(size > 1_000, "{} was not written", file.display());
+}
+
+/// Fails unless the walk wrote screenshot `name` (and not an empty file).
+fn written(screenshots: &Path, name: &str) {
+    let file = screenshots.join(format!("{name}.png"));
+    let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    assert!(size > 1_000, "{} was not written", file.display());
+}
+
+#[tokio::test]
+async fn the_login_page_walks_through_in_chromium() {
+    let (_, screenshots) = browser_ready();
+    // A screenshot from an earlier run must not stand in for this one's. (Only this
+    // walk's: the SMS walk writes beside them, maybe at the same time.)
+    for shot in SHOTS {
+        let _ = std::fs::remove_file(screenshots.join(format!("{shot}.png")));
     }
+
+    let mut env = TestEnv::new().await;
+    let inbox = format!("{}/sandbox/", env.sandbox_url);
+    let mut config =
+        env.api_config_with(&["--login-page", "true", "--login-page-inbox-url", &inbox]);
+    // The page's countdowns need a cooldown to count, long enough that the last step's
+    // send is still inside it however slowly the machine runs the steps before.
+    config.limits.resend_cooldown = std::time::Duration::from_secs(300);
+    let _api = env.start_api_with(config).await;
+    let _worker = env.start_worker().await;
+    walk(&env, "login_page.mjs", &[("PHONE", PHONE)]).await;
+    for shot in SHOTS {
+        written(&screenshots, shot);
+    }
+}
+
+#[tokio::test]
+async fn send_by_sms_instead_walks_through_in_chromium() {
+    let (_, screenshots) = browser_ready();
+    let _ = std::fs::remove_file(screenshots.join("7-by-sms.png"));
+    // SMS to the United Kingdom only; no cooldown, so the link is live at once.
+    let mut env = TestEnv::new().await;
+    let _api = env.start_sms_api("44", &["--login-page", "true"]).await;
+    let _worker = env
+        .start_worker_with(env.sms_worker_config("44", Duration::ZERO))
+        .await;
+    walk(
+        &env,
+        "login_page_sms.mjs",
+        &[("SMS_PHONE", SMS_PHONE), ("OTHER_PHONE", PHONE)],
+    )
+    .await;
+    written(&screenshots, "7-by-sms");
+    assert_eq!(env.sandbox.sms_calls(SMS_PHONE).len(), 1, "one SMS");
 }

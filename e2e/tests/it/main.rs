@@ -24,6 +24,7 @@ mod outages;
 mod queues;
 mod receipts;
 mod secrets;
+mod sms;
 mod store;
 mod templates;
 mod tokens;

@@ -30,7 +30,7 @@ async fn accepted(
     code: &str,
 ) -> otp_api::store::AcceptedSend {
     match store
-        .begin_send(phone, code, uuid::Uuid::new_v4())
+        .begin_send(phone, code, uuid::Uuid::new_v4(), false)
         .await
         .expect("redis")
     {
@@ -56,7 +56,7 @@ async fn undoing_a_new_code_keeps_it_when_a_re_send_already_uses_it() {
             .verify(&phone, "123456", None, uuid::Uuid::new_v4())
             .await
             .expect("redis"),
-        VerifyOutcome::Verified
+        VerifyOutcome::Verified { by_sms: false }
     );
 }
 

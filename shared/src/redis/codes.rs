@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::conn::RedisConn;
 use super::keys::Keys;
+use super::records;
 use super::scripts::{Argv, FINISH_VERIFY, Lua, SEND, ScriptArgs, UNDO_SEND, VERIFY};
 use super::status::STATUS_TTL_SECONDS;
 use super::words::codes as word;
@@ -122,7 +123,10 @@ pub struct GuessRules {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VerifyOutcome {
     /// Right: the code is claimed for this request until it spends or releases it.
-    Verified,
+    /// `by_sms`: an SMS carried the code (asked for, or fallen back to).
+    Verified {
+        by_sms: bool,
+    },
     /// Right, but another request is logging in with this code right now.
     Claimed,
     NotFound,
@@ -138,7 +142,9 @@ impl FromRedisValue for VerifyOutcome {
     fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
         let (outcome, remaining): (String, u32) = FromRedisValue::from_redis_value(v)?;
         Ok(match outcome.as_str() {
-            word::OK => VerifyOutcome::Verified,
+            word::OK => VerifyOutcome::Verified {
+                by_sms: remaining == 1,
+            },
             word::CLAIMED => VerifyOutcome::Claimed,
             word::NOT_FOUND => VerifyOutcome::NotFound,
             word::EXPIRED => VerifyOutcome::Expired,
@@ -198,6 +204,9 @@ pub(crate) struct SendArgs<'a> {
     pub digits: u32,
     pub long_code_digits: u32,
     pub wrong_guesses_per_phone: u32,
+    /// The user asked for the code by SMS: the send's channel, and the SMS that carries
+    /// the code (so WhatsApp's trouble sends it by SMS no second time).
+    pub by_sms: bool,
 }
 
 impl ScriptArgs for SendArgs<'_> {
@@ -221,6 +230,7 @@ impl ScriptArgs for SendArgs<'_> {
             digits,
             long_code_digits,
             wrong_guesses_per_phone,
+            by_sms,
         } = self;
         argv.push(code_id.to_string())
             .push(*mac)
@@ -235,7 +245,12 @@ impl ScriptArgs for SendArgs<'_> {
             .push(phone.as_str())
             .push(*digits)
             .push(*long_code_digits)
-            .push(*wrong_guesses_per_phone);
+            .push(*wrong_guesses_per_phone)
+            .push(if *by_sms {
+                records::channel::SMS
+            } else {
+                records::channel::WHATSAPP
+            });
     }
 }
 
@@ -340,6 +355,7 @@ impl CodeRecords {
         request_id: Uuid,
         code: &NewCode<'_>,
         rules: &SendRules,
+        by_sms: bool,
     ) -> redis::RedisResult<SendReply> {
         SendArgs {
             code_id: code.code_id,
@@ -356,6 +372,7 @@ impl CodeRecords {
             digits: code.digits,
             long_code_digits: rules.long_code_digits,
             wrong_guesses_per_phone: rules.wrong_guesses_per_phone,
+            by_sms,
         }
         .invocation()
         .key(self.keys.otp(phone))

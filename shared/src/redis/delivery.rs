@@ -1,5 +1,7 @@
 //! The one place that moves a send's status in the worker: `sending` when its delivery
-//! starts, then `sent`, `failed` or `expired`, with the calls made counted. Each step
+//! starts, then `sent`, `failed` or `expired`, with the calls made counted. A WhatsApp
+//! send and an SMS send are delivered alike; an SMS fallback has records of its own
+//! beside its request's first delivery. Each step
 //! is one Lua script that also looks after the code record, the delivery lease and the
 //! api's admission count (a send leaves it when it is finished), so a status never
 //! disagrees with them.
@@ -10,12 +12,12 @@ use redis::{FromRedisValue, ParsingError, Value};
 use uuid::Uuid;
 
 use super::conn::RedisConn;
-use super::keys::Keys;
+use super::keys::{Delivery, Keys};
 use super::lease::Lease;
 use super::scripts::{Argv, COUNT_CALL, END_DELIVERY, Lua, MARK_SENT, START_DELIVERY, ScriptArgs};
 use super::status::{DeliveryState, STATUS_TTL_SECONDS};
 use super::words::delivery as word;
-use crate::job::SendJob;
+use crate::job::{JobChannel, SendJob};
 
 /// The reason a send that could not reach WATI before its code expired is given.
 pub const EXPIRED_REASON: &str = "Failed to send OTP";
@@ -242,9 +244,22 @@ impl Ledger {
     pub fn lease(&self, job: &SendJob) -> Lease {
         Lease::new(
             self.redis.clone(),
-            self.keys.delivery_lease(&job.phone, job.request_id),
+            self.keys
+                .lease_of(&job.phone, job.request_id, delivery_of(job)),
             self.lease_ttl,
         )
+    }
+
+    /// The status record of `job`'s delivery.
+    fn status(&self, job: &SendJob) -> String {
+        self.keys
+            .status_of(&job.phone, job.request_id, delivery_of(job))
+    }
+
+    /// The delivered mark of `job`'s delivery.
+    fn delivered(&self, job: &SendJob) -> String {
+        self.keys
+            .delivered_of(&job.phone, job.request_id, delivery_of(job))
     }
 
     /// Checks the job against the records; if it can be sent, takes `lease` and moves
@@ -257,8 +272,8 @@ impl Ledger {
         }
         .invocation()
         .key(self.keys.otp(&job.phone))
-        .key(self.keys.delivered(&job.phone, job.request_id))
-        .key(self.keys.status(&job.phone, job.request_id))
+        .key(self.delivered(job))
+        .key(self.status(job))
         .key(lease.key())
         .invoke_async(&mut self.redis.clone())
         .await
@@ -268,7 +283,7 @@ impl Ledger {
     pub async fn count_call(&self, job: &SendJob) -> redis::RedisResult<()> {
         CountCallArgs
             .invocation()
-            .key(self.keys.status(&job.phone, job.request_id))
+            .key(self.status(job))
             .invoke_async(&mut self.redis.clone())
             .await
     }
@@ -281,8 +296,8 @@ impl Ledger {
             lease_owner: lease.owner(),
         }
         .invocation()
-        .key(self.keys.delivered(&job.phone, job.request_id))
-        .key(self.keys.status(&job.phone, job.request_id))
+        .key(self.delivered(job))
+        .key(self.status(job))
         .key(lease.key())
         .key(self.keys.otp(&job.phone))
         .invoke_async(&mut self.redis.clone())
@@ -291,11 +306,14 @@ impl Ledger {
         Ok(())
     }
 
-    /// Takes the send out of the api's admission count. Apart from the script that
+    /// Takes the send out of the api's admission count (a WhatsApp send's only). Apart from the script that
     /// settled the send (another hash slot on a Redis Cluster), and best effort: should
     /// it fail, the entry leaves by itself once its time to deliver has passed, and the
     /// settled send must not be settled again.
     async fn no_longer_pending(&self, job: &SendJob) {
+        if job.channel != JobChannel::Whatsapp {
+            return;
+        }
         let removed: redis::RedisResult<()> = redis::cmd("ZREM")
             .arg(self.keys.pending_sends())
             .arg(job.request_id.to_string())
@@ -335,12 +353,21 @@ impl Ledger {
         }
         .invocation()
         .key(self.keys.otp(&job.phone))
-        .key(self.keys.status(&job.phone, job.request_id))
+        .key(self.status(job))
         .key(lease.key())
         .invoke_async(&mut self.redis.clone())
         .await?;
         self.no_longer_pending(job).await;
         Ok(())
+    }
+}
+
+/// Which of its request's deliveries a job is: an SMS fallback's records are its own.
+fn delivery_of(job: &SendJob) -> Delivery {
+    if job.fallback {
+        Delivery::Fallback
+    } else {
+        Delivery::First
     }
 }
 

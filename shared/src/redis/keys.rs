@@ -15,6 +15,25 @@ use uuid::Uuid;
 
 use crate::phone::PhoneNumber;
 
+/// Which delivery of a request: its first (on the channel it was asked for), or its SMS
+/// fallback (after WhatsApp could not deliver it). Each has its own status, delivered
+/// mark and lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    First,
+    Fallback,
+}
+
+impl Delivery {
+    /// What a fallback's keys add to its request's.
+    fn suffix(self) -> &'static str {
+        match self {
+            Delivery::First => "",
+            Delivery::Fallback => ":sms",
+        }
+    }
+}
+
 /// Builds every Redis key the service uses.
 #[derive(Clone, Debug)]
 pub struct Keys {
@@ -107,6 +126,35 @@ impl Keys {
         format!("{}:{{{phone}}}:lease:{request_id}", self.prefix)
     }
 
+    /// [`Keys::status`] of one delivery of a request: a fallback's is laid out the same.
+    pub fn status_of(&self, phone: &PhoneNumber, request_id: Uuid, delivery: Delivery) -> String {
+        format!("{}{}", self.status(phone, request_id), delivery.suffix())
+    }
+
+    /// [`Keys::delivered`] of one delivery of a request.
+    pub fn delivered_of(
+        &self,
+        phone: &PhoneNumber,
+        request_id: Uuid,
+        delivery: Delivery,
+    ) -> String {
+        format!("{}{}", self.delivered(phone, request_id), delivery.suffix())
+    }
+
+    /// [`Keys::delivery_lease`] of one delivery of a request.
+    pub fn lease_of(&self, phone: &PhoneNumber, request_id: Uuid, delivery: Delivery) -> String {
+        format!(
+            "{}{}",
+            self.delivery_lease(phone, request_id),
+            delivery.suffix()
+        )
+    }
+
+    /// SMS sent over all phones, by minute (`SMS_SENDS_PER_MINUTE`).
+    pub fn sms_per_minute(&self) -> String {
+        format!("{}:sms-per-minute", self.prefix)
+    }
+
     /// Sends accepted over all phones, by minute (`SENDS_PER_MINUTE`).
     pub fn sends_per_minute(&self) -> String {
         format!("{}:sends-per-minute", self.prefix)
@@ -192,6 +240,10 @@ mod tests {
                 keys.status(&phone, request),
                 keys.delivered(&phone, request),
                 keys.delivery_lease(&phone, request),
+                // begin_fallback.lua, retire_code.lua, and the SMS fallback's delivery.
+                keys.status_of(&phone, request, Delivery::Fallback),
+                keys.delivered_of(&phone, request, Delivery::Fallback),
+                keys.lease_of(&phone, request, Delivery::Fallback),
             ],
             // claim_budget.lua.
             vec![

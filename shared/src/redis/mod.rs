@@ -10,6 +10,7 @@ pub mod client_limit;
 pub mod codes;
 pub mod conn;
 pub mod delivery;
+pub mod fallback;
 pub mod keys;
 pub mod lease;
 pub mod receipts;

@@ -1,6 +1,7 @@
-//! Applying WATI's delivery receipts to a send's status (forward only; see
-//! `receipt.lua`), and to its code: a failure receipt retires a code no send of which
-//! reached the user.
+//! Applying delivery receipts (WATI's, and Twilio's status callbacks) to one delivery of
+//! a send (forward only; see `receipt.lua`), and to its code: a failure receipt retires
+//! a code no send of which reached the user, unless the caller keeps it to send it by
+//! SMS.
 
 use std::time::Duration;
 
@@ -8,10 +9,11 @@ use redis::{FromRedisValue, ParsingError, Value};
 use uuid::Uuid;
 
 use super::conn::RedisConn;
-use super::keys::Keys;
+use super::keys::{Delivery, Keys};
 use super::scripts::{Argv, Lua, RECEIPT, ScriptArgs};
 use super::status::StatusStore;
 use super::words::receipts as word;
+use crate::job::SendJob;
 use crate::phone::PhoneNumber;
 
 /// What WhatsApp did with a message, as far as a send's status follows it.
@@ -42,6 +44,11 @@ impl Happened<'_> {
 #[derive(Clone, Copy, Debug)]
 pub struct ReceiptUpdate<'a> {
     pub request_id: Uuid,
+    /// Which delivery of the send it is about.
+    pub delivery: Delivery,
+    /// A failure keeps a code it would retire: the caller sends it by SMS, or retires it
+    /// with [`super::fallback::Fallbacks::retire_code`].
+    pub keep_code: bool,
     /// The phone the receipt names (`waId`), where it named one that reads as a phone.
     pub phone: Option<&'a PhoneNumber>,
     pub happened: Happened<'a>,
@@ -50,7 +57,7 @@ pub struct ReceiptUpdate<'a> {
 }
 
 /// What applying a receipt did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Applied {
     /// No send of ours has that id (another system's message, or a status expired).
     UnknownSend,
@@ -62,6 +69,9 @@ pub enum Applied {
         first_delivery: Option<Duration>,
         /// From delivery to reading, when this receipt made the send read.
         first_read: Option<Duration>,
+        /// The send whose code a failure kept (asked to) rather than retire it: the
+        /// caller sends the code by SMS, or retires it.
+        kept: Option<SendJob>,
     },
 }
 
@@ -93,18 +103,28 @@ enum ScriptReply {
         delivered_at: u64,
         first_delivery: bool,
         first_read: bool,
+        /// The code a failure kept.
+        kept_code: Option<Uuid>,
     },
 }
 
 impl FromRedisValue for ScriptReply {
     fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
-        let (outcome, accepted_at, delivered_at, first_delivery, first_read): (
+        let (outcome, accepted_at, delivered_at, first_delivery, first_read, kept_code): (
             String,
             u64,
             u64,
             u8,
             u8,
+            String,
         ) = FromRedisValue::from_redis_value(v)?;
+        let kept_code = match kept_code.as_str() {
+            "" => None,
+            id => Some(
+                Uuid::parse_str(id)
+                    .map_err(|_| ParsingError::from("receipt.lua kept a code with no id"))?,
+            ),
+        };
         let flag = |value: u8| match value {
             0 | 1 => Ok(value == 1),
             other => Err(ParsingError::from(format!(
@@ -120,6 +140,7 @@ impl FromRedisValue for ScriptReply {
                 delivered_at,
                 first_delivery: flag(first_delivery)?,
                 first_read: flag(first_read)?,
+                kept_code,
             },
             other => return Err(format!("receipt.lua answered {other:?}").into()),
         })
@@ -135,6 +156,8 @@ pub(crate) struct ReceiptArgs<'a> {
     pub at_ms: u64,
     /// The phone whose code record the call names: the send must be for it.
     pub phone: &'a PhoneNumber,
+    /// A failure keeps the code for the caller.
+    pub keep_code: bool,
 }
 
 impl ScriptArgs for ReceiptArgs<'_> {
@@ -148,6 +171,7 @@ impl ScriptArgs for ReceiptArgs<'_> {
             happened,
             at_ms,
             phone,
+            keep_code,
         } = self;
         let (code, reason) = match happened {
             Happened::Failed { code, reason } => (*code, *reason),
@@ -157,7 +181,8 @@ impl ScriptArgs for ReceiptArgs<'_> {
             .push(*at_ms)
             .push(code)
             .push(reason)
-            .push(phone.as_str());
+            .push(phone.as_str())
+            .push(if *keep_code { word::KEEP } else { word::DELETE });
     }
 }
 
@@ -186,8 +211,8 @@ impl ReceiptRecords {
             Some(phone) => self.run(update, phone).await?,
             None => ScriptReply::Unknown,
         };
-        let reply = match by_wa_id {
-            ScriptReply::Unknown | ScriptReply::OtherPhone => {
+        let (reply, phone) = match (by_wa_id, update.phone) {
+            (ScriptReply::Unknown | ScriptReply::OtherPhone, _) | (_, None) => {
                 let Some(phone) = self.statuses.phone_of(update.request_id).await? else {
                     return Ok(Applied::UnknownSend);
                 };
@@ -202,10 +227,10 @@ impl ReceiptRecords {
                         )
                         .into());
                     }
-                    reply => reply,
+                    reply => (reply, phone),
                 }
             }
-            reply => reply,
+            (reply, Some(phone)) => (reply, phone.clone()),
         };
         let since = |from: u64, to: u64| Duration::from_millis(to.saturating_sub(from));
         Ok(match reply {
@@ -216,10 +241,13 @@ impl ReceiptRecords {
                 delivered_at,
                 first_delivery,
                 first_read,
+                kept_code,
             } => Applied::Changed {
                 first_delivery: (first_delivery && accepted_at > 0)
                     .then(|| since(accepted_at, delivered_at)),
                 first_read: first_read.then(|| since(delivered_at, update.at_ms)),
+                kept: kept_code
+                    .map(|code_id| SendJob::new(update.request_id, code_id, phone, accepted_at)),
             },
         })
     }
@@ -234,9 +262,13 @@ impl ReceiptRecords {
             happened: update.happened,
             at_ms: update.at_ms,
             phone,
+            keep_code: update.keep_code,
         }
         .invocation()
-        .key(self.keys.status(phone, update.request_id))
+        .key(
+            self.keys
+                .status_of(phone, update.request_id, update.delivery),
+        )
         .key(self.keys.otp(phone))
         .invoke_async(&mut self.redis.clone())
         .await
@@ -247,33 +279,37 @@ impl ReceiptRecords {
 mod tests {
     use super::*;
 
-    fn reply(outcome: &str, flags: (i64, i64)) -> Result<ScriptReply, ParsingError> {
+    fn reply(outcome: &str, flags: (i64, i64, &str)) -> Result<ScriptReply, ParsingError> {
         ScriptReply::from_redis_value(Value::Array(vec![
             Value::BulkString(outcome.as_bytes().to_vec()),
             Value::Int(10),
             Value::Int(20),
             Value::Int(flags.0),
             Value::Int(flags.1),
+            Value::BulkString(flags.2.as_bytes().to_vec()),
         ]))
     }
 
     #[test]
     fn an_unknown_script_reply_is_an_error_not_a_guess() {
+        let code_id = Uuid::new_v4();
         assert_eq!(
-            reply("applied", (1, 0)).ok(),
+            reply("applied", (1, 0, &code_id.to_string())).ok(),
             Some(ScriptReply::Applied {
                 accepted_at: 10,
                 delivered_at: 20,
                 first_delivery: true,
-                first_read: false
+                first_read: false,
+                kept_code: Some(code_id),
             })
         );
         assert_eq!(
-            reply("other_phone", (0, 0)).ok(),
+            reply("other_phone", (0, 0, "")).ok(),
             Some(ScriptReply::OtherPhone)
         );
-        assert!(reply("applyed", (0, 0)).is_err());
-        assert!(reply("applied", (2, 0)).is_err());
+        assert!(reply("applyed", (0, 0, "")).is_err());
+        assert!(reply("applied", (2, 0, "")).is_err());
+        assert!(reply("applied", (0, 0, "3")).is_err());
     }
 
     #[test]
@@ -284,6 +320,7 @@ mod tests {
             Applied::Changed {
                 first_delivery: None,
                 first_read: None,
+                kept: None,
             },
         ];
         let labels: Vec<&str> = applied.iter().map(Applied::label).collect();

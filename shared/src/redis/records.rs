@@ -42,6 +42,9 @@ pub mod code {
     /// (Unix ms): the code is spent only once the login is written.
     pub const CLAIM: &str = "claim";
     pub const CLAIM_UNTIL: &str = "claim_until";
+    /// The request whose SMS carries this code, when one does (an SMS fallback, or an
+    /// SMS the user asked for): WhatsApp's trouble sends a code by SMS at most once.
+    pub const FALLBACK: &str = "fallback";
 }
 
 /// The delivery status of one send request (`Keys::status`).
@@ -76,6 +79,7 @@ pub mod channel {
     pub const WHATSAPP: &str = "whatsapp";
     /// A review phone's send, which reaches no provider.
     pub const TEST: &str = "test";
+    pub const SMS: &str = "sms";
 }
 
 /// The values of [`status::STATE`].
@@ -143,6 +147,7 @@ const PLACEHOLDERS: &[(&str, &str)] = &[
     ("{{code.received}}", code::RECEIVED),
     ("{{code.claim}}", code::CLAIM),
     ("{{code.claim_until}}", code::CLAIM_UNTIL),
+    ("{{code.fallback}}", code::FALLBACK),
     ("{{status.state}}", status::STATE),
     ("{{status.attempts}}", status::ATTEMPTS),
     ("{{status.updated_at}}", status::UPDATED_AT),
@@ -154,6 +159,8 @@ const PLACEHOLDERS: &[(&str, &str)] = &[
     ("{{status.delivered_at}}", status::DELIVERED_AT),
     ("{{status.read_at}}", status::READ_AT),
     ("{{status.failed_code}}", status::FAILED_CODE),
+    ("{{status.channel}}", status::CHANNEL),
+    ("{{channel.sms}}", channel::SMS),
     ("{{state.queued}}", state::QUEUED),
     ("{{state.sending}}", state::SENDING),
     ("{{state.sent}}", state::SENT),

@@ -15,6 +15,7 @@ use redis::{Script, ScriptInvocation, ToSingleRedisArg};
 use super::records;
 use super::words::codes as code_word;
 use super::words::delivery as delivery_word;
+use super::words::fallback as fallback_word;
 use super::words::receipts as receipt_word;
 use super::words::wati_budget as budget_word;
 
@@ -144,6 +145,8 @@ lua!(
         receipt_word::OTHER_PHONE,
         receipt_word::UNCHANGED,
         receipt_word::APPLIED,
+        receipt_word::DELETE,
+        receipt_word::KEEP,
     ]
 );
 // The worker's: deliveries, leases and WATI's budgets.
@@ -182,6 +185,19 @@ lua!(
     ]
 );
 lua!(HOLD_CALLS, "hold_calls.lua", &[]);
+// Both processes': an SMS fallback.
+lua!(
+    BEGIN_FALLBACK,
+    "begin_fallback.lua",
+    &[
+        fallback_word::NEW,
+        fallback_word::AGAIN,
+        fallback_word::TAKEN,
+        fallback_word::DELIVERED,
+        fallback_word::GONE,
+    ]
+);
+lua!(RETIRE_CODE, "retire_code.lua", &[]);
 
 #[cfg(test)]
 mod tests {
@@ -200,6 +216,7 @@ mod tests {
     use crate::redis::delivery::{
         CountCallArgs, EndDeliveryArgs, MarkSentArgs, Retire, StartDeliveryArgs,
     };
+    use crate::redis::fallback::{BeginFallbackArgs, RetireCodeArgs};
     use crate::redis::lease::HoldLeaseArgs;
     use crate::redis::receipts::{Happened, ReceiptArgs};
     use crate::redis::send_budget::SendsPerMinuteArgs;
@@ -222,6 +239,8 @@ mod tests {
         &HOLD_LEASE,
         &CLAIM_BUDGET,
         &HOLD_CALLS,
+        &BEGIN_FALLBACK,
+        &RETIRE_CODE,
     ];
 
     /// Every script file in `lua/` is one of [`ALL`].
@@ -352,6 +371,7 @@ mod tests {
                 digits: 6,
                 long_code_digits: 8,
                 wrong_guesses_per_phone: 1,
+                by_sms: false,
             }),
             written(&UndoSendArgs {
                 kind: SendKind::New,
@@ -381,6 +401,7 @@ mod tests {
                 happened: Happened::Sent,
                 at_ms: 1,
                 phone: &phone,
+                keep_code: false,
             }),
             written(&StartDeliveryArgs {
                 code_id: id,
@@ -409,6 +430,8 @@ mod tests {
                 wanted: 1,
             }),
             written(&HoldCallsArgs { hold: ms }),
+            written(&BeginFallbackArgs { request_id: id }),
+            written(&RetireCodeArgs),
         ]
     }
 

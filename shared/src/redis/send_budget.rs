@@ -1,6 +1,7 @@
-//! `SENDS_PER_MINUTE`: a budget of sends over all phones and api replicas, against toll
-//! fraud (pumping sends to many numbers someone is paid for). One Redis key, counted
-//! atomically; new codes leave a tenth of it to re-sends of codes already pending.
+//! `SENDS_PER_MINUTE` and `SMS_SENDS_PER_MINUTE`: budgets of sends over all phones and
+//! processes, against toll fraud (pumping sends to many numbers someone is paid for).
+//! One Redis key each, counted atomically; new codes leave a tenth of a budget to
+//! re-sends of codes already pending, and to SMS fallbacks.
 
 use std::time::Duration;
 
@@ -63,10 +64,21 @@ pub struct SendBudget {
 }
 
 impl SendBudget {
+    /// `SENDS_PER_MINUTE`: every send, on any channel.
     pub fn new(redis: RedisConn, keys: &Keys, per_minute: u32) -> Self {
         Self {
             redis,
             key: keys.sends_per_minute(),
+            per_minute,
+        }
+    }
+
+    /// `SMS_SENDS_PER_MINUTE`: every SMS, asked for or fallen back to. A fallback
+    /// counts as a [`SendKind::Resend`]: the code is pending already.
+    pub fn sms(redis: RedisConn, keys: &Keys, per_minute: u32) -> Self {
+        Self {
+            redis,
+            key: keys.sms_per_minute(),
             per_minute,
         }
     }

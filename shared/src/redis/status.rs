@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::conn::RedisConn;
-use super::keys::Keys;
+use super::keys::{Delivery, Keys};
 use super::records::{channel, state, status as fields};
 use crate::phone::PhoneNumber;
 
@@ -60,16 +60,18 @@ impl DeliveryState {
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
     Whatsapp,
+    Sms,
     /// A review phone (`TEST_PHONES`): no provider was called.
     Test,
 }
 
 impl Channel {
-    const ALL: [Channel; 2] = [Channel::Whatsapp, Channel::Test];
+    const ALL: [Channel; 3] = [Channel::Whatsapp, Channel::Sms, Channel::Test];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Whatsapp => channel::WHATSAPP,
+            Channel::Sms => channel::SMS,
             Channel::Test => channel::TEST,
         }
     }
@@ -79,22 +81,36 @@ impl Channel {
     }
 }
 
-/// One request's status as stored.
+/// One delivery of a request as stored: its first, or its SMS fallback.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StatusRecord {
+pub struct DeliveryRecord {
+    pub channel: Channel,
     pub state: DeliveryState,
-    /// Calls made to WATI for this request.
+    /// Calls made to the provider for it.
     pub attempts: u32,
     pub updated_at_ms: u64,
     pub reason: Option<String>,
-    /// WATI's own explanation, where it gave one.
+    /// The provider's own explanation, where it gave one.
     pub info: Option<String>,
-    /// When WhatsApp delivered it and when it was read (Unix ms), where known.
+    /// When it was delivered and read (Unix ms), where known.
     pub delivered_at_ms: Option<u64>,
     pub read_at_ms: Option<u64>,
-    /// WhatsApp's error code, for a failure receipt.
+    /// The provider's error code, for a failure receipt.
     pub failed_code: Option<String>,
-    pub channel: Channel,
+}
+
+/// One request's status: its first delivery, and its SMS fallback if it has one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusRecord {
+    pub first: DeliveryRecord,
+    pub fallback: Option<DeliveryRecord>,
+}
+
+impl StatusRecord {
+    /// The delivery tried last: the fallback if there is one.
+    pub fn latest(&self) -> &DeliveryRecord {
+        self.fallback.as_ref().unwrap_or(&self.first)
+    }
 }
 
 /// The status hash's fields as HMGET returns them.
@@ -163,62 +179,72 @@ impl StatusStore {
     }
 
     /// The status of a send request, found by its id alone (two round trips: its phone,
-    /// then its record, which lives in the phone's hash slot).
+    /// then its deliveries' records, which live in the phone's hash slot).
     pub async fn get(&self, request_id: Uuid) -> redis::RedisResult<Option<StatusRecord>> {
         let Some(phone) = self.phone_of(request_id).await? else {
             return Ok(None);
         };
-        let (
-            state,
-            attempts,
-            updated_at,
-            reason,
-            info,
-            delivered_at,
-            read_at,
-            failed_code,
-            channel,
-        ): StoredFields = redis::cmd("HMGET")
-            .arg(self.keys.status(&phone, request_id))
-            .arg(fields::STATE)
-            .arg(fields::ATTEMPTS)
-            .arg(fields::UPDATED_AT)
-            .arg(fields::REASON)
-            .arg(fields::INFO)
-            .arg(fields::DELIVERED_AT)
-            .arg(fields::READ_AT)
-            .arg(fields::FAILED_CODE)
-            .arg(fields::CHANNEL)
+        let read = |delivery| {
+            redis::cmd("HMGET")
+                .arg(self.keys.status_of(&phone, request_id, delivery))
+                .arg(fields::STATE)
+                .arg(fields::ATTEMPTS)
+                .arg(fields::UPDATED_AT)
+                .arg(fields::REASON)
+                .arg(fields::INFO)
+                .arg(fields::DELIVERED_AT)
+                .arg(fields::READ_AT)
+                .arg(fields::FAILED_CODE)
+                .arg(fields::CHANNEL)
+                .to_owned()
+        };
+        let (first, fallback): (StoredFields, StoredFields) = redis::pipe()
+            .add_command(read(Delivery::First))
+            .add_command(read(Delivery::Fallback))
             .query_async(&mut self.redis.clone())
             .await?;
-        let Some(state) = state else {
+        let Some(first) = delivery_record(request_id, first)? else {
             return Ok(None);
         };
-        let state = DeliveryState::parse(&state).ok_or_else(|| {
-            ParsingError::from(format!(
-                "send {request_id} has the unknown status {state:?}"
-            ))
-        })?;
-        let channel = match channel {
-            None => Channel::Whatsapp,
-            Some(name) => Channel::parse(&name).ok_or_else(|| {
-                ParsingError::from(format!(
-                    "send {request_id} has the unknown channel {name:?}"
-                ))
-            })?,
-        };
         Ok(Some(StatusRecord {
-            state,
-            channel,
-            attempts: attempts.unwrap_or(0),
-            updated_at_ms: updated_at.unwrap_or(0),
-            reason,
-            info,
-            delivered_at_ms: delivered_at,
-            read_at_ms: read_at,
-            failed_code,
+            first,
+            fallback: delivery_record(request_id, fallback)?,
         }))
     }
+}
+
+/// A delivery's record from its stored fields; `None` when there is none.
+fn delivery_record(
+    request_id: Uuid,
+    (state, attempts, updated_at, reason, info, delivered_at, read_at, failed_code, channel): StoredFields,
+) -> redis::RedisResult<Option<DeliveryRecord>> {
+    let Some(state) = state else {
+        return Ok(None);
+    };
+    let state = DeliveryState::parse(&state).ok_or_else(|| {
+        ParsingError::from(format!(
+            "send {request_id} has the unknown status {state:?}"
+        ))
+    })?;
+    let channel = match channel {
+        None => Channel::Whatsapp,
+        Some(name) => Channel::parse(&name).ok_or_else(|| {
+            ParsingError::from(format!(
+                "send {request_id} has the unknown channel {name:?}"
+            ))
+        })?,
+    };
+    Ok(Some(DeliveryRecord {
+        channel,
+        state,
+        attempts: attempts.unwrap_or(0),
+        updated_at_ms: updated_at.unwrap_or(0),
+        reason,
+        info,
+        delivered_at_ms: delivered_at,
+        read_at_ms: read_at,
+        failed_code,
+    }))
 }
 
 #[cfg(test)]

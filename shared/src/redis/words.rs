@@ -43,6 +43,17 @@ pub(crate) mod receipts {
     pub const OTHER_PHONE: &str = "other_phone";
     pub const UNCHANGED: &str = "unchanged";
     pub const APPLIED: &str = "applied";
+    pub const DELETE: &str = "delete";
+    pub const KEEP: &str = "keep";
+}
+
+/// begin_fallback.lua's.
+pub(crate) mod fallback {
+    pub const NEW: &str = "new";
+    pub const AGAIN: &str = "again";
+    pub const TAKEN: &str = "taken";
+    pub const DELIVERED: &str = "delivered";
+    pub const GONE: &str = "gone";
 }
 
 /// claim_budget.lua's.

@@ -28,8 +28,13 @@ pub(super) fn disposition(outcome: &Outcome) -> Disposition {
     match outcome {
         // Sent, expired, or settled elsewhere: nothing is left to do with it.
         Outcome::Sent | Outcome::Expired | Outcome::Dropped { .. } => Disposition::Ack,
-        // Kept, with WATI's reason, for someone to look at.
-        Outcome::Failed { reason } => Disposition::DeadLetter {
+        // An SMS carries the code: the request goes on there.
+        Outcome::Failed { by_sms: true, .. } => Disposition::Ack,
+        // Kept, with the provider's reason, for someone to look at.
+        Outcome::Failed {
+            reason,
+            by_sms: false,
+        } => Disposition::DeadLetter {
             reason: reason.clone(),
             kind: "permanent_failure",
         },
@@ -73,7 +78,11 @@ mod tests {
             // disposition named here.
             let expected = match &outcome {
                 Outcome::Sent | Outcome::Expired | Outcome::Dropped { .. } => Disposition::Ack,
-                Outcome::Failed { reason } => Disposition::DeadLetter {
+                Outcome::Failed { by_sms: true, .. } => Disposition::Ack,
+                Outcome::Failed {
+                    reason,
+                    by_sms: false,
+                } => Disposition::DeadLetter {
                     reason: reason.clone(),
                     kind: "permanent_failure",
                 },
@@ -82,7 +91,10 @@ mod tests {
                 }
                 Outcome::Requeue(Requeue::Redis(_)) => Disposition::Reject,
                 Outcome::Requeue(
-                    Requeue::CopyInProgress | Requeue::LeaseLapsed | Requeue::Stopping,
+                    Requeue::CopyInProgress
+                    | Requeue::LeaseLapsed
+                    | Requeue::Stopping
+                    | Requeue::Broker(_),
                 ) => Disposition::Requeue,
             };
             assert_eq!(disposition(&outcome), expected, "{outcome:?}");
@@ -104,6 +116,7 @@ mod tests {
     fn a_failed_job_is_dead_lettered_with_its_own_reason() {
         let outcome = Outcome::Failed {
             reason: "Not a valid WhatsApp number".into(),
+            by_sms: false,
         };
         assert_eq!(
             disposition(&outcome),
@@ -112,6 +125,12 @@ mod tests {
                 kind: "permanent_failure",
             }
         );
+        // The same failure with an SMS carrying the code is no dead end.
+        let carried = Outcome::Failed {
+            reason: "Not a valid WhatsApp number".into(),
+            by_sms: true,
+        };
+        assert_eq!(disposition(&carried), Disposition::Ack);
     }
 
     #[test]

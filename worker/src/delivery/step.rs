@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::batcher::{CallResult, Skipped};
-use crate::classify::{Trouble, Verdict};
+use crate::classify::{Refusal, Trouble, Verdict};
 use crate::retry::RetrySchedule;
 
 use super::{Outcome, Requeue};
@@ -16,9 +16,9 @@ use super::{Outcome, Requeue};
 pub(super) enum Step {
     /// WATI accepted the message: record the delivery.
     RecordSent,
-    /// WATI refused it for good: end the send failed, counting the call.
+    /// The provider refused it for good: end the send failed, counting the call.
     Fail {
-        reason: String,
+        refusal: Refusal,
         /// WATI's own words, where it gave some.
         info: Option<String>,
     },
@@ -57,10 +57,7 @@ pub(super) fn next_step(
     };
     match verdict {
         Verdict::Accepted => Step::RecordSent,
-        Verdict::Permanent { refusal, info } => Step::Fail {
-            reason: refusal.reason(),
-            info,
-        },
+        Verdict::Permanent { refusal, info } => Step::Fail { refusal, info },
         Verdict::Transient {
             trouble,
             retry_after,
@@ -92,7 +89,6 @@ fn after_skip(skipped: Skipped) -> Step {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::Refusal;
     use crate::config::RetryConfig;
 
     const BASE: Duration = Duration::from_millis(100);
@@ -209,8 +205,11 @@ mod tests {
                         info: info.clone(),
                     };
                     match step(called(verdict), time_left) {
-                        Step::Fail { reason: r, info: i } => {
-                            assert_eq!(r, refusal.reason());
+                        Step::Fail {
+                            refusal: r,
+                            info: i,
+                        } => {
+                            assert_eq!(r, refusal);
                             assert_eq!(i, info);
                         }
                         other => panic!("{refusal:?}: {other:?}"),

@@ -150,7 +150,7 @@ impl WatiClient {
                 }
             })?;
         let status = response.status().as_u16();
-        let body = super::read_at_most(response, MAX_PAGE_BYTES)
+        let body = crate::http_client::read_at_most(response, MAX_PAGE_BYTES)
             .await
             .ok()
             .flatten()

@@ -12,7 +12,7 @@ use std::time::Duration;
 use otp_shared::budget::WatiApiVersion;
 use otp_shared::phone::PhoneNumber;
 use otp_shared::seal::PlainCode;
-use reqwest::header::{AUTHORIZATION, RETRY_AFTER};
+use reqwest::header::AUTHORIZATION;
 use secrecy::ExposeSecret;
 use serde::Serialize;
 use uuid::Uuid;
@@ -82,9 +82,7 @@ impl std::fmt::Debug for WatiClient {
 
 impl WatiClient {
     pub fn new(config: &WatiConfig) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
-            .redirect(reqwest::redirect::Policy::none())
+        let http = crate::http_client::client(config.timeout)
             .pool_max_idle_per_host(256)
             .build()?;
         let path = match config.api_version {
@@ -137,13 +135,8 @@ impl WatiClient {
             Err(_) => return WatiAnswer::Connection,
         };
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let body = match read_at_most(response, limit).await {
+        let retry_after = crate::http_client::retry_after(&response);
+        let body = match crate::http_client::read_at_most(response, limit).await {
             Ok(bytes) => bytes.as_deref().and_then(AnswerBody::parse),
             Err(e) if e.is_timeout() => return WatiAnswer::Timeout,
             Err(_) => None,
@@ -191,25 +184,4 @@ impl WatiClient {
         };
         self.http.post(&self.send_url).json(&body)
     }
-}
-
-/// The body, or `None` when it is longer than `limit` bytes (the rest is not read).
-async fn read_at_most(
-    mut response: reqwest::Response,
-    limit: usize,
-) -> Result<Option<Vec<u8>>, reqwest::Error> {
-    if response
-        .content_length()
-        .is_some_and(|length| length > limit as u64)
-    {
-        return Ok(None);
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        if body.len() + chunk.len() > limit {
-            return Ok(None);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Some(body))
 }

@@ -1,6 +1,7 @@
 -- Ends a send that will not reach WATI, atomically: its final status (failed or
 -- expired) with the reason, the call just made counted if there was one, the code
--- retired if it is still this send's and no other send of it reached the user, and the
+-- retired if it is still this send's, no other send of it reached the user and no SMS
+-- carries it (unless this is that SMS), and the
 -- lease released. (The caller then takes the send out of the api's admission count: a
 -- global key, which a Redis Cluster keeps in another slot.)
 -- 'delete' drops the code record (verify then answers "not found"); 'expire' keeps
@@ -14,8 +15,10 @@ if retire ~= 'delete' and retire ~= 'expire' and retire ~= 'keep' then
   return redis.error_reply('end_delivery.lua: unknown way to retire ' .. retire)
 end
 local now = {{now_ms}}
-local ours = redis.call('HGET', KEYS[1], {{code.code_id}}) == ARGV[1]
-  and redis.call('HEXISTS', KEYS[1], {{code.delivered}}) == 0
+local rec = redis.call('HMGET', KEYS[1], {{code.code_id}}, {{code.delivered}}, {{code.fallback}})
+-- A WhatsApp send does not retire a code an SMS carries: the SMS may still bring it.
+local by_sms = redis.call('HGET', KEYS[2], {{status.channel}}) == {{channel.sms}}
+local ours = rec[1] == ARGV[1] and not rec[2] and (by_sms or not rec[3])
 if ours and retire == 'delete' then
   redis.call('DEL', KEYS[1])
 elseif ours and retire == 'expire' then

@@ -1,34 +1,43 @@
--- Applies one of WATI's receipts to a send. The status only moves forward, and what is
+-- Applies a delivery receipt (WATI's, or a Twilio status callback) to one delivery of a send. The status only moves forward, and what is
 -- known is kept: a repeat changes nothing; a read before its delivered implies both
 -- (delivered at the read's time, until an earlier delivery time arrives). A failure
 -- receipt ends a send not yet delivered: status 'failed' with WhatsApp's code, and the
--- code deleted (verify then answers "not found") unless WhatsApp delivered another send
--- of the same code.
--- KEYS: 1 request status, 2 code record of the phone in ARGV[5]
+-- code deleted (verify then answers "not found") unless another send of the same code
+-- was delivered, or (for a WhatsApp send) an SMS carries it.
+-- With ARGV[6] 'keep', a failure leaves the code for the caller, which sends it by SMS
+-- or retires it itself; the reply says when it would have been deleted.
+-- KEYS: 1 the delivery's status (a request's first, or its SMS fallback's), 2 code
+--       record of the phone in ARGV[5]
 -- ARGV: 1 event: 'sent', 'delivered', 'read' or 'failed'; 2 when it happened (Unix ms);
---       3 failed code, 4 reason (for 'failed'), 5 the phone KEYS[2] is for
--- Returns {outcome, accepted_at, delivered_at, first_delivery, first_read}: outcome
--- 'unknown' (no such send), 'other_phone' (the send is for another phone than ARGV[5]:
--- nothing done, call again with its own), 'unchanged' (nothing changed) or 'applied';
--- the times in Unix ms (0 if unknown); first_* 1 when this receipt made the send
--- delivered or read.
+--       3 failed code, 4 reason (for 'failed'), 5 the phone KEYS[2] is for,
+--       6 'delete' or 'keep': what a failure does with a code no send of which arrived
+-- Returns {outcome, accepted_at, delivered_at, first_delivery, first_read, left}:
+-- outcome 'unknown' (no such send), 'other_phone' (the send is for another phone than
+-- ARGV[5]: nothing done, call again with its own), 'unchanged' (nothing changed) or
+-- 'applied'; the times in Unix ms (0 if unknown); first_* 1 when this receipt made the
+-- send delivered or read; left the code's id when a failure kept a code it would have
+-- deleted ('' otherwise).
+if ARGV[6] ~= 'delete' and ARGV[6] ~= 'keep' then
+  return redis.error_reply('receipt.lua: unknown way to treat the code ' .. ARGV[6])
+end
 local now = {{now_ms}}
 local RANK = {{state.ranks}}
 local function rank(name)
   return RANK[name] or 0
 end
 local rec = redis.call('HMGET', KEYS[1], {{status.state}}, {{status.code_id}},
-  {{status.accepted_at}}, {{status.delivered_at}}, {{status.read_at}}, {{status.phone}})
+  {{status.accepted_at}}, {{status.delivered_at}}, {{status.read_at}}, {{status.phone}},
+  {{status.channel}})
 local state, code_id = rec[1], rec[2]
 if not state then
-  return {'unknown', 0, 0, 0, 0}
+  return {'unknown', 0, 0, 0, 0, ''}
 end
 if rec[6] and rec[6] ~= ARGV[5] then
-  return {'other_phone', 0, 0, 0, 0}
+  return {'other_phone', 0, 0, 0, 0, ''}
 end
 local event, at = ARGV[1], tonumber(ARGV[2])
 local delivered_at = tonumber(rec[4])
-local changed, first_delivery, first_read = false, 0, 0
+local changed, first_delivery, first_read, left = false, 0, 0, ''
 
 local function ours()
   return code_id and redis.call('HGET', KEYS[2], {{code.code_id}}) == code_id
@@ -70,14 +79,21 @@ elseif event == 'failed' then
     redis.call('HSET', KEYS[1], {{status.state}}, {{state.failed}},
       {{status.failed_code}}, ARGV[3], {{status.reason}}, ARGV[4])
     changed = true
-    if ours() and redis.call('HEXISTS', KEYS[2], {{code.received}}) == 0 then
-      redis.call('DEL', KEYS[2])
+    -- A WhatsApp failure leaves a code an SMS carries to that SMS.
+    local carried = rec[7] ~= {{channel.sms}}
+      and redis.call('HEXISTS', KEYS[2], {{code.fallback}}) == 1
+    if ours() and redis.call('HEXISTS', KEYS[2], {{code.received}}) == 0 and not carried then
+      if ARGV[6] == 'keep' then
+        left = code_id
+      else
+        redis.call('DEL', KEYS[2])
+      end
     end
   end
 end
 
 if not changed then
-  return {'unchanged', tonumber(rec[3]) or 0, delivered_at or 0, 0, 0}
+  return {'unchanged', tonumber(rec[3]) or 0, delivered_at or 0, 0, 0, ''}
 end
 redis.call('HSET', KEYS[1], {{status.updated_at}}, now)
-return {'applied', tonumber(rec[3]) or 0, delivered_at or 0, first_delivery, first_read}
+return {'applied', tonumber(rec[3]) or 0, delivered_at or 0, first_delivery, first_read, left}

@@ -9,7 +9,8 @@
 -- ARGV: 1 new code_id, 2 mac, 3 sealed, 4 ttl ms, 5 record grace ms, 6 cooldown ms,
 --       7 max sends per code, 8 sends per phone per hour, 9 request id, 10 status ttl s,
 --       11 phone, 12 digits of the new code, 13 digits after too many wrong guesses,
---       14 wrong guesses per phone before codes grow (0: never)
+--       14 wrong guesses per phone before codes grow (0: never), 15 the send's channel
+--       (by SMS, the code is marked as carried by this request's SMS)
 local now = {{now_ms}}
 local hour_ms = 3600000
 
@@ -50,6 +51,9 @@ else
 end
 
 redis.call('HSET', KEYS[1], {{code.send_prefix}} .. ARGV[9], 1)
+if ARGV[15] == {{channel.sms}} then
+  redis.call('HSET', KEYS[1], {{code.fallback}}, ARGV[9])
+end
 
 if tonumber(ARGV[6]) > 0 then
   redis.call('SET', KEYS[2], ARGV[9], 'PX', ARGV[6])
@@ -58,6 +62,6 @@ redis.call('ZADD', KEYS[3], now, ARGV[9])
 redis.call('PEXPIRE', KEYS[3], hour_ms)
 redis.call('HSET', KEYS[4], {{status.state}}, {{state.queued}}, {{status.attempts}}, 0,
   {{status.updated_at}}, now, {{status.accepted_at}}, now, {{status.phone}}, ARGV[11],
-  {{status.code_id}}, code_id)
+  {{status.code_id}}, code_id, {{status.channel}}, ARGV[15])
 redis.call('EXPIRE', KEYS[4], ARGV[10])
 return {kind, code_id, expires_at - now}

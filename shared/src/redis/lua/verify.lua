@@ -7,7 +7,8 @@
 -- A right guess claims the code for the request that made it (until ARGV[4] ms from
 -- now): the code is spent by finish_verify.lua once the login is written, or released
 -- for another try if it cannot be. While claimed, another right guess answers
--- 'claimed', so a code logs in at most once. Returns {outcome, attempts remaining}.
+-- 'claimed', so a code logs in at most once. Returns {outcome, attempts remaining}
+-- ({'ok', 1} when an SMS carried the code, {'ok', 0} otherwise).
 -- KEYS: 1 code record, 2 phone's wrong guesses
 -- ARGV: 1 mac of the guess, 2 max attempts, 3 claim token, 4 claim ms,
 --       5 request id of the send the guess is bound to ('' for none),
@@ -52,7 +53,8 @@ if diff == 0 then
   end
   redis.call('HSET', KEYS[1], {{code.claim}}, ARGV[3], {{code.claim_until}},
     now + tonumber(ARGV[4]))
-  return {'ok', 0}
+  -- The second item says whether an SMS carried the code (the metrics' channel).
+  return {'ok', redis.call('HEXISTS', KEYS[1], {{code.fallback}})}
 end
 
 redis.call('INCR', KEYS[2])

@@ -1,5 +1,7 @@
-//! Publishes send jobs: persistent messages on the durable send queue, each confirmed
-//! by the broker before the request is answered. Reconnects on the next publish after
+//! Publishes jobs: persistent messages on the durable job queues (a WhatsApp job on the
+//! send queue, an SMS job on the SMS queue, a WhatsApp send waiting for its receipt on
+//! the fallback timer), each confirmed by the broker before the caller goes on. The api
+//! publishes sends, the worker SMS fallbacks and timers. Reconnects on the next publish after
 //! the connection is lost or stops answering, so the api recovers by itself when
 //! RabbitMQ returns; one reconnect runs at a time and other requests fail fast meanwhile,
 //! except a publish whose outcome is unknown, which waits for it to publish again.
@@ -9,11 +11,11 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::amqp::{QueueNames, QueueSettings};
+use crate::job::{JobChannel, SendJob};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
-use otp_shared::amqp::{QueueNames, QueueSettings};
-use otp_shared::job::SendJob;
 use tokio::time::Instant;
 
 /// Longest wait for a connection, or for the broker to confirm one message.
@@ -32,7 +34,18 @@ pub enum PublishError {
     #[error("reconnecting to rabbitmq")]
     Reconnecting,
     #[error("{0}")]
-    Declare(#[from] otp_shared::amqp::DeclareError),
+    Declare(#[from] crate::amqp::DeclareError),
+}
+
+/// A queue a publisher publishes to, declared on each link it opens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// WhatsApp jobs.
+    Send,
+    /// SMS jobs.
+    Sms,
+    /// The fallback timer (and the queue of fallback checks it expires into).
+    FallbackTimer,
 }
 
 /// Clears the reconnecting flag when the reconnect ends, also if it is cancelled.
@@ -60,8 +73,11 @@ struct Live {
 
 pub struct Publisher {
     amqp_url: String,
+    /// The connection's name, as the broker shows it.
+    name: &'static str,
     queues: QueueNames,
     queue_settings: QueueSettings,
+    targets: Vec<Target>,
     /// Held only to read or swap the link, never across an await.
     link: RwLock<Option<Link>>,
     /// Set while one task reconnects.
@@ -74,13 +90,17 @@ impl Publisher {
     /// Connects at once, so a wrong URL or a missing broker is reported at start.
     pub async fn connect(
         amqp_url: &str,
+        name: &'static str,
         queues: QueueNames,
         queue_settings: QueueSettings,
+        targets: &[Target],
     ) -> Result<Self, PublishError> {
         let publisher = Self {
             amqp_url: amqp_url.to_owned(),
+            name,
             queues,
             queue_settings,
+            targets: targets.to_vec(),
             link: RwLock::new(None),
             reconnecting: AtomicBool::new(false),
             generations: AtomicU64::new(0),
@@ -136,13 +156,22 @@ impl Publisher {
     }
 
     async fn open(&self) -> Result<Link, PublishError> {
-        let connection = otp_shared::amqp::connect(&self.amqp_url, "otp-api").await?;
+        let connection = crate::amqp::connect(&self.amqp_url, self.name).await?;
         let channel = connection.create_channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        otp_shared::amqp::declare_send_queue(&channel, &self.queues, self.queue_settings).await?;
-        tracing::info!(queue = %self.queues.send, "connected to rabbitmq");
+        let (queues, settings) = (&self.queues, self.queue_settings);
+        for target in &self.targets {
+            match target {
+                Target::Send => crate::amqp::declare_send_queue(&channel, queues, settings).await?,
+                Target::Sms => crate::amqp::declare_sms_queue(&channel, queues, settings).await?,
+                Target::FallbackTimer => {
+                    crate::amqp::declare_fallback_queues(&channel, queues, settings).await?;
+                }
+            }
+        }
+        tracing::info!(targets = ?self.targets, "connected to rabbitmq");
         Ok(Link {
             _connection: connection,
             live: Live {
@@ -177,10 +206,36 @@ impl Publisher {
     /// broker did keep is left by the worker that meets it (the send is delivered, or
     /// being delivered); at worst a failed send's dead letter is written twice.
     pub async fn publish(&self, job: &SendJob) -> Result<(), PublishError> {
+        let queue = match job.channel {
+            JobChannel::Whatsapp => &self.queues.send,
+            JobChannel::Sms => &self.queues.sms,
+        };
+        self.publish_to(queue, job, None).await
+    }
+
+    /// Publishes a WhatsApp job that WATI accepted to the fallback timer: it comes back,
+    /// on the queue of fallback checks, after `wait`. The broker keeps it meanwhile, so
+    /// the timer survives a restart of any worker.
+    pub async fn publish_timer(&self, job: &SendJob, wait: Duration) -> Result<(), PublishError> {
+        self.publish_to(&self.queues.fallback_wait, job, Some(wait))
+            .await
+    }
+
+    async fn publish_to(
+        &self,
+        queue: &str,
+        job: &SendJob,
+        expiration: Option<Duration>,
+    ) -> Result<(), PublishError> {
         let deadline = Instant::now() + 2 * BROKER_TIMEOUT;
         let live = self.live().await?;
+        let message = Message {
+            queue,
+            job,
+            expiration,
+        };
         match self
-            .publish_on(&live, job, BROKER_TIMEOUT.min(left(deadline)))
+            .publish_on(&live, &message, BROKER_TIMEOUT.min(left(deadline)))
             .await
         {
             Err(PublishError::Broker(_) | PublishError::Timeout(_))
@@ -190,7 +245,7 @@ impl Publisher {
                 let live = tokio::time::timeout(left(deadline), self.live_when_reconnected())
                     .await
                     .map_err(|_| PublishError::Timeout(BROKER_TIMEOUT))??;
-                self.publish_on(&live, job, left(deadline)).await
+                self.publish_on(&live, &message, left(deadline)).await
             }
             done => done,
         }
@@ -212,20 +267,24 @@ impl Publisher {
     async fn publish_on(
         &self,
         live: &Live,
-        job: &SendJob,
+        message: &Message<'_>,
         limit: Duration,
     ) -> Result<(), PublishError> {
-        let properties = BasicProperties::default()
+        let mut properties = BasicProperties::default()
             .with_delivery_mode(PERSISTENT)
             .with_content_type("application/json".into())
-            .with_message_id(job.request_id.to_string().into());
-        let payload = job.encode();
+            .with_message_id(message.job.request_id.to_string().into());
+        if let Some(wait) = message.expiration {
+            // Per-message TTL: the broker dead-letters it into the fallback checks.
+            properties = properties.with_expiration(wait.as_millis().to_string().into());
+        }
+        let payload = message.job.encode();
         let started = std::time::Instant::now();
         let confirmed = tokio::time::timeout(limit, async {
             live.channel
                 .basic_publish(
                     "".into(),
-                    self.queues.send.as_str().into(),
+                    message.queue.into(),
                     BasicPublishOptions {
                         mandatory: true,
                         ..BasicPublishOptions::default()
@@ -247,7 +306,7 @@ impl Publisher {
                 return Err(e);
             }
         };
-        metrics::histogram!(otp_shared::metrics::PUBLISH_DURATION).record(started.elapsed());
+        metrics::histogram!(crate::metrics::PUBLISH_DURATION).record(started.elapsed());
         // A returned message was acked but routed nowhere: as good as lost.
         if confirm.is_ack() && confirm.take_message().is_none() {
             Ok(())
@@ -255,6 +314,14 @@ impl Publisher {
             Err(PublishError::Refused)
         }
     }
+}
+
+/// One message to publish.
+struct Message<'a> {
+    queue: &'a str,
+    job: &'a SendJob,
+    /// How long the broker keeps it before dead-lettering it, if it is a timer.
+    expiration: Option<Duration>,
 }
 
 /// The time left until `deadline`.

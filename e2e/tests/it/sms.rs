@@ -1,0 +1,436 @@
+//! SMS through Twilio (the sandbox's), end to end: the api, a worker with SMS on, the real
+//! Redis and RabbitMQ. Each fallback trigger sends the same code by SMS once, and never
+//! twice when two triggers meet; a code delivered in time, or to a country without SMS,
+//! goes by no SMS; the app's `channel: "sms"`; Twilio's signed status callbacks; Twilio's
+//! refusals and transient answers; the timer across a worker restart.
+
+use std::time::Duration;
+
+use otp_e2e::{DEADLINE, Running, TestEnv, eventually, twilio_callback_url};
+use serde_json::{Value, json};
+use wati_sandbox::{ScriptedReply, ScriptedSms, SmsOutcome};
+
+/// SMS goes to the United Kingdom only.
+const SMS_COUNTRIES: &str = "44";
+const UK_PHONE: &str = "447911123456";
+/// A country without SMS.
+const INDIA_PHONE: &str = "919876543210";
+
+/// An api and a worker with SMS on, receipts on (delivered after 50 ms), and the
+/// fallback timer at `fallback_after`.
+async fn sms_env(fallback_after: Duration) -> (TestEnv, Running, Running) {
+    let mut env = TestEnv::new().await;
+    let api = env.start_sms_api(SMS_COUNTRIES, &[]).await;
+    env.enable_receipts(Duration::from_millis(50), Duration::ZERO, 1, false);
+    let worker = env
+        .start_worker_with(env.sms_worker_config(SMS_COUNTRIES, fallback_after))
+        .await;
+    (env, api, worker)
+}
+
+/// The code an SMS carries: the digits it starts with (`SMS_TEXT`'s default).
+fn code_in(text: &str) -> String {
+    text.chars().take_while(char::is_ascii_digit).collect()
+}
+
+/// Waits for `count` SMS to `phone`; returns them all.
+async fn wait_for_sms(env: &TestEnv, phone: &str, count: usize) -> Vec<wati_sandbox::Message> {
+    eventually(&format!("{count} SMS to {phone}"), DEADLINE, || async {
+        let messages = env.sandbox.sms_messages(phone);
+        (messages.len() >= count).then_some(messages)
+    })
+    .await
+}
+
+/// The send's status once its delivery on `channel` has reached `status`.
+async fn wait_for_delivery(env: &TestEnv, request_id: &str, channel: &str, status: &str) -> Value {
+    eventually(
+        &format!("the {channel} delivery of {request_id} to be {status}"),
+        DEADLINE,
+        || async {
+            let (code, body) = env
+                .get(&format!("/api/auth/otp-status/{request_id}"), None)
+                .await;
+            let reached = code == 200
+                && body["deliveries"].as_array().is_some_and(|deliveries| {
+                    deliveries
+                        .iter()
+                        .any(|d| d["channel"] == channel && d["status"] == status)
+                });
+            reached.then_some(body)
+        },
+    )
+    .await
+}
+
+/// Waits until no fallback timer of this test is waiting or being checked: both timer
+/// queues are empty, and the worker, stopped, has finished the check it held.
+async fn timers_checked(env: &TestEnv, worker: Running) {
+    let queues = env.queues();
+    eventually("the fallback timers to run out", DEADLINE, || async {
+        let waiting = env.queue_counts(&queues.fallback_wait).await?.ready;
+        let checks = env.queue_counts(&queues.fallback).await?.ready;
+        (waiting == 0 && checks == 0).then_some(())
+    })
+    .await;
+    worker.stop().await;
+    let left = env.queue_counts(&queues.fallback).await.map(|c| c.ready);
+    assert_eq!(left, Some(0), "a check was handed back unfinished");
+}
+
+#[tokio::test]
+async fn a_number_not_on_whatsapp_gets_its_code_by_sms_once_and_it_logs_in() {
+    let (env, _api, _worker) = sms_env(Duration::ZERO).await;
+    env.sandbox.script(
+        UK_PHONE,
+        vec![ScriptedReply {
+            valid_whatsapp_number: Some(false),
+            ..ScriptedReply::default()
+        }],
+    );
+    let request_id = env.send_accepted(&format!("+{UK_PHONE}")).await;
+    let sms = wait_for_sms(&env, UK_PHONE, 1).await;
+    let status = wait_for_delivery(&env, &request_id, "sms", "delivered").await;
+    assert_eq!(status["channel"], "sms");
+    assert_eq!(status["status"], "delivered");
+    let deliveries = status["deliveries"].as_array().expect("deliveries");
+    assert_eq!(deliveries.len(), 2, "{status}");
+    assert_eq!(deliveries[0]["channel"], "whatsapp");
+    assert_eq!(deliveries[0]["status"], "failed");
+    assert!(
+        env.sandbox.messages(UK_PHONE).is_empty(),
+        "nothing went by WhatsApp"
+    );
+    let code = code_in(&sms[0].text);
+    assert_eq!(code.len(), 6, "{}", sms[0].text);
+    let (verified, body) = env.verify(&format!("+{UK_PHONE}"), &code).await;
+    assert_eq!(verified, 200, "{body}");
+    assert_eq!(env.sandbox.sms_calls(UK_PHONE).len(), 1);
+}
+
+#[tokio::test]
+async fn a_failure_receipt_sends_the_same_code_by_sms() {
+    let (env, _api, _worker) = sms_env(Duration::ZERO).await;
+    env.sandbox.script(
+        UK_PHONE,
+        vec![ScriptedReply {
+            failed_code: Some("131026".into()),
+            ..ScriptedReply::default()
+        }],
+    );
+    let request_id = env.send_accepted(UK_PHONE).await;
+    let whatsapp = env.wait_for_messages(UK_PHONE, 1).await;
+    let sms = wait_for_sms(&env, UK_PHONE, 1).await;
+    assert_eq!(code_in(&sms[0].text), whatsapp[0].code, "the same code");
+    let status = wait_for_delivery(&env, &request_id, "sms", "delivered").await;
+    let deliveries = status["deliveries"].as_array().expect("deliveries");
+    assert_eq!(deliveries[0]["status"], "failed");
+    assert_eq!(deliveries[0]["failedCode"], "131026");
+    let (verified, body) = env.verify(UK_PHONE, &whatsapp[0].code).await;
+    assert_eq!(verified, 200, "{body}");
+}
+
+#[tokio::test]
+async fn no_receipt_in_time_sends_the_same_code_by_sms() {
+    let (env, _api, _worker) = sms_env(Duration::from_secs(1)).await;
+    env.sandbox.script(
+        UK_PHONE,
+        vec![ScriptedReply {
+            no_receipts: Some(true),
+            ..ScriptedReply::default()
+        }],
+    );
+    let request_id = env.send_accepted(UK_PHONE).await;
+    let whatsapp = env.wait_for_messages(UK_PHONE, 1).await;
+    let sms = wait_for_sms(&env, UK_PHONE, 1).await;
+    assert_eq!(code_in(&sms[0].text), whatsapp[0].code, "the same code");
+    let status = wait_for_delivery(&env, &request_id, "sms", "delivered").await;
+    assert_eq!(status["deliveries"][0]["status"], "sent", "{status}");
+}
+
+#[tokio::test]
+async fn a_failure_receipt_and_a_timer_that_meet_send_one_sms() {
+    // The failure receipt comes at once; the timer runs out a second later and finds
+    // the fallback begun.
+    let (env, _api, worker) = sms_env(Duration::from_secs(1)).await;
+    env.sandbox.script(
+        UK_PHONE,
+        vec![ScriptedReply {
+            failed_code: Some("131049".into()),
+            ..ScriptedReply::default()
+        }],
+    );
+    env.send_accepted(UK_PHONE).await;
+    wait_for_sms(&env, UK_PHONE, 1).await;
+    timers_checked(&env, worker).await;
+    assert_eq!(env.sandbox.sms_calls(UK_PHONE).len(), 1, "one SMS");
+}
+
+#[tokio::test]
+async fn a_code_delivered_in_time_goes_by_no_sms() {
+    let (env, _api, worker) = sms_env(Duration::from_secs(1)).await;
+    let request_id = env.send_accepted(UK_PHONE).await;
+    env.wait_for_status(&request_id, "delivered").await;
+    timers_checked(&env, worker).await;
+    assert!(env.sandbox.sms_calls(UK_PHONE).is_empty());
+    let (_, status) = env
+        .get(&format!("/api/auth/otp-status/{request_id}"), None)
+        .await;
+    assert_eq!(status["channel"], "whatsapp");
+    assert_eq!(status["deliveries"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn a_country_without_sms_gets_none_and_its_failed_code_is_deleted() {
+    let (env, _api, _worker) = sms_env(Duration::ZERO).await;
+    env.sandbox.script(
+        INDIA_PHONE,
+        vec![ScriptedReply {
+            valid_whatsapp_number: Some(false),
+            ..ScriptedReply::default()
+        }],
+    );
+    let request_id = env.send_accepted(INDIA_PHONE).await;
+    env.wait_for_status(&request_id, "failed").await;
+    let (status, body) = env.verify(INDIA_PHONE, "123456").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("OTP_NOT_FOUND")),
+        "{body}"
+    );
+    assert!(env.sandbox.sms_calls(INDIA_PHONE).is_empty());
+}
+
+#[tokio::test]
+async fn the_app_can_ask_for_sms_and_is_refused_where_it_is_not_allowed() {
+    let (env, _api, _worker) = sms_env(Duration::ZERO).await;
+    let (status, body) = env
+        .post(
+            "/api/auth/send-otp",
+            json!({"phone": UK_PHONE, "channel": "sms"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["channel"], "sms");
+    assert_eq!(body["smsAvailable"], true);
+    let request_id = body["requestId"].as_str().expect("requestId").to_owned();
+    let sms = wait_for_sms(&env, UK_PHONE, 1).await;
+    let status_body = wait_for_delivery(&env, &request_id, "sms", "delivered").await;
+    assert_eq!(status_body["deliveries"].as_array().map(Vec::len), Some(1));
+    assert!(
+        env.sandbox.messages(UK_PHONE).is_empty(),
+        "nothing by WhatsApp"
+    );
+    let (verified, _) = env.verify(UK_PHONE, &code_in(&sms[0].text)).await;
+    assert_eq!(verified, 200);
+
+    let (status, body) = env
+        .post(
+            "/api/auth/send-otp",
+            json!({"phone": INDIA_PHONE, "channel": "sms"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], "CHANNEL_NOT_ALLOWED");
+    assert_eq!(body["message"], "SMS to this country is not enabled");
+    let (_, india) = env.send_otp(INDIA_PHONE).await;
+    assert_eq!(india["smsAvailable"], false);
+}
+
+#[tokio::test]
+async fn without_sms_the_app_asking_for_it_is_refused() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    let (status, body) = env
+        .post(
+            "/api/auth/send-otp",
+            json!({"phone": UK_PHONE, "channel": "sms"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("CHANNEL_NOT_ALLOWED"))
+    );
+    let (status, body) = env
+        .post(
+            "/api/auth/send-otp",
+            json!({"phone": UK_PHONE, "channel": "pigeon"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("INVALID_REQUEST"))
+    );
+}
+
+/// Asks for `phone`'s code by SMS; its request id.
+async fn ask_for_sms(env: &TestEnv, phone: &str) -> String {
+    let (status, body) = env
+        .post(
+            "/api/auth/send-otp",
+            json!({"phone": phone, "channel": "sms"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    body["requestId"].as_str().expect("requestId").to_owned()
+}
+
+/// A form body, as Twilio posts it.
+fn form(params: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish()
+}
+
+/// Posts a status callback for `request_id` to the api, signed with `token`.
+async fn post_callback(env: &TestEnv, request_id: &str, status: &str, token: &str) -> u16 {
+    let url = format!(
+        "{}?request={request_id}&fallback=0",
+        twilio_callback_url(&env.api_url)
+    );
+    let params = [
+        ("MessageSid", "SM0123456789abcdef0123456789abcdef"),
+        ("MessageStatus", status),
+        ("To", "+447911123456"),
+        ("AccountSid", wati_sandbox::DEFAULT_TWILIO_ACCOUNT_SID),
+    ];
+    let signature = wati_sandbox::twilio_signature(token, &url, &params);
+    env.http
+        .post(&url)
+        .header("X-Twilio-Signature", signature)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form(&params))
+        .send()
+        .await
+        .expect("api reachable")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_forged_callback_is_refused_and_a_signed_one_moves_the_status() {
+    let (env, _api, _worker) = sms_env(Duration::ZERO).await;
+    env.sandbox.script_sms(
+        UK_PHONE,
+        vec![ScriptedSms {
+            outcome: Some(SmsOutcome::Silent),
+            ..ScriptedSms::default()
+        }],
+    );
+    let request_id = ask_for_sms(&env, UK_PHONE).await;
+    env.wait_for_status(&request_id, "sent").await;
+    assert_eq!(
+        post_callback(&env, &request_id, "delivered", "not-the-token").await,
+        403
+    );
+    let unsigned = env
+        .http
+        .post(format!(
+            "{}?request={request_id}&fallback=0",
+            twilio_callback_url(&env.api_url)
+        ))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form(&[("MessageStatus", "delivered")]))
+        .send()
+        .await
+        .expect("api reachable");
+    assert_eq!(unsigned.status().as_u16(), 403);
+    let (_, status) = env
+        .get(&format!("/api/auth/otp-status/{request_id}"), None)
+        .await;
+    assert_eq!(status["status"], "sent", "nothing changed: {status}");
+    assert_eq!(
+        post_callback(
+            &env,
+            &request_id,
+            "delivered",
+            wati_sandbox::DEFAULT_TWILIO_AUTH_TOKEN
+        )
+        .await,
+        200
+    );
+    env.wait_for_status(&request_id, "delivered").await;
+}
+
+#[tokio::test]
+async fn an_invalid_number_fails_for_good_and_its_code_is_deleted() {
+    let (env, _api, _worker) = sms_env(Duration::ZERO).await;
+    env.sandbox.script_sms(
+        UK_PHONE,
+        vec![ScriptedSms {
+            code: Some(21211),
+            ..ScriptedSms::default()
+        }],
+    );
+    let request_id = ask_for_sms(&env, UK_PHONE).await;
+    let status = env.wait_for_status(&request_id, "failed").await;
+    assert_eq!(status["reason"], "Twilio rejected the request (HTTP 400)");
+    assert!(
+        status["info"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("21211")),
+        "{status}"
+    );
+    assert_eq!(env.sandbox.sms_calls(UK_PHONE).len(), 1, "no retry");
+    let (verify, body) = env.verify(UK_PHONE, "123456").await;
+    assert_eq!(
+        (verify, body["code"].as_str()),
+        (404, Some("OTP_NOT_FOUND"))
+    );
+}
+
+#[tokio::test]
+async fn rate_limits_and_server_errors_are_retried_with_the_same_code() {
+    let (env, _api, _worker) = sms_env(Duration::ZERO).await;
+    env.sandbox.script_sms(
+        UK_PHONE,
+        vec![
+            ScriptedSms {
+                code: Some(20429),
+                ..ScriptedSms::default()
+            },
+            ScriptedSms {
+                status: Some(503),
+                ..ScriptedSms::default()
+            },
+        ],
+    );
+    let request_id = ask_for_sms(&env, UK_PHONE).await;
+    env.wait_for_status(&request_id, "delivered").await;
+    let calls = env.sandbox.sms_calls(UK_PHONE);
+    assert_eq!(calls.len(), 3, "two refusals, then the send");
+    let codes: Vec<String> = calls.iter().map(|c| code_in(&c.body)).collect();
+    assert!(
+        codes.iter().all(|c| c == &codes[0] && c.len() == 6),
+        "{codes:?}"
+    );
+    assert_eq!(env.sandbox.sms_messages(UK_PHONE).len(), 1);
+}
+
+#[tokio::test]
+async fn the_fallback_timer_outlives_the_worker_that_set_it() {
+    let (env, _api, worker) = sms_env(Duration::from_secs(2)).await;
+    env.sandbox.script(
+        UK_PHONE,
+        vec![ScriptedReply {
+            no_receipts: Some(true),
+            ..ScriptedReply::default()
+        }],
+    );
+    let request_id = env.send_accepted(UK_PHONE).await;
+    env.wait_for_status(&request_id, "sent").await;
+    // The timer waits in RabbitMQ, not in the worker that set it.
+    worker.stop().await;
+    let queues = env.queues();
+    let waiting = env
+        .queue_counts(&queues.fallback_wait)
+        .await
+        .map(|c| c.ready);
+    assert_eq!(waiting, Some(1), "the timer is in the broker");
+    let _restarted = env
+        .start_worker_with(env.sms_worker_config(SMS_COUNTRIES, Duration::from_secs(2)))
+        .await;
+    let sms = wait_for_sms(&env, UK_PHONE, 1).await;
+    let whatsapp = env.sandbox.messages(UK_PHONE);
+    assert_eq!(code_in(&sms[0].text), whatsapp[0].code);
+}
