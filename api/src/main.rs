@@ -15,6 +15,7 @@ fn read_settings() -> Result<ApiConfig, ConfigError> {
         ("amqp_url", "AMQP_URL"),
         ("database_url", "DATABASE_URL"),
         ("test_phones", "TEST_PHONES"),
+        ("twilio_auth_token", "TWILIO_AUTH_TOKEN"),
     ])?
     .validate()
 }

@@ -51,6 +51,7 @@ fn secrets_on_the_command_line_are_refused() {
         ("--amqp-url", "AMQP_URL"),
         ("--database-url", "DATABASE_URL"),
         ("--test-phones", "TEST_PHONES"),
+        ("--twilio-auth-token", "TWILIO_AUTH_TOKEN"),
     ] {
         assert_eq!(
             api_stderr_with_args(&[flag, secret], &[]),

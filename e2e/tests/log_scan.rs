@@ -1,6 +1,7 @@
 //! No code, token, key or secret appears in any log line, at debug level, over a full
 //! flow: send, deliver, WATI's receipts (whose `text` holds the code, posted to a path
-//! holding the webhook secret), wrong guess, verify, me, logout, and a permanent failure.
+//! holding the webhook secret), wrong guess, verify, me, logout, a permanent failure, and
+//! a code that goes by SMS (Twilio's basic auth, its body, its signed callbacks).
 //! (Its own test binary: it installs the process-wide log subscriber.)
 
 use std::io::Write;
@@ -14,6 +15,8 @@ const OTHER: &str = "14155552671";
 /// A review phone (`TEST_PHONES`), and its fixed code.
 const REVIEW: &str = "447911123456";
 const REVIEW_CODE: &str = "4242424242";
+/// A number not on WhatsApp, in a country with SMS.
+const BY_SMS: &str = "447911123458";
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -42,14 +45,15 @@ async fn a_full_flow_logs_no_code_token_key_or_secret() {
         .init();
 
     let mut env = TestEnv::new().await;
-    let mut config = env.api_config();
     // Ten digits: six could turn up by chance in a timestamp's microseconds (it did).
-    config.otp_length = 10;
-    config.review_phones = format!("{REVIEW}={REVIEW_CODE}")
-        .parse()
-        .expect("review phones");
-    let _api = env.start_api_with(config).await;
-    let _worker = env.start_worker().await;
+    // SMS on for the United Kingdom: an SMS's body holds its code too.
+    let review = format!("{REVIEW}={REVIEW_CODE}");
+    let _api = env
+        .start_sms_api("44", &["--otp-length", "10", "--test-phones", &review])
+        .await;
+    let _worker = env
+        .start_worker_with(env.sms_worker_config("44", std::time::Duration::ZERO))
+        .await;
     env.enable_receipts(
         std::time::Duration::from_millis(50),
         std::time::Duration::from_millis(100),
@@ -81,6 +85,27 @@ async fn a_full_flow_logs_no_code_token_key_or_secret() {
     env.wait_for_status(&body, "failed").await;
     env.send_accepted(REVIEW).await;
     assert_eq!(env.verify(REVIEW, REVIEW_CODE).await.0, 200);
+    // Not on WhatsApp: the code goes by SMS, and its status callbacks come back signed.
+    env.sandbox.script(
+        BY_SMS,
+        vec![ScriptedReply {
+            valid_whatsapp_number: Some(false),
+            ..ScriptedReply::default()
+        }],
+    );
+    env.send_accepted(BY_SMS).await;
+    let sms_code = otp_e2e::eventually("the SMS", otp_e2e::DEADLINE, || async {
+        let sms = env.sandbox.sms_messages(BY_SMS).pop()?;
+        Some(
+            sms.text
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>(),
+        )
+    })
+    .await;
+    assert_eq!(sms_code.len(), 10);
+    assert_eq!(env.verify(BY_SMS, &sms_code).await.0, 200);
 
     let logs =
         String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
@@ -96,6 +121,8 @@ async fn a_full_flow_logs_no_code_token_key_or_secret() {
     let token_signature = token.rsplit('.').next().expect("signature");
     for (what, secret) in [
         ("the code", code.as_str()),
+        ("the SMS's code", sms_code.as_str()),
+        ("the Twilio token", wati_sandbox::DEFAULT_TWILIO_AUTH_TOKEN),
         ("the review phone's code", REVIEW_CODE),
         ("the token", token.as_str()),
         ("the token's signature", token_signature),

@@ -477,4 +477,88 @@ mod tests {
             )
         );
     }
+
+    /// The WATI settings every test needs, and SMS on with `extra`.
+    fn with_sms(extra: &[&str]) -> Result<WorkerConfig, ConfigError> {
+        let mut args = vec![
+            "--wati-base-url",
+            "https://live-mt-server.wati.io",
+            "--wati-api-key",
+            "key",
+            "--sms-provider",
+            "twilio",
+            "--twilio-auth-token",
+            "0123456789abcdef0123456789abcdef",
+        ];
+        args.extend_from_slice(extra);
+        parse(&args)
+    }
+
+    const SID: &str = "AC0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn sms_needs_an_account_a_sender_and_https() {
+        assert_eq!(
+            with_sms(&["--twilio-from", "+14155552671"]).err(),
+            Some(ConfigError::Missing("TWILIO_ACCOUNT_SID"))
+        );
+        assert_eq!(
+            with_sms(&["--twilio-account-sid", SID]).err(),
+            Some(ConfigError::Missing("TWILIO_FROM"))
+        );
+        let named = |extra: &[&str]| with_sms(extra).err().map(|e| e.to_string());
+        let bad_sid = named(&[
+            "--twilio-account-sid",
+            "AC123",
+            "--twilio-from",
+            "+14155552671",
+        ]);
+        assert!(bad_sid.is_some_and(|e| e.starts_with("TWILIO_ACCOUNT_SID")));
+        let bad_from = named(&["--twilio-account-sid", SID, "--twilio-from", "sender"]);
+        assert!(bad_from.is_some_and(|e| e.starts_with("TWILIO_FROM")));
+        let remote_http = named(&[
+            "--twilio-account-sid",
+            SID,
+            "--twilio-from",
+            "+14155552671",
+            "--twilio-base-url",
+            "http://api.twilio.com",
+        ]);
+        assert_eq!(
+            remote_http.as_deref(),
+            Some(
+                "TWILIO_BASE_URL must be https (http only to this machine, or with DEV_MODE=true)"
+            )
+        );
+    }
+
+    #[test]
+    fn sms_settings_are_read_as_given() {
+        let config = with_sms(&[
+            "--twilio-account-sid",
+            SID,
+            "--twilio-from",
+            "+14155552671",
+            "--twilio-base-url",
+            "http://127.0.0.1:8090/",
+            "--fallback-after-seconds",
+            "0",
+        ])
+        .expect("valid");
+        let sms = config.sms.expect("SMS on");
+        assert_eq!(sms.twilio.base_url, "http://127.0.0.1:8090");
+        assert_eq!(sms.fallback_after, None, "0: only on a failure");
+        assert_eq!(
+            sms.text.body("123456", 5),
+            "123456 is your verification code. Do not share it."
+        );
+        let off = parse(&[
+            "--wati-base-url",
+            "https://x.example",
+            "--wati-api-key",
+            "k",
+        ])
+        .expect("valid");
+        assert!(off.sms.is_none());
+    }
 }

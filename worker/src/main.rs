@@ -13,6 +13,7 @@ fn read_args() -> Result<WorkerArgs, ConfigError> {
         ("wati_api_key", "WATI_API_KEY"),
         ("redis_url", "REDIS_URL"),
         ("amqp_url", "AMQP_URL"),
+        ("twilio_auth_token", "TWILIO_AUTH_TOKEN"),
     ])
 }
 

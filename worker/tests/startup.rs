@@ -65,6 +65,7 @@ fn secrets_on_the_command_line_are_refused() {
         ("--wati-api-key", "WATI_API_KEY"),
         ("--redis-url", "REDIS_URL"),
         ("--amqp-url", "AMQP_URL"),
+        ("--twilio-auth-token", "TWILIO_AUTH_TOKEN"),
     ] {
         assert_eq!(
             worker_stderr(&[flag, "0123456789abcdef0123456789abcdef"], &[]),

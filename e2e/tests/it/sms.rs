@@ -434,3 +434,43 @@ async fn the_fallback_timer_outlives_the_worker_that_set_it() {
     let whatsapp = env.sandbox.messages(UK_PHONE);
     assert_eq!(code_in(&sms[0].text), whatsapp[0].code);
 }
+
+#[tokio::test]
+async fn an_sms_asked_for_counts_as_a_send_of_the_code_and_against_the_sms_budget() {
+    let mut env = TestEnv::new().await;
+    let _api = env
+        .start_sms_api(
+            SMS_COUNTRIES,
+            &["--max-sends-per-code", "2", "--sms-sends-per-minute", "1"],
+        )
+        .await;
+    let first = env.send_accepted(UK_PHONE).await;
+    let by_sms = ask_for_sms(&env, UK_PHONE).await;
+    assert_ne!(first, by_sms);
+    // The code's third send, by SMS or not, is past MAX_SENDS_PER_CODE.
+    let (status, body) = env
+        .post(
+            "/api/auth/send-otp",
+            json!({"phone": UK_PHONE, "channel": "sms"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("RATE_LIMITED")),
+        "{body}"
+    );
+    // Another phone's SMS is past SMS_SENDS_PER_MINUTE; its WhatsApp send is not.
+    let other = "447911123459";
+    let (status, body) = env
+        .post(
+            "/api/auth/send-otp",
+            json!({"phone": other, "channel": "sms"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("RATE_LIMITED")),
+        "{body}"
+    );
+    env.send_accepted(other).await;
+}
