@@ -16,12 +16,18 @@ const UK_PHONE: &str = "447911123456";
 /// A country without SMS.
 const INDIA_PHONE: &str = "919876543210";
 
-/// An api and a worker with SMS on, receipts on (delivered after 50 ms), and the
-/// fallback timer at `fallback_after`.
+/// An api and a worker with SMS on, receipts on (delivered after 50 ms, read not within
+/// a test, so that `delivered` is a status that stays), and the fallback timer at
+/// `fallback_after`.
 async fn sms_env(fallback_after: Duration) -> (TestEnv, Running, Running) {
     let mut env = TestEnv::new().await;
     let api = env.start_sms_api(SMS_COUNTRIES, &[]).await;
-    env.enable_receipts(Duration::from_millis(50), Duration::ZERO, 1, false);
+    env.enable_receipts(
+        Duration::from_millis(50),
+        Duration::from_secs(3600),
+        1,
+        false,
+    );
     let worker = env
         .start_worker_with(env.sms_worker_config(SMS_COUNTRIES, fallback_after))
         .await;
