@@ -104,7 +104,7 @@ impl TrustedProxies {
             .flat_map(|v| v.rsplit(','))
             .map(str::trim)
         {
-            let Ok(hop) = entry.parse::<IpAddr>() else {
+            let Some(hop) = hop_address(entry) else {
                 break;
             };
             client = hop.to_canonical();
@@ -114,6 +114,21 @@ impl TrustedProxies {
         }
         client
     }
+}
+
+/// The address of one `X-Forwarded-For` entry: a bare address, or one with a port as
+/// some proxies write it (`203.0.113.9:4711`, `[2001:db8::1]:4711`, `[2001:db8::1]`).
+fn hop_address(entry: &str) -> Option<IpAddr> {
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(socket) = entry.parse::<std::net::SocketAddr>() {
+        return Some(socket.ip());
+    }
+    entry
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .and_then(|inner| inner.parse::<IpAddr>().ok())
 }
 
 #[cfg(test)]
@@ -188,6 +203,29 @@ mod tests {
         assert_eq!(
             lan.client(ip("10.0.0.1"), std::iter::empty()),
             ip("10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn entries_with_ports_name_their_client() {
+        let lan = proxies("10.0.0.0/8");
+        for (entry, client) in [
+            ("203.0.113.9:4711", "203.0.113.9"),
+            ("[2001:db8::1]:4711", "2001:db8::1"),
+            ("[2001:db8::1]", "2001:db8::1"),
+        ] {
+            // Before, such an entry ended the walk at the proxy: every client counted
+            // as the proxy, and one client could use up everyone's budget.
+            assert_eq!(
+                lan.client(ip("10.0.0.1"), [entry].into_iter()),
+                ip(client),
+                "{entry}"
+            );
+        }
+        assert_eq!(
+            lan.client(ip("10.0.0.1"), ["203.0.113.9:x"].into_iter()),
+            ip("10.0.0.1"),
+            "not an address: the walk ends at the last trusted hop"
         );
     }
 }

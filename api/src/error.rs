@@ -68,6 +68,9 @@ pub enum ApiError {
     Internal(#[source] Cause),
 }
 
+/// How long a client is told to wait after a 503 of an outage.
+pub const OUTAGE_RETRY_AFTER: Duration = Duration::from_secs(5);
+
 /// Whole seconds a client should wait, never 0.
 pub fn retry_after_seconds(wait: Duration) -> u64 {
     wait.as_millis().div_ceil(1000).max(1) as u64
@@ -240,6 +243,13 @@ impl IntoResponse for ApiError {
             ApiError::RateLimited { retry_after: wait }
             | ApiError::OverCapacity { retry_after: wait } => {
                 let secs = retry_after_seconds(wait);
+                body["retryAfterSeconds"] = json!(secs);
+                retry_after = Some(secs);
+            }
+            // An outage (Redis, or RabbitMQ while the api reconnects) is usually over in
+            // seconds; the client is told when to try again rather than left to guess.
+            ApiError::SendUnavailable(_) | ApiError::Unavailable(_) => {
+                let secs = retry_after_seconds(OUTAGE_RETRY_AFTER);
                 body["retryAfterSeconds"] = json!(secs);
                 retry_after = Some(secs);
             }

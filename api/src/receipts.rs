@@ -87,30 +87,51 @@ fn text_of(value: Option<&Json>) -> Option<String> {
     }
 }
 
+/// How far in the past a receipt's own time is believed: WATI retries a receipt for a
+/// day. An older (or future) time is taken as the time it arrived.
+const MAX_RECEIPT_AGE_MS: u64 = 2 * 24 * 3600 * 1000;
+
 /// When the event happened, in Unix ms: its `timestamp` (Unix seconds, or ms if it is
-/// that large) or its `created` (RFC 3339). A time in whole seconds lies somewhere in
-/// that second and not after the event arrived (`now`): the later of the two bounds is
-/// kept, so that a delivery in the second its send was accepted does not read as before
-/// the acceptance.
-fn time_ms(event: &serde_json::Map<String, Json>, now: u64) -> Option<u64> {
-    if let Some(stamp) = text_of(event.get("timestamp"))
+/// that large) or its `created` (RFC 3339), if that is within the last two days and not
+/// after the event arrived (`now`); otherwise `now`. A time in whole seconds lies
+/// somewhere in that second and not after the event arrived: the later of the two
+/// bounds is kept, so that a delivery in the second its send was accepted does not read
+/// as before the acceptance.
+fn time_ms(event: &serde_json::Map<String, Json>, now: u64) -> u64 {
+    let stated = if let Some(stamp) = text_of(event.get("timestamp"))
         && let Ok(n) = stamp.trim().parse::<u64>()
     {
-        return Some(if n > 10_000_000_000 {
+        Some(if n > 10_000_000_000 {
             n
         } else {
-            (n * 1000 + 999).min(now).max(n * 1000)
-        });
-    }
-    let created = event.get("created")?.as_str()?;
-    let at = OffsetDateTime::parse(created, &Rfc3339).ok()?;
-    u64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
+            n.saturating_mul(1000)
+                .saturating_add(999)
+                .min(now)
+                .max(n.saturating_mul(1000))
+        })
+    } else {
+        event
+            .get("created")
+            .and_then(Json::as_str)
+            .and_then(|created| OffsetDateTime::parse(created, &Rfc3339).ok())
+            .and_then(|at| u64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok())
+    };
+    // A time the sender made up (1e17, or 1970) would break the status's arithmetic
+    // and the latency metrics: only a believable one is kept.
+    stated
+        .filter(|at| *at <= now && now - *at <= MAX_RECEIPT_AGE_MS)
+        .unwrap_or(now)
 }
 
 impl Receipt {
     /// Reads one event. Anything that is a JSON object with an `eventType` text is an
     /// event (known or not); anything else is malformed.
     pub fn parse(body: &[u8]) -> Result<Self, Malformed> {
+        Self::parse_at(body, otp_shared::now_ms())
+    }
+
+    /// [`Receipt::parse`], for an event that arrived at `now` (Unix ms).
+    fn parse_at(body: &[u8], now: u64) -> Result<Self, Malformed> {
         let value: Json = serde_json::from_slice(body).map_err(|_| Malformed)?;
         let event = value.as_object().ok_or(Malformed)?;
         let kind = event
@@ -143,10 +164,7 @@ impl Receipt {
                 .get("waId")
                 .and_then(Json::as_str)
                 .and_then(|p| PhoneNumber::from_e164_digits(p.trim_start_matches('+')).ok()),
-            at_ms: {
-                let now = otp_shared::now_ms();
-                time_ms(event, now).unwrap_or(now)
-            },
+            at_ms: time_ms(event, now),
         })
     }
 }
@@ -249,8 +267,10 @@ mod tests {
         let delivered = format!(
             r#"{{"eventType":"sentMessageDELIVERED_v2","statusString":"Delivered","localMessageId":"{id}","timestamp":"1765791326","text":null}}"#
         );
+        // Received a minute after WATI's documented example times.
+        let delivered_now = 1_765_791_386_000;
         assert_eq!(
-            Receipt::parse(delivered.as_bytes()).expect("an event"),
+            Receipt::parse_at(delivered.as_bytes(), delivered_now).expect("an event"),
             Receipt {
                 event: Event::Delivered,
                 request_id: Some(id),
@@ -262,7 +282,7 @@ mod tests {
         let sent = format!(
             r#"{{"eventType":"templateMessageSent_v2_bsuid","localMessageId":"{id}","created":"2023-03-11T14:27:32.965Z","text":"Your code is 123456"}}"#
         );
-        let sent = Receipt::parse(sent.as_bytes()).expect("an event");
+        let sent = Receipt::parse_at(sent.as_bytes(), 1_678_544_912_965).expect("an event");
         assert_eq!((sent.event, sent.at_ms), (Event::Sent, 1_678_544_852_965));
         let failed = br#"{"eventType":"templateMessageFailed","localMessageId":"nope","failedCode":131026,"failedDetail":"Message undeliverable"}"#;
         let failed = Receipt::parse(failed).expect("an event");
@@ -284,9 +304,31 @@ mod tests {
                 .cloned()
                 .expect("an object")
         };
-        assert_eq!(time_ms(&event("1000"), 1_000_400), Some(1_000_400));
-        assert_eq!(time_ms(&event("1000"), 5_000_000), Some(1_000_999));
-        assert_eq!(time_ms(&event("1795580000123"), 0), Some(1_795_580_000_123));
+        assert_eq!(time_ms(&event("1000"), 1_000_400), 1_000_400);
+        assert_eq!(time_ms(&event("1000"), 5_000_000), 1_000_999);
+        let now = 1_795_580_000_500;
+        assert_eq!(time_ms(&event("1795580000123"), now), 1_795_580_000_123);
+    }
+
+    #[test]
+    fn a_time_from_the_future_or_long_ago_is_taken_as_now() {
+        let event = |stamp: &str| {
+            serde_json::json!({"timestamp": stamp})
+                .as_object()
+                .cloned()
+                .expect("an object")
+        };
+        let now = 1_795_580_000_000;
+        for made_up in [
+            "100000000000000000",
+            "18446744073709551615",
+            "1",
+            "1795580000001",
+        ] {
+            assert_eq!(time_ms(&event(made_up), now), now, "{made_up}");
+        }
+        let day_ago = (now - 24 * 3600 * 1000).to_string();
+        assert_eq!(time_ms(&event(&day_ago), now), now - 24 * 3600 * 1000);
     }
 
     #[test]

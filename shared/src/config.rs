@@ -59,7 +59,7 @@ pub struct CommonArgs {
     pub sms: crate::sms::SmsArgs,
 }
 
-pub use crate::config_error::{ConfigError, MIN_SECRET_BYTES};
+pub use crate::config_error::{ConfigError, MIN_SECRET_BYTES, MIN_SECRET_DISTINCT_BYTES};
 
 /// Settings shared by both processes, checked.
 #[derive(Clone, Debug)]
@@ -156,6 +156,13 @@ pub fn required_secret(
         .ok_or(ConfigError::Missing(name))?;
     if value.len() < MIN_SECRET_BYTES {
         return Err(ConfigError::SecretTooShort(name));
+    }
+    let distinct = value
+        .bytes()
+        .collect::<std::collections::BTreeSet<u8>>()
+        .len();
+    if distinct < MIN_SECRET_DISTINCT_BYTES {
+        return Err(ConfigError::SecretTooPlain(name));
     }
     Ok(SecretString::from(value))
 }
@@ -256,6 +263,19 @@ mod tests {
     }
 
     #[test]
+    fn a_long_secret_of_few_characters_is_refused() {
+        for plain in ["a".repeat(40), "ab".repeat(20), "0123".repeat(10)] {
+            assert_eq!(
+                required_secret("JWT_SECRET", Some(plain.clone())).err(),
+                Some(ConfigError::SecretTooPlain("JWT_SECRET")),
+                "{plain}"
+            );
+        }
+        let random_hex = "9f86d081884c7d659a2feaa0c55ad015";
+        assert!(required_secret("JWT_SECRET", Some(random_hex.into())).is_ok());
+    }
+
+    #[test]
     fn the_repositorys_placeholder_secrets_need_dev_mode() {
         for placeholder in [
             "change-me-otp-secret-at-least-32-bytes",
@@ -335,6 +355,6 @@ mod tests {
             err.map(|e| e.to_string()).as_deref(),
             Some("JWT_SECRET must be at least 32 bytes")
         );
-        assert!(required_secret("JWT_SECRET", Some("x".repeat(32))).is_ok());
+        assert!(required_secret("JWT_SECRET", Some("0123456789abcdef".repeat(2))).is_ok());
     }
 }

@@ -4,6 +4,9 @@
 
 /// Shortest accepted key for `JWT_SECRET` and `OTP_SECRET`, in bytes.
 pub const MIN_SECRET_BYTES: usize = 32;
+/// Fewest different bytes in such a key: 32 random hex digits hold about 14, while
+/// `aaaa…` or `abababab…` pass the length check with 1 or 2.
+pub const MIN_SECRET_DISTINCT_BYTES: usize = 10;
 
 /// A setting that is missing or wrong; its message is the one line a process prints.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -12,6 +15,10 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("{0} must be at least {MIN_SECRET_BYTES} bytes")]
     SecretTooShort(&'static str),
+    #[error(
+        "{0} has too little variety (at least {MIN_SECRET_DISTINCT_BYTES} different characters): use a random secret, e.g. `openssl rand -hex 32`"
+    )]
+    SecretTooPlain(&'static str),
     #[error("{name} {problem}")]
     Invalid {
         name: &'static str,

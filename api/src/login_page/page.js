@@ -208,10 +208,23 @@ function deliveryText(data) {
       return "The code expired before it could be sent. Ask for a new one.";
     case "failed":
       return (data.channel === "sms" ? "The SMS" : "WhatsApp") + " could not deliver the code" +
-        (data.reason ? " (" + data.reason + ")" : "") + ". Ask for a new one.";
+        (FAILURES[data.failedCode] ? " (" + FAILURES[data.failedCode] + ")" : "") +
+        ". Ask for a new one.";
   }
   return "";
 }
+
+// The page's own words for the providers' failure codes: a provider's free text
+// (WATI's failedDetail) is never shown, since whoever can post receipts writes it.
+const FAILURES = {
+  131026: "this number cannot receive WhatsApp messages",
+  131049: "WhatsApp held the message back",
+  130472: "WhatsApp held the message back",
+  131047: "the conversation window is closed",
+  30003: "the phone is unreachable",
+  30005: "the number is unknown",
+  30006: "the number cannot receive SMS",
+};
 
 // Shows what WhatsApp did with the code, until it is read, can no longer arrive, or
 // expires (a phone with read receipts off never reports "read").

@@ -221,12 +221,20 @@ fn client_of(req: &Request, trusted_proxies: &TrustedProxies) -> Option<IpAddr> 
 }
 
 /// Around the sign-in routes (send and verify): each counts as sign-in load while it
-/// runs (receipts yield to a burst of them) and against `IP_REQUESTS_PER_MINUTE`.
+/// runs (receipts yield to a burst of them) and against `IP_REQUESTS_PER_MINUTE`. The
+/// body is read first: a request counts as load only once it is whole, so that bodies
+/// trickled in slowly cannot hold receipts back.
 async fn sign_in_route(
     State((state, sign_in)): State<(AppState, SignIn)>,
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    // Past the limit, or a client gone mid-body (which reads no answer anyway).
+    let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge)?;
+    let req = Request::from_parts(parts, axum::body::Body::from(body));
     let _sign_in = state.pressure.sign_in();
     let Some(client) = client_of(&req, &state.settings.trusted_proxies) else {
         return Ok(next.run(req).await);

@@ -110,16 +110,19 @@ impl fmt::Debug for KeySet {
     }
 }
 
+/// The HS256 key's id.
+const HS256_KID: &str = "hs256";
+
 impl KeySet {
-    /// The HS256 secret as the only key. Its id is a hash of the secret (RFC 7638), so
-    /// replicas agree on it without being told.
+    /// The HS256 secret as the only key, under a fixed id: any id made from the secret
+    /// (its RFC 7638 thumbprint was) would let whoever reads a token test guesses of
+    /// the secret offline.
     pub fn hs256(secret: &SecretString) -> Self {
         let bytes = secret.expose_secret().as_bytes();
-        let k = URL_SAFE_NO_PAD.encode(bytes);
         Self {
             algorithm: JwtAlgorithm::Hs256,
             keys: vec![TokenKey {
-                kid: thumbprint(serde_json::json!({"k": k, "kty": "oct"})),
+                kid: HS256_KID.to_owned(),
                 signer: Arc::new(Signer::Hmac(Box::new(aws_lc_rs::hmac::Key::new(
                     aws_lc_rs::hmac::HMAC_SHA256,
                     bytes,
@@ -346,6 +349,14 @@ mod tests {
             assert_eq!(set.signing().kid, by_the_library, "{algorithm:?}");
             assert_eq!(jwk.common.key_id.as_deref(), Some(by_the_library.as_str()));
         }
+    }
+
+    #[test]
+    fn the_hs256_key_id_says_nothing_of_the_secret() {
+        let one = KeySet::hs256(&SecretString::from("0123456789abcdef0123456789abcdef"));
+        let other = KeySet::hs256(&SecretString::from("fedcba9876543210fedcba9876543210"));
+        assert_eq!(one.signing().kid, "hs256");
+        assert_eq!(one.signing().kid, other.signing().kid);
     }
 
     #[test]

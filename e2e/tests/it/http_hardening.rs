@@ -395,3 +395,31 @@ async fn a_client_that_writes_its_whole_huge_body_reads_the_413_and_none_of_its_
         written.err()
     );
 }
+
+#[tokio::test]
+async fn sign_in_requests_whose_bodies_have_not_come_hold_no_receipt_back() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    // More send-otp requests in flight than a burst (16), each with its head sent and
+    // its body not: before, each counted as sign-in load from its head on, and receipts
+    // waited (a second each) for as long as the bodies trickled.
+    let head = "POST /api/auth/send-otp HTTP/1.1\r\nHost: api\r\n\
+                Content-Type: application/json\r\nContent-Length: 40\r\n\r\n{";
+    let mut held = Vec::new();
+    for _ in 0..24 {
+        held.push(stalled(&env.api_url, head).await);
+    }
+    let receipt = serde_json::json!({"eventType": "messageReceived"});
+    // Three in a row: by the second, the server has long read every head.
+    for _ in 0..3 {
+        let started = Instant::now();
+        let (status, _) = env.post_receipt(otp_e2e::WEBHOOK_SECRET, &receipt).await;
+        assert_eq!(status, 200);
+        assert!(
+            started.elapsed() < Duration::from_millis(900),
+            "a receipt waited {:?} for bodies still on their way",
+            started.elapsed()
+        );
+    }
+    drop(held);
+}

@@ -10,7 +10,7 @@ fn phone(n: u32) -> String {
 }
 
 fn failed_to_send() -> serde_json::Value {
-    json!({"status": "error", "code": "UNAVAILABLE", "message": "Failed to send OTP"})
+    json!({"status": "error", "code": "UNAVAILABLE", "message": "Failed to send OTP", "retryAfterSeconds": 5})
 }
 
 #[tokio::test]
@@ -29,6 +29,22 @@ async fn the_api_answers_503_without_rabbitmq_and_recovers() {
     assert_eq!(env.verify(&phone(2), "123456").await.0, 404);
     let (status, ready) = env.get("/readyz", None).await;
     assert_eq!((status, &ready["rabbitmq"]), (503, &json!("down")));
+    // While the api reconnects, a send's 503 still says when to come back (SPEC.md).
+    let reconnecting = env
+        .http
+        .post(format!("{}/api/auth/send-otp", env.api_url))
+        .json(&json!({"phone": phone(4)}))
+        .send()
+        .await
+        .expect("api reachable");
+    assert_eq!(reconnecting.status().as_u16(), 503);
+    assert_eq!(
+        reconnecting
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("5")
+    );
 
     proxy.restore();
     eventually("the api to publish again", DEADLINE, || async {

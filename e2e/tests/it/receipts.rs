@@ -349,3 +349,30 @@ async fn a_receipt_naming_another_phone_acts_on_its_own_send_only() {
     let code = env.sandbox.messages(other)[0].code.clone();
     assert_eq!(env.verify(other, &code).await.0, 200);
 }
+
+#[tokio::test]
+async fn a_receipt_time_far_off_is_taken_as_its_arrival_and_the_status_stays_readable() {
+    // The sandbox posts nothing: the test posts the receipts, as the secret's holder could.
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    let _worker = env.start_worker().await;
+    let request_id = env.send_accepted(PHONE).await;
+    env.wait_for_status(&request_id, "sent").await;
+    let before = OffsetDateTime::now_utc();
+    let mut future = event("sentMessageDELIVERED_v2", &request_id);
+    future["timestamp"] = json!("100000000000000000");
+    assert_eq!(env.post_receipt(WEBHOOK_SECRET, &future).await.0, 200);
+    let mut ancient = event("sentMessageREAD_v2", &request_id);
+    ancient["timestamp"] = json!("1");
+    assert_eq!(env.post_receipt(WEBHOOK_SECRET, &ancient).await.0, 200);
+    // Before the fix, 1e17 was stored as "1e+17", and otp-status answered 500 for a day.
+    let status = env.wait_for_status(&request_id, "read").await;
+    let after = OffsetDateTime::now_utc();
+    for field in ["deliveredAt", "readAt"] {
+        let when = at(&status, field);
+        assert!(
+            when >= before - Duration::from_secs(1) && when <= after,
+            "{field} {when} is its arrival: {status}"
+        );
+    }
+}

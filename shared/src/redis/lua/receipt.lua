@@ -8,7 +8,8 @@
 -- or retires it itself; the reply says when it would have been deleted.
 -- KEYS: 1 the delivery's status (a request's first, or its SMS fallback's), 2 code
 --       record of the phone in ARGV[5]
--- ARGV: 1 event: 'sent', 'delivered', 'read' or 'failed'; 2 when it happened (Unix ms);
+-- ARGV: 1 event: 'sent', 'delivered', 'read' or 'failed'; 2 when it happened (Unix ms,
+--       stored as given: a Lua number of 14 digits or more would be written as 1e+14);
 --       3 failed code, 4 reason (for 'failed'), 5 the phone KEYS[2] is for,
 --       6 'delete' or 'keep': what a failure does with a code no send of which arrived
 -- Returns {outcome, accepted_at, delivered_at, first_delivery, first_read, left}:
@@ -54,14 +55,14 @@ elseif event == 'delivered' or event == 'read' then
   end
   if not delivered_at or at < delivered_at then
     delivered_at = at
-    redis.call('HSET', KEYS[1], {{status.delivered_at}}, at)
+    redis.call('HSET', KEYS[1], {{status.delivered_at}}, ARGV[2])
     changed = true
   end
   local target = {{state.delivered}}
   if event == 'read' then
     target = {{state.read}}
     if not rec[5] then
-      redis.call('HSET', KEYS[1], {{status.read_at}}, at)
+      redis.call('HSET', KEYS[1], {{status.read_at}}, ARGV[2])
       first_read, changed = 1, true
     end
   end
