@@ -312,25 +312,30 @@ async function resume(welcome) {
   const session = loadSession();
   if (!session) return show("step-phone");
   let me = await call("GET", "/api/auth/me", undefined, session.token);
+  // Who says the session is over: /me, unless /refresh can still renew it.
+  let verdict = me;
   if (me.status === 401) {
-    const token = await refreshed(session);
-    if (token) me = await call("GET", "/api/auth/me", undefined, token);
+    const renewal = await refreshed(session);
+    verdict = renewal.result;
+    if (renewal.token) me = verdict = await call("GET", "/api/auth/me", undefined, renewal.token);
   }
   if (me.status === 200) return showUser(me.data.user, welcome || "Signed in.");
   show("step-phone");
-  // Only a session the server no longer knows is forgotten: an outage keeps it, and a
-  // reload tries again.
-  if (me.status === 401) forgetSession();
-  say("error", describe(me));
+  // Only a session the server says it no longer knows is forgotten: an outage (a 503
+  // from /me or from /refresh) keeps it, and a reload tries again.
+  if (verdict.status === 401) forgetSession();
+  say("error", describe(verdict));
 }
 
-// A new access token from the refresh token (and the next refresh token), or null.
+// Renews the access token with the refresh token (and keeps the next refresh token):
+// { token, result } with the new token, or { token: null, result } with /refresh's
+// answer (a 401 when there is no refresh token to try).
 async function refreshed(session) {
-  if (!session.refreshToken) return null;
+  if (!session.refreshToken) return { token: null, result: { status: 401, data: null } };
   const result = await call("POST", "/api/auth/refresh", { refreshToken: session.refreshToken });
-  if (result.status !== 200) return null;
+  if (result.status !== 200) return { token: null, result };
   saveSession({ token: result.data.token, refreshToken: result.data.refreshToken });
-  return result.data.token;
+  return { token: result.data.token, result };
 }
 
 async function logout(button) {
@@ -340,7 +345,7 @@ async function logout(button) {
   let result = session ? await call("POST", "/api/auth/logout", undefined, session.token) : { status: 204 };
   if (result.status === 401) {
     // The access token expired, but the session may live on: end it with a fresh one.
-    const token = await refreshed(session);
+    const { token } = await refreshed(session);
     if (token) result = await call("POST", "/api/auth/logout", undefined, token);
   }
   button.disabled = false;

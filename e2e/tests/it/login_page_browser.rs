@@ -10,6 +10,8 @@ use std::time::Duration;
 use otp_e2e::TestEnv;
 
 const PHONE: &str = "919811122233";
+/// The phone of the outage walk.
+const OUTAGE_PHONE: &str = "919811122244";
 /// A number of the country the SMS walk allows SMS to.
 const SMS_PHONE: &str = "447911123457";
 /// The screenshots the whole walk writes.
@@ -123,4 +125,53 @@ async fn send_by_sms_instead_walks_through_in_chromium() {
     .await;
     written(&screenshots, "7-by-sms");
     assert_eq!(env.sandbox.sms_calls(SMS_PHONE).len(), 1, "one SMS");
+}
+
+#[tokio::test]
+async fn a_session_outlives_a_postgresql_outage_in_chromium() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let (browser_dir, _) = browser_ready();
+    let mut env = TestEnv::new().await;
+    let proxy = otp_e2e::proxy::Proxy::start("127.0.0.1:5432").await;
+    let mut config = env.api_config_with(&["--login-page", "true"]);
+    config.database_url = env
+        .database_url
+        .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port()));
+    let _api = env.start_api_with(config).await;
+    let _worker = env.start_worker().await;
+
+    let mut node = tokio::process::Command::new("node")
+        .arg("login_page_outage.mjs")
+        .current_dir(&browser_dir)
+        .env("API_URL", &env.api_url)
+        .env("SANDBOX_URL", &env.sandbox_url)
+        .env("PHONE", OUTAGE_PHONE)
+        .env("CHROMIUM", chromium())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("node is missing ({e}): apt-get install nodejs"));
+    let mut stdin = node.stdin.take().expect("stdin");
+    let mut lines = BufReader::new(node.stdout.take().expect("stdout")).lines();
+    let mut said = Vec::new();
+    // Cuts and restores PostgreSQL when the walk asks, until it ends.
+    let walked = tokio::time::timeout(WALK_DEADLINE, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            match line.as_str() {
+                "@@cut-database" => proxy.cut(),
+                "@@restore-database" => proxy.restore(),
+                _ => {
+                    said.push(line);
+                    continue;
+                }
+            }
+            stdin.write_all(b"done\n").await.expect("answer the walk");
+        }
+        node.wait().await.expect("the walk ends")
+    })
+    .await
+    .expect("the browser walk ended within its deadline");
+    assert!(walked.success(), "the walk failed:\n{}", said.join("\n"));
 }
