@@ -33,9 +33,15 @@ pub async fn log_in(
     bound_to: Option<Uuid>,
 ) -> Result<SignedIn, ApiError> {
     let claim = Uuid::new_v4();
-    let channel = match state.store.verify(phone, code, bound_to, claim).await? {
-        VerifyOutcome::Verified { by_sms: true } => Channel::Sms,
-        VerifyOutcome::Verified { by_sms: false } => Channel::Whatsapp,
+    let (channel, code_id) = match state.store.verify(phone, code, bound_to, claim).await? {
+        VerifyOutcome::Verified { by_sms, code_id } => {
+            let channel = if by_sms {
+                Channel::Sms
+            } else {
+                Channel::Whatsapp
+            };
+            (channel, code_id)
+        }
         // Another request is logging in with this very code: it verifies only once.
         VerifyOutcome::NotFound | VerifyOutcome::Claimed => return Err(ApiError::OtpNotFound),
         VerifyOutcome::Expired => return Err(ApiError::OtpExpired),
@@ -43,7 +49,7 @@ pub async fn log_in(
         VerifyOutcome::Wrong { remaining } => return Err(ApiError::OtpInvalid { remaining }),
     };
     // The code is spent only once the login is written and its access token recorded.
-    let login = match sign_in(state, phone, channel).await {
+    let login = match sign_in(state, phone, code_id, channel).await {
         Ok(login) => login,
         Err(e) => {
             if let Err(release_error) = state.store.release(phone, claim).await {
@@ -65,9 +71,10 @@ pub async fn log_in(
 async fn sign_in(
     state: &AppState,
     phone: &PhoneNumber,
+    code_id: Uuid,
     channel: Channel,
 ) -> Result<SignedIn, ApiError> {
-    let login = state.users.login(phone).await?;
+    let login = state.users.login(phone, code_id).await?;
     let recorded = async {
         let (token, claims) = state
             .tokens

@@ -126,11 +126,13 @@ impl UserStore {
     /// Logs `phone` in: creates its user on first login (one user, also under concurrent
     /// first logins) or records the login, and opens a refresh session. One statement,
     /// one round trip.
-    pub async fn login(&self, phone: &PhoneNumber) -> Result<Login, UserError> {
-        bounded(self.write_login(phone)).await
+    /// Logs `phone` in with the code `code_id`: new when this login made the user, or
+    /// when the same code made it (a retry of a first login whose answer was lost).
+    pub async fn login(&self, phone: &PhoneNumber, code_id: Uuid) -> Result<Login, UserError> {
+        bounded(self.write_login(phone, code_id)).await
     }
 
-    async fn write_login(&self, phone: &PhoneNumber) -> Result<Login, UserError> {
+    async fn write_login(&self, phone: &PhoneNumber, code_id: Uuid) -> Result<Login, UserError> {
         let session_id = Uuid::new_v4();
         let (refresh_token, hash) = new_refresh_token()?;
         let (id, phone, created_at, last_login_at, is_new): (
@@ -141,9 +143,10 @@ impl UserStore {
             bool,
         ) = sqlx::query_as(
             "WITH u AS (
-                 INSERT INTO users (id, phone) VALUES ($1, $2)
+                 INSERT INTO users (id, phone, first_code) VALUES ($1, $2, $6)
                  ON CONFLICT (phone) DO UPDATE SET last_login_at = now()
-                 RETURNING id, phone, created_at, last_login_at, (xmax = 0) AS is_new
+                 RETURNING id, phone, created_at, last_login_at,
+                     (xmax = 0 OR users.first_code = $6) AS is_new
              ), s AS (
                  INSERT INTO refresh_sessions (id, user_id, expires_at)
                  SELECT $3, id, now() + make_interval(secs => $4) FROM u
@@ -160,6 +163,7 @@ impl UserStore {
         .bind(session_id)
         .bind(self.refresh_ttl.as_secs_f64())
         .bind(hash)
+        .bind(code_id)
         .fetch_one(&self.pool)
         .await?;
         Ok(Login {

@@ -56,7 +56,10 @@ async fn undoing_a_new_code_keeps_it_when_a_re_send_already_uses_it() {
             .verify(&phone, "123456", None, uuid::Uuid::new_v4())
             .await
             .expect("redis"),
-        VerifyOutcome::Verified { by_sms: false }
+        VerifyOutcome::Verified {
+            by_sms: false,
+            code_id: first.code_id
+        }
     );
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use otp_e2e::proxy::Proxy;
 use otp_e2e::{DEADLINE, TestEnv, eventually};
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 const PHONE: &str = "919876543210";
 
@@ -77,7 +78,9 @@ async fn thirty_concurrent_first_logins_of_one_phone_make_one_user() {
         Duration::from_secs(60),
     );
     let phone = otp_shared::phone::PhoneNumber::from_e164_digits(PHONE).expect("phone");
-    let logins = futures_util::future::join_all((0..30).map(|_| users.login(&phone))).await;
+    // Each with a code of its own.
+    let logins =
+        futures_util::future::join_all((0..30).map(|_| users.login(&phone, Uuid::new_v4()))).await;
     let logins: Vec<_> = logins.into_iter().map(|l| l.expect("a login")).collect();
     assert!(logins.iter().all(|l| l.user.id == logins[0].user.id));
     assert_eq!(logins.iter().filter(|l| l.is_new).count(), 1);
@@ -273,4 +276,37 @@ async fn a_postgresql_that_hangs_costs_a_503_in_seconds_and_not_the_code() {
     );
 
     the_same_code_logs_in_once_it_is_back(&env, &proxy, &code).await;
+}
+
+#[tokio::test]
+async fn a_retried_first_login_with_the_same_code_is_still_new_and_a_later_one_is_not() {
+    let env = TestEnv::new().await;
+    let pool = otp_api::db::connect(&env.database_url)
+        .await
+        .expect("the test database");
+    let users = otp_api::users::UserStore::new(
+        pool,
+        env.redis.clone(),
+        env.keys(),
+        Duration::from_secs(60),
+        Duration::from_secs(60),
+    );
+    let phone = otp_shared::phone::PhoneNumber::from_e164_digits(PHONE).expect("phone");
+    let code = Uuid::new_v4();
+    let first = users.login(&phone, code).await.expect("a login");
+    assert!(first.is_new);
+    // The first login's answer was lost (a late COMMIT answer: the api said 503 and gave
+    // the code back); the app retries with the same code. Before, it heard "not new",
+    // and an app that onboards new users skipped onboarding.
+    let retried = users.login(&phone, code).await.expect("a login");
+    assert!(
+        retried.is_new,
+        "the retry of the first login is the first login"
+    );
+    assert_eq!(retried.user.id, first.user.id);
+    let later = users.login(&phone, Uuid::new_v4()).await.expect("a login");
+    assert!(
+        !later.is_new,
+        "a login with another code is a returning one"
+    );
 }

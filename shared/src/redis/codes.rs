@@ -123,9 +123,11 @@ pub struct GuessRules {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VerifyOutcome {
     /// Right: the code is claimed for this request until it spends or releases it.
-    /// `by_sms`: an SMS carried the code (asked for, or fallen back to).
+    /// `by_sms`: an SMS carried the code (asked for, or fallen back to); `code_id`
+    /// names the code.
     Verified {
         by_sms: bool,
+        code_id: Uuid,
     },
     /// Right, but another request is logging in with this code right now.
     Claimed,
@@ -140,10 +142,15 @@ pub enum VerifyOutcome {
 
 impl FromRedisValue for VerifyOutcome {
     fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
-        let (outcome, remaining): (String, u32) = FromRedisValue::from_redis_value(v)?;
+        let mut items = Vec::<Value>::from_redis_value(v)?.into_iter();
+        let mut next = || items.next().ok_or("verify.lua answered too little");
+        let outcome = String::from_redis_value(next()?)?;
+        let remaining = u32::from_redis_value(next()?)?;
         Ok(match outcome.as_str() {
             word::OK => VerifyOutcome::Verified {
                 by_sms: remaining == 1,
+                code_id: Uuid::parse_str(&String::from_redis_value(next()?)?)
+                    .map_err(|_| "verify.lua verified a code whose id is no UUID")?,
             },
             word::CLAIMED => VerifyOutcome::Claimed,
             word::NOT_FOUND => VerifyOutcome::NotFound,

@@ -8,7 +8,7 @@
 -- now): the code is spent by finish_verify.lua once the login is written, or released
 -- for another try if it cannot be. While claimed, another right guess answers
 -- 'claimed', so a code logs in at most once. Returns {outcome, attempts remaining}
--- ({'ok', 1} when an SMS carried the code, {'ok', 0} otherwise).
+-- ({'ok', 1 when an SMS carried the code else 0, the code's id} for a right guess).
 -- KEYS: 1 code record, 2 phone's wrong guesses
 -- ARGV: 1 mac of the guess, 2 max attempts, 3 claim token, 4 claim ms,
 --       5 request id of the send the guess is bound to ('' for none),
@@ -53,8 +53,10 @@ if diff == 0 then
   end
   redis.call('HSET', KEYS[1], {{code.claim}}, ARGV[3], {{code.claim_until}},
     now + tonumber(ARGV[4]))
-  -- The second item says whether an SMS carried the code (the metrics' channel).
-  return {'ok', redis.call('HEXISTS', KEYS[1], {{code.fallback}})}
+  -- The second item says whether an SMS carried the code (the metrics' channel); the
+  -- third names the code (its first login makes a user new).
+  return {'ok', redis.call('HEXISTS', KEYS[1], {{code.fallback}}),
+    redis.call('HGET', KEYS[1], {{code.code_id}})}
 end
 
 redis.call('INCR', KEYS[2])
