@@ -104,6 +104,19 @@ pub struct ApiArgs {
     /// allows every country.
     #[arg(long, env = "ALLOWED_COUNTRY_CODES", default_value = "")]
     pub allowed_country_codes: String,
+    /// The kinds of number codes may be sent to, by the numbering plans (mobile,
+    /// fixed_line, fixed_line_or_mobile, toll_free, premium_rate, shared_cost,
+    /// personal_number, voip, pager, uan, voicemail, other), or `all`.
+    #[arg(
+        long,
+        env = "ALLOWED_NUMBER_TYPES",
+        default_value = "mobile,fixed_line_or_mobile"
+    )]
+    pub allowed_number_types: String,
+    /// Sends per minute to each country, `code=sends` comma-separated, `*` for every
+    /// country not listed (`91=600,*=60`); empty: none.
+    #[arg(long, env = "COUNTRY_SENDS_PER_MINUTE", default_value = "")]
+    pub country_sends_per_minute: String,
     /// The secret in the path WATI posts its receipts to
     /// (`/api/webhooks/wati/<secret>`), at least 32 characters; receipts are off
     /// without it.
@@ -167,6 +180,10 @@ pub struct ApiConfig {
     /// The webhook path's secret; `None` turns receipts off.
     pub wati_webhook_secret: Option<SecretString>,
     pub allowed_countries: AllowedCountries,
+    /// `ALLOWED_NUMBER_TYPES`.
+    pub allowed_number_types: crate::phone::AllowedNumberTypes,
+    /// `COUNTRY_SENDS_PER_MINUTE`.
+    pub country_budgets: crate::country_budget::CountryBudgets,
     /// `COUNTRY_LOCALES`: the language of a country's codes, unless the app names one.
     pub country_locales: ByCountry<Locale>,
     /// `TEST_PHONES`: phones that log in with a fixed code and get no message.
@@ -297,6 +314,18 @@ impl ApiArgs {
                 ConfigError::Invalid {
                     name: "ALLOWED_COUNTRY_CODES",
                     problem: "must be calling codes separated by commas, such as 91,44",
+                }
+            })?,
+            allowed_number_types: self.allowed_number_types.parse().map_err(|_| {
+                ConfigError::Invalid {
+                    name: "ALLOWED_NUMBER_TYPES",
+                    problem: "must be kinds of number separated by commas, such as mobile,fixed_line_or_mobile (or all)",
+                }
+            })?,
+            country_budgets: self.country_sends_per_minute.parse().map_err(|_| {
+                ConfigError::Invalid {
+                    name: "COUNTRY_SENDS_PER_MINUTE",
+                    problem: "must be calling code=sends pairs separated by commas, * for the others, such as 91=600,*=60",
                 }
             })?,
             country_locales: ByCountry::parse(&self.country_locales, Locale::parse).map_err(

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod code;
 pub mod config;
+pub mod country_budget;
 pub mod db;
 pub mod error;
 pub mod login;
@@ -134,7 +135,8 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
         ),
         db,
         statuses: StatusStore::new(redis.clone(), keys.clone()),
-        receipts: receipts::ReceiptStore::new(redis.clone(), keys),
+        receipts: receipts::ReceiptStore::new(redis.clone(), keys.clone()),
+        keys,
         redis,
         publisher,
         sms,
@@ -148,6 +150,8 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
             otp_length: config.otp_length,
             trusted_proxies: config.limits.trusted_proxies.clone(),
             allowed_countries: config.allowed_countries.clone(),
+            allowed_number_types: config.allowed_number_types.clone(),
+            country_budgets: config.country_budgets.clone(),
             webhook_secret: config.wati_webhook_secret.clone(),
             resend_after_seconds: config.limits.resend_cooldown.as_secs(),
             country_locales: config.country_locales.clone(),

@@ -8,7 +8,7 @@
 use otp_shared::job::{JobChannel, SendJob};
 use otp_shared::locale::Locale;
 use otp_shared::redis::admission::Reservation;
-use otp_shared::redis::send_budget::Counted;
+use otp_shared::redis::send_budget::{Counted, SendBudget};
 use otp_shared::redis::status::Channel;
 use uuid::Uuid;
 
@@ -21,6 +21,8 @@ use crate::store::{AcceptedSend, SendDecision};
 #[derive(Clone, Debug)]
 pub struct SendRequest {
     pub phone: PhoneNumber,
+    /// Its country calling code (`COUNTRY_SENDS_PER_MINUTE`).
+    pub calling_code: u16,
     /// The app's `locale`, if it gave one.
     pub locale: Option<Locale>,
     /// WhatsApp, or SMS where the app asked for it (and it is allowed: the route checks).
@@ -68,6 +70,8 @@ struct Taken {
     minute: Option<u64>,
     /// Counted against `SMS_SENDS_PER_MINUTE` in this minute.
     sms_minute: Option<u64>,
+    /// Counted against the country's `COUNTRY_SENDS_PER_MINUTE` in this minute.
+    country_minute: Option<u64>,
     /// Holds room with WATI's budgets.
     admitted: bool,
 }
@@ -77,7 +81,7 @@ async fn run(state: AppState, request: SendRequest, code: String) -> Result<Acce
     let mut taken = Taken::default();
     let sent = steps(&state, &request, request_id, code, &mut taken).await;
     if sent.is_err() {
-        give_back(&state, &request.phone, request_id, taken).await;
+        give_back(&state, &request, request_id, taken).await;
     }
     sent
 }
@@ -163,6 +167,7 @@ async fn steps(
             return Err(ApiError::RateLimited { retry_after });
         }
     }
+    count_country(state, request, &send, taken).await?;
     if by_sms {
         count_sms(state, &send, taken).await?;
     } else {
@@ -205,6 +210,40 @@ async fn steps(
     })
 }
 
+/// Counts a send against its country's `COUNTRY_SENDS_PER_MINUTE`, if it has one.
+async fn count_country(
+    state: &AppState,
+    request: &SendRequest,
+    send: &AcceptedSend,
+    taken: &mut Taken,
+) -> Result<(), ApiError> {
+    let Some(limit) = state
+        .settings
+        .country_budgets
+        .limit_of(request.calling_code)
+    else {
+        return Ok(());
+    };
+    match country_budget(state, request.calling_code, limit)
+        .count(send.kind)
+        .await
+        .map_err(send_error)?
+    {
+        Counted::In { minute } => taken.country_minute = Some(minute),
+        Counted::Unlimited => {}
+        Counted::Over { retry_after } => {
+            metrics::counter!(otp_shared::metrics::RATE_LIMIT_REJECTIONS, "scope" => "country")
+                .increment(1);
+            return Err(ApiError::RateLimited { retry_after });
+        }
+    }
+    Ok(())
+}
+
+fn country_budget(state: &AppState, calling_code: u16, limit: u32) -> SendBudget {
+    SendBudget::country(state.redis.clone(), &state.keys, calling_code, limit)
+}
+
 /// Counts an SMS the app asked for against `SMS_SENDS_PER_MINUTE`: SMS is where
 /// pumping costs money. (WATI's admission is no SMS's business.)
 async fn count_sms(
@@ -229,7 +268,8 @@ async fn count_sms(
 
 /// Takes back what a send that was not queued took: its code (unless a re-send uses
 /// it), its index, its count and its room.
-async fn give_back(state: &AppState, phone: &PhoneNumber, request_id: Uuid, taken: Taken) {
+async fn give_back(state: &AppState, request: &SendRequest, request_id: Uuid, taken: Taken) {
+    let phone = &request.phone;
     if let Some(send) = &taken.stored
         && let Err(undo_error) = state.store.undo_send(phone, send).await
     {
@@ -246,6 +286,18 @@ async fn give_back(state: &AppState, phone: &PhoneNumber, request_id: Uuid, take
         && let Err(e) = state.send_budget.give_back(minute).await
     {
         tracing::warn!(%request_id, error = %e, "could not give back the count of a send that was not queued");
+    }
+    if let (Some(minute), Some(limit)) = (
+        taken.country_minute,
+        state
+            .settings
+            .country_budgets
+            .limit_of(request.calling_code),
+    ) && let Err(e) = country_budget(state, request.calling_code, limit)
+        .give_back(minute)
+        .await
+    {
+        tracing::warn!(%request_id, error = %e, "could not give back the country count of a send that was not queued");
     }
     if let (Some(minute), Some(sms)) = (taken.sms_minute, &state.sms)
         && let Err(e) = sms.budget.give_back(minute).await

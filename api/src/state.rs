@@ -19,6 +19,10 @@ pub struct HandlerSettings {
     pub trusted_proxies: crate::client::TrustedProxies,
     /// `ALLOWED_COUNTRY_CODES`: where codes may be sent.
     pub allowed_countries: crate::phone::AllowedCountries,
+    /// `ALLOWED_NUMBER_TYPES`: the kinds of number codes may be sent to.
+    pub allowed_number_types: crate::phone::AllowedNumberTypes,
+    /// `COUNTRY_SENDS_PER_MINUTE`.
+    pub country_budgets: crate::country_budget::CountryBudgets,
     /// The secret of the receipts webhook's path; `None` when receipts are off.
     pub webhook_secret: Option<SecretString>,
     /// `RESEND_COOLDOWN_SECONDS`, told to clients with each accepted send.
@@ -53,6 +57,8 @@ impl std::ops::Deref for AppState {
 /// The stores, the publisher and the settings handlers use.
 pub struct Handlers {
     pub redis: RedisConn,
+    /// The names of every Redis key (for the budgets made per request).
+    pub keys: otp_shared::redis::keys::Keys,
     /// PostgreSQL, for readiness (the user store holds its own handle).
     pub db: sqlx::PgPool,
     pub store: OtpStore,

@@ -42,10 +42,15 @@ pub struct VerifyOtpBody {
 }
 
 fn required_phone(value: Option<Value>) -> Result<PhoneNumber, ApiError> {
+    described_phone(value).map(|number| number.phone)
+}
+
+/// The phone, with what its numbering plan says of it.
+fn described_phone(value: Option<Value>) -> Result<phone::Described, ApiError> {
     match value {
         None | Some(Value::Null) => Err(ApiError::PhoneRequired),
         Some(Value::String(s)) if s.trim().is_empty() => Err(ApiError::PhoneRequired),
-        Some(Value::String(s)) => phone::parse(&s).map_err(|_| ApiError::PhoneInvalid),
+        Some(Value::String(s)) => phone::parse_with_type(&s).map_err(|_| ApiError::PhoneInvalid),
         Some(_) => Err(ApiError::PhoneInvalid),
     }
 }
@@ -131,10 +136,14 @@ async fn accept_send(
     state: &AppState,
     body: SendOtpBody,
 ) -> Result<(SendKind, Channel, Value), ApiError> {
-    let phone = required_phone(body.phone)?;
+    let number = described_phone(body.phone)?;
+    let phone = number.phone;
     let locale = optional_locale(body.locale)?;
     let requested = requested_channel(body.channel)?;
-    if !state.settings.allowed_countries.allow(&phone) {
+    // Premium, toll-free and satellite numbers are where pumping pays: none by default.
+    if !state.settings.allowed_countries.allow(&phone)
+        || !state.settings.allowed_number_types.allow(number.kind)
+    {
         return Err(ApiError::PhoneNotAllowed);
     }
     let sms_available = sms_allowed(state, &phone);
@@ -145,6 +154,7 @@ async fn accept_send(
         state,
         SendRequest {
             phone: phone.clone(),
+            calling_code: number.calling_code,
             locale,
             channel: requested,
         },

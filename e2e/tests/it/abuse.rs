@@ -99,6 +99,72 @@ async fn codes_go_only_to_the_allowed_countries() {
 }
 
 #[tokio::test]
+async fn premium_toll_free_and_satellite_numbers_get_no_code_by_default() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    for number in [
+        "+1 900 555 0123",  // US premium rate
+        "+44 909 879 0000", // UK premium rate
+        "+1 800 555 0123",  // toll-free
+        "+870 301234567",   // Inmarsat
+        "+881 612345678",   // Global Mobile Satellite System
+        "+800 12345678",    // international freephone
+    ] {
+        let (status, body) = env.send_otp(number).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("PHONE_NOT_ALLOWED")),
+            "{number}: {body}"
+        );
+    }
+    assert_eq!(
+        env.send_otp("+1 415 555 2671").await.0,
+        202,
+        "fixed line or mobile"
+    );
+    assert_eq!(env.send_otp("+44 7911 123456").await.0, 202, "mobile");
+    // An operator who wants them says so.
+    let mut all = TestEnv::new().await;
+    let _api = all
+        .start_api_with(all.api_config_with(&["--allowed-number-types", "all"]))
+        .await;
+    assert_eq!(all.send_otp("+1 900 555 0123").await.0, 202);
+}
+
+#[tokio::test]
+async fn each_country_has_its_own_minute_budget_across_two_api_instances() {
+    let env = TestEnv::new().await;
+    let config = env.api_config_with(&["--country-sends-per-minute", "44=3,*=2"]);
+    let (_a, a) = env.spawn_api(config.clone()).await;
+    let (_b, b) = env.spawn_api(config).await;
+    let send = |url: &String, phone: String| {
+        let env = &env;
+        let url = url.clone();
+        async move {
+            env.post_to(&url, "/api/auth/send-otp", json!({"phone": phone}))
+                .await
+        }
+    };
+    // New codes take nine tenths of a budget (rounded down, so 3 → 3, 2 → 2).
+    for (n, url) in [&a, &b, &a].into_iter().enumerate() {
+        assert_eq!(send(url, format!("44791112345{n}")).await.0, 202);
+    }
+    let (status, body) = send(&b, "447911123459".into()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("RATE_LIMITED")),
+        "{body}"
+    );
+    // Another country is counted on its own: two, then refused.
+    for (n, url) in [&b, &a].into_iter().enumerate() {
+        assert_eq!(send(url, format!("91987654321{n}")).await.0, 202);
+    }
+    assert_eq!(send(&b, "919876543219".into()).await.0, 429);
+    // And a third country on its own again.
+    assert_eq!(send(&a, "14155552671".into()).await.0, 202);
+}
+
+#[tokio::test]
 async fn sends_per_phone_per_hour_hold_across_two_api_instances() {
     let env = TestEnv::new().await;
     let mut config = env.api_config();

@@ -150,6 +150,12 @@ impl Keys {
         )
     }
 
+    /// Sends accepted to one country (by calling code), by minute
+    /// (`COUNTRY_SENDS_PER_MINUTE`).
+    pub fn country_sends_per_minute(&self, calling_code: u16) -> String {
+        format!("{}:sends-per-minute:{calling_code}", self.prefix)
+    }
+
     /// SMS sent over all phones, by minute (`SMS_SENDS_PER_MINUTE`).
     pub fn sms_per_minute(&self) -> String {
         format!("{}:sms-per-minute", self.prefix)

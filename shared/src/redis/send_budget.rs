@@ -73,6 +73,15 @@ impl SendBudget {
         }
     }
 
+    /// `COUNTRY_SENDS_PER_MINUTE`: every send to the country with `calling_code`.
+    pub fn country(redis: RedisConn, keys: &Keys, calling_code: u16, per_minute: u32) -> Self {
+        Self {
+            redis,
+            key: keys.country_sends_per_minute(calling_code),
+            per_minute,
+        }
+    }
+
     /// `SMS_SENDS_PER_MINUTE`: every SMS, asked for or fallen back to. A fallback
     /// counts as a [`SendKind::Resend`]: the code is pending already.
     pub fn sms(redis: RedisConn, keys: &Keys, per_minute: u32) -> Self {
