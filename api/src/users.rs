@@ -235,6 +235,7 @@ impl UserStore {
         }
         Ok(Refresh::Rotating(PendingRefresh {
             tx,
+            options: self.pool.connect_options(),
             presented,
             user_id,
             phone,
@@ -294,6 +295,9 @@ where
 /// in between leaves it usable for the client's retry. Dropped, nothing changes.
 pub struct PendingRefresh {
     tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    /// How to open a fresh connection, to find out what a COMMIT whose answer was
+    /// lost did.
+    options: std::sync::Arc<sqlx::postgres::PgConnectOptions>,
     presented: Vec<u8>,
     pub user_id: Uuid,
     pub phone: String,
@@ -301,25 +305,68 @@ pub struct PendingRefresh {
 }
 
 impl PendingRefresh {
-    /// Spends the presented refresh token; returns the next one.
+    /// Spends the presented refresh token; returns the next one. When the COMMIT's
+    /// answer does not come, what it did is asked on a fresh connection: a rotation
+    /// that landed is answered as one, so the client is not sent to retry with a token
+    /// already spent (its retry would be taken as reuse, and end the session).
     pub async fn commit(mut self) -> Result<String, UserError> {
         let (refresh_token, hash) = new_refresh_token()?;
-        bounded(async move {
+        let (presented, options) = (self.presented.clone(), self.options.clone());
+        let next = hash.clone();
+        let committed = bounded(async move {
             sqlx::query(
                 "WITH spent AS (UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1)
                  INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($2, $3)",
             )
             .bind(&self.presented)
-            .bind(hash)
+            .bind(next)
             .bind(self.session_id)
             .execute(&mut *self.tx)
             .await?;
             self.tx.commit().await?;
             Ok(())
         })
-        .await?;
-        Ok(refresh_token)
+        .await;
+        match committed {
+            Ok(()) => Ok(refresh_token),
+            Err(e) => match bounded(rotated(&options, &presented, &hash)).await {
+                Ok(true) => {
+                    tracing::warn!(error = %e, "a refresh's COMMIT answer was lost; it had landed");
+                    Ok(refresh_token)
+                }
+                _ => Err(e),
+            },
+        }
     }
+}
+
+/// Whether `presented` was spent for `next`, asked on a connection of its own (the
+/// transaction's may be the one that lost its answer). The presented token's row is
+/// read `FOR SHARE`: while the rotation's transaction still holds it (its COMMIT under
+/// way, or its connection not yet seen gone), the read waits for it to end either way.
+async fn rotated(
+    options: &sqlx::postgres::PgConnectOptions,
+    presented: &[u8],
+    next: &[u8],
+) -> Result<bool, UserError> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect_with(options).await?;
+    // Two statements: the second's snapshot is taken after the first's wait, so it
+    // sees the successor a COMMIT that landed meanwhile wrote.
+    let spent: Option<bool> = sqlx::query_scalar(
+        "SELECT used_at IS NOT NULL FROM refresh_tokens WHERE token_hash = $1 FOR SHARE",
+    )
+    .bind(presented)
+    .fetch_optional(&mut conn)
+    .await?;
+    let (successor,): (bool,) =
+        sqlx::query_as("SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE token_hash = $1)")
+            .bind(next)
+            .fetch_one(&mut conn)
+            .await?;
+    let landed = spent == Some(true) && successor;
+    let _ = conn.close().await;
+    Ok(landed)
 }
 
 #[cfg(test)]

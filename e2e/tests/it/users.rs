@@ -310,3 +310,54 @@ async fn a_retried_first_login_with_the_same_code_is_still_new_and_a_later_one_i
         "a login with another code is a returning one"
     );
 }
+
+#[tokio::test]
+async fn a_refresh_whose_commit_answers_too_late_is_answered_as_the_rotation_it_was() {
+    let env = TestEnv::new().await;
+    let pool = otp_api::db::connect(&env.database_url)
+        .await
+        .expect("the test database");
+    let users = otp_api::users::UserStore::new(
+        pool.clone(),
+        env.redis.clone(),
+        env.keys(),
+        Duration::from_secs(60),
+        Duration::from_secs(60),
+    );
+    let phone = otp_shared::phone::PhoneNumber::from_e164_digits(PHONE).expect("phone");
+    let login = users.login(&phone, Uuid::new_v4()).await.expect("a login");
+    // From now on a COMMIT that writes a refresh token takes 4 s, past the api's 3 s
+    // wait for PostgreSQL: a COMMIT whose answer comes too late (this test's database
+    // only).
+    for statement in [
+        "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN PERFORM pg_sleep(4); RETURN NULL; END $$",
+        "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON refresh_tokens
+             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()",
+    ] {
+        sqlx::query(statement)
+            .execute(&pool)
+            .await
+            .expect("a slow commit");
+    }
+    let otp_api::users::Refresh::Rotating(pending) =
+        users.refresh(&login.refresh_token).await.expect("postgres")
+    else {
+        panic!("a live refresh token")
+    };
+    // Before, the api answered 503 here though the token was spent, and the client's
+    // retry with it was taken as reuse and ended the session.
+    let next = pending
+        .commit()
+        .await
+        .expect("the rotation landed, and is answered as such");
+    sqlx::query("DROP TRIGGER slow_commit ON refresh_tokens")
+        .execute(&pool)
+        .await
+        .expect("commits are fast again");
+    let otp_api::users::Refresh::Rotating(again) = users.refresh(&next).await.expect("postgres")
+    else {
+        panic!("the successor is live, and its session too")
+    };
+    again.commit().await.expect("rotates");
+}
