@@ -44,6 +44,9 @@ use crate::token::TokenIssuer;
 use crate::users::UserStore;
 use otp_shared::publisher::{Publisher, Target};
 
+/// How often each replica purges old refresh sessions and tokens.
+const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Why the api could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -242,6 +245,11 @@ pub async fn run(
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_rx_for_metrics = stop_rx.clone();
+    let purge = tokio::spawn(users::purge_every(
+        state.users.clone(),
+        PURGE_EVERY,
+        stop_rx.clone(),
+    ));
     let depth_watch = tokio::spawn(queue_depth::watch_depth(state.publisher.clone(), stop_rx));
     let metrics_server = {
         let mut stop = stop_rx_for_metrics;
@@ -267,6 +275,7 @@ pub async fn run(
     )
     .await;
     depth_watch.abort();
+    purge.abort();
     let _ = metrics_server.await;
     served.map_err(StartError::Serve)
 }

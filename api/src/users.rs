@@ -243,6 +243,48 @@ impl UserStore {
         }))
     }
 
+    /// Deletes what no login needs any more, at most `batch` rows per statement and
+    /// `rounds` statements of each kind per call (so that one call never holds a table
+    /// for long): sessions ended or expired more than a day ago, with their tokens, and
+    /// tokens spent more than a day ago. A replay of a token spent longer ago is then
+    /// refused without ending its session.
+    pub async fn purge(&self, batch: i64, rounds: u32) -> Result<Purged, UserError> {
+        let mut purged = Purged::default();
+        for (statement, count) in [
+            (
+                "DELETE FROM refresh_sessions WHERE id IN (
+                     SELECT id FROM refresh_sessions
+                     WHERE expires_at < now() - interval '1 day'
+                        OR revoked_at < now() - interval '1 day'
+                     LIMIT $1)",
+                &mut purged.sessions,
+            ),
+            (
+                "DELETE FROM refresh_tokens WHERE token_hash IN (
+                     SELECT token_hash FROM refresh_tokens
+                     WHERE used_at < now() - interval '1 day'
+                     LIMIT $1)",
+                &mut purged.tokens,
+            ),
+        ] {
+            for _ in 0..rounds {
+                let deleted = bounded(async {
+                    Ok(sqlx::query(statement)
+                        .bind(batch)
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected())
+                })
+                .await?;
+                *count += deleted;
+                if deleted < batch.unsigned_abs() {
+                    break;
+                }
+            }
+        }
+        Ok(purged)
+    }
+
     /// Ends a refresh session (logout, or a login whose code was taken meanwhile), and
     /// with it every access token it gave out.
     pub async fn end_session(&self, session_id: Uuid) -> Result<(), UserError> {
@@ -275,6 +317,48 @@ impl UserStore {
         Ok(self.access.close(sid, jti).await?)
     }
 }
+
+/// What one [`UserStore::purge`] deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Sessions ended or expired (their tokens went with them).
+    pub sessions: u64,
+    /// Tokens spent long ago, of sessions still live.
+    pub tokens: u64,
+}
+
+/// Purges on a schedule until `stop` turns true: every api replica does, and the
+/// statements are safe to run side by side.
+pub async fn purge_every(
+    users: UserStore,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|stopping| *stopping) => return,
+        }
+        match users.purge(PURGE_BATCH, PURGE_ROUNDS).await {
+            Ok(purged) if purged != Purged::default() => {
+                tracing::info!(
+                    sessions = purged.sessions,
+                    tokens = purged.tokens,
+                    "purged old refresh sessions and tokens"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not purge old refresh sessions; tried again later")
+            }
+        }
+    }
+}
+
+/// Rows one purge statement deletes at most.
+pub const PURGE_BATCH: i64 = 1_000;
+/// Statements of each kind one scheduled purge runs at most: 100,000 rows a run.
+pub const PURGE_ROUNDS: u32 = 100;
 
 /// Marks a refresh session revoked.
 async fn revoke<'e, E>(executor: E, session_id: Uuid) -> Result<(), sqlx::Error>

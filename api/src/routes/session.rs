@@ -13,6 +13,11 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::token::Claims;
 use crate::users::Refresh;
+use otp_shared::redis::codes::SendKind;
+use otp_shared::redis::send_budget::{Counted, SendBudget};
+
+/// Refreshes one refresh session may make per minute.
+pub const REFRESHES_PER_SESSION_PER_MINUTE: u32 = 10;
 
 /// The claims of a valid bearer token whose session is still open.
 pub struct Authenticated(pub Claims);
@@ -97,6 +102,19 @@ pub async fn refresh(
     let Refresh::Rotating(pending) = state.users.refresh(&presented).await? else {
         return Err(ApiError::Unauthorized);
     };
+    // A session refreshes every few minutes; one that refreshes faster only fills the
+    // table (each refresh keeps a row) and spends the api.
+    let budget = SendBudget::refreshes(
+        state.redis.clone(),
+        &state.keys,
+        pending.session_id,
+        REFRESHES_PER_SESSION_PER_MINUTE,
+    );
+    if let Counted::Over { retry_after } = budget.count(SendKind::Resend).await? {
+        metrics::counter!(otp_shared::metrics::RATE_LIMIT_REJECTIONS, "scope" => "session")
+            .increment(1);
+        return Err(ApiError::RateLimited { retry_after });
+    }
     let (token, claims) = state
         .tokens
         .issue(pending.user_id, &pending.phone, pending.session_id)

@@ -361,3 +361,150 @@ async fn a_refresh_whose_commit_answers_too_late_is_answered_as_the_rotation_it_
     };
     again.commit().await.expect("rotates");
 }
+
+#[tokio::test]
+async fn old_sessions_and_spent_tokens_are_purged_in_bounded_batches_and_live_ones_kept() {
+    let env = TestEnv::new().await;
+    let pool = otp_api::db::connect(&env.database_url)
+        .await
+        .expect("the test database");
+    let users = otp_api::users::UserStore::new(
+        pool.clone(),
+        env.redis.clone(),
+        env.keys(),
+        Duration::from_secs(60),
+        Duration::from_secs(60),
+    );
+    let phone = otp_shared::phone::PhoneNumber::from_e164_digits(PHONE).expect("phone");
+    let mut sessions = Vec::new();
+    for _ in 0..8 {
+        sessions.push(users.login(&phone, Uuid::new_v4()).await.expect("a login"));
+    }
+    // Three ended two days ago, two expired two days ago, three live; one live session
+    // rotated its token two days ago, another just now.
+    let age = |sql: &'static str, ids: Vec<Uuid>| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(sql)
+                .bind(ids)
+                .execute(&pool)
+                .await
+                .expect("aged");
+        }
+    };
+    let ids: Vec<Uuid> = sessions.iter().map(|s| s.session_id).collect();
+    age(
+        "UPDATE refresh_sessions SET revoked_at = now() - interval '2 days' WHERE id = ANY($1)",
+        ids[0..3].to_vec(),
+    )
+    .await;
+    age(
+        "UPDATE refresh_sessions SET expires_at = now() - interval '2 days' WHERE id = ANY($1)",
+        ids[3..5].to_vec(),
+    )
+    .await;
+    for (session, days_ago) in [(&sessions[5], 2), (&sessions[6], 0)] {
+        let otp_api::users::Refresh::Rotating(pending) = users
+            .refresh(&session.refresh_token)
+            .await
+            .expect("postgres")
+        else {
+            panic!("live")
+        };
+        pending.commit().await.expect("rotates");
+        sqlx::query(
+            "UPDATE refresh_tokens SET used_at = now() - make_interval(days => $2)
+             WHERE session_id = $1 AND used_at IS NOT NULL",
+        )
+        .bind(session.session_id)
+        .bind(days_ago)
+        .execute(&pool)
+        .await
+        .expect("aged");
+    }
+    let count = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&pool).await.expect("count");
+            n
+        }
+    };
+    let tokens_before = count("SELECT count(*) FROM refresh_tokens").await;
+    // One statement of each kind, two rows each: bounded.
+    let first = users.purge(2, 1).await.expect("purged");
+    assert_eq!((first.sessions, first.tokens), (2, 1));
+    // The rest, in rounds of two.
+    let rest = users.purge(2, 10).await.expect("purged");
+    assert_eq!(rest.sessions, 3, "five old sessions in all");
+    assert_eq!(count("SELECT count(*) FROM refresh_sessions").await, 3);
+    let left: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM refresh_sessions")
+        .fetch_all(&pool)
+        .await
+        .expect("sessions");
+    for live in &ids[5..8] {
+        assert!(left.contains(live), "a live session stays");
+    }
+    // Five sessions' tokens went with them, and one token spent two days ago; the one
+    // spent just now stays, so its replay still ends its session.
+    assert_eq!(
+        count("SELECT count(*) FROM refresh_tokens").await,
+        tokens_before - 5 - 1
+    );
+    assert_eq!(
+        users.purge(2, 10).await.expect("purged"),
+        Default::default()
+    );
+}
+
+#[tokio::test]
+async fn refreshes_are_limited_per_session_and_per_client_address() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_api().await;
+    let _worker = env.start_worker().await;
+    let login = env.log_in(PHONE).await;
+    let mut refresh_token = login["refreshToken"].as_str().expect("token").to_owned();
+    let refresh = |token: String| {
+        let env = &env;
+        async move {
+            env.post("/api/auth/refresh", json!({ "refreshToken": token }))
+                .await
+        }
+    };
+    for _ in 0..otp_api::routes::REFRESHES_PER_SESSION_PER_MINUTE {
+        let (status, body) = refresh(refresh_token.clone()).await;
+        assert_eq!(status, 200, "{body}");
+        refresh_token = body["refreshToken"].as_str().expect("next").to_owned();
+    }
+    let (status, body) = refresh(refresh_token.clone()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("RATE_LIMITED")),
+        "{body}"
+    );
+
+    // From one address, refreshes count against IP_REQUESTS_PER_MINUTE with sign-ins.
+    let mut limited = TestEnv::new().await;
+    let mut config = limited.api_config();
+    config.limits.ip_requests_per_minute = 4;
+    let _api = limited.start_api_with(config).await;
+    let _worker = limited.start_worker().await;
+    let login = limited.log_in(PHONE).await; // two requests
+    let token = login["refreshToken"].as_str().expect("token").to_owned();
+    let (status, body) = limited
+        .post("/api/auth/refresh", json!({ "refreshToken": token }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let next = body["refreshToken"].as_str().expect("next").to_owned();
+    let (status, _) = limited
+        .post("/api/auth/refresh", json!({ "refreshToken": next.clone() }))
+        .await;
+    assert_eq!(status, 200, "the fourth request");
+    let (status, body) = limited
+        .post("/api/auth/refresh", json!({ "refreshToken": "any" }))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("RATE_LIMITED")),
+        "{body}"
+    );
+}

@@ -156,6 +156,11 @@ impl Keys {
         format!("{}:sends-per-minute:{calling_code}", self.prefix)
     }
 
+    /// Refreshes of one refresh session, by minute.
+    pub fn session_refreshes(&self, session_id: Uuid) -> String {
+        format!("{}:refreshes:{session_id}", self.prefix)
+    }
+
     /// SMS sent over all phones, by minute (`SMS_SENDS_PER_MINUTE`).
     pub fn sms_per_minute(&self) -> String {
         format!("{}:sms-per-minute", self.prefix)

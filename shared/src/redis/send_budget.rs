@@ -1,5 +1,6 @@
-//! `SENDS_PER_MINUTE` and `SMS_SENDS_PER_MINUTE`: budgets of sends over all phones and
-//! processes, against toll fraud (pumping sends to many numbers someone is paid for).
+//! `SENDS_PER_MINUTE`, `COUNTRY_SENDS_PER_MINUTE` and `SMS_SENDS_PER_MINUTE`: budgets of
+//! sends over all phones and processes, against toll fraud (and the same sliding minute
+//! for a refresh session's refreshes) (pumping sends to many numbers someone is paid for).
 //! One Redis key each, counted atomically; new codes leave a tenth of a budget to
 //! re-sends of codes already pending, and to SMS fallbacks.
 
@@ -78,6 +79,21 @@ impl SendBudget {
         Self {
             redis,
             key: keys.country_sends_per_minute(calling_code),
+            per_minute,
+        }
+    }
+
+    /// Refreshes of one refresh session per minute (counted as [`SendKind::Resend`]:
+    /// the whole budget).
+    pub fn refreshes(
+        redis: RedisConn,
+        keys: &Keys,
+        session_id: uuid::Uuid,
+        per_minute: u32,
+    ) -> Self {
+        Self {
+            redis,
+            key: keys.session_refreshes(session_id),
             per_minute,
         }
     }
