@@ -82,7 +82,8 @@ impl FromStr for TrustedProxies {
 }
 
 impl TrustedProxies {
-    fn trust(&self, ip: IpAddr) -> bool {
+    /// Whether `ip` is one of the proxies.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
         self.0.iter().any(|cidr| cidr.contains(ip))
     }
 
@@ -96,7 +97,7 @@ impl TrustedProxies {
         forwarded_for: impl DoubleEndedIterator<Item = &'a str>,
     ) -> IpAddr {
         let mut client = peer.to_canonical();
-        if !self.trust(client) {
+        if !self.trusts(client) {
             return client;
         }
         for entry in forwarded_for
@@ -108,7 +109,7 @@ impl TrustedProxies {
                 break;
             };
             client = hop.to_canonical();
-            if !self.trust(client) {
+            if !self.trusts(client) {
                 break;
             }
         }

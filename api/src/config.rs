@@ -32,6 +32,11 @@ pub struct ApiArgs {
     /// listen backlog. Keep it under the process's file limit (`ulimit -n`).
     #[arg(long, env = "HTTP_MAX_CONNECTIONS", default_value_t = 4096)]
     pub http_max_connections: usize,
+    /// Most connections open at once on `API_ADDR` from one client address (an IPv6
+    /// client's /64); more are closed at once. `TRUSTED_PROXIES` are not capped. 0
+    /// turns it off.
+    #[arg(long, env = "HTTP_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256)]
+    pub http_max_connections_per_client: usize,
     /// Seconds a kept-alive connection may sit idle on `API_ADDR`; behind a load
     /// balancer, make it longer than the balancer's own idle timeout.
     #[arg(long, env = "HTTP_IDLE_TIMEOUT_SECONDS", default_value_t = 60)]
@@ -157,6 +162,8 @@ pub struct ApiConfig {
     pub api_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
     pub http_max_connections: usize,
+    /// `HTTP_MAX_CONNECTIONS_PER_CLIENT`; 0 is off.
+    pub http_max_connections_per_client: usize,
     /// The public listener's waits (`HTTP_IDLE_TIMEOUT_SECONDS` for an idle connection).
     pub http_timeouts: otp_shared::http::Timeouts,
     /// The metrics listener's waits: always [`otp_shared::http::TIMEOUTS`], but a field,
@@ -273,6 +280,7 @@ impl ApiArgs {
             api_addr: self.api_addr,
             metrics_addr: self.metrics_addr,
             http_max_connections: self.http_max_connections,
+            http_max_connections_per_client: self.http_max_connections_per_client,
             http_timeouts: otp_shared::http::Timeouts {
                 idle: Duration::from_secs(self.http_idle_timeout_seconds),
                 ..otp_shared::http::TIMEOUTS

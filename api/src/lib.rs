@@ -262,17 +262,23 @@ pub async fn run(
             },
         ))
     };
+    // One address may not hold every connection; a proxy in front carries many clients.
+    let per_client = (config.http_max_connections_per_client > 0).then(|| {
+        let proxies = state.settings.trusted_proxies.clone();
+        otp_shared::http::PerClient {
+            limit: config.http_max_connections_per_client,
+            exempt: Arc::new(move |peer| proxies.trusts(peer)),
+        }
+    });
+    let caps = otp_shared::http::Caps {
+        total: otp_shared::http::fit_to_file_limit(config.http_max_connections),
+        per_client,
+    };
     let app = routes::router(state);
-    let served = otp_shared::http::serve(
-        listener,
-        app,
-        otp_shared::http::fit_to_file_limit(config.http_max_connections),
-        config.http_timeouts,
-        async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        },
-    )
+    let served = otp_shared::http::serve(listener, app, caps, config.http_timeouts, async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    })
     .await;
     depth_watch.abort();
     purge.abort();

@@ -222,8 +222,14 @@ pub async fn serve(
     let app = Router::new()
         .route("/metrics", get(move || async move { handle.render() }))
         .route("/healthz", get(|| async { "ok" }));
-    let served =
-        crate::http::serve(listener, app, METRICS_MAX_CONNECTIONS, timeouts, shutdown).await;
+    let served = crate::http::serve(
+        listener,
+        app,
+        crate::http::Caps::total(METRICS_MAX_CONNECTIONS),
+        timeouts,
+        shutdown,
+    )
+    .await;
     upkeep.abort();
     served
 }

@@ -423,3 +423,93 @@ async fn sign_in_requests_whose_bodies_have_not_come_hold_no_receipt_back() {
     }
     drop(held);
 }
+
+/// A connection to the api from the loopback address `local` (any of 127.0.0.0/8).
+async fn connect_from(local: &str, url: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind(format!("{local}:0").parse().expect("an address"))
+        .expect("bind a loopback address");
+    let target = host_port(url).parse().expect("the api's address");
+    socket.connect(target).await.expect("connect to the api")
+}
+
+/// Sends `GET /healthz` on `stream`; whether an answer came within two seconds.
+async fn answers_healthz(stream: &mut TcpStream) -> bool {
+    if stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: api\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let mut buffer = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buffer)).await;
+    matches!(read, Ok(Ok(n)) if n > 0 && buffer.starts_with(b"HTTP/1.1 200"))
+}
+
+#[tokio::test]
+async fn one_address_cannot_hold_every_connection() {
+    let mut env = TestEnv::new().await;
+    let config = env.api_config_with(&["--http-max-connections-per-client", "8"]);
+    let _api = env.start_api_with(config).await;
+    // The client under test comes from 127.0.0.3 (the harness's own requests from
+    // 127.0.0.1 are another client).
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let mut stream = connect_from("127.0.0.3", &env.api_url).await;
+        assert!(answers_healthz(&mut stream).await, "within the cap");
+        held.push(stream);
+    }
+    // The ninth from the same address is closed at once (before, it was served, and
+    // one address could take all 4,096); another address still gets in.
+    let mut ninth = connect_from("127.0.0.3", &env.api_url).await;
+    assert!(!answers_healthz(&mut ninth).await, "over the cap");
+    let mut other = connect_from("127.0.0.2", &env.api_url).await;
+    assert!(answers_healthz(&mut other).await, "another client");
+    // One closed, one more may come.
+    drop(held.pop());
+    let api_url = env.api_url.clone();
+    otp_e2e::eventually("a place freed", DEADLINE, || {
+        let api_url = api_url.clone();
+        async move {
+            let mut again = connect_from("127.0.0.3", &api_url).await;
+            answers_healthz(&mut again).await.then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn near_the_cap_idle_connections_make_room_for_a_waiting_client_in_seconds() {
+    let mut env = TestEnv::new().await;
+    // Ten connections at most, idle for a minute while there is room.
+    let config = env.api_config_with(&[
+        "--http-max-connections",
+        "10",
+        "--http-max-connections-per-client",
+        "0",
+    ]);
+    let _api = env.start_api_with(config).await;
+    // Idle kept-alive connections until the server is full: the next one waits in
+    // the listen backlog, unanswered.
+    let mut held = Vec::new();
+    let mut waiting = loop {
+        let mut stream = connect_from("127.0.0.1", &env.api_url).await;
+        if !answers_healthz(&mut stream).await {
+            break stream;
+        }
+        held.push(stream);
+        assert!(held.len() <= 10, "the server took more than its cap");
+    };
+    // Full, the idle ones go after 5 s (not the 60 s they may idle while there is
+    // room), and the waiting client is served.
+    let started = Instant::now();
+    let mut buffer = [0u8; 64];
+    let answer = tokio::time::timeout(Duration::from_secs(9), waiting.read(&mut buffer)).await;
+    assert!(
+        matches!(answer, Ok(Ok(n)) if n > 0 && buffer.starts_with(b"HTTP/1.1 200")),
+        "the waiting client was served in {:?}: {answer:?}",
+        started.elapsed()
+    );
+}

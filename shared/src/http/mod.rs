@@ -9,7 +9,7 @@ mod timeouts;
 pub use timeouts::Timeouts;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,20 +79,64 @@ fn open_files_limit(limits: &str) -> Option<usize> {
         .ok()
 }
 
-/// Serves `app` on `listener` with at most `max_connections` open at once, until
-/// `shutdown` completes; then stops accepting and waits for the connections to finish
-/// the requests they are in. Handlers can read the peer's address as
-/// `ConnectInfo<SocketAddr>`.
+/// How many connections a listener keeps open.
+#[derive(Clone)]
+pub struct Caps {
+    /// At once, over all clients: past it, new connections wait in the listen backlog.
+    pub total: usize,
+    /// At once from one client address (an IPv6 client's /64), if capped: past it, a
+    /// new connection from that address is closed at once.
+    pub per_client: Option<PerClient>,
+}
+
+/// The cap on one client address's connections.
+#[derive(Clone)]
+pub struct PerClient {
+    pub limit: usize,
+    /// Peers the cap does not apply to: a proxy in front carries many clients.
+    pub exempt: Arc<dyn Fn(IpAddr) -> bool + Send + Sync>,
+}
+
+impl Caps {
+    /// `total` connections, with no cap per client.
+    pub fn total(total: usize) -> Self {
+        Self {
+            total,
+            per_client: None,
+        }
+    }
+}
+
+/// When at most one in this many connections is left, kept-alive connections may idle
+/// only [`CROWDED_IDLE`]: an idle connection then costs a client that waits.
+const CROWDED_SHARE: usize = 10;
+const CROWDED_IDLE: Duration = Duration::from_secs(5);
+
+/// Serves `app` on `listener` within `caps`, until `shutdown` completes; then stops
+/// accepting and waits for the connections to finish the requests they are in.
+/// Handlers can read the peer's address as `ConnectInfo<SocketAddr>`.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
-    max_connections: usize,
+    caps: Caps,
     timeouts: Timeouts,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let permits = Arc::new(Semaphore::new(max_connections.max(1)));
+    let max_connections = caps.total.max(1);
+    let permits = Arc::new(Semaphore::new(max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (crowded_tx, crowded_rx) = watch::channel(false);
+    let crowded_tx = Arc::new(crowded_tx);
+    let clients = Arc::new(ClientCounts::default());
     let builder = Arc::new(connection_builder());
+    // Whether the connections left are few; told to every connection when it changes.
+    let crowding = {
+        let (permits, crowded_tx) = (permits.clone(), crowded_tx.clone());
+        move || {
+            let crowded = permits.available_permits() * CROWDED_SHARE <= max_connections;
+            crowded_tx.send_if_modified(|was| std::mem::replace(was, crowded) != crowded);
+        }
+    };
     tokio::pin!(shutdown);
     loop {
         // A permit first: past the cap, new connections wait in the listen backlog.
@@ -114,15 +158,32 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let counted = match &caps.per_client {
+            Some(cap) if !(cap.exempt)(peer.ip()) => {
+                match clients.clone().take(peer.ip(), cap.limit) {
+                    Some(counted) => Some(counted),
+                    None => {
+                        // Dropping the stream closes it: one address may not hold them all.
+                        tracing::debug!(%peer, "too many connections from one client");
+                        continue;
+                    }
+                }
+            }
+            _ => None,
+        };
+        crowding();
         let (app, builder, stopping) = (app.clone(), builder.clone(), stop_rx.clone());
+        let (crowded, crowding) = (crowded_rx.clone(), crowding.clone());
         tokio::spawn(async move {
-            serve_connection(&builder, stream, peer, app, timeouts, stopping).await;
+            serve_connection(&builder, stream, peer, app, timeouts, stopping, crowded).await;
+            drop(counted);
             drop(permit);
+            crowding();
         });
     }
     let _ = stop_tx.send(true);
     // Every connection holds a permit until it is done: all of them back means all done.
-    let all = u32::try_from(max_connections.max(1)).unwrap_or(u32::MAX);
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
     if tokio::time::timeout(STOP_GRACE, permits.acquire_many(all))
         .await
         .is_err()
@@ -150,6 +211,7 @@ async fn serve_connection<S>(
     app: Router,
     timeouts: Timeouts,
     mut stopping: watch::Receiver<bool>,
+    crowded: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -174,7 +236,7 @@ async fn serve_connection<S>(
     });
     let stream = GuardedIo::new(stream, clock.clone(), timeouts.write);
     let mut connection = builder.serve_connection(TokioIo::new(stream), service);
-    let overdue = clock.overdue(timeouts);
+    let overdue = overdue(&clock, timeouts, crowded);
     tokio::pin!(overdue);
     let mut told_to_stop = false;
     let served = loop {
@@ -198,6 +260,84 @@ async fn serve_connection<S>(
     }
     let stream = connection.into_parts().io.into_inner().into_inner();
     close(stream, clock.body_left_unread(), timeouts.body).await;
+}
+
+/// Returns when the connection has waited too long (see [`Clock::overdue`]), with the
+/// idle wait cut to [`CROWDED_IDLE`] while the listener is crowded.
+async fn overdue(
+    clock: &Clock,
+    timeouts: Timeouts,
+    mut crowded: watch::Receiver<bool>,
+) -> &'static str {
+    loop {
+        let now = if *crowded.borrow_and_update() {
+            Timeouts {
+                idle: timeouts.idle.min(CROWDED_IDLE),
+                ..timeouts
+            }
+        } else {
+            timeouts
+        };
+        tokio::select! {
+            why = clock.overdue(now) => return why,
+            changed = crowded.changed() => {
+                if changed.is_err() {
+                    return clock.overdue(now).await;
+                }
+            }
+        }
+    }
+}
+
+/// Open connections by client (an IPv4 address, or an IPv6 address's /64: one host
+/// commonly holds a whole /64).
+#[derive(Default)]
+struct ClientCounts(std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>);
+
+/// One connection counted for its client, until dropped.
+struct Counted {
+    counts: Arc<ClientCounts>,
+    client: IpAddr,
+}
+
+impl ClientCounts {
+    /// Counts a connection of `peer`'s client, unless it has `limit` open already.
+    fn take(self: Arc<Self>, peer: IpAddr, limit: usize) -> Option<Counted> {
+        let client = client_of(peer);
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let open = counts.entry(client).or_default();
+        if *open >= limit {
+            return None;
+        }
+        *open += 1;
+        drop(counts);
+        Some(Counted {
+            counts: self,
+            client,
+        })
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(open) = counts.get_mut(&self.client) {
+            *open -= 1;
+            if *open == 0 {
+                counts.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// The client a peer address counts as.
+fn client_of(peer: IpAddr) -> IpAddr {
+    match peer.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from_bits(
+            v6.to_bits() & !((1u128 << 64) - 1),
+        )),
+        v4 => v4,
+    }
 }
 
 /// Ends a connection whose last answer is written: shuts our side (the client reads the
@@ -230,6 +370,32 @@ async fn close<S: AsyncRead + AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use axum::routing::{get, post};
+
+    #[test]
+    fn one_client_is_an_address_or_an_ipv6_64_and_its_connections_are_capped() {
+        use super::{ClientCounts, client_of};
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("an address");
+        assert_eq!(client_of(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(client_of(ip("::ffff:203.0.113.9")), ip("203.0.113.9"));
+        let counts = std::sync::Arc::new(ClientCounts::default());
+        let held: Vec<_> = (0..3)
+            .map(|n| counts.clone().take(ip(&format!("2001:db8:1:2::{n}")), 3))
+            .collect();
+        assert!(held.iter().all(Option::is_some));
+        assert!(
+            counts.clone().take(ip("2001:db8:1:2::9"), 3).is_none(),
+            "same /64"
+        );
+        assert!(
+            counts.clone().take(ip("2001:db8:1:3::1"), 3).is_some(),
+            "another /64"
+        );
+        drop(held);
+        assert!(
+            counts.clone().take(ip("2001:db8:1:2::9"), 3).is_some(),
+            "given back"
+        );
+    }
     use tokio::io::{DuplexStream, WriteHalf};
 
     use super::*;
@@ -307,7 +473,17 @@ mod tests {
         let (stop, stopping) = watch::channel(false);
         let peer = SocketAddr::from(([127, 0, 0, 1], 40000));
         tokio::spawn(async move {
-            serve_connection(&connection_builder(), server, peer, app, T, stopping).await;
+            let (_crowded_tx, crowded) = watch::channel(false);
+            serve_connection(
+                &connection_builder(),
+                server,
+                peer,
+                app,
+                T,
+                stopping,
+                crowded,
+            )
+            .await;
         });
         (client, stop)
     }
