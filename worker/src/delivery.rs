@@ -35,8 +35,15 @@ pub(crate) mod step;
 
 use step::{Step, TooLate, next_step};
 
-/// A lease outlasts one call to WATI by this much.
-const LEASE_MARGIN: Duration = Duration::from_secs(2);
+/// How long one hold of a delivery lease lasts. It is renewed every third of that while
+/// the delivery runs (calls included), so it need not outlast a call: what it bounds is
+/// how long a killed worker's job waits before another worker may deliver it. (A live
+/// worker cut off from Redis for longer could meet a copy; one cut off from Redis
+/// cannot record its delivery either, so the copy would send again however long the
+/// lease.)
+const LEASE_TTL: Duration = Duration::from_secs(4);
+/// Longest single wait for another worker's lease on a copy of a job.
+const BUSY_PAUSE: Duration = Duration::from_millis(500);
 /// Pauses between the tries to record a delivery WATI accepted (five tries in all).
 const RECORD_PAUSES_MS: [u64; 4] = [50, 200, 1000, 2000];
 
@@ -190,7 +197,7 @@ impl Deliverer<WhatsApp> {
             batcher,
             templates: config.wati.templates.clone(),
         };
-        let deliverer = Self::new(config, courier, config.wati.timeout, redis, shutdown);
+        let deliverer = Self::new(config, courier, redis, shutdown);
         (deliverer, batcher_task)
     }
 
@@ -204,11 +211,10 @@ impl Deliverer<WhatsApp> {
 }
 
 impl<C: Courier> Deliverer<C> {
-    /// A deliverer through `courier`, whose calls take at most `call_timeout`.
+    /// A deliverer through `courier`.
     pub fn new(
         config: &WorkerConfig,
         courier: C,
-        call_timeout: Duration,
         redis: RedisConn,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
@@ -217,7 +223,7 @@ impl<C: Courier> Deliverer<C> {
                 redis,
                 Keys::new(&config.common.key_prefix),
                 config.common.otp_ttl,
-                call_timeout + LEASE_MARGIN,
+                LEASE_TTL,
             ),
             courier,
             sealer: Arc::new(CodeSealer::new(
@@ -247,7 +253,7 @@ impl<C: Courier> Deliverer<C> {
 
     async fn start_and_send(&self, job: &SendJob) -> redis::RedisResult<Outcome> {
         let lease = self.ledger.lease(job);
-        let (sealed, time_left) = match self.ledger.start(job, &lease).await? {
+        let (sealed, time_left) = match self.start_when_free(job, &lease).await? {
             Start::Delivered => {
                 return Ok(Outcome::Dropped {
                     why: "already delivered",
@@ -273,6 +279,28 @@ impl<C: Courier> Deliverer<C> {
             lease.release().await;
         }
         outcome
+    }
+
+    /// Starts the delivery; while another worker holds the lease on a copy of the job
+    /// (a worker killed mid-delivery holds it until it lapses), waits here for it to
+    /// lapse or end rather than handing the job back, which would bring it round again
+    /// after growing pauses. Busy only when the worker begins to stop.
+    async fn start_when_free(&self, job: &SendJob, lease: &Lease) -> redis::RedisResult<Start> {
+        loop {
+            let start = self.ledger.start(job, lease).await?;
+            if !matches!(start, Start::Busy) {
+                return Ok(start);
+            }
+            let wait = self
+                .ledger
+                .lease_left(job)
+                .await?
+                .unwrap_or_default()
+                .clamp(Duration::from_millis(10), BUSY_PAUSE);
+            if !self.pause(wait).await {
+                return Ok(Start::Busy);
+            }
+        }
     }
 
     /// Hands the send to the batcher until its outcome is final. The policy is

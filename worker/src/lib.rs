@@ -239,7 +239,6 @@ async fn start_sms(
     let sms_deliverer = Deliverer::new(
         config,
         sms::Sms::new(twilio, sms.text.clone()),
-        sms.twilio.timeout,
         redis.clone(),
         stop_rx.clone(),
     );

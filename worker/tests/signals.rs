@@ -84,13 +84,30 @@ async fn a_worker_killed_mid_call_loses_no_job() {
     let mut first = spawn_worker(&env, 30);
     let request_id = env.send_accepted(PHONE).await;
     env.wait_for_status(&request_id, "sending").await;
+    // The first worker holds the job; a second is up before the kill, as in a
+    // deployment of several.
+    let _second = spawn_worker(&env, 30);
+    let send_queue = env.queues().send;
+    otp_e2e::eventually("two consumers", DEADLINE, || async {
+        env.queue_counts(&send_queue)
+            .await
+            .filter(|c| c.consumers == 2)
+            .map(drop)
+    })
+    .await;
+    let killed = std::time::Instant::now();
     signal(&first, "-KILL");
     assert!(exited_within(&mut first, DEADLINE).await.is_some());
 
-    let _second = spawn_worker(&env, 30);
     let messages = env.wait_for_messages(PHONE, 1).await;
+    let late = killed.elapsed();
     env.wait_for_status(&request_id, "sent").await;
     assert_eq!(messages.len(), 1);
+    // The other worker takes the job once the dead one's 4 s lease lapses, waiting on
+    // it rather than handing the job back three times first (it came 14 to 15 s after
+    // the kill with a 12 s lease and those returns).
+    eprintln!("the killed worker's code reached WATI {late:?} after the kill");
+    assert!(late < Duration::from_secs(8), "{late:?}");
     let (status, _) = env.verify(PHONE, &messages[0].code).await;
     assert_eq!(status, 200);
 }

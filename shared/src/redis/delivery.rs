@@ -250,6 +250,19 @@ impl Ledger {
         )
     }
 
+    /// How long the lease on `job`'s delivery still lasts, whoever holds it; `None`
+    /// when nobody does.
+    pub async fn lease_left(&self, job: &SendJob) -> redis::RedisResult<Option<Duration>> {
+        let ms: i64 = redis::cmd("PTTL")
+            .arg(
+                self.keys
+                    .lease_of(&job.phone, job.request_id, delivery_of(job)),
+            )
+            .query_async(&mut self.redis.clone())
+            .await?;
+        Ok(u64::try_from(ms).ok().map(Duration::from_millis))
+    }
+
     /// The status record of `job`'s delivery.
     fn status(&self, job: &SendJob) -> String {
         self.keys
