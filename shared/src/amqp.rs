@@ -72,7 +72,8 @@ pub async fn connect(urls: &str, process: &str) -> lapin::Result<Connection> {
     for i in 0..nodes.len() {
         let node = nodes[(first + i) % nodes.len()];
         let props = ConnectionProperties::default().with_connection_name(process.into());
-        match tokio::time::timeout(NODE_TIMEOUT, Connection::connect(node, props)).await {
+        let node = with_heartbeat(node);
+        match tokio::time::timeout(NODE_TIMEOUT, Connection::connect(&node, props)).await {
             Ok(Ok(connection)) => return Ok(connection),
             Ok(Err(e)) => last_error = Some(e),
             Err(_) => {
@@ -90,6 +91,21 @@ pub async fn connect(urls: &str, process: &str) -> lapin::Result<Connection> {
             "AMQP_URL names no node",
         ))
     }))
+}
+
+/// The heartbeat asked for, unless a URL names its own: RabbitMQ closes a connection
+/// after two heartbeats without a word, and gives its unacked jobs to other workers. At
+/// RabbitMQ's default (60 s) a stalled worker (stopped, swapping, a frozen VM) would sit
+/// on its whole prefetch for minutes, past the codes' life.
+pub const HEARTBEAT_SECONDS: u16 = 5;
+
+/// `node` with `heartbeat=` [`HEARTBEAT_SECONDS`] in its query, unless it has one.
+fn with_heartbeat(node: &str) -> String {
+    if node.contains("heartbeat=") {
+        return node.to_owned();
+    }
+    let joint = if node.contains('?') { '&' } else { '?' };
+    format!("{node}{joint}heartbeat={HEARTBEAT_SECONDS}")
 }
 
 /// How much the dead-letter queue keeps: it holds phone numbers, so not forever.
@@ -301,5 +317,25 @@ impl QueueNames {
             &self.fallback,
             &self.dead,
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_connection_asks_for_a_short_heartbeat_unless_its_url_says() {
+        use super::with_heartbeat;
+        assert_eq!(
+            with_heartbeat("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            "amqp://guest:guest@127.0.0.1:5672/%2f?heartbeat=5"
+        );
+        assert_eq!(
+            with_heartbeat("amqp://a:5672/%2f?frame_max=8192"),
+            "amqp://a:5672/%2f?frame_max=8192&heartbeat=5"
+        );
+        assert_eq!(
+            with_heartbeat("amqp://a/%2f?heartbeat=30"),
+            "amqp://a/%2f?heartbeat=30"
+        );
     }
 }

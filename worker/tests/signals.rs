@@ -1,5 +1,6 @@
-//! The worker binary under signals: killed with SIGKILL mid-call it loses no job, and
-//! on SIGTERM it drains and exits within its grace period.
+//! The worker binary under signals: killed with SIGKILL mid-call it loses no job (and
+//! its code goes out within seconds), stopped with SIGSTOP it holds no code past its
+//! expiry, and on SIGTERM it drains and exits within its grace period.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -20,6 +21,11 @@ impl Drop for Worker {
 }
 
 fn spawn_worker(env: &TestEnv, grace_seconds: u64) -> Worker {
+    spawn_worker_with(env, grace_seconds, &[])
+}
+
+/// [`spawn_worker`] with more settings.
+fn spawn_worker_with(env: &TestEnv, grace_seconds: u64, settings: &[(&str, &str)]) -> Worker {
     let child = Command::new(env!("CARGO_BIN_EXE_worker"))
         .env_clear()
         .env("REDIS_URL", otp_e2e::REDIS_URL)
@@ -32,10 +38,11 @@ fn spawn_worker(env: &TestEnv, grace_seconds: u64) -> Worker {
         .env("WATI_CALLS_PER_10S", "0")
         .env("WHATSAPP_MESSAGES_PER_SECOND", "0")
         .env("METRICS_ADDR", "127.0.0.1:0")
-        // Short, so that a killed worker's delivery lease lapses soon.
+        // Short, so that a hanging call ends soon.
         .env("WATI_TIMEOUT_MS", "2000")
         .env("RETRY_BASE_DELAY_MS", "50")
         .env("SHUTDOWN_GRACE_SECONDS", grace_seconds.to_string())
+        .envs(settings.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -163,4 +170,55 @@ async fn sigterm_exits_within_the_grace_period_and_the_job_goes_back_to_the_queu
     // The unfinished job was not acked: another worker delivers it.
     let _next = spawn_worker(&env, 30);
     env.wait_for_status(&request_id, "sent").await;
+}
+
+#[tokio::test]
+async fn a_worker_stopped_longer_than_a_code_lives_holds_no_code_past_its_expiry() {
+    const LIFE: &str = "30";
+    let mut env = TestEnv::new().await;
+    let mut config = env.api_config();
+    config.common.otp_ttl = Duration::from_secs(30);
+    let _api = env.start_api_with(config).await;
+    let stalled = spawn_worker_with(&env, 30, &[("OTP_TTL_SECONDS", LIFE)]);
+    let _healthy = spawn_worker_with(&env, 30, &[("OTP_TTL_SECONDS", LIFE)]);
+    let send_queue = env.queues().send;
+    otp_e2e::eventually("two consumers", DEADLINE, || async {
+        env.queue_counts(&send_queue)
+            .await
+            .filter(|c| c.consumers == 2)
+            .map(drop)
+    })
+    .await;
+    // Stopped (a frozen VM, swap, SIGSTOP): the broker still hands it its share.
+    signal(&stalled, "-STOP");
+    let phones: Vec<String> = (0..40).map(|n| format!("9198765{n:05}")).collect();
+    let mut sent_at = Vec::new();
+    for phone in &phones {
+        env.send_accepted(phone).await;
+        sent_at.push(otp_shared::now_ms());
+    }
+    // Every code arrives before it expires, though the stop outlasts it: the broker
+    // notices the stalled worker within two 5 s heartbeats and gives its jobs to the
+    // other. (At RabbitMQ's 60 s heartbeat, half of them sat in the stopped worker.)
+    let waits: Vec<u64> = otp_e2e::eventually("every code", Duration::from_secs(30), || async {
+        let mut waits = Vec::new();
+        for (phone, sent) in phones.iter().zip(&sent_at) {
+            let message = env.sandbox.messages(phone).into_iter().next()?;
+            waits.push(message.received_at_ms.saturating_sub(*sent));
+        }
+        Some(waits)
+    })
+    .await;
+    signal(&stalled, "-CONT");
+    let mut sorted = waits.clone();
+    sorted.sort_unstable();
+    let p99 = sorted[(sorted.len() * 99).div_ceil(100) - 1];
+    eprintln!(
+        "202 to WATI with a worker stopped: p50 {} ms, p99 {p99} ms",
+        sorted[sorted.len() / 2]
+    );
+    assert!(
+        waits.iter().all(|w| *w < 30_000),
+        "every code reached WATI inside its 30 s life: {waits:?}"
+    );
 }
