@@ -70,18 +70,21 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
         .map_err(StartError::Redis)?;
     let db = db::connect(&config.database_url).await?;
     let queues = QueueNames::new(&config.common.queue_prefix);
-    // The api publishes WhatsApp sends, and SMS sends when SMS is on.
-    let targets: &[Target] = if config.common.sms.is_some() {
-        &[Target::Send, Target::Sms]
-    } else {
-        &[Target::Send]
-    };
+    // The api publishes WhatsApp sends, SMS sends when SMS is on, and events when they
+    // are on.
+    let mut targets = vec![Target::Send];
+    if config.common.sms.is_some() {
+        targets.push(Target::Sms);
+    }
+    if config.common.events.is_some() {
+        targets.push(Target::Events);
+    }
     let publisher = Publisher::connect(
         &config.common.amqp_url,
         "otp-api",
         queues,
         config.common.queue,
-        targets,
+        &targets,
     )
     .await
     .map_err(|e| match e {
@@ -92,6 +95,11 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
     })?;
     let keys = Keys::new(&config.common.key_prefix);
     let publisher = Arc::new(publisher);
+    let events = config
+        .common
+        .events
+        .as_ref()
+        .map(|settings| otp_shared::events::Emitter::new(publisher.clone(), settings));
     let sms = config.common.sms.as_ref().map(|settings| {
         metrics::gauge!(otp_shared::metrics::SMS_BUDGET).set(f64::from(settings.sends_per_minute));
         let budget = send_budget::SendBudget::sms(redis.clone(), &keys, settings.sends_per_minute);
@@ -103,7 +111,8 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
                 budget,
                 Fallbacks::new(redis.clone(), keys.clone()),
                 publisher.clone(),
-            ),
+            )
+            .with_events(events.clone()),
         }
     });
     let sealer = Arc::new(CodeSealer::new(
@@ -143,6 +152,7 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
         redis,
         publisher,
         sms,
+        events,
         pressure: Arc::default(),
         tokens: Arc::new(TokenIssuer::new(
             config.token_keys.clone(),

@@ -4,6 +4,7 @@
 //! the same code works on the next try; if the claim lapsed meanwhile and another
 //! request logged in with the code, this login is ended.
 
+use otp_shared::events::{Event, EventType};
 use otp_shared::redis::status::Channel;
 use uuid::Uuid;
 
@@ -46,7 +47,22 @@ pub async fn log_in(
         VerifyOutcome::NotFound | VerifyOutcome::Claimed => return Err(ApiError::OtpNotFound),
         VerifyOutcome::Expired => return Err(ApiError::OtpExpired),
         VerifyOutcome::Locked => return Err(ApiError::TooManyAttempts),
-        VerifyOutcome::Wrong { remaining } => return Err(ApiError::OtpInvalid { remaining }),
+        VerifyOutcome::Wrong { remaining } => {
+            if remaining == 0
+                && let Some(events) = &state.events
+            {
+                // The guess that used the last attempt locks the code.
+                let locked = Event::about_code(
+                    EventType::OtpLocked,
+                    Uuid::new_v4(),
+                    phone,
+                    otp_shared::now_ms(),
+                )
+                .because("attempts exhausted");
+                events.emit_or_log(locked).await;
+            }
+            return Err(ApiError::OtpInvalid { remaining });
+        }
     };
     // The code is spent only once the login is written and its access token recorded.
     let login = match sign_in(state, phone, code_id, channel).await {
@@ -64,6 +80,25 @@ pub async fn log_in(
         return Err(ApiError::OtpNotFound);
     }
     tracing::info!(user_id = %login.user.id, is_new = login.is_new, "code verified");
+    if let Some(events) = &state.events {
+        let now = otp_shared::now_ms();
+        let verified = Event::about_code(EventType::OtpVerified, code_id, phone, now).with(|d| {
+            d.user_id = Some(login.user.id);
+            d.request_id = bound_to;
+            d.channel = Some(login.channel.as_str().into());
+        });
+        events.emit_or_log(verified).await;
+        if login.is_new {
+            let created = Event::about_user(
+                EventType::UserCreated,
+                login.user.id,
+                None,
+                Some(phone.as_str()),
+                now,
+            );
+            events.emit_or_log(created).await;
+        }
+    }
     Ok(login)
 }
 

@@ -16,6 +16,7 @@ fn read_settings() -> Result<ApiConfig, ConfigError> {
         ("database_url", "DATABASE_URL"),
         ("test_phones", "TEST_PHONES"),
         ("twilio_auth_token", "TWILIO_AUTH_TOKEN"),
+        ("app_webhook_secret", "APP_WEBHOOK_SECRET"),
     ])?
     .validate()
 }

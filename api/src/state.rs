@@ -72,6 +72,8 @@ pub struct Handlers {
     pub send_budget: otp_shared::redis::send_budget::SendBudget,
     /// SMS (`SMS_PROVIDER`), when it is on.
     pub sms: Option<crate::sms::SmsApi>,
+    /// Tells the app what happened (`APP_WEBHOOK_URL`), when events are on.
+    pub events: Option<otp_shared::events::Emitter>,
     pub tokens: Arc<TokenIssuer>,
     pub settings: Arc<HandlerSettings>,
 }

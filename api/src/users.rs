@@ -42,8 +42,10 @@ pub struct Login {
 pub enum Refresh {
     /// Live: rotate it once the new access token is recorded.
     Rotating(PendingRefresh),
-    /// Unknown, expired or revoked; or already used, which ends its whole session.
+    /// Unknown, expired or revoked.
     Refused,
+    /// Already used: someone else may hold a copy, and its whole session is ended.
+    Reused { session_id: Uuid, user_id: Uuid },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -228,7 +230,10 @@ impl UserStore {
             tx.commit().await?;
             self.mark_revoked(session_id).await?;
             tracing::warn!(%session_id, "a used refresh token came back; its session is ended");
-            return Ok(Refresh::Refused);
+            return Ok(Refresh::Reused {
+                session_id,
+                user_id,
+            });
         }
         if !live {
             return Ok(Refresh::Refused);

@@ -52,6 +52,7 @@ fn secrets_on_the_command_line_are_refused() {
         ("--database-url", "DATABASE_URL"),
         ("--test-phones", "TEST_PHONES"),
         ("--twilio-auth-token", "TWILIO_AUTH_TOKEN"),
+        ("--app-webhook-secret", "APP_WEBHOOK_SECRET"),
     ] {
         assert_eq!(
             api_stderr_with_args(&[flag, secret], &[]),

@@ -491,7 +491,9 @@ mod cleanup {
             let queues = otp_shared::amqp::QueueNames::new(prefix);
             if let Ok(channel) = conn.create_channel().await {
                 for name in queues.all() {
-                    let _ = channel.queue_delete(name.into(), Default::default()).await;
+                    let _ = channel
+                        .queue_delete(name.as_str().into(), Default::default())
+                        .await;
                 }
             }
             let _ = conn.close(200, "done".into()).await;

@@ -3,6 +3,7 @@
 //! worker started on port 0 through the same `run` the binaries use. Everything the
 //! test made is removed when its `TestEnv` is dropped, also when the test panics.
 
+pub mod app_receiver;
 pub mod clusters;
 pub mod prometheus;
 pub mod proxy;
@@ -408,6 +409,13 @@ impl TestEnv {
     /// (v3 needs none, but a base URL with a path prefix must work for both).
     pub fn worker_config(&self) -> WorkerConfig {
         worker_config(self.worker_args())
+    }
+
+    /// [`TestEnv::worker_config`] with more flags.
+    pub fn worker_config_with(&self, extra: &[&str]) -> WorkerConfig {
+        let mut args = self.worker_args();
+        args.extend(extra.iter().map(|&arg| arg.to_owned()));
+        worker_config(args)
     }
 
     /// The worker's flags for this test (see [`TestEnv::worker_config`]).
@@ -934,7 +942,9 @@ async fn delete_queues(prefix: &str, amqp_url: &str) {
     let queues = otp_shared::amqp::QueueNames::new(prefix);
     for name in queues.all() {
         if let Ok(channel) = conn.create_channel().await {
-            let _ = channel.queue_delete(name.into(), Default::default()).await;
+            let _ = channel
+                .queue_delete(name.as_str().into(), Default::default())
+                .await;
         }
     }
     let _ = conn.close(200, "done".into()).await;

@@ -222,6 +222,68 @@ pub async fn declare_dead_letter_queue(
     declare(channel, &queues.dead, arguments).await
 }
 
+/// Declares the queue of events to post: a job queue, dead-lettering into its own
+/// dead-letter queue. Enough for whoever only publishes events (the api).
+pub async fn declare_events_queue(
+    channel: &Channel,
+    queues: &QueueNames,
+    settings: QueueSettings,
+) -> Result<(), DeclareError> {
+    let mut events = FieldTable::default();
+    if settings.queue_type == QueueType::Quorum {
+        quorum(&mut events);
+        let limit = i32::try_from(settings.delivery_limit).unwrap_or(i32::MAX);
+        events.insert("x-delivery-limit".into(), AMQPValue::LongInt(limit));
+        dead_letters_to(&mut events, &queues.events_dead);
+        at_least_once(&mut events);
+    }
+    declare(channel, &queues.events, events).await
+}
+
+/// Declares every events queue the workers use: the dead-letter queue (classic and
+/// bounded, as the send queue's; only the workers declare it), the queue of events to
+/// post, and one retry queue per later attempt, which nobody consumes: what expires
+/// there goes back to the events queue.
+pub async fn declare_events_queues(
+    channel: &Channel,
+    queues: &QueueNames,
+    settings: QueueSettings,
+    dead_letters: DeadLetterBounds,
+) -> Result<(), DeclareError> {
+    let mut dead = FieldTable::default();
+    dead.insert(
+        "x-max-length".into(),
+        AMQPValue::LongUInt(dead_letters.max_length),
+    );
+    dead.insert(
+        "x-message-ttl".into(),
+        AMQPValue::LongLongInt(i64::try_from(dead_letters.ttl.as_millis()).unwrap_or(i64::MAX)),
+    );
+    declare(channel, &queues.events_dead, dead).await?;
+    declare_events_retries(channel, queues, settings).await
+}
+
+/// Declares the queue of events to post and its retry queues (not the dead-letter
+/// queue, which holds the bounds only the workers' settings know).
+pub async fn declare_events_retries(
+    channel: &Channel,
+    queues: &QueueNames,
+    settings: QueueSettings,
+) -> Result<(), DeclareError> {
+    declare_events_queue(channel, queues, settings).await?;
+    let retries = crate::events::MAX_RETRIES as u32;
+    for attempt in 2..=retries + 1 {
+        let mut retry = FieldTable::default();
+        if settings.queue_type == QueueType::Quorum {
+            quorum(&mut retry);
+            at_least_once(&mut retry);
+        }
+        dead_letters_to(&mut retry, &queues.events);
+        declare(channel, &queues.events_retry(attempt), retry).await?;
+    }
+    Ok(())
+}
+
 fn quorum(arguments: &mut FieldTable) {
     arguments.insert(
         "x-queue-type".into(),
@@ -295,6 +357,10 @@ pub struct QueueNames {
     pub fallback: String,
     /// Jobs that failed permanently or could not be read.
     pub dead: String,
+    /// Events to the app, to post.
+    pub events: String,
+    /// Events that every attempt failed to post (kept a while, for someone to look at).
+    pub events_dead: String,
 }
 
 impl QueueNames {
@@ -305,18 +371,32 @@ impl QueueNames {
             fallback_wait: format!("{prefix}.fallback.wait"),
             fallback: format!("{prefix}.fallback"),
             dead: format!("{prefix}.send.dead"),
+            events: format!("{prefix}.events"),
+            events_dead: format!("{prefix}.events.dead"),
         }
     }
 
+    /// Where an event waits before its attempt number `attempt` (2 and up): a queue
+    /// per attempt, whose messages all wait that attempt's time, so the one at its head
+    /// is always the next to expire.
+    pub fn events_retry(&self, attempt: u32) -> String {
+        format!("{}.retry.{attempt}", self.events)
+    }
+
     /// Every queue, for whoever removes them (tests).
-    pub fn all(&self) -> [&str; 5] {
-        [
-            &self.send,
-            &self.sms,
-            &self.fallback_wait,
-            &self.fallback,
-            &self.dead,
-        ]
+    pub fn all(&self) -> Vec<String> {
+        let mut all = vec![
+            self.send.clone(),
+            self.sms.clone(),
+            self.fallback_wait.clone(),
+            self.fallback.clone(),
+            self.dead.clone(),
+            self.events.clone(),
+            self.events_dead.clone(),
+        ];
+        let retries = crate::events::MAX_RETRIES as u32;
+        all.extend((2..=retries + 1).map(|attempt| self.events_retry(attempt)));
+        all
     }
 }
 

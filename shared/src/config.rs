@@ -57,6 +57,8 @@ pub struct CommonArgs {
     pub budgets: BudgetArgs,
     #[command(flatten)]
     pub sms: crate::sms::SmsArgs,
+    #[command(flatten)]
+    pub events: crate::events::EventsArgs,
 }
 
 pub use crate::config_error::{ConfigError, MIN_SECRET_BYTES, MIN_SECRET_DISTINCT_BYTES};
@@ -80,6 +82,8 @@ pub struct CommonConfig {
     pub dev_mode: bool,
     /// SMS (`SMS_PROVIDER`), when it is on.
     pub sms: Option<crate::sms::SmsSettings>,
+    /// Events to the app (`APP_WEBHOOK_URL`), when they are on.
+    pub events: Option<crate::events::EventsSettings>,
 }
 
 impl CommonArgs {
@@ -141,6 +145,7 @@ impl CommonArgs {
             log_format: self.log_format,
             budgets: self.budgets.validate()?,
             sms: self.sms.validate(self.dev_mode)?,
+            events: self.events.validate(self.dev_mode)?,
             dev_mode: self.dev_mode,
         })
     }

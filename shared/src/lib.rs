@@ -6,6 +6,7 @@ pub mod amqp;
 pub mod budget;
 pub mod config;
 pub mod config_error;
+pub mod events;
 pub mod http;
 pub mod job;
 pub mod locale;

@@ -95,6 +95,16 @@ pub const TWILIO_REQUESTS: &str = "otp_twilio_requests_total";
 /// How long Twilio took to answer.
 pub const TWILIO_DURATION: &str = "otp_twilio_request_duration_seconds";
 
+// Events to the app
+/// Events by `type` and `outcome`: delivered, retried (an attempt failed, another
+/// follows), dead (every attempt failed), gone (the endpoint answered 410), not_queued.
+pub const APP_EVENTS: &str = "otp_app_events_total";
+/// From an event happening to the app taking it.
+pub const APP_EVENT_LATENCY: &str = "otp_app_event_delivery_seconds";
+/// Events waiting to be posted, and how long the oldest one taken last had waited.
+pub const APP_EVENTS_WAITING: &str = "otp_app_events_waiting";
+pub const APP_EVENT_AGE: &str = "otp_app_event_age_seconds";
+
 /// Every metric name above, for tests that check dashboards and rules against the code.
 pub const ALL: &[&str] = &[
     SEND_REQUESTS,
@@ -132,6 +142,10 @@ pub const ALL: &[&str] = &[
     SMS_DELIVERED,
     TWILIO_REQUESTS,
     TWILIO_DURATION,
+    APP_EVENTS,
+    APP_EVENT_LATENCY,
+    APP_EVENTS_WAITING,
+    APP_EVENT_AGE,
 ];
 
 /// Buckets for request-scale latencies (seconds).
@@ -177,6 +191,7 @@ pub fn install() -> PrometheusHandle {
                 (PUBLISH_DURATION, FAST_BUCKETS),
                 (WATI_DURATION, FAST_BUCKETS),
                 (TWILIO_DURATION, FAST_BUCKETS),
+                (APP_EVENT_LATENCY, SLOW_BUCKETS),
                 (ACCEPTED_TO_SENT, SLOW_BUCKETS),
                 (BUDGET_WAIT, SLOW_BUCKETS),
                 (ACCEPTED_TO_DELIVERED, SLOW_BUCKETS),

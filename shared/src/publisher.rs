@@ -46,6 +46,10 @@ pub enum Target {
     Sms,
     /// The fallback timer (and the queue of fallback checks it expires into).
     FallbackTimer,
+    /// Events to the app.
+    Events,
+    /// Events to the app, and their retry queues (the workers').
+    EventRetries,
 }
 
 /// Clears the reconnecting flag when the reconnect ends, also if it is cancelled.
@@ -169,6 +173,12 @@ impl Publisher {
                 Target::FallbackTimer => {
                     crate::amqp::declare_fallback_queues(&channel, queues, settings).await?;
                 }
+                Target::Events => {
+                    crate::amqp::declare_events_queue(&channel, queues, settings).await?;
+                }
+                Target::EventRetries => {
+                    crate::amqp::declare_events_retries(&channel, queues, settings).await?;
+                }
             }
         }
         tracing::info!(targets = ?self.targets, "connected to rabbitmq");
@@ -183,12 +193,21 @@ impl Publisher {
 
     /// Jobs ready in the send queue (not counting those held by workers).
     pub async fn ready_jobs(&self) -> Result<u64, PublishError> {
+        self.ready_in(&self.queues.send).await
+    }
+
+    /// Jobs ready in the events queue.
+    pub async fn ready_events(&self) -> Result<u64, PublishError> {
+        self.ready_in(&self.queues.events).await
+    }
+
+    async fn ready_in(&self, name: &str) -> Result<u64, PublishError> {
         let queue = self
             .live()
             .await?
             .channel
             .queue_declare(
-                self.queues.send.as_str().into(),
+                name.into(),
                 QueueDeclareOptions {
                     passive: true,
                     ..QueueDeclareOptions::default()
@@ -221,19 +240,45 @@ impl Publisher {
             .await
     }
 
+    /// Publishes an event to the app, for its first attempt.
+    pub async fn publish_event(
+        &self,
+        envelope: &crate::events::Envelope,
+    ) -> Result<(), PublishError> {
+        self.publish_message(Message::event(&self.queues.events, envelope, None))
+            .await
+    }
+
+    /// Publishes an event for a later attempt, after `wait`: its attempt's retry queue
+    /// gives it back to the events queue then.
+    pub async fn publish_event_retry(
+        &self,
+        envelope: &crate::events::Envelope,
+        wait: Duration,
+    ) -> Result<(), PublishError> {
+        let queue = self.queues.events_retry(envelope.attempt);
+        self.publish_message(Message::event(&queue, envelope, Some(wait)))
+            .await
+    }
+
     async fn publish_to(
         &self,
         queue: &str,
         job: &SendJob,
         expiration: Option<Duration>,
     ) -> Result<(), PublishError> {
+        self.publish_message(Message {
+            queue,
+            payload: job.encode(),
+            message_id: job.request_id.to_string(),
+            expiration,
+        })
+        .await
+    }
+
+    async fn publish_message(&self, message: Message<'_>) -> Result<(), PublishError> {
         let deadline = Instant::now() + 2 * BROKER_TIMEOUT;
         let live = self.live().await?;
-        let message = Message {
-            queue,
-            job,
-            expiration,
-        };
         match self
             .publish_on(&live, &message, BROKER_TIMEOUT.min(left(deadline)))
             .await
@@ -241,7 +286,7 @@ impl Publisher {
             Err(PublishError::Broker(_) | PublishError::Timeout(_))
                 if !left(deadline).is_zero() =>
             {
-                tracing::warn!(request_id = %job.request_id, "publish outcome unknown; publishing the job again");
+                tracing::warn!(message_id = %message.message_id, "publish outcome unknown; publishing again");
                 let live = tokio::time::timeout(left(deadline), self.live_when_reconnected())
                     .await
                     .map_err(|_| PublishError::Timeout(BROKER_TIMEOUT))??;
@@ -273,12 +318,12 @@ impl Publisher {
         let mut properties = BasicProperties::default()
             .with_delivery_mode(PERSISTENT)
             .with_content_type("application/json".into())
-            .with_message_id(message.job.request_id.to_string().into());
+            .with_message_id(message.message_id.as_str().into());
         if let Some(wait) = message.expiration {
             // Per-message TTL: the broker dead-letters it into the fallback checks.
             properties = properties.with_expiration(wait.as_millis().to_string().into());
         }
-        let payload = message.job.encode();
+        let payload = &message.payload;
         let started = std::time::Instant::now();
         let confirmed = tokio::time::timeout(limit, async {
             live.channel
@@ -289,7 +334,7 @@ impl Publisher {
                         mandatory: true,
                         ..BasicPublishOptions::default()
                     },
-                    &payload,
+                    payload,
                     properties,
                 )
                 .await?
@@ -319,9 +364,26 @@ impl Publisher {
 /// One message to publish.
 struct Message<'a> {
     queue: &'a str,
-    job: &'a SendJob,
+    payload: Vec<u8>,
+    /// The job's or the event's id, as the broker and the logs show it.
+    message_id: String,
     /// How long the broker keeps it before dead-lettering it, if it is a timer.
     expiration: Option<Duration>,
+}
+
+impl<'a> Message<'a> {
+    fn event(
+        queue: &'a str,
+        envelope: &crate::events::Envelope,
+        expiration: Option<Duration>,
+    ) -> Self {
+        Self {
+            queue,
+            payload: envelope.encode(),
+            message_id: envelope.id.clone(),
+            expiration,
+        }
+    }
 }
 
 /// The time left until `deadline`.

@@ -80,6 +80,8 @@ pub struct SmsFallback {
     budget: SendBudget,
     records: Fallbacks,
     publisher: Arc<Publisher>,
+    /// Tells the app of each fallback, where events are on.
+    events: Option<crate::events::Emitter>,
 }
 
 impl SmsFallback {
@@ -94,7 +96,13 @@ impl SmsFallback {
             budget,
             records,
             publisher,
+            events: None,
         }
+    }
+
+    /// Tells the app of each fallback.
+    pub fn with_events(self, events: Option<crate::events::Emitter>) -> Self {
+        Self { events, ..self }
     }
 
     /// Whether SMS may go to the job's phone at all: a fallback to another country is
@@ -137,6 +145,22 @@ impl SmsFallback {
         .increment(1);
         if fell_back == FellBack::BySms {
             tracing::info!(request_id = %job.request_id, trigger = trigger.label(), "the code goes by SMS");
+            if let Some(events) = &self.events {
+                use crate::events::{Event, EventType};
+                let event = Event::about_send(
+                    EventType::OtpFallback,
+                    job.request_id,
+                    &job.phone,
+                    "sms",
+                    crate::now_ms(),
+                )
+                .with(|d| {
+                    d.from = Some("whatsapp".into());
+                    d.to = Some("sms".into());
+                    d.reason = Some(trigger.label().into());
+                });
+                events.emit_or_log(event).await;
+            }
         }
         Ok(fell_back)
     }

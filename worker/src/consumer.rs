@@ -20,7 +20,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection};
 use otp_shared::amqp::DEAD_REASON_HEADER;
 use otp_shared::amqp::QueueNames;
-use otp_shared::job::SendJob;
+use otp_shared::job::{JobError, SendJob};
 use tokio::sync::{Semaphore, watch};
 
 use crate::delivery::{Courier, Deliverer, Outcome};
@@ -53,10 +53,49 @@ pub enum LinkError {
     DeadLetterRefused,
 }
 
+/// A message of a job queue, as its handler reads it.
+pub trait Job: Send + Sync + Sized + 'static {
+    fn decode(bytes: &[u8]) -> Result<Self, JobError>;
+    /// What log lines name it by.
+    fn log_id(&self) -> String;
+    /// The deliveries counter's `channel` label.
+    fn channel(&self) -> &'static str;
+}
+
+impl Job for SendJob {
+    fn decode(bytes: &[u8]) -> Result<Self, JobError> {
+        SendJob::decode(bytes)
+    }
+
+    fn log_id(&self) -> String {
+        self.request_id.to_string()
+    }
+
+    fn channel(&self) -> &'static str {
+        self.channel.label()
+    }
+}
+
+impl Job for otp_shared::events::Envelope {
+    fn decode(bytes: &[u8]) -> Result<Self, JobError> {
+        otp_shared::events::Envelope::decode(bytes)
+    }
+
+    fn log_id(&self) -> String {
+        self.id.clone()
+    }
+
+    fn channel(&self) -> &'static str {
+        "event"
+    }
+}
+
 /// What handles a queue's jobs.
 pub trait Handler: Send + Sync + 'static {
+    type Job: Job;
+
     /// Takes one job to its outcome.
-    fn handle(&self, job: &SendJob) -> impl Future<Output = Outcome> + Send;
+    fn handle(&self, job: &Self::Job) -> impl Future<Output = Outcome> + Send;
 
     /// Whether its outcomes are deliveries, counted in `otp_deliveries_total`.
     fn delivers(&self) -> bool {
@@ -65,6 +104,8 @@ pub trait Handler: Send + Sync + 'static {
 }
 
 impl<C: Courier> Handler for Deliverer<C> {
+    type Job = SendJob;
+
     async fn handle(&self, job: &SendJob) -> Outcome {
         self.deliver(job).await
     }
@@ -79,6 +120,8 @@ pub enum JobQueue {
     Sms,
     /// WhatsApp sends whose fallback timer ran out.
     Fallback,
+    /// Events to post to the app.
+    Events,
 }
 
 impl JobQueue {
@@ -87,6 +130,15 @@ impl JobQueue {
             JobQueue::Send => &queues.send,
             JobQueue::Sms => &queues.sms,
             JobQueue::Fallback => &queues.fallback,
+            JobQueue::Events => &queues.events,
+        }
+    }
+
+    /// Where its jobs that can never succeed go.
+    fn dead(self, queues: &QueueNames) -> &str {
+        match self {
+            JobQueue::Send | JobQueue::Sms | JobQueue::Fallback => &queues.dead,
+            JobQueue::Events => &queues.events_dead,
         }
     }
 }
@@ -123,6 +175,15 @@ pub async fn connect(settings: &ConsumerSettings) -> Result<Link, LinkError> {
         JobQueue::Sms => otp_shared::amqp::declare_sms_queue(&jobs, queues, queue_settings).await?,
         JobQueue::Fallback => {
             otp_shared::amqp::declare_fallback_queues(&jobs, queues, queue_settings).await?;
+        }
+        JobQueue::Events => {
+            otp_shared::amqp::declare_events_queues(
+                &jobs,
+                queues,
+                queue_settings,
+                settings.dead_letters,
+            )
+            .await?;
         }
     }
     jobs.basic_qos(settings.concurrency, BasicQosOptions::default())
@@ -222,7 +283,7 @@ async fn consume<H: Handler>(
                 metrics::gauge!(otp_shared::metrics::JOBS_IN_FLIGHT).increment(1.0);
                 let handler = handler.clone();
                 let dead_letters = link.dead_letters.clone();
-                let dead_queue = settings.queues.dead.clone();
+                let dead_queue = settings.queue.dead(&settings.queues).to_owned();
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
                     handle(delivery, &*handler, &dead_letters, &dead_queue, &shutdown).await;
@@ -261,7 +322,7 @@ async fn handle<H: Handler>(
     dead_queue: &str,
     shutdown: &watch::Receiver<bool>,
 ) {
-    let disposition = match SendJob::decode(&delivery.data) {
+    let disposition = match H::Job::decode(&delivery.data) {
         Err(e) => {
             tracing::warn!(reason = e.reason(), "unreadable message");
             unreadable(&e)
@@ -302,27 +363,27 @@ async fn handle<H: Handler>(
 
 /// Counts a delivery that is over under its label and channel, and logs a job dropped
 /// or handed back (at error level when it counts toward the dead-letter queue).
-fn account(job: &SendJob, outcome: &Outcome, disposition: &Disposition, delivers: bool) {
+fn account(job: &impl Job, outcome: &Outcome, disposition: &Disposition, delivers: bool) {
     if let Some(label) = outcome.label()
         && delivers
     {
         metrics::counter!(
             otp_shared::metrics::DELIVERIES,
             "outcome" => label,
-            "channel" => job.channel.label()
+            "channel" => job.channel()
         )
         .increment(1);
     }
     match outcome {
         Outcome::Dropped { why } => {
-            tracing::info!(request_id = %job.request_id, why, "job dropped");
+            tracing::info!(job = %job.log_id(), why, "job dropped");
         }
         Outcome::Requeue(why) => {
             let why: &(dyn std::error::Error + 'static) = why;
             if *disposition == Disposition::Reject {
-                tracing::error!(request_id = %job.request_id, why, "job failed; it returns to the queue, counted");
+                tracing::error!(job = %job.log_id(), why, "job failed; it returns to the queue, counted");
             } else {
-                tracing::warn!(request_id = %job.request_id, why, "job returns to the queue");
+                tracing::warn!(job = %job.log_id(), why, "job returns to the queue");
             }
         }
         Outcome::Sent | Outcome::Failed { .. } | Outcome::Expired => {}

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use otp_shared::events::{Emitter, Event, EventData, EventType};
 use otp_shared::job::{JobChannel, SendJob};
 use otp_shared::publisher::PublishError;
 use otp_shared::redis::conn::RedisConn;
@@ -170,6 +171,8 @@ pub struct Deliverer<C: Courier = WhatsApp> {
     retry: RetryConfig,
     /// SMS for WhatsApp sends that fail, where SMS is on.
     fallback: Option<Fallback>,
+    /// Tells the app what became of each send, where events are on.
+    events: Option<Emitter>,
     /// Becomes `true` when the worker is stopping: waits between attempts end early.
     shutdown: watch::Receiver<bool>,
 }
@@ -231,8 +234,40 @@ impl<C: Courier> Deliverer<C> {
             )),
             retry: config.retry.clone(),
             fallback: None,
+            events: None,
             shutdown,
         }
+    }
+
+    /// Tells the app what becomes of each send.
+    pub fn with_events(self, events: Emitter) -> Self {
+        Self {
+            events: Some(events),
+            ..self
+        }
+    }
+
+    /// Tells the app that `job`'s send came to `kind`; a fact already told is told with
+    /// the same id. An event that cannot be queued hands the job back: its next delivery
+    /// finds the send settled, and tells it again.
+    async fn tell(
+        &self,
+        job: &SendJob,
+        kind: EventType,
+        fill: impl FnOnce(&mut EventData),
+    ) -> Result<(), PublishError> {
+        let Some(events) = &self.events else {
+            return Ok(());
+        };
+        let event = Event::about_send(
+            kind,
+            job.request_id,
+            &job.phone,
+            job.channel.label(),
+            otp_shared::now_ms(),
+        )
+        .with(fill);
+        events.emit(event).await
     }
 
     pub async fn deliver(&self, job: &SendJob) -> Outcome {
@@ -255,11 +290,23 @@ impl<C: Courier> Deliverer<C> {
         let lease = self.ledger.lease(job);
         let (sealed, time_left) = match self.start_when_free(job, &lease).await? {
             Start::Delivered => {
+                // A copy of a job whose event may not have been queued: tell it again.
+                if let Err(e) = self.tell(job, EventType::OtpSent, |_| {}).await {
+                    return Ok(Outcome::Requeue(Requeue::Broker(e)));
+                }
                 return Ok(Outcome::Dropped {
                     why: "already delivered",
                 });
             }
             Start::Failed { reason } => {
+                let told = self
+                    .tell(job, EventType::OtpFailed, |d| {
+                        d.reason = Some(reason.clone())
+                    })
+                    .await;
+                if let Err(e) = told {
+                    return Ok(Outcome::Requeue(Requeue::Broker(e)));
+                }
                 return Ok(Outcome::Failed {
                     reason,
                     by_sms: false,
@@ -356,6 +403,9 @@ impl<C: Courier> Deliverer<C> {
             Step::RecordSent => {
                 self.record_sent(job, lease).await;
                 self.start_timer(job).await;
+                if let Err(e) = self.tell(job, EventType::OtpSent, |_| {}).await {
+                    return Ok(Some(Outcome::Requeue(Requeue::Broker(e))));
+                }
                 Ok(Some(Outcome::Sent))
             }
             Step::Fail { refusal, info } => {
@@ -463,7 +513,8 @@ impl<C: Courier> Deliverer<C> {
         );
     }
 
-    /// Ends a send that will not reach WATI; the outcome that goes with it.
+    /// Ends a send that will not reach WATI, and tells the app; the outcome that goes
+    /// with it.
     async fn end(
         &self,
         job: &SendJob,
@@ -472,6 +523,19 @@ impl<C: Courier> Deliverer<C> {
         calls: u32,
     ) -> redis::RedisResult<Outcome> {
         self.ledger.end(job, lease, &ending, calls).await?;
+        let told = match &ending {
+            Ending::Failed { reason, .. } => {
+                self.tell(job, EventType::OtpFailed, |d| {
+                    d.reason = Some(reason.clone())
+                })
+                .await
+            }
+            Ending::Expired => self.tell(job, EventType::OtpExpired, |_| {}).await,
+            Ending::Gone => Ok(()),
+        };
+        if let Err(e) = told {
+            return Ok(Outcome::Requeue(Requeue::Broker(e)));
+        }
         Ok(match ending {
             Ending::Failed { reason, .. } => {
                 tracing::warn!(%reason, "delivery failed for good");

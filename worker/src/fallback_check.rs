@@ -20,6 +20,8 @@ impl FallbackCheck {
 }
 
 impl Handler for FallbackCheck {
+    type Job = SendJob;
+
     async fn handle(&self, job: &SendJob) -> Outcome {
         match self.sms.fall_back(job, Trigger::Timer).await {
             Ok(_) => Outcome::Dropped {

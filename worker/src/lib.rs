@@ -3,6 +3,7 @@
 //! each code expires; with SMS on, it also sends the SMS queue's codes through Twilio
 //! and checks the sends whose fallback timer ran out.
 
+pub mod app_events;
 pub mod batcher;
 pub mod classify;
 pub mod config;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use otp_shared::amqp::QueueNames;
+use otp_shared::events::Emitter;
 use otp_shared::publisher::{Publisher, Target};
 use otp_shared::redis::fallback::Fallbacks;
 use otp_shared::redis::keys::Keys;
@@ -51,7 +53,7 @@ pub enum StartError {
     Http(#[source] reqwest::Error),
     #[error("cannot build the Twilio client")]
     TwilioHttp(#[source] reqwest::Error),
-    #[error("cannot reach RabbitMQ to publish SMS jobs")]
+    #[error("cannot reach RabbitMQ to publish SMS jobs and events")]
     Publisher(#[source] otp_shared::publisher::PublishError),
     #[error(transparent)]
     Templates(#[from] template_check::CheckError),
@@ -150,12 +152,53 @@ async fn deliver(
     }
     let (mut deliverer, mut batcher) =
         Deliverer::start(&config, wati, redis.clone(), stop_rx.clone());
+    // SMS and events publish from the worker too: SMS jobs, timers, events and their
+    // retries.
+    let publisher = publisher(&config).await?;
+    let events = match (&config.common.events, &publisher) {
+        (Some(events), Some(publisher)) => Some(Emitter::new(publisher.clone(), events)),
+        _ => None,
+    };
+    if let Some(events) = &events {
+        deliverer = deliverer.with_events(events.clone());
+    }
+    let mut more_consumers = Vec::new();
     // With SMS on, two more consumers: SMS sends, and fallback checks.
-    let mut sms_consumers = Vec::new();
-    if let Some(sms) = &config.sms {
-        let (fallback, consumers) = start_sms(&config, sms, &redis, &settings, &stop_rx).await?;
+    if let (Some(sms), Some(publisher)) = (&config.sms, &publisher) {
+        let (fallback, consumers) = start_sms(
+            &config,
+            sms,
+            &redis,
+            publisher.clone(),
+            events.clone(),
+            &settings,
+            &stop_rx,
+        )
+        .await?;
         deliverer = deliverer.with_fallback(fallback);
-        sms_consumers = consumers;
+        more_consumers.extend(consumers);
+    }
+    // With events on, one more: the events to post.
+    if let (Some(events), Some(publisher)) = (&config.common.events, &publisher) {
+        let keys = Keys::new(&config.common.key_prefix);
+        let sender = app_events::EventSender::new(events, publisher.clone(), redis.clone(), &keys)
+            .map_err(StartError::Http)?;
+        let mut event_settings = settings(JobQueue::Events);
+        if let Some(s) = Arc::get_mut(&mut event_settings) {
+            s.concurrency = EVENTS_IN_FLIGHT;
+        }
+        let link = first_link(&event_settings).await?;
+        tokio::spawn(app_events::watch_waiting(
+            publisher.clone(),
+            stop_rx.clone(),
+        ));
+        more_consumers.push(Box::pin(consumer::run(
+            event_settings,
+            Arc::new(sender),
+            link,
+            stop_rx.clone(),
+        )));
+        tracing::info!(url = %events.url, types = events.wanted.len(), "events to the app on");
     }
     let budgets = &config.common.budgets;
     tracing::info!(
@@ -172,7 +215,7 @@ async fn deliver(
     let stopping = stop_rx.clone();
     let consumed = async {
         let whatsapp = consumer::run(send_settings, Arc::new(deliverer), link, stop_rx);
-        futures_util::future::join(whatsapp, futures_util::future::join_all(sms_consumers)).await;
+        futures_util::future::join(whatsapp, futures_util::future::join_all(more_consumers)).await;
     };
     tokio::pin!(consumed);
     tokio::select! {
@@ -209,39 +252,63 @@ async fn first_link(settings: &ConsumerSettings) -> Result<consumer::Link, Start
 /// A consumer running until the worker stops.
 type Consumer = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Starts what SMS needs: the fallback WhatsApp sends use (its publisher of SMS jobs
-/// and timers), and the consumers of the SMS queue and of the fallback checks.
-async fn start_sms(
-    config: &WorkerConfig,
-    sms: &config::SmsConfig,
-    redis: &otp_shared::redis::conn::RedisConn,
-    settings: &impl Fn(JobQueue) -> Arc<ConsumerSettings>,
-    stop_rx: &watch::Receiver<bool>,
-) -> Result<(delivery::Fallback, Vec<Consumer>), StartError> {
-    let keys = Keys::new(&config.common.key_prefix);
+/// Requests in flight to the app's webhook, per worker: a slow endpoint holds no more.
+const EVENTS_IN_FLIGHT: u16 = 16;
+
+/// The worker's publisher, when SMS or events are on: it declares what it publishes to.
+async fn publisher(config: &WorkerConfig) -> Result<Option<Arc<Publisher>>, StartError> {
+    let mut targets = Vec::new();
+    if config.sms.is_some() {
+        targets.extend([Target::Sms, Target::FallbackTimer]);
+    }
+    if config.common.events.is_some() {
+        targets.push(Target::EventRetries);
+    }
+    if targets.is_empty() {
+        return Ok(None);
+    }
     let publisher = Publisher::connect(
         &config.common.amqp_url,
         "otp-worker",
         QueueNames::new(&config.common.queue_prefix),
         config.common.queue,
-        &[Target::Sms, Target::FallbackTimer],
+        &targets,
     )
     .await
     .map_err(StartError::Publisher)?;
+    Ok(Some(Arc::new(publisher)))
+}
+
+/// Starts what SMS needs: the fallback WhatsApp sends use (through `publisher`: SMS jobs
+/// and timers), and the consumers of the SMS queue and of the fallback checks.
+async fn start_sms(
+    config: &WorkerConfig,
+    sms: &config::SmsConfig,
+    redis: &otp_shared::redis::conn::RedisConn,
+    publisher: Arc<Publisher>,
+    events: Option<Emitter>,
+    settings: &impl Fn(JobQueue) -> Arc<ConsumerSettings>,
+    stop_rx: &watch::Receiver<bool>,
+) -> Result<(delivery::Fallback, Vec<Consumer>), StartError> {
+    let keys = Keys::new(&config.common.key_prefix);
     metrics::gauge!(otp_shared::metrics::SMS_BUDGET).set(f64::from(sms.settings.sends_per_minute));
     let fallback = SmsFallback::new(
         sms.settings.clone(),
         SendBudget::sms(redis.clone(), &keys, sms.settings.sends_per_minute),
         Fallbacks::new(redis.clone(), keys),
-        Arc::new(publisher),
-    );
+        publisher,
+    )
+    .with_events(events.clone());
     let twilio = TwilioClient::new(&sms.twilio).map_err(StartError::TwilioHttp)?;
-    let sms_deliverer = Deliverer::new(
+    let mut sms_deliverer = Deliverer::new(
         config,
         sms::Sms::new(twilio, sms.text.clone()),
         redis.clone(),
         stop_rx.clone(),
     );
+    if let Some(events) = events {
+        sms_deliverer = sms_deliverer.with_events(events);
+    }
     let sms_settings = settings(JobQueue::Sms);
     let sms_link = first_link(&sms_settings).await?;
     let check_settings = settings(JobQueue::Fallback);

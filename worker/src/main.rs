@@ -14,6 +14,7 @@ fn read_args() -> Result<WorkerArgs, ConfigError> {
         ("redis_url", "REDIS_URL"),
         ("amqp_url", "AMQP_URL"),
         ("twilio_auth_token", "TWILIO_AUTH_TOKEN"),
+        ("app_webhook_secret", "APP_WEBHOOK_SECRET"),
     ])
 }
 

@@ -222,3 +222,44 @@ async fn a_worker_stopped_longer_than_a_code_lives_holds_no_code_past_its_expiry
         "every code reached WATI inside its 30 s life: {waits:?}"
     );
 }
+
+#[tokio::test]
+async fn a_worker_killed_while_it_posts_an_event_loses_no_event() {
+    use otp_e2e::app_receiver::{Answer, AppReceiver};
+    let receiver = AppReceiver::start().await;
+    // The first post hangs: the worker is killed while it waits for the app.
+    receiver.script(&[Answer::Hang(Duration::from_secs(30))]);
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let events = [
+        ("APP_WEBHOOK_URL", receiver.url.as_str()),
+        ("APP_WEBHOOK_SECRET", secret),
+        ("APP_WEBHOOK_EVENTS", "otp.sent"),
+    ];
+    let mut env = TestEnv::new().await;
+    let config = env.api_config_with(&[
+        "--app-webhook-url",
+        &receiver.url,
+        "--app-webhook-secret",
+        secret,
+        "--app-webhook-events",
+        "otp.sent",
+    ]);
+    let _api = env.start_api_with(config).await;
+    let mut first = spawn_worker_with(&env, 30, &events);
+    env.send_accepted(PHONE).await;
+    otp_e2e::eventually("the first post, hanging", DEADLINE, || async {
+        (!receiver.received().is_empty()).then_some(())
+    })
+    .await;
+    signal(&first, "-KILL");
+    assert!(exited_within(&mut first, DEADLINE).await.is_some());
+    // The event was taken but never acked: another worker posts it, with the same id.
+    let _second = spawn_worker_with(&env, 30, &events);
+    let posts = otp_e2e::eventually("the event posted again", DEADLINE, || async {
+        let posts = receiver.received();
+        (posts.len() >= 2).then_some(posts)
+    })
+    .await;
+    assert_eq!(posts[0].id, posts[1].id);
+    assert_eq!(posts[1].json()["type"], "otp.sent");
+}

@@ -66,6 +66,7 @@ fn secrets_on_the_command_line_are_refused() {
         ("--redis-url", "REDIS_URL"),
         ("--amqp-url", "AMQP_URL"),
         ("--twilio-auth-token", "TWILIO_AUTH_TOKEN"),
+        ("--app-webhook-secret", "APP_WEBHOOK_SECRET"),
     ] {
         assert_eq!(
             worker_stderr(&[flag, "0123456789abcdef0123456789abcdef"], &[]),

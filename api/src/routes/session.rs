@@ -13,6 +13,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::token::Claims;
 use crate::users::Refresh;
+use otp_shared::events::{Event, EventType};
 use otp_shared::redis::codes::SendKind;
 use otp_shared::redis::send_budget::{Counted, SendBudget};
 
@@ -80,7 +81,23 @@ pub async fn logout(
 ) -> Result<StatusCode, ApiError> {
     state.users.end_session(claims.sid).await?;
     state.users.close_access(claims.sid, claims.jti).await?;
+    revoked(&state, claims.sub, claims.sid, "logout").await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Tells the app that a session ended, and why.
+async fn revoked(state: &AppState, user_id: uuid::Uuid, session_id: uuid::Uuid, why: &str) {
+    if let Some(events) = &state.events {
+        let event = Event::about_user(
+            EventType::SessionRevoked,
+            user_id,
+            Some(session_id),
+            None,
+            otp_shared::now_ms(),
+        )
+        .because(why);
+        events.emit_or_log(event).await;
+    }
 }
 
 #[derive(Deserialize)]
@@ -99,8 +116,16 @@ pub async fn refresh(
     let Some(Value::String(presented)) = body.refresh_token else {
         return Err(ApiError::InvalidBody);
     };
-    let Refresh::Rotating(pending) = state.users.refresh(&presented).await? else {
-        return Err(ApiError::Unauthorized);
+    let pending = match state.users.refresh(&presented).await? {
+        Refresh::Rotating(pending) => pending,
+        Refresh::Refused => return Err(ApiError::Unauthorized),
+        Refresh::Reused {
+            session_id,
+            user_id,
+        } => {
+            revoked(&state, user_id, session_id, "refresh_token_reused").await;
+            return Err(ApiError::Unauthorized);
+        }
     };
     // A session refreshes every few minutes; one that refreshes faster only fills the
     // table (each refresh keeps a row) and spends the api.

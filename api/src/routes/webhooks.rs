@@ -12,6 +12,7 @@ use axum::http::Method;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
+use otp_shared::events::{Event as AppEvent, EventType};
 use otp_shared::job::SendJob;
 use otp_shared::redis::status::Channel;
 use otp_shared::sms_fallback::{FellBack, Trigger};
@@ -80,6 +81,16 @@ pub async fn wati(
         receipt.request_id,
         &applied,
     );
+    if let Some(request_id) = receipt.request_id {
+        tell(
+            &state,
+            Channel::Whatsapp,
+            request_id,
+            &receipt.event,
+            &applied,
+        )
+        .await;
+    }
     Ok(Json(json!({"status": "ok"})))
 }
 
@@ -147,7 +158,61 @@ pub async fn twilio(
         Some(receipt.request_id),
         &applied,
     );
+    tell(
+        &state,
+        Channel::Sms,
+        receipt.request_id,
+        &receipt.event,
+        &applied,
+    )
+    .await;
     Ok(Json(json!({"status": "ok"})))
+}
+
+/// Tells the app what a receipt changed: a send delivered, read, or failed. (A receipt
+/// answered 200 is not posted again: an event that cannot be queued is logged, and lost.)
+async fn tell(
+    state: &AppState,
+    channel: Channel,
+    request_id: uuid::Uuid,
+    event: &Event,
+    applied: &Applied,
+) {
+    let (
+        Some(events),
+        Applied::Changed {
+            first_delivery,
+            first_read,
+            phone,
+            ..
+        },
+    ) = (&state.events, applied)
+    else {
+        return;
+    };
+    let about = |kind| {
+        AppEvent::about_send(
+            kind,
+            request_id,
+            phone,
+            channel.as_str(),
+            otp_shared::now_ms(),
+        )
+    };
+    if first_delivery.is_some() {
+        events.emit_or_log(about(EventType::OtpDelivered)).await;
+    }
+    if first_read.is_some() {
+        events.emit_or_log(about(EventType::OtpRead)).await;
+    }
+    if let Event::Failed { code, .. } = event {
+        // The provider's code, not its free text: whoever can post receipts writes that.
+        let failed = about(EventType::OtpFailed).with(|d| {
+            d.failed_code = Some(code.clone()).filter(|c| !c.is_empty());
+            d.reason = Some("delivery failed".into());
+        });
+        events.emit_or_log(failed).await;
+    }
 }
 
 /// Counts a receipt of `channel`, and the delivery and reading it may have made.

@@ -8,10 +8,20 @@ use serde_json::{Value, json};
 
 const PHONE: &str = "919876543210";
 
+/// The spec's error body; a rate limit or an outage also says when to come back
+/// (`retryAfterSeconds`).
 fn assert_error(got: &(u16, Value), status: u16, code: &str, message: &str) {
     assert_eq!(got.0, status, "{:?}", got.1);
+    let mut body = got.1.clone();
+    let wait = body.as_object_mut().and_then(|b| b.remove("retryAfterSeconds"));
     assert_eq!(
-        got.1,
+        wait.is_some(),
+        matches!(code, "RATE_LIMITED" | "UNAVAILABLE"),
+        "retryAfterSeconds with RATE_LIMITED and UNAVAILABLE only: {:?}",
+        got.1
+    );
+    assert_eq!(
+        body,
         json!({"status": "error", "code": code, "message": message}),
     );
 }

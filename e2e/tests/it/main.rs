@@ -13,6 +13,7 @@ mod batch_processor;
 mod batching;
 mod budgets;
 mod delivery;
+mod events;
 mod exactly_once;
 mod guessing;
 mod harness;

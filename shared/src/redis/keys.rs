@@ -156,6 +156,17 @@ impl Keys {
         format!("{}:sends-per-minute:{calling_code}", self.prefix)
     }
 
+    /// Set when the app's webhook at `url` answered 410 Gone (by a hash of the URL, so
+    /// that another URL starts afresh).
+    pub fn app_webhook_gone(&self, url: &str) -> String {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, url.as_bytes());
+        let hex: String = digest.as_ref()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("{}:app-webhook-gone:{hex}", self.prefix)
+    }
+
     /// Refreshes of one refresh session, by minute.
     pub fn session_refreshes(&self, session_id: Uuid) -> String {
         format!("{}:refreshes:{session_id}", self.prefix)

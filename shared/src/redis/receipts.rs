@@ -72,6 +72,8 @@ pub enum Applied {
         /// The send whose code a failure kept (asked to) rather than retire it: the
         /// caller sends the code by SMS, or retires it.
         kept: Option<SendJob>,
+        /// The phone the send is for.
+        phone: PhoneNumber,
     },
 }
 
@@ -246,8 +248,10 @@ impl ReceiptRecords {
                 first_delivery: (first_delivery && accepted_at > 0)
                     .then(|| since(accepted_at, delivered_at)),
                 first_read: first_read.then(|| since(delivered_at, update.at_ms)),
-                kept: kept_code
-                    .map(|code_id| SendJob::new(update.request_id, code_id, phone, accepted_at)),
+                kept: kept_code.map(|code_id| {
+                    SendJob::new(update.request_id, code_id, phone.clone(), accepted_at)
+                }),
+                phone,
             },
         })
     }
@@ -321,6 +325,7 @@ mod tests {
                 first_delivery: None,
                 first_read: None,
                 kept: None,
+                phone: PhoneNumber::from_e164_digits("919876543210").expect("phone"),
             },
         ];
         let labels: Vec<&str> = applied.iter().map(Applied::label).collect();
