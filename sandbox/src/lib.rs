@@ -20,7 +20,8 @@
 //! `GET /sandbox/` is an inbox page for a person following the login flow in a browser:
 //! each phone's messages as its WhatsApp (and its SMS app) would show them, refreshed
 //! every second from `GET /sandbox/inbox`, so the code can be read (and copied) without
-//! curl.
+//! curl; above them, the events posted to the app's webhook, from `GET
+//! /sandbox/app-events`.
 
 mod app_record;
 mod app_webhook;

@@ -655,6 +655,25 @@ async fn the_latest_attempts_can_be_asked_for() {
     assert_eq!(ids, ["msg_b", "msg_c"]);
 }
 
+#[tokio::test]
+async fn the_inbox_page_has_the_events_panel() {
+    let s = serve().await;
+    let page = s
+        .http
+        .get(format!("{}/sandbox/", s.root))
+        .send()
+        .await
+        .expect("the sandbox answers")
+        .text()
+        .await
+        .expect("the page");
+    assert!(page.contains(r#"id="app-events""#));
+    assert!(page.contains("Events to the app"));
+    // Every field of an event comes from the sender: it goes in as text.
+    assert!(page.contains("'data-webhook-id': id"));
+    assert!(page.contains("'data-attempts': last.attempt"));
+}
+
 #[test]
 fn the_binary_reads_its_secrets_from_one_comma_separated_setting() {
     use clap::Parser;
