@@ -150,5 +150,7 @@ pub(crate) async fn stats(State(sandbox): State<Sandbox>) -> Json<Value> {
         "smsAccepted": recorded.sms.accepted(),
         "smsCallbacksPosted": recorded.sms.callbacks_posted(),
         "smsCallbacksFailed": recorded.sms.callbacks_failed(),
+        "appEventsReceived": recorded.app.received(),
+        "appEventsVerified": recorded.app.verified(),
     }))
 }

@@ -1,6 +1,7 @@
 'use strict';
 // Every caller-given string goes in through textContent or setAttribute, never as HTML:
-// phone numbers come from whoever calls the sandbox.
+// phone numbers, and every field of an event posted to the app webhook, come from
+// whoever calls the sandbox.
 
 const POLL_MS = 1000;
 // A hung sandbox must not stop the polling for good.
@@ -10,12 +11,24 @@ const conversations = document.getElementById('conversations');
 const empty = document.getElementById('empty');
 const more = document.getElementById('more');
 const liveness = document.getElementById('status');
+// Attempts the events panel reads: a page polled every second should stay small.
+const APP_EVENTS = 100;
+const appEvents = document.getElementById('app-events');
+const appEventsEmpty = document.getElementById('app-events-empty');
+const appEventsMore = document.getElementById('app-events-more');
+const appEventsTable = appEvents.querySelector('table');
+const appEventsBody = appEvents.querySelector('tbody');
+document.getElementById('app-webhook-url').textContent =
+  'APP_WEBHOOK_URL=' + window.location.origin + '/sandbox/app-webhook';
 
 // The body last drawn: redrawing an unchanged inbox would drop a selection in it.
 let drawn = null;
 // The messages last drawn, so newly arrived ones can be lit up; null before the first
 // draw, when nothing is new.
 let seen = null;
+// The same two for the events panel.
+let drawnEvents = null;
+let seenAttempts = null;
 
 function el(tag, attributes, ...children) {
   const node = document.createElement(tag);
@@ -141,6 +154,109 @@ function draw(inbox) {
   more.textContent = 'Showing the ' + phones.length + ' phones messaged last, of ' + inbox.totalPhones + '.';
 }
 
+// The attempts of each webhook-id (an id-less attempt on its own), the event with the
+// latest attempt first.
+function byWebhookId(attempts) {
+  const groups = new Map();
+  for (const attempt of attempts) {
+    const id = attempt.webhookId ? String(attempt.webhookId) : '#' + attempt.seq;
+    if (!groups.has(id)) {
+      groups.set(id, []);
+    }
+    groups.get(id).push(attempt);
+  }
+  const latest = (group) => group[group.length - 1].seq;
+  return [...groups.entries()].sort((a, b) => latest(b[1]) - latest(a[1]));
+}
+
+// A field of the event's data, under its camelCase or snake_case name.
+function field(data, camel, snake) {
+  if (!data || typeof data !== 'object') {
+    return null;
+  }
+  const value = data[camel] !== undefined ? data[camel] : data[snake];
+  return value === undefined || value === null || value === '' ? null : String(value);
+}
+
+function about(data) {
+  const parts = [
+    ['request', field(data, 'requestId', 'request_id')],
+    ['phone', field(data, 'phone', 'phone_number')],
+    ['user', field(data, 'userId', 'user_id')],
+  ].filter(([, value]) => value !== null);
+  if (parts.length === 0) {
+    return el('td', { class: 'muted' }, '–');
+  }
+  return el('td', {}, ...parts.map(([label, value]) =>
+    el('span', { class: 'fact' }, el('span', { class: 'muted' }, label + ' '), value)));
+}
+
+function signature(attempt) {
+  if (attempt.verified) {
+    const by = (attempt.matched || [])
+      .map((m) => 'signature ' + (m.position + 1) + ' under secret ' + (m.secret + 1))
+      .join(', ');
+    return el('td', { class: 'ok', title: by }, 'verified');
+  }
+  return el('td', { class: 'bad', title: attempt.webhookSignature || 'no webhook-signature' },
+    String(attempt.reason || 'not verified'));
+}
+
+function answered(attempt) {
+  let text = String(attempt.status);
+  if (attempt.retryAfter !== null && attempt.retryAfter !== undefined) {
+    text += ', Retry-After ' + attempt.retryAfter + ' s';
+  }
+  if (attempt.callerLeft) {
+    text += ', sender left during a ' + attempt.hangMs + ' ms hang';
+  } else if (attempt.answeredAtMs === null || attempt.answeredAtMs === undefined) {
+    text += attempt.hangMs ? ', held for ' + attempt.hangMs + ' ms' : '';
+  } else if (attempt.hangMs) {
+    text += ' after ' + (attempt.answeredAtMs - attempt.receivedAtMs) + ' ms';
+  }
+  return el('td', {}, text);
+}
+
+// One event: its latest attempt, and the status answered to each attempt shown.
+function eventRow(id, attempts, now) {
+  const last = attempts[attempts.length - 1];
+  const statuses = attempts.map((a) => String(a.status)).join(' → ');
+  const earlier = last.attempt > attempts.length ? '… → ' : '';
+  const row = el('tr', {
+    'data-webhook-id': id,
+    'data-verified': last.verified ? 'true' : 'false',
+    title: 'webhook-id ' + (last.webhookId || '(none)') +
+      ', webhook-timestamp ' + (last.webhookTimestamp || '(none)') +
+      (last.timestamp !== null && last.timestamp !== undefined ? ', event at ' + JSON.stringify(last.timestamp) : ''),
+  },
+    el('td', {}, el('time', { datetime: new Date(last.receivedAtMs).toISOString() }, clock(last.receivedAtMs))),
+    el('td', { title: JSON.stringify(last.data === undefined ? null : last.data) },
+      last.type ? el('code', {}, String(last.type)) : el('span', { class: 'muted' }, last.unparsedBody ? 'not JSON' : '(no type)')),
+    about(last.data),
+    signature(last),
+    answered(last),
+    el('td', {}, el('span', { 'data-attempts': last.attempt },
+      last.attempt === 1 ? '1' : last.attempt + ': ' + earlier + statuses)));
+  const key = id + '\u0000' + last.seq;
+  now.add(key);
+  if (seenAttempts && !seenAttempts.has(key)) {
+    row.classList.add('new');
+  }
+  return row;
+}
+
+function drawEvents(answer) {
+  const attempts = answer.events || [];
+  const now = new Set();
+  const groups = byWebhookId(attempts);
+  appEventsBody.replaceChildren(...groups.map(([id, group]) => eventRow(id, group, now)));
+  seenAttempts = now;
+  appEventsTable.hidden = attempts.length === 0;
+  appEventsEmpty.hidden = attempts.length > 0;
+  appEventsMore.hidden = answer.total <= attempts.length;
+  appEventsMore.textContent = 'Showing the last ' + attempts.length + ' attempts, of ' + answer.total + '.';
+}
+
 function live(ok, why) {
   liveness.className = ok ? 'live' : 'down';
   liveness.textContent = ok
@@ -148,17 +264,28 @@ function live(ok, why) {
     : 'Cannot reach the sandbox (' + why + '); retrying';
 }
 
+async function get(path, signal) {
+  const response = await fetch(path, { cache: 'no-store', signal });
+  if (!response.ok) {
+    throw new Error('HTTP ' + response.status);
+  }
+  return response.text();
+}
+
 async function poll() {
   try {
     const signal = AbortSignal.timeout ? AbortSignal.timeout(TIMEOUT_MS) : undefined;
-    const response = await fetch('inbox', { cache: 'no-store', signal });
-    if (!response.ok) {
-      throw new Error('HTTP ' + response.status);
-    }
-    const body = await response.text();
+    const [body, events] = await Promise.all([
+      get('inbox', signal),
+      get('app-events?latest=' + APP_EVENTS, signal),
+    ]);
     if (body !== drawn) {
       draw(JSON.parse(body));
       drawn = body;
+    }
+    if (events !== drawnEvents) {
+      drawEvents(JSON.parse(events));
+      drawnEvents = events;
     }
     live(true);
   } catch (error) {

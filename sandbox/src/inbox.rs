@@ -1,6 +1,7 @@
 //! The inbox page, `GET /sandbox/`: every phone's messages as it would show them
 //! (WhatsApp templates, and SMS in bubbles of their own), for a person following the
-//! login flow in a browser, and the JSON it polls, `GET /sandbox/inbox`.
+//! login flow in a browser, and the JSON it polls, `GET /sandbox/inbox`; above them, the
+//! events to the app (`app_webhook.rs`), polled from `GET /sandbox/app-events`.
 
 use std::sync::LazyLock;
 

@@ -12,11 +12,19 @@
 //! `sms_callback` and `signature`), modelled on Twilio's documentation, which those
 //! modules cite.
 //!
+//! And it stands in for the app that receives the product's "events to the app":
+//! `POST /sandbox/app-webhook` checks each delivery as a Standard Webhooks receiver does
+//! (`app_webhook`, `standard_webhooks`, which cite the spec), records it, and answers as
+//! scripted (`app_record`).
+//!
 //! `GET /sandbox/` is an inbox page for a person following the login flow in a browser:
 //! each phone's messages as its WhatsApp (and its SMS app) would show them, refreshed
 //! every second from `GET /sandbox/inbox`, so the code can be read (and copied) without
-//! curl.
+//! curl; above them, the events posted to the app's webhook, from `GET
+//! /sandbox/app-events`.
 
+mod app_record;
+mod app_webhook;
 mod control;
 mod event;
 mod form;
@@ -35,6 +43,7 @@ mod sms;
 mod sms_callback;
 mod sms_record;
 mod sms_script;
+mod standard_webhooks;
 pub mod templates;
 mod twilio;
 mod v1;
@@ -49,6 +58,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+pub use app_record::{AppEventRecord, ScriptedAppAnswer};
+pub use app_webhook::DEFAULT_APP_WEBHOOK_SECRET;
 pub use inbox::{INBOX_MESSAGES, INBOX_PHONES};
 pub use population::{Fate, Population};
 pub use receipt::ReceiptSettings;
@@ -59,6 +70,7 @@ pub use sms::{DEFAULT_TWILIO_ACCOUNT_SID, DEFAULT_TWILIO_AUTH_TOKEN, TwilioAccou
 pub use sms_callback::SmsSettings;
 pub use sms_record::{SmsCall, SmsCallbackRecord};
 pub use sms_script::{ScriptedSms, SmsOutcome};
+pub use standard_webhooks::{AppWebhookRejection, SignatureMatch};
 pub use templates::Template;
 
 /// The sandbox binary's settings.
@@ -66,7 +78,7 @@ pub use templates::Template;
 #[command(
     name = "wati-sandbox",
     version,
-    about = "A local stand-in for WATI's template API and Twilio's Messages API."
+    about = "A local stand-in for WATI's template API, Twilio's Messages API and the app's webhook receiver."
 )]
 pub struct SandboxArgs {
     /// Listen address.
@@ -139,6 +151,16 @@ pub struct SandboxArgs {
     /// From an SMS's `sent` callback to its final one, in milliseconds.
     #[arg(long, env = "SANDBOX_SMS_DELIVERED_AFTER_MS", default_value_t = 300)]
     pub sms_delivered_after_ms: u64,
+    /// The Standard Webhooks secrets `POST /sandbox/app-webhook` verifies with,
+    /// comma-separated `whsec_…` (a signature under any one of them verifies).
+    #[arg(
+        long,
+        env = "SANDBOX_APP_WEBHOOK_SECRET",
+        default_value = app_webhook::DEFAULT_APP_WEBHOOK_SECRET,
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub app_webhook_secret: String,
     /// Percent of numbers not on WhatsApp, chosen by a hash of the number.
     #[arg(long, env = "SANDBOX_NOT_ON_WHATSAPP_PERCENT", default_value_t = 0.0)]
     pub not_on_whatsapp_percent: f64,
@@ -180,6 +202,7 @@ impl SandboxArgs {
             sms: SmsSettings {
                 delivered_after: Duration::from_millis(self.sms_delivered_after_ms),
             },
+            app_webhook_secrets: app_webhook::parse_secrets(&self.app_webhook_secret)?,
         })
     }
 }
@@ -204,13 +227,18 @@ pub struct SandboxConfig {
     pub twilio: TwilioAccount,
     /// SMS status callbacks at start; [`Sandbox::set_sms_settings`] changes them later.
     pub sms: SmsSettings,
+    /// The Standard Webhooks secrets (`whsec_` and Base64 of at least 24 bytes) the app
+    /// webhook verifies deliveries with; a signature under any one verifies. One that
+    /// does not read verifies nothing (`SandboxArgs` refuses it at start).
+    pub app_webhook_secrets: Vec<String>,
 }
 
 impl Default for SandboxConfig {
     /// The binary's defaults: key `sandbox-key`, one approved authentication template
     /// `login_otp` with the parameter `1`, no delay, no limit, no receipts, every number
     /// on WhatsApp; Twilio account [`DEFAULT_TWILIO_ACCOUNT_SID`] with token
-    /// `sandbox-token`, SMS delivered 300 ms after they are sent.
+    /// `sandbox-token`, SMS delivered 300 ms after they are sent; the app webhook verifies
+    /// with [`DEFAULT_APP_WEBHOOK_SECRET`].
     fn default() -> Self {
         Self {
             api_key: "sandbox-key".into(),
@@ -221,6 +249,7 @@ impl Default for SandboxConfig {
             population: Population::default(),
             twilio: TwilioAccount::default(),
             sms: SmsSettings::default(),
+            app_webhook_secrets: vec![DEFAULT_APP_WEBHOOK_SECRET.to_owned()],
         }
     }
 }
@@ -239,6 +268,8 @@ pub struct Sandbox {
     /// The SMS callback settings in force: kept across [`Sandbox::reset`].
     sms: Arc<Mutex<SmsSettings>>,
     webhook: Arc<webhook::Webhook>,
+    /// The HMAC keys of `config.app_webhook_secrets`, in order.
+    app_keys: Arc<Vec<Option<aws_lc_rs::hmac::Key>>>,
 }
 
 #[derive(Default)]
@@ -260,6 +291,7 @@ impl Sandbox {
             })),
             population: Arc::new(Mutex::new(config.population)),
             sms: Arc::new(Mutex::new(config.sms.clone())),
+            app_keys: Arc::new(standard_webhooks::keys_of(&config.app_webhook_secrets)),
             config: Arc::new(config),
             recorded: Arc::default(),
             webhook: Arc::new(webhook::Webhook::new()),
@@ -269,6 +301,10 @@ impl Sandbox {
     fn recorded(&self) -> MutexGuard<'_, record::Recorded> {
         // A panic while holding the lock leaves plain data behind; keep serving it.
         self.recorded.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn app_keys(&self) -> &[Option<aws_lc_rs::hmac::Key>] {
+        &self.app_keys
     }
 
     fn registry(&self) -> MutexGuard<'_, Registry> {
@@ -466,8 +502,30 @@ impl Sandbox {
         self.sms.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Forgets messages, calls, scripts, receipts, callbacks, counters and the plan
-    /// window (of both WATI and Twilio); keeps the settings, templates and population.
+    /// Queues answers for the next verified deliveries to the app webhook, one each, in
+    /// order, after those already queued; deliveries that do not verify pop none.
+    pub fn script_app_webhook(&self, answers: Vec<ScriptedAppAnswer>) {
+        self.recorded().app.script(answers);
+    }
+
+    /// Every delivery attempt to the app webhook, verified or not, in arrival order.
+    pub fn app_events(&self) -> Vec<AppEventRecord> {
+        self.recorded().app.events()
+    }
+
+    /// Delivery attempts to the app webhook, verified or not.
+    pub fn app_events_received(&self) -> u64 {
+        self.recorded().app.received()
+    }
+
+    /// Delivery attempts to the app webhook that verified.
+    pub fn app_events_verified(&self) -> u64 {
+        self.recorded().app.verified()
+    }
+
+    /// Forgets messages, calls, scripts, receipts, callbacks, app events, counters and
+    /// the plan window (of both WATI and Twilio); keeps the settings, templates and
+    /// population.
     /// Receipts and callbacks of messages accepted before still go out but are not
     /// recorded.
     pub fn reset(&self) {
@@ -495,6 +553,9 @@ impl Sandbox {
                 get(control::population).put(control::set_population),
             )
             .route("/sandbox/fate/{phone}", get(control::fate))
+            .route("/sandbox/app-webhook", post(app_webhook::receive))
+            .route("/sandbox/script-app-webhook", post(app_webhook::add_script))
+            .route("/sandbox/app-events", get(app_webhook::events))
             .route("/sandbox/reset", post(control::reset))
             .route("/sandbox/stats", get(control::stats))
             .route(

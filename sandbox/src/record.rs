@@ -1,13 +1,15 @@
 //! What the sandbox remembers: messages sent (WhatsApp and SMS, filed together per
 //! phone), calls answered, scripts queued, the plan window, a log of calls in arrival
 //! order, and the receipts posted to the webhook; the SMS side's own log (`sms_record`);
-//! and which phones got a message last, for the inbox page.
+//! the events posted to the app's webhook (`app_record`); and which phones got a message
+//! last, for the inbox page.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::app_record::AppLog;
 use crate::limit::Window;
 use crate::receipt::{AcceptedMessage, ReceiptPlan};
 use crate::script::ScriptedReply;
@@ -210,6 +212,7 @@ pub(crate) struct Recorded {
     receipts_posted: u64,
     receipts_failed: u64,
     pub sms: SmsLog,
+    pub app: AppLog,
 }
 
 impl Recorded {
@@ -261,6 +264,14 @@ impl Recorded {
             self.file(message);
         }
         true
+    }
+
+    /// Notes when the answer to app webhook attempt `seq` went out (`None`: the sender
+    /// left first), unless the sandbox was reset since it arrived.
+    pub fn app_answered(&mut self, generation: u64, seq: u64, at_ms: Option<u64>) {
+        if generation == self.generation {
+            self.app.answered(seq, at_ms);
+        }
     }
 
     /// Records a status callback's posting unless the sandbox was reset since its

@@ -164,7 +164,11 @@ async fn the_page_is_self_contained_html_under_a_strict_policy() {
     }
     assert_eq!(lower.matches("<script").count(), 1, "one inline script");
     assert_eq!(lower.matches("<style").count(), 1, "one inline style sheet");
-    assert!(page.contains("fetch('inbox'"), "polls the inbox");
+    assert!(page.contains("get('inbox'"), "polls the inbox");
+    assert!(
+        page.contains("get('app-events?latest='"),
+        "polls the events to the app"
+    );
     // Caller-given text goes in as text, never parsed as HTML.
     for parsed in [
         "innerHTML",

@@ -13,10 +13,19 @@ pub struct Served {
 /// A sandbox with key [`KEY`] and otherwise the binary's defaults (no webhook), and
 /// `http` to call it with.
 pub async fn serve_with(http: reqwest::Client) -> Served {
-    let sandbox = Sandbox::new(SandboxConfig {
-        api_key: KEY.into(),
-        ..SandboxConfig::default()
-    });
+    serve_config(
+        SandboxConfig {
+            api_key: KEY.into(),
+            ..SandboxConfig::default()
+        },
+        http,
+    )
+    .await
+}
+
+/// A sandbox with `config`, and `http` to call it with.
+pub async fn serve_config(config: SandboxConfig, http: reqwest::Client) -> Served {
+    let sandbox = Sandbox::new(config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind a port");
