@@ -252,3 +252,34 @@ async fn an_endpoint_that_answers_410_gets_no_more_events() {
     .await;
     assert_eq!(receiver.received().len(), 1, "nothing after the 410");
 }
+
+#[tokio::test]
+async fn the_sandboxs_own_receiver_verifies_every_event_of_a_login() {
+    // The sandbox's receiver, written from the specification apart from the sender,
+    // as `scripts/dev` uses it.
+    let mut env = TestEnv::new().await;
+    let url = format!("{}/sandbox/app-webhook", env.sandbox_url);
+    let events = [
+        "--app-webhook-url",
+        &url,
+        "--app-webhook-secret",
+        wati_sandbox::DEFAULT_APP_WEBHOOK_SECRET,
+    ];
+    let _api = env.start_api_with(env.api_config_with(&events)).await;
+    env.enable_receipts(
+        Duration::from_millis(50),
+        Duration::from_secs(3600),
+        1,
+        false,
+    );
+    let _worker = env.start_worker_with(env.worker_config_with(&events)).await;
+    env.log_in(PHONE).await;
+    let received = eventually("four events at the sandbox", DEADLINE, || async {
+        let received = env.sandbox.app_events();
+        (received.len() >= 4).then_some(received)
+    })
+    .await;
+    for event in &received {
+        assert!(event.verified, "{event:?}");
+    }
+}

@@ -13,7 +13,9 @@ const PHONE: &str = "919876543210";
 fn assert_error(got: &(u16, Value), status: u16, code: &str, message: &str) {
     assert_eq!(got.0, status, "{:?}", got.1);
     let mut body = got.1.clone();
-    let wait = body.as_object_mut().and_then(|b| b.remove("retryAfterSeconds"));
+    let wait = body
+        .as_object_mut()
+        .and_then(|b| b.remove("retryAfterSeconds"));
     assert_eq!(
         wait.is_some(),
         matches!(code, "RATE_LIMITED" | "UNAVAILABLE"),
