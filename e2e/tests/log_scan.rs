@@ -47,13 +47,21 @@ async fn a_full_flow_logs_no_code_token_key_or_secret() {
     let mut env = TestEnv::new().await;
     // Ten digits: six could turn up by chance in a timestamp's microseconds (it did).
     // SMS on for the United Kingdom: an SMS's body holds its code too.
+    // Events to the app on too (to the sandbox's receiver): none may log a code either.
     let review = format!("{REVIEW}={REVIEW_CODE}");
-    let _api = env
-        .start_sms_api("44", &["--otp-length", "10", "--test-phones", &review])
-        .await;
-    let _worker = env
-        .start_worker_with(env.sms_worker_config("44", std::time::Duration::ZERO))
-        .await;
+    let events_url = format!("{}/sandbox/app-webhook", env.sandbox_url);
+    let events = [
+        "--app-webhook-url",
+        events_url.as_str(),
+        "--app-webhook-secret",
+        wati_sandbox::DEFAULT_APP_WEBHOOK_SECRET,
+    ];
+    let mut api_args = vec!["--otp-length", "10", "--test-phones", &review];
+    api_args.extend(events);
+    let _api = env.start_sms_api("44", &api_args).await;
+    let mut worker = env.sms_worker_config("44", std::time::Duration::ZERO);
+    worker.common.events = env.api_config_with(&events).common.events;
+    let _worker = env.start_worker_with(worker).await;
     env.enable_receipts(
         std::time::Duration::from_millis(50),
         std::time::Duration::from_millis(100),
@@ -107,6 +115,24 @@ async fn a_full_flow_logs_no_code_token_key_or_secret() {
     assert_eq!(sms_code.len(), 10);
     assert_eq!(env.verify(BY_SMS, &sms_code).await.0, 200);
 
+    // The events of all that were told, and hold no code or token either.
+    let told = otp_e2e::eventually("the events of the flow", otp_e2e::DEADLINE, || async {
+        let told = env.sandbox.app_events();
+        told.iter()
+            .any(|e| e.event_type.as_deref() == Some("session.revoked"))
+            .then_some(told)
+    })
+    .await;
+    for event in &told {
+        assert!(event.verified, "{event:?}");
+        let data = event.data.clone().unwrap_or_default().to_string();
+        for secret in [code.as_str(), token.as_str(), REVIEW_CODE] {
+            assert!(
+                !data.contains(secret),
+                "an event holds a code or token: {data}"
+            );
+        }
+    }
     let logs =
         String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
     assert!(
@@ -130,6 +156,10 @@ async fn a_full_flow_logs_no_code_token_key_or_secret() {
         ("OTP_SECRET", otp_e2e::OTP_SECRET),
         ("the WATI key", otp_e2e::WATI_KEY),
         ("the webhook secret", otp_e2e::WEBHOOK_SECRET),
+        (
+            "the app webhook secret",
+            wati_sandbox::DEFAULT_APP_WEBHOOK_SECRET,
+        ),
     ] {
         let line = logs.lines().find(|l| l.contains(secret));
         assert!(line.is_none(), "{what} in a log line: {line:?}");
