@@ -101,6 +101,10 @@ pub struct ApiArgs {
     /// Send and verify requests from one client address per minute; 0 turns it off.
     #[arg(long, env = "IP_REQUESTS_PER_MINUTE", default_value_t = 60)]
     pub ip_requests_per_minute: u32,
+    /// Send and verify requests from one client network (an IPv4 /24, an IPv6 /48) per
+    /// minute, over all its addresses; 0 turns it off.
+    #[arg(long, env = "IP_NETWORK_REQUESTS_PER_MINUTE", default_value_t = 600)]
+    pub ip_network_requests_per_minute: u32,
     /// Sends accepted per minute over all phones and api replicas (a budget against
     /// toll fraud); new codes leave a tenth of it to re-sends. 0 turns it off.
     #[arg(long, env = "SENDS_PER_MINUTE", default_value_t = 0)]
@@ -150,6 +154,8 @@ pub struct Limits {
     pub max_sends_per_code: u32,
     pub phone_sends_per_hour: u32,
     pub ip_requests_per_minute: u32,
+    /// `IP_NETWORK_REQUESTS_PER_MINUTE`; 0 is off.
+    pub ip_network_requests_per_minute: u32,
     /// 0 is off.
     pub sends_per_minute: u32,
     pub trusted_proxies: TrustedProxies,
@@ -309,6 +315,7 @@ impl ApiArgs {
                 max_sends_per_code: self.max_sends_per_code,
                 phone_sends_per_hour: self.phone_sends_per_hour,
                 ip_requests_per_minute: self.ip_requests_per_minute,
+                ip_network_requests_per_minute: self.ip_network_requests_per_minute,
                 sends_per_minute: self.sends_per_minute,
                 trusted_proxies: self.trusted_proxies.parse().map_err(|_| {
                     ConfigError::Invalid {

@@ -94,7 +94,12 @@ impl OtpStore {
     pub fn new(redis: RedisConn, keys: Keys, sealer: Arc<CodeSealer>, policy: StorePolicy) -> Self {
         let limits = &policy.limits;
         Self {
-            clients: ClientLimit::new(redis.clone(), &keys, limits.ip_requests_per_minute),
+            clients: ClientLimit::new(
+                redis.clone(),
+                &keys,
+                limits.ip_requests_per_minute,
+                limits.ip_network_requests_per_minute,
+            ),
             records: CodeRecords::new(redis, keys),
             sealer,
             send_rules: SendRules {

@@ -56,6 +56,7 @@ pub async fn run(
                 max_sends_per_code: 5,
                 phone_sends_per_hour: 10,
                 ip_requests_per_minute: 0,
+                ip_network_requests_per_minute: 0,
                 sends_per_minute: 0,
                 trusted_proxies: otp_api::client::TrustedProxies::default(),
             },

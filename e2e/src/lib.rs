@@ -391,6 +391,8 @@ impl TestEnv {
                 "0",
                 "--ip-requests-per-minute",
                 "0",
+                "--ip-network-requests-per-minute",
+                "0",
                 "--wati-webhook-secret",
                 WEBHOOK_SECRET,
                 "--database-url",

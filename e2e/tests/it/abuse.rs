@@ -325,6 +325,60 @@ async fn forwarded_addresses_count_only_from_trusted_proxies() {
     assert_eq!(send_from(&env, "2001:db8:1:3::1", 8).await, 202);
 }
 
+#[tokio::test]
+async fn many_addresses_of_one_network_share_its_budget() {
+    let mut env = TestEnv::new().await;
+    let mut config = env.api_config();
+    config.limits.ip_requests_per_minute = 10;
+    config.limits.ip_network_requests_per_minute = 4;
+    config.limits.trusted_proxies = "127.0.0.0/8".parse().expect("networks");
+    let _api = env.start_api_with(config).await;
+    // Four addresses of one IPv4 /24, a request each: the network's budget. Before,
+    // each new address had a whole budget of its own.
+    for (n, address) in ["203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.4"]
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(send_from(&env, address, n as u32).await, 202, "{address}");
+    }
+    assert_eq!(
+        send_from(&env, "203.0.113.99", 4).await,
+        429,
+        "a fifth address"
+    );
+    assert_eq!(
+        send_from(&env, "198.51.100.1", 5).await,
+        202,
+        "another network"
+    );
+    // IPv6: /64s of one /48 share the /48's budget.
+    for (n, address) in [
+        "2001:db8:1:1::1",
+        "2001:db8:1:2::1",
+        "2001:db8:1:3::1",
+        "2001:db8:1:4::1",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_eq!(
+            send_from(&env, address, 10 + n as u32).await,
+            202,
+            "{address}"
+        );
+    }
+    assert_eq!(
+        send_from(&env, "2001:db8:1:ffff::1", 20).await,
+        429,
+        "a fifth /64"
+    );
+    assert_eq!(
+        send_from(&env, "2001:db8:2::1", 21).await,
+        202,
+        "another /48"
+    );
+}
+
 fn sign(claims: &Value, secret: &[u8]) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),

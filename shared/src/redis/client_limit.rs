@@ -1,5 +1,7 @@
 //! `IP_REQUESTS_PER_MINUTE`: requests of one client (an IPv4 address or an IPv6 /64)
-//! in a fixed minute, over all api replicas.
+//! in a fixed minute, over all api replicas; and `IP_NETWORK_REQUESTS_PER_MINUTE`, the
+//! same over a client's wider network (an IPv4 /24, an IPv6 /48), so that many addresses
+//! of one network do not each get a whole budget.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -32,31 +34,51 @@ impl ScriptArgs for ClientLimitArgs {
 pub struct ClientLimit {
     redis: RedisConn,
     keys: Keys,
-    /// 0 is off.
+    /// Per address; 0 is off.
     per_minute: u32,
+    /// Per network; 0 is off.
+    per_network_per_minute: u32,
 }
 
 impl ClientLimit {
-    pub fn new(redis: RedisConn, keys: &Keys, per_minute: u32) -> Self {
+    pub fn new(
+        redis: RedisConn,
+        keys: &Keys,
+        per_minute: u32,
+        per_network_per_minute: u32,
+    ) -> Self {
         Self {
             redis,
             keys: keys.clone(),
             per_minute,
+            per_network_per_minute,
         }
     }
 
-    /// Counts a request of `client`; `Some(wait)` when it is over the limit.
+    /// Counts a request of `client`, against its address's budget and then its
+    /// network's (a request the address's refuses does not count for the network);
+    /// `Some(wait)` when it is over either.
     pub async fn count(&self, client: IpAddr) -> redis::RedisResult<Option<Duration>> {
-        if self.per_minute == 0 {
-            return Ok(None);
+        for (limit, key) in [
+            (self.per_minute, self.keys.client_requests(client)),
+            (
+                self.per_network_per_minute,
+                self.keys.client_network_requests(client),
+            ),
+        ] {
+            if limit == 0 {
+                continue;
+            }
+            // One call per key: on a Redis Cluster they live in different slots.
+            let wait_ms: u64 = ClientLimitArgs { limit }
+                .invocation()
+                .key(key)
+                .invoke_async(&mut self.redis.clone())
+                .await?;
+            if wait_ms > 0 {
+                return Ok(Some(Duration::from_millis(wait_ms)));
+            }
         }
-        let wait_ms: u64 = ClientLimitArgs {
-            limit: self.per_minute,
-        }
-        .invocation()
-        .key(self.keys.client_requests(client))
-        .invoke_async(&mut self.redis.clone())
-        .await?;
-        Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms)))
+        Ok(None)
     }
 }

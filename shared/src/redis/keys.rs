@@ -81,6 +81,21 @@ impl Keys {
         }
     }
 
+    /// Requests of one client network (`IP_NETWORK_REQUESTS_PER_MINUTE`): an IPv4 /24,
+    /// an IPv6 /48.
+    pub fn client_network_requests(&self, client: IpAddr) -> String {
+        match client.to_canonical() {
+            IpAddr::V4(ip) => {
+                let network = std::net::Ipv4Addr::from_bits(ip.to_bits() >> 8 << 8);
+                format!("{}:net:{network}/24", self.prefix)
+            }
+            IpAddr::V6(ip) => {
+                let network = Ipv6Addr::from_bits(ip.to_bits() >> 80 << 80);
+                format!("{}:net:{network}/48", self.prefix)
+            }
+        }
+    }
+
     /// Delivery status of one send request to `phone`: a hash laid out in
     /// [`crate::redis::records::status`].
     pub fn status(&self, phone: &PhoneNumber, request_id: Uuid) -> String {
