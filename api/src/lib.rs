@@ -131,6 +131,7 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
             &keys,
             &config.common.budgets,
             ttl,
+            admission::reserve_for(ttl, config.limits.resend_cooldown),
         )),
         send_budget: send_budget::SendBudget::new(
             redis.clone(),

@@ -155,7 +155,7 @@ async fn steps(
     }
     match state
         .send_budget
-        .count(send.kind)
+        .count(send.budget_kind())
         .await
         .map_err(send_error)?
     {
@@ -173,7 +173,7 @@ async fn steps(
     } else {
         match state
             .admission
-            .reserve(request_id, send.expires_in, send.kind)
+            .reserve(request_id, send.expires_in, send.budget_kind())
             .await
             .map_err(send_error)?
         {
@@ -225,7 +225,7 @@ async fn count_country(
         return Ok(());
     };
     match country_budget(state, request.calling_code, limit)
-        .count(send.kind)
+        .count(send.budget_kind())
         .await
         .map_err(send_error)?
     {
@@ -254,7 +254,12 @@ async fn count_sms(
     let Some(sms) = &state.sms else {
         return Err(ApiError::ChannelNotAllowed);
     };
-    match sms.budget.count(send.kind).await.map_err(send_error)? {
+    match sms
+        .budget
+        .count(send.budget_kind())
+        .await
+        .map_err(send_error)?
+    {
         Counted::In { minute } => taken.sms_minute = Some(minute),
         Counted::Unlimited => {}
         Counted::Over { retry_after } => {

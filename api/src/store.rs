@@ -31,6 +31,21 @@ pub struct AcceptedSend {
     pub code_id: Uuid,
     /// What is left of the code's lifetime.
     pub expires_in: Duration,
+    /// A re-send of a code the phone already received.
+    pub received: bool,
+}
+
+impl AcceptedSend {
+    /// The kind of send the budgets count it as: the room kept for re-sends is for users
+    /// whose code has not come, so a re-send of a code the phone received counts as new
+    /// (an attacker re-sending the codes it asked for gets no reserve).
+    pub fn budget_kind(&self) -> SendKind {
+        if self.received {
+            SendKind::New
+        } else {
+            self.kind
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -146,11 +161,13 @@ impl OtpStore {
                 kind,
                 code_id,
                 expires_in,
+                received,
             } => SendDecision::Accepted(AcceptedSend {
                 kind,
                 request_id,
                 code_id,
                 expires_in,
+                received,
             }),
         })
     }

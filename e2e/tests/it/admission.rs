@@ -66,6 +66,17 @@ fn sends(budgets: &Budgets, ttl_seconds: u64) -> usize {
     }
 }
 
+/// The room new codes of `ttl_seconds` get with the tests' cooldown (none): a code's
+/// life less the re-sends' reserve.
+fn new_code_room(budgets: &Budgets, ttl_seconds: u64) -> usize {
+    let ttl = Duration::from_secs(ttl_seconds);
+    let reserve = otp_shared::redis::admission::reserve_for(ttl, Duration::ZERO);
+    match budgets.capacity(ttl - reserve) {
+        Capacity::Sends { sends, .. } => sends as usize,
+        Capacity::Unlimited => panic!("these tests need a budget"),
+    }
+}
+
 /// Runs the burst with no worker (so nothing is handed over while it arrives), checks
 /// that exactly the capacity was admitted and the rest refused properly, then starts
 /// `workers` workers and checks that every admitted code reached WATI before it expired.
@@ -75,8 +86,8 @@ async fn burst_then_deliver(budgets: Budgets, ttl_seconds: u64, requests: usize,
     api_config.common.otp_ttl = std::time::Duration::from_secs(ttl_seconds);
     api_config.common.budgets = budgets;
     let _api = env.start_api_with(api_config).await;
-    // New codes leave a tenth of the room to re-sends.
-    let capacity = SendKind::New.share_of(sends(&budgets, ttl_seconds) as u64) as usize;
+    // New codes leave room to re-sends.
+    let capacity = new_code_room(&budgets, ttl_seconds);
     assert!(capacity * 3 < requests, "the burst is far above capacity");
 
     // Each request reserves atomically, so the count holds however fast the burst
@@ -178,7 +189,7 @@ async fn with_the_worker_delivering_during_the_burst_every_202_still_arrives_in_
     let delivered_meanwhile = env.sandbox.accepted() as usize;
     let admitted: Vec<&Answer> = answers.iter().filter(|a| a.status == 202).collect();
     // Room comes back only as sends finish (and WATI has them before they finish).
-    let capacity = SendKind::New.share_of(sends(&budgets, 10) as u64) as usize;
+    let capacity = new_code_room(&budgets, 10);
     assert!(
         admitted.len() >= capacity && admitted.len() <= capacity + delivered_meanwhile,
         "{} admitted, capacity {capacity}, {delivered_meanwhile} delivered meanwhile",
@@ -197,6 +208,7 @@ async fn a_re_send_is_admitted_only_if_its_code_lives_long_enough_for_the_sends_
         &env.keys(),
         &budgets,
         Duration::from_secs(10),
+        Duration::from_secs(1),
     );
     let reserve = |life| admission.reserve(uuid::Uuid::new_v4(), life, SendKind::Resend);
     for _ in 0..30 {
@@ -232,7 +244,10 @@ async fn room_comes_back_as_sends_are_handed_to_wati() {
     api_config.common.budgets = budgets;
     let _api = env.start_api_with(api_config).await;
     let (answers, _) = burst(&env, 20).await;
-    assert_eq!(answers.iter().filter(|a| a.status == 202).count(), 8);
+    assert_eq!(
+        answers.iter().filter(|a| a.status == 202).count(),
+        new_code_room(&budgets, 6)
+    );
 
     let mut worker_config = env.worker_config();
     worker_config.common.budgets = budgets;
@@ -267,35 +282,58 @@ async fn a_send_refused_by_a_phone_limit_takes_no_room() {
 }
 
 #[tokio::test]
-async fn re_sends_of_pending_codes_get_the_room_new_codes_leave() {
+async fn re_sends_after_the_real_cooldown_get_the_room_new_codes_leave_but_not_of_codes_received() {
     let mut env = TestEnv::new().await;
-    // 2 messages a second, 60 s codes: room for 112 sends, of which new codes take 101.
+    // 2 messages a second, 60 s codes, a 5 s cooldown: re-sends keep 10 s of room (twice
+    // the cooldown, over a tenth of the life).
     let budgets = budgets(WatiApiVersion::V3, 0, 2, 1000);
-    let capacity = sends(&budgets, 60);
-    assert_eq!(capacity, 112);
+    let cooldown = Duration::from_secs(5);
+    let reserve = otp_shared::redis::admission::reserve_for(Duration::from_secs(60), cooldown);
+    assert_eq!(reserve, Duration::from_secs(10));
     let mut api_config = env.api_config();
-    api_config.common.otp_ttl = std::time::Duration::from_secs(60);
+    api_config.common.otp_ttl = Duration::from_secs(60);
     api_config.common.budgets = budgets;
-    api_config.limits.resend_cooldown = std::time::Duration::from_secs(0);
+    api_config.limits.resend_cooldown = cooldown;
     let _api = env.start_api_with(api_config).await;
     let (answers, _) = burst(&env, 150).await;
-    let mut admitted: Vec<&Answer> = answers.iter().filter(|a| a.status == 202).collect();
-    assert_eq!(admitted.len(), 101);
-    // A flood of new numbers is refused, but users asking again for a pending code
-    // (theirs has not come) still get through, in the room new codes left (a re-send
-    // fits what is left of its code's life, a little less than a whole one).
-    assert_eq!(env.send_otp(&phone(999)).await.0, 503);
-    admitted.sort_by_key(|a| std::cmp::Reverse(a.answered_at_ms));
-    let mut re_sent = 0;
-    for answer in &admitted {
-        match env.send_otp(&answer.phone).await.0 {
-            202 => re_sent += 1,
-            503 => break,
-            other => panic!("a re-send got {other}"),
-        }
-    }
+    let admitted: Vec<&Answer> = answers.iter().filter(|a| a.status == 202).collect();
+    let new_codes = admitted.len();
     assert!(
-        (1..=capacity - 101).contains(&re_sent),
-        "{re_sent} re-sends fit in the room new codes left"
+        new_codes < sends(&budgets, 60) && new_codes > 50,
+        "{new_codes}"
     );
+    // One of the pending codes was delivered: its phone has it.
+    let received = &admitted[0];
+    let delivered = serde_json::json!({
+        "eventType": "sentMessageDELIVERED_v2",
+        "localMessageId": received.body["requestId"],
+        "waId": received.phone,
+        "timestamp": (otp_shared::now_ms() / 1000).to_string(),
+    });
+    assert_eq!(
+        env.post_receipt(otp_e2e::WEBHOOK_SECRET, &delivered)
+            .await
+            .0,
+        200
+    );
+    // A flood of new numbers is refused...
+    assert_eq!(env.send_otp(&phone(999)).await.0, 503);
+    // ...but once the real cooldown is over, users whose code has not come get through
+    // in the room new codes left (before, a re-send after the cooldown had as little
+    // room as the new codes took, and got a 503 whenever they did).
+    let waiting = &admitted[1];
+    let status = eventually("the cooldown to pass", DEADLINE, || async {
+        let status = env.send_otp(&waiting.phone).await.0;
+        (status != 429).then_some(status)
+    })
+    .await;
+    assert_eq!(status, 202, "a re-send of a code that has not come");
+    // A re-send of a code the phone already received is no such user: it counts as a
+    // new code, and the reserve is not its to take.
+    let status = eventually("its cooldown to pass", DEADLINE, || async {
+        let status = env.send_otp(&received.phone).await.0;
+        (status != 429).then_some(status)
+    })
+    .await;
+    assert_eq!(status, 503, "a re-send of a code the phone has");
 }

@@ -77,10 +77,28 @@ pub struct Admission {
     redis: RedisConn,
     key: String,
     budgets: Budgets,
+    /// New codes are admitted as if they had this much less life (see [`reserve_for`]).
+    reserve_for: Duration,
+}
+
+/// How much shorter a new code's life is taken to be, so that the room it leaves is
+/// there for re-sends: a re-send whose code is at most this old always fits in it, its
+/// code having at least the life new codes were counted with. Twice the resend cooldown
+/// (the earliest a user can ask again, and once more), and at least a tenth of a code's
+/// life. (A share of the room was not enough: a re-send after the cooldown has that
+/// much less life, and so that much less room, as new codes took, and got none.)
+pub fn reserve_for(code_ttl: Duration, resend_cooldown: Duration) -> Duration {
+    (resend_cooldown * 2).max(code_ttl / 10)
 }
 
 impl Admission {
-    pub fn new(redis: RedisConn, keys: &Keys, budgets: &Budgets, code_ttl: Duration) -> Self {
+    pub fn new(
+        redis: RedisConn,
+        keys: &Keys,
+        budgets: &Budgets,
+        code_ttl: Duration,
+        reserve_for: Duration,
+    ) -> Self {
         if let Capacity::Sends { sends, .. } = budgets.capacity(code_ttl) {
             metrics::gauge!(crate::metrics::SEND_CAPACITY).set(sends as f64);
         }
@@ -88,19 +106,30 @@ impl Admission {
             redis,
             key: keys.pending_sends(),
             budgets: *budgets,
+            reserve_for,
+        }
+    }
+
+    /// The sends that may be waiting for a send of `kind` whose code has `life` left to
+    /// be admitted: a re-send's whole life's worth, a new code's as if its life were
+    /// `reserve_for` shorter.
+    pub fn room(&self, life: Duration, kind: SendKind) -> Capacity {
+        match kind {
+            SendKind::Resend => self.budgets.capacity(life),
+            SendKind::New => self.budgets.capacity(life.saturating_sub(self.reserve_for)),
         }
     }
 
     /// Reserves room for the send `request_id`, whose code has `life` left, if the
     /// sends already waiting and this one can all be handed over within it. A new code
-    /// leaves a tenth of the room to re-sends of pending codes.
+    /// leaves room to re-sends of pending codes (see [`Admission::room`]).
     pub async fn reserve(
         &self,
         request_id: Uuid,
         life: Duration,
         kind: SendKind,
     ) -> redis::RedisResult<Reservation> {
-        let capacity = self.budgets.capacity(life);
+        let capacity = self.room(life, kind);
         let sends = match capacity {
             Capacity::Unlimited => return Ok(Reservation::Unlimited),
             // Too little life left for any budget: once this code expires, a new one
@@ -113,7 +142,7 @@ impl Admission {
             Capacity::Sends { sends, .. } => sends,
         };
         let answer: Admitted = AdmitArgs {
-            capacity: kind.share_of(sends),
+            capacity: sends,
             request_id,
             life,
         }

@@ -77,6 +77,8 @@ pub enum SendReply {
         code_id: Uuid,
         /// What is left of the code's life.
         expires_in: Duration,
+        /// A re-send of a code the phone already received (its delivered receipt came).
+        received: bool,
     },
     Limited {
         retry_after: Duration,
@@ -88,13 +90,15 @@ pub enum SendReply {
 
 impl FromRedisValue for SendReply {
     fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
-        let (kind, code_id, ms): (String, String, u64) = FromRedisValue::from_redis_value(v)?;
+        let (kind, code_id, ms, received): (String, String, u64, u8) =
+            FromRedisValue::from_redis_value(v)?;
         let accepted = |kind| -> Result<Self, ParsingError> {
             Ok(SendReply::Accepted {
                 kind,
                 code_id: Uuid::parse_str(&code_id)
                     .map_err(|e| format!("send.lua answered a code id that is not a UUID: {e}"))?,
                 expires_in: Duration::from_millis(ms),
+                received: received == 1,
             })
         };
         match kind.as_str() {

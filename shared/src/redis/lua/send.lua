@@ -1,9 +1,10 @@
 -- Accepts a send request for one phone, atomically: checks the cooldown and the
 -- hourly cap, then re-sends the pending code or stores a new one, and marks the
 -- request queued (and a send of its code, so guesses can be bound to it). Returns
--- {kind, code_id, ms}: kind 'new' or 'resend' with the code's remaining lifetime,
--- 'limited' with the wait before another send may be accepted, or 'longer' (nothing
--- done) when a new code must be longer: the phone has had too many wrong guesses.
+-- {kind, code_id, ms, received}: kind 'new' or 'resend' with the code's remaining
+-- lifetime, 'limited' with the wait before another send may be accepted, or 'longer'
+-- (nothing done) when a new code must be longer: the phone has had too many wrong
+-- guesses; received 1 for a re-send of a code a delivered receipt says the phone has.
 -- KEYS: 1 code record, 2 cooldown, 3 phone's send times, 4 request status,
 --       5 phone's wrong guesses
 -- ARGV: 1 new code_id, 2 mac, 3 sealed, 4 ttl ms, 5 record grace ms, 6 cooldown ms,
@@ -16,30 +17,36 @@ local hour_ms = 3600000
 
 local wait = redis.call('PTTL', KEYS[2])
 if wait > 0 then
-  return {'limited', '', wait}
+  return {'limited', '', wait, 0}
 end
 
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - hour_ms)
 if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[8]) then
   local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-  return {'limited', '', math.max(1, tonumber(oldest[2]) + hour_ms - now)}
+  return {'limited', '', math.max(1, tonumber(oldest[2]) + hour_ms - now), 0}
 end
 
 local rec = redis.call('HMGET', KEYS[1], {{code.code_id}}, {{code.sealed}}, {{code.expires_at}},
-  {{code.sends}})
+  {{code.sends}}, {{code.received}})
 local kind, code_id, expires_at
+-- A re-send of a code the phone already received (a delivered receipt) is no user whose
+-- code has not come: it gets no room kept for those.
+local received = 0
 if rec[1] and rec[2] and tonumber(rec[3]) > now then
   expires_at = tonumber(rec[3])
   if tonumber(rec[4]) >= tonumber(ARGV[7]) then
-    return {'limited', '', expires_at - now}
+    return {'limited', '', expires_at - now, 0}
   end
   redis.call('HINCRBY', KEYS[1], {{code.sends}}, 1)
   kind, code_id = 'resend', rec[1]
+  if rec[5] then
+    received = 1
+  end
 else
   local cap = tonumber(ARGV[14])
   if cap > 0 and tonumber(ARGV[12]) < tonumber(ARGV[13])
       and tonumber(redis.call('GET', KEYS[5]) or '0') >= cap then
-    return {'longer', '', 0}
+    return {'longer', '', 0, 0}
   end
   expires_at = now + tonumber(ARGV[4])
   redis.call('DEL', KEYS[1])
@@ -64,4 +71,4 @@ redis.call('HSET', KEYS[4], {{status.state}}, {{state.queued}}, {{status.attempt
   {{status.updated_at}}, now, {{status.accepted_at}}, now, {{status.phone}}, ARGV[11],
   {{status.code_id}}, code_id, {{status.channel}}, ARGV[15])
 redis.call('EXPIRE', KEYS[4], ARGV[10])
-return {kind, code_id, expires_at - now}
+return {kind, code_id, expires_at - now, received}
