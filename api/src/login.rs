@@ -26,15 +26,21 @@ pub struct SignedIn {
     pub channel: Channel,
 }
 
-/// Logs `phone` in with `code`, a guess bound to the send `bound_to` or to none.
+/// Logs `phone` in with `code`, a guess bound to the send `bound_to` or to none, from
+/// `client` (an unbound wrong guess counts against that client's attempts at the code).
 pub async fn log_in(
     state: &AppState,
     phone: &PhoneNumber,
     code: &str,
     bound_to: Option<Uuid>,
+    client: Option<std::net::IpAddr>,
 ) -> Result<SignedIn, ApiError> {
     let claim = Uuid::new_v4();
-    let (channel, code_id) = match state.store.verify(phone, code, bound_to, claim).await? {
+    let verified = state
+        .store
+        .verify(phone, code, bound_to, client, claim)
+        .await?;
+    let (channel, code_id) = match verified {
         VerifyOutcome::Verified { by_sms, code_id } => {
             let channel = if by_sms {
                 Channel::Sms

@@ -207,12 +207,13 @@ impl OtpStore {
         phone: &PhoneNumber,
         code: &str,
         bound_to: Option<Uuid>,
+        client: Option<std::net::IpAddr>,
         claim: Uuid,
     ) -> Result<VerifyOutcome, StoreError> {
         let mac = self.sealer.mac(phone, code);
         Ok(self
             .records
-            .verify(phone, &mac, bound_to, claim, &self.guess_rules)
+            .verify(phone, &mac, bound_to, client, claim, &self.guess_rules)
             .await?)
     }
 

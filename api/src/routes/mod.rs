@@ -215,13 +215,38 @@ where
 
 /// The client a request counts against for `IP_REQUESTS_PER_MINUTE` (see [`crate::client`]).
 fn client_of(req: &Request, trusted_proxies: &TrustedProxies) -> Option<IpAddr> {
-    let ConnectInfo(peer) = req.extensions().get::<ConnectInfo<SocketAddr>>()?;
-    let forwarded = req
-        .headers()
+    client_from(req.extensions(), req.headers(), trusted_proxies)
+}
+
+fn client_from(
+    extensions: &axum::http::Extensions,
+    headers: &axum::http::HeaderMap,
+    trusted_proxies: &TrustedProxies,
+) -> Option<IpAddr> {
+    let ConnectInfo(peer) = extensions.get::<ConnectInfo<SocketAddr>>()?;
+    let forwarded = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok());
     Some(trusted_proxies.client(peer.ip(), forwarded))
+}
+
+/// The request's client (see [`crate::client`]), when the connection says.
+pub struct Client(pub Option<IpAddr>);
+
+impl axum::extract::FromRequestParts<AppState> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Client(client_from(
+            &parts.extensions,
+            &parts.headers,
+            &state.settings.trusted_proxies,
+        )))
+    }
 }
 
 /// Around the sign-in routes (send and verify): each counts as sign-in load while it

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use super::ApiJson;
+use super::{ApiJson, Client};
 use crate::error::ApiError;
 use crate::login::SignedIn;
 use crate::phone::{self, PhoneNumber};
@@ -182,9 +182,10 @@ async fn accept_send(
 
 pub async fn verify_otp(
     State(state): State<AppState>,
+    Client(client): Client,
     ApiJson(body): ApiJson<VerifyOtpBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let result = check_code(&state, body).await;
+    let result = check_code(&state, body, client).await;
     // A login counts under the channel that carried its code: conversion per channel.
     let (outcome, channel) = match &result {
         Ok((channel, _)) => ("verified", channel.as_str()),
@@ -195,7 +196,11 @@ pub async fn verify_otp(
     result.map(|(_, body)| Json(body))
 }
 
-async fn check_code(state: &AppState, body: VerifyOtpBody) -> Result<(Channel, Value), ApiError> {
+async fn check_code(
+    state: &AppState,
+    body: VerifyOtpBody,
+    client: Option<std::net::IpAddr>,
+) -> Result<(Channel, Value), ApiError> {
     let phone = required_phone(body.phone)?;
     let code = required_code(body.code)?;
     let bound_to = bound_send(body.request_id)?;
@@ -206,7 +211,7 @@ async fn check_code(state: &AppState, body: VerifyOtpBody) -> Result<(Channel, V
         refresh_token,
         channel,
         ..
-    } = crate::login::log_in(state, &phone, &code, bound_to).await?;
+    } = crate::login::log_in(state, &phone, &code, bound_to, client).await?;
     Ok((
         channel,
         json!({

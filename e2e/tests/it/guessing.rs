@@ -185,3 +185,66 @@ async fn past_the_cap_of_wrong_guesses_across_codes_a_phones_codes_grow_and_nobo
     assert_eq!(code.len(), 10);
     assert_eq!(verify_bound(&env, OWNER, &code, &request).await.0, 200);
 }
+
+/// Verifies `code` for `phone` unbound, from `client` (through a trusted proxy).
+async fn verify_from(env: &TestEnv, client: &str, phone: &str, code: &str) -> (u16, Value) {
+    let response = env
+        .http
+        .post(format!("{}/api/auth/verify-otp", env.api_url))
+        .header("x-forwarded-for", client)
+        .json(&json!({"phone": phone, "code": code}))
+        .send()
+        .await
+        .expect("api reachable");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_strangers_unbound_wrong_guesses_lock_the_stranger_not_the_owner() {
+    let (env, _api, _worker) = started(|config| {
+        config.limits.trusted_proxies = "127.0.0.0/8".parse().expect("networks");
+    })
+    .await;
+    let (_, code) = sent(&env, OWNER).await;
+    // A stranger burns its attempts without a requestId...
+    for left in [2, 1, 0] {
+        let (status, body) = verify_from(&env, "203.0.113.7", OWNER, &wrong(&code)).await;
+        assert_eq!(
+            (status, body["attemptsRemaining"].as_u64()),
+            (401, Some(left))
+        );
+    }
+    let (status, body) = verify_from(&env, "203.0.113.7", OWNER, &code).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("TOO_MANY_ATTEMPTS"))
+    );
+    // ...and the owner, who got the code on WhatsApp and types it in without one, logs
+    // in (before, the stranger's guesses locked the code for everyone's unbound guesses).
+    let (status, body) = verify_from(&env, "198.51.100.20", OWNER, &code).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn unbound_guesses_from_many_clients_are_capped_for_the_code() {
+    let (env, _api, _worker) = started(|config| {
+        config.limits.trusted_proxies = "127.0.0.0/8".parse().expect("networks");
+    })
+    .await;
+    let (_, code) = sent(&env, OWNER).await;
+    // Ten clients' worth of wrong unbound guesses (three each) lock unbound guessing of
+    // the code for everyone: a brute force from many addresses is bounded.
+    let clients = otp_shared::redis::codes::CLIENTS_PER_CODE;
+    for client in 0..clients {
+        for _ in 0..3 {
+            let from = format!("203.0.113.{}", client + 1);
+            assert_eq!(verify_from(&env, &from, OWNER, &wrong(&code)).await.0, 401);
+        }
+    }
+    let (status, body) = verify_from(&env, "198.51.100.20", OWNER, &code).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("TOO_MANY_ATTEMPTS"))
+    );
+}

@@ -53,7 +53,7 @@ async fn undoing_a_new_code_keeps_it_when_a_re_send_already_uses_it() {
     // B's job still has its code.
     assert_eq!(
         store
-            .verify(&phone, "123456", None, uuid::Uuid::new_v4())
+            .verify(&phone, "123456", None, None, uuid::Uuid::new_v4())
             .await
             .expect("redis"),
         VerifyOutcome::Verified {
@@ -72,7 +72,7 @@ async fn undoing_a_lone_new_code_removes_it() {
     store.undo_send(&phone, &first).await.expect("redis");
     assert_eq!(
         store
-            .verify(&phone, "123456", None, uuid::Uuid::new_v4())
+            .verify(&phone, "123456", None, None, uuid::Uuid::new_v4())
             .await
             .expect("redis"),
         VerifyOutcome::NotFound

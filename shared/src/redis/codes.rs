@@ -166,6 +166,11 @@ impl FromRedisValue for VerifyOutcome {
     }
 }
 
+/// Clients' worth of unbound attempts one code allows in all (each client has
+/// `OTP_MAX_ATTEMPTS` of its own): past it, unbound guessing of the code is locked for
+/// everyone, which bounds a brute force from many addresses.
+pub const CLIENTS_PER_CODE: u32 = 10;
+
 /// What becomes of a claimed code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Finish {
@@ -301,6 +306,10 @@ pub(crate) struct VerifyArgs<'a> {
     /// The send the guess is bound to, if any (written as `''` when none).
     pub bound_to: Option<Uuid>,
     pub wrong_guesses_window: Duration,
+    /// The guessing client (`''` when unknown), and how many clients' worth of unbound
+    /// attempts the code allows in all.
+    pub client: &'a str,
+    pub clients_per_code: u32,
 }
 
 impl ScriptArgs for VerifyArgs<'_> {
@@ -316,13 +325,17 @@ impl ScriptArgs for VerifyArgs<'_> {
             claim_for,
             bound_to,
             wrong_guesses_window,
+            client,
+            clients_per_code,
         } = self;
         argv.push(*mac)
             .push(*max_attempts)
             .push(claim.to_string())
             .push(claim_for.as_millis() as u64)
             .push(bound_to.map(|id| id.to_string()).unwrap_or_default())
-            .push(wrong_guesses_window.as_millis() as u64);
+            .push(wrong_guesses_window.as_millis() as u64)
+            .push(*client)
+            .push(*clients_per_code);
     }
 }
 
@@ -452,9 +465,11 @@ impl CodeRecords {
         phone: &PhoneNumber,
         mac: &[u8],
         bound_to: Option<Uuid>,
+        client: Option<std::net::IpAddr>,
         claim: Uuid,
         rules: &GuessRules,
     ) -> redis::RedisResult<VerifyOutcome> {
+        let client = client.map(super::keys::client_label).unwrap_or_default();
         VerifyArgs {
             mac,
             max_attempts: rules.max_attempts,
@@ -462,6 +477,8 @@ impl CodeRecords {
             claim_for: rules.claim_for,
             bound_to,
             wrong_guesses_window: rules.wrong_guesses_window,
+            client: &client,
+            clients_per_code: CLIENTS_PER_CODE,
         }
         .invocation()
         .key(self.keys.otp(phone))

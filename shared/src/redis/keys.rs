@@ -34,6 +34,18 @@ impl Delivery {
     }
 }
 
+/// One client as the limits count it: an IPv4 address, or an IPv6 address's /64 (one
+/// host commonly holds a whole /64).
+pub fn client_label(client: IpAddr) -> String {
+    match client.to_canonical() {
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => {
+            let network = Ipv6Addr::from_bits(ip.to_bits() >> 64 << 64);
+            format!("{network}/64")
+        }
+    }
+}
+
 /// Builds every Redis key the service uses.
 #[derive(Clone, Debug)]
 pub struct Keys {
@@ -72,13 +84,7 @@ impl Keys {
     /// Requests of one client in the current minute (counter with a TTL): of an IPv4
     /// address, or of an IPv6 /64, since one host commonly holds a whole /64.
     pub fn client_requests(&self, client: IpAddr) -> String {
-        match client.to_canonical() {
-            IpAddr::V4(ip) => format!("{}:ip:{ip}", self.prefix),
-            IpAddr::V6(ip) => {
-                let network = Ipv6Addr::from_bits(ip.to_bits() >> 64 << 64);
-                format!("{}:ip:{network}/64", self.prefix)
-            }
-        }
+        format!("{}:ip:{}", self.prefix, client_label(client))
     }
 
     /// Requests of one client network (`IP_NETWORK_REQUESTS_PER_MINUTE`): an IPv4 /24,

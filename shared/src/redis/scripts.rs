@@ -385,6 +385,8 @@ mod tests {
                 claim_for: ms,
                 bound_to: None,
                 wrong_guesses_window: ms,
+                client: "203.0.113.7",
+                clients_per_code: 10,
             }),
             written(&FinishVerifyArgs {
                 claim: id,
