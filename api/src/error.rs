@@ -35,6 +35,10 @@ pub enum ApiError {
     TooManyAttempts,
     #[error("rate limited")]
     RateLimited { retry_after: Duration },
+    /// A send to a phone refused by its limits while a code is pending for it: the user
+    /// may have that code (say so, so that the app lets them enter it).
+    #[error("rate limited, a code pending")]
+    RateLimitedCodePending { retry_after: Duration },
     /// Redis or RabbitMQ could not take a send request.
     #[error("send not possible")]
     SendUnavailable(#[source] Cause),
@@ -96,7 +100,9 @@ impl ApiError {
             ApiError::BadSignature => "bad_signature",
             ApiError::OtpInvalid { .. } => "invalid_code",
             ApiError::TooManyAttempts => "locked",
-            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::RateLimited { .. } | ApiError::RateLimitedCodePending { .. } => {
+                "rate_limited"
+            }
             ApiError::OverCapacity { .. } => "over_capacity",
             ApiError::SendUnavailable(_) | ApiError::Unavailable(_) => "unavailable",
             ApiError::Unauthorized => "unauthorized",
@@ -162,7 +168,7 @@ impl ApiError {
                 "TOO_MANY_ATTEMPTS",
                 "Too many failed attempts",
             ),
-            RateLimited { .. } => (
+            RateLimited { .. } | RateLimitedCodePending { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "RATE_LIMITED",
                 "Too many requests, please try again later",
@@ -240,6 +246,12 @@ impl IntoResponse for ApiError {
         let mut retry_after = None;
         match self {
             ApiError::OtpInvalid { remaining } => body["attemptsRemaining"] = json!(remaining),
+            ApiError::RateLimitedCodePending { retry_after: wait } => {
+                let secs = retry_after_seconds(wait);
+                body["retryAfterSeconds"] = json!(secs);
+                body["codePending"] = json!(true);
+                retry_after = Some(secs);
+            }
             ApiError::RateLimited { retry_after: wait }
             | ApiError::OverCapacity { retry_after: wait } => {
                 let secs = retry_after_seconds(wait);

@@ -121,10 +121,17 @@ async fn steps(
             .map_err(send_error)?;
     }
     let send = match decision {
-        SendDecision::Limited { retry_after } => {
+        SendDecision::Limited {
+            retry_after,
+            code_pending,
+        } => {
             metrics::counter!(otp_shared::metrics::RATE_LIMIT_REJECTIONS, "scope" => "phone")
                 .increment(1);
-            return Err(ApiError::RateLimited { retry_after });
+            return Err(if code_pending {
+                ApiError::RateLimitedCodePending { retry_after }
+            } else {
+                ApiError::RateLimited { retry_after }
+            });
         }
         SendDecision::Accepted(send) => send,
         SendDecision::NeedsLongerCode => {

@@ -53,6 +53,8 @@ pub enum SendDecision {
     Accepted(AcceptedSend),
     Limited {
         retry_after: Duration,
+        /// A code is pending for the phone: its user may have it.
+        code_pending: bool,
     },
     /// Nothing was stored: the phone has had too many wrong guesses, and a new code
     /// for it must have [`LONG_CODE_DIGITS`] digits.
@@ -155,7 +157,13 @@ impl OtpStore {
             .begin_send(phone, request_id, &new_code, &self.send_rules, by_sms)
             .await?;
         Ok(match reply {
-            SendReply::Limited { retry_after } => SendDecision::Limited { retry_after },
+            SendReply::Limited {
+                retry_after,
+                code_pending,
+            } => SendDecision::Limited {
+                retry_after,
+                code_pending,
+            },
             SendReply::NeedsLongerCode => SendDecision::NeedsLongerCode,
             SendReply::Accepted {
                 kind,

@@ -93,6 +93,14 @@ try {
   await page.locator("#delivery").filter({ hasText: /Sent|Delivered|Read/ }).waitFor();
   await shot("2-code");
 
+  console.log("2b. asking again for the same number at once: the code step, to enter the code on its way");
+  await page.click("#change-phone");
+  await page.locator("#phone").fill(`+${PHONE}`);
+  await page.click("#send");
+  await page.locator("#sent-to").filter({ hasText: /a moment ago/ }).waitFor();
+  assert.ok(await page.locator("#step-code").isVisible(), "the code step, not an error");
+  assert.ok(await page.locator("#error").isHidden(), "no error");
+
   console.log("4. a wrong code shows the attempts left");
   const wrong = right.slice(0, -1) + String((Number(right.at(-1)) + 1) % 10);
   await code.fill(wrong);

@@ -159,6 +159,12 @@ async function sendCode(phone, button, channel) {
   const result = await call("POST", "/api/auth/send-otp", body);
   button.disabled = false;
   if (asked !== generation) return; // the user moved on meanwhile
+  if (result.status === 429 && result.data && result.data.codePending && button === $("send")) {
+    // A code for this number is on its way or there already (maybe asked for by someone
+    // else): let the user enter it rather than wait.
+    enterPendingCode(phone, result.retryAfter);
+    return;
+  }
   if (result.status !== 202) {
     refused(result, button, "asking for another code");
     return;
@@ -188,6 +194,30 @@ async function sendCode(phone, button, channel) {
     },
   );
   watchDelivery(sent.requestId, sent.expiresInSeconds);
+}
+
+// The code step for a code sent a moment ago (no request of this page's to follow):
+// the user enters it, or asks again when the countdown ends.
+function enterPendingCode(phone, retryAfter) {
+  send = { phone, requestId: null, smsAvailable: false };
+  $("sent-to").textContent =
+    "A code was sent to " + phone + " a moment ago. Enter it, or ask again when the countdown ends.";
+  show("step-code");
+  say("delivery", "");
+  $("by-sms").hidden = true;
+  $("code").value = "";
+  $("code").focus();
+  const resend = $("resend");
+  resend.disabled = true;
+  countdown(
+    "resend",
+    retryAfter || 0,
+    (left) => (resend.textContent = "Resend code in " + left + " s"),
+    () => {
+      resend.textContent = "Resend code";
+      resend.disabled = false;
+    },
+  );
 }
 
 // What a status says, on the channel of the newest delivery.

@@ -3,7 +3,9 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use otp_e2e::TestEnv;
+use std::time::Duration;
+
+use otp_e2e::{DEADLINE, TestEnv, eventually};
 use serde_json::{Value, json};
 
 const PHONE: &str = "919876543210";
@@ -441,4 +443,29 @@ async fn expired_tampered_unsigned_and_foreign_tokens_are_refused() {
     }
     // The genuine token still works: the refusals were about the tokens.
     assert_eq!(env.get("/api/auth/me", Some(&token)).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_send_refused_while_a_code_is_pending_says_so_so_the_user_can_enter_it() {
+    let mut env = TestEnv::new().await;
+    let mut config = env.api_config();
+    config.limits.resend_cooldown = Duration::from_secs(30);
+    config.limits.phone_sends_per_hour = 1;
+    config.common.otp_ttl = Duration::from_secs(2);
+    let _api = env.start_api_with(config).await;
+    assert_eq!(env.send_otp(PHONE).await.0, 202);
+    // Within the cooldown, a code is pending: the app can offer to enter it (a stranger
+    // who asked for it cannot keep the owner from the code it brought).
+    let (status, body) = env.send_otp(PHONE).await;
+    assert_eq!(
+        (status, body["codePending"].as_bool()),
+        (429, Some(true)),
+        "{body}"
+    );
+    // Once it has expired, a refusal says nothing is pending.
+    eventually("the code to expire", DEADLINE, || async {
+        let (status, body) = env.send_otp(PHONE).await;
+        (status == 429 && body.get("codePending").is_none()).then_some(())
+    })
+    .await;
 }

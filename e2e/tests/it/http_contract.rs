@@ -16,6 +16,15 @@ fn assert_error(got: &(u16, Value), status: u16, code: &str, message: &str) {
     let wait = body
         .as_object_mut()
         .and_then(|b| b.remove("retryAfterSeconds"));
+    // A send refused while a code is pending says so.
+    if let Some(pending) = body.as_object_mut().and_then(|b| b.remove("codePending")) {
+        assert_eq!(
+            (code, pending),
+            ("RATE_LIMITED", json!(true)),
+            "{:?}",
+            got.1
+        );
+    }
     assert_eq!(
         wait.is_some(),
         matches!(code, "RATE_LIMITED" | "UNAVAILABLE"),

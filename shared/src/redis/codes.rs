@@ -82,6 +82,8 @@ pub enum SendReply {
     },
     Limited {
         retry_after: Duration,
+        /// A code is pending for the phone (its user may have it).
+        code_pending: bool,
     },
     /// Nothing was stored: the phone has had too many wrong guesses, and a new code
     /// for it must have `long_code_digits` digits.
@@ -104,6 +106,7 @@ impl FromRedisValue for SendReply {
         match kind.as_str() {
             word::LIMITED => Ok(SendReply::Limited {
                 retry_after: Duration::from_millis(ms),
+                code_pending: received == 1,
             }),
             word::NEW => accepted(SendKind::New),
             word::RESEND => accepted(SendKind::Resend),

@@ -4,7 +4,8 @@
 -- {kind, code_id, ms, received}: kind 'new' or 'resend' with the code's remaining
 -- lifetime, 'limited' with the wait before another send may be accepted, or 'longer'
 -- (nothing done) when a new code must be longer: the phone has had too many wrong
--- guesses; received 1 for a re-send of a code a delivered receipt says the phone has.
+-- guesses; received 1 for a re-send of a code a delivered receipt says the phone has,
+-- and, for 'limited', 1 when a code is pending for the phone.
 -- KEYS: 1 code record, 2 cooldown, 3 phone's send times, 4 request status,
 --       5 phone's wrong guesses
 -- ARGV: 1 new code_id, 2 mac, 3 sealed, 4 ttl ms, 5 record grace ms, 6 cooldown ms,
@@ -15,15 +16,22 @@
 local now = {{now_ms}}
 local hour_ms = 3600000
 
+-- A refused send says whether a code is pending for the phone: the user may have it.
+local pending = redis.call('HMGET', KEYS[1], {{code.sealed}}, {{code.expires_at}})
+local code_pending = 0
+if pending[1] and tonumber(pending[2] or '0') > now then
+  code_pending = 1
+end
+
 local wait = redis.call('PTTL', KEYS[2])
 if wait > 0 then
-  return {'limited', '', wait, 0}
+  return {'limited', '', wait, code_pending}
 end
 
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - hour_ms)
 if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[8]) then
   local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-  return {'limited', '', math.max(1, tonumber(oldest[2]) + hour_ms - now), 0}
+  return {'limited', '', math.max(1, tonumber(oldest[2]) + hour_ms - now), code_pending}
 end
 
 local rec = redis.call('HMGET', KEYS[1], {{code.code_id}}, {{code.sealed}}, {{code.expires_at}},
@@ -35,7 +43,7 @@ local received = 0
 if rec[1] and rec[2] and tonumber(rec[3]) > now then
   expires_at = tonumber(rec[3])
   if tonumber(rec[4]) >= tonumber(ARGV[7]) then
-    return {'limited', '', expires_at - now, 0}
+    return {'limited', '', expires_at - now, code_pending}
   end
   redis.call('HINCRBY', KEYS[1], {{code.sends}}, 1)
   kind, code_id = 'resend', rec[1]
