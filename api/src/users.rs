@@ -125,11 +125,10 @@ impl UserStore {
         }
     }
 
-    /// Logs `phone` in: creates its user on first login (one user, also under concurrent
-    /// first logins) or records the login, and opens a refresh session. One statement,
-    /// one round trip.
-    /// Logs `phone` in with the code `code_id`: new when this login made the user, or
-    /// when the same code made it (a retry of a first login whose answer was lost).
+    /// Logs `phone` in with the code `code_id`: creates its user on first login (one
+    /// user, also under concurrent first logins) or records the login, and opens a
+    /// refresh session, in one statement. New when this login made the user, or when the
+    /// same code made it (a retry of a first login whose answer was lost).
     pub async fn login(&self, phone: &PhoneNumber, code_id: Uuid) -> Result<Login, UserError> {
         bounded(self.write_login(phone, code_id)).await
     }
@@ -148,7 +147,8 @@ impl UserStore {
                  INSERT INTO users (id, phone, first_code) VALUES ($1, $2, $6)
                  ON CONFLICT (phone) DO UPDATE SET last_login_at = now()
                  RETURNING id, phone, created_at, last_login_at,
-                     (xmax = 0 OR users.first_code = $6) AS is_new
+                     -- A user made before migration 0002 has no first code: not new.
+                     (xmax = 0 OR users.first_code IS NOT DISTINCT FROM $6) AS is_new
              ), s AS (
                  INSERT INTO refresh_sessions (id, user_id, expires_at)
                  SELECT $3, id, now() + make_interval(secs => $4) FROM u

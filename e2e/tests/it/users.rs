@@ -25,6 +25,22 @@ async fn refresh(env: &TestEnv, token: &Value) -> (u16, Value) {
         .await
 }
 
+/// The test database's pool, and a user store on it (access and refresh tokens live a
+/// minute).
+async fn user_store(env: &TestEnv) -> (sqlx::PgPool, otp_api::users::UserStore) {
+    let pool = otp_api::db::connect(&env.database_url)
+        .await
+        .expect("the test database");
+    let users = otp_api::users::UserStore::new(
+        pool.clone(),
+        env.redis.clone(),
+        env.keys(),
+        Duration::from_secs(60),
+        Duration::from_secs(60),
+    );
+    (pool, users)
+}
+
 async fn delete_every_redis_key(env: &TestEnv) {
     let keys = env.redis_keys().await;
     if !keys.is_empty() {
@@ -67,16 +83,7 @@ async fn a_refresh_token_survives_a_redis_flush() {
 #[tokio::test]
 async fn thirty_concurrent_first_logins_of_one_phone_make_one_user() {
     let env = TestEnv::new().await;
-    let pool = otp_api::db::connect(&env.database_url)
-        .await
-        .expect("the test database");
-    let users = otp_api::users::UserStore::new(
-        pool.clone(),
-        env.redis.clone(),
-        env.keys(),
-        Duration::from_secs(60),
-        Duration::from_secs(60),
-    );
+    let (pool, users) = user_store(&env).await;
     let phone = otp_shared::phone::PhoneNumber::from_e164_digits(PHONE).expect("phone");
     // Each with a code of its own.
     let logins =
@@ -281,16 +288,7 @@ async fn a_postgresql_that_hangs_costs_a_503_in_seconds_and_not_the_code() {
 #[tokio::test]
 async fn a_retried_first_login_with_the_same_code_is_still_new_and_a_later_one_is_not() {
     let env = TestEnv::new().await;
-    let pool = otp_api::db::connect(&env.database_url)
-        .await
-        .expect("the test database");
-    let users = otp_api::users::UserStore::new(
-        pool,
-        env.redis.clone(),
-        env.keys(),
-        Duration::from_secs(60),
-        Duration::from_secs(60),
-    );
+    let (_, users) = user_store(&env).await;
     let phone = otp_shared::phone::PhoneNumber::from_e164_digits(PHONE).expect("phone");
     let code = Uuid::new_v4();
     let first = users.login(&phone, code).await.expect("a login");
@@ -312,18 +310,63 @@ async fn a_retried_first_login_with_the_same_code_is_still_new_and_a_later_one_i
 }
 
 #[tokio::test]
-async fn a_refresh_whose_commit_answers_too_late_is_answered_as_the_rotation_it_was() {
+async fn a_user_made_before_first_codes_were_kept_logs_in_as_a_returning_one() {
+    let env = TestEnv::new().await;
+    let (pool, users) = user_store(&env).await;
+    let id = Uuid::new_v4();
+    // As migration 0002 left every user that was already there: no first code.
+    sqlx::query("INSERT INTO users (id, phone) VALUES ($1, $2)")
+        .bind(id)
+        .bind(PHONE)
+        .execute(&pool)
+        .await
+        .expect("a user from before migration 0002");
+    let phone = otp_shared::phone::PhoneNumber::from_e164_digits(PHONE).expect("phone");
+    // Before, `first_code = $6` was NULL for such a user, and the login a 500.
+    let login = users
+        .login(&phone, Uuid::new_v4())
+        .await
+        .expect("an old user logs in");
+    assert_eq!(login.user.id, id);
+    assert!(!login.is_new, "an old user is a returning one");
+}
+
+#[tokio::test]
+async fn the_purges_lookups_can_read_an_index() {
     let env = TestEnv::new().await;
     let pool = otp_api::db::connect(&env.database_url)
         .await
         .expect("the test database");
-    let users = otp_api::users::UserStore::new(
-        pool.clone(),
-        env.redis.clone(),
-        env.keys(),
-        Duration::from_secs(60),
-        Duration::from_secs(60),
-    );
+    let mut connection = pool.acquire().await.expect("a connection");
+    // With sequential scans priced out, a plan that still has one has no index to use.
+    sqlx::query("SET enable_seqscan = off")
+        .execute(&mut *connection)
+        .await
+        .expect("set");
+    for lookup in [
+        "EXPLAIN SELECT id FROM refresh_sessions
+             WHERE expires_at < now() - interval '1 day'
+                OR revoked_at < now() - interval '1 day' LIMIT 1000",
+        "EXPLAIN SELECT token_hash FROM refresh_tokens
+             WHERE used_at < now() - interval '1 day' LIMIT 1000",
+    ] {
+        let plan: Vec<(String,)> = sqlx::query_as(lookup)
+            .fetch_all(&mut *connection)
+            .await
+            .expect("a plan");
+        let plan: Vec<String> = plan.into_iter().map(|(line,)| line).collect();
+        assert!(
+            !plan.iter().any(|line| line.contains("Seq Scan")),
+            "{lookup}:\n{}",
+            plan.join("\n")
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_refresh_whose_commit_answers_too_late_is_answered_as_the_rotation_it_was() {
+    let env = TestEnv::new().await;
+    let (pool, users) = user_store(&env).await;
     let phone = otp_shared::phone::PhoneNumber::from_e164_digits(PHONE).expect("phone");
     let login = users.login(&phone, Uuid::new_v4()).await.expect("a login");
     // From now on a COMMIT that writes a refresh token takes 4 s, past the api's 3 s
@@ -365,16 +408,7 @@ async fn a_refresh_whose_commit_answers_too_late_is_answered_as_the_rotation_it_
 #[tokio::test]
 async fn old_sessions_and_spent_tokens_are_purged_in_bounded_batches_and_live_ones_kept() {
     let env = TestEnv::new().await;
-    let pool = otp_api::db::connect(&env.database_url)
-        .await
-        .expect("the test database");
-    let users = otp_api::users::UserStore::new(
-        pool.clone(),
-        env.redis.clone(),
-        env.keys(),
-        Duration::from_secs(60),
-        Duration::from_secs(60),
-    );
+    let (pool, users) = user_store(&env).await;
     let phone = otp_shared::phone::PhoneNumber::from_e164_digits(PHONE).expect("phone");
     let mut sessions = Vec::new();
     for _ in 0..8 {
