@@ -1,6 +1,6 @@
 //! A stand-in for the app's webhook endpoint: records every request as it came (headers
 //! and body bytes, for the official Standard Webhooks verifiers to check), and answers
-//! as a test scripts it: statuses in order, or a hang.
+//! as a test scripts it: statuses in order (with a `Retry-After` or not), or a hang.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -9,7 +9,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
 /// One request the receiver got.
@@ -33,6 +34,8 @@ impl Received {
 #[derive(Clone, Copy, Debug)]
 pub enum Answer {
     Status(u16),
+    /// This status with `Retry-After: seconds`.
+    RetryAfter(u16, u64),
     /// Waits this long, then answers 204.
     Hang(Duration),
 }
@@ -94,7 +97,7 @@ impl Drop for AppReceiver {
     }
 }
 
-async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let header = |name: &str| {
         headers
             .get(name)
@@ -118,14 +121,17 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .pop_front();
+    let status =
+        |code: u16| StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     match answer {
-        Some(Answer::Status(status)) => {
-            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        Some(Answer::Status(code)) => status(code).into_response(),
+        Some(Answer::RetryAfter(code, seconds)) => {
+            (status(code), [(header::RETRY_AFTER, seconds.to_string())]).into_response()
         }
         Some(Answer::Hang(wait)) => {
             tokio::time::sleep(wait).await;
-            StatusCode::NO_CONTENT
+            StatusCode::NO_CONTENT.into_response()
         }
-        None => StatusCode::NO_CONTENT,
+        None => StatusCode::NO_CONTENT.into_response(),
     }
 }

@@ -100,6 +100,7 @@ impl EventSender {
                 self.signature(&envelope.id, timestamp, &body),
             )
             .body(body)
+            .timeout(TIMEOUT)
             .send()
             .await;
         match sent {
@@ -152,12 +153,26 @@ impl EventSender {
     }
 }
 
-/// The wait before attempt `next` (2 and up), by the schedule, and never sooner than
-/// the endpoint asked; `None` past the last attempt.
-fn wait_before(retries: &[Duration], next: u32, not_before: Option<Duration>) -> Option<Duration> {
-    let index = usize::try_from(next).ok()?.checked_sub(2)?;
-    let scheduled = *retries.get(index)?;
-    Some(not_before.map_or(scheduled, |asked| scheduled.max(asked)))
+/// The next attempt and its wait, from attempt `next` (2 and up) on: by the schedule,
+/// and when the endpoint asked for a longer wait (`Retry-After`), the first later
+/// attempt whose scheduled wait is that long, skipping the attempts in between (the
+/// last when none is). Never a wait other than its queue's: RabbitMQ expires a queue's
+/// messages only from its head, so one longer wait would hold back every event queued
+/// behind it. `None` past the last attempt.
+fn next_attempt(
+    retries: &[Duration],
+    next: u32,
+    not_before: Option<Duration>,
+) -> Option<(u32, Duration)> {
+    let first = usize::try_from(next).ok()?.checked_sub(2)?;
+    let later = retries.get(first..).filter(|later| !later.is_empty())?;
+    let asked = not_before.unwrap_or_default();
+    let index = later
+        .iter()
+        .position(|wait| *wait >= asked)
+        .unwrap_or(later.len() - 1);
+    let attempt = next.checked_add(u32::try_from(index).ok()?)?;
+    Some((attempt, later[index]))
 }
 
 fn sign(key: &hmac::Key, id: &str, timestamp: u64, body: &[u8]) -> hmac::Tag {
@@ -207,8 +222,8 @@ impl Handler for EventSender {
                 }
             }
             Attempt::Failed { why, not_before } => {
-                let next = envelope.attempt + 1;
-                let Some(wait) = wait_before(&self.retries, next, not_before) else {
+                let next = envelope.attempt.saturating_add(1);
+                let Some((next, wait)) = next_attempt(&self.retries, next, not_before) else {
                     Self::count(envelope, "dead");
                     return Outcome::Failed {
                         reason: format!("every attempt failed, the last with {why}"),
@@ -273,22 +288,27 @@ mod tests {
 
     #[test]
     fn the_schedule_gives_each_attempt_its_wait_and_honours_retry_after() {
-        let retries = [Duration::from_secs(5), Duration::from_secs(300)];
-        assert_eq!(wait_before(&retries, 2, None), Some(Duration::from_secs(5)));
+        let secs = Duration::from_secs;
+        let retries = [secs(5), secs(300), secs(1800)];
+        assert_eq!(next_attempt(&retries, 2, None), Some((2, secs(5))));
+        assert_eq!(next_attempt(&retries, 3, None), Some((3, secs(300))));
+        assert_eq!(next_attempt(&retries, 5, None), None, "past the last");
         assert_eq!(
-            wait_before(&retries, 3, None),
-            Some(Duration::from_secs(300))
-        );
-        assert_eq!(wait_before(&retries, 4, None), None, "past the last");
-        assert_eq!(
-            wait_before(&retries, 2, Some(Duration::from_secs(60))),
-            Some(Duration::from_secs(60)),
-            "not sooner than asked"
+            next_attempt(&retries, 2, Some(secs(60))),
+            Some((3, secs(300))),
+            "not sooner than asked: the first later attempt that waits long enough"
         );
         assert_eq!(
-            wait_before(&retries, 3, Some(Duration::from_secs(60))),
-            Some(Duration::from_secs(300))
+            next_attempt(&retries, 3, Some(secs(60))),
+            Some((3, secs(300)))
         );
+        assert_eq!(
+            next_attempt(&retries, 2, Some(secs(3600))),
+            Some((4, secs(1800))),
+            "longer than every wait: the last attempt, with its own wait"
+        );
+        assert_eq!(next_attempt(&retries, 2, Some(secs(5))), Some((2, secs(5))));
+        assert_eq!(next_attempt(&retries, u32::MAX, None), None);
     }
 
     #[test]

@@ -216,6 +216,65 @@ async fn a_hanging_endpoint_is_in_the_way_of_no_send_and_no_login() {
     assert!(!request_id.is_empty());
 }
 
+/// Every request for `phone`'s `otp.sent` so far.
+fn sent_events_of(receiver: &AppReceiver, phone: &str) -> Vec<Received> {
+    receiver
+        .received()
+        .into_iter()
+        .filter(|r| r.json()["type"] == "otp.sent" && r.json()["data"]["phone"] == phone)
+        .collect()
+}
+
+#[tokio::test]
+async fn an_endpoint_that_never_answers_gets_the_event_again_after_ten_seconds() {
+    let receiver = AppReceiver::start().await;
+    receiver.script(&[Answer::Hang(Duration::from_secs(600))]);
+    let (env, _api, _worker) = events_env_of(&receiver, SECRET, "otp.sent").await;
+    env.send_accepted(PHONE).await;
+    // Before, a post had no time limit: it waited for ever, the event with it.
+    let attempts = eventually("a second attempt", DEADLINE * 2, || async {
+        let sent = sent_events_of(&receiver, PHONE);
+        (sent.len() >= 2).then_some(sent)
+    })
+    .await;
+    assert_eq!(attempts[0].id, attempts[1].id, "one webhook-id");
+    let waited = attempts[1].at.duration_since(attempts[0].at);
+    assert!(
+        waited >= Duration::from_secs(10),
+        "given up after the 10 s limit, then retried: {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_long_retry_after_holds_back_no_other_event() {
+    let receiver = AppReceiver::start().await;
+    // The first event's first attempt: 503 and an hour's Retry-After; the next two
+    // requests, whichever event they are: a plain 500.
+    receiver.script(&[
+        Answer::RetryAfter(503, 3600),
+        Answer::Status(500),
+        Answer::Status(500),
+    ]);
+    let (env, _api, _worker) = events_env_of(&receiver, SECRET, "otp.sent").await;
+    let first = "919876543211";
+    env.send_accepted(first).await;
+    eventually("the first event's first attempt", DEADLINE, || async {
+        (!sent_events_of(&receiver, first).is_empty()).then_some(())
+    })
+    .await;
+    env.send_accepted(PHONE).await;
+    // Before, the first event waited its hour at the head of the queue of second
+    // attempts, and the second event's 1 s retry waited behind it.
+    for phone in [first, PHONE] {
+        eventually(
+            &format!("{phone}'s event posted again"),
+            DEADLINE,
+            || async { (sent_events_of(&receiver, phone).len() >= 2).then_some(()) },
+        )
+        .await;
+    }
+}
+
 #[tokio::test]
 async fn with_two_secrets_each_signature_verifies_on_its_own() {
     let receiver = AppReceiver::start().await;
