@@ -206,8 +206,16 @@ pub struct ApiConfig {
 impl ApiArgs {
     pub fn validate(self) -> Result<ApiConfig, ConfigError> {
         let common = self.common.validate()?;
-        // Refuse budgets that could not deliver a single code before it expires.
-        common.budgets.capacity(common.otp_ttl).check()?;
+        // Refuse budgets that could not deliver a single new code before it expires
+        // (new codes are admitted as if they lived the re-send reserve less).
+        let reserve = otp_shared::redis::admission::reserve_for(
+            common.otp_ttl,
+            Duration::from_secs(self.resend_cooldown_seconds),
+        );
+        common
+            .budgets
+            .capacity(common.otp_ttl.saturating_sub(reserve))
+            .check()?;
         otp_shared::config::real_url_password("DATABASE_URL", &self.database_url, common.dev_mode)?;
         let token_keys = match self.jwt_algorithm {
             JwtAlgorithm::Hs256 => KeySet::hs256(&real_secret(

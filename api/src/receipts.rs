@@ -212,7 +212,10 @@ impl ReceiptStore {
     }
 
     /// Applies a Twilio status callback to the SMS delivery it names. Twilio's
-    /// callbacks carry no time of their own: the event is taken as happening now.
+    /// callbacks carry no time of their own: the event is taken as happening now. A
+    /// fallback's failure leaves the code alone: the WhatsApp message it stood in for
+    /// may still arrive (a late receipt, a phone back online), and the code lapses at
+    /// its expiry.
     pub async fn apply_sms(&self, receipt: &SmsReceipt) -> redis::RedisResult<Applied> {
         let Some(happened) = happened(&receipt.event) else {
             return Ok(Applied::UnknownSend);
@@ -221,7 +224,7 @@ impl ReceiptStore {
             .apply(&ReceiptUpdate {
                 request_id: receipt.request_id,
                 delivery: receipt.delivery,
-                keep_code: false,
+                keep_code: receipt.delivery == Delivery::Fallback,
                 phone: receipt.phone.as_ref(),
                 happened,
                 at_ms: otp_shared::now_ms(),

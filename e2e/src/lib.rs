@@ -493,12 +493,24 @@ impl TestEnv {
     /// Starts the api the request helpers talk to with SMS on: SMS may go to the
     /// calling codes in `countries`, and Twilio's callbacks come to this api.
     pub async fn start_sms_api(&mut self, countries: &str, extra: &[&str]) -> Running {
+        self.start_sms_api_with(countries, extra, |_| {}).await
+    }
+
+    /// [`Self::start_sms_api`], its settings changed by `change` (another broker URL, …).
+    pub async fn start_sms_api_with(
+        &mut self,
+        countries: &str,
+        extra: &[&str],
+        change: impl FnOnce(&mut ApiConfig),
+    ) -> Running {
         let (running, url) = self
             .spawn_api_on(|url| {
                 let mut args = sms_args(&twilio_callback_url(url), countries);
                 args.extend(extra.iter().map(|&arg| arg.to_owned()));
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                self.api_config_with(&args)
+                let mut config = self.api_config_with(&args);
+                change(&mut config);
+                config
             })
             .await;
         self.api_url = url;

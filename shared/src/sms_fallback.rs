@@ -65,6 +65,13 @@ impl FellBack {
     pub const LABELS: [&'static str; 4] = ["sms", "not_allowed", "over_budget", "needless"];
 }
 
+/// Whether the caller repeats a fallback that failed (the worker hands its job back).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Repeat {
+    Yes,
+    No,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum FallbackError {
     #[error("redis: {0}")]
@@ -134,7 +141,28 @@ impl SmsFallback {
         job: &SendJob,
         trigger: Trigger,
     ) -> Result<FellBack, FallbackError> {
-        let fell_back = self.try_fall_back(job, trigger).await?;
+        self.fall_back_as(job, trigger, Repeat::Yes).await
+    }
+
+    /// [`Self::fall_back`] for a caller that does not repeat it (the api, answering a
+    /// failure receipt WATI does not send again): when the SMS job cannot be published,
+    /// the fallback is undone and its count given back, so that the caller can retire
+    /// the code, rather than left begun for a repeat that never comes.
+    pub async fn fall_back_once(
+        &self,
+        job: &SendJob,
+        trigger: Trigger,
+    ) -> Result<FellBack, FallbackError> {
+        self.fall_back_as(job, trigger, Repeat::No).await
+    }
+
+    async fn fall_back_as(
+        &self,
+        job: &SendJob,
+        trigger: Trigger,
+        repeat: Repeat,
+    ) -> Result<FellBack, FallbackError> {
+        let fell_back = self.try_fall_back(job, trigger, repeat).await?;
         let country = self.settings.country_of(&job.phone).unwrap_or("other");
         metrics::counter!(
             crate::metrics::FALLBACKS,
@@ -169,6 +197,7 @@ impl SmsFallback {
         &self,
         job: &SendJob,
         trigger: Trigger,
+        repeat: Repeat,
     ) -> Result<FellBack, FallbackError> {
         if !self.allows(job) {
             return Ok(FellBack::NotAllowed);
@@ -206,12 +235,31 @@ impl SmsFallback {
             }
         }
         // A publish that fails keeps the count: the repeat that publishes the job again
-        // finds the fallback begun, and counts nothing.
-        self.publisher.publish(&job.clone().by_sms(true)).await?;
+        // finds the fallback begun, and counts nothing. Without a repeat, it is undone.
+        if let Err(e) = self.publisher.publish(&job.clone().by_sms(true)).await {
+            if repeat == Repeat::No && begun == Begun::New {
+                self.abandon(job, minute).await;
+            }
+            return Err(e.into());
+        }
         if begun == Begun::New {
             metrics::counter!(crate::metrics::SMS_BUDGET_USED).increment(1);
         }
         Ok(FellBack::BySms)
+    }
+
+    async fn abandon(&self, job: &SendJob, minute: Option<u64>) {
+        match self
+            .records
+            .abandon(&job.phone, job.request_id, "could not be queued")
+            .await
+        {
+            Ok(true) => self.give_back(minute).await,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(request_id = %job.request_id, error = %e, "could not undo a fallback whose SMS job was not published; the code lapses at its expiry");
+            }
+        }
     }
 
     async fn give_back(&self, minute: Option<u64>) {

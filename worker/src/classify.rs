@@ -96,6 +96,16 @@ impl Refusal {
         }
     }
 
+    /// Whether the refusal is the recipient's (not on WhatsApp, refused, left out),
+    /// which another channel may get past, rather than ours: a key, a template, an
+    /// address that is wrong refuses every send alike, and would send every code by SMS.
+    pub fn is_the_recipients(self) -> bool {
+        matches!(
+            self,
+            Refusal::InvalidNumber | Refusal::RecipientError | Refusal::NotListed
+        )
+    }
+
     /// The `result` label of a recipient refused this way.
     pub fn label(self) -> &'static str {
         match self {

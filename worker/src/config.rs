@@ -357,6 +357,15 @@ impl WorkerArgs {
             .twilio
             .clone()
             .validate(common.sms.clone(), common.dev_mode)?;
+        // v1's receipts name no send: no timer would ever find its send delivered.
+        if budgets.api_version == WatiApiVersion::V1
+            && sms.as_ref().is_some_and(|sms| sms.fallback_after.is_some())
+        {
+            return Err(ConfigError::Invalid {
+                name: "FALLBACK_AFTER_SECONDS",
+                problem: "must be 0 with WATI_API_VERSION=v1: its receipts name no send, so every code would also go by SMS",
+            });
+        }
         Ok(WorkerConfig {
             common,
             wati,
@@ -560,5 +569,29 @@ mod tests {
         ])
         .expect("valid");
         assert!(off.sms.is_none());
+    }
+
+    #[test]
+    fn with_wati_v1_sms_goes_only_on_a_failure() {
+        let v1 = |after: &str| {
+            with_sms(&[
+                "--twilio-account-sid",
+                SID,
+                "--twilio-from",
+                "+14155552671",
+                "--wati-api-version",
+                "v1",
+                "--fallback-after-seconds",
+                after,
+            ])
+        };
+        let refused = v1("30").err().map(|e| e.to_string());
+        assert!(
+            refused
+                .as_deref()
+                .is_some_and(|e| e.starts_with("FALLBACK_AFTER_SECONDS must be 0")),
+            "{refused:?}"
+        );
+        assert!(v1("0").is_ok());
     }
 }

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::batcher::{Batcher, BatcherSettings, CallResult, Outgoing};
-use crate::classify::{Provider, Verdict};
+use crate::classify::{Provider, Refusal, Verdict};
 use crate::config::{RetryConfig, WorkerConfig};
 use crate::retry::RetrySchedule;
 use crate::templates::Templates;
@@ -412,7 +412,7 @@ impl<C: Courier> Deliverer<C> {
                 let reason = refusal.reason(C::PROVIDER);
                 // The SMS job goes first: should it not publish, the job comes back and
                 // is still a send to make, not a failure on record.
-                let by_sms = match self.fall_back(job).await {
+                let by_sms = match self.fall_back(job, refusal).await {
                     Ok(by_sms) => by_sms,
                     Err(FallbackError::Redis(e)) => return Err(e),
                     Err(FallbackError::Publish(e)) => {
@@ -454,13 +454,13 @@ impl<C: Courier> Deliverer<C> {
         }
     }
 
-    /// Sends the code of a WhatsApp send WATI refused by SMS, where SMS is on; whether
-    /// an SMS carries it now.
-    async fn fall_back(&self, job: &SendJob) -> Result<bool, FallbackError> {
+    /// Sends the code of a WhatsApp send WATI refused by SMS, where SMS is on and the
+    /// refusal is the recipient's; whether an SMS carries it now.
+    async fn fall_back(&self, job: &SendJob, refusal: Refusal) -> Result<bool, FallbackError> {
         let Some(fallback) = &self.fallback else {
             return Ok(false);
         };
-        if job.channel != JobChannel::Whatsapp {
+        if job.channel != JobChannel::Whatsapp || !refusal.is_the_recipients() {
             return Ok(false);
         }
         let fell_back = fallback.sms.fall_back(job, Trigger::Refused).await?;

@@ -99,7 +99,7 @@ pub async fn wati(
 /// its 200: the receipt is recorded, and a retry of it would change nothing.
 async fn fall_back(state: &AppState, job: &SendJob) {
     let Some(sms) = &state.sms else { return };
-    let retire = match sms.fallback.fall_back(job, Trigger::Receipt).await {
+    let retire = match sms.fallback.fall_back_once(job, Trigger::Receipt).await {
         Ok(FellBack::BySms | FellBack::Needless(_)) => false,
         Ok(FellBack::NotAllowed | FellBack::OverBudget) => true,
         Err(e) => {

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use otp_e2e::proxy::Proxy;
 use otp_e2e::{DEADLINE, Running, TestEnv, eventually, twilio_callback_url};
 use serde_json::{Value, json};
 use wati_sandbox::{ScriptedReply, ScriptedSms, SmsOutcome};
@@ -32,6 +33,46 @@ async fn sms_env(fallback_after: Duration) -> (TestEnv, Running, Running) {
         .start_worker_with(env.sms_worker_config(SMS_COUNTRIES, fallback_after))
         .await;
     (env, api, worker)
+}
+
+/// WATI accepts `phone`'s next message, and WhatsApp fails it with `code`.
+fn whatsapp_fails(env: &TestEnv, phone: &str, code: &str) {
+    script_whatsapp(
+        env,
+        phone,
+        ScriptedReply {
+            failed_code: Some(code.into()),
+            ..ScriptedReply::default()
+        },
+    );
+}
+
+/// WATI accepts `phone`'s next message, and no receipt of it comes.
+fn whatsapp_is_silent(env: &TestEnv, phone: &str) {
+    script_whatsapp(
+        env,
+        phone,
+        ScriptedReply {
+            no_receipts: Some(true),
+            ..ScriptedReply::default()
+        },
+    );
+}
+
+/// WATI says `phone` is not on WhatsApp.
+fn not_on_whatsapp(env: &TestEnv, phone: &str) {
+    script_whatsapp(
+        env,
+        phone,
+        ScriptedReply {
+            valid_whatsapp_number: Some(false),
+            ..ScriptedReply::default()
+        },
+    );
+}
+
+fn script_whatsapp(env: &TestEnv, phone: &str, reply: ScriptedReply) {
+    env.sandbox.script(phone, vec![reply]);
 }
 
 /// The code an SMS carries: the digits it starts with (`SMS_TEXT`'s default).
@@ -87,13 +128,7 @@ async fn timers_checked(env: &TestEnv, worker: Running) {
 #[tokio::test]
 async fn a_number_not_on_whatsapp_gets_its_code_by_sms_once_and_it_logs_in() {
     let (env, _api, _worker) = sms_env(Duration::ZERO).await;
-    env.sandbox.script(
-        UK_PHONE,
-        vec![ScriptedReply {
-            valid_whatsapp_number: Some(false),
-            ..ScriptedReply::default()
-        }],
-    );
+    not_on_whatsapp(&env, UK_PHONE);
     let request_id = env.send_accepted(&format!("+{UK_PHONE}")).await;
     let sms = wait_for_sms(&env, UK_PHONE, 1).await;
     let status = wait_for_delivery(&env, &request_id, "sms", "delivered").await;
@@ -117,13 +152,7 @@ async fn a_number_not_on_whatsapp_gets_its_code_by_sms_once_and_it_logs_in() {
 #[tokio::test]
 async fn a_failure_receipt_sends_the_same_code_by_sms() {
     let (env, _api, _worker) = sms_env(Duration::ZERO).await;
-    env.sandbox.script(
-        UK_PHONE,
-        vec![ScriptedReply {
-            failed_code: Some("131026".into()),
-            ..ScriptedReply::default()
-        }],
-    );
+    whatsapp_fails(&env, UK_PHONE, "131026");
     let request_id = env.send_accepted(UK_PHONE).await;
     let whatsapp = env.wait_for_messages(UK_PHONE, 1).await;
     let sms = wait_for_sms(&env, UK_PHONE, 1).await;
@@ -139,13 +168,7 @@ async fn a_failure_receipt_sends_the_same_code_by_sms() {
 #[tokio::test]
 async fn no_receipt_in_time_sends_the_same_code_by_sms() {
     let (env, _api, _worker) = sms_env(Duration::from_secs(1)).await;
-    env.sandbox.script(
-        UK_PHONE,
-        vec![ScriptedReply {
-            no_receipts: Some(true),
-            ..ScriptedReply::default()
-        }],
-    );
+    whatsapp_is_silent(&env, UK_PHONE);
     let request_id = env.send_accepted(UK_PHONE).await;
     let whatsapp = env.wait_for_messages(UK_PHONE, 1).await;
     let sms = wait_for_sms(&env, UK_PHONE, 1).await;
@@ -159,13 +182,7 @@ async fn a_failure_receipt_and_a_timer_that_meet_send_one_sms() {
     // The failure receipt comes at once; the timer runs out a second later and finds
     // the fallback begun.
     let (env, _api, worker) = sms_env(Duration::from_secs(1)).await;
-    env.sandbox.script(
-        UK_PHONE,
-        vec![ScriptedReply {
-            failed_code: Some("131049".into()),
-            ..ScriptedReply::default()
-        }],
-    );
+    whatsapp_fails(&env, UK_PHONE, "131049");
     env.send_accepted(UK_PHONE).await;
     wait_for_sms(&env, UK_PHONE, 1).await;
     timers_checked(&env, worker).await;
@@ -189,33 +206,18 @@ async fn a_code_delivered_in_time_goes_by_no_sms() {
 #[tokio::test]
 async fn a_country_without_sms_gets_none_and_its_failed_code_is_deleted() {
     let (env, _api, _worker) = sms_env(Duration::ZERO).await;
-    env.sandbox.script(
-        INDIA_PHONE,
-        vec![ScriptedReply {
-            valid_whatsapp_number: Some(false),
-            ..ScriptedReply::default()
-        }],
-    );
+    not_on_whatsapp(&env, INDIA_PHONE);
     let request_id = env.send_accepted(INDIA_PHONE).await;
     env.wait_for_status(&request_id, "failed").await;
     let (status, body) = env.verify(INDIA_PHONE, "123456").await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (404, Some("OTP_NOT_FOUND")),
-        "{body}"
-    );
+    assert_refused(status, &body, 404, "OTP_NOT_FOUND");
     assert!(env.sandbox.sms_calls(INDIA_PHONE).is_empty());
 }
 
 #[tokio::test]
 async fn the_app_can_ask_for_sms_and_is_refused_where_it_is_not_allowed() {
     let (env, _api, _worker) = sms_env(Duration::ZERO).await;
-    let (status, body) = env
-        .post(
-            "/api/auth/send-otp",
-            json!({"phone": UK_PHONE, "channel": "sms"}),
-        )
-        .await;
+    let (status, body) = sms_asked(&env, UK_PHONE).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["channel"], "sms");
     assert_eq!(body["smsAvailable"], true);
@@ -230,12 +232,7 @@ async fn the_app_can_ask_for_sms_and_is_refused_where_it_is_not_allowed() {
     let (verified, _) = env.verify(UK_PHONE, &code_in(&sms[0].text)).await;
     assert_eq!(verified, 200);
 
-    let (status, body) = env
-        .post(
-            "/api/auth/send-otp",
-            json!({"phone": INDIA_PHONE, "channel": "sms"}),
-        )
-        .await;
+    let (status, body) = sms_asked(&env, INDIA_PHONE).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["code"], "CHANNEL_NOT_ALLOWED");
     assert_eq!(body["message"], "SMS to this country is not enabled");
@@ -247,36 +244,38 @@ async fn the_app_can_ask_for_sms_and_is_refused_where_it_is_not_allowed() {
 async fn without_sms_the_app_asking_for_it_is_refused() {
     let mut env = TestEnv::new().await;
     let _api = env.start_api().await;
-    let (status, body) = env
-        .post(
-            "/api/auth/send-otp",
-            json!({"phone": UK_PHONE, "channel": "sms"}),
-        )
-        .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (400, Some("CHANNEL_NOT_ALLOWED"))
-    );
+    let (status, body) = sms_asked(&env, UK_PHONE).await;
+    assert_refused(status, &body, 400, "CHANNEL_NOT_ALLOWED");
     let (status, body) = env
         .post(
             "/api/auth/send-otp",
             json!({"phone": UK_PHONE, "channel": "pigeon"}),
         )
         .await;
+    assert_refused(status, &body, 400, "INVALID_REQUEST");
+}
+
+/// The answer was `status` with the error `code`.
+fn assert_refused(status: u16, body: &Value, expected: u16, code: &str) {
     assert_eq!(
         (status, body["code"].as_str()),
-        (400, Some("INVALID_REQUEST"))
+        (expected, Some(code)),
+        "{body}"
     );
+}
+
+/// The answer to asking for `phone`'s code by SMS.
+async fn sms_asked(env: &TestEnv, phone: &str) -> (u16, Value) {
+    env.post(
+        "/api/auth/send-otp",
+        json!({"phone": phone, "channel": "sms"}),
+    )
+    .await
 }
 
 /// Asks for `phone`'s code by SMS; its request id.
 async fn ask_for_sms(env: &TestEnv, phone: &str) -> String {
-    let (status, body) = env
-        .post(
-            "/api/auth/send-otp",
-            json!({"phone": phone, "channel": "sms"}),
-        )
-        .await;
+    let (status, body) = sms_asked(env, phone).await;
     assert_eq!(status, 202, "{body}");
     body["requestId"].as_str().expect("requestId").to_owned()
 }
@@ -379,10 +378,7 @@ async fn an_invalid_number_fails_for_good_and_its_code_is_deleted() {
     );
     assert_eq!(env.sandbox.sms_calls(UK_PHONE).len(), 1, "no retry");
     let (verify, body) = env.verify(UK_PHONE, "123456").await;
-    assert_eq!(
-        (verify, body["code"].as_str()),
-        (404, Some("OTP_NOT_FOUND"))
-    );
+    assert_refused(verify, &body, 404, "OTP_NOT_FOUND");
 }
 
 #[tokio::test]
@@ -416,13 +412,7 @@ async fn rate_limits_and_server_errors_are_retried_with_the_same_code() {
 #[tokio::test]
 async fn the_fallback_timer_outlives_the_worker_that_set_it() {
     let (env, _api, worker) = sms_env(Duration::from_secs(2)).await;
-    env.sandbox.script(
-        UK_PHONE,
-        vec![ScriptedReply {
-            no_receipts: Some(true),
-            ..ScriptedReply::default()
-        }],
-    );
+    whatsapp_is_silent(&env, UK_PHONE);
     let request_id = env.send_accepted(UK_PHONE).await;
     env.wait_for_status(&request_id, "sent").await;
     // The timer waits in RabbitMQ, not in the worker that set it.
@@ -454,29 +444,114 @@ async fn an_sms_asked_for_counts_as_a_send_of_the_code_and_against_the_sms_budge
     let by_sms = ask_for_sms(&env, UK_PHONE).await;
     assert_ne!(first, by_sms);
     // The code's third send, by SMS or not, is past MAX_SENDS_PER_CODE.
-    let (status, body) = env
-        .post(
-            "/api/auth/send-otp",
-            json!({"phone": UK_PHONE, "channel": "sms"}),
-        )
-        .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (429, Some("RATE_LIMITED")),
-        "{body}"
-    );
+    let (status, body) = sms_asked(&env, UK_PHONE).await;
+    assert_refused(status, &body, 429, "RATE_LIMITED");
     // Another phone's SMS is past SMS_SENDS_PER_MINUTE; its WhatsApp send is not.
     let other = "447911123459";
-    let (status, body) = env
-        .post(
-            "/api/auth/send-otp",
-            json!({"phone": other, "channel": "sms"}),
-        )
-        .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (429, Some("RATE_LIMITED")),
-        "{body}"
-    );
+    let (status, body) = sms_asked(&env, other).await;
+    assert_refused(status, &body, 429, "RATE_LIMITED");
     env.send_accepted(other).await;
+}
+
+#[tokio::test]
+async fn an_sms_refused_by_the_sms_budget_leaves_the_code_to_its_whatsapp_send() {
+    let mut env = TestEnv::new().await;
+    let _api = env
+        .start_sms_api(SMS_COUNTRIES, &["--sms-sends-per-minute", "1"])
+        .await;
+    // Another phone spends the minute's SMS.
+    ask_for_sms(&env, "447911123459").await;
+    env.send_accepted(UK_PHONE).await;
+    let (status, body) = sms_asked(&env, UK_PHONE).await;
+    assert_refused(status, &body, 429, "RATE_LIMITED");
+    // Before, the refused SMS still held the code as carried by it: no fallback for
+    // the WhatsApp send, and a failed one did not retire it.
+    let phone = otp_shared::phone::PhoneNumber::from_e164_digits(UK_PHONE).expect("phone");
+    let holder: Option<String> = redis::cmd("HGET")
+        .arg(env.keys().otp(&phone))
+        .arg(otp_shared::redis::records::code::FALLBACK)
+        .query_async(&mut env.redis.clone())
+        .await
+        .expect("the code record");
+    assert_eq!(holder, None);
+    let sends: Option<u32> = redis::cmd("HGET")
+        .arg(env.keys().otp(&phone))
+        .arg(otp_shared::redis::records::code::SENDS)
+        .query_async(&mut env.redis.clone())
+        .await
+        .expect("the code record");
+    assert_eq!(sends, Some(1), "the refused re-send is taken back");
+}
+
+#[tokio::test]
+async fn a_failure_receipt_whose_sms_cannot_be_queued_retires_the_code() {
+    let mut env = TestEnv::new().await;
+    // The api reaches RabbitMQ through a proxy the test cuts; the worker does not.
+    let proxy = Proxy::start("127.0.0.1:5672").await;
+    let amqp_url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port());
+    let _api = env
+        .start_sms_api_with(SMS_COUNTRIES, &[], |config| {
+            config.common.amqp_url = amqp_url;
+        })
+        .await;
+    // The failure receipt comes two seconds after WATI accepts the message.
+    env.enable_receipts(Duration::from_secs(2), Duration::from_secs(3600), 1, false);
+    let _worker = env
+        .start_worker_with(env.sms_worker_config(SMS_COUNTRIES, Duration::ZERO))
+        .await;
+    whatsapp_fails(&env, UK_PHONE, "131026");
+    let request_id = env.send_accepted(UK_PHONE).await;
+    let whatsapp = env.wait_for_messages(UK_PHONE, 1).await;
+    proxy.cut();
+    let status = wait_for_delivery(&env, &request_id, "sms", "failed").await;
+    assert_eq!(status["deliveries"][0]["status"], "failed", "{status}");
+    proxy.restore();
+    // Before, the code stayed held for an SMS that never went, until it expired.
+    let (verified, body) = env.verify(UK_PHONE, &whatsapp[0].code).await;
+    assert_refused(verified, &body, 404, "OTP_NOT_FOUND");
+    assert!(env.sandbox.sms_calls(UK_PHONE).is_empty());
+}
+
+#[tokio::test]
+async fn a_fallback_sms_that_fails_leaves_the_code_whatsapp_may_still_bring() {
+    let (env, _api, _worker) = sms_env(Duration::from_secs(1)).await;
+    // WATI accepts the message and no receipt comes (a phone offline): the timer sends
+    // the code by SMS, and the carrier cannot deliver it.
+    whatsapp_is_silent(&env, UK_PHONE);
+    env.sandbox.script_sms(
+        UK_PHONE,
+        vec![ScriptedSms {
+            outcome: Some(SmsOutcome::Undelivered),
+            ..ScriptedSms::default()
+        }],
+    );
+    let request_id = env.send_accepted(UK_PHONE).await;
+    let whatsapp = env.wait_for_messages(UK_PHONE, 1).await;
+    wait_for_delivery(&env, &request_id, "sms", "failed").await;
+    // The phone comes back online with the WhatsApp message. Before, the SMS's
+    // failure had deleted the code.
+    let (verified, body) = env.verify(UK_PHONE, &whatsapp[0].code).await;
+    assert_eq!(verified, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_refusal_of_ours_and_not_the_recipients_sends_no_sms() {
+    let (env, _api, _worker) = sms_env(Duration::ZERO).await;
+    // A key WATI no longer takes refuses every send alike: SMS would not be a way
+    // around the recipient's trouble but a copy of every code at SMS prices.
+    env.sandbox.script(
+        UK_PHONE,
+        vec![ScriptedReply {
+            status: Some(401),
+            ..ScriptedReply::default()
+        }],
+    );
+    let request_id = env.send_accepted(UK_PHONE).await;
+    let status = env.wait_for_status(&request_id, "failed").await;
+    assert_eq!(
+        status["deliveries"].as_array().map(Vec::len),
+        Some(1),
+        "{status}"
+    );
+    assert!(env.sandbox.sms_calls(UK_PHONE).is_empty());
 }

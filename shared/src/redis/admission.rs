@@ -85,10 +85,11 @@ pub struct Admission {
 /// there for re-sends: a re-send whose code is at most this old always fits in it, its
 /// code having at least the life new codes were counted with. Twice the resend cooldown
 /// (the earliest a user can ask again, and once more), and at least a tenth of a code's
-/// life. (A share of the room was not enough: a re-send after the cooldown has that
-/// much less life, and so that much less room, as new codes took, and got none.)
+/// life, but never more than half of it, or a long cooldown would leave new codes no
+/// room at all. (A share of the room was not enough: a re-send after the cooldown has
+/// that much less life, and so that much less room, as new codes took, and got none.)
 pub fn reserve_for(code_ttl: Duration, resend_cooldown: Duration) -> Duration {
-    (resend_cooldown * 2).max(code_ttl / 10)
+    (resend_cooldown * 2).max(code_ttl / 10).min(code_ttl / 2)
 }
 
 impl Admission {
@@ -167,5 +168,20 @@ impl Admission {
             .arg(request_id.to_string())
             .exec_async(&mut self.redis.clone())
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reserve_is_twice_the_cooldown_at_least_a_tenth_and_at_most_half_the_life() {
+        let secs = Duration::from_secs;
+        assert_eq!(reserve_for(secs(300), secs(30)), secs(60));
+        assert_eq!(reserve_for(secs(300), secs(5)), secs(30));
+        // Before, 60 s codes with a 30 s cooldown were all reserve: no new code got in.
+        assert_eq!(reserve_for(secs(60), secs(30)), secs(30));
+        assert_eq!(reserve_for(secs(120), secs(60)), secs(60));
     }
 }

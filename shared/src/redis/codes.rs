@@ -535,9 +535,13 @@ mod tests {
         );
         assert!(VerifyOutcome::from_redis_value(bulk(&["maybe", "0"])).is_err());
         let id = Uuid::new_v4().to_string();
-        assert!(SendReply::from_redis_value(bulk(&["resend", &id, "1000"])).is_ok());
-        assert!(SendReply::from_redis_value(bulk(&["new", "not-a-uuid", "1000"])).is_err());
-        assert!(SendReply::from_redis_value(bulk(&["queued", &id, "1000"])).is_err());
+        assert!(SendReply::from_redis_value(bulk(&["resend", &id, "1000", "1"])).is_ok());
+        assert!(SendReply::from_redis_value(bulk(&["new", "not-a-uuid", "1000", "0"])).is_err());
+        assert!(SendReply::from_redis_value(bulk(&["queued", &id, "1000", "0"])).is_err());
+        assert!(
+            SendReply::from_redis_value(bulk(&["resend", &id, "1000"])).is_err(),
+            "send.lua always says whether the code was received"
+        );
         assert_eq!(
             Finished::from_redis_value(Value::Int(0)).ok(),
             Some(Finished::Lapsed)

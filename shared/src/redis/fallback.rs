@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::conn::RedisConn;
 use super::keys::{Delivery, Keys};
 use super::records;
-use super::scripts::{Argv, BEGIN_FALLBACK, Lua, RETIRE_CODE, ScriptArgs};
+use super::scripts::{ABANDON_FALLBACK, Argv, BEGIN_FALLBACK, Lua, RETIRE_CODE, ScriptArgs};
 use super::status::STATUS_TTL_SECONDS;
 use super::words::fallback as word;
 use crate::phone::PhoneNumber;
@@ -123,6 +123,40 @@ impl Fallbacks {
             .key(self.keys.status(phone, request_id))
             .invoke_async(&mut self.redis.clone())
             .await
+    }
+
+    /// Undoes the fallback of request `request_id` to `phone`, begun but its SMS job
+    /// not published, unless a worker is delivering it: the fallback's status fails
+    /// with `reason`, and the code is carried by its SMS no more. Whether it was undone.
+    pub async fn abandon(
+        &self,
+        phone: &PhoneNumber,
+        request_id: Uuid,
+        reason: &str,
+    ) -> redis::RedisResult<bool> {
+        AbandonFallbackArgs { request_id, reason }
+            .invocation()
+            .key(self.keys.otp(phone))
+            .key(self.keys.status_of(phone, request_id, Delivery::Fallback))
+            .invoke_async(&mut self.redis.clone())
+            .await
+    }
+}
+
+/// abandon_fallback.lua's arguments.
+pub(crate) struct AbandonFallbackArgs<'a> {
+    pub request_id: Uuid,
+    pub reason: &'a str,
+}
+
+impl ScriptArgs for AbandonFallbackArgs<'_> {
+    fn script() -> &'static Lua {
+        &ABANDON_FALLBACK
+    }
+
+    fn write(&self, argv: &mut Argv) {
+        let Self { request_id, reason } = self;
+        argv.push(request_id.to_string()).push(*reason);
     }
 }
 

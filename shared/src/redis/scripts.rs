@@ -198,6 +198,7 @@ lua!(
     ]
 );
 lua!(RETIRE_CODE, "retire_code.lua", &[]);
+lua!(ABANDON_FALLBACK, "abandon_fallback.lua", &[]);
 
 #[cfg(test)]
 mod tests {
@@ -216,7 +217,7 @@ mod tests {
     use crate::redis::delivery::{
         CountCallArgs, EndDeliveryArgs, MarkSentArgs, Retire, StartDeliveryArgs,
     };
-    use crate::redis::fallback::{BeginFallbackArgs, RetireCodeArgs};
+    use crate::redis::fallback::{AbandonFallbackArgs, BeginFallbackArgs, RetireCodeArgs};
     use crate::redis::lease::HoldLeaseArgs;
     use crate::redis::receipts::{Happened, ReceiptArgs};
     use crate::redis::send_budget::SendsPerMinuteArgs;
@@ -241,6 +242,7 @@ mod tests {
         &HOLD_CALLS,
         &BEGIN_FALLBACK,
         &RETIRE_CODE,
+        &ABANDON_FALLBACK,
     ];
 
     /// Every script file in `lua/` is one of [`ALL`].
@@ -434,6 +436,10 @@ mod tests {
             written(&HoldCallsArgs { hold: ms }),
             written(&BeginFallbackArgs { request_id: id }),
             written(&RetireCodeArgs),
+            written(&AbandonFallbackArgs {
+                request_id: id,
+                reason: "reason",
+            }),
         ]
     }
 

@@ -14,6 +14,11 @@ if redis.call('HGET', KEYS[1], {{code.code_id}}) == ARGV[2] then
   else
     redis.call('HINCRBY', KEYS[1], {{code.sends}}, -1)
     redis.call('HDEL', KEYS[1], {{code.send_prefix}} .. ARGV[3])
+    -- An SMS re-send that never went carries the code no more: the WhatsApp send's
+    -- fallback and retiring stay its.
+    if redis.call('HGET', KEYS[1], {{code.fallback}}) == ARGV[3] then
+      redis.call('HDEL', KEYS[1], {{code.fallback}})
+    end
   end
 end
 if redis.call('GET', KEYS[2]) == ARGV[3] then
