@@ -47,6 +47,7 @@ pub async fn run(settings: &Settings<'_>, half: &Half<'_>) -> anyhow::Result<(Va
         worker_concurrency: None,
         log_level: settings.log_level,
         webhook_secret: None,
+        sms: None,
         budgets: StackBudgets {
             api_version: half.api_version,
             calls_per_10s: settings.calls_per_10s,

@@ -77,6 +77,7 @@ pub async fn run(settings: &Settings<'_>, phones: &[PhoneNumber]) -> anyhow::Res
         worker_concurrency: Some(settings.worker_concurrency),
         log_level: settings.log_level,
         webhook_secret: None,
+        sms: None,
         budgets: StackBudgets {
             api_version: "v3",
             calls_per_10s: 0,

@@ -12,6 +12,8 @@
 //! 7. `login`: verify-otp at a steady rate for delivered codes, first and returning
 //!    logins, with their CPU in the api, PostgreSQL and Redis;
 //! 8. `tokens`: signing and checking one access token with HS256, EdDSA and ES256;
+//! 9. `reach`: the same UK phones, some not on WhatsApp, failed or never heard of, with
+//!    WhatsApp only and then with the SMS fallback: who ends up with a code in hand;
 //!
 //! then the peak RSS of the api and workers. One JSON line per stage on stdout.
 
@@ -20,6 +22,7 @@ mod ceiling;
 mod load;
 mod login;
 mod phones;
+mod reach;
 mod receipts;
 mod stack;
 mod stats;
@@ -47,6 +50,7 @@ enum Stage {
     Receipts,
     Login,
     Tokens,
+    Reach,
 }
 
 /// Measures the OTP gateway: ceiling, burst intake, delivery, steady load, memory.
@@ -113,6 +117,25 @@ struct Args {
     /// Logins a second in the login stage.
     #[arg(long, default_value_t = 500)]
     login_rate: u32,
+    /// Phones in the reach stage: the same phones (distinct UK mobiles) go through each
+    /// half, WhatsApp only and with fallback, so that both meet the same fates.
+    #[arg(long, default_value_t = 10_000)]
+    reach_requests: usize,
+    /// FALLBACK_AFTER_SECONDS of the reach stage's half with fallback.
+    #[arg(long, default_value_t = 10)]
+    reach_fallback_after_seconds: u64,
+    /// The code's life (OTP_TTL_SECONDS) in the reach stage: the longest it waits.
+    #[arg(long, default_value_t = 300)]
+    reach_ttl_seconds: u64,
+    /// Before each half's burst the reach stage waits, this long at most, for a second
+    /// in which the machine is less than 10% busy.
+    #[arg(long, default_value_t = 60)]
+    reach_quiet_start_seconds: u64,
+    /// The reach stage stops waiting once nothing has changed this long (at least the
+    /// fallback timer and 5 s more): with WhatsApp only, a send without a receipt never
+    /// settles.
+    #[arg(long, default_value_t = 30)]
+    reach_quiet_seconds: u64,
     /// Tokens signed and checked per algorithm in the tokens stage.
     #[arg(long, default_value_t = 20_000)]
     token_count: usize,
@@ -124,7 +147,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ceiling,intake,delivery,steady,batched,receipts,login,tokens"
+        default_value = "ceiling,intake,delivery,steady,batched,receipts,login,tokens,reach"
     )]
     stages: Vec<Stage>,
     /// RUST_LOG of the api and workers.
@@ -158,6 +181,10 @@ fn problems(line: &serde_json::Value) -> Vec<String> {
         "wati_429s",
         "lost",
         "receipts_failed",
+        "double_sms",
+        "sms_callbacks_failed",
+        "otp_status_disagreements",
+        "extra_requests",
     ]
     .iter()
     .filter_map(|field| {
@@ -284,6 +311,33 @@ async fn main() -> anyhow::Result<()> {
             emit(&line);
         }
     }
+    if run(Stage::Reach) {
+        let settings = reach::Settings {
+            services: &services,
+            prefix: &format!("{prefix}w"),
+            log_level: &args.log_level,
+            workers: args.workers,
+            worker_concurrency: args.worker_concurrency,
+            concurrency: args.concurrency,
+            delivered_after: Duration::from_millis(args.receipts_delivered_after_ms),
+            read_after: Duration::from_millis(args.receipts_read_after_ms),
+            fallback_after_seconds: args.reach_fallback_after_seconds,
+            ttl_seconds: args.reach_ttl_seconds,
+            quiet: Duration::from_secs(args.reach_quiet_seconds),
+            quiet_start: Duration::from_secs(args.reach_quiet_start_seconds),
+        };
+        let phones = phones::uk_mobiles(args.reach_requests);
+        anyhow::ensure!(
+            phones.len() == args.reach_requests,
+            "only {} valid UK mobiles for --reach-requests {}",
+            phones.len(),
+            args.reach_requests
+        );
+        for line in reach::run(&settings, &phones).await? {
+            failures.extend(problems(&line));
+            emit(&line);
+        }
+    }
     let main_stages = [Stage::Intake, Stage::Delivery, Stage::Steady];
     if !main_stages.iter().any(|s| run(*s)) {
         return finish(failures);
@@ -300,6 +354,7 @@ async fn main() -> anyhow::Result<()> {
         worker_concurrency: Some(args.worker_concurrency),
         log_level: &args.log_level,
         webhook_secret: None,
+        sms: None,
         budgets: stack::StackBudgets {
             api_version: "v3",
             calls_per_10s: args.calls_per_10s,

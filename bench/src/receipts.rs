@@ -71,6 +71,7 @@ async fn half(
         worker_concurrency: Some(settings.worker_concurrency),
         log_level: settings.log_level,
         webhook_secret: receipts.then_some(WEBHOOK_SECRET),
+        sms: None,
         budgets: StackBudgets {
             api_version: "v3",
             calls_per_10s: 0,

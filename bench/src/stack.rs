@@ -14,6 +14,9 @@ const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 pub struct Stack {
     pub api_url: String,
     pub api_addr: std::net::SocketAddr,
+    /// The Prometheus endpoints of the api and of each worker, to read counters the
+    /// stores do not keep (such as what triggered each SMS fallback).
+    pub metrics_urls: Vec<String>,
     api: Child,
     workers: Vec<Child>,
 }
@@ -44,7 +47,26 @@ pub struct StackSettings<'a> {
     pub budgets: StackBudgets,
     /// `WATI_WEBHOOK_SECRET` of the api; receipts are off without one.
     pub webhook_secret: Option<&'a str>,
+    /// SMS through Twilio (the sandbox's); SMS is off with `None`.
+    pub sms: Option<StackSms<'a>>,
 }
+
+/// The SMS settings of a stack with SMS on: codes WhatsApp cannot deliver go by SMS
+/// through the Twilio at `twilio_base_url`, whose status callbacks come to this stack's
+/// api.
+#[derive(Clone, Copy, Debug)]
+pub struct StackSms<'a> {
+    pub twilio_base_url: &'a str,
+    /// `SMS_ALLOWED_COUNTRY_CODES`.
+    pub allowed_country_codes: &'a str,
+    /// `SMS_SENDS_PER_MINUTE` (0: no budget).
+    pub sends_per_minute: u32,
+    /// `FALLBACK_AFTER_SECONDS` (0: SMS only on a failure).
+    pub fallback_after_seconds: u64,
+}
+
+/// The sender of the stacks' SMS (Twilio's test number).
+const TWILIO_FROM: &str = "+15005550006";
 
 /// The WATI budgets and code life both processes get.
 #[derive(Clone, Copy, Debug)]
@@ -101,6 +123,21 @@ fn common(command: &mut Command, s: &StackSettings<'_>) {
         .stderr(Stdio::inherit());
 }
 
+/// The SMS settings the api and the workers share: the Twilio token (the api checks
+/// the callbacks' signatures with it), where the callbacks go, countries and budget.
+fn sms_shared(command: &mut Command, sms: &StackSms<'_>, api_url: &str) {
+    command
+        .env("SMS_PROVIDER", "twilio")
+        .env("TWILIO_AUTH_TOKEN", wati_sandbox::DEFAULT_TWILIO_AUTH_TOKEN)
+        // Plain http is accepted to this machine only, which is where the api is.
+        .env(
+            "TWILIO_STATUS_CALLBACK_URL",
+            format!("{api_url}/api/webhooks/twilio"),
+        )
+        .env("SMS_ALLOWED_COUNTRY_CODES", sms.allowed_country_codes)
+        .env("SMS_SENDS_PER_MINUTE", sms.sends_per_minute.to_string());
+}
+
 /// Starts a stack, runs `measure` against it, then stops it and removes its prefix's keys,
 /// queues and database, whatever happened.
 pub async fn with_stack<T>(
@@ -122,7 +159,14 @@ pub async fn with_stack<T>(
 impl Stack {
     pub async fn start(s: &StackSettings<'_>) -> anyhow::Result<Self> {
         let api_port = free_port()?;
+        let api_url = format!("http://127.0.0.1:{api_port}");
         let database_url = crate::database::create(&s.services.postgres_url, s.prefix).await?;
+        let mut metrics_urls = Vec::new();
+        let mut metrics_addr = || -> anyhow::Result<String> {
+            let addr = format!("127.0.0.1:{}", free_port()?);
+            metrics_urls.push(format!("http://{addr}/metrics"));
+            Ok(addr)
+        };
         let api_binary = match s.api_binary {
             Some(path) => path.to_owned(),
             None => binary("api")?,
@@ -131,12 +175,15 @@ impl Stack {
         common(&mut api, s);
         api.env("API_ADDR", format!("127.0.0.1:{api_port}"))
             .env("DATABASE_URL", database_url)
-            .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()?))
+            .env("METRICS_ADDR", metrics_addr()?)
             .env("JWT_SECRET", "bench-jwt-secret-0123456789abcdef0123")
             .env("IP_REQUESTS_PER_MINUTE", "0")
             .env("RESEND_COOLDOWN_SECONDS", "0");
         if let Some(secret) = s.webhook_secret {
             api.env("WATI_WEBHOOK_SECRET", secret);
+        }
+        if let Some(sms) = &s.sms {
+            sms_shared(&mut api, sms, &api_url);
         }
         let api = api.spawn().context("start the api")?;
         let mut workers = Vec::new();
@@ -144,17 +191,32 @@ impl Stack {
             let mut worker = Command::new(binary("worker")?);
             common(&mut worker, s);
             worker
-                .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()?))
+                .env("METRICS_ADDR", metrics_addr()?)
                 .env("WATI_BASE_URL", s.wati_base_url)
                 .env("WATI_API_KEY", crate::WATI_KEY);
             if let Some(concurrency) = s.worker_concurrency {
                 worker.env("WORKER_CONCURRENCY", concurrency.to_string());
             }
+            if let Some(sms) = &s.sms {
+                sms_shared(&mut worker, sms, &api_url);
+                worker
+                    .env("TWILIO_BASE_URL", sms.twilio_base_url)
+                    .env(
+                        "TWILIO_ACCOUNT_SID",
+                        wati_sandbox::DEFAULT_TWILIO_ACCOUNT_SID,
+                    )
+                    .env("TWILIO_FROM", TWILIO_FROM)
+                    .env(
+                        "FALLBACK_AFTER_SECONDS",
+                        sms.fallback_after_seconds.to_string(),
+                    );
+            }
             workers.push(worker.spawn().context("start a worker")?);
         }
         let stack = Self {
-            api_url: format!("http://127.0.0.1:{api_port}"),
+            api_url,
             api_addr: std::net::SocketAddr::from(([127, 0, 0, 1], api_port)),
+            metrics_urls,
             api,
             workers,
         };
@@ -214,6 +276,25 @@ pub fn cpu_seconds_of(pid: u32) -> Option<f64> {
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
     Some(ticks / CLOCK_TICKS_PER_SECOND)
+}
+
+/// CPU seconds the whole machine has been busy (every core, since boot), from the first
+/// line of /proc/stat: user, nice, system, irq, softirq and steal.
+pub fn cpu_seconds_machine() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<f64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse::<f64>().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal …
+    let busy = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|i| fields.get(*i))
+        .sum::<f64>();
+    Some(busy / CLOCK_TICKS_PER_SECOND)
 }
 
 /// CPU seconds used so far by every process whose name is `name` (a server's backends,
