@@ -89,13 +89,15 @@ pub struct ApiArgs {
     /// `iss` claim of issued tokens; tokens with another issuer are refused.
     #[arg(long, env = "JWT_ISSUER", default_value = "otp-gateway")]
     pub jwt_issuer: String,
-    /// Minimum gap between two sends to one phone, in seconds.
+    /// Gap between two sends to one phone, in seconds: doubled for each send of the
+    /// hour no login followed, and never longer than the code just sent lives.
     #[arg(long, env = "RESEND_COOLDOWN_SECONDS", default_value_t = 30)]
     pub resend_cooldown_seconds: u64,
     /// Sends of one pending code (the first and the re-sends).
     #[arg(long, env = "MAX_SENDS_PER_CODE", default_value_t = 5)]
     pub max_sends_per_code: u32,
-    /// Sends to one phone in any hour.
+    /// Sends to one phone in any hour (without a human check: with one on, sends past
+    /// `CAPTCHA_AFTER_SENDS` need a check instead). A login forgets the hour's sends.
     #[arg(long, env = "PHONE_SENDS_PER_HOUR", default_value_t = 10)]
     pub phone_sends_per_hour: u32,
     /// Send and verify requests from one client address per minute; 0 turns it off.
@@ -144,6 +146,8 @@ pub struct ApiArgs {
     /// `X-Forwarded-For` names the client; from any other peer it is ignored.
     #[arg(long, env = "TRUSTED_PROXIES", default_value = "")]
     pub trusted_proxies: String,
+    #[command(flatten)]
+    pub human_check: crate::human_check::HumanCheckArgs,
 }
 
 /// Abuse limits, all enforced in Redis so they hold across api replicas.
@@ -201,6 +205,8 @@ pub struct ApiConfig {
     pub country_locales: ByCountry<Locale>,
     /// `TEST_PHONES`: phones that log in with a fixed code and get no message.
     pub review_phones: ReviewPhones,
+    /// The human check (`CAPTCHA_PROVIDER`), when it is on.
+    pub human_check: Option<crate::human_check::HumanCheckSettings>,
 }
 
 impl ApiArgs {
@@ -289,7 +295,9 @@ impl ApiArgs {
                 });
             }
         }
+        let human_check = self.human_check.validate(common.dev_mode)?;
         Ok(ApiConfig {
+            human_check,
             common,
             api_addr: self.api_addr,
             metrics_addr: self.metrics_addr,

@@ -39,6 +39,18 @@ pub enum ApiError {
     /// may have that code (say so, so that the app lets them enter it).
     #[error("rate limited, a code pending")]
     RateLimitedCodePending { retry_after: Duration },
+    /// The send needs a human check (`captchaToken`) the request did not bring.
+    #[error("a human check is needed")]
+    HumanCheckRequired {
+        /// The provider and site key the page's widget needs.
+        provider: &'static str,
+        site_key: std::sync::Arc<str>,
+        /// A code is pending for the phone (its user may have it).
+        code_pending: bool,
+    },
+    /// The provider did not accept the request's `captchaToken` (wrong, spent, expired).
+    #[error("the human check failed")]
+    HumanCheckFailed,
     /// Redis or RabbitMQ could not take a send request.
     #[error("send not possible")]
     SendUnavailable(#[source] Cause),
@@ -104,6 +116,8 @@ impl ApiError {
                 "rate_limited"
             }
             ApiError::OverCapacity { .. } => "over_capacity",
+            ApiError::HumanCheckRequired { .. } => "human_check_required",
+            ApiError::HumanCheckFailed => "human_check_failed",
             ApiError::SendUnavailable(_) | ApiError::Unavailable(_) => "unavailable",
             ApiError::Unauthorized => "unauthorized",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -172,6 +186,16 @@ impl ApiError {
                 StatusCode::TOO_MANY_REQUESTS,
                 "RATE_LIMITED",
                 "Too many requests, please try again later",
+            ),
+            HumanCheckRequired { .. } => (
+                StatusCode::FORBIDDEN,
+                "CAPTCHA_REQUIRED",
+                "Complete the human check to get a code",
+            ),
+            HumanCheckFailed => (
+                StatusCode::FORBIDDEN,
+                "CAPTCHA_INVALID",
+                "The human check failed, please try it again",
             ),
             SendUnavailable(_) | OverCapacity { .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -251,6 +275,14 @@ impl IntoResponse for ApiError {
                 body["retryAfterSeconds"] = json!(secs);
                 body["codePending"] = json!(true);
                 retry_after = Some(secs);
+            }
+            ApiError::HumanCheckRequired {
+                provider,
+                site_key,
+                code_pending,
+            } => {
+                body["captcha"] = json!({"provider": provider, "siteKey": &*site_key});
+                body["codePending"] = json!(code_pending);
             }
             ApiError::RateLimited { retry_after: wait }
             | ApiError::OverCapacity { retry_after: wait } => {

@@ -7,6 +7,7 @@ pub mod config;
 pub mod country_budget;
 pub mod db;
 pub mod error;
+pub mod human_check;
 pub mod login;
 pub mod login_page;
 pub mod phone;
@@ -58,6 +59,8 @@ pub enum StartError {
     Queue(otp_shared::amqp::DeclareError),
     #[error(transparent)]
     Postgres(#[from] db::DbStartError),
+    #[error("cannot make the human check's HTTP client")]
+    HttpClient(#[source] reqwest::Error),
     #[error("http server failed")]
     Serve(#[source] std::io::Error),
 }
@@ -123,7 +126,15 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
         max_attempts: config.otp_max_attempts,
         wrong_guesses_per_phone: config.wrong_guesses_per_phone,
         limits: config.limits.clone(),
+        unchecked_sends_per_hour: config.human_check.as_ref().map_or(0, |h| h.after_sends),
     };
+    let human_check = config
+        .human_check
+        .clone()
+        .map(human_check::HumanCheck::new)
+        .transpose()
+        .map_err(StartError::HttpClient)?
+        .map(Arc::new);
     let ttl = config.common.otp_ttl;
     Ok(AppState::new(Handlers {
         admission: Arc::new(admission::Admission::new(
@@ -154,6 +165,7 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
         publisher,
         sms,
         events,
+        human_check,
         pressure: Arc::default(),
         tokens: Arc::new(TokenIssuer::new(
             config.token_keys.clone(),
@@ -167,7 +179,6 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
             allowed_number_types: config.allowed_number_types.clone(),
             country_budgets: config.country_budgets.clone(),
             webhook_secret: config.wati_webhook_secret.clone(),
-            resend_after_seconds: config.limits.resend_cooldown.as_secs(),
             country_locales: config.country_locales.clone(),
             review_phones: config.review_phones.clone(),
             login_page: config

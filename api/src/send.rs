@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::error::{ApiError, DependencyError};
 use crate::phone::PhoneNumber;
 use crate::state::AppState;
-use crate::store::{AcceptedSend, SendDecision};
+use crate::store::{AcceptedSend, HowSent, SendDecision, SendKind};
 
 /// What to send: a code to a phone, in a language if the app names one.
 #[derive(Clone, Debug)]
@@ -27,6 +27,8 @@ pub struct SendRequest {
     pub locale: Option<Locale>,
     /// WhatsApp, or SMS where the app asked for it (and it is allowed: the route checks).
     pub channel: JobChannel,
+    /// The request passed a human check.
+    pub checked: bool,
 }
 
 /// A send that was taken: stored, and queued for a worker (or, for a review phone,
@@ -102,9 +104,13 @@ async fn steps(
     let phone = &request.phone;
     let review_phone = state.settings.review_phones.code_of(phone).is_some();
     let by_sms = request.channel == JobChannel::Sms;
+    let how = HowSent {
+        by_sms,
+        checked: request.checked,
+    };
     let mut decision = state
         .store
-        .begin_send(phone, &code, request_id, by_sms)
+        .begin_send(phone, &code, request_id, how)
         .await
         .map_err(send_error)?;
     // A review phone's code is long already (TEST_PHONES takes no shorter one): it is
@@ -116,7 +122,7 @@ async fn steps(
             .map_err(|e| ApiError::Internal(Box::new(e)))?;
         decision = state
             .store
-            .begin_send(phone, &code, request_id, by_sms)
+            .begin_send(phone, &code, request_id, how)
             .await
             .map_err(send_error)?;
     }
@@ -132,6 +138,9 @@ async fn steps(
             } else {
                 ApiError::RateLimited { retry_after }
             });
+        }
+        SendDecision::CheckRequired { code_pending } => {
+            return Err(human_check_required(state, code_pending));
         }
         SendDecision::Accepted(send) => send,
         SendDecision::NeedsLongerCode => {
@@ -160,21 +169,15 @@ async fn steps(
             channel: Channel::Test,
         });
     }
-    match state
-        .send_budget
-        .count(send.budget_kind())
-        .await
-        .map_err(send_error)?
+    taken.minute = count_in(state, request, &send, &state.send_budget, "global").await?;
+    if let Some(limit) = state
+        .settings
+        .country_budgets
+        .limit_of(request.calling_code)
     {
-        Counted::In { minute } => taken.minute = Some(minute),
-        Counted::Unlimited => {}
-        Counted::Over { retry_after } => {
-            metrics::counter!(otp_shared::metrics::RATE_LIMIT_REJECTIONS, "scope" => "global")
-                .increment(1);
-            return Err(ApiError::RateLimited { retry_after });
-        }
+        let budget = country_budget(state, request.calling_code, limit);
+        taken.country_minute = count_in(state, request, &send, &budget, "country").await?;
     }
-    count_country(state, request, &send, taken).await?;
     if by_sms {
         count_sms(state, &send, taken).await?;
     } else {
@@ -217,34 +220,52 @@ async fn steps(
     })
 }
 
-/// Counts a send against its country's `COUNTRY_SENDS_PER_MINUTE`, if it has one.
-async fn count_country(
+/// Counts a send against `budget` (`SENDS_PER_MINUTE`, a country's): the minute it is
+/// counted in, to give it back to. With the human check on, a new code without one may
+/// fill only `CAPTCHA_BUDGET_PERCENT` of it, and past that is asked for a check: the
+/// rest is for people, whatever a script fills.
+async fn count_in(
     state: &AppState,
     request: &SendRequest,
     send: &AcceptedSend,
-    taken: &mut Taken,
-) -> Result<(), ApiError> {
-    let Some(limit) = state
-        .settings
-        .country_budgets
-        .limit_of(request.calling_code)
-    else {
-        return Ok(());
-    };
-    match country_budget(state, request.calling_code, limit)
-        .count(send.budget_kind())
+    budget: &SendBudget,
+    scope: &'static str,
+) -> Result<Option<u64>, ApiError> {
+    let kind = send.budget_kind();
+    let unchecked_share = state
+        .human_check
+        .as_ref()
+        .filter(|_| !request.checked && kind == SendKind::New)
+        .map(|check| check.settings.budget_percent);
+    let counted = budget
+        .count_within(kind, unchecked_share.unwrap_or(100))
         .await
-        .map_err(send_error)?
-    {
-        Counted::In { minute } => taken.country_minute = Some(minute),
-        Counted::Unlimited => {}
+        .map_err(send_error)?;
+    match counted {
+        Counted::In { minute } => Ok(Some(minute)),
+        Counted::Unlimited => Ok(None),
+        Counted::Over { .. } if unchecked_share.is_some() => {
+            Err(human_check_required(state, send.kind == SendKind::Resend))
+        }
         Counted::Over { retry_after } => {
-            metrics::counter!(otp_shared::metrics::RATE_LIMIT_REJECTIONS, "scope" => "country")
+            metrics::counter!(otp_shared::metrics::RATE_LIMIT_REJECTIONS, "scope" => scope)
                 .increment(1);
-            return Err(ApiError::RateLimited { retry_after });
+            Err(ApiError::RateLimited { retry_after })
         }
     }
-    Ok(())
+}
+
+/// "Complete the human check", with what the page's widget needs; only asked where the
+/// check is on.
+fn human_check_required(state: &AppState, code_pending: bool) -> ApiError {
+    match &state.human_check {
+        Some(check) => ApiError::HumanCheckRequired {
+            provider: check.settings.provider.name(),
+            site_key: check.settings.site_key.as_str().into(),
+            code_pending,
+        },
+        None => ApiError::Internal("a human check asked for while the check is off".into()),
+    }
 }
 
 fn country_budget(state: &AppState, calling_code: u16, limit: u32) -> SendBudget {

@@ -25,8 +25,6 @@ pub struct HandlerSettings {
     pub country_budgets: crate::country_budget::CountryBudgets,
     /// The secret of the receipts webhook's path; `None` when receipts are off.
     pub webhook_secret: Option<SecretString>,
-    /// `RESEND_COOLDOWN_SECONDS`, told to clients with each accepted send.
-    pub resend_after_seconds: u64,
     /// `COUNTRY_LOCALES`: the language of a country's codes, unless the app names one.
     pub country_locales: otp_shared::phone::ByCountry<otp_shared::locale::Locale>,
     /// `TEST_PHONES`: phones that log in with a fixed code and get no message.
@@ -72,6 +70,8 @@ pub struct Handlers {
     pub send_budget: otp_shared::redis::send_budget::SendBudget,
     /// SMS (`SMS_PROVIDER`), when it is on.
     pub sms: Option<crate::sms::SmsApi>,
+    /// The human check (`CAPTCHA_PROVIDER`), when it is on.
+    pub human_check: Option<Arc<crate::human_check::HumanCheck>>,
     /// Tells the app what happened (`APP_WEBHOOK_URL`), when events are on.
     pub events: Option<otp_shared::events::Emitter>,
     pub tokens: Arc<TokenIssuer>,

@@ -10,7 +10,7 @@ use otp_shared::redis::client_limit::ClientLimit;
 use otp_shared::redis::codes::{
     CodeRecords, Finish, Finished, GuessRules, NewCode, SendReply, SendRules,
 };
-pub use otp_shared::redis::codes::{SendKind, VerifyOutcome};
+pub use otp_shared::redis::codes::{HowSent, SendKind, VerifyOutcome};
 use otp_shared::redis::conn::RedisConn;
 use otp_shared::redis::keys::Keys;
 use otp_shared::seal::CodeSealer;
@@ -33,6 +33,8 @@ pub struct AcceptedSend {
     pub expires_in: Duration,
     /// A re-send of a code the phone already received.
     pub received: bool,
+    /// The wait before the phone's next send.
+    pub cooldown: Duration,
 }
 
 impl AcceptedSend {
@@ -53,6 +55,11 @@ pub enum SendDecision {
     Accepted(AcceptedSend),
     Limited {
         retry_after: Duration,
+        /// A code is pending for the phone: its user may have it.
+        code_pending: bool,
+    },
+    /// Nothing was stored: the phone's sends this hour need a human check.
+    CheckRequired {
         /// A code is pending for the phone: its user may have it.
         code_pending: bool,
     },
@@ -95,6 +102,8 @@ pub struct StorePolicy {
     /// before its new codes grow; 0 is no cap.
     pub wrong_guesses_per_phone: u32,
     pub limits: Limits,
+    /// With the human check on, the sends a phone gets in an hour without one; 0: off.
+    pub unchecked_sends_per_hour: u32,
 }
 
 /// The api's codes: seals them and holds them to the configured rules in Redis.
@@ -124,6 +133,7 @@ impl OtpStore {
                 resend_cooldown: limits.resend_cooldown,
                 max_sends_per_code: limits.max_sends_per_code,
                 phone_sends_per_hour: limits.phone_sends_per_hour,
+                unchecked_sends_per_hour: policy.unchecked_sends_per_hour,
                 wrong_guesses_per_phone: policy.wrong_guesses_per_phone,
                 long_code_digits: LONG_CODE_DIGITS,
             },
@@ -142,7 +152,7 @@ impl OtpStore {
         phone: &PhoneNumber,
         code: &str,
         request_id: Uuid,
-        by_sms: bool,
+        how: HowSent,
     ) -> Result<SendDecision, StoreError> {
         let mac = self.sealer.mac(phone, code);
         let sealed = self.sealer.seal(phone, code)?;
@@ -154,7 +164,7 @@ impl OtpStore {
         };
         let reply = self
             .records
-            .begin_send(phone, request_id, &new_code, &self.send_rules, by_sms)
+            .begin_send(phone, request_id, &new_code, &self.send_rules, how)
             .await?;
         Ok(match reply {
             SendReply::Limited {
@@ -164,18 +174,23 @@ impl OtpStore {
                 retry_after,
                 code_pending,
             },
+            SendReply::CheckRequired { code_pending } => {
+                SendDecision::CheckRequired { code_pending }
+            }
             SendReply::NeedsLongerCode => SendDecision::NeedsLongerCode,
             SendReply::Accepted {
                 kind,
                 code_id,
                 expires_in,
                 received,
+                cooldown,
             } => SendDecision::Accepted(AcceptedSend {
                 kind,
                 request_id,
                 code_id,
                 expires_in,
                 received,
+                cooldown,
             }),
         })
     }

@@ -60,6 +60,7 @@ pub async fn run(
                 sends_per_minute: 0,
                 trusted_proxies: otp_api::client::TrustedProxies::default(),
             },
+            unchecked_sends_per_hour: 0,
         },
     );
     let phones: Arc<[PhoneNumber]> = phones.into();
@@ -83,7 +84,12 @@ pub async fn run(
                     let ok = async {
                         let code = otp_api::code::generate(6).ok()?;
                         let SendDecision::Accepted(send) = store
-                            .begin_send(phone, &code, uuid::Uuid::new_v4(), false)
+                            .begin_send(
+                                phone,
+                                &code,
+                                uuid::Uuid::new_v4(),
+                                otp_api::store::HowSent::default(),
+                            )
                             .await
                             .ok()?
                         else {

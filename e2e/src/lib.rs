@@ -815,12 +815,18 @@ impl TestEnv {
                 max_attempts: config.otp_max_attempts,
                 wrong_guesses_per_phone: config.wrong_guesses_per_phone,
                 limits: config.limits,
+                unchecked_sends_per_hour: 0,
             },
         );
         let phone = otp_shared::phone::PhoneNumber::from_e164_digits(phone).expect("a phone");
         let code = otp_api::code::generate(6).expect("a code");
         let decision = store
-            .begin_send(&phone, &code, uuid::Uuid::new_v4(), false)
+            .begin_send(
+                &phone,
+                &code,
+                uuid::Uuid::new_v4(),
+                otp_api::store::HowSent::default(),
+            )
             .await
             .expect("the store takes the send");
         let otp_api::store::SendDecision::Accepted(send) = decision else {

@@ -195,6 +195,27 @@ pub fn real_secret(
     Ok(secret)
 }
 
+/// Whether `url` may carry a secret: https, or plain http only where nobody else can
+/// read it: to this machine, or in development.
+pub fn is_private_url_usable(url: &str, dev_mode: bool) -> bool {
+    if url.starts_with("https://") {
+        return true;
+    }
+    url.strip_prefix("http://")
+        .is_some_and(|rest| dev_mode || is_this_machine(rest))
+}
+
+/// Whether a URL's remainder after `http://` names this machine.
+fn is_this_machine(rest: &str) -> bool {
+    let authority = rest.split('/').next().unwrap_or_default();
+    ["127.0.0.1", "localhost", "[::1]"].iter().any(|host| {
+        authority == *host
+            || authority
+                .strip_prefix(host)
+                .is_some_and(|port| port.starts_with(':'))
+    })
+}
+
 /// The password in a URL's user part (`scheme://user:password@host`), if any.
 fn url_password(url: &str) -> Option<&str> {
     let rest = url.split_once("://")?.1;

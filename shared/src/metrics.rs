@@ -14,6 +14,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 // api
 /// send-otp requests by `outcome`.
 pub const SEND_REQUESTS: &str = "otp_send_requests_total";
+/// Human checks (`captchaToken`) redeemed with the provider, by `result` (passed,
+/// failed, error).
+pub const HUMAN_CHECKS: &str = "otp_human_checks_total";
 /// verify-otp requests by `outcome` and `channel` (of a login: `whatsapp`, or `sms`
 /// when an SMS carried its code; `none` for a refusal).
 pub const VERIFY_REQUESTS: &str = "otp_verify_requests_total";
@@ -108,6 +111,7 @@ pub const APP_EVENT_AGE: &str = "otp_app_event_age_seconds";
 /// Every metric name above, for tests that check dashboards and rules against the code.
 pub const ALL: &[&str] = &[
     SEND_REQUESTS,
+    HUMAN_CHECKS,
     VERIFY_REQUESTS,
     RATE_LIMIT_REJECTIONS,
     HTTP_DURATION,

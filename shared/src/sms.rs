@@ -106,24 +106,14 @@ impl SmsArgs {
 /// An absolute https URL without a query or fragment: the worker appends its own query
 /// naming the send.
 fn callback_url_is_usable(url: &str, dev_mode: bool) -> bool {
-    let rest = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
-        (Some(rest), _) => rest,
-        // Plain http only where nobody else can read it: this machine, or development.
-        (None, Some(rest)) if dev_mode || is_this_machine(rest) => rest,
-        _ => return false,
-    };
-    !rest.is_empty() && !rest.starts_with('/') && !url.contains(['?', '#', ' '])
-}
-
-/// Whether a URL's remainder after `http://` names this machine.
-fn is_this_machine(rest: &str) -> bool {
-    let authority = rest.split('/').next().unwrap_or_default();
-    ["127.0.0.1", "localhost", "[::1]"].iter().any(|host| {
-        authority == *host
-            || authority
-                .strip_prefix(host)
-                .is_some_and(|port| port.starts_with(':'))
-    })
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .unwrap_or_default();
+    crate::config::is_private_url_usable(url, dev_mode)
+        && !rest.is_empty()
+        && !rest.starts_with('/')
+        && !url.contains(['?', '#', ' '])
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::{ApiJson, Client};
 use crate::error::ApiError;
+use crate::human_check::Verdict;
 use crate::login::SignedIn;
 use crate::phone::{self, PhoneNumber};
 use crate::send::{Accepted, SendRequest};
@@ -30,6 +31,9 @@ pub struct SendOtpBody {
     locale: Option<Value>,
     /// `whatsapp` (the default) or `sms`.
     channel: Option<Value>,
+    /// The human check's token, from the provider's widget, when the api asked for one.
+    #[serde(rename = "captchaToken")]
+    captcha_token: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -118,9 +122,10 @@ pub fn describe_duration(total_seconds: u64) -> String {
 
 pub async fn send_otp(
     State(state): State<AppState>,
+    Client(client): Client,
     ApiJson(body): ApiJson<SendOtpBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let result = accept_send(&state, body).await;
+    let result = accept_send(&state, body, client).await;
     let outcome = match &result {
         // A review phone's send is no delivery to wait for (nor to page about).
         Ok((_, Channel::Test, _)) => "review",
@@ -132,9 +137,33 @@ pub async fn send_otp(
     result.map(|(_, _, body)| (StatusCode::ACCEPTED, Json(body)))
 }
 
+/// Whether the request passed a human check: its `captchaToken` redeemed with the
+/// provider. Without the check on, a token is ignored; a token the provider refuses is
+/// an error, even where no check was needed (it was asked for once, or forged).
+async fn human_checked(
+    state: &AppState,
+    token: Option<Value>,
+    client: Option<std::net::IpAddr>,
+) -> Result<bool, ApiError> {
+    let token = match token {
+        None | Some(Value::Null) => return Ok(false),
+        Some(Value::String(token)) => token,
+        Some(_) => return Err(ApiError::InvalidBody),
+    };
+    let Some(check) = &state.human_check else {
+        return Ok(false);
+    };
+    match check.verify(&token, client).await {
+        Ok(Verdict::Passed) => Ok(true),
+        Ok(Verdict::Failed) => Err(ApiError::HumanCheckFailed),
+        Err(e) => Err(ApiError::SendUnavailable(Box::new(e))),
+    }
+}
+
 async fn accept_send(
     state: &AppState,
     body: SendOtpBody,
+    client: Option<std::net::IpAddr>,
 ) -> Result<(SendKind, Channel, Value), ApiError> {
     let number = described_phone(body.phone)?;
     let phone = number.phone;
@@ -150,6 +179,7 @@ async fn accept_send(
     if requested == JobChannel::Sms && !sms_available {
         return Err(ApiError::ChannelNotAllowed);
     }
+    let checked = human_checked(state, body.captcha_token, client).await?;
     let Accepted { send, channel } = crate::send::accept(
         state,
         SendRequest {
@@ -157,6 +187,7 @@ async fn accept_send(
             calling_code: number.calling_code,
             locale,
             channel: requested,
+            checked,
         },
     )
     .await?;
@@ -174,8 +205,9 @@ async fn accept_send(
             "channel": channel.as_str(),
             // Whether the app may offer "send by SMS instead" for this phone.
             "smsAvailable": sms_available,
-            // When a client may ask again (the resend cooldown), for its countdown.
-            "resendAfterSeconds": state.settings.resend_after_seconds,
+            // When a client may ask again (the cooldown this send set), for its
+            // countdown.
+            "resendAfterSeconds": send.cooldown.as_millis().div_ceil(1000) as u64,
         }),
     ))
 }

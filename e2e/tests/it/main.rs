@@ -19,6 +19,7 @@ mod guessing;
 mod harness;
 mod http_contract;
 mod http_hardening;
+mod human_check;
 mod login_page_browser;
 mod openapi_contract;
 mod outages;

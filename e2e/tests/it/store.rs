@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use otp_api::phone::PhoneNumber;
+use otp_api::store::HowSent;
 use otp_api::store::{OtpStore, SendDecision, SendKind, StorePolicy, VerifyOutcome};
 use otp_e2e::TestEnv;
 use otp_shared::seal::CodeSealer;
@@ -20,6 +21,7 @@ fn store(env: &TestEnv) -> OtpStore {
             max_attempts: 3,
             wrong_guesses_per_phone: config.wrong_guesses_per_phone,
             limits: config.limits,
+            unchecked_sends_per_hour: 0,
         },
     )
 }
@@ -30,7 +32,7 @@ async fn accepted(
     code: &str,
 ) -> otp_api::store::AcceptedSend {
     match store
-        .begin_send(phone, code, uuid::Uuid::new_v4(), false)
+        .begin_send(phone, code, uuid::Uuid::new_v4(), HowSent::default())
         .await
         .expect("redis")
     {

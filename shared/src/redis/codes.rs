@@ -61,11 +61,24 @@ pub struct SendRules {
     /// The gap between two sends to a phone (zero: none).
     pub resend_cooldown: Duration,
     pub max_sends_per_code: u32,
+    /// The cap on a phone's sends in any hour, without a human check.
     pub phone_sends_per_hour: u32,
+    /// With a human check on: the sends a phone gets in an hour without one (the rest
+    /// need one, and the hour's cap no longer applies); 0 is no human check.
+    pub unchecked_sends_per_hour: u32,
     /// Wrong guesses for one phone across its codes before its new codes must have
     /// `long_code_digits` digits; 0 is no cap.
     pub wrong_guesses_per_phone: u32,
     pub long_code_digits: u32,
+}
+
+/// How a send was asked for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HowSent {
+    /// The user asked for the code by SMS.
+    pub by_sms: bool,
+    /// The request passed a human check.
+    pub checked: bool,
 }
 
 /// What a send got.
@@ -79,9 +92,17 @@ pub enum SendReply {
         expires_in: Duration,
         /// A re-send of a code the phone already received (its delivered receipt came).
         received: bool,
+        /// The wait before the phone's next send.
+        cooldown: Duration,
     },
     Limited {
         retry_after: Duration,
+        /// A code is pending for the phone (its user may have it).
+        code_pending: bool,
+    },
+    /// Nothing was stored: the phone's sends this hour need a human check, which the
+    /// request has not passed.
+    CheckRequired {
         /// A code is pending for the phone (its user may have it).
         code_pending: bool,
     },
@@ -92,7 +113,7 @@ pub enum SendReply {
 
 impl FromRedisValue for SendReply {
     fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
-        let (kind, code_id, ms, received): (String, String, u64, u8) =
+        let (kind, code_id, ms, received, cooldown): (String, String, u64, u8, u64) =
             FromRedisValue::from_redis_value(v)?;
         let accepted = |kind| -> Result<Self, ParsingError> {
             Ok(SendReply::Accepted {
@@ -101,6 +122,7 @@ impl FromRedisValue for SendReply {
                     .map_err(|e| format!("send.lua answered a code id that is not a UUID: {e}"))?,
                 expires_in: Duration::from_millis(ms),
                 received: received == 1,
+                cooldown: Duration::from_millis(cooldown),
             })
         };
         match kind.as_str() {
@@ -110,6 +132,9 @@ impl FromRedisValue for SendReply {
             }),
             word::NEW => accepted(SendKind::New),
             word::RESEND => accepted(SendKind::Resend),
+            word::CHECK => Ok(SendReply::CheckRequired {
+                code_pending: received == 1,
+            }),
             word::LONGER => Ok(SendReply::NeedsLongerCode),
             other => Err(format!("send.lua answered {other:?}").into()),
         }
@@ -215,6 +240,10 @@ pub(crate) struct SendArgs<'a> {
     pub cooldown: Duration,
     pub max_sends_per_code: u32,
     pub phone_sends_per_hour: u32,
+    /// Sends an hour without a human check (0: no human check).
+    pub unchecked_sends_per_hour: u32,
+    /// The request passed a human check.
+    pub checked: bool,
     /// The send being accepted, and its phone (written into its status).
     pub request_id: Uuid,
     pub phone: &'a PhoneNumber,
@@ -250,6 +279,8 @@ impl ScriptArgs for SendArgs<'_> {
             long_code_digits,
             wrong_guesses_per_phone,
             by_sms,
+            unchecked_sends_per_hour,
+            checked,
         } = self;
         argv.push(code_id.to_string())
             .push(*mac)
@@ -269,7 +300,9 @@ impl ScriptArgs for SendArgs<'_> {
                 records::channel::SMS
             } else {
                 records::channel::WHATSAPP
-            });
+            })
+            .push(*unchecked_sends_per_hour)
+            .push(u8::from(*checked));
     }
 }
 
@@ -382,7 +415,7 @@ impl CodeRecords {
         request_id: Uuid,
         code: &NewCode<'_>,
         rules: &SendRules,
-        by_sms: bool,
+        how: HowSent,
     ) -> redis::RedisResult<SendReply> {
         SendArgs {
             code_id: code.code_id,
@@ -399,7 +432,9 @@ impl CodeRecords {
             digits: code.digits,
             long_code_digits: rules.long_code_digits,
             wrong_guesses_per_phone: rules.wrong_guesses_per_phone,
-            by_sms,
+            by_sms: how.by_sms,
+            unchecked_sends_per_hour: rules.unchecked_sends_per_hour,
+            checked: how.checked,
         }
         .invocation()
         .key(self.keys.otp(phone))
@@ -500,6 +535,7 @@ impl CodeRecords {
         FinishVerifyArgs { claim, how }
             .invocation()
             .key(self.keys.otp(phone))
+            .key(self.keys.phone_sends(phone))
             .invoke_async(&mut self.redis.clone())
             .await
     }
@@ -535,12 +571,18 @@ mod tests {
         );
         assert!(VerifyOutcome::from_redis_value(bulk(&["maybe", "0"])).is_err());
         let id = Uuid::new_v4().to_string();
-        assert!(SendReply::from_redis_value(bulk(&["resend", &id, "1000", "1"])).is_ok());
-        assert!(SendReply::from_redis_value(bulk(&["new", "not-a-uuid", "1000", "0"])).is_err());
-        assert!(SendReply::from_redis_value(bulk(&["queued", &id, "1000", "0"])).is_err());
+        assert!(SendReply::from_redis_value(bulk(&["resend", &id, "1000", "1", "30000"])).is_ok());
+        assert_eq!(
+            SendReply::from_redis_value(bulk(&["check", "", "0", "1", "0"])).ok(),
+            Some(SendReply::CheckRequired { code_pending: true })
+        );
         assert!(
-            SendReply::from_redis_value(bulk(&["resend", &id, "1000"])).is_err(),
-            "send.lua always says whether the code was received"
+            SendReply::from_redis_value(bulk(&["new", "not-a-uuid", "1000", "0", "0"])).is_err()
+        );
+        assert!(SendReply::from_redis_value(bulk(&["queued", &id, "1000", "0", "0"])).is_err());
+        assert!(
+            SendReply::from_redis_value(bulk(&["resend", &id, "1000", "1"])).is_err(),
+            "send.lua always says the cooldown it set"
         );
         assert_eq!(
             Finished::from_redis_value(Value::Int(0)).ok(),

@@ -105,7 +105,8 @@ lua!(
         code_word::LIMITED,
         code_word::NEW,
         code_word::RESEND,
-        code_word::LONGER
+        code_word::LONGER,
+        code_word::CHECK
     ]
 );
 lua!(
@@ -374,6 +375,8 @@ mod tests {
                 long_code_digits: 8,
                 wrong_guesses_per_phone: 1,
                 by_sms: false,
+                unchecked_sends_per_hour: 3,
+                checked: false,
             }),
             written(&UndoSendArgs {
                 kind: SendKind::New,

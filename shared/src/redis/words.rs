@@ -10,6 +10,7 @@ pub(crate) mod codes {
     pub const RESEND: &str = "resend";
     pub const LIMITED: &str = "limited";
     pub const LONGER: &str = "longer";
+    pub const CHECK: &str = "check";
     pub const OK: &str = "ok";
     pub const CLAIMED: &str = "claimed";
     pub const NOT_FOUND: &str = "not_found";

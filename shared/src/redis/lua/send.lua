@@ -1,18 +1,25 @@
 -- Accepts a send request for one phone, atomically: checks the cooldown and the
--- hourly cap, then re-sends the pending code or stores a new one, and marks the
--- request queued (and a send of its code, so guesses can be bound to it). Returns
--- {kind, code_id, ms, received}: kind 'new' or 'resend' with the code's remaining
--- lifetime, 'limited' with the wait before another send may be accepted, or 'longer'
--- (nothing done) when a new code must be longer: the phone has had too many wrong
--- guesses; received 1 for a re-send of a code a delivered receipt says the phone has,
--- and, for 'limited', 1 when a code is pending for the phone.
+-- phone's sends in the last hour, then re-sends the pending code or stores a new one,
+-- and marks the request queued (and a send of its code, so guesses can be bound to it).
+-- Returns {kind, code_id, ms, received, cooldown}: kind 'new' or 'resend' with the
+-- code's remaining lifetime; 'limited' with the wait before another send may be
+-- accepted; 'check' when the phone's sends this hour need a human check the request
+-- has not passed; or 'longer' (nothing done) when a new code must be longer: the phone
+-- has had too many wrong guesses. received: 1 for a re-send of a code a delivered
+-- receipt says the phone has, and, for 'limited' and 'check', 1 when a code is pending
+-- for the phone. cooldown: the wait this send set before the phone's next.
+-- The cooldown doubles with each send of the hour that no login followed (finish_verify
+-- forgets them), but never outlasts the code just sent: whoever the cooldown keeps
+-- waiting has a pending code to enter, if the code reached the phone.
 -- KEYS: 1 code record, 2 cooldown, 3 phone's send times, 4 request status,
 --       5 phone's wrong guesses
 -- ARGV: 1 new code_id, 2 mac, 3 sealed, 4 ttl ms, 5 record grace ms, 6 cooldown ms,
 --       7 max sends per code, 8 sends per phone per hour, 9 request id, 10 status ttl s,
 --       11 phone, 12 digits of the new code, 13 digits after too many wrong guesses,
 --       14 wrong guesses per phone before codes grow (0: never), 15 the send's channel
---       (by SMS, the code is marked as carried by this request's SMS)
+--       (by SMS, the code is marked as carried by this request's SMS), 16 sends an hour
+--       a phone gets without a human check (0: no human check, and ARGV 8 caps them),
+--       17 '1' when the request passed a human check
 local now = {{now_ms}}
 local hour_ms = 3600000
 
@@ -25,13 +32,20 @@ end
 
 local wait = redis.call('PTTL', KEYS[2])
 if wait > 0 then
-  return {'limited', '', wait, code_pending}
+  return {'limited', '', wait, code_pending, 0}
 end
 
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - hour_ms)
-if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[8]) then
+local sent_this_hour = redis.call('ZCARD', KEYS[3])
+local unchecked = tonumber(ARGV[16])
+if unchecked > 0 then
+  -- With a human check, the hour's cap is no lockout: past it, a person gets through.
+  if sent_this_hour >= unchecked and ARGV[17] ~= '1' then
+    return {'check', '', 0, code_pending, 0}
+  end
+elseif sent_this_hour >= tonumber(ARGV[8]) then
   local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-  return {'limited', '', math.max(1, tonumber(oldest[2]) + hour_ms - now), code_pending}
+  return {'limited', '', math.max(1, tonumber(oldest[2]) + hour_ms - now), code_pending, 0}
 end
 
 local rec = redis.call('HMGET', KEYS[1], {{code.code_id}}, {{code.sealed}}, {{code.expires_at}},
@@ -43,7 +57,7 @@ local received = 0
 if rec[1] and rec[2] and tonumber(rec[3]) > now then
   expires_at = tonumber(rec[3])
   if tonumber(rec[4]) >= tonumber(ARGV[7]) then
-    return {'limited', '', expires_at - now, code_pending}
+    return {'limited', '', expires_at - now, code_pending, 0}
   end
   redis.call('HINCRBY', KEYS[1], {{code.sends}}, 1)
   kind, code_id = 'resend', rec[1]
@@ -54,7 +68,7 @@ else
   local cap = tonumber(ARGV[14])
   if cap > 0 and tonumber(ARGV[12]) < tonumber(ARGV[13])
       and tonumber(redis.call('GET', KEYS[5]) or '0') >= cap then
-    return {'longer', '', 0, 0}
+    return {'longer', '', 0, 0, 0}
   end
   expires_at = now + tonumber(ARGV[4])
   redis.call('DEL', KEYS[1])
@@ -70,8 +84,9 @@ if ARGV[15] == {{channel.sms}} then
   redis.call('HSET', KEYS[1], {{code.fallback}}, ARGV[9])
 end
 
-if tonumber(ARGV[6]) > 0 then
-  redis.call('SET', KEYS[2], ARGV[9], 'PX', ARGV[6])
+local cooldown = math.min(tonumber(ARGV[6]) * 2 ^ sent_this_hour, expires_at - now)
+if cooldown > 0 then
+  redis.call('SET', KEYS[2], ARGV[9], 'PX', math.floor(cooldown))
 end
 redis.call('ZADD', KEYS[3], now, ARGV[9])
 redis.call('PEXPIRE', KEYS[3], hour_ms)
@@ -79,4 +94,4 @@ redis.call('HSET', KEYS[4], {{status.state}}, {{state.queued}}, {{status.attempt
   {{status.updated_at}}, now, {{status.accepted_at}}, now, {{status.phone}}, ARGV[11],
   {{status.code_id}}, code_id, {{status.channel}}, ARGV[15])
 redis.call('EXPIRE', KEYS[4], ARGV[10])
-return {kind, code_id, expires_at - now, received}
+return {kind, code_id, expires_at - now, received, math.floor(cooldown)}
