@@ -97,8 +97,9 @@ pub struct ApiArgs {
     #[arg(long, env = "MAX_SENDS_PER_CODE", default_value_t = 5)]
     pub max_sends_per_code: u32,
     /// Sends to one phone in any hour (without a human check: with one on, sends past
-    /// `CAPTCHA_AFTER_SENDS` need a check instead). A login forgets the hour's sends.
-    #[arg(long, env = "PHONE_SENDS_PER_HOUR", default_value_t = 10)]
+    /// `CAPTCHA_AFTER_SENDS` need a check instead). The hour's last send keeps its code
+    /// until the phone may have another. A login forgets the hour's sends.
+    #[arg(long, env = "PHONE_SENDS_PER_HOUR", default_value_t = 5)]
     pub phone_sends_per_hour: u32,
     /// Send and verify requests from one client address per minute; 0 turns it off.
     #[arg(long, env = "IP_REQUESTS_PER_MINUTE", default_value_t = 60)]
@@ -410,7 +411,7 @@ mod tests {
         assert!(config.database_url.ends_with("/otp_gateway"));
         assert_eq!(config.limits.resend_cooldown, Duration::from_secs(30));
         assert_eq!(config.limits.max_sends_per_code, 5);
-        assert_eq!(config.limits.phone_sends_per_hour, 10);
+        assert_eq!(config.limits.phone_sends_per_hour, 5);
         assert_eq!(config.limits.ip_requests_per_minute, 60);
         assert_eq!(config.limits.trusted_proxies, TrustedProxies::default());
         assert_eq!(config.api_addr.port(), 8080);

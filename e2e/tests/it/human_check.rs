@@ -60,3 +60,31 @@ async fn unverified_sends_slow_down_never_past_the_code_and_a_login_starts_over(
         "a login forgets the sends: {after_login}"
     );
 }
+
+#[tokio::test]
+async fn the_hours_last_send_keeps_its_code_until_the_phone_may_have_another() {
+    let mut env = TestEnv::new().await;
+    let mut config = env.api_config();
+    config.limits.resend_cooldown = Duration::from_secs(1);
+    config.limits.phone_sends_per_hour = 2;
+    config.common.otp_ttl = Duration::from_secs(6);
+    let _api = env.start_api_with(config).await;
+
+    let (status, first) = env.send_otp(PHONE).await;
+    let first_life = first["expiresInSeconds"]
+        .as_u64()
+        .expect("expiresInSeconds");
+    assert_eq!((status, first_life), (202, 6), "{first}");
+    let last = accepted_once_free(&env, PHONE).await;
+    let life = last["expiresInSeconds"].as_u64().expect("expiresInSeconds");
+    // The hour's window reopens an hour after the first send: the code lives till then.
+    assert!((3_590..=3_600).contains(&life), "{last}");
+
+    let (status, refused) = env.send_otp(PHONE).await;
+    assert_eq!(status, 429, "{refused}");
+    assert_eq!(refused["codePending"], Value::Bool(true), "{refused}");
+    let wait = refused["retryAfterSeconds"]
+        .as_u64()
+        .expect("retryAfterSeconds");
+    assert!(wait <= life, "the code outlasts the wait: {refused}");
+}

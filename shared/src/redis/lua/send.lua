@@ -10,7 +10,9 @@
 -- for the phone. cooldown: the wait this send set before the phone's next.
 -- The cooldown doubles with each send of the hour that no login followed (finish_verify
 -- forgets them), but never outlasts the code just sent: whoever the cooldown keeps
--- waiting has a pending code to enter, if the code reached the phone.
+-- waiting has a pending code to enter, if the code reached the phone. For the same
+-- reason the hour's last send (without a human check) keeps its code until the hour's
+-- window lets the phone have another.
 -- KEYS: 1 code record, 2 cooldown, 3 phone's send times, 4 request status,
 --       5 phone's wrong guesses
 -- ARGV: 1 new code_id, 2 mac, 3 sealed, 4 ttl ms, 5 record grace ms, 6 cooldown ms,
@@ -82,6 +84,21 @@ end
 redis.call('HSET', KEYS[1], {{code.send_prefix}} .. ARGV[9], 1)
 if ARGV[15] == {{channel.sms}} then
   redis.call('HSET', KEYS[1], {{code.fallback}}, ARGV[9])
+end
+
+-- Without a human check, the hour's last send keeps its code until the phone may have
+-- another: a stranger who spends the phone's sends leaves the owner holding the code
+-- they brought, not a wait for the window.
+if unchecked == 0 and sent_this_hour + 1 >= tonumber(ARGV[8]) then
+  local oldest = now
+  if sent_this_hour > 0 then
+    oldest = tonumber(redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')[2])
+  end
+  if oldest + hour_ms > expires_at then
+    expires_at = oldest + hour_ms
+    redis.call('HSET', KEYS[1], {{code.expires_at}}, expires_at)
+    redis.call('PEXPIREAT', KEYS[1], expires_at + tonumber(ARGV[5]))
+  end
 end
 
 local cooldown = math.min(tonumber(ARGV[6]) * 2 ^ sent_this_hour, expires_at - now)
