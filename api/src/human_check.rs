@@ -91,6 +91,8 @@ pub struct HumanCheckSettings {
     verify_url: String,
     /// The widget's script.
     pub script_url: String,
+    /// Where the script is served from: the login page's policy lets it in.
+    script_origin: String,
     /// Sends a phone gets in an hour without a check (at least 1).
     pub after_sends: u32,
     /// Share of a send budget new codes without a check may fill, in percent (1 to 100).
@@ -140,18 +142,42 @@ impl HumanCheckArgs {
                 problem: "must be 1 to 100",
             });
         }
+        let script_url = self
+            .captcha_script_url
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or_else(|| provider.script_url().to_owned());
+        let script_origin = reqwest::Url::parse(&script_url)
+            .ok()
+            .filter(|url| otp_shared::config::is_private_url_usable(url.as_str(), dev_mode))
+            .map(|url| url.origin().ascii_serialization())
+            .filter(|origin| origin != "null")
+            .ok_or(ConfigError::Invalid {
+                name: "CAPTCHA_SCRIPT_URL",
+                problem: "must be an https URL (http only to this machine, or with DEV_MODE=true)",
+            })?;
         Ok(Some(HumanCheckSettings {
             provider,
             site_key: site_key.trim().to_owned(),
             secret: real_secret("CAPTCHA_SECRET", SecretString::from(secret), dev_mode)?,
             verify_url,
-            script_url: self
-                .captcha_script_url
-                .filter(|u| !u.trim().is_empty())
-                .unwrap_or_else(|| provider.script_url().to_owned()),
+            script_url,
+            script_origin,
             after_sends: self.captcha_after_sends,
             budget_percent: self.captcha_budget_percent,
         }))
+    }
+}
+
+impl HumanCheckSettings {
+    /// The sources the login page's Content-Security-Policy must allow for the widget:
+    /// its script's origin (Turnstile's frame comes from there too), and hCaptcha's own
+    /// domains, where its frames and calls come from (its documentation lists them).
+    pub fn page_sources(&self) -> Vec<String> {
+        let mut sources = vec![self.script_origin.clone()];
+        if self.provider == Provider::Hcaptcha && self.script_origin.ends_with("hcaptcha.com") {
+            sources.extend(["https://hcaptcha.com".into(), "https://*.hcaptcha.com".into()]);
+        }
+        sources
     }
 }
 
@@ -296,7 +322,7 @@ async fn read_at_most(mut response: reqwest::Response, limit: usize) -> Option<V
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use clap::Parser;
 
@@ -313,6 +339,13 @@ mod tests {
             .expect("arguments parse")
             .check
             .validate(false)
+    }
+
+    /// Settings of a check that is on, with the test keys and `args`.
+    pub(crate) fn settings(args: &[&str]) -> HumanCheckSettings {
+        let mut all = args.to_vec();
+        all.extend(["--captcha-site-key", "site", "--captcha-secret", "secret-of-ours"]);
+        parse(&all).expect("valid").expect("on")
     }
 
     #[test]
@@ -372,5 +405,51 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn the_page_lets_in_the_widgets_origin_and_only_it() {
+        let keys = ["--captcha-site-key", "site", "--captcha-secret", "secret-of-ours"];
+        let with = |extra: &[&str]| {
+            let mut args = extra.to_vec();
+            args.extend(keys);
+            parse(&args)
+        };
+        let turnstile = with(&["--captcha-provider", "turnstile"]).expect("valid");
+        assert_eq!(
+            turnstile.expect("on").page_sources(),
+            ["https://challenges.cloudflare.com"]
+        );
+        let hcaptcha = with(&["--captcha-provider", "hcaptcha"]).expect("valid");
+        assert_eq!(
+            hcaptcha.expect("on").page_sources(),
+            [
+                "https://js.hcaptcha.com",
+                "https://hcaptcha.com",
+                "https://*.hcaptcha.com"
+            ]
+        );
+        let sandbox = with(&[
+            "--captcha-provider",
+            "hcaptcha",
+            "--captcha-script-url",
+            "http://127.0.0.1:8090/sandbox/captcha/api.js",
+        ]);
+        assert_eq!(
+            sandbox.expect("valid").expect("on").page_sources(),
+            ["http://127.0.0.1:8090"]
+        );
+        for bad in ["http://widgets.example/api.js", "not a url", "data:text/javascript,1"] {
+            assert!(
+                matches!(
+                    with(&["--captcha-provider", "turnstile", "--captcha-script-url", bad]),
+                    Err(ConfigError::Invalid {
+                        name: "CAPTCHA_SCRIPT_URL",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
     }
 }

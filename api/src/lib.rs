@@ -183,7 +183,12 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
             review_phones: config.review_phones.clone(),
             login_page: config
                 .login_page
-                .then(|| login_page::LoginPage::render(config.login_page_inbox_url.as_deref())),
+                .then(|| {
+                    login_page::LoginPage::render(
+                        config.login_page_inbox_url.as_deref(),
+                        config.human_check.as_ref(),
+                    )
+                }),
         }),
     }))
 }

@@ -8,6 +8,8 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use crate::human_check::HumanCheckSettings;
+
 const TEMPLATE: &str = include_str!("login_page/index.html");
 const SCRIPT: &str = include_str!("login_page/page.js");
 const STYLE: &str = include_str!("login_page/page.css");
@@ -20,8 +22,9 @@ pub struct LoginPage {
 }
 
 impl LoginPage {
-    /// The page, with a link to the sandbox's inbox when `inbox_url` is given.
-    pub fn render(inbox_url: Option<&str>) -> Self {
+    /// The page, with a link to the sandbox's inbox when `inbox_url` is given, and the
+    /// human check's widget allowed in when there is one.
+    pub fn render(inbox_url: Option<&str>, check: Option<&HumanCheckSettings>) -> Self {
         let inbox_link = inbox_url
             .map(|url| {
                 format!(
@@ -30,13 +33,33 @@ impl LoginPage {
                 )
             })
             .unwrap_or_default();
+        let captcha_attributes = check
+            .map(|check| {
+                format!(
+                    r#" data-captcha-script="{}""#,
+                    escape_html(&check.script_url)
+                )
+            })
+            .unwrap_or_default();
         let html = TEMPLATE
             .replace("{{style}}", STYLE)
             .replace("{{script}}", SCRIPT)
-            .replace("{{inbox_link}}", &inbox_link);
+            .replace("{{inbox_link}}", &inbox_link)
+            .replace("{{captcha_attributes}}", &captcha_attributes);
+        // The widget's script, its frame, its calls (and hCaptcha's styles) come from the
+        // provider: only its sources are let in, and only when the check is on.
+        let widget = check
+            .map(|check| format!(" {}", check.page_sources().join(" ")))
+            .unwrap_or_default();
+        let frames = if widget.is_empty() {
+            String::new()
+        } else {
+            format!(" frame-src{widget};")
+        };
         let csp = format!(
-            "default-src 'none'; script-src '{}'; style-src '{}'; connect-src 'self'; \
-             base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            "default-src 'none'; script-src '{}'{widget}; style-src '{}'{widget}; \
+             connect-src 'self'{widget};{frames} base-uri 'none'; form-action 'none'; \
+             frame-ancestors 'none'",
             sha256_source(SCRIPT),
             sha256_source(STYLE)
         );
@@ -89,7 +112,7 @@ mod tests {
 
     #[test]
     fn the_csp_allows_exactly_the_inline_script_and_style() {
-        let page = LoginPage::render(None);
+        let page = LoginPage::render(None, None);
         let html = String::from_utf8_lossy(&page.html);
         assert!(html.contains(SCRIPT) && html.contains(STYLE));
         assert!(page.csp.contains(&sha256_source(SCRIPT)));
@@ -100,12 +123,38 @@ mod tests {
 
     #[test]
     fn the_inbox_link_is_escaped_and_only_there_when_asked_for() {
-        assert!(!String::from_utf8_lossy(&LoginPage::render(None).html).contains("inbox-link"));
-        let page = LoginPage::render(Some(r#"http://127.0.0.1:8090/sandbox/?a="><script>"#));
+        assert!(!String::from_utf8_lossy(&LoginPage::render(None, None).html).contains("inbox-link"));
+        let page = LoginPage::render(Some(r#"http://127.0.0.1:8090/sandbox/?a="><script>"#), None);
         let html = String::from_utf8_lossy(&page.html);
         assert!(
             html.contains(r#"href="http://127.0.0.1:8090/sandbox/?a=&quot;&gt;&lt;script&gt;""#)
         );
+    }
+
+    #[test]
+    fn the_human_checks_widget_is_let_in_only_when_the_check_is_on() {
+        let off = LoginPage::render(None, None);
+        assert!(!off.csp.contains("frame-src") && !off.csp.contains("http"));
+        assert!(!String::from_utf8_lossy(&off.html).contains("data-captcha-script"));
+
+        let check = crate::human_check::tests::settings(&[
+            "--captcha-provider",
+            "turnstile",
+            "--captcha-script-url",
+            "http://127.0.0.1:8090/sandbox/captcha/api.js?a=\"b",
+        ]);
+        let on = LoginPage::render(None, Some(&check));
+        for directive in ["script-src", "frame-src", "connect-src"] {
+            let sources = on
+                .csp
+                .split(';')
+                .find(|d| d.trim().starts_with(directive))
+                .unwrap_or_else(|| panic!("{directive} in {}", on.csp));
+            assert!(sources.contains(" http://127.0.0.1:8090"), "{}", on.csp);
+        }
+        assert!(String::from_utf8_lossy(&on.html).contains(
+            r#"<main class="card" data-captcha-script="http://127.0.0.1:8090/sandbox/captcha/api.js?a=&quot;b">"#
+        ));
     }
 
     #[test]

@@ -11,10 +11,14 @@ let waiting = null; // the button a refusal's countdown holds off
 // Moves on with every step change; an answer that comes back to a step the user has
 // left is dropped.
 let generation = 0;
+// The human check's widget script (CAPTCHA_SCRIPT_URL), when the server has one.
+const CAPTCHA_SCRIPT = document.querySelector("main").dataset.captchaScript || "";
+let lastCheck = null; // the { provider, siteKey } the server last asked a check with
 
 function show(step) {
   generation += 1;
   for (const id of STEPS) $(id).hidden = id !== step;
+  $("human-check").hidden = true;
 }
 
 function say(id, text) {
@@ -119,6 +123,10 @@ function describe(result) {
       return "The service is unavailable right now. Try again in a moment.";
     case "INTERNAL":
       return "Something went wrong on our side. Try again.";
+    case "CAPTCHA_REQUIRED":
+      return "Complete the check below to get your code.";
+    case "CAPTCHA_INVALID":
+      return "The check did not go through. Please do it again.";
   }
   return data.message || "Something went wrong (HTTP " + result.status + "). Try again.";
 }
@@ -150,19 +158,31 @@ function refused(result, button, what) {
   }
 }
 
-// Asks for a code on `channel` ("whatsapp", or "sms" when the user asks for SMS).
-async function sendCode(phone, button, channel) {
+// Asks for a code on `channel` ("whatsapp", or "sms" when the user asks for SMS), with
+// the human check's token when the server asked for one.
+async function sendCode(phone, button, channel, captchaToken) {
   clearMessages();
   button.disabled = true;
   const asked = generation;
   const body = channel === "sms" ? { phone, channel } : { phone };
+  if (captchaToken) body.captchaToken = captchaToken;
   const result = await call("POST", "/api/auth/send-otp", body);
   button.disabled = false;
   if (asked !== generation) return; // the user moved on meanwhile
-  if (result.status === 429 && result.data && result.data.codePending && button === $("send")) {
+  const code = result.data && result.data.code;
+  const pending = result.data && result.data.codePending && button === $("send");
+  if (result.status === 429 && pending) {
     // A code for this number is on its way or there already (maybe asked for by someone
     // else): let the user enter it rather than wait.
     enterPendingCode(phone, result.retryAfter);
+    return;
+  }
+  if (result.status === 403 && (code === "CAPTCHA_REQUIRED" || code === "CAPTCHA_INVALID")) {
+    if (code === "CAPTCHA_REQUIRED") lastCheck = result.data.captcha;
+    // With a code pending, the user may enter it; the check is for another one.
+    if (pending) enterPendingCode(phone, 0);
+    const again = pending ? $("resend") : button;
+    askHumanCheck(describe(result), (token) => sendCode(phone, again, channel, token));
     return;
   }
   if (result.status !== 202) {
@@ -194,6 +214,52 @@ async function sendCode(phone, button, channel) {
     },
   );
   watchDelivery(sent.requestId, sent.expiresInSeconds);
+}
+
+// Shows the provider's widget (loading its script once) and calls `retry` with the
+// token it gives.
+async function askHumanCheck(why, retry) {
+  say("notice", why);
+  const box = $("human-check");
+  let widgets;
+  try {
+    widgets = await captchaWidgets();
+  } catch (e) {
+    say("error", "The check could not be loaded. Try again in a moment.");
+    return;
+  }
+  const asked = generation;
+  const slot = document.createElement("div");
+  box.replaceChildren(slot);
+  box.hidden = false;
+  widgets.render(slot, {
+    sitekey: lastCheck.siteKey,
+    callback: (token) => {
+      if (asked !== generation) return;
+      box.hidden = true;
+      box.replaceChildren();
+      retry(token);
+    },
+    "error-callback": () => say("error", "The check could not be completed. Try again."),
+  });
+}
+
+// The provider's widget API (window.turnstile or window.hcaptcha), its script loaded
+// on first use only.
+function captchaWidgets() {
+  const name = lastCheck && lastCheck.provider;
+  if (!CAPTCHA_SCRIPT || (name !== "turnstile" && name !== "hcaptcha")) {
+    return Promise.reject(new Error("no human check here"));
+  }
+  if (window[name]) return Promise.resolve(window[name]);
+  return new Promise((resolve, reject) => {
+    const script = document.createElement("script");
+    script.src = CAPTCHA_SCRIPT + (CAPTCHA_SCRIPT.includes("?") ? "&" : "?") + "render=explicit";
+    script.async = true;
+    script.onload = () => (window[name] ? resolve(window[name]) : reject(new Error(name)));
+    script.onerror = reject;
+    document.head.appendChild(script);
+  });
 }
 
 // The code step for a code sent a moment ago (no request of this page's to follow):
