@@ -20,7 +20,7 @@ use wati_sandbox::{
 
 mod common;
 
-use common::Served;
+use common::{Served, form};
 
 const SID: &str = DEFAULT_TWILIO_ACCOUNT_SID;
 const TOKEN: &str = DEFAULT_TWILIO_AUTH_TOKEN;
@@ -93,14 +93,6 @@ impl Served {
 }
 
 /// A form body, encoded by the `url` crate (through reqwest), as a client library would.
-fn form(params: &[(&str, &str)]) -> String {
-    reqwest::Url::parse_with_params("http://form.invalid/", params)
-        .expect("a form")
-        .query()
-        .unwrap_or_default()
-        .to_owned()
-}
-
 fn twilio_error(code: u32, message: &str, status: u16) -> Value {
     json!({
         "code": code,
