@@ -20,6 +20,11 @@ const PHONE: &str = "919876543210";
 /// The api's settings with Turnstile's check on, the sandbox standing in for it, and
 /// `extra` flags.
 fn with_check(env: &TestEnv, extra: &[&str]) -> ApiConfig {
+    with_check_secret(env, DEFAULT_TURNSTILE_SECRET, extra)
+}
+
+/// [`with_check`] with the api holding `secret`.
+fn with_check_secret(env: &TestEnv, secret: &str, extra: &[&str]) -> ApiConfig {
     let verify_url = format!("{}/turnstile/v0/siteverify", env.sandbox_url);
     let mut args = vec![
         "--captcha-provider",
@@ -27,7 +32,7 @@ fn with_check(env: &TestEnv, extra: &[&str]) -> ApiConfig {
         "--captcha-site-key",
         DEFAULT_TURNSTILE_SITE_KEY,
         "--captcha-secret",
-        DEFAULT_TURNSTILE_SECRET,
+        secret,
         "--captcha-verify-url",
         &verify_url,
     ];
@@ -157,14 +162,18 @@ async fn past_the_free_sends_a_phone_needs_the_human_check_and_a_person_gets_thr
     for _ in 0..2 {
         let token = env.sandbox.solve_captcha(CaptchaProvider::Turnstile);
         let (status, body) = send_checked(&env, PHONE, &token).await;
-        assert_eq!(status, 202, "a person gets through, past the hour's cap: {body}");
+        assert_eq!(
+            status, 202,
+            "a person gets through, past the hour's cap: {body}"
+        );
     }
     let verified = env.sandbox.captcha_verifications();
     assert_eq!(verified.len(), 2);
     assert!(
         verified
             .iter()
-            .all(|v| v.outcome == CaptchaOutcome::Passed && v.remoteip.as_deref() == Some("127.0.0.1")),
+            .all(|v| v.outcome == CaptchaOutcome::Passed
+                && v.remoteip.as_deref() == Some("127.0.0.1")),
         "{verified:?}"
     );
     // Without one, still the check.
@@ -238,7 +247,12 @@ async fn under_budget_pressure_new_codes_need_the_check() {
         &["--sends-per-minute", "4", "--captcha-budget-percent", "50"],
     );
     let _api = env.start_api_with(config).await;
-    let phones = ["919800000001", "919800000002", "919800000003", "919800000004"];
+    let phones = [
+        "919800000001",
+        "919800000002",
+        "919800000003",
+        "919800000004",
+    ];
     for phone in &phones[..2] {
         assert_eq!(env.send_otp(phone).await.0, 202);
     }
@@ -255,6 +269,20 @@ async fn under_budget_pressure_new_codes_need_the_check() {
     assert_eq!(
         (status, body["code"].as_str()),
         (429, Some("RATE_LIMITED")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_secret_the_provider_refuses_is_our_500_not_the_persons_failure() {
+    let mut env = TestEnv::new().await;
+    let config = with_check_secret(&env, "0x4AAAAAAAnot-the-sandboxs-secret", &[]);
+    let _api = env.start_api_with(config).await;
+    let token = env.sandbox.solve_captcha(CaptchaProvider::Turnstile);
+    let (status, body) = send_checked(&env, PHONE, &token).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (500, Some("INTERNAL")),
         "{body}"
     );
 }
