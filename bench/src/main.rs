@@ -259,6 +259,7 @@ async fn main() -> anyhow::Result<()> {
             &ceiling_prefix,
             burst_phones,
             args.concurrency,
+            args.amqp_queue_type,
         )
         .await;
         cleanup::remove(&services, &ceiling_prefix).await;
