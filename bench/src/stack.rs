@@ -180,7 +180,10 @@ impl Stack {
             .env("DATABASE_URL", database_url)
             .env("METRICS_ADDR", metrics_addr()?)
             .env("JWT_SECRET", "bench-jwt-secret-0123456789abcdef0123")
+            // Every request comes from this machine: the per-address and per-network
+            // limits would refuse a burst as one client's.
             .env("IP_REQUESTS_PER_MINUTE", "0")
+            .env("IP_NETWORK_REQUESTS_PER_MINUTE", "0")
             .env("RESEND_COOLDOWN_SECONDS", "0");
         if let Some(secret) = s.webhook_secret {
             api.env("WATI_WEBHOOK_SECRET", secret);
