@@ -52,7 +52,7 @@ pub async fn run(settings: &Settings<'_>, half: &Half<'_>) -> anyhow::Result<(Va
             api_version: half.api_version,
             calls_per_10s: settings.calls_per_10s,
             messages_per_second: settings.messages_per_second,
-            batch_max: settings.batch_max,
+            batch_max: Some(settings.batch_max),
             ttl_seconds: half.ttl_seconds,
         },
     };

@@ -1,12 +1,14 @@
 //! The ceiling: the api's send path without HTTP. The same Redis script (through the
 //! api's own `OtpStore`) and the same confirmed persistent publish (its `Publisher`),
-//! at the same concurrency as the intake stage.
+//! at the same concurrency as the intake stage, into a queue of the type the stacks use
+//! (`--amqp-queue-type`), so the intake's `ratio_to_ceiling` compares like with like.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use clap::ValueEnum;
 use otp_api::config::Limits;
 use otp_api::phone::PhoneNumber;
 use otp_api::store::{OtpStore, SendDecision, StorePolicy};
@@ -25,6 +27,7 @@ pub async fn run(
     prefix: &str,
     phones: &[PhoneNumber],
     concurrency: usize,
+    queue_type: otp_shared::amqp::QueueType,
 ) -> anyhow::Result<Value> {
     let redis = otp_shared::redis::conn::connect(redis_url)
         .await
@@ -35,7 +38,7 @@ pub async fn run(
             "otp-bench",
             QueueNames::new(prefix),
             otp_shared::amqp::QueueSettings {
-                queue_type: otp_shared::amqp::QueueType::Quorum,
+                queue_type,
                 delivery_limit: 20,
             },
             &[otp_shared::publisher::Target::Send],
@@ -125,6 +128,7 @@ pub async fn run(
         "stage": "ceiling",
         "requests": phones.len(),
         "concurrency": concurrency,
+        "queue_type": queue_type.to_possible_value().map(|v| v.get_name().to_owned()),
         "per_second": (latencies.len() as f64 / elapsed.as_secs_f64()).round(),
         "latency": summary(&mut latencies),
         "errors": errors,

@@ -22,7 +22,8 @@ pub struct Settings<'a> {
     pub prefix: &'a str,
     pub log_level: &'a str,
     pub workers: usize,
-    pub worker_concurrency: u16,
+    /// `WORKER_CONCURRENCY` and `WATI_BATCH_MAX`; the product's defaults when `None`.
+    pub worker_concurrency: Option<u16>,
     /// Connections of the send bursts and of the logins.
     pub concurrency: usize,
     /// Logins a second.
@@ -74,7 +75,7 @@ pub async fn run(settings: &Settings<'_>, phones: &[PhoneNumber]) -> anyhow::Res
         api_binary: settings.api_binary,
         wati_base_url: &wati_base_url,
         workers: settings.workers,
-        worker_concurrency: Some(settings.worker_concurrency),
+        worker_concurrency: settings.worker_concurrency,
         log_level: settings.log_level,
         webhook_secret: None,
         sms: None,
@@ -82,7 +83,7 @@ pub async fn run(settings: &Settings<'_>, phones: &[PhoneNumber]) -> anyhow::Res
             api_version: "v3",
             calls_per_10s: 0,
             messages_per_second: 0,
-            batch_max: u32::from(settings.worker_concurrency),
+            batch_max: settings.worker_concurrency.map(u32::from),
             ttl_seconds: CODE_LIFE.as_secs(),
         },
     };

@@ -75,9 +75,11 @@ struct Args {
     /// Worker processes.
     #[arg(long, default_value_t = 1)]
     workers: usize,
-    /// Jobs in flight per worker (WORKER_CONCURRENCY).
-    #[arg(long, default_value_t = 64)]
-    worker_concurrency: u16,
+    /// Jobs in flight per worker (WORKER_CONCURRENCY), and recipients per call
+    /// (WATI_BATCH_MAX), of every stack but the batched stage's. Without it, the
+    /// product's defaults: WATI_BATCH_MAX 1,000 and a worker holding twice that.
+    #[arg(long)]
+    worker_concurrency: Option<u16>,
     /// WATI_CALLS_PER_10S of the ceiling-to-steady stack (0: no limit).
     #[arg(long, default_value_t = 0)]
     calls_per_10s: u32,
@@ -259,6 +261,7 @@ async fn main() -> anyhow::Result<()> {
             &ceiling_prefix,
             burst_phones,
             args.concurrency,
+            args.amqp_queue_type,
         )
         .await;
         cleanup::remove(&services, &ceiling_prefix).await;
@@ -351,7 +354,7 @@ async fn main() -> anyhow::Result<()> {
         api_binary: None,
         wati_base_url: &wati_base_url,
         workers: args.workers,
-        worker_concurrency: Some(args.worker_concurrency),
+        worker_concurrency: args.worker_concurrency,
         log_level: &args.log_level,
         webhook_secret: None,
         sms: None,
@@ -360,7 +363,7 @@ async fn main() -> anyhow::Result<()> {
             calls_per_10s: args.calls_per_10s,
             messages_per_second: args.messages_per_second,
             // Calls carry at most what a worker holds.
-            batch_max: u32::from(args.worker_concurrency),
+            batch_max: args.worker_concurrency.map(u32::from),
             ttl_seconds: CODE_LIFE.as_secs(),
         },
     })
@@ -384,7 +387,11 @@ async fn main() -> anyhow::Result<()> {
                 let mut line =
                     load::delivery(&sandbox, &responses, "delivery", CODE_LIFE, baseline).await;
                 line["sandbox_latency_ms"] = json!(args.sandbox_latency_ms);
-                line["jobs_in_flight"] = json!(args.workers * usize::from(args.worker_concurrency));
+                // Null: the worker's default.
+                line["jobs_in_flight"] = json!(
+                    args.worker_concurrency
+                        .map(|jobs| args.workers * usize::from(jobs))
+                );
                 report(line);
             }
         }

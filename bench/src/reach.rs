@@ -43,7 +43,8 @@ pub struct Settings<'a> {
     pub prefix: &'a str,
     pub log_level: &'a str,
     pub workers: usize,
-    pub worker_concurrency: u16,
+    /// `WORKER_CONCURRENCY` and `WATI_BATCH_MAX`; the product's defaults when `None`.
+    pub worker_concurrency: Option<u16>,
     pub concurrency: usize,
     /// When the sandbox posts `delivered` and `read` after accepting a message.
     pub delivered_after: Duration,
@@ -141,14 +142,14 @@ async fn half(
         api_binary: None,
         wati_base_url: &sandbox_url,
         workers: settings.workers,
-        worker_concurrency: Some(settings.worker_concurrency),
+        worker_concurrency: settings.worker_concurrency,
         log_level: settings.log_level,
         webhook_secret: Some(WEBHOOK_SECRET),
         budgets: StackBudgets {
             api_version: "v3",
             calls_per_10s: 0,
             messages_per_second: 0,
-            batch_max: u32::from(settings.worker_concurrency),
+            batch_max: settings.worker_concurrency.map(u32::from),
             ttl_seconds: settings.ttl_seconds,
         },
         sms: fallback.then_some(StackSms {

@@ -21,7 +21,8 @@ pub struct Settings<'a> {
     pub prefix: &'a str,
     pub log_level: &'a str,
     pub workers: usize,
-    pub worker_concurrency: u16,
+    /// `WORKER_CONCURRENCY` and `WATI_BATCH_MAX`; the product's defaults when `None`.
+    pub worker_concurrency: Option<u16>,
     pub concurrency: usize,
     /// When the sandbox posts `delivered` and `read` after accepting a message.
     pub delivered_after: Duration,
@@ -68,7 +69,7 @@ async fn half(
         api_binary: None,
         wati_base_url: &wati_base_url,
         workers: settings.workers,
-        worker_concurrency: Some(settings.worker_concurrency),
+        worker_concurrency: settings.worker_concurrency,
         log_level: settings.log_level,
         webhook_secret: receipts.then_some(WEBHOOK_SECRET),
         sms: None,
@@ -76,7 +77,7 @@ async fn half(
             api_version: "v3",
             calls_per_10s: 0,
             messages_per_second: 0,
-            batch_max: u32::from(settings.worker_concurrency),
+            batch_max: settings.worker_concurrency.map(u32::from),
             ttl_seconds: CODE_LIFE.as_secs(),
         },
     };

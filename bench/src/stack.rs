@@ -75,7 +75,8 @@ pub struct StackBudgets {
     pub api_version: &'static str,
     pub calls_per_10s: u32,
     pub messages_per_second: u32,
-    pub batch_max: u32,
+    /// `WATI_BATCH_MAX`; the product's default when `None`.
+    pub batch_max: Option<u32>,
     pub ttl_seconds: u64,
 }
 
@@ -115,12 +116,14 @@ fn common(command: &mut Command, s: &StackSettings<'_>) {
             "WHATSAPP_MESSAGES_PER_SECOND",
             s.budgets.messages_per_second.to_string(),
         )
-        .env("WATI_BATCH_MAX", s.budgets.batch_max.to_string())
         .env("OTP_TTL_SECONDS", s.budgets.ttl_seconds.to_string())
         .env("RUST_LOG", s.log_level)
         .env("LOG_FORMAT", "json")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
+    if let Some(batch_max) = s.budgets.batch_max {
+        command.env("WATI_BATCH_MAX", batch_max.to_string());
+    }
 }
 
 /// The SMS settings the api and the workers share: the Twilio token (the api checks
@@ -177,7 +180,10 @@ impl Stack {
             .env("DATABASE_URL", database_url)
             .env("METRICS_ADDR", metrics_addr()?)
             .env("JWT_SECRET", "bench-jwt-secret-0123456789abcdef0123")
+            // Every request comes from this machine: the per-address and per-network
+            // limits would refuse a burst as one client's.
             .env("IP_REQUESTS_PER_MINUTE", "0")
+            .env("IP_NETWORK_REQUESTS_PER_MINUTE", "0")
             .env("RESEND_COOLDOWN_SECONDS", "0");
         if let Some(secret) = s.webhook_secret {
             api.env("WATI_WEBHOOK_SECRET", secret);

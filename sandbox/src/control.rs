@@ -1,5 +1,7 @@
 //! The `/sandbox/*` routes a person or a test uses to read and script the sandbox.
 
+use std::time::{Duration, Instant};
+
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -7,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{Population, Sandbox, ScriptedReply, ScriptedSms, Template};
+use crate::{MessageRates, Population, Sandbox, ScriptedReply, ScriptedSms, Template};
 
 #[derive(Deserialize)]
 pub(crate) struct PhoneQuery {
@@ -165,5 +167,96 @@ pub(crate) async fn stats(State(sandbox): State<Sandbox>) -> Json<Value> {
         "smsCallbacksFailed": recorded.sms.callbacks_failed(),
         "appEventsReceived": recorded.app.received(),
         "appEventsVerified": recorded.app.verified(),
+        "numbers": recorded.numbers.stats(),
     }))
+}
+
+/// Each sending number's messages since start or reset, by what became of them.
+pub(crate) async fn number_stats(State(sandbox): State<Sandbox>) -> Json<Value> {
+    Json(json!({ "numbers": sandbox.number_stats() }))
+}
+
+pub(crate) async fn message_rates(State(sandbox): State<Sandbox>) -> Json<MessageRates> {
+    Json(sandbox.message_rates())
+}
+
+/// Replaces every number's throughput.
+pub(crate) async fn set_message_rates(
+    State(sandbox): State<Sandbox>,
+    Json(rates): Json<MessageRates>,
+) -> StatusCode {
+    sandbox.set_message_rates(rates);
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RateBody {
+    messages_per_second: u32,
+}
+
+/// Sets one number's throughput.
+pub(crate) async fn set_messages_per_second(
+    State(sandbox): State<Sandbox>,
+    Path(number): Path<String>,
+    Json(body): Json<RateBody>,
+) -> StatusCode {
+    sandbox.set_messages_per_second(&number, body.messages_per_second);
+    StatusCode::NO_CONTENT
+}
+
+pub(crate) async fn degraded_numbers(State(sandbox): State<Sandbox>) -> Json<Value> {
+    Json(json!({ "degraded": sandbox.degraded_numbers() }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct DegradeBody {
+    /// Unix time in ms the trouble begins; now without it.
+    from_ms: Option<u64>,
+}
+
+/// Marks a number as in trouble from `fromMs` (or now, with no body).
+pub(crate) async fn degrade_number(
+    State(sandbox): State<Sandbox>,
+    Path(number): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let from_ms = if body.is_empty() {
+        None
+    } else {
+        match serde_json::from_slice::<DegradeBody>(&body) {
+            Ok(body) => body.from_ms,
+            Err(e) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({ "error": e.to_string() })),
+                )
+                    .into_response();
+            }
+        }
+    };
+    let now = Instant::now();
+    let from = match from_ms {
+        None => now,
+        Some(from_ms) => {
+            let now_ms = crate::send::now_ms();
+            if from_ms >= now_ms {
+                now + Duration::from_millis(from_ms - now_ms)
+            } else {
+                now.checked_sub(Duration::from_millis(now_ms - from_ms))
+                    .unwrap_or(now)
+            }
+        }
+    };
+    sandbox.degrade_number(&number, from);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+pub(crate) async fn undegrade_number(
+    State(sandbox): State<Sandbox>,
+    Path(number): Path<String>,
+) -> StatusCode {
+    sandbox.undegrade_number(&number);
+    StatusCode::NO_CONTENT
 }

@@ -4,7 +4,9 @@
 //! the template, its status and its parameters by name), enforces WATI's plan limit if
 //! asked, records every message so a person or a test can read the code sent to a
 //! number, can be told to be slow or to fail for a number, models a population in which
-//! some numbers are not on WhatsApp or never get their message (`population`), and posts
+//! some numbers are not on WhatsApp or never get their message (`population`), holds
+//! each of the tenant's sending numbers to Meta's throughput and can mark one as in
+//! trouble (`numbers`, `throughput`, which cite Meta's and WATI's pages), and posts
 //! delivery receipts to a webhook as WATI does.
 //!
 //! It also stands in for Twilio Programmable Messaging's send (`sms`, with Twilio's
@@ -42,6 +44,7 @@ mod ids;
 mod inbox;
 mod limit;
 mod listing;
+mod numbers;
 mod population;
 mod receipt;
 mod record;
@@ -54,16 +57,18 @@ mod sms_record;
 mod sms_script;
 mod standard_webhooks;
 pub mod templates;
+mod throughput;
 mod twilio;
 mod v1;
 mod v3;
 mod webhook;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -75,6 +80,10 @@ pub use captcha::{
 };
 pub use captcha_record::{CaptchaOutcome, CaptchaVerification, ScriptedCaptcha};
 pub use inbox::{INBOX_MESSAGES, INBOX_PHONES};
+pub use numbers::{
+    DEFAULT_CHANNEL, META_MESSAGES_PER_SECOND, MessageRates, NumberStats, SPAM_RATE_LIMIT_CODE,
+    THROUGHPUT_CODE,
+};
 pub use population::{Fate, Population};
 pub use receipt::ReceiptSettings;
 pub use record::{Api, Call, CallRecord, Channel, Conversation, Inbox, Message, ReceiptRecord};
@@ -126,6 +135,12 @@ pub struct SandboxArgs {
         default_value_t = 0
     )]
     pub calls_per_10s: u32,
+    /// Meta's throughput of each sending number, in messages per second: a rate for
+    /// every number, and `number=rate` for one (`default` is the channel of calls without
+    /// `channel_number`), comma-separated; 0 means no limit. Messages past it in any 1 s
+    /// are accepted, then fail with 130429.
+    #[arg(long, env = "SANDBOX_MESSAGES_PER_SECOND", default_value = "80")]
+    pub messages_per_second: String,
     /// Where to post delivery receipts (WATI's webhook events); none by default.
     #[arg(long, env = "SANDBOX_WEBHOOK_URL")]
     pub webhook_url: Option<String>,
@@ -230,6 +245,7 @@ impl SandboxArgs {
             templates: templates::parse(&self.templates)?,
             latency: Duration::from_millis(self.latency_ms),
             calls_per_10s: self.calls_per_10s,
+            message_rates: MessageRates::parse(&self.messages_per_second)?,
             receipts: ReceiptSettings {
                 // An empty value, as a compose file leaves it, means no webhook.
                 webhook_url: self.webhook_url.filter(|url| !url.is_empty()),
@@ -275,6 +291,9 @@ pub struct SandboxConfig {
     /// Send calls (v1 and v3 together) admitted per sliding 10 s, like WATI's plan
     /// limit; the rest get 429. 0 means no limit.
     pub calls_per_10s: u32,
+    /// Each sending number's throughput at start; [`Sandbox::set_message_rates`] and
+    /// [`Sandbox::set_messages_per_second`] change it later.
+    pub message_rates: MessageRates,
     /// Delivery receipts at start; [`Sandbox::set_receipts`] changes them later.
     pub receipts: ReceiptSettings,
     /// The numbers' fates at start; [`Sandbox::set_population`] changes them later.
@@ -292,9 +311,11 @@ pub struct SandboxConfig {
 }
 
 impl Default for SandboxConfig {
-    /// The binary's defaults: key `sandbox-key`, one approved authentication template
-    /// `login_otp` with the parameter `1`, no delay, no limit, no receipts, every number
-    /// on WhatsApp; Twilio account [`DEFAULT_TWILIO_ACCOUNT_SID`] with token
+    /// The binary's defaults but for the numbers' throughput: key `sandbox-key`, one
+    /// approved authentication template `login_otp` with the parameter `1`, no delay, no
+    /// plan limit, no limit on any sending number (the binary holds each to Meta's 80 a
+    /// second: [`MessageRates::default`]), no receipts, every number on WhatsApp; Twilio
+    /// account [`DEFAULT_TWILIO_ACCOUNT_SID`] with token
     /// `sandbox-token`, SMS delivered 300 ms after they are sent; the app webhook verifies
     /// with [`DEFAULT_APP_WEBHOOK_SECRET`]; the human-check providers' documented test keys
     /// ([`CaptchaKeys::default`]).
@@ -304,6 +325,7 @@ impl Default for SandboxConfig {
             templates: templates::defaults(),
             latency: Duration::ZERO,
             calls_per_10s: 0,
+            message_rates: MessageRates::unlimited(),
             receipts: ReceiptSettings::default(),
             population: Population::default(),
             twilio: TwilioAccount::default(),
@@ -352,8 +374,10 @@ impl Sandbox {
             population: Arc::new(Mutex::new(config.population)),
             sms: Arc::new(Mutex::new(config.sms.clone())),
             app_keys: Arc::new(standard_webhooks::keys_of(&config.app_webhook_secrets)),
+            recorded: Arc::new(Mutex::new(record::Recorded::new(
+                config.message_rates.clone(),
+            ))),
             config: Arc::new(config),
-            recorded: Arc::default(),
             webhook: Arc::new(webhook::Webhook::new()),
         }
     }
@@ -453,6 +477,52 @@ impl Sandbox {
     /// The shares in force.
     pub fn population(&self) -> Population {
         *self.population.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Each sending number's throughput in force.
+    pub fn message_rates(&self) -> MessageRates {
+        self.recorded().numbers.rates().clone()
+    }
+
+    /// Replaces every number's throughput, for calls judged from now on.
+    pub fn set_message_rates(&self, rates: MessageRates) {
+        self.recorded().numbers.set_rates(rates);
+    }
+
+    /// Sets one number's throughput (`number` as calls name it in `channel_number`, or
+    /// [`DEFAULT_CHANNEL`]), in messages per second; 0 is no limit.
+    pub fn set_messages_per_second(&self, number: &str, per_second: u32) {
+        self.recorded().numbers.set_rate(number, per_second);
+    }
+
+    /// Marks `number` as in trouble from `from` on (past or future): the messages of
+    /// every call that arrives then or later are accepted, then fail with 131048 (spam
+    /// rate limit hit), until [`Sandbox::undegrade_number`]. Kept across a reset.
+    pub fn degrade_number(&self, number: &str, from: Instant) {
+        let now = Instant::now();
+        let now_ms = send::now_ms();
+        let from_ms = if from >= now {
+            now_ms + (from - now).as_millis() as u64
+        } else {
+            now_ms.saturating_sub((now - from).as_millis() as u64)
+        };
+        self.recorded().numbers.degrade(number, from, from_ms);
+    }
+
+    /// Ends `number`'s trouble: calls arriving from now on are judged as usual.
+    pub fn undegrade_number(&self, number: &str) {
+        self.recorded().numbers.undegrade(number);
+    }
+
+    /// The numbers in trouble, each with the Unix time in ms it began.
+    pub fn degraded_numbers(&self) -> BTreeMap<String, u64> {
+        self.recorded().numbers.degraded()
+    }
+
+    /// Each sending number's messages since start or reset, by what became of them; a
+    /// number appears once a call names it.
+    pub fn number_stats(&self) -> BTreeMap<String, NumberStats> {
+        self.recorded().numbers.stats()
     }
 
     /// Every receipt posting that ended (answered 2xx or given up), in the order they
@@ -614,8 +684,9 @@ impl Sandbox {
     }
 
     /// Forgets messages, calls, scripts, receipts, callbacks, app events, human-check
-    /// tokens and siteverify calls, counters and the plan window (of both WATI and
-    /// Twilio); keeps the settings, templates and population.
+    /// tokens and siteverify calls, counters, the plan window (of both WATI and Twilio)
+    /// and the numbers' throughput windows; keeps the settings, templates, population,
+    /// the numbers' rates and which are degraded.
     /// Receipts and callbacks of messages accepted before still go out but are not
     /// recorded.
     pub fn reset(&self) {
@@ -666,6 +737,20 @@ impl Sandbox {
             .route("/sandbox/captcha/api.js", get(captcha_routes::api_js))
             .route("/sandbox/reset", post(control::reset))
             .route("/sandbox/stats", get(control::stats))
+            .route("/sandbox/numbers", get(control::number_stats))
+            .route(
+                "/sandbox/message-rates",
+                get(control::message_rates).put(control::set_message_rates),
+            )
+            .route(
+                "/sandbox/message-rates/{number}",
+                put(control::set_messages_per_second),
+            )
+            .route("/sandbox/degraded", get(control::degraded_numbers))
+            .route(
+                "/sandbox/degraded/{number}",
+                put(control::degrade_number).delete(control::undegrade_number),
+            )
             .route(
                 "/sandbox/templates",
                 get(control::list_templates).put(control::set_templates),

@@ -1,9 +1,9 @@
 //! What the sandbox remembers: messages sent (WhatsApp and SMS, filed together per
 //! phone), calls answered, scripts queued, the plan window, a log of calls in arrival
-//! order, and the receipts posted to the webhook; the SMS side's own log (`sms_record`);
-//! the events posted to the app's webhook (`app_record`); the human check's tokens and
-//! siteverify calls (`captcha_record`); and which phones got a message last, for the
-//! inbox page.
+//! order, the receipts posted to the webhook, and each sending number's traffic
+//! (`numbers`); the SMS side's own log (`sms_record`); the events posted to the app's
+//! webhook (`app_record`); the human check's tokens and siteverify calls
+//! (`captcha_record`); and which phones got a message last, for the inbox page.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::app_record::AppLog;
 use crate::captcha_record::CaptchaLog;
 use crate::limit::Window;
+use crate::numbers::{MessageRates, Numbers};
 use crate::receipt::{AcceptedMessage, ReceiptPlan};
 use crate::script::ScriptedReply;
 use crate::sms_record::{SmsCall, SmsCallbackRecord, SmsLog};
@@ -73,7 +74,8 @@ pub struct Message {
     /// An SMS's `MessageSid`.
     #[serde(default)]
     pub sid: Option<String>,
-    /// An SMS's sender: `From`, or the `MessagingServiceSid` it went through.
+    /// The sender: a WhatsApp message's `channel_number` (`None`: the default channel);
+    /// an SMS's `From`, or the `MessagingServiceSid` it went through.
     #[serde(default)]
     pub from: Option<String>,
 }
@@ -136,6 +138,9 @@ pub struct CallRecord {
     /// The path before the endpoint: a tenant id, or whatever the caller's base URL
     /// carries (tests give each worker its own, to tell their calls apart).
     pub path_prefix: String,
+    /// The sending number the call named (`channel_number`); `None`: the default channel.
+    #[serde(default)]
+    pub channel_number: Option<String>,
 }
 
 /// One receipt posted to the webhook (one copy, if events are repeated), recorded once
@@ -161,6 +166,9 @@ pub(crate) struct Ticket {
     pub call_id: u64,
     pub api: Api,
     pub received_at_ms: u64,
+    /// The arrival on the monotonic clock, read in arrival order: its messages count
+    /// against their number's throughput at this instant.
+    pub arrived: Instant,
     /// Which life of the sandbox admitted it: answers to calls made before a reset are
     /// not recorded after it.
     generation: u64,
@@ -180,6 +188,17 @@ pub(crate) struct Sent {
     pub reaches_phone: bool,
     /// The receipts it gets if accepted.
     pub receipts: ReceiptPlan,
+}
+
+/// What an answered call said of itself, as far as its body could be read.
+pub(crate) struct CallFacts {
+    /// The HTTP status it was answered with.
+    pub status: u16,
+    pub broadcast_name: String,
+    /// The template it named (empty when its body could not be read that far).
+    pub template_name: String,
+    /// The sending number it named; `None`: the default channel.
+    pub channel_number: Option<String>,
 }
 
 /// One phone's messages, both channels, with when it last got one.
@@ -216,9 +235,19 @@ pub(crate) struct Recorded {
     pub sms: SmsLog,
     pub app: AppLog,
     pub captcha: CaptchaLog,
+    /// The sending numbers' settings (kept across a reset) and traffic.
+    pub numbers: Numbers,
 }
 
 impl Recorded {
+    /// Nothing recorded yet; the sending numbers held to `rates`.
+    pub fn new(rates: MessageRates) -> Self {
+        Self {
+            numbers: Numbers::new(rates),
+            ..Self::default()
+        }
+    }
+
     /// The WhatsApp messages of `phone`, oldest first.
     pub fn messages(&self, phone: &str) -> Vec<Message> {
         self.messages_on(phone, Channel::WhatsApp)
@@ -379,10 +408,12 @@ impl Recorded {
         self.scripts.get_mut(phone).and_then(VecDeque::pop_front)
     }
 
-    /// Forgets everything, the plan window included.
+    /// Forgets everything, the plan window and the numbers' traffic included; keeps the
+    /// numbers' settings.
     pub fn reset(&mut self) {
         *self = Self {
             generation: self.generation + 1,
+            numbers: self.numbers.forget_traffic(),
             ..Self::default()
         };
     }
@@ -408,57 +439,57 @@ impl Recorded {
             call_id: self.last_call_id,
             api,
             received_at_ms,
+            arrived: now,
             generation: self.generation,
         })
     }
 
     /// Logs a call in the call log: one WATI refused before looking at any recipient
     /// (bad body, template), or, through [`Recorded::record`], an answered one.
-    pub fn log_call(
-        &mut self,
-        ticket: Ticket,
-        status: u16,
-        broadcast_name: String,
-        template_name: String,
-        recipients: Vec<String>,
-    ) {
+    pub fn log_call(&mut self, ticket: Ticket, facts: CallFacts, recipients: Vec<String>) {
         if ticket.generation == self.generation {
             let path_prefix = self.prefixes.remove(&ticket.call_id).unwrap_or_default();
             self.log.push(CallRecord {
                 call_id: ticket.call_id,
                 api: ticket.api,
                 received_at_ms: ticket.received_at_ms,
-                status,
+                status: facts.status,
                 recipients,
-                broadcast_name,
-                template_name,
+                broadcast_name: facts.broadcast_name,
+                template_name: facts.template_name,
                 path_prefix,
+                channel_number: facts.channel_number,
             });
         }
     }
 
-    /// Records an answered call: a [`Call`] per recipient, a [`Message`] per accepted one.
-    /// Answers the accepted messages, to be given their receipts (none if the call was
-    /// made before a reset).
+    /// Records an answered call: its accepted messages go through their number
+    /// ([`Numbers::send`]), then a [`Call`] per recipient, a [`Message`] per accepted one
+    /// that reaches the phone. Answers the accepted messages, to be given their receipts
+    /// (none if the call was made before a reset).
     #[must_use = "accepted messages are owed receipts"]
     pub fn record(
         &mut self,
         ticket: Ticket,
-        status: u16,
-        broadcast_name: String,
-        template_name: String,
-        sent: Vec<Sent>,
+        facts: CallFacts,
+        mut sent: Vec<Sent>,
     ) -> Vec<AcceptedMessage> {
         if ticket.generation != self.generation {
             return Vec::new();
         }
+        self.numbers.send(
+            facts.channel_number.as_deref(),
+            ticket.arrived,
+            Instant::now(),
+            &mut sent,
+        );
         let mut recipients = Vec::with_capacity(sent.len());
         let mut accepted = Vec::new();
         for one in sent {
             self.calls.entry(one.phone.clone()).or_default().push(Call {
                 phone: one.phone.clone(),
                 code: one.code.clone(),
-                status,
+                status: facts.status,
                 received_at_ms: ticket.received_at_ms,
                 local_message_id: one.local_message_id.clone(),
                 call_id: ticket.call_id,
@@ -471,21 +502,21 @@ impl Recorded {
                         phone: one.phone.clone(),
                         code: one.code.clone(),
                         channel: Channel::WhatsApp,
-                        template: template_name.clone(),
+                        template: facts.template_name.clone(),
                         text: one.rendered.text.clone(),
                         footer: one.rendered.footer.clone(),
                         button: one.rendered.button.clone(),
-                        broadcast_name: broadcast_name.clone(),
+                        broadcast_name: facts.broadcast_name.clone(),
                         received_at_ms: ticket.received_at_ms,
                         local_message_id: one.local_message_id.clone(),
                         call_id: ticket.call_id,
                         sid: None,
-                        from: None,
+                        from: facts.channel_number.clone(),
                     });
                 }
                 accepted.push(AcceptedMessage {
                     phone: one.phone.clone(),
-                    template: template_name.clone(),
+                    template: facts.template_name.clone(),
                     text: one.rendered.text,
                     local_message_id: one.local_message_id,
                     plan: one.receipts,
@@ -494,7 +525,7 @@ impl Recorded {
             }
             recipients.push(one.phone);
         }
-        self.log_call(ticket, status, broadcast_name, template_name, recipients);
+        self.log_call(ticket, facts, recipients);
         accepted
     }
 }

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::receipt::{self, ReceiptPlan};
-use crate::record::{Sent, Ticket};
+use crate::record::{CallFacts, Sent, Ticket};
 use crate::send::{wati_answer, with_retry_after};
 use crate::templates::{self, ParamCheck};
 use crate::{Sandbox, ScriptedReply};
@@ -49,15 +49,18 @@ pub(crate) async fn send(
     };
     let broadcast_name = text_of("broadcast_name");
     let template_name = text_of("template_name");
+    let channel = Some(text_of("channel_number")).filter(|c| !c.is_empty());
+    let facts = |status: StatusCode| CallFacts {
+        status: status.as_u16(),
+        broadcast_name: broadcast_name.clone(),
+        template_name: template_name.clone(),
+        channel_number: channel.clone(),
+    };
     // A refusal before anything is sent: logged, answered with `result: false`.
     let refuse = |status: StatusCode, info: &str| {
-        sandbox.recorded().log_call(
-            ticket,
-            status.as_u16(),
-            broadcast_name.clone(),
-            template_name.clone(),
-            phone.iter().cloned().collect(),
-        );
+        sandbox
+            .recorded()
+            .log_call(ticket, facts(status), phone.iter().cloned().collect());
         wati_answer(status, false, info)
     };
     let Some(phone) = phone.clone() else {
@@ -69,8 +72,7 @@ pub(crate) async fn send(
     let Some(body) = parsed.as_ref() else {
         return refuse(StatusCode::BAD_REQUEST, "Invalid JSON body");
     };
-    let channel = body["channel_number"].as_str().filter(|c| !c.is_empty());
-    let template = match sandbox.template_for_send(&template_name, channel) {
+    let template = match sandbox.template_for_send(&template_name, channel.as_deref()) {
         Ok(template) => template,
         Err(info) => return refuse(StatusCode::OK, &info),
     };
@@ -120,11 +122,13 @@ pub(crate) async fn send(
         ParamCheck::Filled { code } => code.clone(),
         _ => String::new(),
     };
+    let facts = CallFacts {
+        template_name: template.name.clone(),
+        ..facts(status)
+    };
     let accepted = sandbox.recorded().record(
         ticket,
-        status.as_u16(),
-        broadcast_name,
-        template.name.clone(),
+        facts,
         vec![Sent {
             phone,
             code,

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::receipt::{self, ReceiptPlan};
-use crate::record::{Sent, Ticket};
+use crate::record::{CallFacts, Sent, Ticket};
 use crate::send::{v3_error, v3_error_body, with_retry_after};
 use crate::templates::{self, ParamCheck, Template};
 use crate::{AnswerShape, Sandbox, ScriptedReply, ids};
@@ -81,6 +81,22 @@ pub(crate) async fn send(sandbox: &Sandbox, ticket: Ticket, body: &[u8]) -> Resp
         .ok()
         .and_then(|b| b.broadcast_name.clone())
         .unwrap_or_default();
+    let template_name = parsed
+        .as_ref()
+        .ok()
+        .and_then(|b| b.template_name.clone())
+        .unwrap_or_default();
+    let channel = parsed
+        .as_ref()
+        .ok()
+        .and_then(|b| b.channel_number.clone())
+        .filter(|c| !c.is_empty());
+    let facts = |status: StatusCode| CallFacts {
+        status: status.as_u16(),
+        broadcast_name: broadcast_name.clone(),
+        template_name: template_name.clone(),
+        channel_number: channel.clone(),
+    };
     let phones_named = || -> Vec<String> {
         parsed
             .iter()
@@ -97,36 +113,20 @@ pub(crate) async fn send(sandbox: &Sandbox, ticket: Ticket, body: &[u8]) -> Resp
         Ok(recipients) => recipients,
         Err(message) => {
             // Log what could be read of a refused body, so a test can see what was tried.
-            sandbox.recorded().log_call(
-                ticket,
-                StatusCode::BAD_REQUEST.as_u16(),
-                broadcast_name,
-                String::new(),
-                phones_named(),
-            );
+            let facts = CallFacts {
+                template_name: String::new(),
+                ..facts(StatusCode::BAD_REQUEST)
+            };
+            sandbox.recorded().log_call(ticket, facts, phones_named());
             return v3_error(StatusCode::BAD_REQUEST, &message);
         }
     };
-    let template_name = parsed
-        .as_ref()
-        .ok()
-        .and_then(|b| b.template_name.clone())
-        .unwrap_or_default();
-    let channel = parsed
-        .as_ref()
-        .ok()
-        .and_then(|b| b.channel_number.as_deref())
-        .filter(|c| !c.is_empty());
-    let template = match sandbox.template_for_send(&template_name, channel) {
+    let template = match sandbox.template_for_send(&template_name, channel.as_deref()) {
         Ok(template) => template,
         Err(error) => {
-            sandbox.recorded().log_call(
-                ticket,
-                StatusCode::OK.as_u16(),
-                broadcast_name,
-                template_name,
-                phones_named(),
-            );
+            sandbox
+                .recorded()
+                .log_call(ticket, facts(StatusCode::OK), phones_named());
             return (StatusCode::OK, Json(refused_body(&error))).into_response();
         }
     };
@@ -205,13 +205,11 @@ pub(crate) async fn send(sandbox: &Sandbox, ticket: Ticket, body: &[u8]) -> Resp
         .zip(&scripts)
         .map(|((r, accepted), script)| sent(&template, r, accepted, script.as_ref()))
         .collect();
-    let accepted = sandbox.recorded().record(
-        ticket,
-        status.as_u16(),
-        broadcast_name,
-        template.name.clone(),
-        sent,
-    );
+    let facts = CallFacts {
+        template_name: template.name.clone(),
+        ..facts(status)
+    };
+    let accepted = sandbox.recorded().record(ticket, facts, sent);
     receipt::schedule(sandbox, accepted);
     with_retry_after(
         (status, Json(answer)).into_response(),

@@ -1,19 +1,17 @@
 //! Delivery receipts posted to a webhook, heard by a small receiver on a local port.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
 use serde_json::{Value, json};
 use wati_sandbox::{ReceiptSettings, ScriptedReply};
 
 mod common;
+#[path = "common/receiver.rs"]
+mod receiver;
 
 use common::{KEY, Served};
+use receiver::receiver;
+
 const SENT: &str = "templateMessageSent_v2";
 const DELIVERED: &str = "sentMessageDELIVERED_v2";
 const READ: &str = "sentMessageREAD_v2";
@@ -22,81 +20,6 @@ const FAILED: &str = "templateMessageFailed";
 const PATIENCE: Duration = Duration::from_secs(5);
 /// Longest wait for a burst's receipts, which a busy machine posts slowly.
 const BURST_PATIENCE: Duration = Duration::from_secs(30);
-
-/// What a receiver was posted, with what it answered, in arrival order.
-#[derive(Default)]
-struct Heard {
-    posts: Mutex<Vec<(Value, u16)>>,
-    /// Posts still to answer with 500.
-    failures_left: AtomicU32,
-}
-
-impl Heard {
-    fn all(&self) -> Vec<(Value, u16)> {
-        self.posts.lock().expect("not poisoned").clone()
-    }
-
-    /// Bodies answered 2xx, i.e. events the receiver took.
-    fn taken(&self) -> Vec<Value> {
-        self.all()
-            .into_iter()
-            .filter(|(_, status)| *status == 200)
-            .map(|(body, _)| body)
-            .collect()
-    }
-
-    fn taken_for(&self, phone: &str) -> Vec<Value> {
-        self.taken()
-            .into_iter()
-            .filter(|b| b["waId"] == phone)
-            .collect()
-    }
-
-    fn events_for(&self, phone: &str) -> Vec<String> {
-        self.taken_for(phone)
-            .iter()
-            .map(|b| b["eventType"].as_str().unwrap_or_default().to_owned())
-            .collect()
-    }
-}
-
-async fn hear(State(heard): State<Arc<Heard>>, Json(body): Json<Value>) -> StatusCode {
-    let fail = heard
-        .failures_left
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok();
-    let status = if fail {
-        StatusCode::INTERNAL_SERVER_ERROR
-    } else {
-        StatusCode::OK
-    };
-    heard
-        .posts
-        .lock()
-        .expect("not poisoned")
-        .push((body, status.as_u16()));
-    status
-}
-
-/// Starts a receiver that answers 500 to its first `failures` posts; returns its URL.
-async fn receiver(failures: u32) -> (String, Arc<Heard>) {
-    let heard = Arc::new(Heard {
-        failures_left: AtomicU32::new(failures),
-        ..Heard::default()
-    });
-    let app = Router::new()
-        .route("/webhook", post(hear))
-        .with_state(heard.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a port");
-    let url = format!(
-        "http://{}/webhook",
-        listener.local_addr().expect("an address")
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, heard)
-}
 
 /// Short delays, so a test is over in well under a second unless it retries.
 fn quick(webhook_url: &str) -> ReceiptSettings {

@@ -370,7 +370,9 @@ async fn the_plan_limit_answers_429_once_v1_and_v3_calls_fill_the_window() {
                "receiptsPosted": 0, "receiptsFailed": 0,
                "smsCalls": 0, "smsAccepted": 0,
                "smsCallbacksPosted": 0, "smsCallbacksFailed": 0,
-               "appEventsReceived": 0, "appEventsVerified": 0})
+               "appEventsReceived": 0, "appEventsVerified": 0,
+               "numbers": {"default": {"accepted": 3, "delivered": 3, "failed": {},
+                                       "noReceipt": 0}}})
     );
 
     // Reset empties the window along with everything else.
