@@ -170,6 +170,14 @@ fn emit(line: &serde_json::Value) {
     println!("{line}");
 }
 
+/// Emits a stage's lines, noting their problems in `failures`.
+fn emit_all(lines: Vec<serde_json::Value>, failures: &mut Vec<String>) {
+    for line in lines {
+        failures.extend(problems(&line));
+        emit(&line);
+    }
+}
+
 /// Problems that make a run fail: a benchmark that lost, duplicated or refused
 /// requests measured something other than the gateway working.
 fn problems(line: &serde_json::Value) -> Vec<String> {
@@ -290,10 +298,10 @@ async fn main() -> anyhow::Result<()> {
             delivered_after: Duration::from_millis(args.receipts_delivered_after_ms),
             read_after: Duration::from_millis(args.receipts_read_after_ms),
         };
-        for line in receipts::run(&settings, receipts_phones).await? {
-            failures.extend(problems(&line));
-            emit(&line);
-        }
+        emit_all(
+            receipts::run(&settings, receipts_phones).await?,
+            &mut failures,
+        );
     }
     if run(Stage::Login) {
         let settings = login::Settings {
@@ -306,10 +314,7 @@ async fn main() -> anyhow::Result<()> {
             rate: args.login_rate,
             api_binary: args.login_api_binary.as_deref(),
         };
-        for line in login::run(&settings, login_phones).await? {
-            failures.extend(problems(&line));
-            emit(&line);
-        }
+        emit_all(login::run(&settings, login_phones).await?, &mut failures);
     }
     if run(Stage::Reach) {
         let settings = reach::Settings {
@@ -333,10 +338,7 @@ async fn main() -> anyhow::Result<()> {
             phones.len(),
             args.reach_requests
         );
-        for line in reach::run(&settings, &phones).await? {
-            failures.extend(problems(&line));
-            emit(&line);
-        }
+        emit_all(reach::run(&settings, &phones).await?, &mut failures);
     }
     let main_stages = [Stage::Intake, Stage::Delivery, Stage::Steady];
     if !main_stages.iter().any(|s| run(*s)) {
