@@ -14,9 +14,13 @@
 //! 8. `tokens`: signing and checking one access token with HS256, EdDSA and ES256;
 //! 9. `reach`: the same UK phones, some not on WhatsApp, failed or never heard of, with
 //!    WhatsApp only and then with the SMS fallback: who ends up with a code in hand;
+//! 10. `attack`: a stranger trying to keep a phone's owner out of login, and a flood of
+//!     new numbers from many networks while people log in, without and with the human
+//!     check, at the product's default limits;
 //!
 //! then the peak RSS of the api and workers. One JSON line per stage on stdout.
 
+mod attack;
 mod batched;
 mod ceiling;
 mod load;
@@ -51,6 +55,7 @@ enum Stage {
     Login,
     Tokens,
     Reach,
+    Attack,
 }
 
 /// Measures the OTP gateway: ceiling, burst intake, delivery, steady load, memory.
@@ -139,6 +144,13 @@ struct Args {
     /// Tokens signed and checked per algorithm in the tokens stage.
     #[arg(long, default_value_t = 20_000)]
     token_count: usize,
+    /// Length of the attack stage's lockout part, in minutes (the product's windows are
+    /// an hour long; 0 skips it).
+    #[arg(long, default_value_t = 60)]
+    attack_minutes: u64,
+    /// Length of the attack stage's flood, in seconds (0 skips it).
+    #[arg(long, default_value_t = 60)]
+    attack_flood_seconds: u64,
     /// An api binary for the login stage instead of this build's: another build to
     /// compare against (one that kept users in Redis, for the cost of PostgreSQL).
     #[arg(long)]
@@ -147,7 +159,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ceiling,intake,delivery,steady,batched,receipts,login,tokens,reach"
+        default_value = "ceiling,intake,delivery,steady,batched,receipts,login,tokens,reach,attack"
     )]
     stages: Vec<Stage>,
     /// RUST_LOG of the api and workers.
@@ -193,6 +205,7 @@ fn problems(line: &serde_json::Value) -> Vec<String> {
         "sms_callbacks_failed",
         "otp_status_disagreements",
         "extra_requests",
+        "processes_exited",
     ]
     .iter()
     .filter_map(|field| {
@@ -340,6 +353,16 @@ async fn main() -> anyhow::Result<()> {
         );
         emit_all(reach::run(&settings, &phones).await?, &mut failures);
     }
+    if run(Stage::Attack) {
+        let settings = attack::Settings {
+            services: &services,
+            prefix: &format!("{prefix}a"),
+            log_level: &args.log_level,
+            minutes: args.attack_minutes,
+            flood_seconds: args.attack_flood_seconds,
+        };
+        emit_all(attack::run(&settings).await?, &mut failures);
+    }
     let main_stages = [Stage::Intake, Stage::Delivery, Stage::Steady];
     if !main_stages.iter().any(|s| run(*s)) {
         return finish(failures);
@@ -357,6 +380,8 @@ async fn main() -> anyhow::Result<()> {
         log_level: &args.log_level,
         webhook_secret: None,
         sms: None,
+        limits: stack::ApiLimits::Off,
+        api_env: &[],
         budgets: stack::StackBudgets {
             api_version: "v3",
             calls_per_10s: args.calls_per_10s,
