@@ -17,8 +17,14 @@ use otp_shared::config::{ConfigError, real_secret};
 
 /// Longest wait for the provider's answer.
 const TIMEOUT: Duration = Duration::from_secs(5);
-/// Turnstile's tokens are at most 2048 characters; longer is no token.
-const MAX_TOKEN_CHARS: usize = 2048;
+/// The providers' published test secrets: with the provider's own siteverify they pass
+/// anyone's dummy token (Turnstile's "Testing" page; hCaptcha's "Integration Testing").
+const TEST_SECRETS: [&str; 4] = [
+    "1x0000000000000000000000000000000AA",
+    "2x0000000000000000000000000000000AA",
+    "3x0000000000000000000000000000000AA",
+    "0x0000000000000000000000000000000000000000",
+];
 /// The most of the provider's answer read.
 const MAX_ANSWER_BYTES: usize = 16 * 1024;
 
@@ -42,6 +48,15 @@ impl Provider {
         match self {
             Provider::Turnstile => "https://challenges.cloudflare.com/turnstile/v0/siteverify",
             Provider::Hcaptcha => "https://api.hcaptcha.com/siteverify",
+        }
+    }
+
+    /// The longest token it hands out: Turnstile documents 2048 characters; hCaptcha
+    /// documents none, and its tokens run to a few thousand.
+    fn max_token_chars(self) -> usize {
+        match self {
+            Provider::Turnstile => 2048,
+            Provider::Hcaptcha => 16 * 1024,
         }
     }
 
@@ -124,6 +139,13 @@ impl HumanCheckArgs {
             .captcha_verify_url
             .filter(|u| !u.trim().is_empty())
             .unwrap_or_else(|| provider.verify_url().to_owned());
+        if !dev_mode && verify_url == provider.verify_url() && TEST_SECRETS.contains(&secret.trim())
+        {
+            return Err(ConfigError::Invalid {
+                name: "CAPTCHA_SECRET",
+                problem: "is the provider's published test secret, which passes anyone's dummy token: set your own (or DEV_MODE=true)",
+            });
+        }
         if !otp_shared::config::is_private_url_usable(&verify_url, dev_mode) {
             return Err(ConfigError::Invalid {
                 name: "CAPTCHA_VERIFY_URL",
@@ -175,7 +197,10 @@ impl HumanCheckSettings {
     pub fn page_sources(&self) -> Vec<String> {
         let mut sources = vec![self.script_origin.clone()];
         if self.provider == Provider::Hcaptcha && self.script_origin.ends_with("hcaptcha.com") {
-            sources.extend(["https://hcaptcha.com".into(), "https://*.hcaptcha.com".into()]);
+            sources.extend([
+                "https://hcaptcha.com".into(),
+                "https://*.hcaptcha.com".into(),
+            ]);
         }
         sources
     }
@@ -192,13 +217,28 @@ pub enum HumanCheckError {
     Unreadable,
     #[error("the human check's provider had an internal error")]
     ProviderError,
+    /// Our keys or our request are wrong: no person's fault, and no outage either.
+    #[error(
+        "the human check's provider refused our request ({0:?}): check CAPTCHA_SECRET and CAPTCHA_SITE_KEY"
+    )]
+    Misconfigured(Vec<String>),
 }
 
 impl crate::error::DependencyError for HumanCheckError {
     fn is_outage(&self) -> bool {
-        true
+        !matches!(self, HumanCheckError::Misconfigured(_))
     }
 }
+
+/// The providers' answers that say our request is wrong, not the person's token.
+const OUR_MISTAKES: [&str; 6] = [
+    "missing-input-secret",
+    "invalid-input-secret",
+    "sitekey-secret-mismatch",
+    "bad-request",
+    "invalid-remoteip",
+    "not-using-dummy-passcode",
+];
 
 /// What the provider said of a token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -251,7 +291,7 @@ impl HumanCheck {
 
     async fn ask(&self, token: &str, client: Option<IpAddr>) -> Result<Verdict, HumanCheckError> {
         let token = token.trim();
-        if token.is_empty() || token.chars().count() > MAX_TOKEN_CHARS {
+        if token.is_empty() || token.chars().count() > self.settings.provider.max_token_chars() {
             return Ok(Verdict::Failed);
         }
         let client = client.map(|ip| ip.to_string());
@@ -299,12 +339,11 @@ impl HumanCheck {
         if answer
             .error_codes
             .iter()
-            .any(|c| c.contains("secret") || c == "sitekey-secret-mismatch")
+            .any(|c| OUR_MISTAKES.contains(&c.as_str()))
         {
-            tracing::error!(errors = ?answer.error_codes, "the human check's provider refused our keys: check CAPTCHA_SECRET and CAPTCHA_SITE_KEY");
-        } else {
-            tracing::info!(errors = ?answer.error_codes, "a human check failed");
+            return Err(HumanCheckError::Misconfigured(answer.error_codes));
         }
+        tracing::info!(errors = ?answer.error_codes, "a human check failed");
         Ok(Verdict::Failed)
     }
 }
@@ -344,7 +383,12 @@ pub(crate) mod tests {
     /// Settings of a check that is on, with the test keys and `args`.
     pub(crate) fn settings(args: &[&str]) -> HumanCheckSettings {
         let mut all = args.to_vec();
-        all.extend(["--captcha-site-key", "site", "--captcha-secret", "secret-of-ours"]);
+        all.extend([
+            "--captcha-site-key",
+            "site",
+            "--captcha-secret",
+            "secret-of-ours",
+        ]);
         parse(&all).expect("valid").expect("on")
     }
 
@@ -408,8 +452,44 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_providers_test_secrets_are_refused_against_the_provider_itself() {
+        for (provider, secret) in [
+            ("turnstile", "1x0000000000000000000000000000000AA"),
+            ("hcaptcha", "0x0000000000000000000000000000000000000000"),
+        ] {
+            let args = [
+                "--captcha-provider",
+                provider,
+                "--captcha-site-key",
+                "site",
+                "--captcha-secret",
+                secret,
+            ];
+            assert!(
+                matches!(
+                    parse(&args),
+                    Err(ConfigError::Invalid {
+                        name: "CAPTCHA_SECRET",
+                        ..
+                    })
+                ),
+                "{provider}"
+            );
+            // A stand-in (the sandbox) may use them.
+            let mut sandbox = args.to_vec();
+            sandbox.extend(["--captcha-verify-url", "http://127.0.0.1:8090/siteverify"]);
+            assert!(parse(&sandbox).is_ok_and(|s| s.is_some()), "{provider}");
+        }
+    }
+
+    #[test]
     fn the_page_lets_in_the_widgets_origin_and_only_it() {
-        let keys = ["--captcha-site-key", "site", "--captcha-secret", "secret-of-ours"];
+        let keys = [
+            "--captcha-site-key",
+            "site",
+            "--captcha-secret",
+            "secret-of-ours",
+        ];
         let with = |extra: &[&str]| {
             let mut args = extra.to_vec();
             args.extend(keys);
@@ -439,10 +519,19 @@ pub(crate) mod tests {
             sandbox.expect("valid").expect("on").page_sources(),
             ["http://127.0.0.1:8090"]
         );
-        for bad in ["http://widgets.example/api.js", "not a url", "data:text/javascript,1"] {
+        for bad in [
+            "http://widgets.example/api.js",
+            "not a url",
+            "data:text/javascript,1",
+        ] {
             assert!(
                 matches!(
-                    with(&["--captcha-provider", "turnstile", "--captcha-script-url", bad]),
+                    with(&[
+                        "--captcha-provider",
+                        "turnstile",
+                        "--captcha-script-url",
+                        bad
+                    ]),
                     Err(ConfigError::Invalid {
                         name: "CAPTCHA_SCRIPT_URL",
                         ..

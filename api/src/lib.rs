@@ -181,14 +181,12 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
             webhook_secret: config.wati_webhook_secret.clone(),
             country_locales: config.country_locales.clone(),
             review_phones: config.review_phones.clone(),
-            login_page: config
-                .login_page
-                .then(|| {
-                    login_page::LoginPage::render(
-                        config.login_page_inbox_url.as_deref(),
-                        config.human_check.as_ref(),
-                    )
-                }),
+            login_page: config.login_page.then(|| {
+                login_page::LoginPage::render(
+                    config.login_page_inbox_url.as_deref(),
+                    config.human_check.as_ref(),
+                )
+            }),
         }),
     }))
 }

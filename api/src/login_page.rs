@@ -123,7 +123,9 @@ mod tests {
 
     #[test]
     fn the_inbox_link_is_escaped_and_only_there_when_asked_for() {
-        assert!(!String::from_utf8_lossy(&LoginPage::render(None, None).html).contains("inbox-link"));
+        assert!(
+            !String::from_utf8_lossy(&LoginPage::render(None, None).html).contains("inbox-link")
+        );
         let page = LoginPage::render(Some(r#"http://127.0.0.1:8090/sandbox/?a="><script>"#), None);
         let html = String::from_utf8_lossy(&page.html);
         assert!(

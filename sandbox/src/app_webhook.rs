@@ -229,19 +229,9 @@ pub(crate) async fn add_script(
     State(sandbox): State<Sandbox>,
     Json(body): Json<ScriptBody>,
 ) -> Response {
-    if let Some(bad) = body
-        .answers
-        .iter()
-        .filter_map(|a| a.status)
-        .find(|s| !(200..600).contains(s))
+    if let Some(refusal) = crate::control::refuse_odd_status(body.answers.iter().map(|a| a.status))
     {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(
-                json!({ "error": format!("status {bad} is not one to answer with (200 to 599)") }),
-            ),
-        )
-            .into_response();
+        return refusal;
     }
     sandbox.script_app_webhook(body.answers);
     StatusCode::NO_CONTENT.into_response()

@@ -132,6 +132,19 @@ pub(crate) async fn fate(State(sandbox): State<Sandbox>, Path(phone): Path<Strin
     Json(json!({ "phone": phone, "fate": fate }))
 }
 
+/// A 400 naming the first scripted status that is not one to answer with (200 to 599),
+/// if any.
+pub(crate) fn refuse_odd_status(
+    statuses: impl IntoIterator<Item = Option<u16>>,
+) -> Option<Response> {
+    let bad = statuses
+        .into_iter()
+        .flatten()
+        .find(|s| !(200..600).contains(s))?;
+    let error = format!("status {bad} is not one to answer with (200 to 599)");
+    Some((StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response())
+}
+
 pub(crate) async fn reset(State(sandbox): State<Sandbox>) -> StatusCode {
     sandbox.reset();
     StatusCode::NO_CONTENT

@@ -1,5 +1,6 @@
 //! Ids WATI makes up for a message: its own id, the WhatsApp message id, and a
-//! `localMessageId` when the sender gave none (v1); and Twilio's Message SID.
+//! `localMessageId` when the sender gave none (v1); Twilio's Message SID; and the
+//! human-check tokens the sandbox hands out (`captcha`).
 //!
 //! They need to be unique and unrelated to anything a receiver knows, not secret, so
 //! std's randomly keyed SipHash over a counter serves and the crate needs no RNG.
@@ -43,6 +44,18 @@ pub(crate) fn message_sid() -> String {
     format!("SM{:016x}{:016x}", random_u64(), random_u64())
 }
 
+/// `{prefix}.` and 64 hex digits: a human-check token (a test's stand-in for a solved
+/// challenge, so unique and unguessable enough, though not a secret).
+pub(crate) fn captcha_token(prefix: &str) -> String {
+    format!(
+        "{prefix}.{:016x}{:016x}{:016x}{:016x}",
+        random_u64(),
+        random_u64(),
+        random_u64(),
+        random_u64()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
@@ -69,5 +82,9 @@ mod tests {
         let sid = message_sid();
         assert_eq!(sid.len(), 34);
         assert!(sid.starts_with("SM") && sid[2..].bytes().all(|b| b.is_ascii_hexdigit()));
+        let token = captcha_token("turnstile");
+        let hex = token.strip_prefix("turnstile.").expect("its prefix");
+        assert!(hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(token, captcha_token("turnstile"));
     }
 }

@@ -17,6 +17,12 @@
 //! (`app_webhook`, `standard_webhooks`, which cite the spec), records it, and answers as
 //! scripted (`app_record`).
 //!
+//! And it stands in for the human-check providers, Cloudflare Turnstile and hCaptcha:
+//! their siteverify APIs (`captcha`, which cites their documentation), the tokens a
+//! person's widget gets (`POST /sandbox/captcha/solve`, `Sandbox::solve_captcha`) and a
+//! widget stub for the login page (`GET /sandbox/captcha/api.js`), with scripted
+//! outages (`captcha_record`, `captcha_routes`).
+//!
 //! `GET /sandbox/` is an inbox page for a person following the login flow in a browser:
 //! each phone's messages as its WhatsApp (and its SMS app) would show them, refreshed
 //! every second from `GET /sandbox/inbox`, so the code can be read (and copied) without
@@ -25,6 +31,9 @@
 
 mod app_record;
 mod app_webhook;
+mod captcha;
+mod captcha_record;
+mod captcha_routes;
 mod control;
 mod event;
 mod form;
@@ -60,6 +69,11 @@ use serde_json::json;
 
 pub use app_record::{AppEventRecord, ScriptedAppAnswer};
 pub use app_webhook::DEFAULT_APP_WEBHOOK_SECRET;
+pub use captcha::{
+    CaptchaKeys, CaptchaProvider, CaptchaSite, DEFAULT_HCAPTCHA_SECRET, DEFAULT_HCAPTCHA_SITE_KEY,
+    DEFAULT_TURNSTILE_SECRET, DEFAULT_TURNSTILE_SITE_KEY,
+};
+pub use captcha_record::{CaptchaOutcome, CaptchaVerification, ScriptedCaptcha};
 pub use inbox::{INBOX_MESSAGES, INBOX_PHONES};
 pub use population::{Fate, Population};
 pub use receipt::ReceiptSettings;
@@ -78,7 +92,7 @@ pub use templates::Template;
 #[command(
     name = "wati-sandbox",
     version,
-    about = "A local stand-in for WATI's template API, Twilio's Messages API and the app's webhook receiver."
+    about = "A local stand-in for WATI's template API, Twilio's Messages API, the app's webhook receiver and the human-check providers (Turnstile, hCaptcha)."
 )]
 pub struct SandboxArgs {
     /// Listen address.
@@ -161,6 +175,36 @@ pub struct SandboxArgs {
         hide_default_value = true
     )]
     pub app_webhook_secret: String,
+    /// The site key the Turnstile stand-in knows (its widget stub takes only this one).
+    #[arg(
+        long,
+        env = "SANDBOX_TURNSTILE_SITE_KEY",
+        default_value = captcha::DEFAULT_TURNSTILE_SITE_KEY
+    )]
+    pub turnstile_site_key: String,
+    /// The secret Turnstile's siteverify takes.
+    #[arg(
+        long,
+        env = "SANDBOX_TURNSTILE_SECRET",
+        default_value = captcha::DEFAULT_TURNSTILE_SECRET,
+        hide_env_values = true
+    )]
+    pub turnstile_secret: String,
+    /// The site key the hCaptcha stand-in knows (siteverify's `sitekey` must be it).
+    #[arg(
+        long,
+        env = "SANDBOX_HCAPTCHA_SITE_KEY",
+        default_value = captcha::DEFAULT_HCAPTCHA_SITE_KEY
+    )]
+    pub hcaptcha_site_key: String,
+    /// The secret hCaptcha's siteverify takes.
+    #[arg(
+        long,
+        env = "SANDBOX_HCAPTCHA_SECRET",
+        default_value = captcha::DEFAULT_HCAPTCHA_SECRET,
+        hide_env_values = true
+    )]
+    pub hcaptcha_secret: String,
     /// Percent of numbers not on WhatsApp, chosen by a hash of the number.
     #[arg(long, env = "SANDBOX_NOT_ON_WHATSAPP_PERCENT", default_value_t = 0.0)]
     pub not_on_whatsapp_percent: f64,
@@ -203,6 +247,18 @@ impl SandboxArgs {
                 delivered_after: Duration::from_millis(self.sms_delivered_after_ms),
             },
             app_webhook_secrets: app_webhook::parse_secrets(&self.app_webhook_secret)?,
+            captcha: CaptchaKeys {
+                turnstile: captcha::site(
+                    "SANDBOX_TURNSTILE",
+                    self.turnstile_site_key,
+                    self.turnstile_secret,
+                )?,
+                hcaptcha: captcha::site(
+                    "SANDBOX_HCAPTCHA",
+                    self.hcaptcha_site_key,
+                    self.hcaptcha_secret,
+                )?,
+            },
         })
     }
 }
@@ -231,6 +287,8 @@ pub struct SandboxConfig {
     /// webhook verifies deliveries with; a signature under any one verifies. One that
     /// does not read verifies nothing (`SandboxArgs` refuses it at start).
     pub app_webhook_secrets: Vec<String>,
+    /// The one site the sandbox knows with each human-check provider.
+    pub captcha: CaptchaKeys,
 }
 
 impl Default for SandboxConfig {
@@ -238,7 +296,8 @@ impl Default for SandboxConfig {
     /// `login_otp` with the parameter `1`, no delay, no limit, no receipts, every number
     /// on WhatsApp; Twilio account [`DEFAULT_TWILIO_ACCOUNT_SID`] with token
     /// `sandbox-token`, SMS delivered 300 ms after they are sent; the app webhook verifies
-    /// with [`DEFAULT_APP_WEBHOOK_SECRET`].
+    /// with [`DEFAULT_APP_WEBHOOK_SECRET`]; the human-check providers' documented test keys
+    /// ([`CaptchaKeys::default`]).
     fn default() -> Self {
         Self {
             api_key: "sandbox-key".into(),
@@ -250,6 +309,7 @@ impl Default for SandboxConfig {
             twilio: TwilioAccount::default(),
             sms: SmsSettings::default(),
             app_webhook_secrets: vec![DEFAULT_APP_WEBHOOK_SECRET.to_owned()],
+            captcha: CaptchaKeys::default(),
         }
     }
 }
@@ -523,9 +583,39 @@ impl Sandbox {
         self.recorded().app.verified()
     }
 
-    /// Forgets messages, calls, scripts, receipts, callbacks, app events, counters and
-    /// the plan window (of both WATI and Twilio); keeps the settings, templates and
-    /// population.
+    /// A fresh human-check token of `provider`, as its widget would hand the page after a
+    /// person solved it (hostname `localhost`): good once, for the provider's life (300 s
+    /// for Turnstile, 120 s for hCaptcha) on the captcha clock.
+    pub fn solve_captcha(&self, provider: CaptchaProvider) -> String {
+        let solve = captcha_record::Solve {
+            hostname: "localhost".into(),
+            ..captcha_record::Solve::default()
+        };
+        self.recorded()
+            .captcha
+            .issue(provider, solve, send::now_ms())
+    }
+
+    /// Queues answers for the next siteverify calls (either provider), one each, in order,
+    /// after those already queued: a status, `internal-error`, a hang.
+    pub fn script_captcha(&self, answers: Vec<ScriptedCaptcha>) {
+        self.recorded().captcha.script(answers);
+    }
+
+    /// Every siteverify call, whatever it was answered, in arrival order.
+    pub fn captcha_verifications(&self) -> Vec<CaptchaVerification> {
+        self.recorded().captcha.verifications()
+    }
+
+    /// Moves the captcha clock forward, so that tokens handed out age by `by` (a token
+    /// past its life is refused as expired); [`Sandbox::reset`] sets it back.
+    pub fn advance_captcha_clock(&self, by: Duration) {
+        self.recorded().captcha.advance(by);
+    }
+
+    /// Forgets messages, calls, scripts, receipts, callbacks, app events, human-check
+    /// tokens and siteverify calls, counters and the plan window (of both WATI and
+    /// Twilio); keeps the settings, templates and population.
     /// Receipts and callbacks of messages accepted before still go out but are not
     /// recorded.
     pub fn reset(&self) {
@@ -556,6 +646,24 @@ impl Sandbox {
             .route("/sandbox/app-webhook", post(app_webhook::receive))
             .route("/sandbox/script-app-webhook", post(app_webhook::add_script))
             .route("/sandbox/app-events", get(app_webhook::events))
+            .route(
+                "/turnstile/v0/siteverify",
+                post(captcha_routes::turnstile_siteverify),
+            )
+            .route(
+                "/hcaptcha/siteverify",
+                post(captcha_routes::hcaptcha_siteverify),
+            )
+            .route(
+                "/sandbox/captcha/solve",
+                post(captcha_routes::solve).options(captcha_routes::solve_preflight),
+            )
+            .route("/sandbox/captcha/script", post(captcha_routes::add_script))
+            .route(
+                "/sandbox/captcha/verifications",
+                get(captcha_routes::verifications),
+            )
+            .route("/sandbox/captcha/api.js", get(captcha_routes::api_js))
             .route("/sandbox/reset", post(control::reset))
             .route("/sandbox/stats", get(control::stats))
             .route(

@@ -1,8 +1,9 @@
 //! What the sandbox remembers: messages sent (WhatsApp and SMS, filed together per
 //! phone), calls answered, scripts queued, the plan window, a log of calls in arrival
 //! order, and the receipts posted to the webhook; the SMS side's own log (`sms_record`);
-//! the events posted to the app's webhook (`app_record`); and which phones got a message
-//! last, for the inbox page.
+//! the events posted to the app's webhook (`app_record`); the human check's tokens and
+//! siteverify calls (`captcha_record`); and which phones got a message last, for the
+//! inbox page.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::app_record::AppLog;
+use crate::captcha_record::CaptchaLog;
 use crate::limit::Window;
 use crate::receipt::{AcceptedMessage, ReceiptPlan};
 use crate::script::ScriptedReply;
@@ -213,6 +215,7 @@ pub(crate) struct Recorded {
     receipts_failed: u64,
     pub sms: SmsLog,
     pub app: AppLog,
+    pub captcha: CaptchaLog,
 }
 
 impl Recorded {

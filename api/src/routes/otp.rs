@@ -156,7 +156,7 @@ async fn human_checked(
     match check.verify(&token, client).await {
         Ok(Verdict::Passed) => Ok(true),
         Ok(Verdict::Failed) => Err(ApiError::HumanCheckFailed),
-        Err(e) => Err(ApiError::SendUnavailable(Box::new(e))),
+        Err(e) => Err(ApiError::from_dependency(e, ApiError::SendUnavailable)),
     }
 }
 

@@ -5,7 +5,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use std::time::Duration;
 
-use otp_e2e::{DEADLINE, TestEnv, eventually};
+use otp_e2e::TestEnv;
 use serde_json::{Value, json};
 
 const PHONE: &str = "919876543210";

@@ -1,6 +1,7 @@
 //! The login page in a real browser: Debian's chromium, driven by playwright-core
 //! (`e2e/browser/login_page.mjs`), walks the whole flow against a running api, worker
-//! and sandbox, and the "Send by SMS instead" walk with SMS on (`login_page_sms.mjs`).
+//! and sandbox, the "Send by SMS instead" walk with SMS on (`login_page_sms.mjs`), and the
+//! human check with the sandbox's widget (`login_page_captcha.mjs`).
 //! Screenshots go to `target/browser-screenshots/` (CI keeps them). A
 //! missing chromium, node or playwright-core fails the test, naming what to install.
 
@@ -12,6 +13,8 @@ use otp_e2e::TestEnv;
 const PHONE: &str = "919811122233";
 /// The phone of the outage walk.
 const OUTAGE_PHONE: &str = "919811122244";
+/// The phone of the human check's walk.
+const CHECK_PHONE: &str = "919811122255";
 /// A number of the country the SMS walk allows SMS to.
 const SMS_PHONE: &str = "447911123457";
 /// The screenshots the whole walk writes.
@@ -125,6 +128,45 @@ async fn send_by_sms_instead_walks_through_in_chromium() {
     .await;
     written(&screenshots, "7-by-sms");
     assert_eq!(env.sandbox.sms_calls(SMS_PHONE).len(), 1, "one SMS");
+}
+
+#[tokio::test]
+async fn the_login_page_asks_for_the_human_check_in_chromium() {
+    let (_, screenshots) = browser_ready();
+    let _ = std::fs::remove_file(screenshots.join("8-human-check.png"));
+    let mut env = TestEnv::new().await;
+    let verify_url = format!("{}/turnstile/v0/siteverify", env.sandbox_url);
+    let script_url = format!("{}/sandbox/captcha/api.js", env.sandbox_url);
+    let config = env.api_config_with(&[
+        "--login-page",
+        "true",
+        "--captcha-provider",
+        "turnstile",
+        "--captcha-site-key",
+        wati_sandbox::DEFAULT_TURNSTILE_SITE_KEY,
+        "--captcha-secret",
+        wati_sandbox::DEFAULT_TURNSTILE_SECRET,
+        "--captcha-verify-url",
+        &verify_url,
+        "--captcha-script-url",
+        &script_url,
+        "--captcha-after-sends",
+        "1",
+    ]);
+    let _api = env.start_api_with(config).await;
+    let _worker = env.start_worker().await;
+    // The phone's one free send, spent: the page's send needs the check.
+    assert_eq!(env.send_otp(CHECK_PHONE).await.0, 202);
+    env.wait_for_messages(CHECK_PHONE, 1).await;
+    walk(&env, "login_page_captcha.mjs", &[("PHONE", CHECK_PHONE)]).await;
+    written(&screenshots, "8-human-check");
+    let verified = env.sandbox.captcha_verifications();
+    assert_eq!(
+        verified.len(),
+        1,
+        "the widget's token redeemed once: {verified:?}"
+    );
+    assert_eq!(verified[0].outcome, wati_sandbox::CaptchaOutcome::Passed);
 }
 
 #[tokio::test]

@@ -41,3 +41,13 @@ pub async fn serve_config(config: SandboxConfig, http: reqwest::Client) -> Serve
         http,
     }
 }
+
+/// A form body (`application/x-www-form-urlencoded`) of `params`, in order.
+#[allow(dead_code, reason = "only the tests of form-encoded APIs use it")]
+pub fn form(params: &[(&str, &str)]) -> String {
+    reqwest::Url::parse_with_params("http://form.invalid/", params)
+        .expect("a form")
+        .query()
+        .unwrap_or_default()
+        .to_owned()
+}
