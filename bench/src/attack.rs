@@ -22,16 +22,15 @@ mod lockout;
 use std::time::Duration;
 
 use serde_json::Value;
-use wati_sandbox::{ReceiptSettings, Sandbox};
+use wati_sandbox::{
+    DEFAULT_TURNSTILE_SECRET, DEFAULT_TURNSTILE_SITE_KEY, ReceiptSettings, Sandbox,
+};
 
 use crate::stack::{ApiLimits, Services, StackBudgets, StackSettings, with_stack};
 use crate::{CODE_LIFE, start_sandbox};
 use client::Api;
 
 const WEBHOOK_SECRET: &str = "bench-webhook-secret-0123456789abcdef";
-/// The sandbox's Turnstile keys: Cloudflare's documented dummy keys that always pass.
-const TURNSTILE_SITE_KEY: &str = "1x00000000000000000000AA";
-const TURNSTILE_SECRET: &str = "1x0000000000000000000000000000000AA";
 
 /// What the stage runs against.
 pub struct Settings<'a> {
@@ -85,8 +84,9 @@ async fn on_stack(
     if human_check {
         api_env.extend([
             ("CAPTCHA_PROVIDER", "turnstile".to_owned()),
-            ("CAPTCHA_SITE_KEY", TURNSTILE_SITE_KEY.to_owned()),
-            ("CAPTCHA_SECRET", TURNSTILE_SECRET.to_owned()),
+            // The sandbox's keys (Cloudflare's documented dummy keys).
+            ("CAPTCHA_SITE_KEY", DEFAULT_TURNSTILE_SITE_KEY.to_owned()),
+            ("CAPTCHA_SECRET", DEFAULT_TURNSTILE_SECRET.to_owned()),
             (
                 "CAPTCHA_VERIFY_URL",
                 format!("{sandbox_url}/turnstile/v0/siteverify"),
