@@ -48,6 +48,8 @@ pub async fn run(settings: &Settings<'_>, half: &Half<'_>) -> anyhow::Result<(Va
         log_level: settings.log_level,
         webhook_secret: None,
         sms: None,
+        limits: crate::stack::ApiLimits::Off,
+        api_env: &[],
         budgets: StackBudgets {
             api_version: half.api_version,
             calls_per_10s: settings.calls_per_10s,

@@ -79,6 +79,8 @@ pub async fn run(settings: &Settings<'_>, phones: &[PhoneNumber]) -> anyhow::Res
         log_level: settings.log_level,
         webhook_secret: None,
         sms: None,
+        limits: crate::stack::ApiLimits::Off,
+        api_env: &[],
         budgets: StackBudgets {
             api_version: "v3",
             calls_per_10s: 0,

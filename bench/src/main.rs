@@ -14,9 +14,13 @@
 //! 8. `tokens`: signing and checking one access token with HS256, EdDSA and ES256;
 //! 9. `reach`: the same UK phones, some not on WhatsApp, failed or never heard of, with
 //!    WhatsApp only and then with the SMS fallback: who ends up with a code in hand;
+//! 10. `attack`: a stranger trying to keep a phone's owner out of login, and a flood of
+//!     new numbers from many networks while people log in, without and with the human
+//!     check, at the product's default limits;
 //!
 //! then the peak RSS of the api and workers. One JSON line per stage on stdout.
 
+mod attack;
 mod batched;
 mod ceiling;
 mod load;
@@ -51,6 +55,7 @@ enum Stage {
     Login,
     Tokens,
     Reach,
+    Attack,
 }
 
 /// Measures the OTP gateway: ceiling, burst intake, delivery, steady load, memory.
@@ -141,11 +146,18 @@ struct Args {
     /// Tokens signed and checked per algorithm in the tokens stage.
     #[arg(long, default_value_t = 20_000)]
     token_count: usize,
+    /// Length of the attack stage's lockout part, in minutes (the product's windows are
+    /// an hour long; 0 skips it).
+    #[arg(long, default_value_t = 60)]
+    attack_minutes: u64,
+    /// Length of the attack stage's flood, in seconds (0 skips it).
+    #[arg(long, default_value_t = 60)]
+    attack_flood_seconds: u64,
     /// An api binary for the login stage instead of this build's: another build to
     /// compare against (one that kept users in Redis, for the cost of PostgreSQL).
     #[arg(long)]
     login_api_binary: Option<std::path::PathBuf>,
-    /// Stages to run, comma-separated.
+    /// Stages to run, comma-separated (`attack`, an hour of real time, only when named).
     #[arg(
         long,
         value_delimiter = ',',
@@ -172,6 +184,14 @@ fn emit(line: &serde_json::Value) {
     println!("{line}");
 }
 
+/// Emits a stage's lines, noting their problems in `failures`.
+fn emit_all(lines: Vec<serde_json::Value>, failures: &mut Vec<String>) {
+    for line in lines {
+        failures.extend(problems(&line));
+        emit(&line);
+    }
+}
+
 /// Problems that make a run fail: a benchmark that lost, duplicated or refused
 /// requests measured something other than the gateway working.
 fn problems(line: &serde_json::Value) -> Vec<String> {
@@ -187,6 +207,7 @@ fn problems(line: &serde_json::Value) -> Vec<String> {
         "sms_callbacks_failed",
         "otp_status_disagreements",
         "extra_requests",
+        "processes_exited",
     ]
     .iter()
     .filter_map(|field| {
@@ -293,10 +314,10 @@ async fn main() -> anyhow::Result<()> {
             delivered_after: Duration::from_millis(args.receipts_delivered_after_ms),
             read_after: Duration::from_millis(args.receipts_read_after_ms),
         };
-        for line in receipts::run(&settings, receipts_phones).await? {
-            failures.extend(problems(&line));
-            emit(&line);
-        }
+        emit_all(
+            receipts::run(&settings, receipts_phones).await?,
+            &mut failures,
+        );
     }
     if run(Stage::Login) {
         let settings = login::Settings {
@@ -309,10 +330,7 @@ async fn main() -> anyhow::Result<()> {
             rate: args.login_rate,
             api_binary: args.login_api_binary.as_deref(),
         };
-        for line in login::run(&settings, login_phones).await? {
-            failures.extend(problems(&line));
-            emit(&line);
-        }
+        emit_all(login::run(&settings, login_phones).await?, &mut failures);
     }
     if run(Stage::Reach) {
         let settings = reach::Settings {
@@ -336,10 +354,17 @@ async fn main() -> anyhow::Result<()> {
             phones.len(),
             args.reach_requests
         );
-        for line in reach::run(&settings, &phones).await? {
-            failures.extend(problems(&line));
-            emit(&line);
-        }
+        emit_all(reach::run(&settings, &phones).await?, &mut failures);
+    }
+    if run(Stage::Attack) {
+        let settings = attack::Settings {
+            services: &services,
+            prefix: &format!("{prefix}a"),
+            log_level: &args.log_level,
+            minutes: args.attack_minutes,
+            flood_seconds: args.attack_flood_seconds,
+        };
+        emit_all(attack::run(&settings).await?, &mut failures);
     }
     let main_stages = [Stage::Intake, Stage::Delivery, Stage::Steady];
     if !main_stages.iter().any(|s| run(*s)) {
@@ -358,6 +383,8 @@ async fn main() -> anyhow::Result<()> {
         log_level: &args.log_level,
         webhook_secret: None,
         sms: None,
+        limits: stack::ApiLimits::Off,
+        api_env: &[],
         budgets: stack::StackBudgets {
             api_version: "v3",
             calls_per_10s: args.calls_per_10s,

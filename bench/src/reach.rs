@@ -159,6 +159,8 @@ async fn half(
             sends_per_minute: 0,
             fallback_after_seconds: settings.fallback_after_seconds,
         }),
+        limits: crate::stack::ApiLimits::Off,
+        api_env: &[],
     };
     with_stack(&stack_settings, async |stack| {
         sandbox.set_receipts(ReceiptSettings {

@@ -73,6 +73,8 @@ async fn half(
         log_level: settings.log_level,
         webhook_secret: receipts.then_some(WEBHOOK_SECRET),
         sms: None,
+        limits: crate::stack::ApiLimits::Off,
+        api_env: &[],
         budgets: StackBudgets {
             api_version: "v3",
             calls_per_10s: 0,

@@ -49,6 +49,20 @@ pub struct StackSettings<'a> {
     pub webhook_secret: Option<&'a str>,
     /// SMS through Twilio (the sandbox's); SMS is off with `None`.
     pub sms: Option<StackSms<'a>>,
+    /// The api's per-client and per-phone limits.
+    pub limits: ApiLimits,
+    /// More of the api's settings, set last (over the ones above).
+    pub api_env: &'a [(&'a str, String)],
+}
+
+/// The api's abuse limits in a stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiLimits {
+    /// No limit per client address and no re-send cooldown: the throughput stages' load
+    /// comes from one address, and would otherwise measure the client limit.
+    Off,
+    /// The product's own defaults, as an operator gets them (the attack stage).
+    Product,
 }
 
 /// The SMS settings of a stack with SMS on: codes WhatsApp cannot deliver go by SMS
@@ -179,18 +193,21 @@ impl Stack {
         api.env("API_ADDR", format!("127.0.0.1:{api_port}"))
             .env("DATABASE_URL", database_url)
             .env("METRICS_ADDR", metrics_addr()?)
-            .env("JWT_SECRET", "bench-jwt-secret-0123456789abcdef0123")
+            .env("JWT_SECRET", "bench-jwt-secret-0123456789abcdef0123");
+        if s.limits == ApiLimits::Off {
             // Every request comes from this machine: the per-address and per-network
             // limits would refuse a burst as one client's.
-            .env("IP_REQUESTS_PER_MINUTE", "0")
-            .env("IP_NETWORK_REQUESTS_PER_MINUTE", "0")
-            .env("RESEND_COOLDOWN_SECONDS", "0");
+            api.env("IP_REQUESTS_PER_MINUTE", "0")
+                .env("IP_NETWORK_REQUESTS_PER_MINUTE", "0")
+                .env("RESEND_COOLDOWN_SECONDS", "0");
+        }
         if let Some(secret) = s.webhook_secret {
             api.env("WATI_WEBHOOK_SECRET", secret);
         }
         if let Some(sms) = &s.sms {
             sms_shared(&mut api, sms, &api_url);
         }
+        api.envs(s.api_env.iter().map(|(name, value)| (name, value)));
         let api = api.spawn().context("start the api")?;
         let mut workers = Vec::new();
         for _ in 0..s.workers {
@@ -261,6 +278,14 @@ impl Stack {
         (read(&self.api), self.workers.iter().map(read).collect())
     }
 
+    /// The api and workers that are no longer running (exited, or killed by someone).
+    pub fn exited(&self) -> usize {
+        std::iter::once(&self.api)
+            .chain(&self.workers)
+            .filter(|child| !running(child.id()))
+            .count()
+    }
+
     /// SIGTERM to every process, then wait for them.
     pub fn stop(mut self) {
         for child in std::iter::once(&self.api).chain(&self.workers) {
@@ -272,6 +297,23 @@ impl Stack {
             let _ = child.wait();
         }
     }
+}
+
+/// Whether process `pid` is there and not a zombie (one that exited and was not yet
+/// waited for).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .next()?
+                .to_owned();
+            Some(state != "Z" && state != "X")
+        })
+        .unwrap_or(false)
 }
 
 /// CPU seconds (user + system) a process has used so far, if it is still there.
