@@ -113,7 +113,7 @@ async fn on_stack(
             api_version: "v3",
             calls_per_10s: 0,
             messages_per_second: 0,
-            batch_max: 64,
+            batch_max: None,
             ttl_seconds: CODE_LIFE.as_secs(),
         },
         limits: ApiLimits::Product,
