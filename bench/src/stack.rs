@@ -178,6 +178,8 @@ impl Stack {
             .env("METRICS_ADDR", metrics_addr()?)
             .env("JWT_SECRET", "bench-jwt-secret-0123456789abcdef0123")
             .env("IP_REQUESTS_PER_MINUTE", "0")
+            // Every request comes from 127.0.0.1: one network as well as one address.
+            .env("IP_NETWORK_REQUESTS_PER_MINUTE", "0")
             .env("RESEND_COOLDOWN_SECONDS", "0");
         if let Some(secret) = s.webhook_secret {
             api.env("WATI_WEBHOOK_SECRET", secret);
