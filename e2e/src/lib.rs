@@ -718,11 +718,16 @@ impl TestEnv {
 
     /// Publishes `body` to the send queue, as if a producer had, and waits for the broker.
     pub async fn publish_to_send_queue(&self, body: &[u8]) {
+        self.publish_to(&self.queues().send, body).await;
+    }
+
+    /// Publishes `body` to queue `name`, and waits for the broker.
+    pub async fn publish_to(&self, name: &str, body: &[u8]) {
         self.channel()
             .await
             .basic_publish(
                 "".into(),
-                self.queues().send.as_str().into(),
+                name.into(),
                 Default::default(),
                 body,
                 Default::default(),

@@ -2,8 +2,9 @@
 //! job queues (quorum by default, with a delivery limit and at-least-once
 //! dead-lettering): WhatsApp sends, and SMS sends in a queue of their own so that they
 //! never wait behind a WhatsApp backlog; their bounded dead-letter queue; and the
-//! fallback timer: a queue nobody consumes, whose jobs expire after
-//! `FALLBACK_AFTER_SECONDS` into the queue of fallback checks.
+//! fallback timer: a queue nobody consumes, whose messages (each the timers of the sends a
+//! worker recorded together) expire after `FALLBACK_AFTER_SECONDS` into the queue of
+//! fallback checks.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -138,9 +139,9 @@ pub async fn declare_sms_queue(
 }
 
 /// Declares the fallback timer: the queue of fallback checks (a job queue like the
-/// others) and the queue the checks wait in, which nobody consumes: a job published
-/// there with an expiration dead-letters into the checks when it expires. Every job in
-/// it has the same wait, so the one at its head is always the next to expire.
+/// others) and the queue the checks wait in, which nobody consumes: a message published
+/// there with an expiration dead-letters into the checks when it expires. Every message
+/// in it has the same wait, so the one at its head is always the next to expire.
 pub async fn declare_fallback_queues(
     channel: &Channel,
     queues: &QueueNames,

@@ -1,6 +1,6 @@
 //! Publishes jobs: persistent messages on the durable job queues (a WhatsApp job on the
 //! send queue, an SMS job on the SMS queue, a WhatsApp send waiting for its receipt on
-//! the fallback timer), each confirmed by the broker before the caller goes on. The api
+//! the fallback timer, many sends in one message), each confirmed by the broker before the caller goes on. The api
 //! publishes sends, the worker SMS fallbacks and timers. Reconnects on the next publish after
 //! the connection is lost or stops answering, so the api recovers by itself when
 //! RabbitMQ returns; one reconnect runs at a time and other requests fail fast meanwhile,
@@ -229,15 +229,30 @@ impl Publisher {
             JobChannel::Whatsapp => &self.queues.send,
             JobChannel::Sms => &self.queues.sms,
         };
-        self.publish_to(queue, job, None).await
+        self.publish_message(Message {
+            queue,
+            payload: job.encode(),
+            message_id: job.request_id.to_string(),
+            expiration: None,
+        })
+        .await
     }
 
-    /// Publishes a WhatsApp job that WATI accepted to the fallback timer: it comes back,
-    /// on the queue of fallback checks, after `wait`. The broker keeps it meanwhile, so
-    /// the timer survives a restart of any worker.
-    pub async fn publish_timer(&self, job: &SendJob, wait: Duration) -> Result<(), PublishError> {
-        self.publish_to(&self.queues.fallback_wait, job, Some(wait))
-            .await
+    /// Publishes the timers of WhatsApp sends that WATI accepted, in one message: it
+    /// comes back, on the queue of fallback checks, after `wait`. The broker keeps it
+    /// meanwhile, so the timers survive a restart of any worker.
+    pub async fn publish_timers(
+        &self,
+        batch: &crate::job::TimerBatch,
+        wait: Duration,
+    ) -> Result<(), PublishError> {
+        self.publish_message(Message {
+            queue: &self.queues.fallback_wait,
+            payload: batch.encode(),
+            message_id: batch.name(),
+            expiration: Some(wait),
+        })
+        .await
     }
 
     /// Publishes an event to the app, for its first attempt.
@@ -259,21 +274,6 @@ impl Publisher {
         let queue = self.queues.events_retry(envelope.attempt);
         self.publish_message(Message::event(&queue, envelope, Some(wait)))
             .await
-    }
-
-    async fn publish_to(
-        &self,
-        queue: &str,
-        job: &SendJob,
-        expiration: Option<Duration>,
-    ) -> Result<(), PublishError> {
-        self.publish_message(Message {
-            queue,
-            payload: job.encode(),
-            message_id: job.request_id.to_string(),
-            expiration,
-        })
-        .await
     }
 
     async fn publish_message(&self, message: Message<'_>) -> Result<(), PublishError> {

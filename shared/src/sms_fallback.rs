@@ -124,16 +124,6 @@ impl SmsFallback {
         self.records.retire_code(&job.phone, job.request_id).await
     }
 
-    /// Sets the timer of WhatsApp job `job`, which WATI accepted: it comes back to a
-    /// worker's fallback check after `after`.
-    pub async fn start_timer(
-        &self,
-        job: &SendJob,
-        after: std::time::Duration,
-    ) -> Result<(), PublishError> {
-        self.publisher.publish_timer(job, after).await
-    }
-
     /// Sends the code of WhatsApp job `job` by SMS, if it may and must. Safe to repeat:
     /// a fallback begun before publishes its job again (its delivery sends it once).
     pub async fn fall_back(

@@ -20,7 +20,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection};
 use otp_shared::amqp::DEAD_REASON_HEADER;
 use otp_shared::amqp::QueueNames;
-use otp_shared::job::{JobError, SendJob};
+use otp_shared::job::{JobError, SendJob, TimerBatch};
 use tokio::sync::{Semaphore, watch};
 
 use crate::delivery::{Courier, Deliverer, Outcome};
@@ -73,6 +73,20 @@ impl Job for SendJob {
 
     fn channel(&self) -> &'static str {
         self.channel.label()
+    }
+}
+
+impl Job for TimerBatch {
+    fn decode(bytes: &[u8]) -> Result<Self, JobError> {
+        TimerBatch::decode(bytes)
+    }
+
+    fn log_id(&self) -> String {
+        self.name()
+    }
+
+    fn channel(&self) -> &'static str {
+        "whatsapp"
     }
 }
 

@@ -25,6 +25,7 @@ use tracing::Instrument;
 use crate::batcher::{Batcher, BatcherSettings, CallResult, Outgoing};
 use crate::classify::{Provider, Refusal, Verdict};
 use crate::config::{RetryConfig, WorkerConfig};
+use crate::fallback_timer::Timers;
 use crate::retry::RetrySchedule;
 use crate::templates::Templates;
 use crate::wati::WatiClient;
@@ -159,8 +160,9 @@ impl Courier for WhatsApp {
 #[derive(Clone)]
 pub struct Fallback {
     pub sms: SmsFallback,
-    /// `FALLBACK_AFTER_SECONDS`: the wait for a delivered receipt, if there is one.
-    pub after: Option<Duration>,
+    /// Sets the timers that wait `FALLBACK_AFTER_SECONDS` for a delivered receipt, if
+    /// there is a wait.
+    pub timers: Option<Timers>,
 }
 
 /// Everything delivering a send needs.
@@ -476,7 +478,7 @@ impl<C: Courier> Deliverer<C> {
     async fn start_timer(&self, job: &SendJob) {
         let Some(Fallback {
             sms,
-            after: Some(after),
+            timers: Some(timers),
         }) = &self.fallback
         else {
             return;
@@ -484,7 +486,7 @@ impl<C: Courier> Deliverer<C> {
         if job.channel != JobChannel::Whatsapp || !sms.allows(job) {
             return;
         }
-        if let Err(e) = sms.start_timer(job, *after).await {
+        if let Err(e) = timers.set(job.clone()).await {
             tracing::warn!(error = %e, "could not set the fallback timer; only a failure sends this code by SMS");
         }
     }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod consumer;
 pub mod delivery;
 pub mod fallback_check;
+pub mod fallback_timer;
 pub mod http_client;
 pub mod retry;
 pub mod sms;
@@ -292,6 +293,9 @@ async fn start_sms(
 ) -> Result<(delivery::Fallback, Vec<Consumer>), StartError> {
     let keys = Keys::new(&config.common.key_prefix);
     metrics::gauge!(otp_shared::metrics::SMS_BUDGET).set(f64::from(sms.settings.sends_per_minute));
+    let timers = sms
+        .fallback_after
+        .map(|after| fallback_timer::Timers::start(publisher.clone(), after));
     let fallback = SmsFallback::new(
         sms.settings.clone(),
         SendBudget::sms(redis.clone(), &keys, sms.settings.sends_per_minute),
@@ -335,7 +339,7 @@ async fn start_sms(
     Ok((
         delivery::Fallback {
             sms: fallback,
-            after: sms.fallback_after,
+            timers,
         },
         consumers,
     ))

@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use otp_e2e::proxy::Proxy;
-use otp_e2e::{DEADLINE, Running, TestEnv, eventually, twilio_callback_url};
+use otp_e2e::{DEADLINE, Running, TestEnv, budgets, eventually, twilio_callback_url};
+use otp_shared::budget::WatiApiVersion;
 use serde_json::{Value, json};
 use wati_sandbox::{ScriptedReply, ScriptedSms, SmsOutcome};
 
@@ -108,6 +109,14 @@ async fn wait_for_delivery(env: &TestEnv, request_id: &str, channel: &str, statu
         },
     )
     .await
+}
+
+/// Timer messages waiting in the broker (each holds one or more sends' timers).
+async fn timer_messages(env: &TestEnv) -> Option<u32> {
+    let queues = env.queues();
+    env.queue_counts(&queues.fallback_wait)
+        .await
+        .map(|c| c.ready)
 }
 
 /// Waits until no fallback timer of this test is waiting or being checked: both timer
@@ -417,18 +426,101 @@ async fn the_fallback_timer_outlives_the_worker_that_set_it() {
     env.wait_for_status(&request_id, "sent").await;
     // The timer waits in RabbitMQ, not in the worker that set it.
     worker.stop().await;
-    let queues = env.queues();
-    let waiting = env
-        .queue_counts(&queues.fallback_wait)
-        .await
-        .map(|c| c.ready);
-    assert_eq!(waiting, Some(1), "the timer is in the broker");
+    assert_eq!(
+        timer_messages(&env).await,
+        Some(1),
+        "the timer is in the broker"
+    );
     let _restarted = env
         .start_worker_with(env.sms_worker_config(SMS_COUNTRIES, Duration::from_secs(2)))
         .await;
     let sms = wait_for_sms(&env, UK_PHONE, 1).await;
     let whatsapp = env.sandbox.messages(UK_PHONE);
     assert_eq!(code_in(&sms[0].text), whatsapp[0].code);
+}
+
+#[tokio::test]
+async fn sends_wati_accepted_in_one_call_wait_in_one_timer_message_and_each_is_checked() {
+    // One call a second: the sends wait for the same call.
+    let one_call_a_second = budgets(WatiApiVersion::V3, 10, 0, 32);
+    let mut env = TestEnv::new().await;
+    let _api = env
+        .start_sms_api_with(SMS_COUNTRIES, &[], |api| {
+            api.common.budgets = one_call_a_second;
+        })
+        .await;
+    env.enable_receipts(
+        Duration::from_millis(50),
+        Duration::from_secs(3600),
+        1,
+        false,
+    );
+    let worker_config = || {
+        let mut config = env.sms_worker_config(SMS_COUNTRIES, Duration::from_secs(4));
+        config.common.budgets = one_call_a_second;
+        config
+    };
+    let worker = env.start_worker_with(worker_config()).await;
+    let silent = [
+        "447911123450",
+        "447911123451",
+        "447911123452",
+        "447911123453",
+    ];
+    for phone in silent {
+        whatsapp_is_silent(&env, phone);
+    }
+    let delivered = "447911123454";
+    env.occupy_call_slot(&one_call_a_second).await;
+    let mut ids = Vec::new();
+    for phone in silent.iter().chain([&delivered]) {
+        ids.push(env.send_accepted(phone).await);
+    }
+    for id in &ids[..silent.len()] {
+        env.wait_for_status(id, "sent").await;
+    }
+    env.wait_for_status(&ids[silent.len()], "delivered").await;
+    let calls = env.sandbox.call_log();
+    assert_eq!(calls.len(), 1, "the five sends shared one call: {calls:?}");
+    assert_eq!(calls[0].recipients.len(), 5);
+    // A stopped worker has finished its jobs, each acked once its timer was confirmed.
+    worker.stop().await;
+    assert_eq!(
+        timer_messages(&env).await,
+        Some(1),
+        "one message holds the five timers"
+    );
+    let restarted = env.start_worker_with(worker_config()).await;
+    for phone in silent {
+        let sms = wait_for_sms(&env, phone, 1).await;
+        assert_eq!(code_in(&sms[0].text), env.sandbox.messages(phone)[0].code);
+    }
+    timers_checked(&env, restarted).await;
+    for phone in silent {
+        assert_eq!(env.sandbox.sms_calls(phone).len(), 1, "one SMS to {phone}");
+    }
+    assert!(
+        env.sandbox.sms_calls(delivered).is_empty(),
+        "delivered in time"
+    );
+}
+
+#[tokio::test]
+async fn a_timer_set_one_send_to_a_message_is_still_checked() {
+    // As a worker before timers shared messages left it in the broker.
+    let (env, _api, worker) = sms_env(Duration::ZERO).await;
+    let job = env.stored_job(UK_PHONE, Duration::from_secs(300)).await;
+    let checks = env.queues().fallback;
+    eventually("the worker to consume the checks", DEADLINE, || async {
+        (env.queue_counts(&checks).await?.consumers > 0).then_some(())
+    })
+    .await;
+    env.publish_to(&checks, &job.encode()).await;
+    let sms = wait_for_sms(&env, UK_PHONE, 1).await;
+    let (status, body) = env.verify(UK_PHONE, &code_in(&sms[0].text)).await;
+    assert_eq!(status, 200, "{body}");
+    timers_checked(&env, worker).await;
+    assert_eq!(env.sandbox.sms_calls(UK_PHONE).len(), 1);
 }
 
 #[tokio::test]
