@@ -96,9 +96,9 @@ pub struct ApiArgs {
     /// Sends of one pending code (the first and the re-sends).
     #[arg(long, env = "MAX_SENDS_PER_CODE", default_value_t = 5)]
     pub max_sends_per_code: u32,
-    /// Sends to one phone in any hour (without a human check: with one on, sends past
-    /// `CAPTCHA_AFTER_SENDS` need a check instead). The hour's last send keeps its code
-    /// until the phone may have another. A login forgets the hour's sends.
+    /// Sends to one phone in any hour (with a human check on, those past
+    /// `CAPTCHA_AFTER_SENDS` need a check). The hour's last send keeps its code until the
+    /// phone may have another. A login forgets the hour's sends.
     #[arg(long, env = "PHONE_SENDS_PER_HOUR", default_value_t = 5)]
     pub phone_sends_per_hour: u32,
     /// Send and verify requests from one client address per minute; 0 turns it off.
@@ -297,6 +297,15 @@ impl ApiArgs {
             }
         }
         let human_check = self.human_check.validate(common.dev_mode)?;
+        if human_check
+            .as_ref()
+            .is_some_and(|check| check.after_sends >= self.phone_sends_per_hour)
+        {
+            return Err(ConfigError::Invalid {
+                name: "CAPTCHA_AFTER_SENDS",
+                problem: "must be less than PHONE_SENDS_PER_HOUR (or the check is never asked for)",
+            });
+        }
         Ok(ApiConfig {
             human_check,
             common,
@@ -530,6 +539,32 @@ mod tests {
         ));
         assert!(ApiArgs::try_parse_from(["api", "--jwt-algorithm", "RS256"]).is_err());
         std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn the_human_check_must_come_before_the_hours_cap() {
+        let with = |after: &str| {
+            parse(&[
+                "--jwt-secret",
+                SECRET,
+                "--captcha-provider",
+                "turnstile",
+                "--captcha-site-key",
+                "site",
+                "--captcha-secret",
+                "secret-of-ours",
+                "--captcha-after-sends",
+                after,
+            ])
+        };
+        assert!(with("4").is_ok_and(|c| c.human_check.is_some()));
+        assert!(matches!(
+            with("5"),
+            Err(ConfigError::Invalid {
+                name: "CAPTCHA_AFTER_SENDS",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -87,8 +87,8 @@ pub struct HumanCheckArgs {
     /// The widget's script, which the login page loads (default: the provider's own).
     #[arg(long, env = "CAPTCHA_SCRIPT_URL")]
     pub captcha_script_url: Option<String>,
-    /// Sends a phone gets in an hour without a check; with the check on, the hour's
-    /// cap (`PHONE_SENDS_PER_HOUR`) gives way to it.
+    /// Sends a phone gets in an hour without a check; the rest, up to
+    /// `PHONE_SENDS_PER_HOUR`, need one (so it must be less than that).
     #[arg(long, env = "CAPTCHA_AFTER_SENDS", default_value_t = 3)]
     pub captcha_after_sends: u32,
     /// How full `SENDS_PER_MINUTE` or a country's budget may get with new codes that
@@ -196,7 +196,7 @@ impl HumanCheckSettings {
     /// domains, where its frames and calls come from (its documentation lists them).
     pub fn page_sources(&self) -> Vec<String> {
         let mut sources = vec![self.script_origin.clone()];
-        if self.provider == Provider::Hcaptcha && self.script_origin.ends_with("hcaptcha.com") {
+        if self.provider == Provider::Hcaptcha && self.script_origin == "https://js.hcaptcha.com" {
             sources.extend([
                 "https://hcaptcha.com".into(),
                 "https://*.hcaptcha.com".into(),

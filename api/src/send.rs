@@ -179,7 +179,7 @@ async fn steps(
         taken.country_minute = count_in(state, request, &send, &budget, "country").await?;
     }
     if by_sms {
-        count_sms(state, &send, taken).await?;
+        taken.sms_minute = count_sms(state, request, &send).await?;
     } else {
         match state
             .admission
@@ -276,27 +276,13 @@ fn country_budget(state: &AppState, calling_code: u16, limit: u32) -> SendBudget
 /// pumping costs money. (WATI's admission is no SMS's business.)
 async fn count_sms(
     state: &AppState,
+    request: &SendRequest,
     send: &AcceptedSend,
-    taken: &mut Taken,
-) -> Result<(), ApiError> {
+) -> Result<Option<u64>, ApiError> {
     let Some(sms) = &state.sms else {
         return Err(ApiError::ChannelNotAllowed);
     };
-    match sms
-        .budget
-        .count(send.budget_kind())
-        .await
-        .map_err(send_error)?
-    {
-        Counted::In { minute } => taken.sms_minute = Some(minute),
-        Counted::Unlimited => {}
-        Counted::Over { retry_after } => {
-            metrics::counter!(otp_shared::metrics::RATE_LIMIT_REJECTIONS, "scope" => "sms")
-                .increment(1);
-            return Err(ApiError::RateLimited { retry_after });
-        }
-    }
-    Ok(())
+    count_in(state, request, send, &sms.budget, "sms").await
 }
 
 /// Takes back what a send that was not queued took: its code (unless a re-send uses

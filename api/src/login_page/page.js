@@ -162,6 +162,8 @@ function refused(result, button, what) {
 // the human check's token when the server asked for one.
 async function sendCode(phone, button, channel, captchaToken) {
   clearMessages();
+  $("human-check").hidden = true;
+  $("human-check").replaceChildren();
   button.disabled = true;
   const asked = generation;
   const body = channel === "sms" ? { phone, channel } : { phone };
@@ -221,14 +223,15 @@ async function sendCode(phone, button, channel, captchaToken) {
 async function askHumanCheck(why, retry) {
   say("notice", why);
   const box = $("human-check");
+  const asked = generation;
   let widgets;
   try {
     widgets = await captchaWidgets();
   } catch (e) {
-    say("error", "The check could not be loaded. Try again in a moment.");
+    if (asked === generation) say("error", "The check could not be loaded. Try again in a moment.");
     return;
   }
-  const asked = generation;
+  if (asked !== generation) return; // the user moved on while the script loaded
   const slot = document.createElement("div");
   box.replaceChildren(slot);
   box.hidden = false;
@@ -245,14 +248,16 @@ async function askHumanCheck(why, retry) {
 }
 
 // The provider's widget API (window.turnstile or window.hcaptcha), its script loaded
-// on first use only.
+// on first use only (and once, however many checks are asked for meanwhile).
+let widgetsLoading = null;
 function captchaWidgets() {
   const name = lastCheck && lastCheck.provider;
   if (!CAPTCHA_SCRIPT || (name !== "turnstile" && name !== "hcaptcha")) {
     return Promise.reject(new Error("no human check here"));
   }
   if (window[name]) return Promise.resolve(window[name]);
-  return new Promise((resolve, reject) => {
+  if (widgetsLoading) return widgetsLoading;
+  widgetsLoading = new Promise((resolve, reject) => {
     const script = document.createElement("script");
     script.src = CAPTCHA_SCRIPT + (CAPTCHA_SCRIPT.includes("?") ? "&" : "?") + "render=explicit";
     script.async = true;
@@ -260,6 +265,9 @@ function captchaWidgets() {
     script.onerror = reject;
     document.head.appendChild(script);
   });
+  // A failed load may be tried again on the next check.
+  widgetsLoading.catch(() => (widgetsLoading = null));
+  return widgetsLoading;
 }
 
 // The code step for a code sent a moment ago (no request of this page's to follow):

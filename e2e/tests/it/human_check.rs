@@ -142,15 +142,13 @@ async fn the_hours_last_send_keeps_its_code_until_the_phone_may_have_another() {
 #[tokio::test]
 async fn past_the_free_sends_a_phone_needs_the_human_check_and_a_person_gets_through() {
     let mut env = TestEnv::new().await;
-    // Two free sends, and an hourly cap of two that a checked send is not held to.
+    // One free send, then a check for each, up to the hour's cap of three.
     let config = with_check(
         &env,
-        &["--captcha-after-sends", "2", "--phone-sends-per-hour", "2"],
+        &["--captcha-after-sends", "1", "--phone-sends-per-hour", "3"],
     );
     let _api = env.start_api_with(config).await;
-    for _ in 0..2 {
-        assert_eq!(env.send_otp(PHONE).await.0, 202);
-    }
+    assert_eq!(env.send_otp(PHONE).await.0, 202);
     let (status, body) = env.send_otp(PHONE).await;
     assert_check_required(status, &body);
     assert_eq!(body["codePending"], Value::Bool(true), "{body}");
@@ -162,10 +160,7 @@ async fn past_the_free_sends_a_phone_needs_the_human_check_and_a_person_gets_thr
     for _ in 0..2 {
         let token = env.sandbox.solve_captcha(CaptchaProvider::Turnstile);
         let (status, body) = send_checked(&env, PHONE, &token).await;
-        assert_eq!(
-            status, 202,
-            "a person gets through, past the hour's cap: {body}"
-        );
+        assert_eq!(status, 202, "a person gets through: {body}");
     }
     let verified = env.sandbox.captcha_verifications();
     assert_eq!(verified.len(), 2);
@@ -176,9 +171,15 @@ async fn past_the_free_sends_a_phone_needs_the_human_check_and_a_person_gets_thr
                 && v.remoteip.as_deref() == Some("127.0.0.1")),
         "{verified:?}"
     );
-    // Without one, still the check.
-    let (status, body) = env.send_otp(PHONE).await;
-    assert_check_required(status, &body);
+    // The hour's cap holds for people too (paid solvers are people): the last send's
+    // code stays pending meanwhile.
+    let token = env.sandbox.solve_captcha(CaptchaProvider::Turnstile);
+    let (status, body) = send_checked(&env, PHONE, &token).await;
+    assert_eq!(
+        (status, body["code"].as_str(), &body["codePending"]),
+        (429, Some("RATE_LIMITED"), &Value::Bool(true)),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -285,4 +286,39 @@ async fn a_secret_the_provider_refuses_is_our_500_not_the_persons_failure() {
         (500, Some("INTERNAL")),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn sms_codes_under_budget_pressure_need_the_check_too() {
+    let mut env = TestEnv::new().await;
+    let verify_url = format!("{}/turnstile/v0/siteverify", env.sandbox_url);
+    // Two SMS a minute, half of them for new codes without a check.
+    let _api = env
+        .start_sms_api(
+            "44",
+            &[
+                "--sms-sends-per-minute",
+                "2",
+                "--captcha-provider",
+                "turnstile",
+                "--captcha-site-key",
+                DEFAULT_TURNSTILE_SITE_KEY,
+                "--captcha-secret",
+                DEFAULT_TURNSTILE_SECRET,
+                "--captcha-verify-url",
+                &verify_url,
+                "--captcha-budget-percent",
+                "50",
+            ],
+        )
+        .await;
+    let by_sms = |phone: &'static str| {
+        env.post(
+            "/api/auth/send-otp",
+            json!({"phone": phone, "channel": "sms"}),
+        )
+    };
+    assert_eq!(by_sms("447911123401").await.0, 202);
+    let (status, body) = by_sms("447911123402").await;
+    assert_check_required(status, &body);
 }

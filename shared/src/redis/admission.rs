@@ -77,6 +77,8 @@ pub struct Admission {
     redis: RedisConn,
     key: String,
     budgets: Budgets,
+    /// A code's normal life, `OTP_TTL`.
+    code_ttl: Duration,
     /// New codes are admitted as if they had this much less life (see [`reserve_for`]).
     reserve_for: Duration,
 }
@@ -107,6 +109,7 @@ impl Admission {
             redis,
             key: keys.pending_sends(),
             budgets: *budgets,
+            code_ttl,
             reserve_for,
         }
     }
@@ -123,13 +126,16 @@ impl Admission {
 
     /// Reserves room for the send `request_id`, whose code has `life` left, if the
     /// sends already waiting and this one can all be handed over within it. A new code
-    /// leaves room to re-sends of pending codes (see [`Admission::room`]).
+    /// leaves room to re-sends of pending codes (see [`Admission::room`]). A life past
+    /// `OTP_TTL` (the hour's last send keeps its code longer) counts as `OTP_TTL`: such a
+    /// send takes no more room, nor for longer, than any other.
     pub async fn reserve(
         &self,
         request_id: Uuid,
         life: Duration,
         kind: SendKind,
     ) -> redis::RedisResult<Reservation> {
+        let life = life.min(self.code_ttl);
         let capacity = self.room(life, kind);
         let sends = match capacity {
             Capacity::Unlimited => return Ok(Reservation::Unlimited),

@@ -11,8 +11,8 @@
 -- The cooldown doubles with each send of the hour that no login followed (finish_verify
 -- forgets them), but never outlasts the code just sent: whoever the cooldown keeps
 -- waiting has a pending code to enter, if the code reached the phone. For the same
--- reason the hour's last send (without a human check) keeps its code until the hour's
--- window lets the phone have another.
+-- reason the hour's last send keeps its code until the hour's window lets the phone
+-- have another.
 -- KEYS: 1 code record, 2 cooldown, 3 phone's send times, 4 request status,
 --       5 phone's wrong guesses
 -- ARGV: 1 new code_id, 2 mac, 3 sealed, 4 ttl ms, 5 record grace ms, 6 cooldown ms,
@@ -20,8 +20,8 @@
 --       11 phone, 12 digits of the new code, 13 digits after too many wrong guesses,
 --       14 wrong guesses per phone before codes grow (0: never), 15 the send's channel
 --       (by SMS, the code is marked as carried by this request's SMS), 16 sends an hour
---       a phone gets without a human check (0: no human check, and ARGV 8 caps them),
---       17 '1' when the request passed a human check
+--       a phone gets without a human check (0: no human check),
+--       17 '1' when the request passed a human check (it still counts against ARGV 8)
 local now = {{now_ms}}
 local hour_ms = 3600000
 
@@ -39,15 +39,15 @@ end
 
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - hour_ms)
 local sent_this_hour = redis.call('ZCARD', KEYS[3])
-local unchecked = tonumber(ARGV[16])
-if unchecked > 0 then
-  -- With a human check, the hour's cap is no lockout: past it, a person gets through.
-  if sent_this_hour >= unchecked and ARGV[17] ~= '1' then
-    return {'check', '', 0, code_pending, 0}
-  end
-elseif sent_this_hour >= tonumber(ARGV[8]) then
+if sent_this_hour >= tonumber(ARGV[8]) then
   local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
   return {'limited', '', math.max(1, tonumber(oldest[2]) + hour_ms - now), code_pending, 0}
+end
+-- With a human check, the sends past the free ones need it: a script gets no further,
+-- a person does, up to the hour's cap.
+local unchecked = tonumber(ARGV[16])
+if unchecked > 0 and sent_this_hour >= unchecked and ARGV[17] ~= '1' then
+  return {'check', '', 0, code_pending, 0}
 end
 
 local rec = redis.call('HMGET', KEYS[1], {{code.code_id}}, {{code.sealed}}, {{code.expires_at}},
@@ -86,10 +86,10 @@ if ARGV[15] == {{channel.sms}} then
   redis.call('HSET', KEYS[1], {{code.fallback}}, ARGV[9])
 end
 
--- Without a human check, the hour's last send keeps its code until the phone may have
--- another: a stranger who spends the phone's sends leaves the owner holding the code
--- they brought, not a wait for the window.
-if unchecked == 0 and sent_this_hour + 1 >= tonumber(ARGV[8]) then
+-- The hour's last send keeps its code until the phone may have another: a stranger who
+-- spends the phone's sends leaves the owner holding the code they brought, not a wait
+-- for the window.
+if sent_this_hour + 1 >= tonumber(ARGV[8]) then
   local oldest = now
   if sent_this_hour > 0 then
     oldest = tonumber(redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')[2])
