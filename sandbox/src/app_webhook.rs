@@ -218,16 +218,10 @@ pub(crate) async fn receive(
     with_retry_after(response, retry_after)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ScriptBody {
-    answers: Vec<ScriptedAppAnswer>,
-}
-
 /// Queues answers for the next verified deliveries; refuses a status that is not one.
 pub(crate) async fn add_script(
     State(sandbox): State<Sandbox>,
-    Json(body): Json<ScriptBody>,
+    Json(body): Json<crate::control::AnswersBody<ScriptedAppAnswer>>,
 ) -> Response {
     if let Some(refusal) = crate::control::refuse_odd_status(body.answers.iter().map(|a| a.status))
     {

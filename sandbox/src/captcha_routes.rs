@@ -192,16 +192,10 @@ pub(crate) async fn api_js() -> Response {
         .into_response()
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ScriptBody {
-    answers: Vec<ScriptedCaptcha>,
-}
-
 /// Queues answers for the next siteverify calls; refuses a status that is not one.
 pub(crate) async fn add_script(
     State(sandbox): State<Sandbox>,
-    Json(body): Json<ScriptBody>,
+    Json(body): Json<crate::control::AnswersBody<ScriptedCaptcha>>,
 ) -> Response {
     if let Some(refusal) = crate::control::refuse_odd_status(body.answers.iter().map(|a| a.status))
     {

@@ -134,6 +134,14 @@ pub(crate) async fn fate(State(sandbox): State<Sandbox>, Path(phone): Path<Strin
     Json(json!({ "phone": phone, "fate": fate }))
 }
 
+/// `{"answers":[…]}`: scripted answers for the next calls of one kind (events to the app,
+/// siteverify).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AnswersBody<T> {
+    pub answers: Vec<T>,
+}
+
 /// A 400 naming the first scripted status that is not one to answer with (200 to 599),
 /// if any.
 pub(crate) fn refuse_odd_status(
