@@ -11,6 +11,7 @@ pub mod human_check;
 pub mod login;
 pub mod login_page;
 pub mod phone;
+pub mod pool;
 pub mod pressure;
 pub mod queue_depth;
 pub mod receipts;
@@ -30,6 +31,7 @@ use std::sync::Arc;
 use otp_shared::amqp::QueueNames;
 use otp_shared::redis::fallback::Fallbacks;
 use otp_shared::redis::keys::Keys;
+use otp_shared::redis::sender_health::{PoolView, SenderHealth};
 use otp_shared::redis::status::StatusStore;
 use otp_shared::redis::{admission, send_budget};
 use otp_shared::seal::CodeSealer;
@@ -136,6 +138,11 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
         .map_err(StartError::HttpClient)?
         .map(Arc::new);
     let ttl = config.common.otp_ttl;
+    let pool = pool::SendingPool {
+        senders: config.common.budgets.senders.clone(),
+        health: SenderHealth::new(redis.clone(), &keys, config.common.budgets.sender_pause),
+        view: PoolView::default(),
+    };
     Ok(AppState::new(Handlers {
         admission: Arc::new(admission::Admission::new(
             redis.clone(),
@@ -143,7 +150,9 @@ pub async fn build_state(config: &ApiConfig) -> Result<AppState, StartError> {
             &config.common.budgets,
             ttl,
             admission::reserve_for(ttl, config.limits.resend_cooldown),
+            pool.view.clone(),
         )),
+        pool,
         send_budget: send_budget::SendBudget::new(
             redis.clone(),
             &keys,
@@ -275,6 +284,11 @@ pub async fn run(
         PURGE_EVERY,
         stop_rx.clone(),
     ));
+    let pool_watch = tokio::spawn(state.pool.health.clone().watch(
+        state.pool.senders.clone(),
+        state.pool.view.clone(),
+        stop_rx.clone(),
+    ));
     let depth_watch = tokio::spawn(queue_depth::watch_depth(state.publisher.clone(), stop_rx));
     let metrics_server = {
         let mut stop = stop_rx_for_metrics;
@@ -306,6 +320,7 @@ pub async fn run(
     })
     .await;
     depth_watch.abort();
+    pool_watch.abort();
     purge.abort();
     let _ = metrics_server.await;
     served.map_err(StartError::Serve)

@@ -3,8 +3,10 @@
 //! rendered message, and so the code: it is never read.
 
 use otp_shared::phone::PhoneNumber;
+use otp_shared::redis::fallback::Fallbacks;
 use otp_shared::redis::keys::Delivery;
 pub use otp_shared::redis::receipts::Applied;
+pub use otp_shared::redis::receipts::CodeKept;
 use otp_shared::redis::receipts::{Happened, ReceiptRecords, ReceiptUpdate};
 use otp_shared::redis::{Keys, RedisConn};
 use serde_json::Value as Json;
@@ -182,19 +184,27 @@ pub fn failed_code_label(code: &str) -> &'static str {
 #[derive(Clone)]
 pub struct ReceiptStore {
     records: ReceiptRecords,
+    fallbacks: Fallbacks,
 }
 
 impl ReceiptStore {
     pub fn new(redis: RedisConn, keys: Keys) -> Self {
         Self {
-            records: ReceiptRecords::new(redis, keys),
+            records: ReceiptRecords::new(redis.clone(), keys.clone()),
+            fallbacks: Fallbacks::new(redis, keys),
         }
     }
 
+    /// Deletes the code of `job`'s send that failed for good, as a failure receipt does
+    /// when nothing carries the code on.
+    pub async fn retire_code(&self, job: &otp_shared::job::SendJob) -> redis::RedisResult<()> {
+        self.fallbacks.retire_code(&job.phone, job.request_id).await
+    }
+
     /// Applies WATI's `receipt` to its send, if it names one of ours and an event it
-    /// follows. With `keep_code`, a failure leaves the code for the caller, which sends
-    /// it by SMS or retires it.
-    pub async fn apply(&self, receipt: &Receipt, keep_code: bool) -> redis::RedisResult<Applied> {
+    /// follows. `code` says what a failure does with the code: delete it, keep it for
+    /// the caller (which sends it by SMS or retires it), or reroute its send.
+    pub async fn apply(&self, receipt: &Receipt, code: CodeKept) -> redis::RedisResult<Applied> {
         let (Some(happened), Some(request_id)) = (happened(&receipt.event), receipt.request_id)
         else {
             return Ok(Applied::UnknownSend);
@@ -203,7 +213,7 @@ impl ReceiptStore {
             .apply(&ReceiptUpdate {
                 request_id,
                 delivery: Delivery::First,
-                keep_code,
+                code,
                 phone: receipt.phone.as_ref(),
                 happened,
                 at_ms: receipt.at_ms,
@@ -224,7 +234,11 @@ impl ReceiptStore {
             .apply(&ReceiptUpdate {
                 request_id: receipt.request_id,
                 delivery: receipt.delivery,
-                keep_code: receipt.delivery == Delivery::Fallback,
+                code: if receipt.delivery == Delivery::Fallback {
+                    CodeKept::Keep
+                } else {
+                    CodeKept::Delete
+                },
                 phone: receipt.phone.as_ref(),
                 happened,
                 at_ms: otp_shared::now_ms(),

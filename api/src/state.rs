@@ -67,6 +67,8 @@ pub struct Handlers {
     /// Sign-ins in flight: receipts yield to a burst of them.
     pub pressure: Arc<crate::pressure::Pressure>,
     pub admission: Arc<Admission>,
+    /// The sending numbers and their health.
+    pub pool: crate::pool::SendingPool,
     pub send_budget: otp_shared::redis::send_budget::SendBudget,
     /// SMS (`SMS_PROVIDER`), when it is on.
     pub sms: Option<crate::sms::SmsApi>,

@@ -48,8 +48,11 @@ pub fn budgets(version: WatiApiVersion, calls: u32, messages: u32, batch: u32) -
     otp_shared::budget::BudgetArgs {
         wati_api_version: version,
         wati_calls_per_10s: calls,
-        whatsapp_messages_per_second: messages,
+        whatsapp_messages_per_second: messages.to_string(),
+        wati_channel_numbers: None,
+        wati_channel_number: None,
         wati_batch_max: batch,
+        sender_pause_seconds: 30,
     }
     .validate()
     .expect("valid budgets")

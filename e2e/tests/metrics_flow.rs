@@ -37,10 +37,10 @@ async fn a_real_flow_moves_every_metric() {
     };
     let mut api_config = env.api_config();
     api_config.limits.resend_cooldown = std::time::Duration::from_secs(30);
-    api_config.common.budgets = budgets;
+    api_config.common.budgets = budgets.clone();
     let api = env.start_api_with(api_config).await;
     let mut worker_config = env.worker_config();
-    worker_config.common.budgets = budgets;
+    worker_config.common.budgets = budgets.clone();
     let worker = env.start_worker_with(worker_config).await;
 
     // Before anything happens, the counters that ratios and alerts read are there at 0,

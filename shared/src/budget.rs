@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use crate::config_error::ConfigError;
+use crate::senders::Senders;
 
 /// WATI's call limit is per 10 seconds.
 pub const CALL_WINDOW: Duration = Duration::from_secs(10);
@@ -16,6 +17,13 @@ pub const CALL_WINDOW: Duration = Duration::from_secs(10);
 pub const CALL_WINDOW_SLACK: Duration = Duration::from_millis(250);
 /// Meta's throughput is per second.
 pub const MESSAGE_WINDOW: Duration = Duration::from_secs(1);
+/// Each number's messages are counted as if Meta's second were this much longer, so that
+/// calls that leave a second apart and travel to WATI at different speeds do not arrive
+/// within one second. (Measured without it at 1,000 a second: up to 1,344 recipients in
+/// a 1,000 ms window at WATI's side, never more than 1,000 in 990 ms, so calls arrived
+/// at most about 10 ms closer than they left.) The call budget's 250 ms would hold a
+/// number to 0.8 of its rate; 50 ms holds it to 0.95.
+pub const MESSAGE_WINDOW_SLACK: Duration = Duration::from_millis(50);
 /// The most recipients WATI takes in one v3 call.
 pub const WATI_MAX_RECIPIENTS: u32 = 10_000;
 
@@ -39,25 +47,42 @@ pub struct BudgetArgs {
     /// 0 turns the limit off.
     #[arg(long, env = "WATI_CALLS_PER_10S", default_value_t = 30)]
     pub wati_calls_per_10s: u32,
-    /// Recipients per second over all calls (Meta's throughput per sending number: 80 by
-    /// default, up to 1,000); 0 turns the limit off.
-    #[arg(long, env = "WHATSAPP_MESSAGES_PER_SECOND", default_value_t = 80)]
-    pub whatsapp_messages_per_second: u32,
+    /// Meta's throughput per sending number, messages per second (80 by default, up to
+    /// 1,000 after Meta's upgrade; 0: no limit): one rate for every number, and
+    /// `number=rate` for a number with its own, comma-separated (`1000,15550002222=80`).
+    #[arg(long, env = "WHATSAPP_MESSAGES_PER_SECOND", default_value = "80")]
+    pub whatsapp_messages_per_second: String,
+    /// The pool of WhatsApp numbers codes go out from (`channel_number`), comma-separated:
+    /// each call goes from one, each number within its own rate, and a number in trouble
+    /// is paused. Unset: `WATI_CHANNEL_NUMBER`.
+    #[arg(long, env = "WATI_CHANNEL_NUMBERS")]
+    pub wati_channel_numbers: Option<String>,
+    /// The one WhatsApp number codes go out from (`channel_number`, v3 and v1); WATI's
+    /// default channel if neither this nor `WATI_CHANNEL_NUMBERS` is set.
+    #[arg(long, env = "WATI_CHANNEL_NUMBER")]
+    pub wati_channel_number: Option<String>,
     /// Most recipients in one v3 call (WATI takes up to 10,000).
     #[arg(long, env = "WATI_BATCH_MAX", default_value_t = 1000)]
     pub wati_batch_max: u32,
+    /// A sending number's first pause when Meta limits it (131048, 130429, …) or its
+    /// messages fail in a burst, in seconds; each pause in a row doubles, up to 15
+    /// minutes. Then it sends one probe at a time until one is delivered.
+    #[arg(long, env = "SENDER_PAUSE_SECONDS", default_value_t = 30)]
+    pub sender_pause_seconds: u64,
 }
 
 /// The budgets, checked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Budgets {
     pub api_version: WatiApiVersion,
     /// 0 is no limit.
     pub calls_per_10s: u32,
-    /// 0 is no limit.
-    pub messages_per_second: u32,
+    /// The sending numbers, each with its messages per second.
+    pub senders: Senders,
     /// Recipients of one call: `WATI_BATCH_MAX` for v3, 1 for v1.
     pub recipients_per_call: u32,
+    /// A sending number's first pause (`SENDER_PAUSE_SECONDS`).
+    pub sender_pause: Duration,
 }
 
 /// How many sends may wait for WATI at once.
@@ -71,6 +96,11 @@ pub enum Capacity {
 
 impl BudgetArgs {
     pub fn validate(self) -> Result<Budgets, ConfigError> {
+        let senders = Senders::parse(
+            self.wati_channel_numbers.as_deref(),
+            self.wati_channel_number.as_deref(),
+            &self.whatsapp_messages_per_second,
+        )?;
         if !(1..=WATI_MAX_RECIPIENTS).contains(&self.wati_batch_max) {
             return Err(ConfigError::Invalid {
                 name: "WATI_BATCH_MAX",
@@ -80,11 +110,12 @@ impl BudgetArgs {
         Ok(Budgets {
             api_version: self.wati_api_version,
             calls_per_10s: self.wati_calls_per_10s,
-            messages_per_second: self.whatsapp_messages_per_second,
+            senders,
             recipients_per_call: match self.wati_api_version {
                 WatiApiVersion::V1 => 1,
                 WatiApiVersion::V3 => self.wati_batch_max,
             },
+            sender_pause: Duration::from_secs(self.sender_pause_seconds.max(1)),
         })
     }
 }
@@ -114,9 +145,9 @@ impl Budgets {
             };
             calls * per_call
         });
-        let by_messages = (self.messages_per_second > 0).then(|| {
+        let by_messages = self.senders.messages_per_second().map(|per_second| {
             let seconds = usable.saturating_sub(MESSAGE_WINDOW).as_secs_f64();
-            (f64::from(self.messages_per_second) * seconds).floor() as u64
+            (per_second as f64 * seconds / counted_second().as_secs_f64()).floor() as u64
         });
         match (by_calls, by_messages) {
             (None, None) => Capacity::Unlimited,
@@ -126,6 +157,22 @@ impl Budgets {
             },
         }
     }
+}
+
+impl Budgets {
+    /// These budgets with only the senders `healthy` keeps (the others are paused), or
+    /// `None` when every sender is paused.
+    pub fn with_senders(&self, healthy: impl Fn(&crate::senders::Sender) -> bool) -> Option<Self> {
+        Some(Self {
+            senders: self.senders.only(healthy)?,
+            ..self.clone()
+        })
+    }
+}
+
+/// How long each number's messages count against its rate: Meta's second and its slack.
+pub fn counted_second() -> Duration {
+    MESSAGE_WINDOW + MESSAGE_WINDOW_SLACK
 }
 
 /// What of a code's life the budgets count on: all but a twentieth (at least a second).
@@ -194,8 +241,11 @@ mod tests {
         BudgetArgs {
             wati_api_version: version,
             wati_calls_per_10s: calls,
-            whatsapp_messages_per_second: messages,
+            whatsapp_messages_per_second: messages.to_string(),
+            wati_channel_numbers: None,
+            wati_channel_number: None,
             wati_batch_max: batch,
+            sender_pause_seconds: 30,
         }
         .validate()
         .expect("valid")
@@ -223,11 +273,23 @@ mod tests {
 
     #[test]
     fn messages_bind_a_v3_burst() {
-        // 300 s codes: 15 s margin, 285 s usable, 284 s of 80 messages.
+        // 300 s codes: 15 s margin, 285 s usable, 284 s of 80 messages, each second
+        // counted as 1.05 s.
         let b = budgets(WatiApiVersion::V3, 30, 80, 1000);
-        assert_eq!(sends(b.capacity(Duration::from_secs(300))), 80 * 284);
+        assert_eq!(sends(b.capacity(Duration::from_secs(300))), 21_638);
         let b = budgets(WatiApiVersion::V3, 100, 10, 1000);
-        assert_eq!(sends(b.capacity(Duration::from_secs(10))), 80);
+        assert_eq!(sends(b.capacity(Duration::from_secs(10))), 76);
+    }
+
+    #[test]
+    fn a_pool_admits_what_its_healthy_numbers_send() {
+        let mut b = budgets(WatiApiVersion::V3, 100, 1000, 1000);
+        b.senders = Senders::parse(Some("111,222,333,444"), None, "1000").expect("valid");
+        let four = sends(b.capacity(Duration::from_secs(300)));
+        assert_eq!(four, 4 * 270_476);
+        let three = b.with_senders(|s| s.name() != "222").expect("three left");
+        assert_eq!(sends(three.capacity(Duration::from_secs(300))), 3 * 270_476);
+        assert_eq!(b.with_senders(|_| false), None);
     }
 
     #[test]
@@ -243,12 +305,12 @@ mod tests {
 
     #[test]
     fn the_room_for_partly_filled_calls_is_what_full_calls_leave() {
-        // 30 calls per 10 s, 300 s codes: 833 calls; messages bind at 22,720 sends, 23
+        // 30 calls per 10 s, 300 s codes: 833 calls; messages bind at 21,638 sends, 22
         // full calls of 1,000.
         let b = budgets(WatiApiVersion::V3, 30, 80, 1000);
         assert_eq!(
             b.partial_call_room(Duration::from_secs(300)),
-            Some(833 - 23)
+            Some(833 - 22)
         );
         // When calls bind, about half of them are left (the half-full count): 10 s codes,
         // 9 s usable, 7 calls, 28 sends admitted, 4 full calls of 8.
@@ -290,8 +352,11 @@ mod tests {
             let args = BudgetArgs {
                 wati_api_version: WatiApiVersion::V3,
                 wati_calls_per_10s: 30,
-                whatsapp_messages_per_second: 80,
+                whatsapp_messages_per_second: "80".into(),
+                wati_channel_numbers: None,
+                wati_channel_number: None,
                 wati_batch_max: bad,
+                sender_pause_seconds: 30,
             };
             assert!(args.validate().is_err(), "{bad}");
         }

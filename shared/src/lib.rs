@@ -15,6 +15,7 @@ pub mod phone;
 pub mod publisher;
 pub mod redis;
 pub mod seal;
+pub mod senders;
 pub mod shutdown;
 pub mod sms;
 pub mod sms_fallback;

@@ -68,9 +68,21 @@ pub const ACCEPTED_TO_SENT: &str = "otp_accepted_to_sent_seconds";
 pub const JOBS_IN_FLIGHT: &str = "otp_jobs_in_flight";
 /// Messages dead-lettered, by `kind`: permanent_failure, malformed, unknown_version.
 pub const DEAD_LETTERS: &str = "otp_dead_letters_total";
-/// From a send joining its worker's next call to that call leaving: the wait for budget.
+/// From a send joining its worker's next call to that call leaving: the wait for budget,
+/// by the `sender` (number) the call went from.
 pub const BUDGET_WAIT: &str = "otp_wati_budget_wait_seconds";
-/// Times the next call had to wait, by the `limit` that held it: calls or messages.
+/// Each sending number's state, by `sender`: 0 healthy, 1 paused, 2 sending probes.
+pub const SENDER_STATE: &str = "otp_sender_state";
+/// Recipients of the calls from each number, by `sender` and `result` (as
+/// `otp_wati_recipients_total`).
+pub const SENDER_RECIPIENTS: &str = "otp_sender_recipients_total";
+/// Failure receipts of each number's messages, by `sender` and `failed_code`.
+pub const SENDER_FAILURES: &str = "otp_sender_failures_total";
+/// Pauses of a number, by `sender` and `trouble`: limit (Meta limited or blocked the
+/// number) or failure (a burst of failures).
+pub const SENDER_PAUSES: &str = "otp_sender_pauses_total";
+/// Times the next call had to wait, by the `limit` that held it: calls, messages, or
+/// paused (every number paused).
 pub const BUDGET_LIMITED: &str = "otp_wati_budget_limited_total";
 /// Deliveries WATI accepted that could not be recorded (Redis kept failing): a copy
 /// of such a job would send again.
@@ -135,6 +147,10 @@ pub const ALL: &[&str] = &[
     JOBS_IN_FLIGHT,
     DEAD_LETTERS,
     BUDGET_WAIT,
+    SENDER_STATE,
+    SENDER_RECIPIENTS,
+    SENDER_FAILURES,
+    SENDER_PAUSES,
     BUDGET_LIMITED,
     DELIVERY_RECORDS_LOST,
     QUEUE_HEAD_AGE,

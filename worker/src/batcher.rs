@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use otp_shared::phone::PhoneNumber;
 use otp_shared::seal::PlainCode;
+use otp_shared::senders::SentFrom;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -44,8 +45,12 @@ pub struct Outgoing {
 /// What became of a send handed to the batcher.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CallResult {
-    /// It was in a call; this is WATI's answer for it.
-    Called(Verdict),
+    /// It was in a call (from `from`, the sending number, for WhatsApp); this is the
+    /// provider's answer for it.
+    Called {
+        verdict: Verdict,
+        from: Option<SentFrom>,
+    },
     /// It was not in a call.
     NotCalled(Skipped),
 }
@@ -269,7 +274,7 @@ async fn next_call(settings: &BatcherSettings, pool: &mut Pool) -> Next {
             // Wake for the earliest expiry too: that send leaves without a call then.
             Next::WaitUntil(urgent.deadline.min(Instant::now() + wait))
         }
-        Claim::Granted { recipients } => {
+        Claim::Granted { recipients, from } => {
             let batch = pool.take(&urgent.template, recipients as usize);
             let (calling, unchecked) = confirm(batch).await;
             // Confirming took a round trip: a code may have expired meanwhile.
@@ -279,6 +284,7 @@ async fn next_call(settings: &BatcherSettings, pool: &mut Pool) -> Next {
                     settings.wati.clone(),
                     settings.budget.clone(),
                     urgent.template,
+                    from,
                     calling,
                 ));
             }
@@ -328,11 +334,20 @@ fn without_expired(batch: Vec<Waiting>, now: Instant) -> Vec<Waiting> {
     alive
 }
 
-/// Makes one call to WATI in `template` and answers each of its sends.
-async fn call(wati: WatiClient, budget: Budget, template: TemplateName, batch: Vec<Waiting>) {
+/// Makes one call to WATI in `template` from the number `from` and answers each of its
+/// sends.
+async fn call(
+    wati: WatiClient,
+    budget: Budget,
+    template: TemplateName,
+    from: SentFrom,
+    batch: Vec<Waiting>,
+) {
     let now = Instant::now();
+    let sender = from.sender.name().to_owned();
     for waiting in &batch {
-        metrics::histogram!(otp_shared::metrics::BUDGET_WAIT).record(now - waiting.joined);
+        metrics::histogram!(otp_shared::metrics::BUDGET_WAIT, "sender" => sender.clone())
+            .record(now - waiting.joined);
     }
     metrics::histogram!(otp_shared::metrics::WATI_BATCH_RECIPIENTS).record(batch.len() as f64);
     // The call is cut when the last of its codes expires; a send whose code expired
@@ -351,7 +366,14 @@ async fn call(wati: WatiClient, budget: Budget, template: TemplateName, batch: V
         })
         .collect();
     let started = std::time::Instant::now();
-    let answer = wati.send(&template, &recipients, time_left).await;
+    let answer = wati
+        .send(
+            &template,
+            &recipients,
+            from.sender.number.as_deref(),
+            time_left,
+        )
+        .await;
     let class = call_class(&answer);
     metrics::histogram!(otp_shared::metrics::WATI_DURATION).record(started.elapsed());
     metrics::counter!(otp_shared::metrics::WATI_REQUESTS, "result" => class).increment(1);
@@ -359,6 +381,8 @@ async fn call(wati: WatiClient, budget: Budget, template: TemplateName, batch: V
         recipients = batch.len(),
         result = class,
         elapsed_ms = started.elapsed().as_millis() as u64,
+        sender = %sender,
+        probe = from.probe,
         "WATI call"
     );
     let named: Vec<(Uuid, &PhoneNumber)> = batch
@@ -376,7 +400,12 @@ async fn call(wati: WatiClient, budget: Budget, template: TemplateName, batch: V
     for (waiting, verdict) in batch.into_iter().zip(verdicts) {
         metrics::counter!(otp_shared::metrics::WATI_RECIPIENTS, "result" => verdict.label())
             .increment(1);
-        waiting.answer(CallResult::Called(verdict));
+        metrics::counter!(otp_shared::metrics::SENDER_RECIPIENTS, "sender" => sender.clone(), "result" => verdict.label())
+            .increment(1);
+        waiting.answer(CallResult::Called {
+            verdict,
+            from: Some(from.clone()),
+        });
     }
 }
 

@@ -53,10 +53,6 @@ pub struct WorkerArgs {
     /// templates), in seconds; 0 checks only at start.
     #[arg(long, env = "WATI_TEMPLATE_CHECK_SECONDS", default_value_t = 600)]
     pub wati_template_check_seconds: u64,
-    /// The WhatsApp number codes go out from (`channel_number`, v3 and v1); WATI's
-    /// default channel if unset.
-    #[arg(long, env = "WATI_CHANNEL_NUMBER")]
-    pub wati_channel_number: Option<String>,
     /// Longest wait for one WATI call, in milliseconds.
     #[arg(long, env = "WATI_TIMEOUT_MS", default_value_t = 10_000)]
     pub wati_timeout_ms: u64,
@@ -214,7 +210,9 @@ pub struct WatiConfig {
     pub api_key: SecretString,
     /// The templates codes go out in, by language, and the parameter that carries it.
     pub templates: Templates,
-    /// `channel_number`; `None` sends from WATI's default channel.
+    /// The number whose template list the check reads: the pool's first (`None`:
+    /// WATI's default channel). Meta keeps templates per business account, which the
+    /// numbers of one WATI tenant share.
     pub channel_number: Option<String>,
     pub timeout: Duration,
     pub api_version: WatiApiVersion,
@@ -293,9 +291,13 @@ impl WorkerArgs {
             api_key: SecretString::from(api_key),
             templates,
             channel_number: self
-                .wati_channel_number
+                .common
+                .budgets
                 .clone()
-                .filter(|c| !c.trim().is_empty()),
+                .validate()?
+                .senders
+                .get(0)
+                .and_then(|s| s.number.clone()),
             timeout: Duration::from_millis(self.wati_timeout_ms.max(1)),
             api_version: self.common.budgets.wati_api_version,
             preflight: self.wati_preflight,
@@ -327,7 +329,7 @@ impl WorkerArgs {
                 problem: "must be at most 4294967 (RabbitMQ's limit, about 49 days)",
             });
         }
-        let budgets = common.budgets;
+        let budgets = common.budgets.clone();
         let concurrency = match (self.worker_concurrency, budgets.api_version) {
             (Some(0), _) => {
                 return Err(ConfigError::Invalid {

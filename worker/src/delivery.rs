@@ -16,6 +16,7 @@ use otp_shared::publisher::PublishError;
 use otp_shared::redis::conn::RedisConn;
 use otp_shared::redis::keys::Keys;
 use otp_shared::seal::{CodeSealer, PlainCode};
+use otp_shared::senders::SentFrom;
 use otp_shared::sms_fallback::{FallbackError, FellBack, SmsFallback, Trigger};
 use secrecy::ExposeSecret;
 use tokio::sync::watch;
@@ -379,7 +380,13 @@ impl<C: Courier> Deliverer<C> {
                 lease,
             };
             let result = self.courier.carry(parcel).await;
-            if matches!(result, CallResult::Called(Verdict::Transient { .. })) {
+            if matches!(
+                result,
+                CallResult::Called {
+                    verdict: Verdict::Transient { .. },
+                    ..
+                }
+            ) {
                 // The records that settle a send count its call; a call that leaves it
                 // open is counted now, and before the clock is read: the time this
                 // takes is taken from the code's life.
@@ -402,8 +409,8 @@ impl<C: Courier> Deliverer<C> {
         step: Step,
     ) -> redis::RedisResult<Option<Outcome>> {
         match step {
-            Step::RecordSent => {
-                self.record_sent(job, lease).await;
+            Step::RecordSent { from } => {
+                self.record_sent(job, lease, from.as_ref()).await;
                 self.start_timer(job).await;
                 if let Err(e) = self.tell(job, EventType::OtpSent, |_| {}).await {
                     return Ok(Some(Outcome::Requeue(Requeue::Broker(e))));
@@ -493,13 +500,13 @@ impl<C: Courier> Deliverer<C> {
 
     /// Records a delivery the provider accepted. Never hands the job back: a requeued copy
     /// would send the code again, so a Redis failure here is retried, then given up.
-    async fn record_sent(&self, job: &SendJob, lease: &Lease) {
+    async fn record_sent(&self, job: &SendJob, lease: &Lease, from: Option<&SentFrom>) {
         let since_accepted = otp_shared::now_ms().saturating_sub(job.accepted_at_ms);
         metrics::histogram!(otp_shared::metrics::ACCEPTED_TO_SENT)
             .record(since_accepted as f64 / 1000.0);
         let mut pauses = RECORD_PAUSES_MS.iter();
         loop {
-            match self.ledger.mark_sent(job, lease).await {
+            match self.ledger.mark_sent(job, lease, from).await {
                 Ok(()) => {
                     tracing::info!("delivered");
                     return;

@@ -209,7 +209,11 @@ async fn deliver(
         wati_api_version = ?budgets.api_version,
         recipients_per_call = budgets.recipients_per_call,
         calls_per_10s = budgets.calls_per_10s,
-        messages_per_second = budgets.messages_per_second,
+        senders = ?budgets
+            .senders
+            .iter()
+            .map(|s| format!("{}={}", s.name(), s.messages_per_second))
+            .collect::<Vec<_>>(),
         sms = config.sms.is_some(),
         "worker started"
     );

@@ -96,6 +96,7 @@ async fn v1_answer(template: ResponseTemplate) -> (WatiAnswer, Send) {
         .send(
             "login_otp",
             &recipients(std::slice::from_ref(&one)),
+            None,
             Duration::from_secs(60),
         )
         .await;
@@ -117,7 +118,12 @@ async fn a_v3_call_carries_every_recipient_with_its_own_code_and_request_id() {
         send("14155552671", "222222"),
     ];
     let answer = v3_client(&server)
-        .send("login_otp", &recipients(&sends), Duration::from_secs(60))
+        .send(
+            "login_otp",
+            &recipients(&sends),
+            None,
+            Duration::from_secs(60),
+        )
         .await;
     assert_eq!(
         verdicts(&answer, &sends),
@@ -170,7 +176,12 @@ async fn a_v3_answer_decides_each_recipient_by_its_receivers_entry() {
         .mount(&server)
         .await;
     let answer = v3_client(&server)
-        .send("login_otp", &recipients(&sends), Duration::from_secs(60))
+        .send(
+            "login_otp",
+            &recipients(&sends),
+            None,
+            Duration::from_secs(60),
+        )
         .await;
     assert_eq!(
         verdicts(&answer, &sends),
@@ -208,7 +219,12 @@ async fn a_v3_success_false_refuses_every_recipient_with_watis_words() {
         send("14155552671", "222222"),
     ];
     let answer = v3_client(&server)
-        .send("login_otp", &recipients(&sends), Duration::from_secs(60))
+        .send(
+            "login_otp",
+            &recipients(&sends),
+            None,
+            Duration::from_secs(60),
+        )
         .await;
     let refused = Verdict::Permanent {
         refusal: Refusal::Refused,
@@ -238,6 +254,7 @@ async fn the_v1_request_has_the_shape_wati_expects() {
         .send(
             "login_otp",
             &recipients(std::slice::from_ref(&one)),
+            None,
             Duration::from_secs(60),
         )
         .await;
@@ -274,6 +291,7 @@ async fn wati_template_param_names_the_parameter_in_v1_and_v3_and_v1_sends_from_
             .send(
                 "login_otp_pt",
                 &recipients(std::slice::from_ref(&one)),
+                Some("15550001111"),
                 Duration::from_secs(60),
             )
             .await;
@@ -309,6 +327,7 @@ async fn without_a_channel_number_v1_leaves_the_field_out() {
         .send(
             "login_otp",
             &recipients(std::slice::from_ref(&one)),
+            None,
             Duration::from_secs(60),
         )
         .await;
@@ -341,7 +360,12 @@ async fn the_documented_v3_answer_decides_each_recipient_by_its_recipients_entry
         .mount(&server)
         .await;
     let answer = v3_client(&server)
-        .send("login_otp", &recipients(&sends), Duration::from_secs(60))
+        .send(
+            "login_otp",
+            &recipients(&sends),
+            None,
+            Duration::from_secs(60),
+        )
         .await;
     assert_eq!(
         verdicts(&answer, &sends),
@@ -601,7 +625,12 @@ async fn a_redirect_is_never_followed() {
         .await;
     let sends = [send("919876543210", "111111")];
     let answer = v3_client(&server)
-        .send("login_otp", &recipients(&sends), Duration::from_secs(60))
+        .send(
+            "login_otp",
+            &recipients(&sends),
+            None,
+            Duration::from_secs(60),
+        )
         .await;
     assert_eq!(
         verdicts(&answer, &sends),
@@ -625,7 +654,12 @@ async fn an_answer_longer_than_a_batch_can_need_is_not_read() {
         .await;
     let sends = [send("919876543210", "111111")];
     let answer = v3_client(&server)
-        .send("login_otp", &recipients(&sends), Duration::from_secs(60))
+        .send(
+            "login_otp",
+            &recipients(&sends),
+            None,
+            Duration::from_secs(60),
+        )
         .await;
     assert!(matches!(
         answer,
@@ -656,6 +690,7 @@ async fn a_slow_answer_is_a_timeout() {
         .send(
             "login_otp",
             &recipients(std::slice::from_ref(&one)),
+            None,
             Duration::from_secs(60),
         )
         .await;
@@ -665,6 +700,7 @@ async fn a_slow_answer_is_a_timeout() {
         .send(
             "login_otp",
             &recipients(std::slice::from_ref(&one)),
+            None,
             Duration::from_millis(200),
         )
         .await;
@@ -683,7 +719,12 @@ async fn an_unreachable_wati_is_a_connection_error() {
         WatiClient::new(&config(base, WatiApiVersion::V3, Duration::from_secs(1))).expect("client");
     let sends = [send("919876543210", "123456")];
     let answer = wati
-        .send("login_otp", &recipients(&sends), Duration::from_secs(60))
+        .send(
+            "login_otp",
+            &recipients(&sends),
+            None,
+            Duration::from_secs(60),
+        )
         .await;
     assert_eq!(answer, WatiAnswer::Connection);
     assert!(matches!(

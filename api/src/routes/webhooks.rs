@@ -18,7 +18,7 @@ use otp_shared::redis::status::Channel;
 use otp_shared::sms_fallback::{FellBack, Trigger};
 
 use crate::error::ApiError;
-use crate::receipts::{Applied, Event, Receipt, failed_code_label};
+use crate::receipts::{Applied, CodeKept, Event, Receipt, failed_code_label};
 use crate::sms::SmsReceipt;
 use crate::state::AppState;
 
@@ -66,14 +66,25 @@ pub async fn wati(
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?;
     let receipt = Receipt::parse(&body).map_err(|_| ApiError::InvalidBody)?;
-    // With SMS on, a failure keeps the code for its SMS (or retires it below).
-    let keep_code = state.sms.is_some() && matches!(receipt.event, Event::Failed { .. });
-    let applied = state.receipts.apply(&receipt, keep_code).await?;
-    if let Applied::Changed {
-        kept: Some(job), ..
-    } = &applied
-    {
-        fall_back(&state, job).await;
+    // A failure for the number's trouble goes out again from another number of the
+    // pool; otherwise, with SMS on, a failure keeps the code for its SMS (or retires it
+    // below).
+    let code_kept = match &receipt.event {
+        Event::Failed { code, .. } if state.pool.reroutes(code) => CodeKept::Reroute,
+        Event::Failed { .. } if state.sms.is_some() => CodeKept::Keep,
+        _ => CodeKept::Delete,
+    };
+    let applied = state.receipts.apply(&receipt, code_kept).await?;
+    state.pool.learn(&receipt.event, &applied).await;
+    match &applied {
+        Applied::Changed {
+            kept: Some(job), ..
+        } if state.sms.is_some() => fall_back(&state, job).await,
+        Applied::Changed {
+            kept: Some(job), ..
+        } => retire(&state, job).await,
+        Applied::Rerouted { job, .. } => reroute(&state, job).await?,
+        _ => {}
     }
     record(
         Channel::Whatsapp,
@@ -110,6 +121,26 @@ async fn fall_back(state: &AppState, job: &SendJob) {
     if retire && let Err(e) = sms.fallback.retire_code(job).await {
         tracing::warn!(request_id = %job.request_id, error = %e, "could not retire a failed code; it lapses at its expiry");
     }
+}
+
+/// Retires the code of a send that failed for good, where a reroute that could not
+/// happen kept it and no SMS is on.
+async fn retire(state: &AppState, job: &SendJob) {
+    if let Err(e) = state.receipts.retire_code(job).await {
+        tracing::warn!(request_id = %job.request_id, error = %e, "could not retire a failed code; it lapses at its expiry");
+    }
+}
+
+/// Publishes again the job of a send Meta refused for its number's trouble: it goes out
+/// from another number. Should that fail, WATI gets an error and repeats the receipt,
+/// which reroutes the send again.
+async fn reroute(state: &AppState, job: &SendJob) -> Result<(), ApiError> {
+    tracing::info!(request_id = %job.request_id, "a send refused for its number's trouble goes out again");
+    state
+        .publisher
+        .publish(job)
+        .await
+        .map_err(|e| ApiError::SendUnavailable(Box::new(e)))
 }
 
 /// Twilio's status callbacks. Without SMS, or without a callback URL to check their

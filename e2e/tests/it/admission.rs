@@ -84,7 +84,7 @@ async fn burst_then_deliver(budgets: Budgets, ttl_seconds: u64, requests: usize,
     let mut env = TestEnv::with_wati_limit(budgets.calls_per_10s).await;
     let mut api_config = env.api_config();
     api_config.common.otp_ttl = std::time::Duration::from_secs(ttl_seconds);
-    api_config.common.budgets = budgets;
+    api_config.common.budgets = budgets.clone();
     let _api = env.start_api_with(api_config).await;
     // New codes leave room to re-sends.
     let capacity = new_code_room(&budgets, ttl_seconds);
@@ -112,7 +112,10 @@ async fn burst_then_deliver(budgets: Budgets, ttl_seconds: u64, requests: usize,
 
     let mut running = Vec::new();
     for _ in 0..workers {
-        running.push(env.start_worker_with(worker_config(&env, budgets)).await);
+        running.push(
+            env.start_worker_with(worker_config(&env, budgets.clone()))
+                .await,
+        );
     }
     every_admitted_code_reaches_wati_in_time(&env, &admitted, ttl_seconds).await;
     for refused in answers.iter().filter(|a| a.status != 202) {
@@ -122,7 +125,7 @@ async fn burst_then_deliver(budgets: Budgets, ttl_seconds: u64, requests: usize,
 
 fn worker_config(env: &TestEnv, budgets: Budgets) -> otp_worker::config::WorkerConfig {
     let mut config = env.worker_config();
-    config.common.budgets = budgets;
+    config.common.budgets = budgets.clone();
     config.wati.api_version = budgets.api_version;
     config.concurrency = u16::try_from(budgets.recipients_per_call * 2).expect("fits");
     config
@@ -182,9 +185,11 @@ async fn with_the_worker_delivering_during_the_burst_every_202_still_arrives_in_
     let mut env = TestEnv::with_wati_limit(100).await;
     let mut api_config = env.api_config();
     api_config.common.otp_ttl = std::time::Duration::from_secs(10);
-    api_config.common.budgets = budgets;
+    api_config.common.budgets = budgets.clone();
     let _api = env.start_api_with(api_config).await;
-    let _worker = env.start_worker_with(worker_config(&env, budgets)).await;
+    let _worker = env
+        .start_worker_with(worker_config(&env, budgets.clone()))
+        .await;
     let (answers, _) = burst(&env, 400).await;
     let delivered_meanwhile = env.sandbox.accepted() as usize;
     let admitted: Vec<&Answer> = answers.iter().filter(|a| a.status == 202).collect();
@@ -209,6 +214,7 @@ async fn a_re_send_is_admitted_only_if_its_code_lives_long_enough_for_the_sends_
         &budgets,
         Duration::from_secs(10),
         Duration::from_secs(1),
+        otp_shared::redis::sender_health::PoolView::default(),
     );
     let reserve = |life| admission.reserve(uuid::Uuid::new_v4(), life, SendKind::Resend);
     for _ in 0..30 {
@@ -241,7 +247,7 @@ async fn room_comes_back_as_sends_are_handed_to_wati() {
     let budgets = budgets(WatiApiVersion::V1, 20, 0, 1000);
     let mut api_config = env.api_config();
     api_config.common.otp_ttl = std::time::Duration::from_secs(6);
-    api_config.common.budgets = budgets;
+    api_config.common.budgets = budgets.clone();
     let _api = env.start_api_with(api_config).await;
     let (answers, _) = burst(&env, 20).await;
     assert_eq!(
@@ -250,7 +256,7 @@ async fn room_comes_back_as_sends_are_handed_to_wati() {
     );
 
     let mut worker_config = env.worker_config();
-    worker_config.common.budgets = budgets;
+    worker_config.common.budgets = budgets.clone();
     worker_config.wati.api_version = WatiApiVersion::V1;
     let _worker = env.start_worker_with(worker_config).await;
     eventually("send-otp to admit again", DEADLINE, || async {
@@ -292,7 +298,7 @@ async fn re_sends_after_the_real_cooldown_get_the_room_new_codes_leave_but_not_o
     assert_eq!(reserve, Duration::from_secs(10));
     let mut api_config = env.api_config();
     api_config.common.otp_ttl = Duration::from_secs(60);
-    api_config.common.budgets = budgets;
+    api_config.common.budgets = budgets.clone();
     api_config.limits.resend_cooldown = cooldown;
     let _api = env.start_api_with(api_config).await;
     let (answers, _) = burst(&env, 150).await;

@@ -27,7 +27,7 @@ const CODE_LIFE: Duration = Duration::from_secs(300);
 
 fn config(env: &TestEnv, budgets: Budgets) -> WorkerConfig {
     let mut config = env.worker_config();
-    config.common.budgets = budgets;
+    config.common.budgets = budgets.clone();
     config.wati.api_version = budgets.api_version;
     config
 }
@@ -67,7 +67,7 @@ async fn delivering(
 async fn sends_that_wait_for_the_same_call_slot_share_one_call() {
     let env = TestEnv::new().await;
     let budgets = one_call_a_second();
-    let (deliverer, _stop) = env.deliverer(&config(&env, budgets), env.redis.clone());
+    let (deliverer, _stop) = env.deliverer(&config(&env, budgets.clone()), env.redis.clone());
     let mut jobs = Vec::new();
     for phone in PHONES {
         jobs.push(env.stored_job(phone, CODE_LIFE).await);
@@ -108,7 +108,7 @@ struct Waiting {
 async fn waiting_for_a_slot() -> Waiting {
     let env = TestEnv::new().await;
     let budgets = one_call_a_second();
-    let (deliverer, stop) = env.deliverer(&config(&env, budgets), env.redis.clone());
+    let (deliverer, stop) = env.deliverer(&config(&env, budgets.clone()), env.redis.clone());
     let deliverer = Arc::new(deliverer);
     let job = env.stored_job(PHONES[0], CODE_LIFE).await;
     env.occupy_call_slot(&budgets).await;
@@ -196,7 +196,7 @@ async fn a_lease_is_kept_alive_through_a_wait_longer_than_its_life() {
     let env = TestEnv::new().await;
     // One call every 5.1 s; the lease lives 4 s (a 2 s WATI timeout and 2 s more).
     let budgets = budgets(WatiApiVersion::V3, 2, 0, 32);
-    let config = config(&env, budgets);
+    let config = config(&env, budgets.clone());
     assert!(config.wati.timeout + Duration::from_secs(2) < Duration::from_secs(5));
     let (deliverer, _stop) = env.deliverer(&config, env.redis.clone());
     let job = env.stored_job(PHONES[0], CODE_LIFE).await;
@@ -210,7 +210,7 @@ async fn a_lease_is_kept_alive_through_a_wait_longer_than_its_life() {
 async fn a_code_that_expires_while_waiting_for_budget_ends_expired_without_a_call() {
     let env = TestEnv::new().await;
     let budgets = budgets(WatiApiVersion::V1, 10, 0, 1);
-    let (deliverer, _stop) = env.deliverer(&config(&env, budgets), env.redis.clone());
+    let (deliverer, _stop) = env.deliverer(&config(&env, budgets.clone()), env.redis.clone());
     let job = env.stored_job(PHONES[0], Duration::from_millis(500)).await;
     env.occupy_call_slot(&budgets).await;
     let outcome = deliverer.deliver(&job).await;
@@ -272,7 +272,7 @@ async fn a_delivery_wati_accepted_that_redis_keeps_failing_to_record_is_not_hand
 async fn a_429_with_retry_after_holds_every_workers_calls() {
     let env = TestEnv::new().await;
     let budgets = one_call_a_second();
-    let config = config(&env, budgets);
+    let config = config(&env, budgets.clone());
     let (first, _stop_first) = env.deliverer(&config, env.redis.clone());
     let (second, _stop_second) = env.deliverer(&config, env.redis.clone());
     let first = Arc::new(first);

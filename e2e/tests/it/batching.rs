@@ -27,10 +27,10 @@ async fn started(
 ) -> (TestEnv, otp_e2e::Running, otp_e2e::Running) {
     let mut env = TestEnv::new().await;
     let mut api_config = env.api_config();
-    api_config.common.budgets = budgets;
+    api_config.common.budgets = budgets.clone();
     let api = env.start_api_with(api_config).await;
     let mut worker_config = env.worker_config();
-    worker_config.common.budgets = budgets;
+    worker_config.common.budgets = budgets.clone();
     worker_config.wati.timeout = timeout;
     let worker = env.start_worker_with(worker_config).await;
     (env, api, worker)

@@ -34,7 +34,7 @@ fn busiest_window(log: &[CallRecord], window_ms: u64, weight: fn(&CallRecord) ->
 async fn two_workers(env: &TestEnv, budgets: Budgets) -> [otp_e2e::Running; 2] {
     let worker = |path: &str| {
         let mut config = env.worker_config();
-        config.common.budgets = budgets;
+        config.common.budgets = budgets.clone();
         config.wati.base_url = format!("{}{path}", env.sandbox_url);
         config
     };
@@ -60,7 +60,7 @@ async fn the_call_budget_holds_across_two_workers_and_wati_never_answers_429() {
     let mut env = TestEnv::with_wati_limit(4).await;
     let budgets = budgets(WatiApiVersion::V3, 4, 0, 32);
     let mut api_config = env.api_config();
-    api_config.common.budgets = budgets;
+    api_config.common.budgets = budgets.clone();
     let _api = env.start_api_with(api_config).await;
     let workers = two_workers(&env, budgets).await;
 
@@ -104,7 +104,7 @@ async fn the_message_budget_holds_across_two_workers() {
     let mut env = TestEnv::new().await;
     let budgets = budgets(WatiApiVersion::V3, 0, 5, 32);
     let mut api_config = env.api_config();
-    api_config.common.budgets = budgets;
+    api_config.common.budgets = budgets.clone();
     let _api = env.start_api_with(api_config).await;
     let workers = two_workers(&env, budgets).await;
     let mut request_ids = Vec::new();

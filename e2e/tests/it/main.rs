@@ -23,6 +23,7 @@ mod human_check;
 mod login_page_browser;
 mod openapi_contract;
 mod outages;
+mod pool;
 mod queues;
 mod receipts;
 mod secrets;

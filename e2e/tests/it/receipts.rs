@@ -285,7 +285,7 @@ async fn a_receipt_that_comes_before_the_worker_records_sent_is_not_taken_back()
     // One call a second: the send waits for its call while its receipt arrives.
     let budgets = budgets(WatiApiVersion::V3, 10, 0, 32);
     let mut config = env.worker_config();
-    config.common.budgets = budgets;
+    config.common.budgets = budgets.clone();
     let (deliverer, _stop) = env.deliverer(&config, env.redis.clone());
     let job = env.stored_job(PHONE, Duration::from_secs(300)).await;
     env.occupy_call_slot(&budgets).await;
@@ -304,7 +304,10 @@ async fn a_receipt_that_comes_before_the_worker_records_sent_is_not_taken_back()
                 .as_bytes(),
         )
         .expect("an event");
-        receipts.apply(&delivered, false).await.expect("redis")
+        receipts
+            .apply(&delivered, otp_api::receipts::CodeKept::Delete)
+            .await
+            .expect("redis")
     };
     let (outcome, applied) = tokio::join!(deliverer.deliver(&job), early_receipt);
     assert!(matches!(

@@ -446,7 +446,7 @@ async fn sends_wati_accepted_in_one_call_wait_in_one_timer_message_and_each_is_c
     let mut env = TestEnv::new().await;
     let _api = env
         .start_sms_api_with(SMS_COUNTRIES, &[], |api| {
-            api.common.budgets = one_call_a_second;
+            api.common.budgets = one_call_a_second.clone();
         })
         .await;
     env.enable_receipts(
@@ -457,7 +457,7 @@ async fn sends_wati_accepted_in_one_call_wait_in_one_timer_message_and_each_is_c
     );
     let worker_config = || {
         let mut config = env.sms_worker_config(SMS_COUNTRIES, Duration::from_secs(4));
-        config.common.budgets = one_call_a_second;
+        config.common.budgets = one_call_a_second.clone();
         config
     };
     let worker = env.start_worker_with(worker_config()).await;

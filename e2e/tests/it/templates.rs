@@ -179,6 +179,7 @@ async fn the_check_and_the_sends_use_the_templates_of_the_sending_number() {
     let _api = env.start_api().await;
     let mut config = env.worker_config();
     config.wati.channel_number = Some("15550001111".into());
+    config.common.budgets.senders = otp_shared::senders::Senders::numbers(&["15550001111"], 0);
     let _worker = env.start_worker_with(config).await;
     assert_eq!(env.log_in(UK).await["verified"], true);
 }
@@ -258,14 +259,14 @@ async fn in_three_languages(
         authentication("login_otp_hi", "hi"),
     ]);
     let mut api = env.api_config();
-    api.common.budgets = budgets;
+    api.common.budgets = budgets.clone();
     api.country_locales = otp_shared::phone::ByCountry::parse("55=pt_BR,91=hi", |l| {
         otp_shared::locale::Locale::parse(l)
     })
     .expect("country locales");
     let api = env.start_api_with(api).await;
     let mut config = env.worker_config();
-    config.common.budgets = budgets;
+    config.common.budgets = budgets.clone();
     config.wati.templates =
         Templates::new("login_otp", "1", "pt_BR=login_otp_pt,hi=login_otp_hi").expect("templates");
     let worker = env.start_worker_with(config).await;
@@ -320,7 +321,7 @@ async fn a_mixed_burst_never_mixes_templates_in_a_call_and_every_language_is_ser
     // One call a second of at most four: sends wait for calls together, batches form,
     // and the default template's sends outnumber a call for many seconds.
     let one_call_a_second = budgets(WatiApiVersion::V3, 10, 0, 4);
-    let _running = in_three_languages(&mut env, one_call_a_second).await;
+    let _running = in_three_languages(&mut env, one_call_a_second.clone()).await;
     env.occupy_call_slot(&one_call_a_second).await;
     // 40 sends: mostly the default, a few in Portuguese, one in Hindi.
     let mut expected = BTreeMap::new();

@@ -14,6 +14,7 @@ use super::codes::SendKind;
 use super::conn::RedisConn;
 use super::keys::Keys;
 use super::scripts::{ADMIT, Argv, Lua, ScriptArgs};
+use super::sender_health::{PoolView, Unhealthy};
 use crate::budget::{Budgets, Capacity};
 
 /// What a reservation got.
@@ -81,6 +82,8 @@ pub struct Admission {
     code_ttl: Duration,
     /// New codes are admitted as if they had this much less life (see [`reserve_for`]).
     reserve_for: Duration,
+    /// Which sending numbers are paused: they count for nothing.
+    pool: PoolView,
 }
 
 /// How much shorter a new code's life is taken to be, so that the room it leaves is
@@ -101,6 +104,7 @@ impl Admission {
         budgets: &Budgets,
         code_ttl: Duration,
         reserve_for: Duration,
+        pool: PoolView,
     ) -> Self {
         if let Capacity::Sends { sends, .. } = budgets.capacity(code_ttl) {
             metrics::gauge!(crate::metrics::SEND_CAPACITY).set(sends as f64);
@@ -108,20 +112,33 @@ impl Admission {
         Self {
             redis,
             key: keys.pending_sends(),
-            budgets: *budgets,
+            budgets: budgets.clone(),
             code_ttl,
             reserve_for,
+            pool,
         }
     }
 
     /// The sends that may be waiting for a send of `kind` whose code has `life` left to
-    /// be admitted: a re-send's whole life's worth, a new code's as if its life were
-    /// `reserve_for` shorter.
-    pub fn room(&self, life: Duration, kind: SendKind) -> Capacity {
-        match kind {
-            SendKind::Resend => self.budgets.capacity(life),
-            SendKind::New => self.budgets.capacity(life.saturating_sub(self.reserve_for)),
-        }
+    /// be admitted, with the sending numbers that are not paused: a re-send's whole
+    /// life's worth, a new code's as if its life were `reserve_for` shorter. `Err` with
+    /// how long until a number may send again, when every number is paused.
+    pub fn room(&self, life: Duration, kind: SendKind) -> Result<Capacity, Duration> {
+        let unhealthy = self.pool.get();
+        let budgets = if unhealthy.is_empty() {
+            None
+        } else {
+            Some(
+                self.budgets
+                    .with_senders(|s| !unhealthy.contains_key(s.name()))
+                    .ok_or_else(|| resume_in(unhealthy.values(), crate::now_ms()))?,
+            )
+        };
+        let budgets = budgets.as_ref().unwrap_or(&self.budgets);
+        Ok(match kind {
+            SendKind::Resend => budgets.capacity(life),
+            SendKind::New => budgets.capacity(life.saturating_sub(self.reserve_for)),
+        })
     }
 
     /// Reserves room for the send `request_id`, whose code has `life` left, if the
@@ -136,7 +153,14 @@ impl Admission {
         kind: SendKind,
     ) -> redis::RedisResult<Reservation> {
         let life = life.min(self.code_ttl);
-        let capacity = self.room(life, kind);
+        let capacity = match self.room(life, kind) {
+            Ok(capacity) => capacity,
+            Err(resume_in) => {
+                return Ok(Reservation::Full {
+                    retry_after: resume_in,
+                });
+            }
+        };
         let sends = match capacity {
             Capacity::Unlimited => return Ok(Reservation::Unlimited),
             // Too little life left for any budget: once this code expires, a new one
@@ -175,6 +199,19 @@ impl Admission {
             .exec_async(&mut self.redis.clone())
             .await
     }
+}
+
+/// How long until the first of these numbers sends again: the end of the earliest
+/// pause, or a second for a number whose probe is out; at least a second.
+fn resume_in<'a>(unhealthy: impl Iterator<Item = &'a Unhealthy>, now_ms: u64) -> Duration {
+    unhealthy
+        .map(|state| match state {
+            Unhealthy::PausedUntil(until) => Duration::from_millis(until.saturating_sub(now_ms)),
+            Unhealthy::Probing => Duration::ZERO,
+        })
+        .min()
+        .unwrap_or_default()
+        .max(Duration::from_secs(1))
 }
 
 #[cfg(test)]

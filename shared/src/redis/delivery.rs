@@ -18,6 +18,7 @@ use super::scripts::{Argv, COUNT_CALL, END_DELIVERY, Lua, MARK_SENT, START_DELIV
 use super::status::{DeliveryState, STATUS_TTL_SECONDS};
 use super::words::delivery as word;
 use crate::job::{JobChannel, SendJob};
+use crate::senders::SentFrom;
 
 /// The reason a send that could not reach WATI before its code expired is given.
 pub const EXPIRED_REASON: &str = "Failed to send OTP";
@@ -148,7 +149,7 @@ impl ScriptArgs for CountCallArgs {
 }
 
 /// mark_sent.lua's arguments (and the status's life, always [`STATUS_TTL_SECONDS`]).
-pub(crate) struct MarkSentArgs {
+pub(crate) struct MarkSentArgs<'a> {
     /// How long the delivered mark lives (whole seconds, at least one).
     pub delivered_for: Duration,
     /// The code the send was for: the record is marked delivered only if it still
@@ -156,9 +157,13 @@ pub(crate) struct MarkSentArgs {
     pub code_id: Uuid,
     /// The lease to release, if still this delivery's.
     pub lease_owner: Uuid,
+    /// The number a WhatsApp message went from.
+    pub from: Option<&'a SentFrom>,
+    /// The send's languages, comma-separated.
+    pub locales: String,
 }
 
-impl ScriptArgs for MarkSentArgs {
+impl ScriptArgs for MarkSentArgs<'_> {
     fn script() -> &'static Lua {
         &MARK_SENT
     }
@@ -168,11 +173,16 @@ impl ScriptArgs for MarkSentArgs {
             delivered_for,
             code_id,
             lease_owner,
+            from,
+            locales,
         } = self;
         argv.push(delivered_for.as_secs().max(1))
             .push(STATUS_TTL_SECONDS)
             .push(code_id.to_string())
-            .push(lease_owner.to_string());
+            .push(lease_owner.to_string())
+            .push(from.map_or("", |f| f.sender.name()))
+            .push(u8::from(from.is_some_and(|f| f.probe)))
+            .push(locales.as_str());
     }
 }
 
@@ -302,11 +312,19 @@ impl Ledger {
     }
 
     /// Marks the send `sent` (its call counted) and remembers that WATI took it.
-    pub async fn mark_sent(&self, job: &SendJob, lease: &Lease) -> redis::RedisResult<()> {
+    pub async fn mark_sent(
+        &self,
+        job: &SendJob,
+        lease: &Lease,
+        from: Option<&SentFrom>,
+    ) -> redis::RedisResult<()> {
+        let locales: Vec<&str> = job.locales.iter().map(|l| l.as_str()).collect();
         let () = MarkSentArgs {
             delivered_for: self.delivered_ttl,
             code_id: job.code_id,
             lease_owner: lease.owner(),
+            from,
+            locales: locales.join(","),
         }
         .invocation()
         .key(self.delivered(job))

@@ -119,15 +119,21 @@ impl Keys {
         format!("{}:{{budget}}:wati-calls", self.prefix)
     }
 
-    /// Recipients handed to WATI in the last second: a list of `time_µs:count` entries,
-    /// oldest first, shared by all workers.
-    pub fn whatsapp_messages(&self) -> String {
-        format!("{}:{{budget}}:whatsapp-messages", self.prefix)
+    /// Recipients one sending number (by its name) was handed in the last counted
+    /// second: a list of `time_µs:count` entries, oldest first, shared by all workers.
+    pub fn whatsapp_messages(&self, sender: &str) -> String {
+        format!("{}:{{budget}}:whatsapp-messages:{sender}", self.prefix)
     }
 
     /// The sum of the counts in [`Keys::whatsapp_messages`], kept beside it.
-    pub fn whatsapp_messages_sum(&self) -> String {
-        format!("{}:{{budget}}:whatsapp-messages-sum", self.prefix)
+    pub fn whatsapp_messages_sum(&self, sender: &str) -> String {
+        format!("{}:{{budget}}:whatsapp-messages-sum:{sender}", self.prefix)
+    }
+
+    /// The sending numbers' states (paused, probing, …): a hash whose fields are laid out
+    /// in `words::senders`.
+    pub fn senders(&self) -> String {
+        format!("{}:{{budget}}:senders", self.prefix)
     }
 
     /// Sends admitted by any api replica and not yet handed to WATI: a sorted set of
@@ -288,11 +294,13 @@ mod tests {
                 keys.delivered_of(&phone, request, Delivery::Fallback),
                 keys.lease_of(&phone, request, Delivery::Fallback),
             ],
-            // claim_budget.lua.
+            // claim_budget.lua and sender_trouble.lua.
             vec![
                 keys.wati_calls(),
-                keys.whatsapp_messages(),
-                keys.whatsapp_messages_sum(),
+                keys.senders(),
+                keys.whatsapp_messages("15550001111"),
+                keys.whatsapp_messages_sum("15550001111"),
+                keys.whatsapp_messages("default"),
             ],
             // The MGET of a bearer token's check.
             vec![

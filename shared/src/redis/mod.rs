@@ -17,6 +17,7 @@ pub mod receipts;
 pub mod records;
 mod scripts;
 pub mod send_budget;
+pub mod sender_health;
 pub mod sessions;
 pub mod status;
 pub mod wati_budget;

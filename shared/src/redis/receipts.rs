@@ -40,15 +40,31 @@ impl Happened<'_> {
     }
 }
 
+/// What a failure does with a code no send of which reached the user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodeKept {
+    /// Deletes it: verify answers "not found".
+    Delete,
+    /// Keeps it for the caller, which sends it by SMS, or retires it with
+    /// [`super::fallback::Fallbacks::retire_code`].
+    Keep,
+    /// The number it went from was in trouble: the send goes back to `queued`, for its
+    /// job to be published again and go from another number (at most
+    /// [`MAX_REROUTES`] times); otherwise as [`CodeKept::Keep`].
+    Reroute,
+}
+
+/// Most times one send goes out again from another number.
+pub const MAX_REROUTES: u32 = 3;
+
 /// One receipt about a send of ours.
 #[derive(Clone, Copy, Debug)]
 pub struct ReceiptUpdate<'a> {
     pub request_id: Uuid,
     /// Which delivery of the send it is about.
     pub delivery: Delivery,
-    /// A failure keeps a code it would retire: the caller sends it by SMS, or retires it
-    /// with [`super::fallback::Fallbacks::retire_code`].
-    pub keep_code: bool,
+    /// What a failure does with the code.
+    pub code: CodeKept,
     /// The phone the receipt names (`waId`), where it named one that reads as a phone.
     pub phone: Option<&'a PhoneNumber>,
     pub happened: Happened<'a>,
@@ -74,12 +90,31 @@ pub enum Applied {
         kept: Option<SendJob>,
         /// The phone the send is for.
         phone: PhoneNumber,
+        /// The number the message went from, where known.
+        sent_by: Option<SentBy>,
     },
+    /// A failure for its number's trouble sent the send back to `queued`: the caller
+    /// publishes this job again.
+    Rerouted {
+        job: SendJob,
+        sent_by: Option<SentBy>,
+    },
+}
+
+/// The number a WhatsApp message went from, as its status recorded it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentBy {
+    /// The number's name ([`crate::senders::Sender::name`]).
+    pub sender: String,
+    /// When the message left for WATI (Unix ms).
+    pub sent_at_ms: u64,
+    /// Whether it was a probe of a number back from a pause.
+    pub probe: bool,
 }
 
 impl Applied {
     /// Every value of [`Applied::label`].
-    pub const LABELS: [&'static str; 3] = ["unknown_send", "unchanged", "applied"];
+    pub const LABELS: [&'static str; 4] = ["unknown_send", "unchanged", "applied", "rerouted"];
 
     /// The `outcome` label of the receipt counter.
     pub fn label(&self) -> &'static str {
@@ -87,12 +122,13 @@ impl Applied {
             Applied::UnknownSend => "unknown_send",
             Applied::Unchanged => "unchanged",
             Applied::Changed { .. } => "applied",
+            Applied::Rerouted { .. } => "rerouted",
         }
     }
 }
 
 /// receipt.lua's answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum ScriptReply {
     /// No status for that request.
     Unknown,
@@ -107,19 +143,28 @@ enum ScriptReply {
         first_read: bool,
         /// The code a failure kept.
         kept_code: Option<Uuid>,
+        rerouted: bool,
+        sent_by: Option<SentBy>,
+        /// The send's languages, comma-separated.
+        locales: String,
     },
 }
 
 impl FromRedisValue for ScriptReply {
     fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
-        let (outcome, accepted_at, delivered_at, first_delivery, first_read, kept_code): (
-            String,
-            u64,
-            u64,
-            u8,
-            u8,
-            String,
-        ) = FromRedisValue::from_redis_value(v)?;
+        let (
+            outcome,
+            accepted_at,
+            delivered_at,
+            first_delivery,
+            first_read,
+            kept_code,
+            sender,
+            sent_at_ms,
+            probe,
+            locales,
+        ): (String, u64, u64, u8, u8, String, String, u64, u8, String) =
+            FromRedisValue::from_redis_value(v)?;
         let kept_code = match kept_code.as_str() {
             "" => None,
             id => Some(
@@ -133,16 +178,24 @@ impl FromRedisValue for ScriptReply {
                 "receipt.lua answered a flag of {other}"
             ))),
         };
+        let sent_by = (!sender.is_empty()).then_some(SentBy {
+            sender,
+            sent_at_ms,
+            probe: probe == 1,
+        });
         Ok(match outcome.as_str() {
             word::UNKNOWN => ScriptReply::Unknown,
             word::OTHER_PHONE => ScriptReply::OtherPhone,
             word::UNCHANGED => ScriptReply::Unchanged,
-            word::APPLIED => ScriptReply::Applied {
+            word::APPLIED | word::REROUTED => ScriptReply::Applied {
                 accepted_at,
                 delivered_at,
                 first_delivery: flag(first_delivery)?,
                 first_read: flag(first_read)?,
                 kept_code,
+                rerouted: outcome == word::REROUTED,
+                sent_by,
+                locales,
             },
             other => return Err(format!("receipt.lua answered {other:?}").into()),
         })
@@ -158,8 +211,8 @@ pub(crate) struct ReceiptArgs<'a> {
     pub at_ms: u64,
     /// The phone whose code record the call names: the send must be for it.
     pub phone: &'a PhoneNumber,
-    /// A failure keeps the code for the caller.
-    pub keep_code: bool,
+    /// What a failure does with the code.
+    pub code_kept: CodeKept,
 }
 
 impl ScriptArgs for ReceiptArgs<'_> {
@@ -173,7 +226,7 @@ impl ScriptArgs for ReceiptArgs<'_> {
             happened,
             at_ms,
             phone,
-            keep_code,
+            code_kept,
         } = self;
         let (code, reason) = match happened {
             Happened::Failed { code, reason } => (*code, *reason),
@@ -184,7 +237,12 @@ impl ScriptArgs for ReceiptArgs<'_> {
             .push(code)
             .push(reason)
             .push(phone.as_str())
-            .push(if *keep_code { word::KEEP } else { word::DELETE });
+            .push(match code_kept {
+                CodeKept::Delete => word::DELETE,
+                CodeKept::Keep => word::KEEP,
+                CodeKept::Reroute => word::REROUTE,
+            })
+            .push(MAX_REROUTES);
     }
 }
 
@@ -240,10 +298,27 @@ impl ReceiptRecords {
             ScriptReply::Unchanged => Applied::Unchanged,
             ScriptReply::Applied {
                 accepted_at,
+                kept_code: Some(code_id),
+                rerouted: true,
+                sent_by,
+                locales,
+                ..
+            } => {
+                let mut job = SendJob::new(update.request_id, code_id, phone, accepted_at);
+                job.locales = locales
+                    .split(',')
+                    .filter_map(|l| crate::locale::Locale::parse(l).ok())
+                    .collect();
+                Applied::Rerouted { job, sent_by }
+            }
+            ScriptReply::Applied {
+                accepted_at,
                 delivered_at,
                 first_delivery,
                 first_read,
                 kept_code,
+                sent_by,
+                ..
             } => Applied::Changed {
                 first_delivery: (first_delivery && accepted_at > 0)
                     .then(|| since(accepted_at, delivered_at)),
@@ -252,6 +327,7 @@ impl ReceiptRecords {
                     SendJob::new(update.request_id, code_id, phone.clone(), accepted_at)
                 }),
                 phone,
+                sent_by,
             },
         })
     }
@@ -266,7 +342,7 @@ impl ReceiptRecords {
             happened: update.happened,
             at_ms: update.at_ms,
             phone,
-            keep_code: update.keep_code,
+            code_kept: update.code,
         }
         .invocation()
         .key(
@@ -274,6 +350,10 @@ impl ReceiptRecords {
                 .status_of(phone, update.request_id, update.delivery),
         )
         .key(self.keys.otp(phone))
+        .key(
+            self.keys
+                .delivered_of(phone, update.request_id, update.delivery),
+        )
         .invoke_async(&mut self.redis.clone())
         .await
     }
@@ -291,6 +371,10 @@ mod tests {
             Value::Int(flags.0),
             Value::Int(flags.1),
             Value::BulkString(flags.2.as_bytes().to_vec()),
+            Value::BulkString(b"15550001111".to_vec()),
+            Value::Int(5),
+            Value::Int(1),
+            Value::BulkString(b"pt_BR".to_vec()),
         ]))
     }
 
@@ -305,6 +389,13 @@ mod tests {
                 first_delivery: true,
                 first_read: false,
                 kept_code: Some(code_id),
+                rerouted: false,
+                sent_by: Some(SentBy {
+                    sender: "15550001111".into(),
+                    sent_at_ms: 5,
+                    probe: true
+                }),
+                locales: "pt_BR".into(),
             })
         );
         assert_eq!(
@@ -326,6 +417,16 @@ mod tests {
                 first_read: None,
                 kept: None,
                 phone: PhoneNumber::from_e164_digits("919876543210").expect("phone"),
+                sent_by: None,
+            },
+            Applied::Rerouted {
+                job: SendJob::new(
+                    Uuid::new_v4(),
+                    Uuid::new_v4(),
+                    PhoneNumber::from_e164_digits("919876543210").expect("phone"),
+                    1,
+                ),
+                sent_by: None,
             },
         ];
         let labels: Vec<&str> = applied.iter().map(Applied::label).collect();

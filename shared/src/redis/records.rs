@@ -72,6 +72,17 @@ pub mod status {
     /// How the code went out: one of the [`channel`](super::channel) values; absent
     /// means WhatsApp.
     pub const CHANNEL: &str = "channel";
+    /// The sending number WATI accepted the message from (its name), when (Unix ms), and
+    /// `1` if it was a probe of a number back from a pause.
+    pub const SENDER: &str = "sender";
+    pub const SENT_AT: &str = "sent_at";
+    pub const PROBE: &str = "probe";
+    /// The send's languages, comma-separated, most wanted first: a rerouted send goes
+    /// out in the same template.
+    pub const LOCALES: &str = "locales";
+    /// Times Meta refused the send for its number's trouble and it went out again from
+    /// another.
+    pub const REROUTES: &str = "reroutes";
 }
 
 /// The values of [`status::CHANNEL`].
@@ -160,6 +171,11 @@ const PLACEHOLDERS: &[(&str, &str)] = &[
     ("{{status.read_at}}", status::READ_AT),
     ("{{status.failed_code}}", status::FAILED_CODE),
     ("{{status.channel}}", status::CHANNEL),
+    ("{{status.sender}}", status::SENDER),
+    ("{{status.sent_at}}", status::SENT_AT),
+    ("{{status.probe}}", status::PROBE),
+    ("{{status.locales}}", status::LOCALES),
+    ("{{status.reroutes}}", status::REROUTES),
     ("{{channel.sms}}", channel::SMS),
     ("{{state.queued}}", state::QUEUED),
     ("{{state.sending}}", state::SENDING),

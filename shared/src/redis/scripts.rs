@@ -17,6 +17,7 @@ use super::words::codes as code_word;
 use super::words::delivery as delivery_word;
 use super::words::fallback as fallback_word;
 use super::words::receipts as receipt_word;
+use super::words::senders as sender_word;
 use super::words::wati_budget as budget_word;
 
 /// One script: its template, its words, and the script loaded from them on first use.
@@ -148,6 +149,8 @@ lua!(
         receipt_word::APPLIED,
         receipt_word::DELETE,
         receipt_word::KEEP,
+        receipt_word::REROUTE,
+        receipt_word::REROUTED,
     ]
 );
 // The worker's: deliveries, leases and WATI's budgets.
@@ -183,9 +186,28 @@ lua!(
         budget_word::WAIT,
         budget_word::CALLS,
         budget_word::MESSAGES,
+        budget_word::PAUSED,
+        budget_word::PROBE,
     ]
 );
 lua!(HOLD_CALLS, "hold_calls.lua", &[]);
+// The api's, on a receipt: a sending number in trouble.
+lua!(
+    SENDER_TROUBLE,
+    "sender_trouble.lua",
+    &[
+        sender_word::PAUSED,
+        sender_word::PROBE,
+        sender_word::SINCE,
+        sender_word::STRIKES,
+        sender_word::FAILS,
+        sender_word::FAILS_FROM,
+        sender_word::LIMIT,
+        sender_word::FAILURE,
+        sender_word::COUNTED,
+        sender_word::STALE,
+    ]
+);
 // Both processes': an SMS fallback.
 lua!(
     BEGIN_FALLBACK,
@@ -222,6 +244,7 @@ mod tests {
     use crate::redis::lease::HoldLeaseArgs;
     use crate::redis::receipts::{Happened, ReceiptArgs};
     use crate::redis::send_budget::SendsPerMinuteArgs;
+    use crate::redis::sender_health::SenderTroubleArgs;
     use crate::redis::status::DeliveryState;
     use crate::redis::wati_budget::{ClaimBudgetArgs, HoldCallsArgs};
 
@@ -241,6 +264,7 @@ mod tests {
         &HOLD_LEASE,
         &CLAIM_BUDGET,
         &HOLD_CALLS,
+        &SENDER_TROUBLE,
         &BEGIN_FALLBACK,
         &RETIRE_CODE,
         &ABANDON_FALLBACK,
@@ -408,7 +432,7 @@ mod tests {
                 happened: Happened::Sent,
                 at_ms: 1,
                 phone: &phone,
-                keep_code: false,
+                code_kept: crate::redis::receipts::CodeKept::Delete,
             }),
             written(&StartDeliveryArgs {
                 code_id: id,
@@ -419,6 +443,8 @@ mod tests {
                 delivered_for: ms,
                 code_id: id,
                 lease_owner: id,
+                from: None,
+                locales: String::new(),
             }),
             written(&EndDeliveryArgs {
                 code_id: id,
@@ -433,8 +459,17 @@ mod tests {
             written(&HoldLeaseArgs { owner: id, ttl: ms }),
             written(&ClaimBudgetArgs {
                 call_interval: None,
-                messages_per_second: 0,
                 wanted: 1,
+                senders: &crate::senders::Senders::default_channel(80),
+            }),
+            written(&SenderTroubleArgs {
+                sender: "default",
+                kind: crate::redis::sender_health::Trouble::Limit,
+                sent_at_ms: 1,
+                first_pause: ms,
+                longest_pause: ms,
+                burst: 1,
+                burst_window: ms,
             }),
             written(&HoldCallsArgs { hold: ms }),
             written(&BeginFallbackArgs { request_id: id }),

@@ -10,16 +10,25 @@ use super::conn::RedisConn;
 use super::keys::Keys;
 use super::scripts::{Argv, CLAIM_BUDGET, HOLD_CALLS, Lua, ScriptArgs};
 use super::words::wati_budget as word;
-use crate::budget::{Budgets, MESSAGE_WINDOW};
+use crate::budget::{Budgets, counted_second};
+use crate::senders::{Senders, SentFrom};
+
+/// Most recipients of a call from a number coming back from a pause: a probe risks few
+/// codes on a number that may still be in trouble.
+pub const PROBE_RECIPIENTS: u32 = 1;
+/// How long a probe's delivery receipt is waited for before another probe may leave.
+pub const PROBE_WAIT: Duration = Duration::from_secs(10);
 
 /// How long every worker holds its calls after a 429 that named no `Retry-After`.
 pub const HOLD_WITHOUT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// The budget that holds a call back.
+/// What holds a call back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Limit {
     Calls,
     Messages,
+    /// Every sending number is paused (or waits for its probe's receipt).
+    Paused,
 }
 
 impl Limit {
@@ -28,50 +37,66 @@ impl Limit {
         match self {
             Limit::Calls => word::CALLS,
             Limit::Messages => word::MESSAGES,
+            Limit::Paused => word::PAUSED,
         }
     }
 }
 
 /// What a claim got.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Claim {
-    /// The call may leave now with this many recipients (at least one).
-    Granted { recipients: u32 },
+    /// The call may leave now from `from`, with this many recipients (at least one).
+    Granted { recipients: u32, from: SentFrom },
     /// Nothing yet: try again after `wait`.
     Wait { wait: Duration, limit: Limit },
 }
 
-impl FromRedisValue for Claim {
+/// claim_budget.lua's reply, before the number's position is read as its name.
+struct Reply {
+    granted: Option<(u32, usize, bool)>,
+    wait: Option<(Duration, Limit)>,
+}
+
+impl FromRedisValue for Reply {
     fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
-        let (kind, amount, limit): (String, u64, String) = FromRedisValue::from_redis_value(v)?;
-        match (kind.as_str(), limit.as_str()) {
-            (word::GRANTED, _) if amount > 0 => Ok(Claim::Granted {
-                recipients: u32::try_from(amount).map_err(|_| "too many recipients")?,
-            }),
-            (word::WAIT, word::CALLS) => Ok(Claim::Wait {
-                wait: Duration::from_micros(amount),
-                limit: Limit::Calls,
-            }),
-            (word::WAIT, word::MESSAGES) => Ok(Claim::Wait {
-                wait: Duration::from_micros(amount),
-                limit: Limit::Messages,
-            }),
-            _ => Err(format!("claim_budget.lua answered {kind:?} {amount} {limit:?}").into()),
+        let (kind, amount, third, probe): (String, u64, String, u8) =
+            FromRedisValue::from_redis_value(v)?;
+        let wait = |limit| {
+            Ok(Reply {
+                granted: None,
+                wait: Some((Duration::from_micros(amount), limit)),
+            })
+        };
+        match (kind.as_str(), third.as_str()) {
+            (word::GRANTED, position) if amount > 0 => {
+                let recipients = u32::try_from(amount).map_err(|_| "too many recipients")?;
+                let position: usize = position
+                    .parse()
+                    .map_err(|_| format!("claim_budget.lua named number {position:?}"))?;
+                Ok(Reply {
+                    granted: Some((recipients, position, probe == 1)),
+                    wait: None,
+                })
+            }
+            (word::WAIT, word::CALLS) => wait(Limit::Calls),
+            (word::WAIT, word::MESSAGES) => wait(Limit::Messages),
+            (word::WAIT, word::PAUSED) => wait(Limit::Paused),
+            _ => Err(format!("claim_budget.lua answered {kind:?} {amount} {third:?}").into()),
         }
     }
 }
 
-/// claim_budget.lua's arguments (and the message window, always [`MESSAGE_WINDOW`]).
-pub(crate) struct ClaimBudgetArgs {
+/// claim_budget.lua's arguments.
+pub(crate) struct ClaimBudgetArgs<'a> {
     /// The gap between two calls (`None`: no call limit, written as 0).
     pub call_interval: Option<Duration>,
-    /// Recipients per message window (0: no limit).
-    pub messages_per_second: u32,
     /// Recipients the call would carry.
     pub wanted: u32,
+    /// The sending numbers, each with its rate.
+    pub senders: &'a Senders,
 }
 
-impl ScriptArgs for ClaimBudgetArgs {
+impl ScriptArgs for ClaimBudgetArgs<'_> {
     fn script() -> &'static Lua {
         &CLAIM_BUDGET
     }
@@ -80,13 +105,19 @@ impl ScriptArgs for ClaimBudgetArgs {
         // Every field by name, so a field added here and not written does not compile.
         let Self {
             call_interval,
-            messages_per_second,
             wanted,
+            senders,
         } = self;
+        let numbers: Vec<String> = senders
+            .iter()
+            .map(|s| format!("{}={}", s.name(), s.messages_per_second))
+            .collect();
         argv.push(call_interval.map_or(0, |i| i.as_micros() as u64))
-            .push(*messages_per_second)
-            .push(MESSAGE_WINDOW.as_micros() as u64)
-            .push(*wanted);
+            .push(counted_second().as_micros() as u64)
+            .push(*wanted)
+            .push(PROBE_RECIPIENTS)
+            .push(numbers.join(","))
+            .push(PROBE_WAIT.as_millis() as u64);
     }
 }
 
@@ -113,7 +144,7 @@ pub struct Budget {
     redis: RedisConn,
     keys: Keys,
     call_interval: Option<Duration>,
-    messages_per_second: u32,
+    senders: Senders,
 }
 
 impl Budget {
@@ -122,27 +153,53 @@ impl Budget {
             redis,
             keys,
             call_interval: budgets.call_interval(),
-            messages_per_second: budgets.messages_per_second,
+            senders: budgets.senders.clone(),
         }
     }
 
-    /// Claims a call with up to `wanted` recipients (at least one) leaving now.
+    /// Claims a call with up to `wanted` recipients (at least one) leaving now, from
+    /// the sending number with the most room.
     pub async fn claim(&self, wanted: u32) -> redis::RedisResult<Claim> {
-        let wanted = wanted.max(1);
-        if self.call_interval.is_none() && self.messages_per_second == 0 {
-            return Ok(Claim::Granted { recipients: wanted });
-        }
-        ClaimBudgetArgs {
+        let mut invocation = ClaimBudgetArgs {
             call_interval: self.call_interval,
-            messages_per_second: self.messages_per_second,
-            wanted,
+            wanted: wanted.max(1),
+            senders: &self.senders,
         }
-        .invocation()
-        .key(self.keys.wati_calls())
-        .key(self.keys.whatsapp_messages())
-        .key(self.keys.whatsapp_messages_sum())
-        .invoke_async(&mut self.redis.clone())
-        .await
+        .invocation();
+        invocation
+            .key(self.keys.wati_calls())
+            .key(self.keys.senders());
+        for sender in self.senders.iter() {
+            invocation
+                .key(self.keys.whatsapp_messages(sender.name()))
+                .key(self.keys.whatsapp_messages_sum(sender.name()));
+        }
+        let reply: Reply = invocation.invoke_async(&mut self.redis.clone()).await?;
+        match (reply.granted, reply.wait) {
+            (Some((recipients, position, probe)), _) => {
+                let sender = position
+                    .checked_sub(1)
+                    .and_then(|i| self.senders.get(i))
+                    .ok_or_else(|| {
+                        redis::RedisError::from((
+                            redis::ErrorKind::Parse,
+                            "claim_budget.lua named a number out of the pool",
+                        ))
+                    })?;
+                Ok(Claim::Granted {
+                    recipients,
+                    from: SentFrom {
+                        sender: sender.clone(),
+                        probe,
+                    },
+                })
+            }
+            (None, Some((wait, limit))) => Ok(Claim::Wait { wait, limit }),
+            (None, None) => Err(redis::RedisError::from((
+                redis::ErrorKind::Parse,
+                "claim_budget.lua answered nothing",
+            ))),
+        }
     }
 
     /// WATI answered 429: no worker makes a call for `hold` (WATI's `Retry-After`), so

@@ -46,6 +46,8 @@ pub(crate) mod receipts {
     pub const APPLIED: &str = "applied";
     pub const DELETE: &str = "delete";
     pub const KEEP: &str = "keep";
+    pub const REROUTE: &str = "reroute";
+    pub const REROUTED: &str = "rerouted";
 }
 
 /// begin_fallback.lua's.
@@ -63,4 +65,28 @@ pub(crate) mod wati_budget {
     pub const WAIT: &str = "wait";
     pub const CALLS: &str = "calls";
     pub const MESSAGES: &str = "messages";
+    pub const PAUSED: &str = super::senders::PAUSED;
+    pub const PROBE: &str = super::senders::PROBE;
+}
+
+/// The sending numbers' states (`Keys::senders`): each field is one of these, `:`, and
+/// the number's name; and sender_trouble.lua's arguments and replies.
+pub(crate) mod senders {
+    /// Until when (Unix ms) the number is paused.
+    pub const PAUSED: &str = "paused";
+    /// Present while the number must show it delivers again: until when (Unix ms) the
+    /// probe out is waited for (0: none out).
+    pub const PROBE: &str = "probe";
+    /// When its last pause began (Unix ms), and how many pauses in a row it has had.
+    pub const SINCE: &str = "since";
+    pub const STRIKES: &str = "strikes";
+    /// Failures counted towards a burst, and since when (Unix ms).
+    pub const FAILS: &str = "fails";
+    pub const FAILS_FROM: &str = "fails_from";
+    /// The kinds of trouble.
+    pub const LIMIT: &str = "limit";
+    pub const FAILURE: &str = "failure";
+    /// The replies besides `paused`.
+    pub const COUNTED: &str = "counted";
+    pub const STALE: &str = "stale";
 }

@@ -8,14 +8,16 @@ use std::time::Duration;
 use crate::batcher::{CallResult, Skipped};
 use crate::classify::{Refusal, Trouble, Verdict};
 use crate::retry::RetrySchedule;
+use otp_shared::senders::SentFrom;
 
 use super::{Outcome, Requeue};
 
 /// What the deliverer does next with a send.
 #[derive(Debug)]
 pub(super) enum Step {
-    /// WATI accepted the message: record the delivery.
-    RecordSent,
+    /// The provider accepted the message (from this WhatsApp number): record the
+    /// delivery.
+    RecordSent { from: Option<SentFrom> },
     /// The provider refused it for good: end the send failed, counting the call.
     Fail {
         refusal: Refusal,
@@ -51,12 +53,12 @@ pub(super) fn next_step(
     schedule: &mut RetrySchedule,
     time_left: Duration,
 ) -> Step {
-    let verdict = match result {
-        CallResult::Called(verdict) => verdict,
+    let (verdict, from) = match result {
+        CallResult::Called { verdict, from } => (verdict, from),
         CallResult::NotCalled(skipped) => return after_skip(skipped),
     };
     match verdict {
-        Verdict::Accepted => Step::RecordSent,
+        Verdict::Accepted => Step::RecordSent { from },
         Verdict::Permanent { refusal, info } => Step::Fail { refusal, info },
         Verdict::Transient {
             trouble,
@@ -103,7 +105,10 @@ mod tests {
     }
 
     fn called(verdict: Verdict) -> CallResult {
-        CallResult::Called(verdict)
+        CallResult::Called {
+            verdict,
+            from: None,
+        }
     }
 
     fn transient(trouble: Trouble, retry_after: Option<Duration>) -> CallResult {
@@ -191,7 +196,7 @@ mod tests {
     fn an_accepted_send_is_recorded_even_when_the_answer_came_at_the_expiry() {
         for time_left in [PLENTY, Duration::ZERO] {
             let step = step(called(Verdict::Accepted), time_left);
-            assert!(matches!(step, Step::RecordSent), "{step:?}");
+            assert!(matches!(step, Step::RecordSent { .. }), "{step:?}");
         }
     }
 

@@ -66,7 +66,10 @@ impl Courier for Sms {
         metrics::counter!(otp_shared::metrics::TWILIO_REQUESTS, "result" => twilio::result_class(&answer))
             .increment(1);
         metrics::histogram!(otp_shared::metrics::TWILIO_DURATION).record(started.elapsed());
-        CallResult::Called(verdict)
+        CallResult::Called {
+            verdict,
+            from: None,
+        }
     }
 }
 

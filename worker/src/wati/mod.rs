@@ -106,22 +106,24 @@ impl WatiClient {
         self.timeout
     }
 
-    /// Sends `template` to `recipients` in one call, waiting at most the configured
-    /// timeout or `time_left`, whichever is shorter. In v1 a call carries exactly one
-    /// recipient; the batcher never gives it more.
+    /// Sends `template` to `recipients` in one call from the number `channel_number`
+    /// (`None`: WATI's default channel), waiting at most the configured timeout or
+    /// `time_left`, whichever is shorter. In v1 a call carries exactly one recipient;
+    /// the batcher never gives it more.
     pub async fn send(
         &self,
         template: &str,
         recipients: &[Recipient<'_>],
+        channel_number: Option<&str>,
         time_left: Duration,
     ) -> WatiAnswer {
         let request = match (self.version, recipients) {
-            (WatiApiVersion::V1, [one]) => self.v1_request(template, one),
+            (WatiApiVersion::V1, [one]) => self.v1_request(template, one, channel_number),
             (WatiApiVersion::V1, _) => {
                 debug_assert!(false, "a v1 call carries exactly one recipient");
                 return WatiAnswer::Connection;
             }
-            (WatiApiVersion::V3, _) => self.v3_request(template, recipients),
+            (WatiApiVersion::V3, _) => self.v3_request(template, recipients, channel_number),
         };
         let limit = BASE_ANSWER_BYTES + BYTES_PER_RECIPIENT * recipients.len();
         let response = request
@@ -148,11 +150,16 @@ impl WatiClient {
         }
     }
 
-    fn v1_request(&self, template: &str, recipient: &Recipient<'_>) -> reqwest::RequestBuilder {
+    fn v1_request(
+        &self,
+        template: &str,
+        recipient: &Recipient<'_>,
+        channel_number: Option<&str>,
+    ) -> reqwest::RequestBuilder {
         let body = V1Body {
             template_name: template,
             broadcast_name: format!("otp_{}", recipient.request_id.simple()),
-            channel_number: self.channel_number.as_deref(),
+            channel_number,
             parameters: [Param {
                 name: &self.param,
                 value: recipient.code.expose(),
@@ -164,12 +171,17 @@ impl WatiClient {
             .json(&body)
     }
 
-    fn v3_request(&self, template: &str, recipients: &[Recipient<'_>]) -> reqwest::RequestBuilder {
+    fn v3_request(
+        &self,
+        template: &str,
+        recipients: &[Recipient<'_>],
+        channel_number: Option<&str>,
+    ) -> reqwest::RequestBuilder {
         let body = V3Body {
             template_name: template,
             // Unique per call: WATI lists each call as a broadcast under this name.
             broadcast_name: format!("otp_{}", Uuid::new_v4().simple()),
-            channel_number: self.channel_number.as_deref(),
+            channel_number,
             recipients: recipients
                 .iter()
                 .map(|r| V3Recipient {

@@ -5,20 +5,29 @@
 -- code deleted (verify then answers "not found") unless another send of the same code
 -- was delivered, or (for a WhatsApp send) an SMS carries it.
 -- With ARGV[6] 'keep', a failure leaves the code for the caller, which sends it by SMS
--- or retires it itself; the reply says when it would have been deleted.
+-- or retires it itself; the reply says when it would have been deleted. With 'reroute'
+-- (Meta refused the message for its sending number's trouble), a WhatsApp send whose
+-- code is still the phone's, unexpired and not yet received, rerouted fewer than ARGV[7]
+-- times, is not over: its status goes back to 'queued' and its delivered mark is
+-- dropped, so that its job, published again, goes out from another number; otherwise
+-- the failure is kept as with 'keep'.
 -- KEYS: 1 the delivery's status (a request's first, or its SMS fallback's), 2 code
---       record of the phone in ARGV[5]
+--       record of the phone in ARGV[5], 3 the delivery's delivered mark
 -- ARGV: 1 event: 'sent', 'delivered', 'read' or 'failed'; 2 when it happened (Unix ms,
 --       stored as given: a Lua number of 14 digits or more would be written as 1e+14);
 --       3 failed code, 4 reason (for 'failed'), 5 the phone KEYS[2] is for,
---       6 'delete' or 'keep': what a failure does with a code no send of which arrived
--- Returns {outcome, accepted_at, delivered_at, first_delivery, first_read, left}:
+--       6 'delete', 'keep' or 'reroute': what a failure does with a code no send of which
+--       arrived, 7 most reroutes of one send
+-- Returns {outcome, accepted_at, delivered_at, first_delivery, first_read, left, sender,
+-- sent_at, probe, locales}:
 -- outcome 'unknown' (no such send), 'other_phone' (the send is for another phone than
 -- ARGV[5]: nothing done, call again with its own), 'unchanged' (nothing changed) or
 -- 'applied'; the times in Unix ms (0 if unknown); first_* 1 when this receipt made the
 -- send delivered or read; left the code's id when a failure kept a code it would have
--- deleted ('' otherwise).
-if ARGV[6] ~= 'delete' and ARGV[6] ~= 'keep' then
+-- deleted, or rerouted its send ('' otherwise); outcome 'rerouted' for a rerouted send;
+-- sender, sent_at and probe the number the message went from, when (Unix ms) and whether
+-- as a probe ('' and 0 when unknown); locales the send's languages.
+if ARGV[6] ~= 'delete' and ARGV[6] ~= 'keep' and ARGV[6] ~= 'reroute' then
   return redis.error_reply('receipt.lua: unknown way to treat the code ' .. ARGV[6])
 end
 local now = {{now_ms}}
@@ -28,13 +37,20 @@ local function rank(name)
 end
 local rec = redis.call('HMGET', KEYS[1], {{status.state}}, {{status.code_id}},
   {{status.accepted_at}}, {{status.delivered_at}}, {{status.read_at}}, {{status.phone}},
-  {{status.channel}})
+  {{status.channel}}, {{status.sender}}, {{status.sent_at}}, {{status.probe}},
+  {{status.locales}}, {{status.reroutes}})
 local state, code_id = rec[1], rec[2]
 if not state then
-  return {'unknown', 0, 0, 0, 0, ''}
+  return {'unknown', 0, 0, 0, 0, '', '', 0, 0, ''}
 end
 if rec[6] and rec[6] ~= ARGV[5] then
-  return {'other_phone', 0, 0, 0, 0, ''}
+  return {'other_phone', 0, 0, 0, 0, '', '', 0, 0, ''}
+end
+local sender, sent_at, probe, locales = rec[8] or '', tonumber(rec[9]) or 0,
+  tonumber(rec[10]) or 0, rec[11] or ''
+local function reply(outcome, accepted, delivered, first_delivery, first_read, left)
+  return {outcome, accepted, delivered, first_delivery, first_read, left, sender, sent_at,
+    probe, locales}
 end
 local event, at = ARGV[1], tonumber(ARGV[2])
 local delivered_at = tonumber(rec[4])
@@ -74,6 +90,18 @@ elseif event == 'delivered' or event == 'read' then
     redis.call('HSET', KEYS[2], {{code.received}}, 1)
   end
 elseif event == 'failed' then
+  local rec_code = code_id and redis.call('HMGET', KEYS[2], {{code.code_id}},
+    {{code.expires_at}}, {{code.received}}) or {}
+  if ARGV[6] == 'reroute' and rec[7] ~= {{channel.sms}}
+    and rank(state) < RANK[{{state.delivered}}] and state ~= {{state.failed}}
+    and rec_code[1] == code_id and tonumber(rec_code[2] or '0') > now and not rec_code[3]
+    and (tonumber(rec[12]) or 0) < tonumber(ARGV[7]) then
+    redis.call('HSET', KEYS[1], {{status.state}}, {{state.queued}}, {{status.failed_code}},
+      ARGV[3], {{status.updated_at}}, now)
+    redis.call('HINCRBY', KEYS[1], {{status.reroutes}}, 1)
+    redis.call('DEL', KEYS[3])
+    return reply('rerouted', tonumber(rec[3]) or 0, 0, 0, 0, code_id)
+  end
   -- A failure outranks the worker's own outcomes (it is what WhatsApp did), not a
   -- delivery, and not itself.
   if rank(state) < RANK[{{state.delivered}}] and state ~= {{state.failed}} then
@@ -84,7 +112,7 @@ elseif event == 'failed' then
     local carried = rec[7] ~= {{channel.sms}}
       and redis.call('HEXISTS', KEYS[2], {{code.fallback}}) == 1
     if ours() and redis.call('HEXISTS', KEYS[2], {{code.received}}) == 0 and not carried then
-      if ARGV[6] == 'keep' then
+      if ARGV[6] ~= 'delete' then
         left = code_id
       else
         redis.call('DEL', KEYS[2])
@@ -94,7 +122,8 @@ elseif event == 'failed' then
 end
 
 if not changed then
-  return {'unchanged', tonumber(rec[3]) or 0, delivered_at or 0, 0, 0, ''}
+  return reply('unchanged', tonumber(rec[3]) or 0, delivered_at or 0, 0, 0, '')
 end
 redis.call('HSET', KEYS[1], {{status.updated_at}}, now)
-return {'applied', tonumber(rec[3]) or 0, delivered_at or 0, first_delivery, first_read, left}
+return reply('applied', tonumber(rec[3]) or 0, delivered_at or 0, first_delivery, first_read,
+  left)

@@ -1,0 +1,310 @@
+//! The pool of sending numbers, against the sandbox holding each number to Meta's rate:
+//! four numbers share a burst, each within its rate in any second at WATI's side; a
+//! number degraded mid-burst is paused and its refused sends go out from the others;
+//! with every number paused, send-otp answers 503 and what was accepted is still
+//! delivered; v1, one call per code, spreads over the numbers too.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use otp_e2e::{DEADLINE, TestEnv, budgets, eventually};
+use otp_shared::budget::{Budgets, WatiApiVersion};
+use otp_shared::redis::sender_health::{SenderHealth, Trouble, Unhealthy};
+use otp_shared::senders::Senders;
+use wati_sandbox::{CallRecord, MessageRates, Template};
+
+const POOL: [&str; 4] = ["15550000001", "15550000002", "15550000003", "15550000004"];
+
+fn phone(n: u32) -> String {
+    format!("9198700{n:05}")
+}
+
+/// `budgets` with the numbers `pool`, each at `per_second`, first paused for `pause`.
+fn pool_budgets(
+    version: WatiApiVersion,
+    pool: &[&str],
+    per_second: u32,
+    pause: Duration,
+) -> Budgets {
+    let mut budgets = budgets(version, 0, per_second, 32);
+    budgets.senders = Senders::numbers(pool, per_second);
+    budgets.sender_pause = pause;
+    budgets
+}
+
+/// The sandbox's templates, on each number of `pool` (WATI lists them per number).
+fn templates_on(env: &TestEnv, pool: &[&str]) {
+    let templates: Vec<Template> = env
+        .sandbox
+        .templates()
+        .into_iter()
+        .flat_map(|t| {
+            pool.iter().map(move |number| Template {
+                channel: Some((*number).to_owned()),
+                ..t.clone()
+            })
+        })
+        .collect();
+    env.sandbox.set_templates(templates);
+}
+
+/// An api and a worker with `budgets`, the sandbox holding every number to
+/// `per_second` and posting receipts to the api.
+async fn start(env: &mut TestEnv, budgets: &Budgets, per_second: u32) -> [otp_e2e::Running; 2] {
+    let pool: Vec<&str> = budgets
+        .senders
+        .iter()
+        .filter_map(|s| s.number.as_deref())
+        .collect();
+    templates_on(env, &pool);
+    env.sandbox
+        .set_message_rates(MessageRates::every_number(per_second));
+    let mut api = env.api_config();
+    api.common.budgets = budgets.clone();
+    let api = env.start_api_with(api).await;
+    env.enable_receipts(
+        Duration::from_millis(100),
+        Duration::from_secs(60),
+        1,
+        false,
+    );
+    let worker = env.start_worker_with(pool_worker(env, budgets)).await;
+    [api, worker]
+}
+
+/// A worker sending from `budgets`' pool; its template check reads the first number's
+/// list.
+fn pool_worker(env: &TestEnv, budgets: &Budgets) -> otp_worker::config::WorkerConfig {
+    let mut worker = env.worker_config();
+    worker.common.budgets = budgets.clone();
+    worker.wati.channel_number = budgets.senders.get(0).and_then(|s| s.number.clone());
+    worker
+}
+
+/// The most recipients any window of `window_ms` holds among `calls`.
+fn busiest_window(calls: &[&CallRecord], window_ms: u64) -> usize {
+    calls
+        .iter()
+        .map(|start| {
+            calls
+                .iter()
+                .filter(|c| {
+                    c.received_at_ms >= start.received_at_ms
+                        && c.received_at_ms < start.received_at_ms + window_ms
+                })
+                .map(|c| c.recipients.len())
+                .sum()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// The sandbox's answered calls, by the number they went from.
+fn calls_by_number(env: &TestEnv) -> BTreeMap<String, Vec<CallRecord>> {
+    let mut by_number: BTreeMap<String, Vec<CallRecord>> = BTreeMap::new();
+    for call in env.sandbox.call_log() {
+        if call.status == 200 {
+            let number = call.channel_number.clone().unwrap_or_default();
+            by_number.entry(number).or_default().push(call);
+        }
+    }
+    by_number
+}
+
+async fn accept_all(env: &TestEnv, phones: std::ops::Range<u32>) -> Vec<String> {
+    let mut request_ids = Vec::new();
+    for n in phones {
+        request_ids.push(env.send_accepted(&phone(n)).await);
+    }
+    request_ids
+}
+
+#[tokio::test]
+async fn four_numbers_share_a_burst_each_within_its_rate_in_any_second_at_watis_side() {
+    let mut env = TestEnv::new().await;
+    let per_second = 10;
+    let budgets = pool_budgets(
+        WatiApiVersion::V3,
+        &POOL,
+        per_second,
+        Duration::from_secs(30),
+    );
+    let _running = start(&mut env, &budgets, per_second).await;
+
+    let request_ids = accept_all(&env, 0..120).await;
+    for request_id in &request_ids {
+        env.wait_for_status(request_id, "delivered").await;
+    }
+
+    let stats = env.sandbox.number_stats();
+    for number in POOL {
+        let stats = stats.get(number).expect("every number sent");
+        assert!(stats.failed.is_empty(), "{number} failed some: {stats:?}");
+        // Spread by free budget: each number carried a fair share.
+        assert!(stats.accepted >= 20, "{number} sent {}", stats.accepted);
+    }
+    assert_eq!(stats.values().map(|s| s.accepted).sum::<u64>(), 120);
+    assert!(
+        !stats.contains_key("default"),
+        "a call without channel_number"
+    );
+    for (number, calls) in calls_by_number(&env) {
+        let calls: Vec<&CallRecord> = calls.iter().collect();
+        let busiest = busiest_window(&calls, 1_000);
+        assert!(
+            busiest <= per_second as usize,
+            "{number}: {busiest} recipients within 1 s at WATI's side"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_number_degraded_mid_burst_is_paused_and_its_refused_sends_go_out_from_the_others() {
+    let mut env = TestEnv::new().await;
+    let per_second = 10;
+    let budgets = pool_budgets(
+        WatiApiVersion::V3,
+        &POOL,
+        per_second,
+        Duration::from_secs(60),
+    );
+    let _running = start(&mut env, &budgets, per_second).await;
+    let degraded = POOL[0];
+
+    let mut request_ids = accept_all(&env, 0..30).await;
+    env.sandbox
+        .degrade_number(degraded, std::time::Instant::now());
+    request_ids.extend(accept_all(&env, 30..120).await);
+
+    // Every send is delivered: those Meta refused from the degraded number went out
+    // again from another.
+    for request_id in &request_ids {
+        env.wait_for_status(request_id, "delivered").await;
+    }
+    let stats = env.sandbox.number_stats();
+    let refused = stats[degraded].failed.get("131048").copied().unwrap_or(0);
+    assert!(refused >= 1, "the degraded number sent nothing: {stats:?}");
+    let health = SenderHealth::new(env.redis.clone(), &env.keys(), Duration::from_secs(60));
+    let states = health.unhealthy(otp_shared::now_ms()).await.expect("redis");
+    assert!(
+        matches!(states.get(degraded), Some(Unhealthy::PausedUntil(_))),
+        "{states:?}"
+    );
+    assert_eq!(states.len(), 1, "only the degraded number is paused");
+    // Once paused, it sends nothing more: its refusals are those of the calls that
+    // left before the first refusal came back.
+    assert!(
+        refused < 40,
+        "{refused} refused: the pause did not hold the number"
+    );
+    // Each phone asked after the number degraded has its code from a healthy number,
+    // and it logs in.
+    for n in 30..120 {
+        let messages = env.sandbox.messages(&phone(n));
+        let last = messages.last().expect("a message reached the phone");
+        assert_ne!(last.from.as_deref(), Some(degraded), "{}", phone(n));
+    }
+    let last = env.sandbox.messages(&phone(37));
+    let code = last.last().expect("a message").code.clone();
+    let (status, body) = env.verify(&phone(37), &code).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn with_every_number_paused_send_otp_answers_503_and_nothing_accepted_is_lost() {
+    let mut env = TestEnv::new().await;
+    let pool = &POOL[..2];
+    let per_second = 10;
+    let budgets = pool_budgets(WatiApiVersion::V3, pool, per_second, Duration::from_secs(3));
+    templates_on(&env, pool);
+    env.sandbox
+        .set_message_rates(MessageRates::every_number(per_second));
+    let mut api = env.api_config();
+    api.common.budgets = budgets.clone();
+    let _api = env.start_api_with(api).await;
+    env.enable_receipts(
+        Duration::from_millis(100),
+        Duration::from_secs(60),
+        1,
+        false,
+    );
+
+    // Accepted while the pool was healthy; no worker yet.
+    let request_ids = accept_all(&env, 0..6).await;
+    let health = SenderHealth::new(env.redis.clone(), &env.keys(), Duration::from_secs(3));
+    for number in pool {
+        health
+            .report(number, Trouble::Limit, otp_shared::now_ms(), per_second)
+            .await
+            .expect("redis");
+    }
+    let mut next = 50..;
+    let (status, body) = eventually("send-otp refused with 503", DEADLINE, || {
+        let phone = phone(next.next().unwrap_or(99_999));
+        let env = &env;
+        async move {
+            let (status, body) = env.send_otp(&phone).await;
+            (status != 202).then_some((status, body))
+        }
+    })
+    .await;
+    assert_eq!(status, 503, "{body}");
+
+    let _worker = env.start_worker_with(pool_worker(&env, &budgets)).await;
+    // The pauses end, each number proves itself with a probe, and every send accepted
+    // before is delivered.
+    for request_id in &request_ids {
+        env.wait_for_status(request_id, "delivered").await;
+    }
+    let mut next = 1_000..;
+    eventually("send-otp accepted again", DEADLINE, || {
+        let phone = phone(next.next().unwrap_or(99_999));
+        let env = &env;
+        async move {
+            let (status, _) = env.send_otp(&phone).await;
+            (status == 202).then_some(())
+        }
+    })
+    .await;
+    let calls = env.sandbox.call_log();
+    let first = calls.first().expect("a call");
+    assert_eq!(
+        first.recipients.len(),
+        1,
+        "the first call after a pause is a probe"
+    );
+}
+
+#[tokio::test]
+async fn v1_with_several_numbers_spreads_one_call_per_code() {
+    let mut env = TestEnv::new().await;
+    let pool = &POOL[..2];
+    let per_second = 5;
+    let budgets = pool_budgets(
+        WatiApiVersion::V1,
+        pool,
+        per_second,
+        Duration::from_secs(30),
+    );
+    let _running = start(&mut env, &budgets, per_second).await;
+
+    let request_ids = accept_all(&env, 0..20).await;
+    for request_id in &request_ids {
+        env.wait_for_status(request_id, "sent").await;
+    }
+    let by_number = calls_by_number(&env);
+    for number in pool {
+        let calls = by_number.get(*number).map_or(&[][..], Vec::as_slice);
+        assert!(calls.len() >= 5, "{number}: {} calls", calls.len());
+        assert!(calls.iter().all(|c| c.recipients.len() == 1));
+        let calls: Vec<&CallRecord> = calls.iter().collect();
+        assert!(busiest_window(&calls, 1_000) <= per_second as usize);
+    }
+    assert_eq!(by_number.values().map(Vec::len).sum::<usize>(), 20);
+    assert!(
+        env.sandbox
+            .number_stats()
+            .values()
+            .all(|s| s.failed.is_empty())
+    );
+}
