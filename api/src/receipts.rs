@@ -69,6 +69,8 @@ pub struct Receipt {
     pub phone: Option<PhoneNumber>,
     /// When it happened (Unix ms): the event's `timestamp` or `created`, else now.
     pub at_ms: u64,
+    /// `whatsappMessageId`: WhatsApp's id of the message, one per message sent.
+    pub message_id: Option<String>,
 }
 
 /// The body is not a JSON object with an `eventType`.
@@ -167,6 +169,11 @@ impl Receipt {
                 .and_then(Json::as_str)
                 .and_then(|p| PhoneNumber::from_e164_digits(p.trim_start_matches('+')).ok()),
             at_ms: time_ms(event, now),
+            message_id: event
+                .get("whatsappMessageId")
+                .and_then(Json::as_str)
+                .filter(|id| !id.trim().is_empty())
+                .map(clip),
         })
     }
 }
@@ -217,6 +224,7 @@ impl ReceiptStore {
                 phone: receipt.phone.as_ref(),
                 happened,
                 at_ms: receipt.at_ms,
+                message_id: receipt.message_id.as_deref(),
             })
             .await
     }
@@ -242,6 +250,7 @@ impl ReceiptStore {
                 phone: receipt.phone.as_ref(),
                 happened,
                 at_ms: otp_shared::now_ms(),
+                message_id: None,
             })
             .await
     }
@@ -293,7 +302,8 @@ mod tests {
                 request_id: Some(id),
                 phone: None,
                 // A second long past: its last millisecond.
-                at_ms: 1_765_791_326_999
+                at_ms: 1_765_791_326_999,
+                message_id: None,
             }
         );
         let sent = format!(

@@ -115,6 +115,7 @@ async fn on_stack(
             messages_per_second: 0,
             batch_max: None,
             ttl_seconds: CODE_LIFE.as_secs(),
+            numbers: 0,
         },
         limits: ApiLimits::Product,
         api_env: &api_env,

@@ -1,15 +1,45 @@
 //! The batched-delivery stage: WATI enforcing its plan limit (the sandbox answers 429
-//! past it) and a Meta message rate, a burst of distinct phones through v3, then the
-//! same limit through v1 (one call per code) for comparison. Each half runs its own
-//! api and workers, sandbox and prefix.
+//! past it) and Meta's message rate per sending number (130429 past it), a burst of
+//! distinct phones through v3, then the same limit through v1 (one call per code) for
+//! comparison; with a pool of sending numbers, the burst again from the pool, and from
+//! the pool with one number degraded (131048) mid-burst. Each half runs its own api and
+//! workers, sandbox and prefix.
 
 use std::time::Duration;
 
 use otp_api::phone::PhoneNumber;
 use serde_json::{Value, json};
 
-use crate::stack::{Services, StackBudgets, StackSettings, with_stack};
+use crate::stack::{Services, StackBudgets, StackSettings, pool_number, with_stack};
 use crate::{load, start_sandbox};
+use otp_shared::now_ms;
+use wati_sandbox::{
+    MessageRates, ReceiptSettings, SPAM_RATE_LIMIT_CODE, Sandbox, THROUGHPUT_CODE, Template,
+};
+
+/// Waits until every accepted phone has a message at the sandbox, or nothing new has
+/// arrived for 30 s (the rest is then missing).
+async fn every_phone_has_a_message(sandbox: &Sandbox, responses: &load::Responses) {
+    let mut last_progress = std::time::Instant::now();
+    let mut seen = 0;
+    loop {
+        let reached = responses
+            .accepted_at
+            .keys()
+            .filter(|phone| !sandbox.messages(phone).is_empty())
+            .count();
+        if reached == responses.accepted_at.len()
+            || last_progress.elapsed() > Duration::from_secs(30)
+        {
+            return;
+        }
+        if reached != seen {
+            seen = reached;
+            last_progress = std::time::Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
 
 /// What the stage runs against.
 pub struct Settings<'a> {
@@ -28,16 +58,44 @@ pub struct Settings<'a> {
 /// One half of the stage: an API version, its phones and its code life.
 pub struct Half<'a> {
     pub label: &'static str,
+    /// What its stack's prefix adds to the stage's (lowercase letters and digits).
+    pub prefix: &'static str,
     pub api_version: &'static str,
     pub phones: &'a [PhoneNumber],
     pub ttl_seconds: u64,
+    /// Sending numbers (0: WATI's default channel). With a pool, receipts come to the
+    /// api, so that a number in trouble is paused.
+    pub numbers: u32,
+    /// When the first number degrades (its messages fail with 131048), from the
+    /// burst's start.
+    pub degrade_at: Option<Duration>,
 }
+
+/// The webhook secret of the pool's stacks.
+const WEBHOOK_SECRET: &str = "bench-batched-webhook-secret-0123456789";
 
 /// Runs one half: the burst, then waiting for every 202 to reach the sandbox.
 /// Returns the intake and delivery lines.
 pub async fn run(settings: &Settings<'_>, half: &Half<'_>) -> anyhow::Result<(Value, Value)> {
     let (sandbox, wati_base_url) = start_sandbox(Duration::ZERO, settings.calls_per_10s).await?;
-    let prefix = format!("{}{}", settings.prefix, half.api_version);
+    // Meta's rate, per number, at WATI's side.
+    sandbox.set_message_rates(MessageRates::every_number(settings.messages_per_second));
+    let pool: Vec<String> = (1..=half.numbers).map(pool_number).collect();
+    if !pool.is_empty() {
+        // WATI lists templates per number: each number of the pool has them.
+        let templates: Vec<Template> = sandbox
+            .templates()
+            .into_iter()
+            .flat_map(|t| {
+                pool.iter().map(move |number| Template {
+                    channel: Some(number.clone()),
+                    ..t.clone()
+                })
+            })
+            .collect();
+        sandbox.set_templates(templates);
+    }
+    let prefix = format!("{}{}", settings.prefix, half.prefix);
     let stack_settings = StackSettings {
         services: settings.services,
         prefix: &prefix,
@@ -46,7 +104,7 @@ pub async fn run(settings: &Settings<'_>, half: &Half<'_>) -> anyhow::Result<(Va
         workers: settings.workers,
         worker_concurrency: None,
         log_level: settings.log_level,
-        webhook_secret: None,
+        webhook_secret: (half.numbers > 0).then_some(WEBHOOK_SECRET),
         sms: None,
         limits: crate::stack::ApiLimits::Off,
         api_env: &[],
@@ -56,9 +114,31 @@ pub async fn run(settings: &Settings<'_>, half: &Half<'_>) -> anyhow::Result<(Va
             messages_per_second: settings.messages_per_second,
             batch_max: Some(settings.batch_max),
             ttl_seconds: half.ttl_seconds,
+            numbers: half.numbers,
         },
     };
     with_stack(&stack_settings, async |stack| {
+        if half.numbers > 0 {
+            sandbox.set_receipts(ReceiptSettings {
+                webhook_url: Some(format!(
+                    "{}/api/webhooks/wati/{WEBHOOK_SECRET}",
+                    stack.api_url
+                )),
+                // Delivered receipts only: reads would double the api's receipts.
+                read_after: Duration::from_secs(3600),
+                ..ReceiptSettings::default()
+            });
+        }
+        let degraded_at_ms = half.degrade_at.map(|after| {
+            let sandbox = sandbox.clone();
+            let number = pool_number(1);
+            let at_ms = now_ms() + after.as_millis() as u64;
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                sandbox.degrade_number(&number, std::time::Instant::now());
+            });
+            at_ms
+        });
         let (mut intake, responses) =
             load::burst(stack.api_addr, half.phones, settings.concurrency).await?;
         // Refusals over capacity are the point here, not errors.
@@ -67,6 +147,10 @@ pub async fn run(settings: &Settings<'_>, half: &Half<'_>) -> anyhow::Result<(Va
         intake["refused"] = json!(refused);
         intake["errors"] = json!(intake["errors"].as_u64().unwrap_or(0) - refused as u64);
         let code_life = Duration::from_secs(half.ttl_seconds);
+        if half.numbers > 0 {
+            // Refused messages count as accepted at WATI: wait for the phones instead.
+            every_phone_has_a_message(&sandbox, &responses).await;
+        }
         let mut delivery = load::delivery(
             &sandbox,
             &responses,
@@ -84,6 +168,38 @@ pub async fn run(settings: &Settings<'_>, half: &Half<'_>) -> anyhow::Result<(Va
         delivery["calls_per_10s"] = json!(settings.calls_per_10s);
         delivery["messages_per_second"] = json!(settings.messages_per_second);
         delivery["code_life_seconds"] = json!(half.ttl_seconds);
+        let stats = sandbox.number_stats();
+        let refused = |code: &str| -> u64 {
+            stats
+                .values()
+                .map(|s| s.failed.get(code).copied().unwrap_or(0))
+                .sum()
+        };
+        delivery["throughput_refusals_130429"] = json!(refused(THROUGHPUT_CODE));
+        delivery["spam_refusals_131048"] = json!(refused(SPAM_RATE_LIMIT_CODE));
+        delivery["numbers"] = json!(
+            stats
+                .iter()
+                .map(|(number, s)| (
+                    number.clone(),
+                    json!({"accepted": s.accepted, "failed": s.failed})
+                ))
+                .collect::<serde_json::Map<_, _>>()
+        );
+        if let Some(at_ms) = degraded_at_ms {
+            // Deliveries after the degradation: messages that reached phones from then on.
+            let reached: Vec<u64> = responses
+                .accepted_at
+                .keys()
+                .flat_map(|phone| sandbox.messages(phone))
+                .map(|m| m.received_at_ms)
+                .filter(|at| *at >= at_ms)
+                .collect();
+            let last = reached.iter().max().copied().unwrap_or(at_ms);
+            let span_s = (last.saturating_sub(at_ms) as f64 / 1000.0).max(0.001);
+            delivery["degraded_at_s"] = json!(half.degrade_at.map(|d| d.as_secs_f64()));
+            delivery["per_second_after_degraded"] = json!((reached.len() as f64 / span_s).round());
+        }
         let (api_mb, worker_mb) = stack.peak_rss_mb();
         delivery["api_peak_rss_mb"] = json!(api_mb);
         delivery["worker_peak_rss_mb"] = json!(worker_mb);

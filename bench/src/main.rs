@@ -106,9 +106,18 @@ struct Args {
     /// WATI's plan limit in the batched stage, enforced by the sandbox.
     #[arg(long, default_value_t = 100)]
     batched_calls_per_10s: u32,
-    /// Meta's message rate in the batched stage.
+    /// Meta's message rate in the batched stage, per sending number.
     #[arg(long, default_value_t = 1000)]
     batched_messages_per_second: u32,
+    /// Sending numbers of the batched stage's pool run (WATI_CHANNEL_NUMBERS): with 2 or
+    /// more, the v3 burst runs again from that many numbers, each at
+    /// `--batched-messages-per-second`.
+    #[arg(long, default_value_t = 0)]
+    batched_numbers: u32,
+    /// With a pool, the burst runs once more with the pool's first number degraded (its
+    /// messages fail with 131048) this many seconds after the burst starts.
+    #[arg(long)]
+    batched_degrade_at_seconds: Option<u64>,
     /// Codes in each half of the receipts stage (without, then with receipts).
     #[arg(long, default_value_t = 20_000)]
     receipts_requests: usize,
@@ -201,6 +210,7 @@ fn problems(line: &serde_json::Value) -> Vec<String> {
         "duplicates",
         "late",
         "wati_429s",
+        "throughput_refusals_130429",
         "lost",
         "receipts_failed",
         "double_sms",
@@ -392,6 +402,7 @@ async fn main() -> anyhow::Result<()> {
             // Calls carry at most what a worker holds.
             batch_max: args.worker_concurrency.map(u32::from),
             ttl_seconds: CODE_LIFE.as_secs(),
+            numbers: 0,
         },
     })
     .await
@@ -511,9 +522,12 @@ async fn run_batched(
         &settings,
         &batched::Half {
             label: "batched_v1",
+            prefix: "v1",
             api_version: "v1",
             phones: v1_phones,
             ttl_seconds: args.batched_v1_ttl_seconds,
+            numbers: 0,
+            degrade_at: None,
         },
     )
     .await?;
@@ -521,19 +535,66 @@ async fn run_batched(
         &settings,
         &batched::Half {
             label: "batched",
+            prefix: "v3",
             api_version: "v3",
             phones: v3_phones,
             ttl_seconds: args.batched_ttl_seconds,
+            numbers: 0,
+            degrade_at: None,
         },
     )
     .await?;
+    let mut pool_lines = Vec::new();
+    if args.batched_numbers >= 2 {
+        let runs = [
+            ("batched_pool", "pool", None),
+            (
+                "batched_degraded",
+                "degraded",
+                args.batched_degrade_at_seconds.map(Duration::from_secs),
+            ),
+        ];
+        for (label, prefix, degrade_at) in runs {
+            if label == "batched_degraded" && degrade_at.is_none() {
+                continue;
+            }
+            let (intake, mut delivery) = batched::run(
+                &settings,
+                &batched::Half {
+                    label,
+                    prefix,
+                    api_version: "v3",
+                    phones: v3_phones,
+                    ttl_seconds: args.batched_ttl_seconds,
+                    numbers: args.batched_numbers,
+                    degrade_at,
+                },
+            )
+            .await?;
+            if let (Some(pool), Some(one)) = (
+                delivery["per_second"].as_f64(),
+                v3_delivery["per_second"].as_f64(),
+            ) {
+                delivery["times_one_number"] =
+                    json!((pool / one.max(1e-9) * 100.0).round() / 100.0);
+                let ceiling = f64::from(args.batched_numbers * args.batched_messages_per_second);
+                delivery["share_of_ceiling"] =
+                    json!((pool / ceiling.max(1e-9) * 100.0).round() / 100.0);
+            }
+            pool_lines.push(intake);
+            pool_lines.push(delivery);
+        }
+    }
     if let (Some(v3), Some(v1)) = (
         v3_delivery["per_second"].as_f64(),
         v1_delivery["per_second"].as_f64(),
     ) {
         v3_delivery["times_v1"] = json!((v3 / v1.max(1e-9) * 10.0).round() / 10.0);
     }
-    for line in [v1_intake, v1_delivery, v3_intake, v3_delivery] {
+    for line in [v1_intake, v1_delivery, v3_intake, v3_delivery]
+        .into_iter()
+        .chain(pool_lines)
+    {
         failures.extend(problems(&line));
         emit(&line);
     }

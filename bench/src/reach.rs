@@ -151,6 +151,7 @@ async fn half(
             messages_per_second: 0,
             batch_max: settings.worker_concurrency.map(u32::from),
             ttl_seconds: settings.ttl_seconds,
+            numbers: 0,
         },
         sms: fallback.then_some(StackSms {
             twilio_base_url: &sandbox_url,

@@ -81,6 +81,7 @@ async fn half(
             messages_per_second: 0,
             batch_max: settings.worker_concurrency.map(u32::from),
             ttl_seconds: CODE_LIFE.as_secs(),
+            numbers: 0,
         },
     };
     with_stack(&stack_settings, async |stack| {

@@ -92,6 +92,14 @@ pub struct StackBudgets {
     /// `WATI_BATCH_MAX`; the product's default when `None`.
     pub batch_max: Option<u32>,
     pub ttl_seconds: u64,
+    /// Sending numbers (`WATI_CHANNEL_NUMBERS`, named by [`pool_number`]); 0: WATI's
+    /// default channel.
+    pub numbers: u32,
+}
+
+/// The `i`th number of a stack's pool of sending numbers.
+pub fn pool_number(i: u32) -> String {
+    format!("1555000{i:04}")
 }
 
 fn binary(name: &str) -> anyhow::Result<PathBuf> {
@@ -137,6 +145,10 @@ fn common(command: &mut Command, s: &StackSettings<'_>) {
         .stderr(Stdio::inherit());
     if let Some(batch_max) = s.budgets.batch_max {
         command.env("WATI_BATCH_MAX", batch_max.to_string());
+    }
+    if s.budgets.numbers > 0 {
+        let pool: Vec<String> = (1..=s.budgets.numbers).map(pool_number).collect();
+        command.env("WATI_CHANNEL_NUMBERS", pool.join(","));
     }
 }
 

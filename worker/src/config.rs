@@ -210,10 +210,9 @@ pub struct WatiConfig {
     pub api_key: SecretString,
     /// The templates codes go out in, by language, and the parameter that carries it.
     pub templates: Templates,
-    /// The number whose template list the check reads: the pool's first (`None`:
-    /// WATI's default channel). Meta keeps templates per business account, which the
-    /// numbers of one WATI tenant share.
-    pub channel_number: Option<String>,
+    /// The numbers whose template lists the check reads: every number of the pool
+    /// (`None`: WATI's default channel), since WATI lists templates per number.
+    pub channel_numbers: Vec<Option<String>>,
     pub timeout: Duration,
     pub api_version: WatiApiVersion,
     pub preflight: Preflight,
@@ -290,14 +289,15 @@ impl WorkerArgs {
             base_url: base_url.trim_end_matches('/').to_owned(),
             api_key: SecretString::from(api_key),
             templates,
-            channel_number: self
+            channel_numbers: self
                 .common
                 .budgets
                 .clone()
                 .validate()?
                 .senders
-                .get(0)
-                .and_then(|s| s.number.clone()),
+                .iter()
+                .map(|s| s.number.clone())
+                .collect(),
             timeout: Duration::from_millis(self.wati_timeout_ms.max(1)),
             api_version: self.common.budgets.wati_api_version,
             preflight: self.wati_preflight,

@@ -48,6 +48,8 @@ pub enum Warning {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
     pub template: Configured,
+    /// The sending number whose list it was judged in, when the pool names numbers.
+    pub channel: Option<String>,
     /// The listed entry the verdict is about, if there is one.
     pub listed: Option<ListedTemplate>,
     pub problems: Vec<Problem>,
@@ -131,12 +133,14 @@ fn judge(template: Configured, param: &str, listed: &[ListedTemplate]) -> Findin
     match best {
         Some((entry, problems, warnings)) => Finding {
             template,
+            channel: None,
             listed: Some(entry.clone()),
             problems,
             warnings,
         },
         None => Finding {
             template,
+            channel: None,
             listed: None,
             problems: vec![Problem::Missing],
             warnings: Vec::new(),
@@ -206,8 +210,13 @@ pub fn problems_line(findings: &[Finding]) -> Option<String> {
         .filter(|f| !f.usable())
         .map(|f| {
             let why: Vec<String> = f.problems.iter().map(ToString::to_string).collect();
+            let on = f
+                .channel
+                .as_deref()
+                .map(|number| format!(" on {number}"))
+                .unwrap_or_default();
             format!(
-                "WATI template {:?} ({}): {}",
+                "WATI template {:?} ({}){on}: {}",
                 &*f.template.name,
                 f.template.used_for(),
                 why.join(", ")
@@ -292,12 +301,16 @@ pub enum CheckError {
 
 /// Exports the findings: one gauge per template, and the check's result.
 fn record(findings: &[Finding]) {
+    // A template is usable only if it is on every number of the pool.
+    let mut usable: std::collections::BTreeMap<String, bool> = Default::default();
     for finding in findings {
-        metrics::gauge!(
-            otp_shared::metrics::WATI_TEMPLATE_USABLE,
-            "template" => finding.template.name.to_string()
-        )
-        .set(f64::from(u8::from(finding.usable())));
+        *usable
+            .entry(finding.template.name.to_string())
+            .or_insert(true) &= finding.usable();
+    }
+    for (template, usable) in usable {
+        metrics::gauge!(otp_shared::metrics::WATI_TEMPLATE_USABLE, "template" => template)
+            .set(f64::from(u8::from(usable)));
     }
     let result = if findings.iter().all(Finding::usable) {
         "ok"
@@ -325,11 +338,23 @@ fn log(findings: &[Finding], preflight: Preflight) {
     }
 }
 
-/// Reads WATI's list and judges every configured template: what `worker check-wati`
-/// prints, and what the worker checks at start and now and then.
+/// Reads WATI's list of each sending number and judges every configured template in
+/// it: what `worker check-wati` prints, and what the worker checks at start and now and
+/// then.
 pub async fn inspect(wati: &WatiClient, templates: &Templates) -> Result<Vec<Finding>, ListError> {
-    let listed = wati.list_templates().await?;
-    Ok(check(templates, &listed))
+    let mut findings = Vec::new();
+    for channel in wati.channel_numbers() {
+        let listed = wati.list_templates(channel.as_deref()).await?;
+        findings.extend(
+            check(templates, &listed)
+                .into_iter()
+                .map(|finding| Finding {
+                    channel: channel.clone(),
+                    ..finding
+                }),
+        );
+    }
+    Ok(findings)
 }
 
 /// The check at start, as `WATI_PREFLIGHT` says. With `on`, while WATI cannot list the

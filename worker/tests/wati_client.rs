@@ -61,7 +61,7 @@ fn config(base_url: String, version: WatiApiVersion, timeout: Duration) -> WatiC
         base_url,
         api_key: SecretString::from("key-1"),
         templates: Templates::new("login_otp", "1", "").expect("templates"),
-        channel_number: None,
+        channel_numbers: vec![None],
         timeout,
         api_version: version,
         preflight: Preflight::On,
@@ -274,7 +274,7 @@ fn client_with(
     };
     let mut config = config(base, version, Duration::from_secs(2));
     config.templates = Templates::new("login_otp", param, "").expect("templates");
-    config.channel_number = channel_number.map(str::to_owned);
+    config.channel_numbers = vec![channel_number.map(str::to_owned)];
     WatiClient::new(&config).expect("client")
 }
 
@@ -417,7 +417,10 @@ async fn v3_template_pages(server: &MockServer) {
 async fn the_template_list_is_read_page_by_page() {
     let server = MockServer::start().await;
     v3_template_pages(&server).await;
-    let listed = v3_client(&server).list_templates().await.expect("a list");
+    let listed = v3_client(&server)
+        .list_templates(None)
+        .await
+        .expect("a list");
     assert_eq!(listed.len(), 101);
     let login = listed.last().expect("the last");
     assert_eq!(login.name, "login_otp");
@@ -464,7 +467,7 @@ async fn listing_failures_say_what_to_fix() {
             .mount(&server)
             .await;
         let error = v3_client(&server)
-            .list_templates()
+            .list_templates(None)
             .await
             .expect_err("a failure");
         assert_eq!(error.to_string(), expected);
@@ -473,30 +476,50 @@ async fn listing_failures_say_what_to_fix() {
 }
 
 #[tokio::test]
-async fn the_templates_listed_are_those_of_the_sending_number() {
+async fn the_check_reads_the_template_list_of_every_number_of_the_pool() {
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/api/ext/v3/messageTemplates"))
-        .and(query_param("channel", "15550001111"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"templates": [], "total": 0})),
-        )
-        .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/12345/api/v1/getMessageTemplates"))
-        .and(query_param("channelPhoneNumber", "15550001111"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"messageTemplates": []})))
-        .expect(1)
-        .mount(&server)
-        .await;
+    for number in ["15550001111", "15550002222"] {
+        Mock::given(method("GET"))
+            .and(path("/api/ext/v3/messageTemplates"))
+            .and(query_param("channel", number))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({"templates": [], "total": 0})),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/12345/api/v1/getMessageTemplates"))
+            .and(query_param("channelPhoneNumber", number))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"messageTemplates": []})))
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
     for version in [WatiApiVersion::V3, WatiApiVersion::V1] {
-        let listed = client_with(&server, version, "1", Some("15550001111"))
-            .list_templates()
+        let base = match version {
+            WatiApiVersion::V1 => format!("{}/12345", server.uri()),
+            WatiApiVersion::V3 => server.uri(),
+        };
+        let mut config = config(base, version, Duration::from_secs(2));
+        config.channel_numbers = vec![Some("15550001111".into()), Some("15550002222".into())];
+        let client = WatiClient::new(&config).expect("client");
+        let findings = otp_worker::template_check::inspect(&client, &config.templates)
             .await
-            .expect("a list");
-        assert!(listed.is_empty(), "{version:?}");
+            .expect("both lists");
+        let missing_on: Vec<Option<&str>> = findings.iter().map(|f| f.channel.as_deref()).collect();
+        assert_eq!(
+            missing_on,
+            [Some("15550001111"), Some("15550002222")],
+            "{version:?}"
+        );
+        assert_eq!(
+            otp_worker::template_check::problems_line(&findings).as_deref(),
+            Some(
+                "WATI template \"login_otp\" (default) on 15550001111: not in WATI's template list; \
+                 WATI template \"login_otp\" (default) on 15550002222: not in WATI's template list"
+            )
+        );
     }
 }
 
@@ -521,7 +544,10 @@ async fn a_full_page_is_followed_by_the_next_though_an_entry_has_no_name() {
         ))
         .mount(&server)
         .await;
-    let listed = v3_client(&server).list_templates().await.expect("a list");
+    let listed = v3_client(&server)
+        .list_templates(None)
+        .await
+        .expect("a list");
     assert_eq!(listed.len(), 100);
     assert_eq!(listed.last().map(|t| t.name.as_str()), Some("login_otp"));
 }
@@ -544,7 +570,7 @@ async fn a_v1_tenant_lists_its_templates_under_its_tenant_path() {
         .mount(&server)
         .await;
     let listed = v1_client(&server, Duration::from_secs(2))
-        .list_templates()
+        .list_templates(None)
         .await
         .expect("a list");
     assert_eq!(listed.len(), 1);

@@ -136,6 +136,9 @@ async fn retire(state: &AppState, job: &SendJob) {
 /// which reroutes the send again.
 async fn reroute(state: &AppState, job: &SendJob) -> Result<(), ApiError> {
     tracing::info!(request_id = %job.request_id, "a send refused for its number's trouble goes out again");
+    if let Err(e) = state.admission.count_again(job.request_id).await {
+        tracing::warn!(request_id = %job.request_id, error = %e, "could not count a rerouted send in the admission count");
+    }
     state
         .publisher
         .publish(job)

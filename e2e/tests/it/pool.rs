@@ -11,6 +11,7 @@ use otp_e2e::{DEADLINE, TestEnv, budgets, eventually};
 use otp_shared::budget::{Budgets, WatiApiVersion};
 use otp_shared::redis::sender_health::{SenderHealth, Trouble, Unhealthy};
 use otp_shared::senders::Senders;
+use serde_json::json;
 use wati_sandbox::{CallRecord, MessageRates, Template};
 
 const POOL: [&str; 4] = ["15550000001", "15550000002", "15550000003", "15550000004"];
@@ -72,12 +73,11 @@ async fn start(env: &mut TestEnv, budgets: &Budgets, per_second: u32) -> [otp_e2
     [api, worker]
 }
 
-/// A worker sending from `budgets`' pool; its template check reads the first number's
-/// list.
+/// A worker sending from `budgets`' pool; its template check reads each number's list.
 fn pool_worker(env: &TestEnv, budgets: &Budgets) -> otp_worker::config::WorkerConfig {
     let mut worker = env.worker_config();
     worker.common.budgets = budgets.clone();
-    worker.wati.channel_number = budgets.senders.get(0).and_then(|s| s.number.clone());
+    worker.wati.channel_numbers = budgets.senders.iter().map(|s| s.number.clone()).collect();
     worker
 }
 
@@ -307,4 +307,77 @@ async fn v1_with_several_numbers_spreads_one_call_per_code() {
             .values()
             .all(|s| s.failed.is_empty())
     );
+}
+
+#[tokio::test]
+async fn a_refusal_for_the_numbers_trouble_queues_the_send_again_counted_and_it_goes_from_another()
+{
+    let mut env = TestEnv::new().await;
+    let pool = &POOL[..2];
+    let budgets = pool_budgets(WatiApiVersion::V3, pool, 10, Duration::from_secs(60));
+    templates_on(&env, pool);
+    let mut api = env.api_config();
+    api.common.budgets = budgets.clone();
+    let _api = env.start_api_with(api).await;
+    let worker = env.start_worker_with(pool_worker(&env, &budgets)).await;
+    let phone = phone(1);
+    let request_id = env.send_accepted(&phone).await;
+    env.wait_for_status(&request_id, "sent").await;
+    worker.stop().await;
+    let first = env.sandbox.messages(&phone);
+    let from = first[0].from.clone().expect("a number of the pool");
+
+    // Meta refused it for its number's spam limit.
+    let failed = json!({
+        "eventType": "templateMessageFailed",
+        "localMessageId": request_id,
+        "whatsappMessageId": "wamid.refused",
+        "waId": phone,
+        "failedCode": "131048",
+        "failedDetail": "Spam rate limit hit",
+        "timestamp": (otp_shared::now_ms() / 1000).to_string(),
+    });
+    assert_eq!(
+        env.post_receipt(otp_e2e::WEBHOOK_SECRET, &failed).await.0,
+        200
+    );
+    // Not failed: queued again, counted by admission, its job on the queue, and the
+    // number paused.
+    env.wait_for_status(&request_id, "queued").await;
+    let counted: Option<f64> = redis::cmd("ZSCORE")
+        .arg(env.keys().pending_sends())
+        .arg(&request_id)
+        .query_async(&mut env.redis.clone())
+        .await
+        .expect("redis");
+    assert!(
+        counted.is_some(),
+        "the rerouted send is not in the admission count"
+    );
+    let job = String::from_utf8_lossy(&env.peek_send_queue().await).into_owned();
+    assert!(job.contains(&request_id), "{job}");
+    let health = SenderHealth::new(env.redis.clone(), &env.keys(), Duration::from_secs(60));
+    let states = health.unhealthy(otp_shared::now_ms()).await.expect("redis");
+    assert!(
+        matches!(states.get(&from), Some(Unhealthy::PausedUntil(_))),
+        "{states:?}"
+    );
+
+    // The next worker sends it from the other number, the same code.
+    let _worker = env.start_worker_with(pool_worker(&env, &budgets)).await;
+    env.wait_for_status(&request_id, "sent").await;
+    let messages = env.wait_for_messages(&phone, 2).await;
+    assert_ne!(messages[1].from, messages[0].from);
+    assert_eq!(messages[1].code, messages[0].code);
+    // A repeat of the refusal (WATI repeats itself) changes nothing: the new message
+    // is another.
+    assert_eq!(
+        env.post_receipt(otp_e2e::WEBHOOK_SECRET, &failed).await.0,
+        200
+    );
+    let (_, status) = env
+        .get(&format!("/api/auth/otp-status/{request_id}"), None)
+        .await;
+    assert_eq!(status["status"], "sent", "{status}");
+    assert_eq!(env.sandbox.messages(&phone).len(), 2);
 }

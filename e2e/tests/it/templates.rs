@@ -178,7 +178,7 @@ async fn the_check_and_the_sends_use_the_templates_of_the_sending_number() {
     );
     let _api = env.start_api().await;
     let mut config = env.worker_config();
-    config.wati.channel_number = Some("15550001111".into());
+    config.wati.channel_numbers = vec![Some("15550001111".into())];
     config.common.budgets.senders = otp_shared::senders::Senders::numbers(&["15550001111"], 0);
     let _worker = env.start_worker_with(config).await;
     assert_eq!(env.log_in(UK).await["verified"], true);

@@ -191,6 +191,25 @@ impl Admission {
         })
     }
 
+    /// Counts again a send that goes out once more (Meta refused it for its number's
+    /// trouble): it waits for WATI as any admitted send does, whatever the room (its 202
+    /// was given), until a worker finishes it or a code's life has passed.
+    pub async fn count_again(&self, request_id: Uuid) -> redis::RedisResult<()> {
+        if matches!(self.budgets.capacity(self.code_ttl), Capacity::Unlimited) {
+            return Ok(());
+        }
+        let _: Admitted = AdmitArgs {
+            capacity: u64::MAX,
+            request_id,
+            life: self.code_ttl,
+        }
+        .invocation()
+        .key(&self.key)
+        .invoke_async(&mut self.redis.clone())
+        .await?;
+        Ok(())
+    }
+
     /// Gives back the room of a send that was not queued after all.
     pub async fn release(&self, request_id: Uuid) -> redis::RedisResult<()> {
         redis::cmd("ZREM")

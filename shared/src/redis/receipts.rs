@@ -70,6 +70,9 @@ pub struct ReceiptUpdate<'a> {
     pub happened: Happened<'a>,
     /// When it happened (Unix ms).
     pub at_ms: u64,
+    /// WhatsApp's id of the message (`whatsappMessageId`), where the receipt gave one:
+    /// a repeat of the refusal a send was rerouted for is known by it.
+    pub message_id: Option<&'a str>,
 }
 
 /// What applying a receipt did.
@@ -213,6 +216,8 @@ pub(crate) struct ReceiptArgs<'a> {
     pub phone: &'a PhoneNumber,
     /// What a failure does with the code.
     pub code_kept: CodeKept,
+    /// WhatsApp's id of the message (`''` when unknown).
+    pub message_id: &'a str,
 }
 
 impl ScriptArgs for ReceiptArgs<'_> {
@@ -227,6 +232,7 @@ impl ScriptArgs for ReceiptArgs<'_> {
             at_ms,
             phone,
             code_kept,
+            message_id,
         } = self;
         let (code, reason) = match happened {
             Happened::Failed { code, reason } => (*code, *reason),
@@ -242,7 +248,8 @@ impl ScriptArgs for ReceiptArgs<'_> {
                 CodeKept::Keep => word::KEEP,
                 CodeKept::Reroute => word::REROUTE,
             })
-            .push(MAX_REROUTES);
+            .push(MAX_REROUTES)
+            .push(*message_id);
     }
 }
 
@@ -343,6 +350,7 @@ impl ReceiptRecords {
             at_ms: update.at_ms,
             phone,
             code_kept: update.code,
+            message_id: update.message_id.unwrap_or_default(),
         }
         .invocation()
         .key(

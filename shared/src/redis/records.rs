@@ -81,8 +81,9 @@ pub mod status {
     /// out in the same template.
     pub const LOCALES: &str = "locales";
     /// Times Meta refused the send for its number's trouble and it went out again from
-    /// another.
+    /// another, and WhatsApp's id of the last message refused so.
     pub const REROUTES: &str = "reroutes";
+    pub const REFUSED_MESSAGE: &str = "refused_message";
 }
 
 /// The values of [`status::CHANNEL`].
@@ -176,6 +177,7 @@ const PLACEHOLDERS: &[(&str, &str)] = &[
     ("{{status.probe}}", status::PROBE),
     ("{{status.locales}}", status::LOCALES),
     ("{{status.reroutes}}", status::REROUTES),
+    ("{{status.refused_message}}", status::REFUSED_MESSAGE),
     ("{{channel.sms}}", channel::SMS),
     ("{{state.queued}}", state::QUEUED),
     ("{{state.sending}}", state::SENDING),

@@ -433,6 +433,7 @@ mod tests {
                 at_ms: 1,
                 phone: &phone,
                 code_kept: crate::redis::receipts::CodeKept::Delete,
+                message_id: "",
             }),
             written(&StartDeliveryArgs {
                 code_id: id,

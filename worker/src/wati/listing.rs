@@ -91,12 +91,21 @@ impl ListError {
 }
 
 impl WatiClient {
-    /// Every template of the tenant's sending channel.
-    pub async fn list_templates(&self) -> Result<Vec<ListedTemplate>, ListError> {
+    /// The numbers codes go out from, whose template lists the check reads (`None`:
+    /// WATI's default channel).
+    pub fn channel_numbers(&self) -> &[Option<String>] {
+        &self.channel_numbers
+    }
+
+    /// Every template of the sending number `channel` (`None`: the default channel).
+    pub async fn list_templates(
+        &self,
+        channel: Option<&str>,
+    ) -> Result<Vec<ListedTemplate>, ListError> {
         let mut all = Vec::new();
         let mut listed = 0;
         for page in 1..=MAX_PAGES {
-            let body = self.list_page(page).await?;
+            let body = self.list_page(page, channel).await?;
             let page = read_page(self.version, &body).ok_or(ListError::Unreadable)?;
             listed += page.listed;
             all.extend(page.templates);
@@ -118,19 +127,16 @@ impl WatiClient {
         }
     }
 
-    async fn list_page(&self, page: usize) -> Result<Value, ListError> {
+    async fn list_page(&self, page: usize, channel: Option<&str>) -> Result<Value, ListError> {
         let (number, size) = match self.version {
             WatiApiVersion::V3 => ("page_number", "page_size"),
             WatiApiVersion::V1 => ("pageNumber", "pageSize"),
         };
         let url = self.list_url();
-        let channel = self
-            .channel_number
-            .as_deref()
-            .map(|number| match self.version {
-                WatiApiVersion::V3 => ("channel", number),
-                WatiApiVersion::V1 => ("channelPhoneNumber", number),
-            });
+        let channel = channel.map(|number| match self.version {
+            WatiApiVersion::V3 => ("channel", number),
+            WatiApiVersion::V1 => ("channelPhoneNumber", number),
+        });
         let response = self
             .http
             .get(&url)

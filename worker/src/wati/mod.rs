@@ -68,7 +68,8 @@ pub struct WatiClient {
     auth_header: String,
     /// The template parameter that carries the code.
     param: String,
-    channel_number: Option<String>,
+    /// The numbers whose template lists the check reads.
+    channel_numbers: Vec<Option<String>>,
     timeout: Duration,
 }
 
@@ -96,7 +97,7 @@ impl WatiClient {
             send_url: format!("{}{path}", config.base_url),
             auth_header: format!("Bearer {}", config.api_key.expose_secret()),
             param: config.templates.param().to_owned(),
-            channel_number: config.channel_number.clone(),
+            channel_numbers: config.channel_numbers.clone(),
             timeout: config.timeout,
         })
     }

@@ -17,7 +17,8 @@
 --       stored as given: a Lua number of 14 digits or more would be written as 1e+14);
 --       3 failed code, 4 reason (for 'failed'), 5 the phone KEYS[2] is for,
 --       6 'delete', 'keep' or 'reroute': what a failure does with a code no send of which
---       arrived, 7 most reroutes of one send
+--       arrived, 7 most reroutes of one send, 8 WhatsApp's id of the message ('' when
+--       unknown): a repeat of the refusal a send was rerouted for changes nothing
 -- Returns {outcome, accepted_at, delivered_at, first_delivery, first_read, left, sender,
 -- sent_at, probe, locales}:
 -- outcome 'unknown' (no such send), 'other_phone' (the send is for another phone than
@@ -38,7 +39,7 @@ end
 local rec = redis.call('HMGET', KEYS[1], {{status.state}}, {{status.code_id}},
   {{status.accepted_at}}, {{status.delivered_at}}, {{status.read_at}}, {{status.phone}},
   {{status.channel}}, {{status.sender}}, {{status.sent_at}}, {{status.probe}},
-  {{status.locales}}, {{status.reroutes}})
+  {{status.locales}}, {{status.reroutes}}, {{status.refused_message}})
 local state, code_id = rec[1], rec[2]
 if not state then
   return {'unknown', 0, 0, 0, 0, '', '', 0, 0, ''}
@@ -89,6 +90,9 @@ elseif event == 'delivered' or event == 'read' then
   if ours() then
     redis.call('HSET', KEYS[2], {{code.received}}, 1)
   end
+elseif event == 'failed' and ARGV[8] ~= '' and ARGV[8] == rec[13] then
+  -- The refusal this send was rerouted for, again: its new message is another.
+  changed = false
 elseif event == 'failed' then
   local rec_code = code_id and redis.call('HMGET', KEYS[2], {{code.code_id}},
     {{code.expires_at}}, {{code.received}}) or {}
@@ -99,6 +103,9 @@ elseif event == 'failed' then
     redis.call('HSET', KEYS[1], {{status.state}}, {{state.queued}}, {{status.failed_code}},
       ARGV[3], {{status.updated_at}}, now)
     redis.call('HINCRBY', KEYS[1], {{status.reroutes}}, 1)
+    if ARGV[8] ~= '' then
+      redis.call('HSET', KEYS[1], {{status.refused_message}}, ARGV[8])
+    end
     redis.call('DEL', KEYS[3])
     return reply('rerouted', tonumber(rec[3]) or 0, 0, 0, 0, code_id)
   end
