@@ -230,11 +230,16 @@ impl ReceiptStore {
     }
 
     /// Applies a Twilio status callback to the SMS delivery it names. Twilio's
-    /// callbacks carry no time of their own: the event is taken as happening now. A
+    /// callbacks carry no time of their own: the event is taken as happening when it
+    /// arrived, `arrived_at_ms` (Unix ms). A
     /// fallback's failure leaves the code alone: the WhatsApp message it stood in for
     /// may still arrive (a late receipt, a phone back online), and the code lapses at
     /// its expiry.
-    pub async fn apply_sms(&self, receipt: &SmsReceipt) -> redis::RedisResult<Applied> {
+    pub async fn apply_sms(
+        &self,
+        receipt: &SmsReceipt,
+        arrived_at_ms: u64,
+    ) -> redis::RedisResult<Applied> {
         let Some(happened) = happened(&receipt.event) else {
             return Ok(Applied::UnknownSend);
         };
@@ -249,7 +254,7 @@ impl ReceiptStore {
                 },
                 phone: receipt.phone.as_ref(),
                 happened,
-                at_ms: otp_shared::now_ms(),
+                at_ms: arrived_at_ms,
                 message_id: None,
             })
             .await

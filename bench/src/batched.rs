@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use crate::stack::{Services, StackBudgets, StackSettings, pool_number, with_stack};
 use crate::{load, start_sandbox};
 use otp_shared::now_ms;
+use otp_shared::redis::sender_health::SenderHealth;
 use wati_sandbox::{
     MessageRates, ReceiptSettings, SPAM_RATE_LIMIT_CODE, Sandbox, THROUGHPUT_CODE, Template,
 };
@@ -63,11 +64,11 @@ pub struct Half<'a> {
     pub api_version: &'static str,
     pub phones: &'a [PhoneNumber],
     pub ttl_seconds: u64,
-    /// Sending numbers (0: WATI's default channel). With a pool, receipts come to the
-    /// api, so that a number in trouble is paused.
+    /// Sending numbers (0: WATI's default channel).
     pub numbers: u32,
     /// When the first number degrades (its messages fail with 131048), from the
-    /// burst's start.
+    /// burst's start. Receipts then come to the api, so that the number is paused (the
+    /// other runs have none, as the one-number run before the pool had none).
     pub degrade_at: Option<Duration>,
 }
 
@@ -96,6 +97,14 @@ pub async fn run(settings: &Settings<'_>, half: &Half<'_>) -> anyhow::Result<(Va
         sandbox.set_templates(templates);
     }
     let prefix = format!("{}{}", settings.prefix, half.prefix);
+    // The sandbox posts its receipts from this machine, as the burst comes: one client
+    // to the api, which would cut the receipts off at its per-client cap (WATI posts
+    // from its own addresses).
+    let api_env: Vec<(&str, String)> = if half.degrade_at.is_some() {
+        vec![("HTTP_MAX_CONNECTIONS_PER_CLIENT", "0".to_owned())]
+    } else {
+        Vec::new()
+    };
     let stack_settings = StackSettings {
         services: settings.services,
         prefix: &prefix,
@@ -104,10 +113,10 @@ pub async fn run(settings: &Settings<'_>, half: &Half<'_>) -> anyhow::Result<(Va
         workers: settings.workers,
         worker_concurrency: None,
         log_level: settings.log_level,
-        webhook_secret: (half.numbers > 0).then_some(WEBHOOK_SECRET),
+        webhook_secret: half.degrade_at.is_some().then_some(WEBHOOK_SECRET),
         sms: None,
         limits: crate::stack::ApiLimits::Off,
-        api_env: &[],
+        api_env: &api_env,
         budgets: StackBudgets {
             api_version: half.api_version,
             calls_per_10s: settings.calls_per_10s,
@@ -118,7 +127,7 @@ pub async fn run(settings: &Settings<'_>, half: &Half<'_>) -> anyhow::Result<(Va
         },
     };
     with_stack(&stack_settings, async |stack| {
-        if half.numbers > 0 {
+        if half.degrade_at.is_some() {
             sandbox.set_receipts(ReceiptSettings {
                 webhook_url: Some(format!(
                     "{}/api/webhooks/wati/{WEBHOOK_SECRET}",
@@ -129,15 +138,33 @@ pub async fn run(settings: &Settings<'_>, half: &Half<'_>) -> anyhow::Result<(Va
                 ..ReceiptSettings::default()
             });
         }
-        let degraded_at_ms = half.degrade_at.map(|after| {
+        let health = SenderHealth::new(
+            otp_shared::redis::connect(&settings.services.redis_url).await?,
+            &otp_shared::redis::Keys::new(&prefix),
+            Duration::from_secs(30),
+        );
+        let degraded = half.degrade_at.map(|after| {
             let sandbox = sandbox.clone();
+            let health = health.clone();
             let number = pool_number(1);
             let at_ms = now_ms() + after.as_millis() as u64;
-            tokio::spawn(async move {
+            // Degrades the number, then waits until the product pauses it: how long that
+            // took (`None`: not within a code's life).
+            let paused_after = tokio::spawn(async move {
                 tokio::time::sleep(after).await;
                 sandbox.degrade_number(&number, std::time::Instant::now());
+                let degraded = std::time::Instant::now();
+                while degraded.elapsed() < Duration::from_secs(300) {
+                    if let Ok(states) = health.unhealthy(now_ms()).await
+                        && states.contains_key(&number)
+                    {
+                        return Some(degraded.elapsed());
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                None
             });
-            at_ms
+            (at_ms, paused_after)
         });
         let (mut intake, responses) =
             load::burst(stack.api_addr, half.phones, settings.concurrency).await?;
@@ -186,7 +213,10 @@ pub async fn run(settings: &Settings<'_>, half: &Half<'_>) -> anyhow::Result<(Va
                 ))
                 .collect::<serde_json::Map<_, _>>()
         );
-        if let Some(at_ms) = degraded_at_ms {
+        if let Some((at_ms, paused_after)) = degraded {
+            let paused_after = paused_after.await.ok().flatten();
+            delivery["paused_after_degraded_ms"] =
+                json!(paused_after.map(|d| d.as_millis() as u64));
             // Deliveries after the degradation: messages that reached phones from then on.
             let reached: Vec<u64> = responses
                 .accepted_at

@@ -55,17 +55,21 @@ pub async fn wati(
     if request.method() != Method::POST {
         return Err(ApiError::MethodNotAllowed);
     }
-    // A receipt can wait (its time comes from the event): during a burst of sign-ins,
-    // they go first, and WATI, waiting for this answer, sends fewer meanwhile.
-    state
-        .pressure
-        .yield_to_sign_ins(RECEIPTS_YIELD_AT_MOST)
-        .await;
     // Past the limit, or a client gone mid-body (which reads no answer anyway).
     let body = axum::body::to_bytes(request.into_body(), super::MAX_BODY_BYTES)
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?;
     let receipt = Receipt::parse(&body).map_err(|_| ApiError::InvalidBody)?;
+    // A receipt can wait (its time comes from the event): during a burst of sign-ins,
+    // they go first, and WATI, waiting for this answer, sends fewer meanwhile. Not a
+    // failure: it sends a code by SMS, or pauses a sending number that is in trouble
+    // (held back, a burst's failures pile up on that number).
+    if !matches!(receipt.event, Event::Failed { .. }) {
+        state
+            .pressure
+            .yield_to_sign_ins(RECEIPTS_YIELD_AT_MOST)
+            .await;
+    }
     // A failure for the number's trouble goes out again from another number of the
     // pool; otherwise, with SMS on, a failure keeps the code for its SMS (or retires it
     // below).
@@ -159,6 +163,13 @@ pub async fn twilio(
     else {
         return Err(ApiError::RouteNotFound);
     };
+    // A callback can wait too: it is taken as happening when it arrived, and during a
+    // burst of sign-ins those go first.
+    let arrived_at_ms = otp_shared::now_ms();
+    state
+        .pressure
+        .yield_to_sign_ins(RECEIPTS_YIELD_AT_MOST)
+        .await;
     let query = request.uri().query().unwrap_or_default().to_owned();
     let signature = request
         .headers()
@@ -185,7 +196,7 @@ pub async fn twilio(
     let Ok(receipt) = SmsReceipt::parse(&query, &params) else {
         return Ok(Json(json!({"status": "ok"})));
     };
-    let applied = state.receipts.apply_sms(&receipt).await?;
+    let applied = state.receipts.apply_sms(&receipt, arrived_at_ms).await?;
     record(
         Channel::Sms,
         &receipt.event,
