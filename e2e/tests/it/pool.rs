@@ -381,3 +381,54 @@ async fn a_refusal_for_the_numbers_trouble_queues_the_send_again_counted_and_it_
     assert_eq!(status["status"], "sent", "{status}");
     assert_eq!(env.sandbox.messages(&phone).len(), 2);
 }
+
+#[tokio::test]
+async fn with_sms_on_a_refusal_for_the_numbers_trouble_goes_from_another_number_not_by_sms() {
+    let mut env = TestEnv::new().await;
+    let pool = &POOL[..2];
+    let budgets = pool_budgets(WatiApiVersion::V3, pool, 10, Duration::from_secs(60));
+    templates_on(&env, pool);
+    // SMS may go to the test phones' country, and would carry a failed code at once.
+    let _api = env
+        .start_sms_api_with("91", &[], |api| api.common.budgets = budgets.clone())
+        .await;
+    env.enable_receipts(
+        Duration::from_millis(100),
+        Duration::from_secs(60),
+        1,
+        false,
+    );
+    let mut worker = env.sms_worker_config("91", Duration::ZERO);
+    worker.common.budgets = budgets.clone();
+    worker.wati.channel_numbers = budgets.senders.iter().map(|s| s.number.clone()).collect();
+    let _worker = env.start_worker_with(worker).await;
+    // The pool's first number (the one a call goes from when both have room) is in
+    // trouble from the start.
+    env.sandbox
+        .degrade_number(pool[0], std::time::Instant::now());
+
+    let request_ids = accept_all(&env, 200..206).await;
+    for request_id in &request_ids {
+        env.wait_for_status(request_id, "delivered").await;
+    }
+    let refused = env.sandbox.number_stats()[pool[0]]
+        .failed
+        .get("131048")
+        .copied()
+        .unwrap_or(0);
+    assert!(refused >= 1, "nothing went from the degraded number");
+    for n in 200..206 {
+        let messages = env.sandbox.messages(&phone(n));
+        assert_eq!(
+            messages.last().and_then(|m| m.from.as_deref()),
+            Some(pool[1]),
+            "{}",
+            phone(n)
+        );
+        assert!(
+            env.sandbox.sms_messages(&phone(n)).is_empty(),
+            "an SMS went to {}",
+            phone(n)
+        );
+    }
+}
