@@ -432,3 +432,33 @@ async fn with_sms_on_a_refusal_for_the_numbers_trouble_goes_from_another_number_
         );
     }
 }
+
+#[tokio::test]
+async fn a_refusal_that_comes_before_the_worker_recorded_its_send_is_a_plain_failure() {
+    let mut env = TestEnv::new().await;
+    let pool = &POOL[..2];
+    let budgets = pool_budgets(WatiApiVersion::V3, pool, 10, Duration::from_secs(60));
+    let mut api = env.api_config();
+    api.common.budgets = budgets.clone();
+    let _api = env.start_api_with(api).await;
+    // No worker: the send is still queued when the refusal comes (a worker recording it
+    // would mark it delivered after a reroute, and the republished copy be dropped).
+    let phone = phone(300);
+    let request_id = env.send_accepted(&phone).await;
+    let failed = json!({
+        "eventType": "templateMessageFailed",
+        "localMessageId": request_id,
+        "whatsappMessageId": "wamid.early",
+        "waId": phone,
+        "failedCode": "131048",
+        "failedDetail": "Spam rate limit hit",
+    });
+    assert_eq!(
+        env.post_receipt(otp_e2e::WEBHOOK_SECRET, &failed).await.0,
+        200
+    );
+    let status = env.wait_for_status(&request_id, "failed").await;
+    assert_eq!(status["failedCode"], "131048");
+    // Without SMS its code is retired, as any failure's.
+    assert_eq!(env.verify(&phone, "123456").await.0, 404);
+}

@@ -6,9 +6,9 @@
 -- was delivered, or (for a WhatsApp send) an SMS carries it.
 -- With ARGV[6] 'keep', a failure leaves the code for the caller, which sends it by SMS
 -- or retires it itself; the reply says when it would have been deleted. With 'reroute'
--- (Meta refused the message for its sending number's trouble), a WhatsApp send whose
--- code is still the phone's, unexpired and not yet received, rerouted fewer than ARGV[7]
--- times, is not over: its status goes back to 'queued' and its delivered mark is
+-- (Meta refused the message for its sending number's trouble), a WhatsApp send recorded
+-- sent whose code is still the phone's, unexpired and not yet received, rerouted fewer
+-- than ARGV[7] times, is not over: its status goes back to 'queued' and its delivered mark is
 -- dropped, so that its job, published again, goes out from another number; otherwise
 -- the failure is kept as with 'keep'.
 -- KEYS: 1 the delivery's status (a request's first, or its SMS fallback's), 2 code
@@ -96,8 +96,9 @@ elseif event == 'failed' and ARGV[8] ~= '' and ARGV[8] == rec[13] then
 elseif event == 'failed' then
   local rec_code = code_id and redis.call('HMGET', KEYS[2], {{code.code_id}},
     {{code.expires_at}}, {{code.received}}) or {}
-  if ARGV[6] == 'reroute' and rec[7] ~= {{channel.sms}}
-    and rank(state) < RANK[{{state.delivered}}] and state ~= {{state.failed}}
+  -- Only a send the worker has recorded sent: one it is still recording would be
+  -- marked delivered after this, and its copy dropped.
+  if ARGV[6] == 'reroute' and rec[7] ~= {{channel.sms}} and state == {{state.sent}}
     and rec_code[1] == code_id and tonumber(rec_code[2] or '0') > now and not rec_code[3]
     and (tonumber(rec[12]) or 0) < tonumber(ARGV[7]) then
     redis.call('HSET', KEYS[1], {{status.state}}, {{state.queued}}, {{status.failed_code}},
