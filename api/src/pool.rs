@@ -19,9 +19,20 @@ pub struct SendingPool {
 
 impl SendingPool {
     /// Whether a failure with Meta's `code` sends its message again from another
-    /// number: the number was in trouble, and the pool has another.
+    /// number: the number was in trouble, and another can send now (no number is
+    /// paused or probing and the pool has two, or one is and another is not: the one in
+    /// trouble may be either). Otherwise the failure stands, and SMS may carry the code.
     pub fn reroutes(&self, code: &str) -> bool {
-        self.senders.len() > 1 && Trouble::of_code(code) == Trouble::Limit
+        if Trouble::of_code(code) != Trouble::Limit {
+            return false;
+        }
+        let unhealthy = self.view.get();
+        let healthy = self
+            .senders
+            .iter()
+            .filter(|s| !unhealthy.contains_key(s.name()))
+            .count();
+        healthy >= 2 || (healthy == 1 && !unhealthy.is_empty())
     }
 
     /// What `applied` (a WhatsApp receipt's outcome) says about the number its message
@@ -67,6 +78,9 @@ impl SendingPool {
             return;
         };
         let trouble = Trouble::of_code(code);
+        if trouble == Trouble::Recipient {
+            return;
+        }
         match self
             .health
             .report(
@@ -83,7 +97,7 @@ impl SendingPool {
                     "sender" => sender.name().to_owned(),
                     "trouble" => match trouble {
                         Trouble::Limit => "limit",
-                        Trouble::Failure => "failure",
+                        Trouble::Failure | Trouble::Recipient => "failure",
                     },
                 )
                 .increment(1);

@@ -160,11 +160,14 @@ impl Budgets {
 }
 
 impl Budgets {
-    /// These budgets with only the senders `healthy` keeps (the others are paused), or
+    /// These budgets with the senders as `now` sees them (`None`: paused, left out), or
     /// `None` when every sender is paused.
-    pub fn with_senders(&self, healthy: impl Fn(&crate::senders::Sender) -> bool) -> Option<Self> {
+    pub fn with_senders(
+        &self,
+        now: impl Fn(&crate::senders::Sender) -> Option<crate::senders::Sender>,
+    ) -> Option<Self> {
         Some(Self {
-            senders: self.senders.only(healthy)?,
+            senders: self.senders.only(now)?,
             ..self.clone()
         })
     }
@@ -287,9 +290,11 @@ mod tests {
         b.senders = Senders::parse(Some("111,222,333,444"), None, "1000").expect("valid");
         let four = sends(b.capacity(Duration::from_secs(300)));
         assert_eq!(four, 4 * 270_476);
-        let three = b.with_senders(|s| s.name() != "222").expect("three left");
+        let three = b
+            .with_senders(|s| (s.name() != "222").then(|| s.clone()))
+            .expect("three left");
         assert_eq!(sends(three.capacity(Duration::from_secs(300))), 3 * 270_476);
-        assert_eq!(b.with_senders(|_| false), None);
+        assert_eq!(b.with_senders(|_| None), None);
     }
 
     #[test]

@@ -156,9 +156,10 @@ impl Senders {
             .sum()
     }
 
-    /// The senders `keep` keeps, or `None` when it keeps none.
-    pub fn only(&self, keep: impl Fn(&Sender) -> bool) -> Option<Self> {
-        let kept: Vec<Sender> = self.0.iter().filter(|s| keep(s)).cloned().collect();
+    /// The senders as `keep` sees them (`None` leaves one out), or `None` when it
+    /// keeps none.
+    pub fn only(&self, keep: impl Fn(&Sender) -> Option<Sender>) -> Option<Self> {
+        let kept: Vec<Sender> = self.0.iter().filter_map(keep).collect();
         (!kept.is_empty()).then_some(Self(kept))
     }
 }
@@ -261,8 +262,10 @@ mod tests {
     #[test]
     fn only_keeps_what_it_is_asked_to_or_says_nothing_is_left() {
         let pool = Senders::numbers(&["111", "222"], 1000);
-        let kept = pool.only(|s| s.name() == "222").expect("one left");
+        let kept = pool
+            .only(|s| (s.name() == "222").then(|| s.clone()))
+            .expect("one left");
         assert_eq!(rates(&kept), [("222", 1000)]);
-        assert_eq!(pool.only(|_| false), None);
+        assert_eq!(pool.only(|_| None), None);
     }
 }

@@ -356,6 +356,17 @@ async fn a_refusal_for_the_numbers_trouble_queues_the_send_again_counted_and_it_
     );
     let job = String::from_utf8_lossy(&env.peek_send_queue().await).into_owned();
     assert!(job.contains(&request_id), "{job}");
+    // WATI repeats the refusal while the send still waits (its first publishing may
+    // have failed): the job is published again; the copies send it once.
+    assert_eq!(
+        env.post_receipt(otp_e2e::WEBHOOK_SECRET, &failed).await.0,
+        200
+    );
+    let queued = env
+        .queue_counts(&env.queues().send)
+        .await
+        .expect("the send queue");
+    assert_eq!(queued.ready, 2, "{queued:?}");
     let health = SenderHealth::new(env.redis.clone(), &env.keys(), Duration::from_secs(60));
     let states = health.unhealthy(otp_shared::now_ms()).await.expect("redis");
     assert!(
@@ -461,4 +472,40 @@ async fn a_refusal_that_comes_before_the_worker_recorded_its_send_is_a_plain_fai
     assert_eq!(status["failedCode"], "131048");
     // Without SMS its code is retired, as any failure's.
     assert_eq!(env.verify(&phone, "123456").await.0, 404);
+}
+
+#[tokio::test]
+async fn a_number_back_from_its_pause_is_admitted_for_its_probes_with_nothing_waiting() {
+    let mut env = TestEnv::new().await;
+    let budgets = pool_budgets(WatiApiVersion::V3, &POOL[..1], 10, Duration::from_secs(2));
+    let mut api = env.api_config();
+    api.common.budgets = budgets.clone();
+    let _api = env.start_api_with(api).await;
+    let health = SenderHealth::new(env.redis.clone(), &env.keys(), Duration::from_secs(2));
+    health
+        .report(POOL[0], Trouble::Limit, otp_shared::now_ms(), 10)
+        .await
+        .expect("redis");
+    let mut next = 400..;
+    eventually(
+        "send-otp refused while the only number is paused",
+        DEADLINE,
+        || {
+            let phone = phone(next.next().unwrap_or(99_999));
+            let env = &env;
+            async move { (env.send_otp(&phone).await.0 == 503).then_some(()) }
+        },
+    )
+    .await;
+    // Nothing waits to be sent, so no probe could leave if admission still counted the
+    // number as paused: it must admit the sends its probes are made of.
+    let mut next = 500..;
+    eventually("send-otp accepted once the pause is over", DEADLINE, || {
+        let phone = phone(next.next().unwrap_or(99_999));
+        let env = &env;
+        async move { (env.send_otp(&phone).await.0 == 202).then_some(()) }
+    })
+    .await;
+    let states = health.unhealthy(otp_shared::now_ms()).await.expect("redis");
+    assert_eq!(states.get(POOL[0]), Some(&Unhealthy::Probing));
 }

@@ -15,6 +15,10 @@ use super::conn::RedisConn;
 use super::keys::Keys;
 use super::scripts::{ADMIT, Argv, Lua, ScriptArgs};
 use super::sender_health::{PoolView, Unhealthy};
+use crate::senders::Sender;
+
+/// What admission counts a number sending probes at (see [`Admission::room`]).
+const PROBING_MESSAGES_PER_SECOND: u32 = 1;
 use crate::budget::{Budgets, Capacity};
 
 /// What a reservation got.
@@ -130,7 +134,17 @@ impl Admission {
         } else {
             Some(
                 self.budgets
-                    .with_senders(|s| !unhealthy.contains_key(s.name()))
+                    .with_senders(|s| match unhealthy.get(s.name()) {
+                        None => Some(s.clone()),
+                        // Counted at a message a second: enough for sends to wait for
+                        // its probes (without any, it would never show it is back), not
+                        // for a promise its pause could break.
+                        Some(Unhealthy::Probing) => Some(Sender {
+                            messages_per_second: PROBING_MESSAGES_PER_SECOND,
+                            ..s.clone()
+                        }),
+                        Some(Unhealthy::PausedUntil(_)) => None,
+                    })
                     .ok_or_else(|| resume_in(unhealthy.values(), crate::now_ms()))?,
             )
         };

@@ -30,6 +30,15 @@ const MIN_BURST: u32 = 50;
 /// blocked for policy violations.
 const NUMBER_TROUBLE_CODES: [&str; 4] = ["130429", "131048", "131031", "368"];
 
+/// Meta's errors that are the recipient's, not the number's: a burst of them (anyone can
+/// ask codes for numbers not on WhatsApp) says nothing about the number. 131026
+/// undeliverable, 131021 sender is recipient, 131047 re-engagement, 131049 and 131050
+/// marketing limits, 131051 unsupported type, 131056 pair rate limit, 130472 Meta's
+/// experiment.
+const RECIPIENT_CODES: [&str; 8] = [
+    "131026", "131021", "131047", "131049", "131050", "131051", "131056", "130472",
+];
+
 /// What a failure receipt says about the number it went from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Trouble {
@@ -37,6 +46,8 @@ pub enum Trouble {
     Limit,
     /// One more failure: pause it at a burst.
     Failure,
+    /// The recipient's trouble: nothing about the number.
+    Recipient,
 }
 
 impl Trouble {
@@ -44,6 +55,8 @@ impl Trouble {
     pub fn of_code(code: &str) -> Self {
         if NUMBER_TROUBLE_CODES.contains(&code) {
             Trouble::Limit
+        } else if RECIPIENT_CODES.contains(&code) {
+            Trouble::Recipient
         } else {
             Trouble::Failure
         }
@@ -52,7 +65,7 @@ impl Trouble {
     fn word(self) -> &'static str {
         match self {
             Trouble::Limit => word::LIMIT,
-            Trouble::Failure => word::FAILURE,
+            Trouble::Failure | Trouble::Recipient => word::FAILURE,
         }
     }
 }
@@ -282,7 +295,8 @@ mod tests {
     fn only_the_numbers_codes_pause_at_once() {
         assert_eq!(Trouble::of_code("131048"), Trouble::Limit);
         assert_eq!(Trouble::of_code("130429"), Trouble::Limit);
-        assert_eq!(Trouble::of_code("131026"), Trouble::Failure);
+        assert_eq!(Trouble::of_code("131026"), Trouble::Recipient);
+        assert_eq!(Trouble::of_code("131000"), Trouble::Failure);
         assert_eq!(Trouble::of_code(""), Trouble::Failure);
     }
 

@@ -91,14 +91,22 @@ elseif event == 'delivered' or event == 'read' then
     redis.call('HSET', KEYS[2], {{code.received}}, 1)
   end
 elseif event == 'failed' and ARGV[8] ~= '' and ARGV[8] == rec[13] then
-  -- The refusal this send was rerouted for, again: its new message is another.
+  -- The refusal this send was rerouted for, again: its new message is another. While
+  -- the send still waits to go again, the caller publishes its job again (its first
+  -- publishing may have failed; a copy too many is sent once).
+  if state == {{state.queued}} and code_id then
+    return reply('rerouted', tonumber(rec[3]) or 0, 0, 0, 0, code_id)
+  end
   changed = false
 elseif event == 'failed' then
   local rec_code = code_id and redis.call('HMGET', KEYS[2], {{code.code_id}},
     {{code.expires_at}}, {{code.received}}) or {}
-  -- Only a send the worker has recorded sent: one it is still recording would be
-  -- marked delivered after this, and its copy dropped.
-  if ARGV[6] == 'reroute' and rec[7] ~= {{channel.sms}} and state == {{state.sent}}
+  -- Only a send the worker has recorded sent (its delivered mark is set; a 'sent'
+  -- receipt is not enough): one it is still recording would be marked delivered after
+  -- this, and its copy dropped.
+  if ARGV[6] == 'reroute' and rec[7] ~= {{channel.sms}}
+    and rank(state) < RANK[{{state.delivered}}] and state ~= {{state.failed}}
+    and redis.call('EXISTS', KEYS[3]) == 1
     and rec_code[1] == code_id and tonumber(rec_code[2] or '0') > now and not rec_code[3]
     and (tonumber(rec[12]) or 0) < tonumber(ARGV[7]) then
     redis.call('HSET', KEYS[1], {{status.state}}, {{state.queued}}, {{status.failed_code}},
