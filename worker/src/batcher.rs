@@ -276,7 +276,7 @@ async fn next_call(settings: &BatcherSettings, pool: &mut Pool) -> Next {
         }
         Claim::Granted { recipients, from } => {
             let batch = pool.take(&urgent.template, recipients as usize);
-            let (calling, unchecked) = confirm(batch).await;
+            let (calling, unchecked) = confirm(batch, &from).await;
             // Confirming took a round trip: a code may have expired meanwhile.
             let calling = without_expired(calling, Instant::now());
             if !calling.is_empty() {
@@ -300,12 +300,13 @@ async fn next_call(settings: &BatcherSettings, pool: &mut Pool) -> Next {
     }
 }
 
-/// Confirms each send's lease for the call. Returns the sends still held by this
-/// worker (the others are answered), and those whose lease Redis could not check
-/// (their master is down or failing over), which wait for a later call.
-async fn confirm(batch: Vec<Waiting>) -> (Vec<Waiting>, Vec<Waiting>) {
+/// Confirms each send's lease for the call from `from` (recording the number in its
+/// status). Returns the sends still held by this worker (the others are answered), and
+/// those whose lease Redis could not check (their master is down or failing over),
+/// which wait for a later call.
+async fn confirm(batch: Vec<Waiting>, from: &SentFrom) -> (Vec<Waiting>, Vec<Waiting>) {
     let leases: Vec<&Lease> = batch.iter().map(|w| &w.send.lease).collect();
-    let holdings = lease::confirm_all(&leases).await;
+    let holdings = lease::confirm_all(&leases, from).await;
     let mut calling = Vec::with_capacity(batch.len());
     let mut unchecked = Vec::new();
     for (waiting, holding) in batch.into_iter().zip(holdings) {

@@ -509,3 +509,65 @@ async fn a_number_back_from_its_pause_is_admitted_for_its_probes_with_nothing_wa
     let states = health.unhealthy(otp_shared::now_ms()).await.expect("redis");
     assert_eq!(states.get(POOL[0]), Some(&Unhealthy::Probing));
 }
+
+#[tokio::test]
+async fn a_refusal_that_comes_while_the_call_is_in_the_air_still_pauses_its_number() {
+    let mut env = TestEnv::new().await;
+    let pool = &POOL[..2];
+    let budgets = pool_budgets(WatiApiVersion::V3, pool, 10, Duration::from_secs(60));
+    templates_on(&env, pool);
+    let mut api = env.api_config();
+    api.common.budgets = budgets.clone();
+    let _api = env.start_api_with(api).await;
+    let _worker = env.start_worker_with(pool_worker(&env, &budgets)).await;
+    let phone = phone(600);
+    // WATI takes 3 s to answer the call: Meta's refusal comes first.
+    env.sandbox.script(
+        &phone,
+        vec![wati_sandbox::ScriptedReply {
+            delay_ms: Some(3_000),
+            ..Default::default()
+        }],
+    );
+    let request_id = env.send_accepted(&phone).await;
+    let status_key = env.keys().status(
+        &otp_shared::phone::PhoneNumber::from_e164_digits(&phone).expect("a phone"),
+        request_id.parse().expect("a uuid"),
+    );
+    // The number is in the send's status as the call leaves, before WATI answers.
+    let sender: String = eventually("the call's number in the status", DEADLINE, || {
+        let mut redis = env.redis.clone();
+        let key = status_key.clone();
+        async move {
+            redis::cmd("HGET")
+                .arg(&key)
+                .arg("sender")
+                .query_async::<Option<String>>(&mut redis)
+                .await
+                .ok()
+                .flatten()
+        }
+    })
+    .await;
+    let (_, status) = env
+        .get(&format!("/api/auth/otp-status/{request_id}"), None)
+        .await;
+    assert_ne!(status["status"], "sent", "WATI answered already: {status}");
+    let failed = json!({
+        "eventType": "templateMessageFailed",
+        "localMessageId": request_id,
+        "whatsappMessageId": "wamid.in-the-air",
+        "waId": phone,
+        "failedCode": "131048",
+    });
+    assert_eq!(
+        env.post_receipt(otp_e2e::WEBHOOK_SECRET, &failed).await.0,
+        200
+    );
+    let health = SenderHealth::new(env.redis.clone(), &env.keys(), Duration::from_secs(60));
+    let states = health.unhealthy(otp_shared::now_ms()).await.expect("redis");
+    assert!(
+        matches!(states.get(&sender), Some(Unhealthy::PausedUntil(_))),
+        "{sender}: {states:?}"
+    );
+}

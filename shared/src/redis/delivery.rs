@@ -256,6 +256,7 @@ impl Ledger {
             self.redis.clone(),
             self.keys
                 .lease_of(&job.phone, job.request_id, delivery_of(job)),
+            self.status(job),
             self.lease_ttl,
         )
     }

@@ -11,7 +11,8 @@ use redis::{FromRedisValue, ParsingError, Value};
 use uuid::Uuid;
 
 use super::conn::RedisConn;
-use super::scripts::{Argv, HOLD_LEASE, Lua, ScriptArgs};
+use super::scripts::{Argv, CONFIRM_LEASE, HOLD_LEASE, Lua, ScriptArgs};
+use crate::senders::SentFrom;
 
 /// Who holds a lease, as the hold script finds it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,11 +56,35 @@ impl ScriptArgs for HoldLeaseArgs {
     }
 }
 
+/// confirm_lease.lua's arguments.
+pub(crate) struct ConfirmLeaseArgs<'a> {
+    pub owner: Uuid,
+    pub ttl: Duration,
+    /// The number the call goes from.
+    pub from: &'a SentFrom,
+}
+
+impl ScriptArgs for ConfirmLeaseArgs<'_> {
+    fn script() -> &'static Lua {
+        &CONFIRM_LEASE
+    }
+
+    fn write(&self, argv: &mut Argv) {
+        let Self { owner, ttl, from } = self;
+        argv.push(owner.to_string())
+            .push(ttl.as_millis() as u64)
+            .push(from.sender.name())
+            .push(u8::from(from.probe));
+    }
+}
+
 /// One delivery's lease on its request.
 #[derive(Clone)]
 pub struct Lease {
     redis: RedisConn,
     key: String,
+    /// The delivery's status, where a call's number is recorded as it leaves.
+    status_key: String,
     owner: Uuid,
     /// How long one hold lasts: longer than any one call to WATI.
     ttl: Duration,
@@ -74,11 +99,13 @@ impl std::fmt::Debug for Lease {
 }
 
 impl Lease {
-    /// A lease on `key` not yet taken, with an owner unique to this delivery.
-    pub(crate) fn new(redis: RedisConn, key: String, ttl: Duration) -> Self {
+    /// A lease on `key` not yet taken, with an owner unique to this delivery whose
+    /// status is `status_key`.
+    pub(crate) fn new(redis: RedisConn, key: String, status_key: String, ttl: Duration) -> Self {
         Self {
             redis,
             key,
+            status_key,
             owner: Uuid::new_v4(),
             ttl,
         }
@@ -141,9 +168,26 @@ impl Lease {
     }
 }
 
-/// Extends every lease for one call, all at once, and says who holds each, lease by
-/// lease. (One script call per lease, not a pipeline: on a Redis Cluster the leases live
-/// in many slots, and one master down must not hold up the others.)
-pub async fn confirm_all(leases: &[&Lease]) -> Vec<redis::RedisResult<Holding>> {
-    futures_util::future::join_all(leases.iter().map(|lease| lease.extend())).await
+impl Lease {
+    /// Extends the lease right before a call from `from`, if it is still this
+    /// delivery's, and records the number in the delivery's status.
+    pub async fn confirm(&self, from: &SentFrom) -> redis::RedisResult<Holding> {
+        ConfirmLeaseArgs {
+            owner: self.owner,
+            ttl: self.ttl,
+            from,
+        }
+        .invocation()
+        .key(&self.key)
+        .key(&self.status_key)
+        .invoke_async(&mut self.redis.clone())
+        .await
+    }
+}
+
+/// Confirms every lease for one call from `from`, all at once, and says who holds each,
+/// lease by lease. (One script call per lease, not a pipeline: on a Redis Cluster the
+/// leases live in many slots, and one master down must not hold up the others.)
+pub async fn confirm_all(leases: &[&Lease], from: &SentFrom) -> Vec<redis::RedisResult<Holding>> {
+    futures_util::future::join_all(leases.iter().map(|lease| lease.confirm(from))).await
 }

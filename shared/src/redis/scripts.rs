@@ -178,6 +178,7 @@ lua!(
 );
 lua!(COUNT_CALL, "count_call.lua", &[]);
 lua!(HOLD_LEASE, "hold_lease.lua", &[]);
+lua!(CONFIRM_LEASE, "confirm_lease.lua", &[]);
 lua!(
     CLAIM_BUDGET,
     "claim_budget.lua",
@@ -241,7 +242,7 @@ mod tests {
         CountCallArgs, EndDeliveryArgs, MarkSentArgs, Retire, StartDeliveryArgs,
     };
     use crate::redis::fallback::{AbandonFallbackArgs, BeginFallbackArgs, RetireCodeArgs};
-    use crate::redis::lease::HoldLeaseArgs;
+    use crate::redis::lease::{ConfirmLeaseArgs, HoldLeaseArgs};
     use crate::redis::receipts::{Happened, ReceiptArgs};
     use crate::redis::send_budget::SendsPerMinuteArgs;
     use crate::redis::sender_health::SenderTroubleArgs;
@@ -262,6 +263,7 @@ mod tests {
         &END_DELIVERY,
         &COUNT_CALL,
         &HOLD_LEASE,
+        &CONFIRM_LEASE,
         &CLAIM_BUDGET,
         &HOLD_CALLS,
         &SENDER_TROUBLE,
@@ -458,6 +460,17 @@ mod tests {
             }),
             written(&CountCallArgs),
             written(&HoldLeaseArgs { owner: id, ttl: ms }),
+            written(&ConfirmLeaseArgs {
+                owner: id,
+                ttl: ms,
+                from: &crate::senders::SentFrom {
+                    sender: crate::senders::Senders::default_channel(80)
+                        .get(0)
+                        .cloned()
+                        .expect("a sender"),
+                    probe: false,
+                },
+            }),
             written(&ClaimBudgetArgs {
                 call_interval: None,
                 wanted: 1,
