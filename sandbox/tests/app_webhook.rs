@@ -116,17 +116,6 @@ impl Served {
         self.deliver_with(&self.http, delivery).await
     }
 
-    async fn get_json(&self, path: &str) -> Value {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.root))
-            .send()
-            .await
-            .expect("the sandbox answers");
-        assert_eq!(response.status(), StatusCode::OK, "{path}");
-        response.json().await.expect("JSON")
-    }
-
     async fn post_json(&self, path: &str, body: Value) -> StatusCode {
         self.http
             .post(format!("{}{path}", self.root))

@@ -111,17 +111,6 @@ impl Served {
         assert_eq!(body["result"], true, "{body}");
     }
 
-    async fn get(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}{path}", self.root))
-            .send()
-            .await
-            .expect("the sandbox answers")
-            .json()
-            .await
-            .expect("a JSON body")
-    }
-
     /// `PUT path` with `body` as JSON, or with no body.
     async fn put(&self, path: &str, body: Option<Value>) -> StatusCode {
         let request = self.http.put(format!("{}{path}", self.root));
@@ -134,7 +123,7 @@ impl Served {
 
     /// The counts of every number, from `GET /sandbox/numbers`.
     async fn numbers(&self) -> Value {
-        self.get("/sandbox/numbers").await["numbers"].clone()
+        self.get_json("/sandbox/numbers").await["numbers"].clone()
     }
 }
 
@@ -212,7 +201,7 @@ async fn past_one_numbers_rate_the_excess_fails_with_130429_and_the_other_number
         StatusCode::NO_CONTENT
     );
     assert_eq!(
-        s.get("/sandbox/message-rates").await,
+        s.get_json("/sandbox/message-rates").await,
         json!({"default": 80, "numbers": {FIRST: 3}})
     );
     let (first, second) = (phones("1", 5), phones("2", 5));
@@ -265,7 +254,7 @@ async fn a_degraded_numbers_messages_fail_with_131048_from_the_moment_given_unti
         .await,
         StatusCode::NO_CONTENT
     );
-    let listed = s.get("/sandbox/degraded").await;
+    let listed = s.get_json("/sandbox/degraded").await;
     let listed_from = listed["degraded"][FIRST].as_u64().expect("listed");
     assert!(listed_from.abs_diff(from_ms) <= 5, "{listed}");
 
@@ -283,7 +272,10 @@ async fn a_degraded_numbers_messages_fail_with_131048_from_the_moment_given_unti
         .send()
         .await
         .expect("the sandbox answers");
-    assert_eq!(s.get("/sandbox/degraded").await, json!({"degraded": {}}));
+    assert_eq!(
+        s.get_json("/sandbox/degraded").await,
+        json!({"degraded": {}})
+    );
     let after = phones("4", 2);
     s.send_from(Some(FIRST), &after).await;
 
@@ -388,7 +380,7 @@ async fn the_counts_per_number_add_up_to_what_was_accepted() {
             "{number} adds up"
         );
     }
-    let all = s.get("/sandbox/stats").await;
+    let all = s.get_json("/sandbox/stats").await;
     let accepted: u64 = stats.values().map(|n| n.accepted).sum();
     assert_eq!(all["accepted"], accepted);
     assert_eq!(all["numbers"], serde_json::to_value(&stats).expect("JSON"));

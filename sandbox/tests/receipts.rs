@@ -81,17 +81,6 @@ impl Served {
             .expect("the sandbox answers");
         assert_eq!(response.status(), reqwest::StatusCode::OK);
     }
-
-    async fn get(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}{path}", self.root))
-            .send()
-            .await
-            .expect("the sandbox answers")
-            .json()
-            .await
-            .expect("a JSON body")
-    }
 }
 
 /// Polls `done` until it holds, failing the test after [`PATIENCE`].
@@ -208,7 +197,7 @@ async fn a_scripted_failed_code_gets_sent_then_failed_and_no_delivered_or_read()
     assert_eq!(failed["localMessageId"], "id-911111111111");
     assert_eq!(heard.events_for("912222222222"), [SENT, DELIVERED, READ]);
 
-    let listed = s.get("/sandbox/receipts").await;
+    let listed = s.get_json("/sandbox/receipts").await;
     let failed_record = listed["receipts"]
         .as_array()
         .expect("receipts")
@@ -221,7 +210,7 @@ async fn a_scripted_failed_code_gets_sent_then_failed_and_no_delivered_or_read()
     assert_eq!(failed_record["status"], 200);
     assert_eq!(failed_record["attempts"], 1);
     assert!(failed_record["postedAtMs"].as_u64().is_some());
-    let stats = s.get("/sandbox/stats").await;
+    let stats = s.get_json("/sandbox/stats").await;
     assert_eq!(stats["receiptsPosted"], 5);
     assert_eq!(stats["receiptsFailed"], 0);
 }

@@ -79,17 +79,6 @@ impl Served {
     async fn sms(&self, params: &[(&str, &str)]) -> Answer {
         self.sms_as(SID, TOKEN, params).await
     }
-
-    async fn get(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}{path}", self.root))
-            .send()
-            .await
-            .expect("the sandbox answers")
-            .json()
-            .await
-            .expect("a JSON body")
-    }
 }
 
 /// A form body, encoded by the `url` crate (through reqwest), as a client library would.
@@ -284,12 +273,14 @@ async fn a_good_send_gets_201_with_twilios_message_and_is_filed_as_an_sms() {
         format!("/sandbox/sms/{PHONE}"),
         "/sandbox/sms/%2B447700900123".into(),
     ] {
-        let listed = s.get(&path).await;
+        let listed = s.get_json(&path).await;
         assert_eq!(listed["messages"][0]["text"], BODY, "{path}");
         assert_eq!(listed["messages"][0]["channel"], "sms");
         assert_eq!(listed["messages"][0]["sid"], sid.as_str());
     }
-    let calls = s.get(&format!("/sandbox/sms-calls?phone={PHONE}")).await;
+    let calls = s
+        .get_json(&format!("/sandbox/sms-calls?phone={PHONE}"))
+        .await;
     let call = &calls["calls"][0];
     assert_eq!(call["status"], 201);
     assert_eq!(call["sid"], sid.as_str());
@@ -297,7 +288,7 @@ async fn a_good_send_gets_201_with_twilios_message_and_is_filed_as_an_sms() {
     assert_eq!(call["body"], BODY);
     assert_eq!(call["pathPrefix"], "/twilio-run-1");
     assert_eq!(call["errorCode"], Value::Null);
-    let stats = s.get("/sandbox/stats").await;
+    let stats = s.get_json("/sandbox/stats").await;
     assert_eq!(stats["smsCalls"], 1);
     assert_eq!(stats["smsAccepted"], 1);
     assert_eq!(stats["accepted"], 0);
@@ -624,7 +615,7 @@ async fn an_accepted_message_gets_sent_then_delivered_callbacks_signed_as_twilio
     // loaded machine may have held up), and after sent.
     assert!(records[1].posted_at_ms >= asked_at_ms + 50, "{records:?}");
     assert!(records[1].posted_at_ms >= records[0].posted_at_ms);
-    let listed = s.get("/sandbox/sms-callbacks").await;
+    let listed = s.get_json("/sandbox/sms-callbacks").await;
     assert_eq!(listed["callbacks"][1]["messageStatus"], "delivered");
     assert_eq!(listed["callbacks"][1]["params"]["To"], TO);
     assert_eq!(s.sandbox.sms_callbacks_failed(), 0);

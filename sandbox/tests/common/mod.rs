@@ -51,3 +51,18 @@ pub fn form(params: &[(&str, &str)]) -> String {
         .unwrap_or_default()
         .to_owned()
 }
+
+impl Served {
+    /// GETs `path` of the sandbox (a control route), expects 200, and reads its JSON.
+    #[allow(dead_code, reason = "only the tests that read a control route use it")]
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.root))
+            .send()
+            .await
+            .expect("the sandbox answers");
+        assert_eq!(response.status(), reqwest::StatusCode::OK, "{path}");
+        response.json().await.expect("a JSON body")
+    }
+}
