@@ -14,9 +14,7 @@ use crate::stack::{Services, StackBudgets, StackSettings, pool_number, with_stac
 use crate::{load, start_sandbox};
 use otp_shared::now_ms;
 use otp_shared::redis::sender_health::SenderHealth;
-use wati_sandbox::{
-    MessageRates, ReceiptSettings, SPAM_RATE_LIMIT_CODE, Sandbox, THROUGHPUT_CODE, Template,
-};
+use wati_sandbox::{MessageRates, ReceiptSettings, SPAM_RATE_LIMIT_CODE, Sandbox, THROUGHPUT_CODE};
 
 /// Waits until every accepted phone has a message at the sandbox, or nothing new has
 /// arrived for 30 s (the rest is then missing).
@@ -83,18 +81,7 @@ pub async fn run(settings: &Settings<'_>, half: &Half<'_>) -> anyhow::Result<(Va
     sandbox.set_message_rates(MessageRates::every_number(settings.messages_per_second));
     let pool: Vec<String> = (1..=half.numbers).map(pool_number).collect();
     if !pool.is_empty() {
-        // WATI lists templates per number: each number of the pool has them.
-        let templates: Vec<Template> = sandbox
-            .templates()
-            .into_iter()
-            .flat_map(|t| {
-                pool.iter().map(move |number| Template {
-                    channel: Some(number.clone()),
-                    ..t.clone()
-                })
-            })
-            .collect();
-        sandbox.set_templates(templates);
+        sandbox.put_templates_on(&pool.iter().map(String::as_str).collect::<Vec<_>>());
     }
     let prefix = format!("{}{}", settings.prefix, half.prefix);
     // The sandbox posts its receipts from this machine, as the burst comes: one client

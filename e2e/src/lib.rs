@@ -58,6 +58,27 @@ pub fn budgets(version: WatiApiVersion, calls: u32, messages: u32, batch: u32) -
     .expect("valid budgets")
 }
 
+/// The most calls (or recipients, with `weight`) that any window of `window_ms`, from
+/// one call's arrival at the sandbox on, holds among `log`.
+pub fn busiest_window(
+    log: &[wati_sandbox::CallRecord],
+    window_ms: u64,
+    weight: fn(&wati_sandbox::CallRecord) -> usize,
+) -> usize {
+    log.iter()
+        .map(|start| {
+            log.iter()
+                .filter(|c| {
+                    c.received_at_ms >= start.received_at_ms
+                        && c.received_at_ms < start.received_at_ms + window_ms
+                })
+                .map(weight)
+                .sum()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// A listener on a free loopback port.
 /// The worker's checked settings from its flags.
 fn worker_config(args: Vec<String>) -> WorkerConfig {

@@ -432,6 +432,22 @@ impl Sandbox {
         self.registry().templates = templates;
     }
 
+    /// Moves the tenant's templates onto each of `numbers` (WATI lists templates per
+    /// number): a pool of sending numbers, each with the same templates.
+    pub fn put_templates_on(&self, numbers: &[&str]) {
+        let mut registry = self.registry();
+        registry.templates = registry
+            .templates
+            .iter()
+            .flat_map(|t| {
+                numbers.iter().map(move |number| Template {
+                    channel: Some((*number).to_owned()),
+                    ..t.clone()
+                })
+            })
+            .collect();
+    }
+
     /// Makes the template lists answer `status` (403 for a key without the read scope,
     /// 5xx for an outage) until called with `None`.
     pub fn fail_listing(&self, status: Option<u16>) {

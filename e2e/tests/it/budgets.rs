@@ -5,28 +5,12 @@
 
 use std::collections::BTreeSet;
 
-use otp_e2e::{DEADLINE, TestEnv, budgets, eventually};
+use otp_e2e::{DEADLINE, TestEnv, budgets, busiest_window, eventually};
 use otp_shared::budget::{Budgets, WatiApiVersion};
 use wati_sandbox::CallRecord;
 
 fn phone(n: u32) -> String {
     format!("9198765432{n:02}")
-}
-
-/// The most calls (or recipients, with `weight`) any window of `window_ms` holds.
-fn busiest_window(log: &[CallRecord], window_ms: u64, weight: fn(&CallRecord) -> usize) -> usize {
-    log.iter()
-        .map(|start| {
-            log.iter()
-                .filter(|c| {
-                    c.received_at_ms >= start.received_at_ms
-                        && c.received_at_ms < start.received_at_ms + window_ms
-                })
-                .map(weight)
-                .sum()
-        })
-        .max()
-        .unwrap_or(0)
 }
 
 /// Two workers with `budgets`, each calling WATI through its own path (`/w1`, `/w2`)

@@ -7,12 +7,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use otp_e2e::{DEADLINE, TestEnv, budgets, eventually};
+use otp_e2e::{DEADLINE, TestEnv, budgets, busiest_window, eventually};
 use otp_shared::budget::{Budgets, WatiApiVersion};
 use otp_shared::redis::sender_health::{SenderHealth, Trouble, Unhealthy};
 use otp_shared::senders::Senders;
 use serde_json::json;
-use wati_sandbox::{CallRecord, MessageRates, Template};
+use wati_sandbox::{CallRecord, MessageRates};
 
 const POOL: [&str; 4] = ["15550000001", "15550000002", "15550000003", "15550000004"];
 
@@ -33,22 +33,6 @@ fn pool_budgets(
     budgets
 }
 
-/// The sandbox's templates, on each number of `pool` (WATI lists them per number).
-fn templates_on(env: &TestEnv, pool: &[&str]) {
-    let templates: Vec<Template> = env
-        .sandbox
-        .templates()
-        .into_iter()
-        .flat_map(|t| {
-            pool.iter().map(move |number| Template {
-                channel: Some((*number).to_owned()),
-                ..t.clone()
-            })
-        })
-        .collect();
-    env.sandbox.set_templates(templates);
-}
-
 /// An api and a worker with `budgets`, the sandbox holding every number to
 /// `per_second` and posting receipts to the api.
 async fn start(env: &mut TestEnv, budgets: &Budgets, per_second: u32) -> [otp_e2e::Running; 2] {
@@ -57,12 +41,10 @@ async fn start(env: &mut TestEnv, budgets: &Budgets, per_second: u32) -> [otp_e2
         .iter()
         .filter_map(|s| s.number.as_deref())
         .collect();
-    templates_on(env, &pool);
+    env.sandbox.put_templates_on(&pool);
     env.sandbox
         .set_message_rates(MessageRates::every_number(per_second));
-    let mut api = env.api_config();
-    api.common.budgets = budgets.clone();
-    let api = env.start_api_with(api).await;
+    let api = start_api(env, budgets).await;
     env.enable_receipts(
         Duration::from_millis(100),
         Duration::from_secs(60),
@@ -73,30 +55,38 @@ async fn start(env: &mut TestEnv, budgets: &Budgets, per_second: u32) -> [otp_e2
     [api, worker]
 }
 
+/// An api admitting by `budgets`' pool.
+async fn start_api(env: &mut TestEnv, budgets: &Budgets) -> otp_e2e::Running {
+    let mut api = env.api_config();
+    api.common.budgets = budgets.clone();
+    env.start_api_with(api).await
+}
+
+/// Asks for codes for fresh phones (the `n`th from `first` on) until send-otp answers
+/// as `wanted` says; that answer.
+async fn until_send_otp(
+    env: &TestEnv,
+    what: &str,
+    first: u32,
+    wanted: fn(u16) -> bool,
+) -> (u16, serde_json::Value) {
+    let mut next = first..;
+    eventually(what, DEADLINE, || {
+        let phone = phone(next.next().unwrap_or(99_999));
+        async move {
+            let (status, body) = env.send_otp(&phone).await;
+            wanted(status).then_some((status, body))
+        }
+    })
+    .await
+}
+
 /// A worker sending from `budgets`' pool; its template check reads each number's list.
 fn pool_worker(env: &TestEnv, budgets: &Budgets) -> otp_worker::config::WorkerConfig {
     let mut worker = env.worker_config();
     worker.common.budgets = budgets.clone();
     worker.wati.channel_numbers = budgets.senders.iter().map(|s| s.number.clone()).collect();
     worker
-}
-
-/// The most recipients any window of `window_ms` holds among `calls`.
-fn busiest_window(calls: &[&CallRecord], window_ms: u64) -> usize {
-    calls
-        .iter()
-        .map(|start| {
-            calls
-                .iter()
-                .filter(|c| {
-                    c.received_at_ms >= start.received_at_ms
-                        && c.received_at_ms < start.received_at_ms + window_ms
-                })
-                .map(|c| c.recipients.len())
-                .sum()
-        })
-        .max()
-        .unwrap_or(0)
 }
 
 /// The sandbox's answered calls, by the number they went from.
@@ -163,8 +153,7 @@ async fn four_numbers_share_a_burst_each_within_its_rate_in_any_second_at_watis_
         "a call without channel_number"
     );
     for (number, calls) in calls_by_number(&env) {
-        let calls: Vec<&CallRecord> = calls.iter().collect();
-        let busiest = busiest_window(&calls, 1_000);
+        let busiest = busiest_window(&calls, 1_000, |c| c.recipients.len());
         assert!(
             busiest <= per_second as usize,
             "{number}: {busiest} recipients within 1 s at WATI's side"
@@ -230,12 +219,10 @@ async fn with_every_number_paused_send_otp_answers_503_and_nothing_accepted_is_l
     let pool = &POOL[..2];
     let per_second = 10;
     let budgets = pool_budgets(WatiApiVersion::V3, pool, per_second, Duration::from_secs(3));
-    templates_on(&env, pool);
+    env.sandbox.put_templates_on(pool);
     env.sandbox
         .set_message_rates(MessageRates::every_number(per_second));
-    let mut api = env.api_config();
-    api.common.budgets = budgets.clone();
-    let _api = env.start_api_with(api).await;
+    let _api = start_api(&mut env, &budgets).await;
     env.enable_receipts(
         Duration::from_millis(100),
         Duration::from_secs(60),
@@ -252,16 +239,7 @@ async fn with_every_number_paused_send_otp_answers_503_and_nothing_accepted_is_l
             .await
             .expect("redis");
     }
-    let mut next = 50..;
-    let (status, body) = eventually("send-otp refused with 503", DEADLINE, || {
-        let phone = phone(next.next().unwrap_or(99_999));
-        let env = &env;
-        async move {
-            let (status, body) = env.send_otp(&phone).await;
-            (status != 202).then_some((status, body))
-        }
-    })
-    .await;
+    let (status, body) = until_send_otp(&env, "send-otp refused with 503", 50, |s| s != 202).await;
     assert_eq!(status, 503, "{body}");
 
     let _worker = env.start_worker_with(pool_worker(&env, &budgets)).await;
@@ -270,16 +248,7 @@ async fn with_every_number_paused_send_otp_answers_503_and_nothing_accepted_is_l
     for request_id in &request_ids {
         env.wait_for_status(request_id, "delivered").await;
     }
-    let mut next = 1_000..;
-    eventually("send-otp accepted again", DEADLINE, || {
-        let phone = phone(next.next().unwrap_or(99_999));
-        let env = &env;
-        async move {
-            let (status, _) = env.send_otp(&phone).await;
-            (status == 202).then_some(())
-        }
-    })
-    .await;
+    until_send_otp(&env, "send-otp accepted again", 1_000, |s| s == 202).await;
     let calls = env.sandbox.call_log();
     let first = calls.first().expect("a call");
     assert_eq!(
@@ -311,8 +280,7 @@ async fn v1_with_several_numbers_spreads_one_call_per_code() {
         let calls = by_number.get(*number).map_or(&[][..], Vec::as_slice);
         assert!(calls.len() >= 5, "{number}: {} calls", calls.len());
         assert!(calls.iter().all(|c| c.recipients.len() == 1));
-        let calls: Vec<&CallRecord> = calls.iter().collect();
-        assert!(busiest_window(&calls, 1_000) <= per_second as usize);
+        assert!(busiest_window(calls, 1_000, |c| c.recipients.len()) <= per_second as usize);
     }
     assert_eq!(by_number.values().map(Vec::len).sum::<usize>(), 20);
     assert!(
@@ -335,10 +303,8 @@ async fn a_refusal_for_the_numbers_trouble_queues_the_send_again_counted_and_it_
     let mut env = TestEnv::new().await;
     let pool = &POOL[..2];
     let budgets = pool_budgets(WatiApiVersion::V3, pool, 10, Duration::from_secs(60));
-    templates_on(&env, pool);
-    let mut api = env.api_config();
-    api.common.budgets = budgets.clone();
-    let _api = env.start_api_with(api).await;
+    env.sandbox.put_templates_on(pool);
+    let _api = start_api(&mut env, &budgets).await;
     let worker = env.start_worker_with(pool_worker(&env, &budgets)).await;
     let phone = phone(1);
     let request_id = env.send_accepted(&phone).await;
@@ -410,7 +376,7 @@ async fn with_sms_on_a_refusal_for_the_numbers_trouble_goes_from_another_number_
     let mut env = TestEnv::new().await;
     let pool = &POOL[..2];
     let budgets = pool_budgets(WatiApiVersion::V3, pool, 10, Duration::from_secs(60));
-    templates_on(&env, pool);
+    env.sandbox.put_templates_on(pool);
     // SMS may go to the test phones' country, and would carry a failed code at once.
     let _api = env
         .start_sms_api_with("91", &[], |api| api.common.budgets = budgets.clone())
@@ -461,9 +427,7 @@ async fn a_refusal_that_comes_before_the_worker_recorded_its_send_is_a_plain_fai
     let mut env = TestEnv::new().await;
     let pool = &POOL[..2];
     let budgets = pool_budgets(WatiApiVersion::V3, pool, 10, Duration::from_secs(60));
-    let mut api = env.api_config();
-    api.common.budgets = budgets.clone();
-    let _api = env.start_api_with(api).await;
+    let _api = start_api(&mut env, &budgets).await;
     // No worker: the send is still queued when the refusal comes (a worker recording it
     // would mark it delivered after a reroute, and the republished copy be dropped).
     let phone = phone(300);
@@ -483,32 +447,23 @@ async fn a_refusal_that_comes_before_the_worker_recorded_its_send_is_a_plain_fai
 async fn a_number_back_from_its_pause_is_admitted_for_its_probes_with_nothing_waiting() {
     let mut env = TestEnv::new().await;
     let budgets = pool_budgets(WatiApiVersion::V3, &POOL[..1], 10, Duration::from_secs(2));
-    let mut api = env.api_config();
-    api.common.budgets = budgets.clone();
-    let _api = env.start_api_with(api).await;
+    let _api = start_api(&mut env, &budgets).await;
     let health = SenderHealth::new(env.redis.clone(), &env.keys(), Duration::from_secs(2));
     health
         .report(POOL[0], Trouble::Limit, otp_shared::now_ms(), 10)
         .await
         .expect("redis");
-    let mut next = 400..;
-    eventually(
+    until_send_otp(
+        &env,
         "send-otp refused while the only number is paused",
-        DEADLINE,
-        || {
-            let phone = phone(next.next().unwrap_or(99_999));
-            let env = &env;
-            async move { (env.send_otp(&phone).await.0 == 503).then_some(()) }
-        },
+        400,
+        |s| s == 503,
     )
     .await;
     // Nothing waits to be sent, so no probe could leave if admission still counted the
     // number as paused: it must admit the sends its probes are made of.
-    let mut next = 500..;
-    eventually("send-otp accepted once the pause is over", DEADLINE, || {
-        let phone = phone(next.next().unwrap_or(99_999));
-        let env = &env;
-        async move { (env.send_otp(&phone).await.0 == 202).then_some(()) }
+    until_send_otp(&env, "send-otp accepted once the pause is over", 500, |s| {
+        s == 202
     })
     .await;
     let states = health.unhealthy(otp_shared::now_ms()).await.expect("redis");
@@ -520,10 +475,8 @@ async fn a_refusal_that_comes_while_the_call_is_in_the_air_still_pauses_its_numb
     let mut env = TestEnv::new().await;
     let pool = &POOL[..2];
     let budgets = pool_budgets(WatiApiVersion::V3, pool, 10, Duration::from_secs(60));
-    templates_on(&env, pool);
-    let mut api = env.api_config();
-    api.common.budgets = budgets.clone();
-    let _api = env.start_api_with(api).await;
+    env.sandbox.put_templates_on(pool);
+    let _api = start_api(&mut env, &budgets).await;
     let _worker = env.start_worker_with(pool_worker(&env, &budgets)).await;
     let phone = phone(600);
     // WATI takes 3 s to answer the call: Meta's refusal comes first.
