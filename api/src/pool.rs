@@ -95,10 +95,7 @@ impl SendingPool {
                 metrics::counter!(
                     otp_shared::metrics::SENDER_PAUSES,
                     "sender" => sender.name().to_owned(),
-                    "trouble" => match trouble {
-                        Trouble::Limit => "limit",
-                        Trouble::Failure | Trouble::Recipient => "failure",
-                    },
+                    "trouble" => trouble.label(),
                 )
                 .increment(1);
                 tracing::warn!(

@@ -95,12 +95,17 @@ pub enum Capacity {
 }
 
 impl BudgetArgs {
-    pub fn validate(self) -> Result<Budgets, ConfigError> {
-        let senders = Senders::parse(
+    /// The sending numbers and their rates, checked.
+    pub fn senders(&self) -> Result<Senders, ConfigError> {
+        Senders::parse(
             self.wati_channel_numbers.as_deref(),
             self.wati_channel_number.as_deref(),
             &self.whatsapp_messages_per_second,
-        )?;
+        )
+    }
+
+    pub fn validate(self) -> Result<Budgets, ConfigError> {
+        let senders = self.senders()?;
         if !(1..=WATI_MAX_RECIPIENTS).contains(&self.wati_batch_max) {
             return Err(ConfigError::Invalid {
                 name: "WATI_BATCH_MAX",

@@ -292,9 +292,7 @@ impl WorkerArgs {
             channel_numbers: self
                 .common
                 .budgets
-                .clone()
-                .validate()?
-                .senders
+                .senders()?
                 .iter()
                 .map(|s| s.number.clone())
                 .collect(),

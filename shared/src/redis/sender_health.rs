@@ -62,7 +62,8 @@ impl Trouble {
         }
     }
 
-    fn word(self) -> &'static str {
+    /// How sender_trouble.lua and the pauses counter's `trouble` label name it.
+    pub fn label(self) -> &'static str {
         match self {
             Trouble::Limit => word::LIMIT,
             Trouble::Failure | Trouble::Recipient => word::FAILURE,
@@ -122,7 +123,7 @@ impl ScriptArgs for SenderTroubleArgs<'_> {
             burst_window,
         } = self;
         argv.push(*sender)
-            .push(kind.word())
+            .push(kind.label())
             .push(*sent_at_ms)
             .push(first_pause.as_millis() as u64)
             .push(longest_pause.as_millis() as u64)

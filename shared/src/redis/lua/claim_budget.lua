@@ -64,23 +64,26 @@ local keep_ms = math.ceil(window / 1000) + 1000
 local best, best_room, best_probe = 0, 0, 0
 local full_wait, paused_wait = nil, nil
 local names, limits = {}, {}
+-- A number that may send again at `at_ms`: the claim waits for the first such.
+local function paused_until(at_ms)
+  local wait = (at_ms - now_ms) * 1000
+  paused_wait = math.min(paused_wait or wait, wait)
+end
 local position = 0
 for name, rate in string.gmatch(ARGV[5], '([^,]+)=(%d+)') do
   position = position + 1
-  names[position], limits[position] = name, tonumber(rate)
-  local list, sum_key = KEYS[1 + 2 * position], KEYS[2 + 2 * position]
   local limit = tonumber(rate)
+  names[position], limits[position] = name, limit
+  local list, sum_key = KEYS[1 + 2 * position], KEYS[2 + 2 * position]
   local state = redis.call('HMGET', KEYS[2], 'paused' .. ':' .. name, 'probe' .. ':' .. name)
-  local paused_until, probe = tonumber(state[1] or '0'), state[2]
+  local pause_end, probe = tonumber(state[1] or '0'), state[2]
   local room = 0
   local probing = 0
-  if paused_until > now_ms then
-    local wait = (paused_until - now_ms) * 1000
-    paused_wait = math.min(paused_wait or wait, wait)
+  if pause_end > now_ms then
+    paused_until(pause_end)
   elseif probe and tonumber(probe) > now_ms then
     -- A probe is out: wait for its receipt (or for it to be given up).
-    local wait = (tonumber(probe) - now_ms) * 1000
-    paused_wait = math.min(paused_wait or wait, wait)
+    paused_until(tonumber(probe))
   else
     if limit > 0 then
       local sum = window_sum(list, sum_key)
