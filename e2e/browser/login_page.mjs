@@ -4,21 +4,11 @@
 // Run by e2e/tests/login_page_browser.rs, which starts the pipeline and passes:
 //   API_URL, SANDBOX_URL, PHONE (digits), SCREENSHOTS (a directory), CHROMIUM (optional)
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
-import { chromium } from "playwright-core";
+import { TIMEOUT, launch, settings, watch } from "./walk.mjs";
 
-const { API_URL, SANDBOX_URL, PHONE, SCREENSHOTS } = process.env;
-for (const [name, value] of Object.entries({ API_URL, SANDBOX_URL, PHONE, SCREENSHOTS })) {
-  if (!value) throw new Error(`${name} is not set`);
-}
-mkdirSync(SCREENSHOTS, { recursive: true });
+const { API_URL, SANDBOX_URL, PHONE, SCREENSHOTS } = settings(["API_URL", "SANDBOX_URL", "PHONE", "SCREENSHOTS"]);
 
-const TIMEOUT = 15_000;
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
-});
+const browser = await launch();
 
 // The number in the first "<n> s" or "<n> second(s)" of a text.
 const secondsIn = (text) => {
@@ -46,18 +36,8 @@ try {
   // Script errors and CSP violations (reported as console errors) on either page (the
   // login page, the sandbox's inbox) fail the walk.
   const problems = [];
-  const watch = (watched, name) => {
-    watched.on("pageerror", (error) => problems.push(`${name}: page error: ${error.message}`));
-    watched.on("console", (message) => {
-      // The API's own refusals (a wrong code's 401, a 429) are logged as failed loads;
-      // anything else (a CSP violation, a script error) is a problem.
-      if (message.type() === "error" && !message.text().startsWith("Failed to load resource")) {
-        problems.push(`${name}: console error: ${message.text()}`);
-      }
-    });
-  };
   const page = await context.newPage();
-  watch(page, "login page");
+  watch(page, problems, "login page");
   const shot = (name) => page.screenshot({ path: `${SCREENSHOTS}/${name}.png` });
 
   console.log("1. the phone step");
@@ -82,7 +62,7 @@ try {
 
   console.log("3. the code, read from the sandbox's inbox page");
   const inbox = await context.newPage();
-  watch(inbox, "sandbox inbox");
+  watch(inbox, problems, "sandbox inbox");
   await inbox.goto(`${SANDBOX_URL}/sandbox/`);
   const latest = inbox.locator(`[data-phone="${PHONE}"] li:last-child [data-code]`);
   await latest.waitFor();

@@ -7,21 +7,11 @@
 // Run by e2e/tests/it/login_page_browser.rs, which starts the pipeline and passes:
 //   API_URL, SANDBOX_URL, PHONE (digits, its free sends spent), SCREENSHOTS, CHROMIUM (optional)
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
-import { chromium } from "playwright-core";
+import { TIMEOUT, launch, settings, watch } from "./walk.mjs";
 
-const { API_URL, SANDBOX_URL, PHONE, SCREENSHOTS } = process.env;
-for (const [name, value] of Object.entries({ API_URL, SANDBOX_URL, PHONE, SCREENSHOTS })) {
-  if (!value) throw new Error(`${name} is not set`);
-}
-mkdirSync(SCREENSHOTS, { recursive: true });
+const { API_URL, SANDBOX_URL, PHONE, SCREENSHOTS } = settings(["API_URL", "SANDBOX_URL", "PHONE", "SCREENSHOTS"]);
 
-const TIMEOUT = 15_000;
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
-});
+const browser = await launch();
 
 // The WhatsApp messages the sandbox took for `phone`, polled until there are `count`.
 async function messages(phone, count) {
@@ -40,14 +30,7 @@ try {
   context.setDefaultTimeout(TIMEOUT);
   const problems = [];
   const page = await context.newPage();
-  page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
-  page.on("console", (message) => {
-    // The 403 that asks for the check is logged as a failed resource: expected. A policy
-    // violation ("Refused to load…") is not.
-    if (message.type() === "error" && !message.text().startsWith("Failed to load resource")) {
-      problems.push(`console error: ${message.text()}`);
-    }
-  });
+  watch(page, problems);
   const before = (await messages(PHONE, 1)).length;
 
   console.log("1. the page loads no widget until asked");

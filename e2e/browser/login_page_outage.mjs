@@ -7,12 +7,9 @@
 //   API_URL, SANDBOX_URL, PHONE (digits), CHROMIUM (optional)
 import assert from "node:assert/strict";
 import { createInterface } from "node:readline";
-import { chromium } from "playwright-core";
+import { TIMEOUT, launch, settings } from "./walk.mjs";
 
-const { API_URL, SANDBOX_URL, PHONE } = process.env;
-for (const [name, value] of Object.entries({ API_URL, SANDBOX_URL, PHONE })) {
-  if (!value) throw new Error(`${name} is not set`);
-}
+const { API_URL, SANDBOX_URL, PHONE } = settings(["API_URL", "SANDBOX_URL", "PHONE"]);
 
 const answers = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 // Asks the test to do `what`, and waits until it says it is done.
@@ -22,12 +19,7 @@ async function ask(what) {
   assert.equal(answer.value, "done", `the test did ${what}`);
 }
 
-const TIMEOUT = 15_000;
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
-});
+const browser = await launch();
 
 // stdin keeps node running: the walk ends the process itself, failing or not.
 let failed = false;

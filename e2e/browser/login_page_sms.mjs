@@ -5,21 +5,11 @@
 // Run by e2e/tests/login_page_browser.rs, which starts the pipeline and passes:
 //   API_URL, SANDBOX_URL, SMS_PHONE and OTHER_PHONE (digits), SCREENSHOTS, CHROMIUM (optional)
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
-import { chromium } from "playwright-core";
+import { TIMEOUT, launch, settings, watch } from "./walk.mjs";
 
-const { API_URL, SANDBOX_URL, SMS_PHONE, OTHER_PHONE, SCREENSHOTS } = process.env;
-for (const [name, value] of Object.entries({ API_URL, SANDBOX_URL, SMS_PHONE, OTHER_PHONE, SCREENSHOTS })) {
-  if (!value) throw new Error(`${name} is not set`);
-}
-mkdirSync(SCREENSHOTS, { recursive: true });
+const { API_URL, SANDBOX_URL, SMS_PHONE, OTHER_PHONE, SCREENSHOTS } = settings(["API_URL", "SANDBOX_URL", "SMS_PHONE", "OTHER_PHONE", "SCREENSHOTS"]);
 
-const TIMEOUT = 15_000;
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
-});
+const browser = await launch();
 
 // The newest SMS the sandbox's Twilio took for `phone`, polled until there is one.
 async function latestSms(phone) {
@@ -38,12 +28,7 @@ try {
   context.setDefaultTimeout(TIMEOUT);
   const problems = [];
   const page = await context.newPage();
-  page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
-  page.on("console", (message) => {
-    if (message.type() === "error" && !message.text().startsWith("Failed to load resource")) {
-      problems.push(`console error: ${message.text()}`);
-    }
-  });
+  watch(page, problems);
 
   console.log("1. a number of a country without SMS: no link");
   await page.goto(`${API_URL}/`);
