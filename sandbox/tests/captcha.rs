@@ -145,15 +145,7 @@ async fn a_solved_token_verifies_once_then_is_refused_as_a_duplicate() {
         ]
     );
     assert_eq!(log[0].remoteip.as_deref(), Some("203.0.113.7"));
-    let listed: Value = s
-        .http
-        .get(format!("{}/sandbox/captcha/verifications", s.root))
-        .send()
-        .await
-        .expect("the sandbox answers")
-        .json()
-        .await
-        .expect("JSON");
+    let listed: Value = s.get_json("/sandbox/captcha/verifications").await;
     assert_eq!(
         listed["verifications"][3]["errorCodes"],
         json!(["already-seen-response"])

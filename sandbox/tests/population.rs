@@ -222,15 +222,7 @@ async fn the_shares_are_read_and_set_over_http_and_checked() {
         .into_iter()
         .find(|p| s.sandbox.population().fate(p) == Fate::NotOnWhatsApp)
         .expect("some number is not on WhatsApp");
-    let fate: Value = s
-        .http
-        .get(format!("{}/sandbox/fate/{phone}", s.root))
-        .send()
-        .await
-        .expect("the sandbox answers")
-        .json()
-        .await
-        .expect("a JSON body");
+    let fate: Value = s.get_json(&format!("/sandbox/fate/{phone}")).await;
     assert_eq!(fate, json!({"phone": phone, "fate": "notOnWhatsApp"}));
     // The shares outlive a reset, like the templates.
     s.sandbox.reset();

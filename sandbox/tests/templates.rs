@@ -139,15 +139,7 @@ async fn templates_can_be_read_and_replaced_over_http() {
         .await
         .expect("the sandbox answers");
     assert_eq!(response.status(), 204);
-    let listed: Value = s
-        .http
-        .get(format!("{}/sandbox/templates", s.root))
-        .send()
-        .await
-        .expect("the sandbox answers")
-        .json()
-        .await
-        .expect("JSON");
+    let listed: Value = s.get_json("/sandbox/templates").await;
     assert_eq!(listed["templates"][0]["status"], "PAUSED");
     assert_eq!(listed["templates"][0]["securityLine"], true);
     assert_eq!(s.sandbox.templates()[0].language, "hi");
