@@ -474,7 +474,7 @@ mod tests {
             written(&ClaimBudgetArgs {
                 call_interval: None,
                 wanted: 1,
-                senders: &crate::senders::Senders::default_channel(80),
+                numbers: "default=80",
             }),
             written(&SenderTroubleArgs {
                 sender: "default",

@@ -52,9 +52,14 @@ pub enum Claim {
 }
 
 /// claim_budget.lua's reply, before the number's position is read as its name.
-struct Reply {
-    granted: Option<(u32, usize, bool)>,
-    wait: Option<(Duration, Limit)>,
+enum Reply {
+    Granted {
+        recipients: u32,
+        /// The number's place in the pool, from 1.
+        position: usize,
+        probe: bool,
+    },
+    Wait(Claim),
 }
 
 impl FromRedisValue for Reply {
@@ -62,22 +67,19 @@ impl FromRedisValue for Reply {
         let (kind, amount, third, probe): (String, u64, String, u8) =
             FromRedisValue::from_redis_value(v)?;
         let wait = |limit| {
-            Ok(Reply {
-                granted: None,
-                wait: Some((Duration::from_micros(amount), limit)),
-            })
+            Ok(Reply::Wait(Claim::Wait {
+                wait: Duration::from_micros(amount),
+                limit,
+            }))
         };
         match (kind.as_str(), third.as_str()) {
-            (word::GRANTED, position) if amount > 0 => {
-                let recipients = u32::try_from(amount).map_err(|_| "too many recipients")?;
-                let position: usize = position
+            (word::GRANTED, position) if amount > 0 => Ok(Reply::Granted {
+                recipients: u32::try_from(amount).map_err(|_| "too many recipients")?,
+                position: position
                     .parse()
-                    .map_err(|_| format!("claim_budget.lua named number {position:?}"))?;
-                Ok(Reply {
-                    granted: Some((recipients, position, probe == 1)),
-                    wait: None,
-                })
-            }
+                    .map_err(|_| format!("claim_budget.lua named number {position:?}"))?,
+                probe: probe == 1,
+            }),
             (word::WAIT, word::CALLS) => wait(Limit::Calls),
             (word::WAIT, word::MESSAGES) => wait(Limit::Messages),
             (word::WAIT, word::PAUSED) => wait(Limit::Paused),
@@ -92,8 +94,8 @@ pub(crate) struct ClaimBudgetArgs<'a> {
     pub call_interval: Option<Duration>,
     /// Recipients the call would carry.
     pub wanted: u32,
-    /// The sending numbers, each with its rate.
-    pub senders: &'a Senders,
+    /// The sending numbers, each with its rate: `name=rate,…`.
+    pub numbers: &'a str,
 }
 
 impl ScriptArgs for ClaimBudgetArgs<'_> {
@@ -106,17 +108,13 @@ impl ScriptArgs for ClaimBudgetArgs<'_> {
         let Self {
             call_interval,
             wanted,
-            senders,
+            numbers,
         } = self;
-        let numbers: Vec<String> = senders
-            .iter()
-            .map(|s| format!("{}={}", s.name(), s.messages_per_second))
-            .collect();
         argv.push(call_interval.map_or(0, |i| i.as_micros() as u64))
             .push(counted_second().as_micros() as u64)
             .push(*wanted)
             .push(PROBE_RECIPIENTS)
-            .push(numbers.join(","))
+            .push(*numbers)
             .push(PROBE_WAIT.as_millis() as u64);
     }
 }
@@ -145,15 +143,30 @@ pub struct Budget {
     keys: Keys,
     call_interval: Option<Duration>,
     senders: Senders,
+    /// claim_budget.lua's numbers (`name=rate,…`) and keys, written once.
+    numbers: String,
+    claim_keys: Vec<String>,
 }
 
 impl Budget {
     pub fn new(redis: RedisConn, keys: Keys, budgets: &Budgets) -> Self {
+        let senders = budgets.senders.clone();
+        let numbers: Vec<String> = senders
+            .iter()
+            .map(|s| format!("{}={}", s.name(), s.messages_per_second))
+            .collect();
+        let mut claim_keys = vec![keys.wati_calls(), keys.senders()];
+        for sender in senders.iter() {
+            claim_keys.push(keys.whatsapp_messages(sender.name()));
+            claim_keys.push(keys.whatsapp_messages_sum(sender.name()));
+        }
         Self {
             redis,
             keys,
             call_interval: budgets.call_interval(),
-            senders: budgets.senders.clone(),
+            senders,
+            numbers: numbers.join(","),
+            claim_keys,
         }
     }
 
@@ -163,20 +176,18 @@ impl Budget {
         let mut invocation = ClaimBudgetArgs {
             call_interval: self.call_interval,
             wanted: wanted.max(1),
-            senders: &self.senders,
+            numbers: &self.numbers,
         }
         .invocation();
-        invocation
-            .key(self.keys.wati_calls())
-            .key(self.keys.senders());
-        for sender in self.senders.iter() {
-            invocation
-                .key(self.keys.whatsapp_messages(sender.name()))
-                .key(self.keys.whatsapp_messages_sum(sender.name()));
+        for key in &self.claim_keys {
+            invocation.key(key);
         }
-        let reply: Reply = invocation.invoke_async(&mut self.redis.clone()).await?;
-        match (reply.granted, reply.wait) {
-            (Some((recipients, position, probe)), _) => {
+        match invocation.invoke_async(&mut self.redis.clone()).await? {
+            Reply::Granted {
+                recipients,
+                position,
+                probe,
+            } => {
                 let sender = position
                     .checked_sub(1)
                     .and_then(|i| self.senders.get(i))
@@ -194,11 +205,7 @@ impl Budget {
                     },
                 })
             }
-            (None, Some((wait, limit))) => Ok(Claim::Wait { wait, limit }),
-            (None, None) => Err(redis::RedisError::from((
-                redis::ErrorKind::Parse,
-                "claim_budget.lua answered nothing",
-            ))),
+            Reply::Wait(claim) => Ok(claim),
         }
     }
 
