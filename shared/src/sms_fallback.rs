@@ -118,12 +118,6 @@ impl SmsFallback {
         self.settings.allows(&job.phone)
     }
 
-    /// Retires the code of WhatsApp job `job`, kept by its failure receipt for an SMS
-    /// that is not to go: as a failure without SMS would have.
-    pub async fn retire_code(&self, job: &SendJob) -> redis::RedisResult<()> {
-        self.records.retire_code(&job.phone, job.request_id).await
-    }
-
     /// Sends the code of WhatsApp job `job` by SMS, if it may and must. Safe to repeat:
     /// a fallback begun before publishes its job again (its delivery sends it once).
     pub async fn fall_back(

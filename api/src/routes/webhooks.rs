@@ -86,7 +86,7 @@ pub async fn wati(
         } if state.sms.is_some() => fall_back(&state, job).await,
         Applied::Changed {
             kept: Some(job), ..
-        } => retire(&state, job).await,
+        } => retire_code(&state, job).await,
         Applied::Rerouted { job, .. } => reroute(&state, job).await?,
         _ => {}
     }
@@ -122,14 +122,14 @@ async fn fall_back(state: &AppState, job: &SendJob) {
             true
         }
     };
-    if retire && let Err(e) = sms.fallback.retire_code(job).await {
-        tracing::warn!(request_id = %job.request_id, error = %e, "could not retire a failed code; it lapses at its expiry");
+    if retire {
+        retire_code(state, job).await;
     }
 }
 
-/// Retires the code of a send that failed for good, where a reroute that could not
-/// happen kept it and no SMS is on.
-async fn retire(state: &AppState, job: &SendJob) {
+/// Retires the code of a send that failed for good and goes by no SMS (a failure kept
+/// it: for an SMS that may not go, or for a reroute that could not happen).
+async fn retire_code(state: &AppState, job: &SendJob) {
     if let Err(e) = state.receipts.retire_code(job).await {
         tracing::warn!(request_id = %job.request_id, error = %e, "could not retire a failed code; it lapses at its expiry");
     }
