@@ -19,25 +19,14 @@ use wati_sandbox::{MessageRates, ReceiptSettings, SPAM_RATE_LIMIT_CODE, Sandbox,
 /// Waits until every accepted phone has a message at the sandbox, or nothing new has
 /// arrived for 30 s (the rest is then missing).
 async fn every_phone_has_a_message(sandbox: &Sandbox, responses: &load::Responses) {
-    let mut last_progress = std::time::Instant::now();
-    let mut seen = 0;
-    loop {
-        let reached = responses
-            .accepted_at
+    let phones = &responses.accepted_at;
+    load::until_done_or_stalled(phones.len(), Duration::from_millis(500), || {
+        phones
             .keys()
             .filter(|phone| !sandbox.messages(phone).is_empty())
-            .count();
-        if reached == responses.accepted_at.len()
-            || last_progress.elapsed() > Duration::from_secs(30)
-        {
-            return;
-        }
-        if reached != seen {
-            seen = reached;
-            last_progress = std::time::Instant::now();
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+            .count()
+    })
+    .await;
 }
 
 /// What the stage runs against.

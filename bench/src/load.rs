@@ -204,6 +204,23 @@ pub async fn paced(
     Ok((all, started.elapsed()))
 }
 
+/// Polls `count` every `every` until it reaches `target`, or has not moved for 30 s.
+pub async fn until_done_or_stalled(target: usize, every: Duration, count: impl Fn() -> usize) {
+    let mut last_progress = Instant::now();
+    let mut seen = 0;
+    loop {
+        let now = count();
+        if now >= target || last_progress.elapsed() >= Duration::from_secs(30) {
+            return;
+        }
+        if now != seen {
+            seen = now;
+            last_progress = Instant::now();
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Waits until the sandbox holds a message for every accepted phone (or stops making
 /// progress), then reports rate, accepted→received latency, duplicates, missing, and
 /// late (received after the code's life from its 202). `baseline` is what the sandbox
@@ -217,18 +234,10 @@ pub async fn delivery(
 ) -> Value {
     let expected = responses.accepted_at.len();
     let baseline = baseline as usize;
-    let mut last_progress = Instant::now();
-    let mut seen = 0;
-    while (sandbox.accepted() as usize) < baseline + expected
-        && last_progress.elapsed() < Duration::from_secs(30)
-    {
-        let now = sandbox.accepted() as usize;
-        if now != seen {
-            seen = now;
-            last_progress = Instant::now();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_done_or_stalled(baseline + expected, Duration::from_millis(50), || {
+        sandbox.accepted() as usize
+    })
+    .await;
     let mut latencies = Vec::with_capacity(expected);
     let (mut duplicates, mut missing, mut late) = (0usize, 0usize, 0usize);
     let code_life_ms = code_life.as_millis() as u64;
