@@ -1,7 +1,7 @@
 //! On the local Redis Cluster (`scripts/cluster up`, which the test fails without; three
-//! masters, three replicas): the whole flow and the abuse limits work, with every
-//! script's keys in one hash slot. (A master's loss is `redis_failover.rs`: a test binary
-//! of its own, so that no other test runs while a master is down.)
+//! masters, three replicas): the whole flow, the abuse limits and the fallback timers work,
+//! with every script's keys in one hash slot. (A master's loss is `redis_failover.rs`: a test
+//! binary of its own, so that no other test runs while a master is down.)
 
 use otp_e2e::{TestEnv, clusters};
 use serde_json::json;
@@ -113,4 +113,39 @@ async fn one_node_of_a_cluster_in_redis_url_connects_to_the_whole_cluster() {
             .expect("a read on the key's master");
         assert_eq!(read.as_deref(), Some(phone.as_str()));
     }
+}
+
+#[tokio::test]
+async fn the_fallback_timers_are_set_claimed_and_removed_on_a_redis_cluster() {
+    use otp_shared::redis::fallback_timers::{Claim, FallbackTimers};
+    use std::time::Duration;
+    let env = TestEnv::on_redis_cluster().await;
+    let timers = FallbackTimers::new(env.redis.clone(), &env.keys());
+    let jobs: Vec<_> = PHONES
+        .iter()
+        .map(|phone| {
+            let phone = otp_shared::phone::PhoneNumber::from_e164_digits(phone).expect("a phone");
+            otp_shared::job::SendJob::new(uuid::Uuid::new_v4(), uuid::Uuid::new_v4(), phone, 1)
+        })
+        .collect();
+    timers.set(&jobs, Duration::ZERO).await.expect("set");
+    let due = match timers
+        .claim(10, Duration::from_secs(60))
+        .await
+        .expect("claim")
+    {
+        Claim::Due(due) => due,
+        other => panic!("every timer ran out: {other:?}"),
+    };
+    let claimed: Vec<_> = due.iter().map(|t| t.job().expect("a job")).collect();
+    assert_eq!(claimed.len(), jobs.len());
+    assert!(jobs.iter().all(|j| claimed.contains(j)), "{claimed:?}");
+    timers.done(&due).await.expect("done");
+    assert_eq!(
+        timers
+            .claim(10, Duration::from_secs(60))
+            .await
+            .expect("claim"),
+        Claim::Empty
+    );
 }

@@ -1,10 +1,8 @@
 //! RabbitMQ connection and topology, reached through any node of a cluster: the durable
 //! job queues (quorum by default, with a delivery limit and at-least-once
 //! dead-lettering): WhatsApp sends, and SMS sends in a queue of their own so that they
-//! never wait behind a WhatsApp backlog; their bounded dead-letter queue; and the
-//! fallback timer: a queue nobody consumes, whose messages (each the timers of the sends a
-//! worker recorded together) expire after `FALLBACK_AFTER_SECONDS` into the queue of
-//! fallback checks.
+//! never wait behind a WhatsApp backlog; their bounded dead-letter queue; and the events
+//! to the app with their retry queues.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -136,25 +134,6 @@ pub async fn declare_sms_queue(
     settings: QueueSettings,
 ) -> Result<(), DeclareError> {
     declare_job_queue(channel, &queues.sms, queues, settings).await
-}
-
-/// Declares the fallback timer: the queue of fallback checks (a job queue like the
-/// others) and the queue the checks wait in, which nobody consumes: a message published
-/// there with an expiration dead-letters into the checks when it expires. Every message
-/// in it has the same wait, so the one at its head is always the next to expire.
-pub async fn declare_fallback_queues(
-    channel: &Channel,
-    queues: &QueueNames,
-    settings: QueueSettings,
-) -> Result<(), DeclareError> {
-    declare_job_queue(channel, &queues.fallback, queues, settings).await?;
-    let mut arguments = FieldTable::default();
-    if settings.queue_type == QueueType::Quorum {
-        quorum(&mut arguments);
-        at_least_once(&mut arguments);
-    }
-    dead_letters_to(&mut arguments, &queues.fallback);
-    declare(channel, &queues.fallback_wait, arguments).await
 }
 
 /// A queue of jobs: durable; quorum, a job past the delivery limit is dead-lettered, at
@@ -352,10 +331,6 @@ pub struct QueueNames {
     pub send: String,
     /// SMS send jobs.
     pub sms: String,
-    /// WhatsApp sends waiting for their delivery receipt (`FALLBACK_AFTER_SECONDS`).
-    pub fallback_wait: String,
-    /// Sends whose wait is over: a worker checks whether to send them by SMS.
-    pub fallback: String,
     /// Jobs that failed permanently or could not be read.
     pub dead: String,
     /// Events to the app, to post.
@@ -369,8 +344,6 @@ impl QueueNames {
         Self {
             send: format!("{prefix}.send"),
             sms: format!("{prefix}.sms"),
-            fallback_wait: format!("{prefix}.fallback.wait"),
-            fallback: format!("{prefix}.fallback"),
             dead: format!("{prefix}.send.dead"),
             events: format!("{prefix}.events"),
             events_dead: format!("{prefix}.events.dead"),
@@ -389,8 +362,6 @@ impl QueueNames {
         let mut all = vec![
             self.send.clone(),
             self.sms.clone(),
-            self.fallback_wait.clone(),
-            self.fallback.clone(),
             self.dead.clone(),
             self.events.clone(),
             self.events_dead.clone(),

@@ -124,65 +124,6 @@ impl SendJob {
     }
 }
 
-/// WhatsApp sends whose fallback timers were set together: one message on the timer
-/// queue (`<prefix>.fallback.wait`) for all of them, checked send by send when it runs
-/// out. A worker before this message existed put one [`SendJob`] in each; that shape
-/// still reads, as a batch of one.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TimerBatch {
-    /// Always [`JOB_VERSION`], as each of its sends.
-    pub v: u32,
-    /// The sends, each as its WhatsApp job.
-    pub sends: Vec<SendJob>,
-}
-
-impl TimerBatch {
-    pub fn new(sends: Vec<SendJob>) -> Self {
-        Self {
-            v: JOB_VERSION,
-            sends,
-        }
-    }
-
-    /// What the broker and the logs call it: its first send's request id, and how many
-    /// more it carries.
-    pub fn name(&self) -> String {
-        match self.sends.as_slice() {
-            [] => "no sends".to_owned(),
-            [one] => one.request_id.to_string(),
-            [first, rest @ ..] => format!("{}+{}", first.request_id, rest.len()),
-        }
-    }
-
-    pub fn encode(&self) -> Vec<u8> {
-        // Jobs always serialise, and so does a list of them.
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-
-    /// Reads a timer message: a batch, or one send's job.
-    pub fn decode(bytes: &[u8]) -> Result<Self, JobError> {
-        let batch: TimerBatch = match serde_json::from_slice(bytes) {
-            Ok(batch) => batch,
-            Err(not_a_batch) => {
-                return match SendJob::decode(bytes) {
-                    Ok(job) => Ok(Self::new(vec![job])),
-                    // Neither shape: say what a batch lacks.
-                    Err(JobError::Malformed(_)) => Err(JobError::Malformed(not_a_batch)),
-                    Err(other) => Err(other),
-                };
-            }
-        };
-        if let Some(v) = std::iter::once(batch.v)
-            .chain(batch.sends.iter().map(|s| s.v))
-            .find(|v| *v != JOB_VERSION)
-        {
-            return Err(JobError::UnknownVersion(v));
-        }
-        Ok(batch)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,40 +200,22 @@ mod tests {
         ));
     }
 
+    /// The fallback timers keep jobs one to a line (`set_timers.lua`).
     #[test]
-    fn a_timer_batch_survives_the_round_trip_and_one_send_s_job_reads_as_a_batch_of_one() {
-        let jobs: Vec<SendJob> = (0..3)
-            .map(|i| SendJob::new(Uuid::new_v4(), Uuid::new_v4(), phone(), i))
+    fn a_job_encodes_on_one_line() {
+        let locales = ["en", "pt_BR"]
+            .iter()
+            .map(|l| Locale::parse(l).expect("locale"))
             .collect();
-        let batch = TimerBatch::new(jobs.clone());
-        assert_eq!(TimerBatch::decode(&batch.encode()).ok(), Some(batch));
-        let old = TimerBatch::decode(&jobs[0].encode()).expect("a single job reads");
-        assert_eq!(old.sends, vec![jobs[0].clone()]);
-    }
-
-    #[test]
-    fn a_timer_batch_of_an_unknown_version_or_with_one_is_refused() {
-        let job = SendJob::new(Uuid::new_v4(), Uuid::new_v4(), phone(), 0);
-        let mut batch = TimerBatch::new(vec![job.clone()]);
-        batch.v = 2;
-        assert!(matches!(
-            TimerBatch::decode(&batch.encode()),
-            Err(JobError::UnknownVersion(2))
-        ));
-        let mut newer = job;
-        newer.v = 3;
-        let batch = TimerBatch::new(vec![newer.clone()]);
-        assert!(matches!(
-            TimerBatch::decode(&batch.encode()),
-            Err(JobError::UnknownVersion(3))
-        ));
-        assert!(matches!(
-            TimerBatch::decode(&newer.encode()),
-            Err(JobError::UnknownVersion(3))
-        ));
-        assert!(matches!(
-            TimerBatch::decode(br#"{"v":1,"sends":[{"v":1}]}"#),
-            Err(JobError::Malformed(_))
-        ));
+        let job = SendJob::new(Uuid::new_v4(), Uuid::new_v4(), phone(), u64::MAX)
+            .in_locales(locales)
+            .by_sms(true);
+        let encoded = job.encode();
+        assert!(
+            !encoded.contains(&b'\n'),
+            "{}",
+            String::from_utf8_lossy(&encoded)
+        );
+        assert_eq!(SendJob::decode(&encoded).ok(), Some(job));
     }
 }

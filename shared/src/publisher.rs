@@ -44,8 +44,6 @@ pub enum Target {
     Send,
     /// SMS jobs.
     Sms,
-    /// The fallback timer (and the queue of fallback checks it expires into).
-    FallbackTimer,
     /// Events to the app.
     Events,
     /// Events to the app, and their retry queues (the workers').
@@ -170,9 +168,6 @@ impl Publisher {
             match target {
                 Target::Send => crate::amqp::declare_send_queue(&channel, queues, settings).await?,
                 Target::Sms => crate::amqp::declare_sms_queue(&channel, queues, settings).await?,
-                Target::FallbackTimer => {
-                    crate::amqp::declare_fallback_queues(&channel, queues, settings).await?;
-                }
                 Target::Events => {
                     crate::amqp::declare_events_queue(&channel, queues, settings).await?;
                 }
@@ -234,23 +229,6 @@ impl Publisher {
             payload: job.encode(),
             message_id: job.request_id.to_string(),
             expiration: None,
-        })
-        .await
-    }
-
-    /// Publishes the timers of WhatsApp sends that WATI accepted, in one message: it
-    /// comes back, on the queue of fallback checks, after `wait`. The broker keeps it
-    /// meanwhile, so the timers survive a restart of any worker.
-    pub async fn publish_timers(
-        &self,
-        batch: &crate::job::TimerBatch,
-        wait: Duration,
-    ) -> Result<(), PublishError> {
-        self.publish_message(Message {
-            queue: &self.queues.fallback_wait,
-            payload: batch.encode(),
-            message_id: batch.name(),
-            expiration: Some(wait),
         })
         .await
     }

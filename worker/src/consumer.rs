@@ -1,4 +1,4 @@
-//! The consumer loop of one job queue (WhatsApp sends, SMS sends, or fallback checks):
+//! The consumer loop of one job queue (WhatsApp sends, SMS sends, or events to the app):
 //! receives jobs with a bounded number in flight, hands each to its handler, acks only
 //! final outcomes, dead-letters what cannot succeed, drains on
 //! shutdown, and reconnects with capped backoff when RabbitMQ goes away. What becomes
@@ -20,7 +20,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection};
 use otp_shared::amqp::DEAD_REASON_HEADER;
 use otp_shared::amqp::QueueNames;
-use otp_shared::job::{JobError, SendJob, TimerBatch};
+use otp_shared::job::{JobError, SendJob};
 use tokio::sync::{Semaphore, watch};
 
 use crate::delivery::{Courier, Deliverer, Outcome};
@@ -76,20 +76,6 @@ impl Job for SendJob {
     }
 }
 
-impl Job for TimerBatch {
-    fn decode(bytes: &[u8]) -> Result<Self, JobError> {
-        TimerBatch::decode(bytes)
-    }
-
-    fn log_id(&self) -> String {
-        self.name()
-    }
-
-    fn channel(&self) -> &'static str {
-        "whatsapp"
-    }
-}
-
 impl Job for otp_shared::events::Envelope {
     fn decode(bytes: &[u8]) -> Result<Self, JobError> {
         otp_shared::events::Envelope::decode(bytes)
@@ -132,8 +118,6 @@ pub enum JobQueue {
     Send,
     /// SMS sends.
     Sms,
-    /// WhatsApp sends whose fallback timer ran out.
-    Fallback,
     /// Events to post to the app.
     Events,
 }
@@ -143,7 +127,6 @@ impl JobQueue {
         match self {
             JobQueue::Send => &queues.send,
             JobQueue::Sms => &queues.sms,
-            JobQueue::Fallback => &queues.fallback,
             JobQueue::Events => &queues.events,
         }
     }
@@ -151,7 +134,7 @@ impl JobQueue {
     /// Where its jobs that can never succeed go.
     fn dead(self, queues: &QueueNames) -> &str {
         match self {
-            JobQueue::Send | JobQueue::Sms | JobQueue::Fallback => &queues.dead,
+            JobQueue::Send | JobQueue::Sms => &queues.dead,
             JobQueue::Events => &queues.events_dead,
         }
     }
@@ -187,9 +170,6 @@ pub async fn connect(settings: &ConsumerSettings) -> Result<Link, LinkError> {
             otp_shared::amqp::declare_send_queue(&jobs, queues, queue_settings).await?
         }
         JobQueue::Sms => otp_shared::amqp::declare_sms_queue(&jobs, queues, queue_settings).await?,
-        JobQueue::Fallback => {
-            otp_shared::amqp::declare_fallback_queues(&jobs, queues, queue_settings).await?;
-        }
         JobQueue::Events => {
             otp_shared::amqp::declare_events_queues(
                 &jobs,

@@ -1,29 +1,29 @@
-//! Sets the fallback timers of the WhatsApp sends WATI accepted, many in one message: the
-//! sends of one WATI call are recorded at about the same moment, and each waits for its
-//! timer to be confirmed before its job is acked. One task publishes: the sends that
-//! ask while a publish is out wait for it and go together in the next message (a group
-//! commit), so a quiet worker still sets a lone timer at once, and a busy one sets up to
-//! [`SENDS_PER_MESSAGE`] with one persistent, confirmed message instead of one each.
-//! The message waits in RabbitMQ as one send's timer did, so it survives any worker's
-//! restart; its check looks at each send apart ([`crate::fallback_check`]).
+//! Sets the fallback timers of the WhatsApp sends WATI accepted, many in one Redis call:
+//! the sends of one WATI call are recorded at about the same moment, and each waits for
+//! its timer to be set before its job is acked. One task sets them: the sends that ask
+//! while a call is out wait for it and go together in the next (a group commit), so a
+//! quiet worker still sets a lone timer at once, and a busy one sets up to
+//! [`SENDS_PER_CALL`] in one call. The timers live in Redis, not in the worker, so they
+//! survive its restart; any worker checks them when they run out
+//! ([`crate::fallback_check`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use otp_shared::job::{SendJob, TimerBatch};
-use otp_shared::publisher::{PublishError, Publisher};
+use otp_shared::job::SendJob;
+use otp_shared::redis::fallback_timers::FallbackTimers;
 use tokio::sync::{mpsc, oneshot};
 
-/// Most sends in one timer message (about 200 bytes each).
-pub const SENDS_PER_MESSAGE: usize = 256;
+/// Most sends whose timers are set in one call (about 200 bytes each).
+pub const SENDS_PER_CALL: usize = 256;
 
 /// Why a timer was not set.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum TimerError {
-    /// The message that carried it was not confirmed.
+    /// The call that carried it failed.
     #[error("{0}")]
-    Publish(Arc<PublishError>),
-    /// The publishing task is gone (only a panic ends it while senders remain).
+    Redis(Arc<redis::RedisError>),
+    /// The task that sets them is gone (only a panic ends it while senders remain).
     #[error("the timer task stopped")]
     Stopped,
 }
@@ -42,19 +42,17 @@ pub struct Timers {
 }
 
 impl Timers {
-    /// Starts the task that publishes timers through `publisher`, each running out
-    /// `after` its message is published.
-    pub fn start(publisher: Arc<Publisher>, after: Duration) -> Self {
+    /// Starts the task that sets timers in `timers`, each running out `after` it is set.
+    pub fn start(timers: FallbackTimers, after: Duration) -> Self {
         let (queue, asked) = mpsc::unbounded_channel();
-        tokio::spawn(run(asked, move |batch: TimerBatch| {
-            let publisher = publisher.clone();
-            async move { publisher.publish_timers(&batch, after).await }
+        tokio::spawn(run(asked, move |sends: Vec<SendJob>| {
+            let timers = timers.clone();
+            async move { timers.set(&sends, after).await }
         }));
         Self { queue }
     }
 
-    /// Sets the timer of `job`: returns once the broker has confirmed the message that
-    /// carries it.
+    /// Sets the timer of `job`: returns once Redis holds it.
     pub async fn set(&self, job: SendJob) -> Result<(), TimerError> {
         let (set, answer) = oneshot::channel();
         self.queue
@@ -64,19 +62,17 @@ impl Timers {
     }
 }
 
-/// Publishes what is asked, as many sends per message as have asked since the last
-/// publish (up to [`SENDS_PER_MESSAGE`]), until every sender is gone.
-async fn run<P, F>(mut asked: mpsc::UnboundedReceiver<Asked>, publish: P)
+/// Sets what is asked, as many sends per call as have asked since the last call (up to
+/// [`SENDS_PER_CALL`]), until every sender is gone.
+async fn run<S, F>(mut asked: mpsc::UnboundedReceiver<Asked>, set: S)
 where
-    P: Fn(TimerBatch) -> F,
-    F: std::future::Future<Output = Result<(), PublishError>>,
+    S: Fn(Vec<SendJob>) -> F,
+    F: std::future::Future<Output = redis::RedisResult<()>>,
 {
-    let mut waiting = Vec::with_capacity(SENDS_PER_MESSAGE);
-    while asked.recv_many(&mut waiting, SENDS_PER_MESSAGE).await > 0 {
-        let batch = TimerBatch::new(waiting.iter().map(|a| a.job.clone()).collect());
-        let result = publish(batch)
-            .await
-            .map_err(|e| TimerError::Publish(Arc::new(e)));
+    let mut waiting = Vec::with_capacity(SENDS_PER_CALL);
+    while asked.recv_many(&mut waiting, SENDS_PER_CALL).await > 0 {
+        let sends = waiting.iter().map(|a| a.job.clone()).collect();
+        let result = set(sends).await.map_err(|e| TimerError::Redis(Arc::new(e)));
         for asked in waiting.drain(..) {
             // The send may have stopped waiting (its task was dropped): nothing to tell.
             let _ = asked.set.send(result.clone());
@@ -96,7 +92,7 @@ mod tests {
         SendJob::new(Uuid::new_v4(), Uuid::new_v4(), phone, 0)
     }
 
-    /// A timer task whose publish records each message and waits for `gate`.
+    /// A timer task whose set records each call's size and waits for `gate`.
     fn recording(
         gate: Arc<tokio::sync::Semaphore>,
         fail: bool,
@@ -104,13 +100,13 @@ mod tests {
         let sizes = Arc::new(Mutex::new(Vec::new()));
         let (queue, asked) = mpsc::unbounded_channel();
         let seen = sizes.clone();
-        tokio::spawn(run(asked, move |batch: TimerBatch| {
+        tokio::spawn(run(asked, move |sends: Vec<SendJob>| {
             let (gate, seen) = (gate.clone(), seen.clone());
             async move {
-                seen.lock().expect("lock").push(batch.sends.len());
+                seen.lock().expect("lock").push(sends.len());
                 let _permit = gate.acquire().await.expect("gate");
                 if fail {
-                    Err(PublishError::Refused)
+                    Err(redis::RedisError::from((redis::ErrorKind::Io, "refused")))
                 } else {
                     Ok(())
                 }
@@ -126,7 +122,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn sends_that_ask_while_a_message_is_out_go_together_in_the_next() {
+    async fn sends_that_ask_while_a_call_is_out_go_together_in_the_next() {
         let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let (timers, sizes) = recording(gate.clone(), false);
         let set = |timers: &Timers| {
@@ -135,27 +131,27 @@ mod tests {
         };
         let first = set(&timers);
         settle().await;
-        // A lone send goes at once, alone; its message is held at the gate.
+        // A lone send goes at once, alone; its call is held at the gate.
         assert_eq!(*sizes.lock().expect("lock"), vec![1]);
         let rest: Vec<_> = (0..300).map(|_| set(&timers)).collect();
         settle().await;
         assert!(
             !first.is_finished(),
-            "answered before its message was confirmed"
+            "answered before its call was answered"
         );
         gate.add_permits(10);
         assert!(first.await.expect("task").is_ok());
         for r in rest {
             assert!(r.await.expect("task").is_ok());
         }
-        assert_eq!(*sizes.lock().expect("lock"), vec![1, SENDS_PER_MESSAGE, 44]);
+        assert_eq!(*sizes.lock().expect("lock"), vec![1, SENDS_PER_CALL, 44]);
     }
 
     #[tokio::test]
-    async fn a_message_that_is_not_confirmed_fails_each_of_its_sends() {
+    async fn a_call_that_fails_fails_each_of_its_sends() {
         let gate = Arc::new(tokio::sync::Semaphore::new(10));
         let (timers, _) = recording(gate, true);
         let result = timers.set(job()).await;
-        assert!(matches!(result, Err(TimerError::Publish(_))), "{result:?}");
+        assert!(matches!(result, Err(TimerError::Redis(_))), "{result:?}");
     }
 }

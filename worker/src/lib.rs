@@ -26,6 +26,7 @@ use otp_shared::amqp::QueueNames;
 use otp_shared::events::Emitter;
 use otp_shared::publisher::{Publisher, Target};
 use otp_shared::redis::fallback::Fallbacks;
+use otp_shared::redis::fallback_timers::FallbackTimers;
 use otp_shared::redis::keys::Keys;
 use otp_shared::redis::send_budget::SendBudget;
 use otp_shared::sms_fallback::SmsFallback;
@@ -153,7 +154,7 @@ async fn deliver(
     }
     let (mut deliverer, mut batcher) =
         Deliverer::start(&config, wati, redis.clone(), stop_rx.clone());
-    // SMS and events publish from the worker too: SMS jobs, timers, events and their
+    // SMS and events publish from the worker too: SMS jobs, events and their
     // retries.
     let publisher = publisher(&config).await?;
     let events = match (&config.common.events, &publisher) {
@@ -164,7 +165,7 @@ async fn deliver(
         deliverer = deliverer.with_events(events.clone());
     }
     let mut more_consumers = Vec::new();
-    // With SMS on, two more consumers: SMS sends, and fallback checks.
+    // With SMS on, SMS sends to consume, and fallback timers to check.
     if let (Some(sms), Some(publisher)) = (&config.sms, &publisher) {
         let (fallback, consumers) = start_sms(
             &config,
@@ -264,7 +265,7 @@ const EVENTS_IN_FLIGHT: u16 = 16;
 async fn publisher(config: &WorkerConfig) -> Result<Option<Arc<Publisher>>, StartError> {
     let mut targets = Vec::new();
     if config.sms.is_some() {
-        targets.extend([Target::Sms, Target::FallbackTimer]);
+        targets.push(Target::Sms);
     }
     if config.common.events.is_some() {
         targets.push(Target::EventRetries);
@@ -284,8 +285,9 @@ async fn publisher(config: &WorkerConfig) -> Result<Option<Arc<Publisher>>, Star
     Ok(Some(Arc::new(publisher)))
 }
 
-/// Starts what SMS needs: the fallback WhatsApp sends use (through `publisher`: SMS jobs
-/// and timers), and the consumers of the SMS queue and of the fallback checks.
+/// Starts what SMS needs: the fallback WhatsApp sends use (through `publisher`: SMS
+/// jobs; timers in Redis), the consumer of the SMS queue, and the check of the timers
+/// that ran out.
 async fn start_sms(
     config: &WorkerConfig,
     sms: &config::SmsConfig,
@@ -297,9 +299,10 @@ async fn start_sms(
 ) -> Result<(delivery::Fallback, Vec<Consumer>), StartError> {
     let keys = Keys::new(&config.common.key_prefix);
     metrics::gauge!(otp_shared::metrics::SMS_BUDGET).set(f64::from(sms.settings.sends_per_minute));
+    let fallback_timers = FallbackTimers::new(redis.clone(), &keys);
     let timers = sms
         .fallback_after
-        .map(|after| fallback_timer::Timers::start(publisher.clone(), after));
+        .map(|after| fallback_timer::Timers::start(fallback_timers.clone(), after));
     let fallback = SmsFallback::new(
         sms.settings.clone(),
         SendBudget::sms(redis.clone(), &keys, sms.settings.sends_per_minute),
@@ -319,8 +322,8 @@ async fn start_sms(
     }
     let sms_settings = settings(JobQueue::Sms);
     let sms_link = first_link(&sms_settings).await?;
-    let check_settings = settings(JobQueue::Fallback);
-    let check_link = first_link(&check_settings).await?;
+    // Timers set by any worker are checked by every worker with SMS on, this one's
+    // timer or none.
     let consumers: Vec<Consumer> = vec![
         Box::pin(consumer::run(
             sms_settings,
@@ -328,10 +331,9 @@ async fn start_sms(
             sms_link,
             stop_rx.clone(),
         )),
-        Box::pin(consumer::run(
-            check_settings,
-            Arc::new(fallback_check::FallbackCheck::new(fallback.clone())),
-            check_link,
+        Box::pin(fallback_check::run(
+            fallback_timers,
+            fallback.clone(),
             stop_rx.clone(),
         )),
     ];

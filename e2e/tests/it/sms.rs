@@ -9,6 +9,9 @@ use std::time::Duration;
 use otp_e2e::proxy::Proxy;
 use otp_e2e::{DEADLINE, Running, TestEnv, budgets, eventually, twilio_callback_url};
 use otp_shared::budget::WatiApiVersion;
+use otp_shared::job::SendJob;
+use otp_shared::phone::PhoneNumber;
+use otp_shared::redis::fallback_timers::{Claim, FallbackTimers, RunOut};
 use serde_json::{Value, json};
 use wati_sandbox::{ScriptedReply, ScriptedSms, SmsOutcome};
 
@@ -111,27 +114,26 @@ async fn wait_for_delivery(env: &TestEnv, request_id: &str, channel: &str, statu
     .await
 }
 
-/// Timer messages waiting in the broker (each holds one or more sends' timers).
-async fn timer_messages(env: &TestEnv) -> Option<u32> {
-    let queues = env.queues();
-    env.queue_counts(&queues.fallback_wait)
+/// The fallback timers set and not yet checked, each with when it runs out (Unix ms).
+async fn timers(env: &TestEnv) -> Vec<(String, u64)> {
+    redis::cmd("ZRANGE")
+        .arg(env.keys().fallback_timers())
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(&mut env.redis.clone())
         .await
-        .map(|c| c.ready)
+        .expect("the fallback timers")
 }
 
-/// Waits until no fallback timer of this test is waiting or being checked: both timer
-/// queues are empty, and the worker, stopped, has finished the check it held.
+/// Waits until no fallback timer of this test is set, then stops the worker (which
+/// finishes any check it was doing).
 async fn timers_checked(env: &TestEnv, worker: Running) {
-    let queues = env.queues();
     eventually("the fallback timers to run out", DEADLINE, || async {
-        let waiting = env.queue_counts(&queues.fallback_wait).await?.ready;
-        let checks = env.queue_counts(&queues.fallback).await?.ready;
-        (waiting == 0 && checks == 0).then_some(())
+        timers(env).await.is_empty().then_some(())
     })
     .await;
     worker.stop().await;
-    let left = env.queue_counts(&queues.fallback).await.map(|c| c.ready);
-    assert_eq!(left, Some(0), "a check was handed back unfinished");
 }
 
 #[tokio::test]
@@ -424,13 +426,9 @@ async fn the_fallback_timer_outlives_the_worker_that_set_it() {
     whatsapp_is_silent(&env, UK_PHONE);
     let request_id = env.send_accepted(UK_PHONE).await;
     env.wait_for_status(&request_id, "sent").await;
-    // The timer waits in RabbitMQ, not in the worker that set it.
+    // The timer waits in Redis, not in the worker that set it.
     worker.stop().await;
-    assert_eq!(
-        timer_messages(&env).await,
-        Some(1),
-        "the timer is in the broker"
-    );
+    assert_eq!(timers(&env).await.len(), 1, "the timer is in Redis");
     let _restarted = env
         .start_worker_with(env.sms_worker_config(SMS_COUNTRIES, Duration::from_secs(2)))
         .await;
@@ -440,7 +438,7 @@ async fn the_fallback_timer_outlives_the_worker_that_set_it() {
 }
 
 #[tokio::test]
-async fn sends_wati_accepted_in_one_call_wait_in_one_timer_message_and_each_is_checked() {
+async fn sends_wati_accepted_in_one_call_have_their_timers_set_together_and_each_is_checked() {
     // One call a second: the sends wait for the same call.
     let one_call_a_second = budgets(WatiApiVersion::V3, 10, 0, 32);
     let mut env = TestEnv::new().await;
@@ -483,12 +481,13 @@ async fn sends_wati_accepted_in_one_call_wait_in_one_timer_message_and_each_is_c
     let calls = env.sandbox.call_log();
     assert_eq!(calls.len(), 1, "the five sends shared one call: {calls:?}");
     assert_eq!(calls[0].recipients.len(), 5);
-    // A stopped worker has finished its jobs, each acked once its timer was confirmed.
+    // A stopped worker has finished its jobs, each acked once its timer was set.
     worker.stop().await;
-    assert_eq!(
-        timer_messages(&env).await,
-        Some(1),
-        "one message holds the five timers"
+    let set = timers(&env).await;
+    assert_eq!(set.len(), silent.len() + 1, "{set:?}");
+    assert!(
+        set.iter().all(|(_, due)| *due == set[0].1),
+        "set in one call, at one time: {set:?}"
     );
     let restarted = env.start_worker_with(worker_config()).await;
     for phone in silent {
@@ -506,21 +505,54 @@ async fn sends_wati_accepted_in_one_call_wait_in_one_timer_message_and_each_is_c
 }
 
 #[tokio::test]
-async fn a_timer_set_one_send_to_a_message_is_still_checked() {
-    // As a worker before timers shared messages left it in the broker.
-    let (env, _api, worker) = sms_env(Duration::ZERO).await;
-    let job = env.stored_job(UK_PHONE, Duration::from_secs(300)).await;
-    let checks = env.queues().fallback;
-    eventually("the worker to consume the checks", DEADLINE, || async {
-        (env.queue_counts(&checks).await?.consumers > 0).then_some(())
+async fn a_timer_claimed_and_not_checked_runs_out_again_for_any_worker() {
+    let env = TestEnv::new().await;
+    let timers = FallbackTimers::new(env.redis.clone(), &env.keys());
+    let phone = PhoneNumber::from_e164_digits(UK_PHONE).expect("phone");
+    let job = |at| {
+        SendJob::new(
+            uuid::Uuid::new_v4(),
+            uuid::Uuid::new_v4(),
+            phone.clone(),
+            at,
+        )
+    };
+    let (now, later) = (job(1), job(2));
+    timers
+        .set(std::slice::from_ref(&now), Duration::ZERO)
+        .await
+        .expect("set");
+    timers
+        .set(&[later], Duration::from_secs(60))
+        .await
+        .expect("set");
+    let claim_for = Duration::from_millis(300);
+    let jobs =
+        |due: &[RunOut]| -> Vec<SendJob> { due.iter().map(|t| t.job().expect("a job")).collect() };
+    let claimed = match timers.claim(10, claim_for).await.expect("claim") {
+        Claim::Due(due) => due,
+        other => panic!("the first timer ran out: {other:?}"),
+    };
+    assert_eq!(jobs(&claimed), std::slice::from_ref(&now));
+    // While it is claimed no other worker gets it.
+    match timers.claim(10, claim_for).await.expect("claim") {
+        Claim::NextIn(wait) if wait <= claim_for => {}
+        other => panic!("the claim is what runs out next: {other:?}"),
+    }
+    // Its worker stopped before checking it: it runs out again, for anyone.
+    let again = eventually("the claim to lapse", DEADLINE, || async {
+        match timers.claim(10, claim_for).await.ok()? {
+            Claim::Due(due) => Some(due),
+            _ => None,
+        }
     })
     .await;
-    env.publish_to(&checks, &job.encode()).await;
-    let sms = wait_for_sms(&env, UK_PHONE, 1).await;
-    let (status, body) = env.verify(UK_PHONE, &code_in(&sms[0].text)).await;
-    assert_eq!(status, 200, "{body}");
-    timers_checked(&env, worker).await;
-    assert_eq!(env.sandbox.sms_calls(UK_PHONE).len(), 1);
+    assert_eq!(jobs(&again), [now]);
+    timers.done(&again).await.expect("done");
+    match timers.claim(10, claim_for).await.expect("claim") {
+        Claim::NextIn(wait) if wait > Duration::from_secs(50) => {}
+        other => panic!("only the later timer is left: {other:?}"),
+    }
 }
 
 #[tokio::test]

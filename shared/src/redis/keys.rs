@@ -142,6 +142,12 @@ impl Keys {
         format!("{}:pending-sends", self.prefix)
     }
 
+    /// The fallback timers of WhatsApp sends WATI accepted: a sorted set of send jobs
+    /// scored by the Unix ms their timer runs out (`redis::fallback_timers`).
+    pub fn fallback_timers(&self) -> String {
+        format!("{}:fallback-timers", self.prefix)
+    }
+
     /// Set once WATI accepted a request, so a redelivered job is not sent again.
     pub fn delivered(&self, phone: &PhoneNumber, request_id: Uuid) -> String {
         format!("{}:{{{phone}}}:delivered:{request_id}", self.prefix)

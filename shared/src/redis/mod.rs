@@ -11,6 +11,7 @@ pub mod codes;
 pub mod conn;
 pub mod delivery;
 pub mod fallback;
+pub mod fallback_timers;
 pub mod keys;
 pub mod lease;
 pub mod receipts;

@@ -223,6 +223,9 @@ lua!(
 );
 lua!(RETIRE_CODE, "retire_code.lua", &[]);
 lua!(ABANDON_FALLBACK, "abandon_fallback.lua", &[]);
+// The worker's: fallback timers.
+lua!(SET_TIMERS, "set_timers.lua", &[]);
+lua!(CLAIM_TIMERS, "claim_timers.lua", &[]);
 
 #[cfg(test)]
 mod tests {
@@ -242,6 +245,7 @@ mod tests {
         CountCallArgs, EndDeliveryArgs, MarkSentArgs, Retire, StartDeliveryArgs,
     };
     use crate::redis::fallback::{AbandonFallbackArgs, BeginFallbackArgs, RetireCodeArgs};
+    use crate::redis::fallback_timers::{ClaimTimersArgs, SetTimersArgs};
     use crate::redis::lease::{ConfirmLeaseArgs, HoldLeaseArgs};
     use crate::redis::receipts::{Happened, ReceiptArgs};
     use crate::redis::send_budget::SendsPerMinuteArgs;
@@ -270,6 +274,8 @@ mod tests {
         &BEGIN_FALLBACK,
         &RETIRE_CODE,
         &ABANDON_FALLBACK,
+        &SET_TIMERS,
+        &CLAIM_TIMERS,
     ];
 
     /// Every script file in `lua/` is one of [`ALL`].
@@ -491,6 +497,14 @@ mod tests {
             written(&AbandonFallbackArgs {
                 request_id: id,
                 reason: "reason",
+            }),
+            written(&SetTimersArgs {
+                after: ms,
+                sends: &[],
+            }),
+            written(&ClaimTimersArgs {
+                most: 1,
+                claim_for: ms,
             }),
         ]
     }
