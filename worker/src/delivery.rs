@@ -324,8 +324,9 @@ impl<C: Courier> Deliverer<C> {
         let outcome = lease
             .keep_during(self.send_until_final(job, &lease, &sealed, deadline))
             .await;
-        if !matches!(outcome, Ok(Outcome::Sent)) {
-            // Let a copy go ahead at once rather than after the lease lapses.
+        if matches!(outcome, Ok(Outcome::Requeue(_)) | Err(_)) {
+            // Let a copy go ahead at once rather than after the lease lapses. (A send
+            // that ended, failed or expired, had its lease released by its ending.)
             lease.release().await;
         }
         outcome
