@@ -531,21 +531,34 @@ async fn run_batched(
         },
     )
     .await?;
-    let (v3_intake, mut v3_delivery) = batched::run(
-        &settings,
-        &batched::Half {
-            label: "batched",
-            prefix: "v3",
-            api_version: "v3",
-            phones: v3_phones,
-            ttl_seconds: args.batched_ttl_seconds,
-            numbers: 0,
-            degrade_at: None,
-        },
-    )
-    .await?;
+    // The v3 bursts: the same phones and code life, from `numbers` numbers (0: the
+    // default channel).
+    let v3_half = |label, prefix, numbers, degrade_at| batched::Half {
+        label,
+        prefix,
+        api_version: "v3",
+        phones: v3_phones,
+        ttl_seconds: args.batched_ttl_seconds,
+        numbers,
+        degrade_at,
+    };
+    let (v3_intake, mut v3_delivery) =
+        batched::run(&settings, &v3_half("batched", "v3", 0, None)).await?;
     let mut pool_lines = Vec::new();
     if args.batched_numbers >= 2 {
+        // One number as fast as the whole pool: the same deliveries a second on these
+        // shared cores, so its intake against the pool's is what the pool itself costs.
+        let pool_rate = args.batched_numbers * args.batched_messages_per_second;
+        let (one_fast_intake, one_fast_delivery) = batched::run(
+            &batched::Settings {
+                messages_per_second: pool_rate,
+                ..settings
+            },
+            &v3_half("batched_one_fast", "onefast", 0, None),
+        )
+        .await?;
+        pool_lines.push(one_fast_intake.clone());
+        pool_lines.push(one_fast_delivery);
         let runs = [
             ("batched_pool", "pool", None),
             (
@@ -558,17 +571,9 @@ async fn run_batched(
             if label == "batched_degraded" && degrade_at.is_none() {
                 continue;
             }
-            let (intake, mut delivery) = batched::run(
+            let (mut intake, mut delivery) = batched::run(
                 &settings,
-                &batched::Half {
-                    label,
-                    prefix,
-                    api_version: "v3",
-                    phones: v3_phones,
-                    ttl_seconds: args.batched_ttl_seconds,
-                    numbers: args.batched_numbers,
-                    degrade_at,
-                },
+                &v3_half(label, prefix, args.batched_numbers, degrade_at),
             )
             .await?;
             if let (Some(pool), Some(one)) = (
@@ -581,6 +586,16 @@ async fn run_batched(
                 delivery["share_of_ceiling"] =
                     json!((pool / ceiling.max(1e-9) * 100.0).round() / 100.0);
             }
+            let pool_intake = intake["per_second"].as_f64();
+            let ratio = |base: &serde_json::Value| {
+                pool_intake
+                    .zip(base["per_second"].as_f64())
+                    .map(|(pool, base)| (pool / base.max(1e-9) * 100.0).round() / 100.0)
+            };
+            intake["over_one_number"] = json!(ratio(&v3_intake));
+            intake["over_one_number_at_the_pool_rate"] = json!(ratio(&one_fast_intake));
+            intake["one_number_at_the_pool_rate_per_second"] =
+                one_fast_intake["per_second"].clone();
             pool_lines.push(intake);
             pool_lines.push(delivery);
         }
