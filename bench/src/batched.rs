@@ -10,7 +10,7 @@ use std::time::Duration;
 use otp_api::phone::PhoneNumber;
 use serde_json::{Value, json};
 
-use crate::stack::{Services, StackBudgets, StackSettings, pool_number, with_stack};
+use crate::stack::{BurstCpu, Services, StackBudgets, StackSettings, pool_number, with_stack};
 use crate::{load, start_sandbox};
 use otp_shared::now_ms;
 use otp_shared::redis::sender_health::SenderHealth;
@@ -114,6 +114,9 @@ pub async fn run(settings: &Settings<'_>, half: &Half<'_>) -> anyhow::Result<(Va
                 ..ReceiptSettings::default()
             });
         }
+        // The burst starts on quiet cores (a build next door moves intake more than what
+        // is measured), and what each process used during it is reported.
+        let busy_before = load::quiet_machine(Duration::from_secs(60)).await;
         let health = SenderHealth::new(
             otp_shared::redis::connect(&settings.services.redis_url).await?,
             &otp_shared::redis::Keys::new(&prefix),
@@ -142,8 +145,11 @@ pub async fn run(settings: &Settings<'_>, half: &Half<'_>) -> anyhow::Result<(Va
             });
             (at_ms, paused_after)
         });
+        let cpu_before = BurstCpu::now(stack);
         let (mut intake, responses) =
             load::burst(stack.api_addr, half.phones, settings.concurrency).await?;
+        intake["burst_cpu_seconds"] = cpu_before.until_now(stack);
+        intake["machine_busy_before_burst_percent"] = json!(busy_before);
         // Refusals over capacity are the point here, not errors.
         let refused = responses.statuses.get(&503).copied().unwrap_or(0);
         intake["stage"] = json!(format!("{}_intake", half.label));

@@ -271,3 +271,22 @@ pub async fn delivery(
         "late": late,
     })
 }
+
+/// Waits (`longest` at most) for a second in which the machine is less than 10% busy,
+/// so that each half's burst starts on cores nobody else is using (on a shared machine
+/// a build next door moves the intake rate more than the fallback does), and on a stack
+/// whose workers are consuming; returns the last second's busy share, in percent.
+pub async fn quiet_machine(longest: Duration) -> f64 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let mut busy = 100.0;
+    for _ in 0..longest.as_secs().max(1) {
+        let before = crate::stack::cpu_seconds_machine().unwrap_or(0.0);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let after = crate::stack::cpu_seconds_machine().unwrap_or(before);
+        busy = ((after - before) / cores * 100.0 * 10.0).round() / 10.0;
+        if busy < 10.0 {
+            break;
+        }
+    }
+    busy
+}

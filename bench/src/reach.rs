@@ -16,7 +16,7 @@ use otp_shared::redis::records::{state, status};
 use serde_json::{Value, json};
 use wati_sandbox::{Fate, Population, ReceiptSettings, Sandbox};
 
-use crate::stack::{Services, Stack, StackBudgets, StackSettings, StackSms, with_stack};
+use crate::stack::{BurstCpu, Services, Stack, StackBudgets, StackSettings, StackSms, with_stack};
 use crate::stats::summary;
 use crate::{load, start_sandbox};
 
@@ -174,7 +174,7 @@ async fn half(
             repeat: 1,
             reorder: false,
         });
-        let busy_before = quiet_machine(settings.quiet_start).await;
+        let busy_before = load::quiet_machine(settings.quiet_start).await;
         let before = BurstCpu::now(stack);
         let (intake, responses) = load::burst(stack.api_addr, phones, settings.concurrency).await?;
         let burst_cpu = before.until_now(stack);
@@ -210,77 +210,6 @@ async fn half(
         anyhow::Ok(line)
     })
     .await
-}
-
-/// CPU seconds used so far by each process that works during the burst: where the
-/// fallback's extra work (timers, SMS, Twilio's callbacks) lands on shared cores.
-struct BurstCpu {
-    api: f64,
-    workers: f64,
-    rabbitmq: f64,
-    redis: f64,
-    /// This process: the load generator, and the sandbox standing in for WATI and Twilio.
-    bench: f64,
-    /// The whole machine: what is not any of the above is someone else's (a build or a
-    /// test on the same cores), and makes the run's rates incomparable.
-    machine: f64,
-}
-
-impl BurstCpu {
-    fn now(stack: &Stack) -> Self {
-        let (api, workers) = stack.cpu_seconds();
-        Self {
-            api,
-            workers: workers.iter().sum(),
-            // Every RabbitMQ and Redis on the machine: idle ones (a local cluster) add
-            // a few hundredths of a second.
-            rabbitmq: crate::stack::cpu_seconds_named("beam.smp"),
-            redis: crate::stack::cpu_seconds_named("redis-server"),
-            bench: crate::stack::cpu_seconds_of(std::process::id()).unwrap_or(0.0),
-            machine: crate::stack::cpu_seconds_machine().unwrap_or(0.0),
-        }
-    }
-
-    fn until_now(&self, stack: &Stack) -> Value {
-        let later = Self::now(stack);
-        let spent = |before: f64, after: f64| ((after - before) * 100.0).round() / 100.0;
-        let ours = [
-            later.api - self.api,
-            later.workers - self.workers,
-            later.rabbitmq - self.rabbitmq,
-            later.redis - self.redis,
-            later.bench - self.bench,
-        ]
-        .iter()
-        .sum::<f64>();
-        json!({
-            "api": spent(self.api, later.api),
-            "workers": spent(self.workers, later.workers),
-            "rabbitmq": spent(self.rabbitmq, later.rabbitmq),
-            "redis": spent(self.redis, later.redis),
-            "bench": spent(self.bench, later.bench),
-            "others": spent(ours, later.machine - self.machine).max(0.0),
-        })
-    }
-}
-
-/// Waits (`longest` at most) for a second in which the machine is less than 10% busy,
-/// so that each half's burst starts on cores nobody else is using (on a shared machine
-/// a build next door moves the intake rate more than the fallback does), and on a stack
-/// whose workers are consuming; returns the last second's busy share, in percent.
-async fn quiet_machine(longest: Duration) -> f64 {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let mut busy = 100.0;
-    for _ in 0..longest.as_secs().max(1) {
-        let before = crate::stack::cpu_seconds_machine().unwrap_or(0.0);
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let after = crate::stack::cpu_seconds_machine().unwrap_or(before);
-        busy = ((after - before) / cores * 100.0 * 10.0).round() / 10.0;
-        if busy < 10.0 {
-            break;
-        }
-    }
-    busy
 }
 
 /// One delivery of a send (its first, by WhatsApp, or its SMS fallback), as its status

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use serde_json::{Value, json};
 
 /// Linux's USER_HZ, the unit of /proc/<pid>/stat times.
 const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
@@ -372,4 +373,56 @@ pub fn cpu_seconds_named(name: &str) -> f64 {
         })
         .filter_map(cpu_seconds_of)
         .sum()
+}
+
+/// CPU seconds used so far by each process that works during the burst: where a burst's
+/// work (the gateway's, and the stand-ins') lands on shared cores.
+pub struct BurstCpu {
+    api: f64,
+    workers: f64,
+    rabbitmq: f64,
+    redis: f64,
+    /// This process: the load generator, and the sandbox standing in for WATI and Twilio.
+    bench: f64,
+    /// The whole machine: what is not any of the above is someone else's (a build or a
+    /// test on the same cores), and makes the run's rates incomparable.
+    machine: f64,
+}
+
+impl BurstCpu {
+    pub fn now(stack: &Stack) -> Self {
+        let (api, workers) = stack.cpu_seconds();
+        Self {
+            api,
+            workers: workers.iter().sum(),
+            // Every RabbitMQ and Redis on the machine: idle ones (a local cluster) add
+            // a few hundredths of a second.
+            rabbitmq: cpu_seconds_named("beam.smp"),
+            redis: cpu_seconds_named("redis-server"),
+            bench: cpu_seconds_of(std::process::id()).unwrap_or(0.0),
+            machine: cpu_seconds_machine().unwrap_or(0.0),
+        }
+    }
+
+    pub fn until_now(&self, stack: &Stack) -> Value {
+        let later = Self::now(stack);
+        let spent = |before: f64, after: f64| ((after - before) * 100.0).round() / 100.0;
+        let ours = [
+            later.api - self.api,
+            later.workers - self.workers,
+            later.rabbitmq - self.rabbitmq,
+            later.redis - self.redis,
+            later.bench - self.bench,
+        ]
+        .iter()
+        .sum::<f64>();
+        json!({
+            "api": spent(self.api, later.api),
+            "workers": spent(self.workers, later.workers),
+            "rabbitmq": spent(self.rabbitmq, later.rabbitmq),
+            "redis": spent(self.redis, later.redis),
+            "bench": spent(self.bench, later.bench),
+            "others": spent(ours, later.machine - self.machine).max(0.0),
+        })
+    }
 }
