@@ -122,6 +122,20 @@ impl SendJob {
         }
         Ok(job)
     }
+
+    /// When the api accepted the job in `bytes`, also from a job this build cannot read
+    /// whole (another version's, or one with fields it does not know); `None` for
+    /// anything that is no job.
+    pub fn accepted_at_ms_of(bytes: &[u8]) -> Option<u64> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Accepted {
+            accepted_at_ms: u64,
+        }
+        serde_json::from_slice::<Accepted>(bytes)
+            .ok()
+            .map(|a| a.accepted_at_ms)
+    }
 }
 
 #[cfg(test)]
@@ -198,6 +212,16 @@ mod tests {
             SendJob::decode(bad_phone),
             Err(JobError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn the_acceptance_time_reads_from_a_job_of_any_version_and_from_nothing_else() {
+        let job = SendJob::new(Uuid::new_v4(), Uuid::new_v4(), phone(), 42);
+        assert_eq!(SendJob::accepted_at_ms_of(&job.encode()), Some(42));
+        let newer = br#"{"v":2,"acceptedAtMs":7,"somethingNew":true}"#;
+        assert!(SendJob::decode(newer).is_err());
+        assert_eq!(SendJob::accepted_at_ms_of(newer), Some(7));
+        assert_eq!(SendJob::accepted_at_ms_of(b"not a job"), None);
     }
 
     /// The fallback timers keep jobs one to a line (`set_timers.lua`).

@@ -1,7 +1,7 @@
 //! Publishes jobs: persistent messages on the durable job queues (a WhatsApp job on the
-//! send queue, an SMS job on the SMS queue, a WhatsApp send waiting for its receipt on
-//! the fallback timer, many sends in one message), each confirmed by the broker before the caller goes on. The api
-//! publishes sends, the worker SMS fallbacks and timers. Reconnects on the next publish after
+//! send queue, an SMS job on the SMS queue, an event to the app on the events queue or,
+//! for a later attempt, its retry queue), each confirmed by the broker before the caller
+//! goes on. The api publishes sends, the worker SMS fallbacks and event retries. Reconnects on the next publish after
 //! the connection is lost or stops answering, so the api recovers by itself when
 //! RabbitMQ returns; one reconnect runs at a time and other requests fail fast meanwhile,
 //! except a publish whose outcome is unknown, which waits for it to publish again.
@@ -298,7 +298,7 @@ impl Publisher {
             .with_content_type("application/json".into())
             .with_message_id(message.message_id.as_str().into());
         if let Some(wait) = message.expiration {
-            // Per-message TTL: the broker dead-letters it into the fallback checks.
+            // Per-message TTL: the broker dead-letters it back into the events queue.
             properties = properties.with_expiration(wait.as_millis().to_string().into());
         }
         let payload = &message.payload;
@@ -345,7 +345,7 @@ struct Message<'a> {
     payload: Vec<u8>,
     /// The job's or the event's id, as the broker and the logs show it.
     message_id: String,
-    /// How long the broker keeps it before dead-lettering it, if it is a timer.
+    /// How long the broker keeps it before dead-lettering it, if it is an event retry.
     expiration: Option<Duration>,
 }
 

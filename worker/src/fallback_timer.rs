@@ -1,6 +1,6 @@
 //! Sets the fallback timers of the WhatsApp sends WATI accepted, many in one Redis call:
 //! the sends of one WATI call are recorded at about the same moment, and each waits for
-//! its timer to be set before its job is acked. One task sets them: the sends that ask
+//! its timer to be set (or to fail) before its job is acked. One task sets them: the sends that ask
 //! while a call is out wait for it and go together in the next (a group commit), so a
 //! quiet worker still sets a lone timer at once, and a busy one sets up to
 //! [`SENDS_PER_CALL`] in one call. The timers live in Redis, not in the worker, so they

@@ -332,8 +332,11 @@ async fn start_sms(
             stop_rx.clone(),
         )),
         Box::pin(fallback_check::run(
-            fallback_timers,
-            fallback.clone(),
+            fallback_check::Checker {
+                timers: fallback_timers,
+                sms: fallback.clone(),
+                code_life: config.common.otp_ttl,
+            },
             stop_rx.clone(),
         )),
     ];

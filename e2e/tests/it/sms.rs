@@ -505,6 +505,51 @@ async fn sends_wati_accepted_in_one_call_have_their_timers_set_together_and_each
 }
 
 #[tokio::test]
+async fn a_timer_whose_check_fails_runs_out_again_and_its_sms_goes_once_rabbitmq_is_back() {
+    let mut env = TestEnv::new().await;
+    let _api = env.start_sms_api(SMS_COUNTRIES, &[]).await;
+    env.enable_receipts(
+        Duration::from_millis(50),
+        Duration::from_secs(3600),
+        1,
+        false,
+    );
+    // The worker reaches RabbitMQ through a proxy the test cuts: its SMS job cannot
+    // be published when the timer runs out.
+    let proxy = Proxy::start("127.0.0.1:5672").await;
+    let mut config = env.sms_worker_config(SMS_COUNTRIES, Duration::from_secs(1));
+    config.common.amqp_url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port());
+    let _worker = env.start_worker_with(config).await;
+    whatsapp_is_silent(&env, UK_PHONE);
+    let request_id = env.send_accepted(UK_PHONE).await;
+    env.wait_for_status(&request_id, "sent").await;
+    let set = timers(&env).await;
+    assert_eq!(set.len(), 1, "{set:?}");
+    let runs_out_at = set[0].1;
+    proxy.cut();
+    // Claimed (it runs out again 10 s after the claim), and its check failed.
+    eventually("the timer to be claimed", DEADLINE, || async {
+        let set = timers(&env).await;
+        set.first()
+            .is_some_and(|(_, at)| *at > runs_out_at + 5_000)
+            .then_some(())
+    })
+    .await;
+    assert!(env.sandbox.sms_calls(UK_PHONE).is_empty());
+    proxy.restore();
+    let sms = wait_for_sms(&env, UK_PHONE, 1).await;
+    assert_eq!(
+        code_in(&sms[0].text),
+        env.sandbox.messages(UK_PHONE)[0].code
+    );
+    eventually("the timer to be removed", DEADLINE, || async {
+        timers(&env).await.is_empty().then_some(())
+    })
+    .await;
+    assert_eq!(env.sandbox.sms_calls(UK_PHONE).len(), 1);
+}
+
+#[tokio::test]
 async fn a_timer_claimed_and_not_checked_runs_out_again_for_any_worker() {
     let env = TestEnv::new().await;
     let timers = FallbackTimers::new(env.redis.clone(), &env.keys());

@@ -18,13 +18,18 @@ use crate::job::{JobError, SendJob};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunOut {
     /// The send's job as it was set (the sorted set's member).
-    member: String,
+    member: Vec<u8>,
 }
 
 impl RunOut {
     /// The send's job (a timer set by a newer build may not read).
     pub fn job(&self) -> Result<SendJob, JobError> {
-        SendJob::decode(self.member.as_bytes())
+        SendJob::decode(&self.member)
+    }
+
+    /// When its send was accepted, also where [`Self::job`] cannot read it.
+    pub fn accepted_at_ms(&self) -> Option<u64> {
+        SendJob::accepted_at_ms_of(&self.member)
     }
 }
 
@@ -47,7 +52,8 @@ impl FromRedisValue for Claim {
         }
         let wait_ms: i64 = FromRedisValue::from_redis_value(reply.remove(0))?;
         if !reply.is_empty() {
-            let members: Vec<String> = FromRedisValue::from_redis_value(Value::Array(reply))?;
+            // As bytes: one member that is not UTF-8 must not fail the whole claim.
+            let members: Vec<Vec<u8>> = FromRedisValue::from_redis_value(Value::Array(reply))?;
             return Ok(Claim::Due(
                 members
                     .into_iter()
@@ -141,15 +147,19 @@ impl FallbackTimers {
             .await
     }
 
-    /// Removes timers that were checked (or cannot be read: no worker of this build
-    /// will ever check them).
+    /// Removes timers that were checked, or are to be checked no more.
     pub async fn done(&self, timers: &[RunOut]) -> redis::RedisResult<()> {
         if timers.is_empty() {
             return Ok(());
         }
         redis::cmd("ZREM")
             .arg(&self.key)
-            .arg(timers.iter().map(|t| t.member.as_str()).collect::<Vec<_>>())
+            .arg(
+                timers
+                    .iter()
+                    .map(|t| t.member.as_slice())
+                    .collect::<Vec<_>>(),
+            )
             .query_async(&mut self.redis.clone())
             .await
     }
@@ -176,7 +186,7 @@ mod tests {
             Some(Claim::Due(d)) => d.into_iter().map(|r| r.member).collect::<Vec<_>>(),
             other => panic!("{other:?}"),
         };
-        assert_eq!(members(due), ["a", "b"]);
+        assert_eq!(members(due), [b"a".to_vec(), b"b".to_vec()]);
         assert!(read(vec![Value::Int(-2)]).is_err());
         assert!(read(vec![]).is_err());
     }
