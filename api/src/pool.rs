@@ -53,9 +53,16 @@ impl SendingPool {
         match event {
             Event::Failed { code, .. } => self.failed(sent_by, code).await,
             Event::Delivered | Event::Read if first_delivery && sent_by.probe => {
-                match self.health.probe_delivered(&sent_by.sender).await {
-                    Ok(()) => {
+                match self
+                    .health
+                    .probe_delivered(&sent_by.sender, sent_by.sent_at_ms)
+                    .await
+                {
+                    Ok(true) => {
                         tracing::info!(sender = %sent_by.sender, "a probe was delivered: the number sends again")
+                    }
+                    Ok(false) => {
+                        tracing::info!(sender = %sent_by.sender, "a probe from before the number's last pause was delivered: it stays paused or probing")
                     }
                     Err(e) => {
                         tracing::warn!(sender = %sent_by.sender, error = %e, "could not clear a number's probe")

@@ -523,3 +523,50 @@ async fn a_refusal_that_comes_while_the_call_is_in_the_air_still_pauses_its_numb
         "{sender}: {states:?}"
     );
 }
+
+#[tokio::test]
+async fn only_a_probe_sent_after_the_last_pause_began_puts_the_number_back_to_work() {
+    let env = TestEnv::new().await;
+    let health = SenderHealth::new(env.redis.clone(), &env.keys(), Duration::from_millis(300));
+    let number = "15550000001";
+    let now = otp_shared::now_ms();
+    // A probe of an earlier pause is still out when the number is paused again.
+    let old_probe_left_at = now - 1_000;
+    let reported = health
+        .report(number, Trouble::Limit, now, 1000)
+        .await
+        .expect("report");
+    assert!(
+        matches!(
+            reported,
+            otp_shared::redis::sender_health::Reported::Paused(_)
+        ),
+        "{reported:?}"
+    );
+    let probing = || async {
+        let states = health
+            .unhealthy(otp_shared::now_ms())
+            .await
+            .expect("states");
+        (states.get(number) == Some(&Unhealthy::Probing)).then_some(())
+    };
+    eventually("the pause to end in probing", DEADLINE, probing).await;
+    // Its late receipt says nothing of the trouble that paused the number since.
+    let cleared = health
+        .probe_delivered(number, old_probe_left_at)
+        .await
+        .expect("probe");
+    assert!(!cleared);
+    assert_eq!(probing().await, Some(()), "still probing");
+    // A probe of this pause that was delivered puts it back to work.
+    let cleared = health
+        .probe_delivered(number, otp_shared::now_ms())
+        .await
+        .expect("probe");
+    assert!(cleared);
+    let states = health
+        .unhealthy(otp_shared::now_ms())
+        .await
+        .expect("states");
+    assert!(!states.contains_key(number), "{states:?}");
+}

@@ -209,6 +209,11 @@ lua!(
         sender_word::STALE,
     ]
 );
+lua!(
+    PROBE_DELIVERED,
+    "probe_delivered.lua",
+    &[sender_word::SINCE, sender_word::PROBE]
+);
 // Both processes': an SMS fallback.
 lua!(
     BEGIN_FALLBACK,
@@ -249,7 +254,7 @@ mod tests {
     use crate::redis::lease::{ConfirmLeaseArgs, HoldLeaseArgs};
     use crate::redis::receipts::{Happened, ReceiptArgs};
     use crate::redis::send_budget::SendsPerMinuteArgs;
-    use crate::redis::sender_health::SenderTroubleArgs;
+    use crate::redis::sender_health::{ProbeDeliveredArgs, SenderTroubleArgs};
     use crate::redis::status::DeliveryState;
     use crate::redis::wati_budget::{ClaimBudgetArgs, HoldCallsArgs};
 
@@ -271,6 +276,7 @@ mod tests {
         &CLAIM_BUDGET,
         &HOLD_CALLS,
         &SENDER_TROUBLE,
+        &PROBE_DELIVERED,
         &BEGIN_FALLBACK,
         &RETIRE_CODE,
         &ABANDON_FALLBACK,
@@ -492,6 +498,10 @@ mod tests {
                 burst_window: ms,
             }),
             written(&HoldCallsArgs { hold: ms }),
+            written(&ProbeDeliveredArgs {
+                sender: "default",
+                sent_at_ms: 1,
+            }),
             written(&BeginFallbackArgs { request_id: id }),
             written(&RetireCodeArgs),
             written(&AbandonFallbackArgs {

@@ -12,7 +12,7 @@ use redis::{FromRedisValue, ParsingError, Value};
 
 use super::conn::RedisConn;
 use super::keys::Keys;
-use super::scripts::{Argv, Lua, SENDER_TROUBLE, ScriptArgs};
+use super::scripts::{Argv, Lua, PROBE_DELIVERED, SENDER_TROUBLE, ScriptArgs};
 use super::words::senders as word;
 use crate::senders::Senders;
 
@@ -132,6 +132,24 @@ impl ScriptArgs for SenderTroubleArgs<'_> {
     }
 }
 
+/// probe_delivered.lua's arguments.
+pub(crate) struct ProbeDeliveredArgs<'a> {
+    pub sender: &'a str,
+    /// When the probe left for WATI (Unix ms).
+    pub sent_at_ms: u64,
+}
+
+impl ScriptArgs for ProbeDeliveredArgs<'_> {
+    fn script() -> &'static Lua {
+        &PROBE_DELIVERED
+    }
+
+    fn write(&self, argv: &mut Argv) {
+        let Self { sender, sent_at_ms } = self;
+        argv.push(*sender).push(*sent_at_ms);
+    }
+}
+
 /// A number that cannot send freely now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unhealthy {
@@ -185,13 +203,15 @@ impl SenderHealth {
         .await
     }
 
-    /// A probe from `sender` was delivered: it sends freely again.
-    pub async fn probe_delivered(&self, sender: &str) -> redis::RedisResult<()> {
-        redis::cmd("HDEL")
-            .arg(&self.key)
-            .arg(field(word::PROBE, sender))
-            .exec_async(&mut self.redis.clone())
-            .await
+    /// A probe `sender` sent at `sent_at_ms` was delivered: it sends freely again, unless
+    /// the probe left before the number's last pause began. Whether it sends freely now.
+    pub async fn probe_delivered(&self, sender: &str, sent_at_ms: u64) -> redis::RedisResult<bool> {
+        let cleared: u8 = ProbeDeliveredArgs { sender, sent_at_ms }
+            .invocation()
+            .key(&self.key)
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(cleared == 1)
     }
 
     /// The numbers that cannot send freely at `now_ms` (Unix ms), by name.
@@ -259,10 +279,6 @@ impl SenderHealth {
             }
         }
     }
-}
-
-fn field(kind: &str, sender: &str) -> String {
-    format!("{kind}:{sender}")
 }
 
 /// The unhealthy numbers in the states' hash at `now_ms`.
