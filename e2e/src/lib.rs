@@ -684,6 +684,20 @@ impl TestEnv {
         .await
     }
 
+    /// The samples `running` (an api or a worker) serves on `/metrics`.
+    pub async fn metrics_of(&self, running: &Running) -> Vec<prometheus::Sample> {
+        let text = self
+            .http
+            .get(format!("{}/metrics", running.metrics_url))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        prometheus::parse(&text)
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
         let mut request = self.http.get(format!("{}{path}", self.api_url));
         if let Some(token) = token {

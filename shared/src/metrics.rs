@@ -105,6 +105,9 @@ pub const SMS_BUDGET_USED: &str = "otp_sms_budget_used_total";
 pub const SMS_BUDGET: &str = "otp_sms_budget_per_minute";
 /// Sends Twilio's status callbacks say were delivered (each counted once).
 pub const SMS_DELIVERED: &str = "otp_sms_delivered_total";
+/// Fallback timers that ran out, by `result` of their check: checked, failed (the
+/// timer runs out again), dropped (its code's life is over, or no worker read it).
+pub const FALLBACK_TIMER_CHECKS: &str = "otp_fallback_timer_checks_total";
 /// Calls to Twilio's Messages API by `result` class.
 pub const TWILIO_REQUESTS: &str = "otp_twilio_requests_total";
 /// How long Twilio took to answer.
@@ -160,6 +163,7 @@ pub const ALL: &[&str] = &[
     SMS_BUDGET_USED,
     SMS_BUDGET,
     SMS_DELIVERED,
+    FALLBACK_TIMER_CHECKS,
     TWILIO_REQUESTS,
     TWILIO_DURATION,
     APP_EVENTS,

@@ -39,12 +39,42 @@ pub struct Checker {
 
 /// What became of one claimed timer.
 enum Checked {
-    /// Checked (or checked no more): remove it.
+    /// Checked: remove it.
     Done,
+    /// Checked no more (its code's life is over, or no worker read it): remove it.
+    Dropped,
     /// Its check failed: it runs out again when its claim does.
     Failed(FallbackError),
-    /// Not looked at (the worker is stopping, or checks are failing): its claim lapses.
+    /// Not looked at (another build's, or the worker is stopping, or checks are
+    /// failing): its claim lapses.
     Left,
+}
+
+impl Checked {
+    /// Every `result` label of the timer checks counter.
+    const LABELS: [&'static str; 3] = ["checked", "dropped", "failed"];
+
+    /// The `result` label it is counted under; `None` for one not looked at.
+    fn label(&self) -> Option<&'static str> {
+        let [checked, dropped, failed] = Self::LABELS;
+        match self {
+            Checked::Done => Some(checked),
+            Checked::Dropped => Some(dropped),
+            Checked::Failed(_) => Some(failed),
+            Checked::Left => None,
+        }
+    }
+}
+
+/// Shows every result of the timer checks at 0, so that the alert on failing checks
+/// reads them from the first check on.
+pub fn start_counting() {
+    for result in Checked::LABELS {
+        otp_shared::metrics::start_at_zero(
+            otp_shared::metrics::FALLBACK_TIMER_CHECKS,
+            &[("result", result)],
+        );
+    }
 }
 
 /// Claims and checks timers that ran out until `stop` says so. The checks under way
@@ -106,14 +136,20 @@ impl Checker {
                     (timer, checked)
                 });
             }
-            match running.next().await {
-                Some((timer, Checked::Done)) => done.push(timer),
-                Some((_, Checked::Failed(e))) => {
+            let Some((timer, checked)) = running.next().await else {
+                break;
+            };
+            if let Some(result) = checked.label() {
+                metrics::counter!(otp_shared::metrics::FALLBACK_TIMER_CHECKS, "result" => result)
+                    .increment(1);
+            }
+            match checked {
+                Checked::Done | Checked::Dropped => done.push(timer),
+                Checked::Failed(e) => {
                     failed += 1;
                     first_error.get_or_insert(e);
                 }
-                Some((_, Checked::Left)) => {}
-                None => break,
+                Checked::Left => {}
             }
         }
         if let Some(e) = first_error {
@@ -137,7 +173,7 @@ impl Checker {
                     Some(at) if !past_its_life(at, self.code_life, now_ms) => Checked::Left,
                     _ => {
                         tracing::error!(error = %e, "a fallback timer no worker read before its code's life ended is dropped");
-                        Checked::Done
+                        Checked::Dropped
                     }
                 };
             }
@@ -147,7 +183,7 @@ impl Checker {
             Err(e) if past_its_life(job.accepted_at_ms, self.code_life, now_ms) => {
                 // Nothing is left to send: a check that keeps failing stops here.
                 tracing::error!(request_id = %job.request_id, error = %e, "a fallback check failed after its code's life; dropped");
-                Checked::Done
+                Checked::Dropped
             }
             Err(e) => Checked::Failed(e),
         }

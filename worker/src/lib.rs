@@ -300,6 +300,7 @@ async fn start_sms(
     let keys = Keys::new(&config.common.key_prefix);
     metrics::gauge!(otp_shared::metrics::SMS_BUDGET).set(f64::from(sms.settings.sends_per_minute));
     let fallback_timers = FallbackTimers::new(redis.clone(), &keys);
+    fallback_check::start_counting();
     let timers = sms
         .fallback_after
         .map(|after| fallback_timer::Timers::start(fallback_timers.clone(), after));

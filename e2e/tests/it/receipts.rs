@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use otp_e2e::prometheus::{parse, value};
+use otp_e2e::prometheus::value;
 use otp_e2e::{DEADLINE, TestEnv, WEBHOOK_SECRET, budgets, eventually};
 use otp_shared::budget::WatiApiVersion;
 use otp_shared::redis::status::{DeliveryState, StatusStore};
@@ -235,16 +235,7 @@ async fn events_for_unknown_sends_and_unknown_events_get_200_and_are_counted() {
     let mut env = TestEnv::new().await;
     let api = env.start_api().await;
     let unknown_sends = || async {
-        let text = env
-            .http
-            .get(format!("{}/metrics", api.metrics_url))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        let samples = parse(&text);
+        let samples = env.metrics_of(&api).await;
         value(
             &samples,
             "otp_receipts_total",

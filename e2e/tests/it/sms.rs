@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use otp_e2e::prometheus::value;
 use otp_e2e::proxy::Proxy;
 use otp_e2e::{DEADLINE, Running, TestEnv, budgets, eventually, twilio_callback_url};
 use otp_shared::budget::WatiApiVersion;
@@ -519,7 +520,7 @@ async fn a_timer_whose_check_fails_runs_out_again_and_its_sms_goes_once_rabbitmq
     let proxy = Proxy::start("127.0.0.1:5672").await;
     let mut config = env.sms_worker_config(SMS_COUNTRIES, Duration::from_secs(1));
     config.common.amqp_url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port());
-    let _worker = env.start_worker_with(config).await;
+    let worker = env.start_worker_with(config).await;
     whatsapp_is_silent(&env, UK_PHONE);
     let request_id = env.send_accepted(UK_PHONE).await;
     env.wait_for_status(&request_id, "sent").await;
@@ -547,6 +548,17 @@ async fn a_timer_whose_check_fails_runs_out_again_and_its_sms_goes_once_rabbitmq
     })
     .await;
     assert_eq!(env.sandbox.sms_calls(UK_PHONE).len(), 1);
+    // Counted as the operators see them (the metrics are the test process's, shared by
+    // the tests it runs: no other test makes a check fail).
+    let samples = env.metrics_of(&worker).await;
+    for result in ["failed", "checked"] {
+        let count = value(
+            &samples,
+            "otp_fallback_timer_checks_total",
+            &[("result", result)],
+        );
+        assert!(count >= 1.0, "{result}: {count}");
+    }
 }
 
 #[tokio::test]
