@@ -74,7 +74,7 @@ impl ScriptArgs for AdmitArgs {
         } = self;
         argv.push(*capacity)
             .push(request_id.to_string())
-            .push(life.as_millis() as u64);
+            .push_ms(*life);
     }
 }
 

@@ -26,7 +26,7 @@ impl ScriptArgs for ClientLimitArgs {
     fn write(&self, argv: &mut Argv) {
         // Every field by name, so a field added here and not written does not compile.
         let Self { limit } = self;
-        argv.push(*limit).push(WINDOW.as_millis() as u64);
+        argv.push(*limit).push_ms(WINDOW);
     }
 }
 

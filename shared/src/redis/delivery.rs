@@ -131,7 +131,7 @@ impl ScriptArgs for StartDeliveryArgs {
         argv.push(code_id.to_string())
             .push(STATUS_TTL_SECONDS)
             .push(lease_owner.to_string())
-            .push(lease_for.as_millis() as u64);
+            .push_ms(*lease_for);
     }
 }
 

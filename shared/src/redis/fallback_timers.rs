@@ -87,7 +87,7 @@ impl ScriptArgs for SetTimersArgs<'_> {
             lines.extend(job.encode());
             lines.push(b'\n');
         }
-        argv.push(millis(*after)).push(lines);
+        argv.push_ms(*after).push(lines);
     }
 }
 
@@ -104,12 +104,8 @@ impl ScriptArgs for ClaimTimersArgs {
 
     fn write(&self, argv: &mut Argv) {
         let Self { most, claim_for } = self;
-        argv.push(*most).push(millis(*claim_for));
+        argv.push(*most).push_ms(*claim_for);
     }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The fallback timers of one prefix.

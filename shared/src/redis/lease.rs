@@ -52,7 +52,7 @@ impl ScriptArgs for HoldLeaseArgs {
     fn write(&self, argv: &mut Argv) {
         // Every field by name, so a field added here and not written does not compile.
         let Self { owner, ttl } = self;
-        argv.push(owner.to_string()).push(ttl.as_millis() as u64);
+        argv.push(owner.to_string()).push_ms(*ttl);
     }
 }
 
@@ -72,7 +72,7 @@ impl ScriptArgs for ConfirmLeaseArgs<'_> {
     fn write(&self, argv: &mut Argv) {
         let Self { owner, ttl, from } = self;
         argv.push(owner.to_string())
-            .push(ttl.as_millis() as u64)
+            .push_ms(*ttl)
             .push(from.sender.name())
             .push(u8::from(from.probe));
     }

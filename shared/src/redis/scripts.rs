@@ -89,6 +89,12 @@ impl Argv {
         value.write_redis_args(&mut self.0);
         self
     }
+
+    /// Appends a duration as whole milliseconds, the unit every script reads its
+    /// durations in (µs only where a script says so).
+    pub(crate) fn push_ms(&mut self, value: std::time::Duration) -> &mut Self {
+        self.push(u64::try_from(value.as_millis()).unwrap_or(u64::MAX))
+    }
 }
 
 macro_rules! lua {

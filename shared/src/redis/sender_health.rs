@@ -125,10 +125,10 @@ impl ScriptArgs for SenderTroubleArgs<'_> {
         argv.push(*sender)
             .push(kind.label())
             .push(*sent_at_ms)
-            .push(first_pause.as_millis() as u64)
-            .push(longest_pause.as_millis() as u64)
+            .push_ms(*first_pause)
+            .push_ms(*longest_pause)
             .push(*burst)
-            .push(burst_window.as_millis() as u64);
+            .push_ms(*burst_window);
     }
 }
 

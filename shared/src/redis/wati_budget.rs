@@ -115,7 +115,7 @@ impl ScriptArgs for ClaimBudgetArgs<'_> {
             .push(*wanted)
             .push(PROBE_RECIPIENTS)
             .push(*numbers)
-            .push(PROBE_WAIT.as_millis() as u64);
+            .push_ms(PROBE_WAIT);
     }
 }
 
