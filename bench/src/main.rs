@@ -580,17 +580,15 @@ async fn run_batched(
                 delivery["per_second"].as_f64(),
                 v3_delivery["per_second"].as_f64(),
             ) {
-                delivery["times_one_number"] =
-                    json!((pool / one.max(1e-9) * 100.0).round() / 100.0);
+                delivery["times_one_number"] = json!(stats::ratio(pool, one));
                 let ceiling = f64::from(args.batched_numbers * args.batched_messages_per_second);
-                delivery["share_of_ceiling"] =
-                    json!((pool / ceiling.max(1e-9) * 100.0).round() / 100.0);
+                delivery["share_of_ceiling"] = json!(stats::ratio(pool, ceiling));
             }
             let pool_intake = intake["per_second"].as_f64();
             let ratio = |base: &serde_json::Value| {
                 pool_intake
                     .zip(base["per_second"].as_f64())
-                    .map(|(pool, base)| (pool / base.max(1e-9) * 100.0).round() / 100.0)
+                    .map(|(pool, base)| stats::ratio(pool, base))
             };
             intake["over_one_number"] = json!(ratio(&v3_intake));
             intake["over_one_number_at_the_pool_rate"] = json!(ratio(&one_fast_intake));

@@ -72,11 +72,10 @@ pub async fn run(settings: &Settings<'_>, phones: &[PhoneNumber]) -> anyhow::Res
 /// The targets of the issue, each measured and met or not.
 fn compare(without: &Value, with: &Value) -> Value {
     let number = |line: &Value, field: &str| line[field].as_f64().unwrap_or(0.0);
-    let ratio = (number(with, "intake_per_second")
-        / number(without, "intake_per_second").max(1e-9)
-        * 100.0)
-        .round()
-        / 100.0;
+    let ratio = crate::stats::ratio(
+        number(with, "intake_per_second"),
+        number(without, "intake_per_second"),
+    );
     let with_share = number(with, "in_hand_within_life_percent");
     let without_share = number(without, "in_hand_within_life_percent");
     let accepted = without["accepted"].as_u64().unwrap_or(0) as usize;

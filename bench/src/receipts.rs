@@ -41,11 +41,10 @@ pub async fn run(settings: &Settings<'_>, phones: &[PhoneNumber]) -> anyhow::Res
             .and_then(|l| l["per_second"].as_f64())
             .unwrap_or(0.0)
     };
-    let ratio = |on: f64, off: f64| (on / off.max(1e-9) * 100.0).round() / 100.0;
     let comparison = json!({
         "stage": "receipts_comparison",
-        "intake_with_over_without": ratio(rate("receipts_on_intake"), rate("receipts_off_intake")),
-        "delivery_with_over_without": ratio(rate("receipts_on_delivery"), rate("receipts_off_delivery")),
+        "intake_with_over_without": crate::stats::ratio(rate("receipts_on_intake"), rate("receipts_off_intake")),
+        "delivery_with_over_without": crate::stats::ratio(rate("receipts_on_delivery"), rate("receipts_off_delivery")),
     });
     lines.push(comparison);
     Ok(lines)
