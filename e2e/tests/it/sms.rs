@@ -26,6 +26,14 @@ const INDIA_PHONE: &str = "919876543210";
 /// a test, so that `delivered` is a status that stays), and the fallback timer at
 /// `fallback_after`.
 async fn sms_env(fallback_after: Duration) -> (TestEnv, Running, Running) {
+    sms_env_with(fallback_after, |_| {}).await
+}
+
+/// [`sms_env`], the worker's settings changed by `change`.
+async fn sms_env_with(
+    fallback_after: Duration,
+    change: impl FnOnce(&mut otp_worker::config::WorkerConfig),
+) -> (TestEnv, Running, Running) {
     let mut env = TestEnv::new().await;
     let api = env.start_sms_api(SMS_COUNTRIES, &[]).await;
     env.enable_receipts(
@@ -34,9 +42,9 @@ async fn sms_env(fallback_after: Duration) -> (TestEnv, Running, Running) {
         1,
         false,
     );
-    let worker = env
-        .start_worker_with(env.sms_worker_config(SMS_COUNTRIES, fallback_after))
-        .await;
+    let mut config = env.sms_worker_config(SMS_COUNTRIES, fallback_after);
+    change(&mut config);
+    let worker = env.start_worker_with(config).await;
     (env, api, worker)
 }
 
@@ -507,20 +515,14 @@ async fn sends_wati_accepted_in_one_call_have_their_timers_set_together_and_each
 
 #[tokio::test]
 async fn a_timer_whose_check_fails_runs_out_again_and_its_sms_goes_once_rabbitmq_is_back() {
-    let mut env = TestEnv::new().await;
-    let _api = env.start_sms_api(SMS_COUNTRIES, &[]).await;
-    env.enable_receipts(
-        Duration::from_millis(50),
-        Duration::from_secs(3600),
-        1,
-        false,
-    );
     // The worker reaches RabbitMQ through a proxy the test cuts: its SMS job cannot
     // be published when the timer runs out.
     let proxy = Proxy::start("127.0.0.1:5672").await;
-    let mut config = env.sms_worker_config(SMS_COUNTRIES, Duration::from_secs(1));
-    config.common.amqp_url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port());
-    let worker = env.start_worker_with(config).await;
+    let amqp_url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port());
+    let (env, _api, worker) = sms_env_with(Duration::from_secs(1), |config| {
+        config.common.amqp_url = amqp_url;
+    })
+    .await;
     whatsapp_is_silent(&env, UK_PHONE);
     let request_id = env.send_accepted(UK_PHONE).await;
     env.wait_for_status(&request_id, "sent").await;
