@@ -45,8 +45,9 @@ enum Checked {
     Dropped,
     /// Its check failed: it runs out again when its claim does.
     Failed(FallbackError),
-    /// Not looked at (another build's, or the worker is stopping, or checks are
-    /// failing): its claim lapses.
+    /// Another build's, which this one cannot read: left for a worker that can, its
+    /// claim lapses. (Timers not looked at because the worker is stopping or checks are
+    /// failing lapse the same way, without a `Checked`.)
     Left,
 }
 

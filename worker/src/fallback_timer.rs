@@ -71,11 +71,12 @@ where
 {
     let mut waiting = Vec::with_capacity(SENDS_PER_CALL);
     while asked.recv_many(&mut waiting, SENDS_PER_CALL).await > 0 {
-        let sends = waiting.iter().map(|a| a.job.clone()).collect();
+        let (sends, answers): (Vec<SendJob>, Vec<_>) =
+            waiting.drain(..).map(|a| (a.job, a.set)).unzip();
         let result = set(sends).await.map_err(|e| TimerError::Redis(Arc::new(e)));
-        for asked in waiting.drain(..) {
+        for answer in answers {
             // The send may have stopped waiting (its task was dropped): nothing to tell.
-            let _ = asked.set.send(result.clone());
+            let _ = answer.send(result.clone());
         }
     }
 }
