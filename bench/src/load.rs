@@ -273,9 +273,10 @@ pub async fn delivery(
 }
 
 /// Waits (`longest` at most) for a second in which the machine is less than 10% busy,
-/// so that each half's burst starts on cores nobody else is using (on a shared machine
-/// a build next door moves the intake rate more than the fallback does), and on a stack
-/// whose workers are consuming; returns the last second's busy share, in percent.
+/// so that each burst that is compared with another starts on cores nobody else is
+/// using (on a shared machine a build next door moves the intake rate more than what
+/// the comparison measures), and on a stack whose workers are consuming; returns the
+/// last second's busy share, in percent.
 pub async fn quiet_machine(longest: Duration) -> f64 {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let mut busy = 100.0;
